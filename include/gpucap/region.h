@@ -1,0 +1,294 @@
+/*
+ * gpucap accounting region: the public API.
+ *
+ * A region is one memory-mapped file shared by every process of a container.
+ * It holds a device table (keyed by GPU UUID: limit, charged bytes, peak, SM
+ * limit) and a table of process slots. Processes update it without locks and
+ * any of them may die at any instruction.
+ *
+ * Concurrency contract
+ * --------------------
+ * Every operation below states: the memory ordering it provides, what it may
+ * run alongside, and its worst-case wait. "Any" means any number of threads
+ * of any number of processes.
+ *
+ *   operation               may run alongside              worst-case wait
+ *   ----------------------  -----------------------------  -------------------------
+ *   attach                  any operation                  init_timeout_ms, only while
+ *                                                          another process initialises
+ *                                                          a new file
+ *   device_register         any operation                  none (lock-free)
+ *   reserve / release       any operation                  none (lock-free)
+ *   snapshot                any operation                  none (bounded retries)
+ *   reclaim_dead            any operation                  none (non-blocking leases)
+ *   set_limit / set_sm      any operation                  none
+ *   detach                  any operation on other handles none; the caller's own threads
+ *                                                          must have stopped using it
+ *
+ * Lock-free here means: a thread never waits for another thread or process
+ * to make progress. A stalled or dead peer cannot block anyone; a CAS retry
+ * only happens because some other operation completed.
+ *
+ * Crash safety: each process slot is a lease the kernel holds for its owner
+ * (an OFD byte-range lock on the region file). When the owner dies, for any
+ * reason, the lease disappears and the slot's charges are returned exactly
+ * once by whoever reclaims it. Process IDs are never used to decide liveness.
+ */
+#ifndef GPUCAP_REGION_H
+#define GPUCAP_REGION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPUCAP_REGION_DEFAULT_PATH   "/tmp/cudevshr.cache"
+#define GPUCAP_REGION_FORMAT_VERSION 1u
+
+/* Largest byte count the region can hold for one device (256 TiB - 1). A
+ * limit at or above it means "no limit". */
+#define GPUCAP_BYTES_MAX ((UINT64_C(1) << 48) - 1)
+#define GPUCAP_UNLIMITED GPUCAP_BYTES_MAX
+
+#define GPUCAP_UUID_MAX 96
+#define GPUCAP_COMM_MAX 32
+
+typedef enum gpucap_status {
+	GPUCAP_OK = 0,
+	GPUCAP_ERR_OVER_LIMIT, /* the reservation would pass the device limit */
+	GPUCAP_ERR_INVALID,    /* a bad argument from the caller */
+	GPUCAP_ERR_IO,         /* the file system refused (permissions, space, ...) */
+	GPUCAP_ERR_CORRUPT,    /* the file is damaged or not a gpucap region */
+	GPUCAP_ERR_VERSION,    /* the file has another format version */
+	GPUCAP_ERR_FULL,       /* no free slot or device entry */
+	GPUCAP_ERR_BUSY,       /* another process initialised for too long */
+	GPUCAP_ERR_PERMISSION, /* the file is owned by another user, or unsafe */
+	GPUCAP_ERR_NO_SLOT,    /* the handle holds no slot (observer handle) */
+} gpucap_status;
+
+/* What a charge is for, for the per-process breakdown. */
+typedef enum gpucap_kind {
+	GPUCAP_KIND_CONTEXT = 0,
+	GPUCAP_KIND_MODULE = 1,
+	GPUCAP_KIND_DATA = 2,
+	GPUCAP_KIND_COUNT = 3,
+} gpucap_kind;
+
+/* How a slot's host PID was learnt (see gpucap status). */
+typedef enum gpucap_host_pid_source {
+	GPUCAP_HOST_PID_UNKNOWN = 0,
+	GPUCAP_HOST_PID_SAME_NAMESPACE = 1,
+	GPUCAP_HOST_PID_NVML = 2,
+	GPUCAP_HOST_PID_HOST_RESOLVER = 3,
+} gpucap_host_pid_source;
+
+typedef struct gpucap_region gpucap_region;
+
+struct gpucap_region_options {
+	/* File path; NULL means GPUCAP_REGION_DEFAULT_PATH. */
+	const char *path;
+	/* Observer: map read-only, claim no slot, never create or repair. */
+	bool observer;
+	/* Let members of the file's group share the region: the file is created
+	 * 0660 instead of 0600 and a file owned by another user of our group is
+	 * accepted. */
+	bool group_shared;
+	/* Used only when this call creates the file; 0 picks the default. */
+	uint32_t slot_capacity;   /* default 1024, at most 4095 */
+	uint32_t device_capacity; /* default 16, at most 64 */
+	/* How long to wait for another process that is creating the file.
+	 * 0 picks the default (2000 ms). */
+	uint32_t init_timeout_ms;
+};
+
+/* Identity recorded in the caller's slot. All fields optional. */
+struct gpucap_slot_identity {
+	int32_t pid;      /* 0: getpid() */
+	int32_t host_pid; /* 0: unknown */
+	gpucap_host_pid_source host_pid_source;
+	const char *comm; /* NULL: read from /proc/self/comm */
+};
+
+/*
+ * attach: open or create the region file and map it.
+ *
+ * Exactly one process initialises a new file; an initialiser that dies half
+ * way is detected through its lease and the file is initialised again.
+ * Everyone else maps the file in parallel, without waiting, once it is ready.
+ * Every field read from the file is validated before use.
+ *
+ * On failure, returns an error and writes one line into err (if err_len > 0)
+ * naming the file, the problem and how to fix it.
+ *
+ * Ordering: acquire on the header's ready state. Wait: only while another
+ * process initialises the file, at most init_timeout_ms.
+ */
+gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, gpucap_region **out,
+                                   char *err, size_t err_len);
+
+/*
+ * claim_slot: take a process slot and its lease. A slot whose owner died is
+ * reclaimed on the way (its charges returned) and reused. Call once per
+ * process; a handle holds at most one slot.
+ *
+ * Wait: none. Fails with GPUCAP_ERR_FULL when every slot is held by a live
+ * process.
+ */
+gpucap_status gpucap_region_claim_slot(gpucap_region *region, const struct gpucap_slot_identity *id,
+                                       char *err, size_t err_len);
+
+/* Update the host PID recorded in this process's slot (release store). */
+void gpucap_region_set_host_pid(gpucap_region *region, int32_t host_pid, gpucap_host_pid_source source);
+
+/*
+ * device_register: find the device entry for uuid, or create it with the
+ * given limit (bytes; GPUCAP_UNLIMITED for none) and sm_limit (percent, 0 or
+ * 100 for none). An existing entry keeps its limit: limits change only
+ * through gpucap_region_set_limit. Returns the device index (>= 0) or a
+ * negative gpucap_status.
+ *
+ * Two processes registering the same UUID at once always get the same entry.
+ * Ordering: acquire/release on the entry key. Wait: none.
+ */
+int gpucap_region_device_register(gpucap_region *region, const char *uuid, uint64_t limit_bytes,
+                                  uint32_t sm_limit);
+
+/* The index of the entry for uuid, or -1. */
+int gpucap_region_device_find(const gpucap_region *region, const char *uuid);
+
+/*
+ * reserve: charge bytes of the given kind to this process on device, before
+ * the memory is allocated. Succeeds only if the device's charged total stays
+ * within its limit; GPUCAP_ERR_OVER_LIMIT otherwise, after first reclaiming
+ * the slots of dead processes. A successful reserve must be matched by a
+ * release of the same kind and size when the allocation fails or is freed.
+ *
+ * Many threads of one process may call it at once: each thread works on its
+ * own lane of the slot, so they share no lock and no hot cache line, and the
+ * totals stay exact.
+ *
+ * Ordering: the admission is a single CAS (acq_rel) on the device's charge
+ * word; a reservation that succeeds is ordered before the caller's later
+ * operations. Wait: none.
+ */
+gpucap_status gpucap_reserve(gpucap_region *region, int device, gpucap_kind kind, uint64_t bytes);
+
+/* release: return bytes reserved earlier. Same ordering and wait as reserve. */
+void gpucap_release(gpucap_region *region, int device, gpucap_kind kind, uint64_t bytes);
+
+/*
+ * return_credit: give back every byte this process holds in reserve on the
+ * device but does not use (threads keep a small reserve to stay off the
+ * shared word). Reserve calls it by itself before refusing.
+ */
+void gpucap_region_return_credit(gpucap_region *region, int device);
+
+/* Change a device's limits (release stores). Lowering below the charged total
+ * is allowed: new reservations are refused until usage falls. */
+gpucap_status gpucap_region_set_limit(gpucap_region *region, int device, uint64_t limit_bytes);
+gpucap_status gpucap_region_set_sm_limit(gpucap_region *region, int device, uint32_t sm_limit);
+
+struct gpucap_reclaim_report {
+	uint32_t slots;                /* dead slots reclaimed by this call */
+	uint64_t bytes;                /* bytes returned to the device totals */
+	uint64_t bytes_per_device[64]; /* indexed by device */
+};
+
+/*
+ * reclaim_dead: find slots whose lease is gone, take each lease, and return
+ * their charges. Each dead slot is reclaimed exactly once even when several
+ * processes reclaim at once, and a reclaimer that dies half way leaves work
+ * the next one completes exactly. Costs one fcntl per live slot.
+ * Wait: none (non-blocking lease probes).
+ */
+gpucap_status gpucap_region_reclaim_dead(gpucap_region *region, struct gpucap_reclaim_report *report);
+
+/* ---- Snapshots ------------------------------------------------------------ */
+
+struct gpucap_device_view {
+	int index;
+	char uuid[GPUCAP_UUID_MAX];
+	uint64_t limit_bytes;   /* GPUCAP_UNLIMITED: none */
+	uint64_t charged_bytes; /* counted against the limit; includes idle reserves */
+	uint64_t in_use_bytes;  /* sum of the processes' in-use bytes */
+	uint64_t peak_bytes;
+	uint32_t sm_limit;
+};
+
+struct gpucap_process_device_view {
+	uint64_t charged_bytes;                /* counted against the limit */
+	uint64_t in_use_bytes;                 /* charged minus idle reserve */
+	int64_t kind_bytes[GPUCAP_KIND_COUNT]; /* in use, by kind */
+};
+
+struct gpucap_process_view {
+	uint32_t slot;
+	uint32_t generation;
+	int32_t pid;
+	int32_t host_pid;
+	gpucap_host_pid_source host_pid_source;
+	bool alive; /* false: the owner died and the slot awaits reclaiming */
+	bool self;  /* the slot held by this handle */
+	uint64_t started_unix_ns;
+	char comm[GPUCAP_COMM_MAX];
+	/* [device_capacity], indexed by device index (as in gpucap_device_view) */
+	struct gpucap_process_device_view *devices;
+};
+
+struct gpucap_snapshot {
+	char path[4096];
+	uint32_t format_version;
+	uint32_t slot_capacity;
+	uint32_t device_capacity;
+	uint64_t created_unix_ns;
+	uint64_t reclaimed_slots_total;
+	uint64_t reclaimed_bytes_total;
+	/* true when each device's charged total equals the sum of its slots'
+	 * charges as read, i.e. no operation moved under the reader. */
+	bool consistent;
+	uint32_t device_count;
+	struct gpucap_device_view *devices;
+	uint32_t process_count;
+	struct gpucap_process_view *processes;
+};
+
+/*
+ * snapshot: copy the region into a freshly allocated snapshot. Readers never
+ * wait for writers: each device is read with a bounded number of retries
+ * and the result says whether the copy is consistent.
+ * Returns NULL only when memory runs out. Free with gpucap_snapshot_free.
+ */
+struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *region);
+void gpucap_snapshot_free(struct gpucap_snapshot *snapshot);
+
+/*
+ * detach: return every byte this handle's slot holds, free the slot, drop the
+ * lease and unmap. Threads of this process must have stopped using the
+ * handle. A process that exits without detaching is reclaimed by its peers.
+ */
+void gpucap_region_detach(gpucap_region *region);
+
+/* After fork, in the child: drop the inherited handle without touching the
+ * parent's slot or lease (the child claims its own slot on a new handle). */
+void gpucap_region_abandon(gpucap_region *region);
+
+/* The path this handle is attached to. */
+const char *gpucap_region_path(const gpucap_region *region);
+
+/* Whether this handle's attach created and initialised the file. */
+bool gpucap_region_initialised_here(const gpucap_region *region);
+
+/* The slot index this handle holds, or -1. */
+int gpucap_region_slot_index(const gpucap_region *region);
+
+/* Text for a status code ("over limit", ...). */
+const char *gpucap_status_text(gpucap_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

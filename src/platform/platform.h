@@ -1,0 +1,55 @@
+/* The kernel seam: files, mappings, leases and clocks used by the region.
+ * Nothing else in src/region issues system calls. */
+#ifndef GPUCAP_PLATFORM_H
+#define GPUCAP_PLATFORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct gpucap_file_info {
+	bool regular;
+	uint64_t size;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t mode; /* permission bits */
+};
+
+/* Open the region file without following a final symbolic link, close-on-exec.
+ * Returns an fd or -errno. With create, a missing file is created with mode. */
+int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode);
+int gpucap_platform_fstat(int fd, struct gpucap_file_info *info);
+/* Set the exact permission bits (umask does not apply). 0 or -errno. */
+int gpucap_platform_chmod(int fd, uint32_t mode);
+void gpucap_platform_close(int fd);
+
+/* Read len bytes at offset; returns bytes read or -errno. */
+ssize_t gpucap_platform_pread(int fd, void *buf, size_t len, uint64_t offset);
+/* Make the file exactly size bytes of zeros, with the blocks allocated now so
+ * a full disk is an error here and never a SIGBUS later. 0 or -errno. */
+int gpucap_platform_reset_file(int fd, uint64_t size);
+
+void *gpucap_platform_map(int fd, size_t len, bool writable, int *error);
+void gpucap_platform_unmap(void *addr, size_t len);
+
+/* Leases: exclusive OFD byte-range locks. The kernel drops them when the last
+ * descriptor of the open file description closes, including on SIGKILL.
+ * try: 0 when taken, -EAGAIN when another description holds it, other -errno.
+ * probe: 1 when another description holds it, 0 when free, -errno. */
+int gpucap_lease_try(int fd, uint64_t offset);
+int gpucap_lease_probe(int fd, uint64_t offset);
+void gpucap_lease_drop(int fd, uint64_t offset);
+
+uint64_t gpucap_clock_monotonic_ns(void);
+uint64_t gpucap_clock_realtime_ns(void);
+void gpucap_sleep_ns(uint64_t ns);
+
+/* The caller's groups include gid. */
+bool gpucap_platform_in_group(uint32_t gid);
+uint32_t gpucap_platform_euid(void);
+int32_t gpucap_platform_pid(void);
+/* /proc/self/comm into buf (NUL-terminated, at most len-1 bytes). */
+void gpucap_platform_comm(char *buf, size_t len);
+
+#endif

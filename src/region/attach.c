@@ -1,0 +1,463 @@
+/* Attaching to a region: opening the file safely, creating and initialising
+ * it exactly once, validating everything read from it, and detaching. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "platform.h"
+#include "region_internal.h"
+
+#define DEFAULT_INIT_TIMEOUT_MS 2000u
+
+__attribute__((format(printf, 3, 4))) static void say(char *err, size_t err_len, const char *fmt, ...)
+{
+	if (!err || err_len == 0)
+		return;
+	va_list args;
+	va_start(args, fmt);
+	vsnprintf(err, err_len, fmt, args);
+	va_end(args);
+}
+
+static uint64_t layout_checksum(const struct region_header *h)
+{
+	/* Plain copies of the immutable fields, in a fixed order. */
+	uint64_t fields[] = {h->format_version, h->layout_size,      h->header_size,       h->device_capacity,
+	                     h->slot_capacity,  h->lanes_per_slot,   h->device_entry_size, h->slot_size,
+	                     h->lane_size,      h->lane_device_size, h->devices_offset,    h->slots_offset,
+	                     h->created_unix_ns};
+	uint64_t hash = UINT64_C(1469598103934665603);
+	const unsigned char *bytes = (const unsigned char *)fields;
+	for (size_t i = 0; i < sizeof(fields); i++) {
+		hash ^= bytes[i];
+		hash *= UINT64_C(1099511628211);
+	}
+	return hash;
+}
+
+static void fill_header(struct region_header *h, const struct region_geometry *g)
+{
+	h->format_version = GPUCAP_REGION_FORMAT_VERSION;
+	h->layout_size = g->layout_size;
+	h->header_size = REGION_HEADER_SIZE;
+	h->device_capacity = g->device_capacity;
+	h->slot_capacity = g->slot_capacity;
+	h->lanes_per_slot = g->lanes;
+	h->device_entry_size = sizeof(struct device_entry);
+	h->slot_size = g->slot_size;
+	h->lane_size = g->lane_size;
+	h->lane_device_size = sizeof(struct lane_device);
+	h->devices_offset = g->devices_offset;
+	h->slots_offset = g->slots_offset;
+	h->created_unix_ns = gpucap_clock_realtime_ns();
+	h->layout_checksum = layout_checksum(h);
+}
+
+/* Check a header copy read from the file. Returns the geometry it implies. */
+static gpucap_status validate_header(const struct region_header *h, uint64_t file_size, const char *path,
+                                     struct region_geometry *geo, char *err, size_t err_len)
+{
+	if (h->format_version != GPUCAP_REGION_FORMAT_VERSION) {
+		say(err, err_len,
+		    "gpucap: region %s has format version %u but this gpucap reads version %u; stop the "
+		    "processes "
+		    "using it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+		    path, h->format_version, GPUCAP_REGION_FORMAT_VERSION);
+		return GPUCAP_ERR_VERSION;
+	}
+	const char *bad = NULL;
+	if (h->device_capacity == 0 || h->device_capacity > REGION_MAX_DEVICES)
+		bad = "device capacity";
+	else if (h->slot_capacity == 0 || h->slot_capacity > REGION_MAX_SLOTS)
+		bad = "slot capacity";
+	else if (h->lanes_per_slot != REGION_LANES)
+		bad = "lanes per slot";
+	else if (h->header_size != REGION_HEADER_SIZE)
+		bad = "header size";
+	if (!bad) {
+		*geo = region_geometry_for(h->device_capacity, h->slot_capacity);
+		if (h->device_entry_size != sizeof(struct device_entry) || h->slot_size != geo->slot_size ||
+		    h->lane_size != geo->lane_size || h->lane_device_size != sizeof(struct lane_device))
+			bad = "record sizes";
+		else if (h->devices_offset != geo->devices_offset || h->slots_offset != geo->slots_offset)
+			bad = "table offsets";
+		else if (h->layout_size != geo->layout_size)
+			bad = "layout size";
+		else if (h->layout_checksum != layout_checksum(h))
+			bad = "header checksum";
+	}
+	if (bad) {
+		say(err, err_len,
+		    "gpucap: region %s is corrupt (its %s is invalid); stop the processes using it and "
+		    "remove the file",
+		    path, bad);
+		return GPUCAP_ERR_CORRUPT;
+	}
+	if (file_size != geo->layout_size) {
+		say(err, err_len,
+		    "gpucap: region %s is %llu bytes but its header says %llu: it was truncated or modified; "
+		    "stop "
+		    "the processes using it and remove the file",
+		    path, (unsigned long long)file_size, (unsigned long long)geo->layout_size);
+		return GPUCAP_ERR_CORRUPT;
+	}
+	return GPUCAP_OK;
+}
+
+static gpucap_status open_error(int error, const char *path, bool writable, char *err, size_t err_len)
+{
+	switch (error) {
+	case ELOOP:
+		say(err, err_len,
+		    "gpucap: region %s is a symbolic link; gpucap does not follow links there (remove the "
+		    "link, or "
+		    "point CUDA_DEVICE_MEMORY_SHARED_CACHE at a regular file)",
+		    path);
+		return GPUCAP_ERR_PERMISSION;
+	case ENOENT:
+		say(err, err_len,
+		    writable
+		        ? "gpucap: cannot create region %s: its directory does not exist; create it or point "
+		          "CUDA_DEVICE_MEMORY_SHARED_CACHE at an existing directory"
+		        : "gpucap: region %s does not exist; no gpucap process has used this path yet",
+		    path);
+		return GPUCAP_ERR_IO;
+	case EACCES:
+	case EPERM:
+		say(err, err_len,
+		    "gpucap: cannot open region %s%s: permission denied; the file must be yours and its "
+		    "directory "
+		    "writable, or point CUDA_DEVICE_MEMORY_SHARED_CACHE at a path you own",
+		    path, writable ? " for writing" : "");
+		return GPUCAP_ERR_PERMISSION;
+	case EROFS:
+		say(err, err_len,
+		    "gpucap: cannot create region %s: read-only file system; point "
+		    "CUDA_DEVICE_MEMORY_SHARED_CACHE "
+		    "at a writable directory such as /tmp",
+		    path);
+		return GPUCAP_ERR_IO;
+	case ENOSPC:
+	case EDQUOT:
+		say(err, err_len,
+		    "gpucap: cannot create region %s: no space left on the device; free space or point "
+		    "CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+		    path);
+		return GPUCAP_ERR_IO;
+	case EISDIR:
+		say(err, err_len,
+		    "gpucap: region %s is a directory; point CUDA_DEVICE_MEMORY_SHARED_CACHE at a file path",
+		    path);
+		return GPUCAP_ERR_IO;
+	default:
+		say(err, err_len, "gpucap: cannot open region %s: %s", path, strerror(error));
+		return GPUCAP_ERR_IO;
+	}
+}
+
+static gpucap_status check_owner(const struct gpucap_file_info *info, const struct gpucap_region_options *o,
+                                 const char *path, char *err, size_t err_len)
+{
+	if (!info->regular) {
+		say(err, err_len,
+		    "gpucap: region %s is not a regular file; point CUDA_DEVICE_MEMORY_SHARED_CACHE at a "
+		    "file path",
+		    path);
+		return GPUCAP_ERR_PERMISSION;
+	}
+	if (o->observer || info->uid == gpucap_platform_euid())
+		return GPUCAP_OK;
+	if (o->group_shared && gpucap_platform_in_group(info->gid) && (info->mode & 0060) == 0060)
+		return GPUCAP_OK;
+	say(err, err_len,
+	    "gpucap: region %s is owned by uid %u, not by you (uid %u); use a path of your own, or have its "
+	    "owner "
+	    "share it with your group (GPUCAP_REGION_GROUP=1)",
+	    path, info->uid, gpucap_platform_euid());
+	return GPUCAP_ERR_PERMISSION;
+}
+
+static bool all_zero(const void *data, size_t len)
+{
+	const unsigned char *bytes = data;
+	for (size_t i = 0; i < len; i++)
+		if (bytes[i])
+			return false;
+	return true;
+}
+
+/* Called with the init lease held and the file not ready. */
+static gpucap_status initialise(int fd, const struct gpucap_region_options *o, const char *path, char *err,
+                                size_t err_len)
+{
+	uint32_t devices = o->device_capacity ? o->device_capacity : REGION_DEFAULT_DEVICES;
+	uint32_t slots = o->slot_capacity ? o->slot_capacity : REGION_DEFAULT_SLOTS;
+	if (devices > REGION_MAX_DEVICES || slots > REGION_MAX_SLOTS) {
+		say(err, err_len, "gpucap: region %s: capacity too large (at most %u devices and %u slots)",
+		    path, REGION_MAX_DEVICES, REGION_MAX_SLOTS);
+		return GPUCAP_ERR_INVALID;
+	}
+	struct region_geometry geo = region_geometry_for(devices, slots);
+	int rc = gpucap_platform_reset_file(fd, geo.layout_size);
+	if (rc != 0) {
+		if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
+			say(err, err_len,
+			    "gpucap: cannot create region %s: no space for its %llu bytes; free space or "
+			    "point "
+			    "CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+			    path, (unsigned long long)geo.layout_size);
+			return GPUCAP_ERR_IO;
+		}
+		say(err, err_len, "gpucap: cannot size region %s: %s", path, strerror(-rc));
+		return GPUCAP_ERR_IO;
+	}
+	int map_error = 0;
+	uint8_t *base = gpucap_platform_map(fd, geo.layout_size, true, &map_error);
+	if (!base) {
+		say(err, err_len, "gpucap: cannot map region %s: %s", path, strerror(map_error));
+		return GPUCAP_ERR_IO;
+	}
+	struct region_header *h = (struct region_header *)base;
+	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_relaxed);
+	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_release);
+	fill_header(h, &geo);
+	/* The tables are all zeros: free devices and free slots. */
+	atomic_store_explicit(&h->state, REGION_READY, memory_order_release);
+	gpucap_platform_unmap(base, geo.layout_size);
+	gpucap_platform_chmod(fd, o->group_shared ? 0660 : 0600);
+	return GPUCAP_OK;
+}
+
+enum header_verdict { HEADER_READY, HEADER_NEEDS_INIT, HEADER_FOREIGN, HEADER_TRUNCATED };
+
+static enum header_verdict look_at_header(int fd, uint64_t size, struct region_header *copy)
+{
+	memset(copy, 0, sizeof(*copy));
+	if (size == 0)
+		return HEADER_NEEDS_INIT;
+	if (size < sizeof(*copy))
+		return HEADER_TRUNCATED;
+	if (gpucap_platform_pread(fd, copy, sizeof(*copy), 0) != (ssize_t)sizeof(*copy))
+		return HEADER_TRUNCATED;
+	uint64_t magic = atomic_load_explicit(&copy->magic, memory_order_relaxed);
+	if (magic == 0 && all_zero(copy, sizeof(*copy)))
+		return HEADER_NEEDS_INIT; /* an initialiser died before writing */
+	if (magic != REGION_MAGIC)
+		return HEADER_FOREIGN;
+	uint32_t state = atomic_load_explicit(&copy->state, memory_order_relaxed);
+	return state == REGION_READY ? HEADER_READY : HEADER_NEEDS_INIT;
+}
+
+static gpucap_status map_ready(struct gpucap_region *r, const struct region_header *copy, uint64_t size,
+                               char *err, size_t err_len)
+{
+	struct region_geometry geo;
+	gpucap_status status = validate_header(copy, size, r->path, &geo, err, err_len);
+	if (status != GPUCAP_OK)
+		return status;
+	int map_error = 0;
+	r->base = gpucap_platform_map(r->fd, geo.layout_size, !r->observer, &map_error);
+	if (!r->base) {
+		say(err, err_len, "gpucap: cannot map region %s: %s", r->path, strerror(map_error));
+		return GPUCAP_ERR_IO;
+	}
+	r->map_size = geo.layout_size;
+	r->geo = geo;
+	r->header = (struct region_header *)r->base;
+	/* Validate the mapped header too: the file may have changed since. */
+	struct region_geometry mapped;
+	return validate_header(r->header, size, r->path, &mapped, err, err_len);
+}
+
+static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_region_options *o, char *err,
+                                 size_t err_len)
+{
+	uint32_t timeout_ms = o->init_timeout_ms ? o->init_timeout_ms : DEFAULT_INIT_TIMEOUT_MS;
+	uint64_t deadline = gpucap_clock_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t backoff_ns = 20000;
+	for (;;) {
+		struct gpucap_file_info info;
+		int rc = gpucap_platform_fstat(r->fd, &info);
+		if (rc != 0)
+			return open_error(-rc, r->path, !r->observer, err, err_len);
+		struct region_header copy;
+		switch (look_at_header(r->fd, info.size, &copy)) {
+		case HEADER_READY:
+			return map_ready(r, &copy, info.size, err, err_len);
+		case HEADER_FOREIGN:
+			if ((atomic_load_explicit(&copy.magic, memory_order_relaxed) &
+			     UINT64_C(0x0000ffffffffffff)) == (REGION_MAGIC & UINT64_C(0x0000ffffffffffff))) {
+				say(err, err_len,
+				    "gpucap: region %s was written by another gpucap format; stop the "
+				    "processes using "
+				    "it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE "
+				    "elsewhere",
+				    r->path);
+				return GPUCAP_ERR_VERSION;
+			}
+			say(err, err_len,
+			    "gpucap: %s is not a gpucap region (unknown contents); refusing to overwrite it: "
+			    "remove "
+			    "it or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+			    r->path);
+			return GPUCAP_ERR_CORRUPT;
+		case HEADER_TRUNCATED:
+			say(err, err_len,
+			    "gpucap: region %s is truncated (%llu bytes); stop the processes using it and "
+			    "remove the "
+			    "file",
+			    r->path, (unsigned long long)info.size);
+			return GPUCAP_ERR_CORRUPT;
+		case HEADER_NEEDS_INIT:
+			break;
+		}
+		if (!r->observer) {
+			rc = gpucap_lease_try(r->fd, LEASE_INIT);
+			if (rc == 0) {
+				/* Look again under the lease: it may be ready now. */
+				gpucap_status status = GPUCAP_OK;
+				if (gpucap_platform_fstat(r->fd, &info) == 0 &&
+				    look_at_header(r->fd, info.size, &copy) == HEADER_NEEDS_INIT) {
+					status = initialise(r->fd, o, r->path, err, err_len);
+					r->initialised_here = status == GPUCAP_OK;
+				}
+				gpucap_lease_drop(r->fd, LEASE_INIT);
+				if (status != GPUCAP_OK)
+					return status;
+				continue;
+			}
+			if (rc != -EAGAIN) {
+				say(err, err_len, "gpucap: cannot lock region %s: %s", r->path,
+				    strerror(-rc));
+				return GPUCAP_ERR_IO;
+			}
+		}
+		if (gpucap_clock_monotonic_ns() >= deadline) {
+			say(err, err_len,
+			    "gpucap: region %s is still being initialised by another process after %u ms; if "
+			    "no "
+			    "gpucap process is starting, remove the file",
+			    r->path, timeout_ms);
+			return GPUCAP_ERR_BUSY;
+		}
+		gpucap_sleep_ns(backoff_ns);
+		if (backoff_ns < 1000000)
+			backoff_ns *= 2;
+	}
+}
+
+gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, gpucap_region **out,
+                                   char *err, size_t err_len)
+{
+	static const struct gpucap_region_options defaults;
+	const struct gpucap_region_options *o = options ? options : &defaults;
+	if (err && err_len)
+		err[0] = '\0';
+	if (!out) {
+		say(err, err_len, "gpucap: region attach: no output handle");
+		return GPUCAP_ERR_INVALID;
+	}
+	*out = NULL;
+	const char *path = o->path ? o->path : GPUCAP_REGION_DEFAULT_PATH;
+	if (path[0] == '\0' || strlen(path) >= sizeof(((struct gpucap_region *)0)->path)) {
+		say(err, err_len,
+		    "gpucap: region path is empty or too long; set CUDA_DEVICE_MEMORY_SHARED_CACHE to a file "
+		    "path");
+		return GPUCAP_ERR_INVALID;
+	}
+	if ((o->device_capacity && o->device_capacity > REGION_MAX_DEVICES) ||
+	    (o->slot_capacity && o->slot_capacity > REGION_MAX_SLOTS)) {
+		say(err, err_len, "gpucap: region %s: capacity too large (at most %u devices and %u slots)",
+		    path, REGION_MAX_DEVICES, REGION_MAX_SLOTS);
+		return GPUCAP_ERR_INVALID;
+	}
+	struct gpucap_region *r = calloc(1, sizeof(*r));
+	if (!r) {
+		say(err, err_len, "gpucap: region %s: out of memory", path);
+		return GPUCAP_ERR_IO;
+	}
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	r->observer = o->observer;
+	r->slot = -1;
+	r->fd = gpucap_platform_open(path, !o->observer, !o->observer, o->group_shared ? 0660 : 0600);
+	gpucap_status status;
+	if (r->fd < 0) {
+		status = open_error(-r->fd, path, !o->observer, err, err_len);
+	} else {
+		struct gpucap_file_info info;
+		int rc = gpucap_platform_fstat(r->fd, &info);
+		status = rc != 0 ? open_error(-rc, path, !o->observer, err, err_len)
+		                 : check_owner(&info, o, path, err, err_len);
+		if (status == GPUCAP_OK)
+			status = attach_loop(r, o, err, err_len);
+	}
+	if (status != GPUCAP_OK) {
+		gpucap_platform_unmap(r->base, r->map_size);
+		gpucap_platform_close(r->fd);
+		free(r);
+		return status;
+	}
+	*out = r;
+	return GPUCAP_OK;
+}
+
+void gpucap_region_detach(gpucap_region *r)
+{
+	if (!r)
+		return;
+	slot_release_own(r);
+	gpucap_platform_unmap(r->base, r->map_size);
+	gpucap_platform_close(r->fd);
+	free(r);
+}
+
+void gpucap_region_abandon(gpucap_region *r)
+{
+	if (!r)
+		return;
+	/* Closing our copy of the descriptor leaves the parent's lease with
+	 * the parent alone; nothing shared is touched. */
+	gpucap_platform_unmap(r->base, r->map_size);
+	gpucap_platform_close(r->fd);
+	free(r);
+}
+
+bool gpucap_region_initialised_here(const gpucap_region *r)
+{
+	return r && r->initialised_here;
+}
+
+const char *gpucap_region_path(const gpucap_region *r)
+{
+	return r ? r->path : "";
+}
+
+const char *gpucap_status_text(gpucap_status status)
+{
+	switch (status) {
+	case GPUCAP_OK:
+		return "ok";
+	case GPUCAP_ERR_OVER_LIMIT:
+		return "over the device limit";
+	case GPUCAP_ERR_INVALID:
+		return "invalid argument";
+	case GPUCAP_ERR_IO:
+		return "file system error";
+	case GPUCAP_ERR_CORRUPT:
+		return "region file corrupt";
+	case GPUCAP_ERR_VERSION:
+		return "region format version mismatch";
+	case GPUCAP_ERR_FULL:
+		return "region full";
+	case GPUCAP_ERR_BUSY:
+		return "region busy initialising";
+	case GPUCAP_ERR_PERMISSION:
+		return "permission denied";
+	case GPUCAP_ERR_NO_SLOT:
+		return "no slot held";
+	}
+	return "unknown status";
+}

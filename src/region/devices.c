@@ -1,0 +1,142 @@
+/* The device table: entries keyed by GPU UUID, claimed without locks by
+ * open addressing on a hash of the UUID, and their limits. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "region_internal.h"
+
+static uint64_t uuid_key(const char *uuid)
+{
+	uint64_t hash = UINT64_C(1469598103934665603);
+	for (const unsigned char *p = (const unsigned char *)uuid; *p; p++) {
+		hash ^= *p;
+		hash *= UINT64_C(1099511628211);
+	}
+	return hash | 1; /* 0 marks a free entry */
+}
+
+static bool uuid_valid(const char *uuid)
+{
+	size_t len = uuid ? strlen(uuid) : 0;
+	if (len == 0 || len >= GPUCAP_UUID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (uuid[i] <= ' ' || uuid[i] > '~')
+			return false;
+	return true;
+}
+
+bool device_index_valid(const struct gpucap_region *r, int device)
+{
+	if (device < 0 || (uint32_t)device >= r->geo.device_capacity)
+		return false;
+	return atomic_load_explicit(&region_device(r, (uint32_t)device)->key, memory_order_acquire) != 0;
+}
+
+void device_uuid_read(const struct device_entry *entry, char *out)
+{
+	uint64_t words[UUID_WORDS];
+	for (unsigned i = 0; i < UUID_WORDS; i++)
+		words[i] = atomic_load_explicit(&entry->uuid_words[i], memory_order_relaxed);
+	memcpy(out, words, GPUCAP_UUID_MAX);
+	out[GPUCAP_UUID_MAX - 1] = '\0';
+}
+
+/* Every registrant writes the same text, so racing writers agree. */
+static void uuid_write(struct device_entry *entry, const char *uuid)
+{
+	uint64_t words[UUID_WORDS];
+	memset(words, 0, sizeof(words));
+	memcpy(words, uuid, strlen(uuid));
+	for (unsigned i = 0; i < UUID_WORDS; i++)
+		atomic_store_explicit(&entry->uuid_words[i], words[i], memory_order_relaxed);
+	atomic_store_explicit(&entry->uuid_ready, 1, memory_order_release);
+}
+
+static bool uuid_matches(const struct device_entry *entry, const char *uuid)
+{
+	if (!atomic_load_explicit(&entry->uuid_ready, memory_order_acquire))
+		return false;
+	char text[GPUCAP_UUID_MAX];
+	device_uuid_read(entry, text);
+	return strcmp(text, uuid) == 0;
+}
+
+static uint64_t clamp_limit(uint64_t limit)
+{
+	return limit > GPUCAP_BYTES_MAX ? GPUCAP_BYTES_MAX : limit;
+}
+
+static uint32_t clamp_sm(uint32_t sm_limit)
+{
+	return (sm_limit == 0 || sm_limit > 100) ? 100 : sm_limit;
+}
+
+int gpucap_region_device_register(gpucap_region *r, const char *uuid, uint64_t limit_bytes, uint32_t sm_limit)
+{
+	if (!r || r->observer || !uuid_valid(uuid))
+		return -GPUCAP_ERR_INVALID;
+	uint64_t key = uuid_key(uuid);
+	uint32_t capacity = r->geo.device_capacity;
+	for (uint32_t probe = 0; probe < capacity; probe++) {
+		uint32_t index = (uint32_t)((key + probe) % capacity);
+		struct device_entry *entry = region_device(r, index);
+		uint64_t current = atomic_load_explicit(&entry->key, memory_order_acquire);
+		if (current == 0 &&
+		    atomic_compare_exchange_strong_explicit(&entry->key, &current, key, memory_order_acq_rel,
+		                                            memory_order_acquire))
+			current = key;
+		if (current != key)
+			continue;
+		/* A registrant that died between claiming the key and writing
+		 * the text leaves it to us. */
+		if (!atomic_load_explicit(&entry->uuid_ready, memory_order_acquire))
+			uuid_write(entry, uuid);
+		if (!uuid_matches(entry, uuid))
+			continue; /* a different UUID with the same hash */
+		uint64_t unset = 0;
+		atomic_compare_exchange_strong_explicit(&entry->limit, &unset, clamp_limit(limit_bytes) + 1,
+		                                        memory_order_acq_rel, memory_order_relaxed);
+		uint32_t unset_sm = 0;
+		atomic_compare_exchange_strong_explicit(&entry->sm_limit, &unset_sm, clamp_sm(sm_limit) + 1,
+		                                        memory_order_acq_rel, memory_order_relaxed);
+		return (int)index;
+	}
+	return -GPUCAP_ERR_FULL;
+}
+
+int gpucap_region_device_find(const gpucap_region *r, const char *uuid)
+{
+	if (!r || !uuid_valid(uuid))
+		return -1;
+	uint64_t key = uuid_key(uuid);
+	uint32_t capacity = r->geo.device_capacity;
+	for (uint32_t probe = 0; probe < capacity; probe++) {
+		uint32_t index = (uint32_t)((key + probe) % capacity);
+		const struct device_entry *entry = region_device(r, index);
+		uint64_t current = atomic_load_explicit(&entry->key, memory_order_acquire);
+		if (current == 0)
+			return -1;
+		if (current == key && uuid_matches(entry, uuid))
+			return (int)index;
+	}
+	return -1;
+}
+
+gpucap_status gpucap_region_set_limit(gpucap_region *r, int device, uint64_t limit_bytes)
+{
+	if (!r || r->observer || !device_index_valid(r, device))
+		return GPUCAP_ERR_INVALID;
+	atomic_store_explicit(&region_device(r, (uint32_t)device)->limit, clamp_limit(limit_bytes) + 1,
+	                      memory_order_release);
+	return GPUCAP_OK;
+}
+
+gpucap_status gpucap_region_set_sm_limit(gpucap_region *r, int device, uint32_t sm_limit)
+{
+	if (!r || r->observer || !device_index_valid(r, device) || sm_limit > 100)
+		return GPUCAP_ERR_INVALID;
+	atomic_store_explicit(&region_device(r, (uint32_t)device)->sm_limit, clamp_sm(sm_limit) + 1,
+	                      memory_order_release);
+	return GPUCAP_OK;
+}

@@ -1,0 +1,206 @@
+/*
+ * The region file format: owns every byte offset and bit layout of the shared
+ * file. Nothing outside src/region may depend on it.
+ *
+ *   [ header: 4096 bytes ][ device table ][ slot table ]
+ *
+ * Every word other processes touch is a lock-free 32- or 64-bit atomic.
+ *
+ * Charges. A device's charged total lives in one 64-bit word: the total in
+ * the high 48 bits and a tag in the low 16 bits. The tag names the lane whose
+ * operation last moved the total (0: none pending). Each slot has lanes (one
+ * per thread, by thread number), and each lane records, per device, how much
+ * it has been granted: a signed 48-bit amount with a 16-bit sequence number.
+ *
+ * To move a device total, a lane writes its operation record (device, amount,
+ * sequence), CASes the device word to the new total with its own tag, applies
+ * the amount to its granted word (a CAS keyed by the sequence, so applying is
+ * idempotent) and clears the tag. Anyone who finds a tag first applies that
+ * lane's operation. So at every instant:
+ *
+ *     device total == sum of all lanes' granted + the tagged operation if it
+ *                     is not applied yet
+ *
+ * and a process that dies at any instruction leaves a state its reclaimer
+ * completes exactly.
+ */
+#ifndef GPUCAP_REGION_LAYOUT_H
+#define GPUCAP_REGION_LAYOUT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "gpucap/region.h"
+
+#if ATOMIC_LLONG_LOCK_FREE != 2 || ATOMIC_INT_LOCK_FREE != 2
+#error "the region needs lock-free 32- and 64-bit atomics"
+#endif
+
+#define REGION_MAGIC       UINT64_C(0x0031524143555047) /* "GPUCAR1\0" little-endian */
+#define REGION_HEADER_SIZE 4096u
+
+enum region_state {
+	REGION_EMPTY = 0,
+	REGION_INITIALIZING = 1,
+	REGION_READY = 2,
+};
+
+#define REGION_DEFAULT_SLOTS   1024u
+#define REGION_MAX_SLOTS       4095u
+#define REGION_DEFAULT_DEVICES 16u
+#define REGION_MAX_DEVICES     64u
+#define REGION_LANES           16u
+
+/* Lease byte offsets: far past the end of the file, so they never alias data. */
+#define LEASE_BASE        (UINT64_C(1) << 40)
+#define LEASE_INIT        (LEASE_BASE + 0)
+#define LEASE_SLOT(index) (LEASE_BASE + 4096 + (uint64_t)(index))
+
+struct region_header {
+	_Atomic uint64_t magic;
+	_Atomic uint32_t state;
+	uint32_t format_version;
+	uint64_t layout_size;
+	uint32_t header_size;
+	uint32_t device_capacity;
+	uint32_t slot_capacity;
+	uint32_t lanes_per_slot;
+	uint32_t device_entry_size;
+	uint32_t slot_size;
+	uint32_t lane_size;
+	uint32_t lane_device_size;
+	uint64_t devices_offset;
+	uint64_t slots_offset;
+	uint64_t created_unix_ns;
+	uint64_t layout_checksum; /* FNV-1a of the fields from format_version on */
+	_Atomic uint64_t reclaimed_slots_total;
+	_Atomic uint64_t reclaimed_bytes_total;
+	_Atomic uint64_t last_sweep_ns;
+	_Atomic uint64_t underflows; /* releases that found less charged than returned */
+};
+
+/* Device charge word. */
+#define CHARGE_TAG_BITS 16
+#define CHARGE_TAG_MASK ((UINT64_C(1) << CHARGE_TAG_BITS) - 1)
+static inline uint64_t charge_total(uint64_t word)
+{
+	return word >> CHARGE_TAG_BITS;
+}
+static inline uint32_t charge_tag(uint64_t word)
+{
+	return (uint32_t)(word & CHARGE_TAG_MASK);
+}
+static inline uint64_t charge_word(uint64_t total, uint32_t tag)
+{
+	return (total << CHARGE_TAG_BITS) | tag;
+}
+
+#define UUID_WORDS (GPUCAP_UUID_MAX / 8)
+
+struct device_entry {
+	_Atomic uint64_t key;      /* 0: free; else a hash of the UUID, never 0 */
+	_Atomic uint64_t limit;    /* bytes + 1; 0: not yet set */
+	_Atomic uint64_t peak;     /* highest charged total */
+	_Atomic uint32_t sm_limit; /* percent + 1; 0: not yet set */
+	_Atomic uint32_t uuid_ready;
+	_Atomic uint64_t uuid_words[UUID_WORDS]; /* NUL-padded UUID text */
+	uint8_t pad0[192 - 32 - 8 * UUID_WORDS];
+	/* On its own cache line: the only word contended across processes. */
+	_Atomic uint64_t charge;
+	uint8_t pad1[56];
+};
+_Static_assert(sizeof(struct device_entry) == 256, "device entry layout");
+
+struct slot_header {
+	_Atomic uint32_t state; /* SLOT_FREE or SLOT_LIVE */
+	_Atomic uint32_t generation;
+	_Atomic int32_t pid;
+	_Atomic int32_t host_pid;
+	_Atomic uint32_t host_pid_source;
+	uint32_t reserved;
+	_Atomic uint64_t started_unix_ns;
+	_Atomic uint64_t comm_words[GPUCAP_COMM_MAX / 8];
+	uint8_t pad[256 - 64];
+};
+_Static_assert(sizeof(struct slot_header) == 256, "slot header layout");
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_LIVE = 1,
+};
+
+/* Lane operation record: valid bit, device index, sequence number. */
+#define OP_VALID (UINT64_C(1) << 63)
+static inline uint64_t op_word(uint32_t device, uint32_t seq)
+{
+	return OP_VALID | ((uint64_t)device << 16) | (seq & 0xffffu);
+}
+static inline uint32_t op_device(uint64_t op)
+{
+	return (uint32_t)((op >> 16) & 0xffffu);
+}
+static inline uint32_t op_seq(uint64_t op)
+{
+	return (uint32_t)(op & 0xffffu);
+}
+
+struct lane_header {
+	_Atomic uint32_t busy; /* a thread of the owner is moving a device total */
+	uint32_t reserved;
+	_Atomic uint64_t op;
+	_Atomic int64_t op_amount;
+	uint8_t pad[64 - 24];
+};
+_Static_assert(sizeof(struct lane_header) == 64, "lane header layout");
+
+/* Granted word: signed 48-bit amount, 16-bit sequence. */
+static inline int64_t granted_amount(uint64_t word)
+{
+	return (int64_t)word >> 16;
+}
+static inline uint32_t granted_seq(uint64_t word)
+{
+	return (uint32_t)(word & 0xffffu);
+}
+static inline uint64_t granted_word(int64_t amount, uint32_t seq)
+{
+	return ((uint64_t)amount << 16) | (seq & 0xffffu);
+}
+
+struct lane_device {
+	_Atomic uint64_t granted; /* see above */
+	_Atomic int64_t credit;   /* granted but not in use: the lane's reserve */
+	_Atomic int64_t kind_bytes[GPUCAP_KIND_COUNT];
+};
+_Static_assert(sizeof(struct lane_device) == 40, "lane device layout");
+
+/* Sizes, offsets and the header checksum for a given capacity. */
+struct region_geometry {
+	uint32_t device_capacity;
+	uint32_t slot_capacity;
+	uint32_t lanes;
+	uint32_t lane_size;
+	uint32_t slot_size;
+	uint64_t devices_offset;
+	uint64_t slots_offset;
+	uint64_t layout_size;
+};
+
+static inline struct region_geometry region_geometry_for(uint32_t device_capacity, uint32_t slot_capacity)
+{
+	struct region_geometry g;
+	g.device_capacity = device_capacity;
+	g.slot_capacity = slot_capacity;
+	g.lanes = REGION_LANES;
+	uint32_t lane_bytes =
+	    (uint32_t)(sizeof(struct lane_header) + device_capacity * sizeof(struct lane_device));
+	g.lane_size = (lane_bytes + 63u) & ~63u;
+	g.slot_size = (uint32_t)sizeof(struct slot_header) + g.lanes * g.lane_size;
+	g.devices_offset = REGION_HEADER_SIZE;
+	g.slots_offset = g.devices_offset + (uint64_t)device_capacity * sizeof(struct device_entry);
+	g.layout_size = g.slots_offset + (uint64_t)slot_capacity * g.slot_size;
+	g.layout_size = (g.layout_size + 4095u) & ~UINT64_C(4095);
+	return g;
+}
+
+#endif

@@ -1,0 +1,99 @@
+/* The per-process region handle and the internal operations shared by the
+ * files of src/region. Owns: address arithmetic into the mapping, the lane
+ * protocol entry points, and the credit policy constants. */
+#ifndef GPUCAP_REGION_INTERNAL_H
+#define GPUCAP_REGION_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpucap/region.h"
+#include "layout.h"
+
+struct gpucap_region {
+	char path[4096];
+	int fd;
+	bool observer;
+	uint8_t *base;
+	size_t map_size;
+	struct region_header *header;
+	struct region_geometry geo;
+	int slot; /* -1: none */
+	bool initialised_here;
+};
+
+/* A lane keeps a small reserve ("credit") so that threads reserve and release
+ * on their own cache line. Credit counts against the limit like any charge;
+ * these bound how much may sit idle. */
+#define CREDIT_CHUNK (UINT64_C(2) << 20)
+#define CREDIT_KEEP  CREDIT_CHUNK
+#define CREDIT_HIGH  (2 * CREDIT_CHUNK)
+
+static inline struct device_entry *region_device(const struct gpucap_region *r, uint32_t index)
+{
+	return (struct device_entry *)(r->base + r->geo.devices_offset +
+	                               (uint64_t)index * sizeof(struct device_entry));
+}
+
+static inline struct slot_header *region_slot(const struct gpucap_region *r, uint32_t slot)
+{
+	return (struct slot_header *)(r->base + r->geo.slots_offset + (uint64_t)slot * r->geo.slot_size);
+}
+
+static inline struct lane_header *region_lane(const struct gpucap_region *r, uint32_t slot, uint32_t lane)
+{
+	return (struct lane_header *)((uint8_t *)region_slot(r, slot) + sizeof(struct slot_header) +
+	                              (uint64_t)lane * r->geo.lane_size);
+}
+
+static inline struct lane_device *region_lane_device(const struct gpucap_region *r, uint32_t slot,
+                                                     uint32_t lane, uint32_t device)
+{
+	return (struct lane_device *)((uint8_t *)region_lane(r, slot, lane) + sizeof(struct lane_header) +
+	                              (uint64_t)device * sizeof(struct lane_device));
+}
+
+/* Tags name a lane: slot * lanes + lane + 1 (0 means no tag). */
+static inline uint32_t lane_tag(const struct gpucap_region *r, uint32_t slot, uint32_t lane)
+{
+	return slot * r->geo.lanes + lane + 1;
+}
+
+/* A device limit as stored (bytes + 1, 0 = unset) to bytes; unset fails closed. */
+static inline uint64_t stored_limit_bytes(uint64_t stored)
+{
+	return stored == 0 ? 0 : stored - 1;
+}
+
+/* charge.c: move a device total through a lane the caller owns exclusively
+ * (a thread holding the lane's busy flag, or the holder of the slot lease
+ * when the owner is gone). check_limit refuses growth past the limit. */
+gpucap_status lane_move(struct gpucap_region *r, uint32_t slot, uint32_t lane, uint32_t device,
+                        int64_t amount, bool check_limit);
+/* Apply the operation named by the tag in observed (a value of the device's
+ * charge word), if it is still current and not yet applied. */
+void settle_tagged(struct gpucap_region *r, uint32_t device, uint64_t observed);
+/* The amount of the tagged operation that is charged on the device but not
+ * yet applied to its lane (0 if none). */
+int64_t pending_tagged_amount(const struct gpucap_region *r, uint32_t device, uint64_t observed);
+
+/* lanes.c: lane choice for the calling thread. */
+uint32_t lane_of_this_thread(const struct gpucap_region *r);
+uint32_t lane_acquire(struct gpucap_region *r);
+bool lane_try_acquire(struct gpucap_region *r, uint32_t lane);
+void lane_release(struct gpucap_region *r, uint32_t lane);
+
+/* slots.c: return every charge of a slot whose lease the caller holds. Adds
+ * the returned bytes per device to returned (may be NULL). */
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned);
+
+/* slots.c: return everything the handle's own slot holds, free it and drop
+ * its lease. */
+void slot_release_own(struct gpucap_region *r);
+
+/* devices.c */
+bool device_index_valid(const struct gpucap_region *r, int device);
+void device_uuid_read(const struct device_entry *entry, char *out);
+
+#endif
