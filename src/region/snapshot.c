@@ -10,33 +10,15 @@
 
 #define SNAPSHOT_TRIES 16
 
-static int64_t slot_granted(const struct gpucap_region *r, uint32_t slot, uint32_t device)
+/* The pending tagged amount of a device, and the slot it belongs to. */
+static int64_t pending_for(const struct gpucap_region *r, uint32_t device, uint64_t word, uint32_t *slot)
 {
-	int64_t sum = 0;
-	for (uint32_t lane = 0; lane < r->geo.lanes; lane++)
-		sum += granted_amount(atomic_load_explicit(
-		    &region_lane_device(r, slot, lane, device)->granted, memory_order_acquire));
-	return sum;
-}
-
-/* True when the device's total, read twice unchanged, equals the sum of the
- * live slots' granted amounts plus a tagged operation not yet applied. */
-static bool device_consistent(const struct gpucap_region *r, uint32_t device)
-{
-	const struct device_entry *entry = region_device(r, device);
-	for (int attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
-		uint64_t before = atomic_load_explicit(&entry->charge, memory_order_acquire);
-		int64_t sum = pending_tagged_amount(r, device, before);
-		for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++)
-			if (atomic_load_explicit(&region_slot(r, slot)->state, memory_order_acquire) ==
-			    SLOT_LIVE)
-				sum += slot_granted(r, slot, device);
-		uint64_t after = atomic_load_explicit(&entry->charge, memory_order_acquire);
-		if (before != after)
-			continue;
-		return sum >= 0 && (uint64_t)sum == charge_total(before);
-	}
-	return false;
+	uint32_t tag = charge_tag(word);
+	*slot = UINT32_MAX;
+	int64_t amount = pending_tagged_amount(r, device, word);
+	if (amount != 0 && tag != 0)
+		*slot = (tag - 1) / r->geo.lanes;
+	return amount;
 }
 
 static void read_comm(const struct slot_header *header, char *out)
@@ -48,7 +30,8 @@ static void read_comm(const struct slot_header *header, char *out)
 	out[GPUCAP_COMM_MAX - 1] = '\0';
 }
 
-static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gpucap_process_view *view)
+static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gpucap_process_view *view,
+                         const int64_t *pending_amount, const uint32_t *pending_slot)
 {
 	const struct slot_header *header = region_slot(r, slot);
 	view->slot = slot;
@@ -64,7 +47,10 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	view->alive = view->self || gpucap_lease_probe(r->fd, LEASE_SLOT(slot)) == 1;
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++) {
 		struct gpucap_process_device_view *out = &view->devices[device];
-		int64_t granted = 0, credit = 0;
+		memset(out, 0, sizeof(*out));
+		/* An operation already counted in the device total but not yet
+		 * applied to its lane belongs to this slot's charge. */
+		int64_t granted = pending_slot[device] == slot ? pending_amount[device] : 0, credit = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 			const struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
 			granted +=
@@ -79,6 +65,42 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	}
 }
 
+/* Read every live slot between two reads of every device word. When no word
+ * moved and each device total equals its slots' sum, the copy is exact. */
+static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot *snap)
+{
+	uint32_t devices = r->geo.device_capacity;
+	uint64_t before[REGION_MAX_DEVICES], after[REGION_MAX_DEVICES];
+	int64_t pending_amount[REGION_MAX_DEVICES];
+	uint32_t pending_slot[REGION_MAX_DEVICES];
+	for (uint32_t d = 0; d < devices; d++) {
+		before[d] = atomic_load_explicit(&region_device(r, d)->charge, memory_order_acquire);
+		pending_amount[d] = pending_for(r, d, before[d], &pending_slot[d]);
+	}
+	snap->process_count = 0;
+	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
+		if (atomic_load_explicit(&region_slot(r, slot)->state, memory_order_acquire) != SLOT_LIVE)
+			continue;
+		fill_process(r, slot, &snap->processes[snap->process_count++], pending_amount, pending_slot);
+	}
+	bool consistent = true;
+	for (uint32_t d = 0; d < devices; d++) {
+		after[d] = atomic_load_explicit(&region_device(r, d)->charge, memory_order_acquire);
+		if (after[d] != before[d]) {
+			consistent = false;
+			continue;
+		}
+		int64_t sum = pending_slot[d] == UINT32_MAX ? pending_amount[d] : 0;
+		for (uint32_t p = 0; p < snap->process_count; p++)
+			sum += (int64_t)snap->processes[p].devices[d].charged_bytes;
+		if (sum < 0 || (uint64_t)sum != charge_total(before[d]))
+			consistent = false;
+	}
+	for (uint32_t d = 0; d < devices; d++)
+		snap->devices[d].charged_bytes = charge_total(before[d]);
+	return consistent;
+}
+
 struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 {
 	if (!r)
@@ -87,41 +109,43 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 	if (!snap)
 		return NULL;
 	uint32_t devices = r->geo.device_capacity, slots = r->geo.slot_capacity;
+	snap->slot_capacity = slots;
+	snap->device_capacity = devices;
 	snap->devices = calloc(devices, sizeof(*snap->devices));
 	snap->processes = calloc(slots, sizeof(*snap->processes));
 	if (!snap->devices || !snap->processes) {
 		gpucap_snapshot_free(snap);
 		return NULL;
 	}
+	for (uint32_t slot = 0; slot < slots; slot++) {
+		snap->processes[slot].devices = calloc(devices, sizeof(*snap->processes[slot].devices));
+		if (!snap->processes[slot].devices) {
+			gpucap_snapshot_free(snap);
+			return NULL;
+		}
+	}
 	memcpy(snap->path, r->path, sizeof(snap->path));
 	snap->format_version = r->header->format_version;
-	snap->slot_capacity = slots;
-	snap->device_capacity = devices;
 	snap->created_unix_ns = r->header->created_unix_ns;
 	snap->reclaimed_slots_total =
 	    atomic_load_explicit(&r->header->reclaimed_slots_total, memory_order_relaxed);
 	snap->reclaimed_bytes_total =
 	    atomic_load_explicit(&r->header->reclaimed_bytes_total, memory_order_relaxed);
 
-	for (uint32_t slot = 0; slot < slots; slot++) {
-		if (atomic_load_explicit(&region_slot(r, slot)->state, memory_order_acquire) != SLOT_LIVE)
-			continue;
-		struct gpucap_process_view *view = &snap->processes[snap->process_count];
-		view->devices = calloc(devices, sizeof(*view->devices));
-		if (!view->devices) {
-			gpucap_snapshot_free(snap);
-			return NULL;
-		}
-		snap->process_count++;
-		fill_process(r, slot, view);
-	}
+	for (int attempt = 0; attempt < SNAPSHOT_TRIES && !snap->consistent; attempt++)
+		snap->consistent = read_processes(r, snap);
 
-	snap->consistent = true;
+	/* Compact the device table to registered entries, in index order. */
+	uint64_t charged[REGION_MAX_DEVICES];
+	for (uint32_t d = 0; d < devices; d++)
+		charged[d] = snap->devices[d].charged_bytes;
+	snap->device_count = 0;
 	for (uint32_t device = 0; device < devices; device++) {
 		const struct device_entry *entry = region_device(r, device);
 		if (atomic_load_explicit(&entry->key, memory_order_acquire) == 0)
 			continue;
 		struct gpucap_device_view *view = &snap->devices[snap->device_count++];
+		memset(view, 0, sizeof(*view));
 		view->index = (int)device;
 		device_uuid_read(entry, view->uuid);
 		view->limit_bytes =
@@ -129,10 +153,7 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		uint32_t sm = atomic_load_explicit(&entry->sm_limit, memory_order_relaxed);
 		view->sm_limit = sm == 0 ? 100 : sm - 1;
 		view->peak_bytes = atomic_load_explicit(&entry->peak, memory_order_relaxed);
-		if (!device_consistent(r, device))
-			snap->consistent = false;
-		view->charged_bytes =
-		    charge_total(atomic_load_explicit(&entry->charge, memory_order_acquire));
+		view->charged_bytes = charged[device];
 		for (uint32_t p = 0; p < snap->process_count; p++)
 			view->in_use_bytes += snap->processes[p].devices[device].in_use_bytes;
 	}
@@ -144,7 +165,7 @@ void gpucap_snapshot_free(struct gpucap_snapshot *snap)
 	if (!snap)
 		return;
 	if (snap->processes)
-		for (uint32_t p = 0; p < snap->process_count; p++)
+		for (uint32_t p = 0; p < snap->slot_capacity; p++)
 			free(snap->processes[p].devices);
 	free(snap->processes);
 	free(snap->devices);
