@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Prove gpucap's CUDA behaviour on a real GPU, in one command, on any machine
+# with an NVIDIA driver and a CUDA toolkit (for cuda.h).
+#
+#   tests/gpu/run.sh [OUTDIR]
+#
+# Builds gpucap (without the CTest suite), then runs each check natively where
+# that is meaningful and under libgpucap.so. Prints one line per check and a
+# closing "N passed, N failed" line; the full log is OUTDIR/gpu-tests.log.
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+out="${1:-$repo/build-gpu/gpu-results}"
+mkdir -p "$out"
+log="$out/gpu-tests.log"
+: >"$log"
+cuda="${CUDA_HOME:-/usr/local/cuda}"
+build="$repo/build-gpu"
+export NCCL_NVLS_ENABLE=0
+
+say() { echo "$*" | tee -a "$log"; }
+passed=0
+failed=0
+record() { # name, status
+  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); say "PASS $1"; else failed=$((failed + 1)); say "FAIL $1"; fi
+}
+
+say "gpu tests: $(date -u +%FT%TZ) on $(hostname), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i 0 2>/dev/null)"
+cmake -S "$repo" -B "$build" -DGPUCAP_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >>"$log" 2>&1 &&
+  cmake --build "$build" -j "$(nproc)" >>"$log" 2>&1 || { say "FAIL build (see $log)"; exit 1; }
+lib="$build/src/hook/libgpucap.so"
+cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/driver_paths" >>"$log" 2>&1 &&
+  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/race_fill.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/race_fill" >>"$log" 2>&1 ||
+  { say "FAIL compiling the driver-API tests (see $log)"; exit 1; }
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+capped() { # cap, region name, command...
+  local cap=$1 region=$2; shift 2
+  env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$cap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/$region" "$@"
+}
+
+cap=$((2 << 30))
+for path in alloc pitch managed vmm async pool array array3d mipmap; do
+  "$out/driver_paths" "$path" 0 >>"$log" 2>&1
+  record "native $path (the test itself works without gpucap)" $?
+  capped $cap "paths-$path" "$out/driver_paths" "$path" $cap >>"$log" 2>&1
+  record "capped $path: cap holds, CUDA_ERROR_OUT_OF_MEMORY, exact release" $?
+done
+
+"$out/driver_paths" badargs >"$out/badargs-native.txt" 2>&1
+capped $cap badargs "$out/driver_paths" badargs >"$out/badargs-capped.txt" 2>&1
+diff -u "$out/badargs-native.txt" "$out/badargs-capped.txt" >>"$log" 2>&1
+record "bad arguments return the driver's own codes ($(wc -l <"$out/badargs-native.txt") calls)" $?
+cat "$out/badargs-capped.txt" >>"$log"
+
+smi_total=$(capped $cap smi nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0 2>>"$log" | tr -d ' ')
+say "nvidia-smi under gpucap: memory.total ${smi_total} MiB (cap $((cap >> 20)) MiB)"
+[ "$smi_total" = "$((cap >> 20))" ]
+record "nvidia-smi shows the cap" $?
+
+fcap=$((4 << 30))
+for conf in "" "expandable_segments:True" "backend:cudaMallocAsync"; do
+  PYTORCH_CUDA_ALLOC_CONF="$conf" GPUCAP_TEST_CAP=$fcap capped $fcap "torch-${conf%%:*}" \
+    python3 "$repo/tests/gpu/framework_cap.py" torch 2>>"$log" | tee -a "$log" | tail -1 >/dev/null
+  record "pytorch ${conf:-default allocator}: mem_get_info = cap, OutOfMemoryError, usage within cap" ${PIPESTATUS[0]}
+done
+GPUCAP_TEST_CAP=$fcap capped $fcap cupy python3 "$repo/tests/gpu/framework_cap.py" cupy >>"$log" 2>&1
+record "cupy: memGetInfo = cap, OutOfMemoryError, usage within cap" $?
+GPUCAP_TEST_CAP=$fcap capped $fcap jax python3 "$repo/tests/gpu/framework_cap.py" jax >>"$log" 2>&1
+record "jax: preallocation is a fraction of the cap, not of the card" $?
+
+rcap=$((8 << 30))
+capped $rcap race "$out/race_fill" 8 $rcap 3 2>&1 | tee -a "$log"
+record "8 processes racing to fill one cap, 3 rounds: sum within the cap" ${PIPESTATUS[0]}
+
+say "gpu tests: $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
