@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# GPU benchmarks, each run natively and under libgpucap.so in the same
+# invocation, alternating (native, gpucap, native, gpucap) so drift hits both.
+#   bench/gpu/run.sh BUILD_DIR [OUTDIR]
+# BUILD_DIR holds src/hook/libgpucap.so (tests/gpu/run.sh builds build-gpu).
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:?usage: bench/gpu/run.sh BUILD_DIR [OUTDIR]}"
+out="${2:-$build/bench-results}"
+mkdir -p "$out"
+cuda="${CUDA_HOME:-/usr/local/cuda}"
+lib="$(cd "$build" && pwd)/src/hook/libgpucap.so"
+for f in alloc_churn launch_latency start_race; do
+  cc -std=c11 -O2 -I"$cuda/include" "$repo/bench/gpu/$f.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/$f" || exit 1
+done
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cap="${GPUCAP_BENCH_CAP:-60g}"
+with_gpucap() { rm -f "$scratch/region"; env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$cap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" "$@"; }
+mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.3f", b / a; else print "n/a"}'; }
+
+echo "# gpu benchmarks: $(date -u +%FT%TZ), $(hostname), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i 0), cap $cap"
+echo
+echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), 2 alternating runs each"
+echo "| size | native p50 | gpucap p50 | ratio p50 | native p99 | gpucap p99 | ratio p99 |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for size in $((1 << 20)) $((256 << 20)); do
+  : >"$out/n.txt"; : >"$out/g.txt"
+  for run in 1 2; do
+    "$out/alloc_churn" 8 $size 2000 >>"$out/n.txt"
+    with_gpucap "$out/alloc_churn" 8 $size 2000 >>"$out/g.txt"
+  done
+  n50=$(grep -o 'p50_us=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean); g50=$(grep -o 'p50_us=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
+  n99=$(grep -o 'p99_us=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean); g99=$(grep -o 'p99_us=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
+  echo "| $((size >> 20)) MiB | $n50 | $g50 | $(ratio $n50 $g50) | $n99 | $g99 | $(ratio $n99 $g99) |"
+done
+echo
+echo "## cuLaunchKernel of an empty kernel (ns), 200000 launches, 2 alternating runs each"
+: >"$out/n.txt"; : >"$out/g.txt"
+for run in 1 2; do
+  "$out/launch_latency" 200000 >>"$out/n.txt"
+  with_gpucap "$out/launch_latency" 200000 >>"$out/g.txt"
+done
+n50=$(grep -o 'p50_ns=[0-9]*' "$out/n.txt" | cut -d= -f2 | mean); g50=$(grep -o 'p50_ns=[0-9]*' "$out/g.txt" | cut -d= -f2 | mean)
+n99=$(grep -o 'p99_ns=[0-9]*' "$out/n.txt" | cut -d= -f2 | mean); g99=$(grep -o 'p99_ns=[0-9]*' "$out/g.txt" | cut -d= -f2 | mean)
+echo "| | native | gpucap | added |"
+echo "| --- | --- | --- | --- |"
+echo "| p50 | $n50 | $g50 | $(awk -v a=$n50 -v b=$g50 'BEGIN{printf "%.0f", b-a}') |"
+echo "| p99 | $n99 | $g99 | $(awk -v a=$n99 -v b=$g99 'BEGIN{printf "%.0f", b-a}') |"
+echo
+echo "## N processes start together: cuInit + primary context + first 1 MiB alloc (ms), 3 rounds each, alternating"
+echo "| N | native p50 | gpucap p50 | native max | gpucap max | ratio of max |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for n in 1 8 32; do
+  : >"$out/n.txt"; : >"$out/g.txt"
+  for run in 1 2 3; do
+    "$out/start_race" $n 1 >>"$out/n.txt"
+    with_gpucap "$out/start_race" $n 1 >>"$out/g.txt"
+  done
+  n50=$(grep 'round=' "$out/n.txt" | grep -o 'p50_ms=[0-9.]*' | cut -d= -f2 | mean); g50=$(grep 'round=' "$out/g.txt" | grep -o 'p50_ms=[0-9.]*' | cut -d= -f2 | mean)
+  nmax=$(grep 'round=' "$out/n.txt" | grep -o 'max_ms=[0-9.]*' | cut -d= -f2 | mean); gmax=$(grep 'round=' "$out/g.txt" | grep -o 'max_ms=[0-9.]*' | cut -d= -f2 | mean)
+  echo "| $n | $n50 | $g50 | $nmax | $gmax | $(ratio $nmax $gmax) |"
+done
