@@ -1,0 +1,176 @@
+#include "options.h"
+
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void cli_parser_init(struct cli_parser *parser, const char *command, int argc, char **argv,
+                     bool operands_allowed)
+{
+	parser->command = command;
+	parser->argc = argc;
+	parser->argv = argv;
+	parser->index = 1;
+	parser->operands_allowed = operands_allowed;
+}
+
+static const struct cli_option *find_long(const struct cli_option *options, unsigned count, const char *name,
+                                          size_t name_len)
+{
+	for (unsigned i = 0; i < count; i++) {
+		if (strlen(options[i].long_name) == name_len &&
+		    strncmp(options[i].long_name, name, name_len) == 0)
+			return &options[i];
+	}
+	return NULL;
+}
+
+static const struct cli_option *find_short(const struct cli_option *options, unsigned count, char name)
+{
+	for (unsigned i = 0; i < count; i++) {
+		if (options[i].short_name && options[i].short_name == name)
+			return &options[i];
+	}
+	return NULL;
+}
+
+static int take_value(struct cli_parser *parser, const char *shown, const char **value)
+{
+	if (parser->index >= parser->argc) {
+		cli_usage_error(parser->command, "option '%s' needs a value", shown);
+		return CLI_OPT_ERROR;
+	}
+	*value = parser->argv[parser->index++];
+	return 0;
+}
+
+static int parse_long(struct cli_parser *parser, const char *arg, const struct cli_option *options,
+                      unsigned count, const char **value)
+{
+	const char *name = arg + 2;
+	const char *equals = strchr(name, '=');
+	size_t name_len = equals ? (size_t)(equals - name) : strlen(name);
+	if (name_len == 4 && strncmp(name, "help", 4) == 0 && !equals)
+		return CLI_OPT_HELP;
+	const struct cli_option *option = find_long(options, count, name, name_len);
+	if (!option) {
+		cli_usage_error(parser->command, "unknown option '--%.*s'", (int)name_len, name);
+		return CLI_OPT_ERROR;
+	}
+	if (!option->takes_value) {
+		if (equals) {
+			cli_usage_error(parser->command, "option '--%s' takes no value", option->long_name);
+			return CLI_OPT_ERROR;
+		}
+		return option->id;
+	}
+	if (equals) {
+		*value = equals + 1;
+		return option->id;
+	}
+	if (take_value(parser, arg, value) != 0)
+		return CLI_OPT_ERROR;
+	return option->id;
+}
+
+static int parse_short(struct cli_parser *parser, const char *arg, const struct cli_option *options,
+                       unsigned count, const char **value)
+{
+	/* One short option per argument: "-m 8g" or "-m8g". Bundling flags buys
+	 * nothing with this few options and makes mistakes harder to name. */
+	if (arg[1] == 'h' && arg[2] == '\0')
+		return CLI_OPT_HELP;
+	const struct cli_option *option = find_short(options, count, arg[1]);
+	if (!option) {
+		cli_usage_error(parser->command, "unknown option '-%c'", arg[1]);
+		return CLI_OPT_ERROR;
+	}
+	if (!option->takes_value) {
+		if (arg[2] != '\0') {
+			cli_usage_error(parser->command, "unknown option '%s'", arg);
+			return CLI_OPT_ERROR;
+		}
+		return option->id;
+	}
+	if (arg[2] != '\0') {
+		*value = arg + 2;
+		return option->id;
+	}
+	if (take_value(parser, arg, value) != 0)
+		return CLI_OPT_ERROR;
+	return option->id;
+}
+
+int cli_next_option(struct cli_parser *parser, const struct cli_option *options, unsigned count,
+                    const char **value)
+{
+	*value = NULL;
+	if (parser->index >= parser->argc)
+		return CLI_OPT_END;
+	const char *arg = parser->argv[parser->index];
+	if (strcmp(arg, "--") == 0) {
+		parser->index++;
+		return CLI_OPT_END;
+	}
+	if (arg[0] != '-' || arg[1] == '\0') {
+		if (parser->operands_allowed)
+			return CLI_OPT_END;
+		cli_usage_error(parser->command, "unexpected argument '%s'", arg);
+		return CLI_OPT_ERROR;
+	}
+	parser->index++;
+	if (arg[1] == '-')
+		return parse_long(parser, arg, options, count, value);
+	return parse_short(parser, arg, options, count, value);
+}
+
+bool cli_no_operands_left(const struct cli_parser *parser)
+{
+	if (parser->index >= parser->argc)
+		return true;
+	cli_usage_error(parser->command, "unexpected argument '%s'", parser->argv[parser->index]);
+	return false;
+}
+
+enum { REGION_FLAG_JSON, REGION_FLAG_FILE };
+
+static const struct cli_option region_flag_options[] = {
+    {"json", 0, false, REGION_FLAG_JSON},
+    {"file", 'f', true, REGION_FLAG_FILE},
+};
+
+bool cli_parse_region_flags(const struct cli_command *command, int argc, char **argv,
+                            struct cli_region_flags *flags, int *exit_code)
+{
+	struct cli_parser parser;
+	cli_parser_init(&parser, command->name, argc, argv, false);
+	flags->json = false;
+	flags->file = NULL;
+	for (;;) {
+		const char *value;
+		int id =
+		    cli_next_option(&parser, region_flag_options,
+		                    sizeof(region_flag_options) / sizeof(region_flag_options[0]), &value);
+		if (id == CLI_OPT_END)
+			break;
+		if (id == CLI_OPT_ERROR) {
+			*exit_code = CLI_EXIT_USAGE;
+			return false;
+		}
+		if (id == CLI_OPT_HELP) {
+			fputs(command->usage, stdout);
+			*exit_code = cli_finish_output(command->name);
+			return false;
+		}
+		if (id == REGION_FLAG_JSON)
+			flags->json = true;
+		else
+			flags->file = value;
+	}
+	if (!cli_no_operands_left(&parser)) {
+		*exit_code = CLI_EXIT_USAGE;
+		return false;
+	}
+	return true;
+}

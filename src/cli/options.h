@@ -1,0 +1,59 @@
+/* Command-line option parsing shared by the commands. A small parser of our
+ * own (rather than getopt_long) so that every mistake gets one line naming
+ * the option and the way out, and so that "run" can stop exactly at its
+ * command. */
+#ifndef GPUCAP_CLI_OPTIONS_H
+#define GPUCAP_CLI_OPTIONS_H
+
+#include <stdbool.h>
+
+struct cli_command;
+
+struct cli_option {
+	const char *long_name; /* without the leading "--" */
+	char short_name;       /* 0: none */
+	bool takes_value;
+	int id; /* returned by cli_next_option; must be >= 0 */
+};
+
+enum {
+	CLI_OPT_END = -1,   /* no more options; parser.index is the first operand */
+	CLI_OPT_ERROR = -2, /* a usage error was printed */
+	CLI_OPT_HELP = -3,  /* -h or --help */
+};
+
+struct cli_parser {
+	const char *command; /* for messages */
+	int argc;
+	char **argv;
+	int index; /* next argument to look at; starts at 1 */
+	/* true: the first operand ends the options ("run CMD ..."); false: any
+	 * operand is a usage error. */
+	bool operands_allowed;
+};
+
+void cli_parser_init(struct cli_parser *parser, const char *command, int argc, char **argv,
+                     bool operands_allowed);
+
+/* The next option's id (its value, if any, in *value), or one of CLI_OPT_*.
+ * "--" ends the options and is consumed. */
+int cli_next_option(struct cli_parser *parser, const struct cli_option *options, unsigned count,
+                    const char **value);
+
+/* For commands without operands: after CLI_OPT_END, a usage error if any
+ * argument is left (e.g. "status -- extra"). Returns true when none is. */
+bool cli_no_operands_left(const struct cli_parser *parser);
+
+/* The flags of the commands that read a region: [--json] [-f|--file PATH]. */
+struct cli_region_flags {
+	bool json;
+	const char *file; /* NULL: not given */
+};
+
+/* Parse them (and -h/--help, which prints command->usage). Returns true when
+ * the command should go on; false with *exit_code set after help or a usage
+ * error. */
+bool cli_parse_region_flags(const struct cli_command *command, int argc, char **argv,
+                            struct cli_region_flags *flags, int *exit_code);
+
+#endif

@@ -1,0 +1,51 @@
+/* gpucap status: what the region holds, read as an observer so that looking
+ * never changes what is looked at. */
+#include "cli.h"
+#include "options.h"
+#include "region_file.h"
+#include "status_render.h"
+
+#include <stdio.h>
+
+static int status_run(int argc, char **argv)
+{
+	const char *command = cli_command_status.name;
+	struct cli_region_flags flags;
+	int exit_code;
+	if (!cli_parse_region_flags(&cli_command_status, argc, argv, &flags, &exit_code))
+		return exit_code;
+
+	struct cli_region_path where = cli_region_path(flags.file);
+	gpucap_region *region;
+	int rc = cli_region_attach(command, &where, true, &region);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	struct gpucap_snapshot *snapshot = gpucap_region_snapshot(region);
+	if (!snapshot) {
+		gpucap_region_detach(region);
+		return cli_failure(command, "out of memory while copying region %s", where.path);
+	}
+	bool rendered =
+	    flags.json ? status_render_json(snapshot, stdout) : status_render_text(snapshot, stdout);
+	gpucap_snapshot_free(snapshot);
+	gpucap_region_detach(region);
+	if (!rendered)
+		return cli_failure(command, "cannot format the status of %s: out of memory", where.path);
+	return cli_finish_output(command);
+}
+
+const struct cli_command cli_command_status = {
+    .name = "status",
+    .summary = "show devices, limits and the processes charged to them",
+    .usage = "usage: gpucap status [--json] [--file PATH]\n"
+             "\n"
+             "Show each device (limit, charged, in use, peak, SM limit) and each process\n"
+             "slot (pid, host pid, alive or dead awaiting reclaim, bytes per device by kind).\n"
+             "Reads the region without changing it.\n"
+             "\n"
+             "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
+             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
+             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"
+             "  -h, --help       show this help\n",
+    .run = status_run,
+};

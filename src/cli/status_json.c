@@ -1,0 +1,93 @@
+#include "format.h"
+#include "json.h"
+#include "status_render.h"
+
+/* Bump when a field changes meaning or disappears; adding fields does not. */
+#define STATUS_SCHEMA_VERSION 1
+
+static void render_device(struct json_writer *w, const struct gpucap_device_view *d)
+{
+	json_object_begin(w);
+	json_member_int(w, "index", d->index);
+	json_key(w, "uuid");
+	json_string_bounded(w, d->uuid, GPUCAP_UUID_MAX);
+	json_key(w, "limit_bytes");
+	if (cli_limit_is_unlimited(d->limit_bytes))
+		json_null(w);
+	else
+		json_uint(w, d->limit_bytes);
+	json_member_uint(w, "charged_bytes", d->charged_bytes);
+	json_member_uint(w, "in_use_bytes", d->in_use_bytes);
+	json_member_uint(w, "peak_bytes", d->peak_bytes);
+	json_key(w, "sm_limit_percent");
+	if (cli_sm_limit_is_none(d->sm_limit))
+		json_null(w);
+	else
+		json_uint(w, d->sm_limit);
+	json_object_end(w);
+}
+
+static void render_process(struct json_writer *w, const struct gpucap_process_view *p,
+                           const struct gpucap_snapshot *snapshot)
+{
+	json_object_begin(w);
+	json_member_uint(w, "slot", p->slot);
+	json_member_uint(w, "generation", p->generation);
+	json_member_int(w, "pid", p->pid);
+	json_key(w, "host_pid");
+	if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
+		json_int(w, p->host_pid);
+	else
+		json_null(w);
+	json_member_string(w, "host_pid_source", cli_host_pid_source_key(p->host_pid_source));
+	json_member_bool(w, "alive", p->alive);
+	json_key(w, "comm");
+	json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
+	json_member_uint(w, "started_unix_ns", p->started_unix_ns);
+	json_key(w, "devices");
+	json_array_begin(w);
+	for (uint32_t i = 0; i < snapshot->device_count; i++) {
+		const struct gpucap_process_device_view *d = cli_process_device(snapshot, p, i);
+		if (!d)
+			continue;
+		json_object_begin(w);
+		json_member_int(w, "index", snapshot->devices[i].index);
+		json_member_uint(w, "charged_bytes", d->charged_bytes);
+		json_member_uint(w, "in_use_bytes", d->in_use_bytes);
+		json_member_int(w, "context_bytes", d->kind_bytes[GPUCAP_KIND_CONTEXT]);
+		json_member_int(w, "module_bytes", d->kind_bytes[GPUCAP_KIND_MODULE]);
+		json_member_int(w, "data_bytes", d->kind_bytes[GPUCAP_KIND_DATA]);
+		json_object_end(w);
+	}
+	json_array_end(w);
+	json_object_end(w);
+}
+
+bool status_render_json(const struct gpucap_snapshot *snapshot, FILE *out)
+{
+	struct json_writer w;
+	json_init(&w, out);
+	json_object_begin(&w);
+	json_member_uint(&w, "schema_version", STATUS_SCHEMA_VERSION);
+	json_key(&w, "path");
+	json_string_bounded(&w, snapshot->path, sizeof(snapshot->path));
+	json_member_uint(&w, "format_version", snapshot->format_version);
+	json_member_uint(&w, "slot_capacity", snapshot->slot_capacity);
+	json_member_uint(&w, "device_capacity", snapshot->device_capacity);
+	json_member_uint(&w, "created_unix_ns", snapshot->created_unix_ns);
+	json_member_bool(&w, "consistent", snapshot->consistent);
+	json_member_uint(&w, "reclaimed_slots_total", snapshot->reclaimed_slots_total);
+	json_member_uint(&w, "reclaimed_bytes_total", snapshot->reclaimed_bytes_total);
+	json_key(&w, "devices");
+	json_array_begin(&w);
+	for (uint32_t i = 0; i < snapshot->device_count; i++)
+		render_device(&w, &snapshot->devices[i]);
+	json_array_end(&w);
+	json_key(&w, "processes");
+	json_array_begin(&w);
+	for (uint32_t i = 0; i < snapshot->process_count; i++)
+		render_process(&w, &snapshot->processes[i], snapshot);
+	json_array_end(&w);
+	json_object_end(&w);
+	return json_finish(&w);
+}

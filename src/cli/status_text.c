@@ -1,0 +1,150 @@
+#include "format.h"
+#include "status_render.h"
+#include "table.h"
+#include "utf8.h"
+
+#include <stdio.h>
+
+static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
+{
+	if (snapshot->device_count == 0) {
+		fputs("devices: none registered yet\n", out);
+		return true;
+	}
+	static const char *const headers[] = {"DEVICE", "UUID", "LIMIT",   "CHARGED",
+	                                      "IN USE", "PEAK", "SM LIMIT"};
+	struct cli_table *table = cli_table_new(7, headers, "rlrrrrr");
+	if (!table)
+		return false;
+	bool ok = true;
+	for (uint32_t i = 0; i < snapshot->device_count && ok; i++) {
+		const struct gpucap_device_view *d = &snapshot->devices[i];
+		char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
+		    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX];
+		snprintf(index, sizeof(index), "%d", d->index);
+		utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
+		const char *cells[] = {
+		    index,
+		    uuid,
+		    cli_format_limit(d->limit_bytes, limit, sizeof(limit)),
+		    cli_format_bytes(d->charged_bytes, charged, sizeof(charged)),
+		    cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use)),
+		    cli_format_bytes(d->peak_bytes, peak, sizeof(peak)),
+		    cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
+		};
+		ok = cli_table_add_row(table, cells);
+	}
+	if (ok)
+		cli_table_print(table, out);
+	cli_table_free(table);
+	return ok;
+}
+
+/* One row per slot; a slot that holds memory on several devices gets one
+ * continuation row per further device, with the slot columns left blank. */
+static bool add_process_rows(struct cli_table *table, const struct gpucap_process_view *p,
+                             const struct gpucap_snapshot *snapshot)
+{
+	uint32_t device_count = snapshot->device_count;
+	char slot[16], pid[16], host_pid[64], comm[GPUCAP_COMM_MAX + 1];
+	snprintf(slot, sizeof(slot), "%u", (unsigned)p->slot);
+	snprintf(pid, sizeof(pid), "%d", (int)p->pid);
+	if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
+		snprintf(host_pid, sizeof(host_pid), "%d (%s)", (int)p->host_pid,
+		         cli_host_pid_source_text(p->host_pid_source));
+	else
+		snprintf(host_pid, sizeof(host_pid), "unknown");
+	utf8_printable(p->comm, GPUCAP_COMM_MAX, comm, sizeof(comm));
+	const char *state = p->alive ? "alive" : "dead, awaiting reclaim";
+
+	bool first = true;
+	for (uint32_t i = 0; i < device_count || first; i++) {
+		char device[16] = "-", charged[CLI_CELL_MAX] = "0 B", in_use[CLI_CELL_MAX] = "0 B",
+		     context[CLI_CELL_MAX] = "0 B", module[CLI_CELL_MAX] = "0 B", data[CLI_CELL_MAX] = "0 B";
+		if (i < device_count) {
+			const struct gpucap_process_device_view *d = cli_process_device(snapshot, p, i);
+			if (!d || !cli_process_touches_device(d))
+				continue;
+			snprintf(device, sizeof(device), "%d", snapshot->devices[i].index);
+			cli_format_bytes(d->charged_bytes, charged, sizeof(charged));
+			cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use));
+			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_CONTEXT], context, sizeof(context));
+			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_MODULE], module, sizeof(module));
+			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_DATA], data, sizeof(data));
+		}
+		const char *cells[] = {
+		    first ? slot : "",
+		    first ? pid : "",
+		    first ? host_pid : "",
+		    first ? state : "",
+		    first ? comm : "",
+		    device,
+		    charged,
+		    in_use,
+		    context,
+		    module,
+		    data,
+		};
+		if (!cli_table_add_row(table, cells))
+			return false;
+		first = false;
+	}
+	return true;
+}
+
+static bool render_processes(const struct gpucap_snapshot *snapshot, FILE *out)
+{
+	if (snapshot->process_count == 0) {
+		fputs("processes: none attached\n", out);
+		return true;
+	}
+	static const char *const headers[] = {"SLOT",    "PID",    "HOST PID", "STATE",  "COMMAND", "DEVICE",
+	                                      "CHARGED", "IN USE", "CONTEXT",  "MODULE", "DATA"};
+	struct cli_table *table = cli_table_new(11, headers, "rrlllrrrrrr");
+	if (!table)
+		return false;
+	bool ok = true;
+	for (uint32_t i = 0; i < snapshot->process_count && ok; i++)
+		ok = add_process_rows(table, &snapshot->processes[i], snapshot);
+	if (ok)
+		cli_table_print(table, out);
+	cli_table_free(table);
+	return ok;
+}
+
+static void render_summary(const struct gpucap_snapshot *snapshot, FILE *out)
+{
+	uint32_t dead = 0;
+	for (uint32_t i = 0; i < snapshot->process_count; i++) {
+		if (!snapshot->processes[i].alive)
+			dead++;
+	}
+	char created[64], reclaimed[CLI_CELL_MAX];
+	char path[sizeof(snapshot->path)];
+	utf8_printable(snapshot->path, sizeof(snapshot->path), path, sizeof(path));
+	fprintf(out, "region:    %s (format %u, created %s)\n", path, (unsigned)snapshot->format_version,
+	        cli_format_time(snapshot->created_unix_ns, created, sizeof(created)));
+	fprintf(out, "slots:     %u in use of %u, %u dead awaiting reclaim\n",
+	        (unsigned)snapshot->process_count, (unsigned)snapshot->slot_capacity, (unsigned)dead);
+	fprintf(out, "devices:   %u registered of %u\n", (unsigned)snapshot->device_count,
+	        (unsigned)snapshot->device_capacity);
+	fprintf(out, "reclaimed: %llu dead slots, %s since the region was created\n",
+	        (unsigned long long)snapshot->reclaimed_slots_total,
+	        cli_format_bytes(snapshot->reclaimed_bytes_total, reclaimed, sizeof(reclaimed)));
+	if (!snapshot->consistent)
+		fputs("note:      the region changed while it was read; totals may be off by in-flight "
+		      "reservations\n",
+		      out);
+	if (dead)
+		fputs("hint:      run 'gpucap reap' to return the charges of dead processes now\n", out);
+}
+
+bool status_render_text(const struct gpucap_snapshot *snapshot, FILE *out)
+{
+	render_summary(snapshot, out);
+	fputc('\n', out);
+	if (!render_devices(snapshot, out))
+		return false;
+	fputc('\n', out);
+	return render_processes(snapshot, out);
+}
