@@ -49,7 +49,7 @@ void gpucap_sleep_ns(uint64_t ns);
 bool gpucap_platform_in_group(uint32_t gid);
 uint32_t gpucap_platform_euid(void);
 int32_t gpucap_platform_pid(void);
-/* /proc/self/comm into buf (NUL-terminated, at most len-1 bytes). */
+/* The task name (as in /proc/self/comm) into buf (NUL-terminated, at most len-1 bytes). */
 void gpucap_platform_comm(char *buf, size_t len);
 
 #endif

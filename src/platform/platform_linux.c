@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,18 +181,8 @@ int32_t gpucap_platform_pid(void)
 
 void gpucap_platform_comm(char *buf, size_t len)
 {
-	buf[0] = '\0';
-	int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	if (n <= 0) {
-		buf[0] = '\0';
-		return;
-	}
-	buf[n] = '\0';
-	char *newline = strchr(buf, '\n');
-	if (newline)
-		*newline = '\0';
+	char name[17] = {0}; /* the kernel's task name: at most 16 bytes */
+	if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0)
+		name[0] = '\0';
+	snprintf(buf, len, "%s", name);
 }

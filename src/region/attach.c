@@ -221,8 +221,8 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 		return GPUCAP_ERR_IO;
 	}
 	struct region_header *h = (struct region_header *)base;
-	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_relaxed);
-	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_release);
+	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_relaxed);
+	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_release);
 	fill_header(h, &geo);
 	/* The tables are all zeros: free devices and free slots. */
 	atomic_store_explicit(&h->state, REGION_READY, memory_order_release);
@@ -272,19 +272,24 @@ static gpucap_status map_ready(struct gpucap_region *r, const struct region_head
 	return validate_header(r->header, size, r->path, &mapped, err, err_len);
 }
 
-static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_region_options *o, char *err,
-                                 size_t err_len)
+static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_region_options *o,
+                                 struct gpucap_file_info info, char *err, size_t err_len)
 {
 	uint32_t timeout_ms = o->init_timeout_ms ? o->init_timeout_ms : DEFAULT_INIT_TIMEOUT_MS;
 	uint64_t deadline = gpucap_clock_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
 	uint64_t backoff_ns = 20000;
-	for (;;) {
-		struct gpucap_file_info info;
-		int rc = gpucap_platform_fstat(r->fd, &info);
+	for (bool first = true;; first = false) {
+		int rc = first ? 0 : gpucap_platform_fstat(r->fd, &info);
 		if (rc != 0)
 			return open_error(-rc, r->path, !r->observer, err, err_len);
 		struct region_header copy;
-		switch (look_at_header(r->fd, info.size, &copy)) {
+		enum header_verdict verdict = look_at_header(r->fd, info.size, &copy);
+		/* An initialiser may be half way: what looks foreign or truncated
+		 * is only judged once nobody holds the init lease. */
+		if ((verdict == HEADER_FOREIGN || verdict == HEADER_TRUNCATED) &&
+		    gpucap_lease_probe(r->fd, LEASE_INIT) == 1)
+			verdict = HEADER_NEEDS_INIT;
+		switch (verdict) {
 		case HEADER_READY:
 			return map_ready(r, &copy, info.size, err, err_len);
 		case HEADER_FOREIGN:
@@ -392,7 +397,7 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
 		status = rc != 0 ? open_error(-rc, path, !o->observer, err, err_len)
 		                 : check_owner(&info, o, path, err, err_len);
 		if (status == GPUCAP_OK)
-			status = attach_loop(r, o, err, err_len);
+			status = attach_loop(r, o, info, err, err_len);
 	}
 	if (status != GPUCAP_OK) {
 		gpucap_platform_unmap(r->base, r->map_size);

@@ -29,6 +29,7 @@ struct gpucap_region {
 #define CREDIT_CHUNK (UINT64_C(2) << 20)
 #define CREDIT_KEEP  CREDIT_CHUNK
 #define CREDIT_HIGH  (2 * CREDIT_CHUNK)
+#define CREDIT_MIN   (UINT64_C(64) << 10)
 
 static inline struct device_entry *region_device(const struct gpucap_region *r, uint32_t index)
 {

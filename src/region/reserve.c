@@ -24,20 +24,27 @@ static bool take_credit(struct lane_device *lane_device, uint64_t bytes)
 	return false;
 }
 
-/* Extra credit shrinks as the device fills, so near the limit every byte is
- * granted exactly and idle credit cannot starve other processes. */
-static uint64_t extra_credit(const struct device_entry *entry, uint64_t bytes)
+/* How much idle credit a lane may hold on this device now, besides `bytes`
+ * it is about to use. It shrinks with the room left under the limit, so near
+ * the limit every byte is granted exactly and no process's idle credit can
+ * starve another's reservations. */
+static uint64_t credit_allowance(const struct device_entry *entry, uint64_t bytes)
 {
-	if (bytes >= CREDIT_CHUNK)
-		return 0;
 	uint64_t limit = stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_relaxed));
 	uint64_t total = charge_total(atomic_load_explicit(&entry->charge, memory_order_relaxed));
 	if (limit > GPUCAP_BYTES_MAX)
 		limit = GPUCAP_BYTES_MAX;
 	if (total >= limit || limit - total <= bytes)
 		return 0;
-	uint64_t room = (limit - total - bytes) / 64;
-	return room < CREDIT_CHUNK ? room : CREDIT_CHUNK;
+	uint64_t share = (limit - total - bytes) / 64;
+	if (share < CREDIT_MIN)
+		return 0; /* within 4 MiB of the limit: exact grants only */
+	return share < CREDIT_CHUNK ? share : CREDIT_CHUNK;
+}
+
+static uint64_t extra_credit(const struct device_entry *entry, uint64_t bytes)
+{
+	return bytes >= CREDIT_CHUNK ? 0 : credit_allowance(entry, bytes);
 }
 
 static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind kind, uint64_t bytes)

@@ -144,10 +144,9 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
 		return false;
 	struct slot_header *header = region_slot(r, slot);
+	/* A free slot's lanes were zeroed when it was freed (or are new). */
 	if (atomic_load_explicit(&header->state, memory_order_acquire) == SLOT_LIVE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
-	else
-		zero_lane_counters(r, slot);
 	write_identity(r, slot, id);
 	r->slot = (int)slot;
 	return true;
