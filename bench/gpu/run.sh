@@ -2,14 +2,14 @@
 # GPU benchmarks, each run natively and under libgpucap.so in the same
 # invocation, alternating (native, gpucap, native, gpucap) so drift hits both.
 #   bench/gpu/run.sh BUILD_DIR [OUTDIR]
-# BUILD_DIR holds src/hook/libgpucap.so (tests/gpu/run.sh builds build-gpu).
+# BUILD_DIR holds lib/libgpucap.so (tests/gpu/run.sh builds build-gpu).
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:?usage: bench/gpu/run.sh BUILD_DIR [OUTDIR]}"
 out="${2:-$build/bench-results}"
 mkdir -p "$out"
 cuda="${CUDA_HOME:-/usr/local/cuda}"
-lib="$(cd "$build" && pwd)/src/hook/libgpucap.so"
+lib="$(cd "$build" && pwd)/lib/libgpucap.so"
 for f in alloc_churn launch_latency start_race; do
   cc -std=c11 -O2 -I"$cuda/include" "$repo/bench/gpu/$f.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/$f" || exit 1
 done

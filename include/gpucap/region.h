@@ -186,6 +186,15 @@ void gpucap_release(gpucap_region *region, int device, gpucap_kind kind, uint64_
  */
 void gpucap_region_return_credit(gpucap_region *region, int device);
 
+/*
+ * device_usage: one device's limit and charged total, from two loads. This is
+ * what memory queries (cuMemGetInfo, NVML) answer with; a snapshot is for
+ * tools. Ordering: acquire. Wait: none. Returns false for an index that holds
+ * no device.
+ */
+bool gpucap_region_device_usage(const gpucap_region *region, int device, uint64_t *limit_bytes,
+                                uint64_t *charged_bytes);
+
 /* Change a device's limits (release stores). Lowering below the charged total
  * is allowed: new reservations are refused until usage falls. */
 gpucap_status gpucap_region_set_limit(gpucap_region *region, int device, uint64_t limit_bytes);

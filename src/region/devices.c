@@ -140,3 +140,16 @@ gpucap_status gpucap_region_set_sm_limit(gpucap_region *r, int device, uint32_t 
 	                      memory_order_release);
 	return GPUCAP_OK;
 }
+
+bool gpucap_region_device_usage(const gpucap_region *r, int device, uint64_t *limit_bytes,
+                                uint64_t *charged_bytes)
+{
+	if (!r || !device_index_valid(r, device))
+		return false;
+	const struct device_entry *entry = region_device(r, (uint32_t)device);
+	if (limit_bytes)
+		*limit_bytes = stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_acquire));
+	if (charged_bytes)
+		*charged_bytes = charge_total(atomic_load_explicit(&entry->charge, memory_order_acquire));
+	return true;
+}

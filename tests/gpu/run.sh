@@ -27,7 +27,7 @@ record() { # name, status
 say "gpu tests: $(date -u +%FT%TZ) on $(hostname), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i 0 2>/dev/null)"
 cmake -S "$repo" -B "$build" -DGPUCAP_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >>"$log" 2>&1 &&
   cmake --build "$build" -j "$(nproc)" >>"$log" 2>&1 || { say "FAIL build (see $log)"; exit 1; }
-lib="$build/src/hook/libgpucap.so"
+lib="$build/lib/libgpucap.so"
 cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/driver_paths" >>"$log" 2>&1 &&
   cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/race_fill.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/race_fill" >>"$log" 2>&1 ||
   { say "FAIL compiling the driver-API tests (see $log)"; exit 1; }

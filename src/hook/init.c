@@ -1,0 +1,109 @@
+/*
+ * Lazy, thread-safe initialisation and fork handling.
+ *
+ * State machine: NONE -> RUNNING -> READY. The first thread to need gpucap
+ * moves NONE to RUNNING and does the work; others wait for READY (only
+ * during those first milliseconds). After READY the hot path costs one
+ * acquire load. A forked child goes back to NONE and initialises again on
+ * its next call, attaching its own slot.
+ */
+#include "hook.h"
+#include "log.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+struct gpucap_state gpucap;
+atomic_int gpucap_init_state = GPUCAP_INIT_NONE;
+
+static _Thread_local bool this_thread_in_init;
+static atomic_bool atfork_registered;
+
+static void attach_region(void)
+{
+	char err[512] = "";
+	struct gpucap_region_options options;
+	memset(&options, 0, sizeof(options));
+	options.path = gpucap.config.region_path;
+	gpucap_region *region = NULL;
+	gpucap_status st = gpucap_region_attach(&options, &region, err, sizeof(err));
+	if (st == GPUCAP_OK) {
+		st = gpucap_region_claim_slot(region, NULL, err, sizeof(err));
+		if (st != GPUCAP_OK) {
+			gpucap_region_detach(region);
+			region = NULL;
+		}
+	}
+	if (st != GPUCAP_OK) {
+		/* The region's line already names the file and the fix. */
+		const char *why = err[0] ? err : gpucap_status_text(st);
+		if (strncmp(why, "gpucap: ", 8) == 0)
+			why += 8;
+		gpucap_log(GPUCAP_LOG_ERROR,
+		           "%s; failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY", why);
+		region = NULL;
+	}
+	gpucap.region = region;
+}
+
+/* The child of fork has one thread and a copy of everything; it must not
+ * touch the parent's slot, allocations or locks (another thread may have
+ * held them at the instant of fork). */
+static void after_fork_child(void)
+{
+	gpucap_track_forget_all();
+	gpucap_pools_forget_all();
+	gpucap_devices_reset();
+	/* The parent's handle and slot stay the parent's: the child neither
+	 * detaches it (that would return the parent's charges) nor keeps its
+	 * descriptor (that would keep the parent's lease alive after the parent
+	 * dies). It attaches its own on its next call. */
+	if (gpucap.region)
+		gpucap_region_abandon(gpucap.region);
+	gpucap.region = NULL;
+	this_thread_in_init = false;
+	atomic_store_explicit(&gpucap_init_state, GPUCAP_INIT_NONE, memory_order_release);
+}
+
+static void initialise(void)
+{
+	gpucap_config_load(&gpucap.config);
+	gpucap_resolve_real();
+	if (!gpucap.region)
+		attach_region();
+	bool expected = false;
+	if (atomic_compare_exchange_strong(&atfork_registered, &expected, true))
+		pthread_atfork(NULL, NULL, after_fork_child);
+	if (!gpucap_real[GPUCAP_ID_cuMemAlloc_v2])
+		GPUCAP_LOG(GPUCAP_LOG_DETAIL, "%s", gpucap_driver_error(GPUCAP_LIB_CUDA));
+	GPUCAP_LOG(GPUCAP_LOG_INFO, "initialised: region %s", gpucap.config.region_path);
+}
+
+bool gpucap_init_slow(void)
+{
+	if (this_thread_in_init)
+		return false;
+	for (;;) {
+		int state = atomic_load_explicit(&gpucap_init_state, memory_order_acquire);
+		if (state == GPUCAP_INIT_READY)
+			return true;
+		if (state == GPUCAP_INIT_NONE) {
+			int expected = GPUCAP_INIT_NONE;
+			if (atomic_compare_exchange_strong_explicit(&gpucap_init_state, &expected,
+			                                            GPUCAP_INIT_RUNNING, memory_order_acq_rel,
+			                                            memory_order_acquire)) {
+				this_thread_in_init = true;
+				initialise();
+				this_thread_in_init = false;
+				atomic_store_explicit(&gpucap_init_state, GPUCAP_INIT_READY,
+				                      memory_order_release);
+				return true;
+			}
+			continue;
+		}
+		/* Another thread is initialising (a few milliseconds, once). */
+		sched_yield();
+	}
+}

@@ -1,0 +1,1043 @@
+/*
+ * Admission on every allocation path. The rule everywhere: charge the region
+ * before the driver allocates, give the charge back when the driver fails,
+ * and forget a tracked object before the driver frees it (so its address
+ * cannot be reused and re-tracked under us), putting it back if the driver
+ * refuses the free.
+ */
+#include "hook.h"
+#include "log.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+/* Initialise (the real table is filled then), reload the real function,
+ * and pass straight through when called from inside the initialisation. */
+#define NOT_READY(real_call, real)                                                                           \
+	do {                                                                                                 \
+		if (!gpucap_ensure_init())                                                                   \
+			return (real) ? (real_call) : CUDA_ERROR_NOT_INITIALIZED;                            \
+		(real) = (__typeof__(real))gpucap_real[id];                                                  \
+		if (!(real))                                                                                 \
+			return CUDA_ERROR_NOT_FOUND;                                                         \
+	} while (0)
+
+/* ---- Tracking helpers ------------------------------------------------------ */
+
+static void track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, uint64_t key, int region_index,
+                  gpucap_kind kind, uint64_t bytes, struct gpucap_pool *pool)
+{
+	entry->tag = (uint8_t)tag;
+	entry->key = key;
+	entry->region_index = (int16_t)region_index;
+	entry->kind = (uint8_t)kind;
+	entry->bytes = bytes;
+	entry->pool = pool;
+	gpucap_track_insert(entry);
+}
+
+static void release_entry(struct gpucap_track_entry *entry)
+{
+	gpucap_unadmit_index(entry->region_index, (gpucap_kind)entry->kind, entry->bytes);
+	free(entry);
+}
+
+/* Charge, allocate, track: the common shape of the simple paths. The
+ * allocation is done by the callback so that each path keeps its own real
+ * signature. */
+struct simple_alloc {
+	enum gpucap_track_tag tag;
+	gpucap_kind kind;
+	uint64_t bytes;
+	const struct gpucap_device *dev;
+};
+
+static CUresult simple_admit(const struct simple_alloc *a, struct gpucap_track_entry **entry)
+{
+	*entry = gpucap_track_new();
+	if (!*entry)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	CUresult r = gpucap_admit(a->dev, a->kind, a->bytes);
+	if (r != CUDA_SUCCESS) {
+		free(*entry);
+		*entry = NULL;
+		GPUCAP_LOG(GPUCAP_LOG_DEBUG, "refused %llu bytes on device %d: over the limit",
+		           (unsigned long long)a->bytes, a->dev->ordinal);
+	}
+	return r;
+}
+
+static void simple_done(const struct simple_alloc *a, struct gpucap_track_entry *entry, CUresult r,
+                        uint64_t key)
+{
+	if (r != CUDA_SUCCESS) {
+		gpucap_unadmit_index(a->dev->region_index, a->kind, a->bytes);
+		free(entry);
+		return;
+	}
+	track(entry, a->tag, key, a->dev->region_index, a->kind, a->bytes, NULL);
+}
+
+/* ---- Linear allocations ---------------------------------------------------- */
+
+CUresult on_mem_alloc(int id, CUdeviceptr *dptr, size_t bytesize)
+{
+	gpucap_fn_cuMemAlloc_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAlloc_v2);
+	NOT_READY(real(dptr, bytesize), real);
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, NULL};
+	struct gpucap_device *dev;
+	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
+		return real(dptr, bytesize); /* the driver reports the error */
+	a.dev = dev;
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(dptr, bytesize);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
+	return r;
+}
+
+CUresult on_mem_alloc_v1(int id, CUdeviceptr_v1 *dptr, unsigned int bytesize)
+{
+	gpucap_fn_cuMemAlloc real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAlloc);
+	NOT_READY(real(dptr, bytesize), real);
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, NULL};
+	struct gpucap_device *dev;
+	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
+		return real(dptr, bytesize);
+	a.dev = dev;
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(dptr, bytesize);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
+	return r;
+}
+
+/* The driver picks the pitch, so the exact size is known only afterwards:
+ * charge width*height first, then the padding; if the padding does not fit,
+ * free the allocation and report out of memory. */
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+	if (a != 0 && b > UINT64_MAX / a)
+		return UINT64_MAX;
+	return a * b;
+}
+
+CUresult on_mem_alloc_pitch(int id, CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                            unsigned int ElementSizeBytes)
+{
+	gpucap_fn_cuMemAllocPitch_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocPitch_v2);
+	NOT_READY(real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes), real);
+	if (!dptr || !pPitch)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	uint64_t first = mul_sat(WidthInBytes, Height);
+	if (first == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
+		return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev};
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+	if (r == CUDA_SUCCESS) {
+		uint64_t exact = mul_sat(*pPitch, Height);
+		if (exact > first) {
+			if (gpucap_admit(dev, GPUCAP_KIND_DATA, exact - first) != CUDA_SUCCESS) {
+				gpucap_fn_cuMemFree_v2 real_free = GPUCAP_REAL(cuMemFree_v2);
+				if (real_free)
+					real_free(*dptr);
+				r = CUDA_ERROR_OUT_OF_MEMORY;
+			} else {
+				a.bytes = exact;
+			}
+		}
+	}
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
+	return r;
+}
+
+CUresult on_mem_alloc_pitch_v1(int id, CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
+                               unsigned int Height, unsigned int ElementSizeBytes)
+{
+	gpucap_fn_cuMemAllocPitch real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocPitch);
+	NOT_READY(real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes), real);
+	if (!dptr || !pPitch)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	uint64_t first = mul_sat(WidthInBytes, Height);
+	if (first == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
+		return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev};
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+	if (r == CUDA_SUCCESS) {
+		uint64_t exact = mul_sat(*pPitch, Height);
+		if (exact > first) {
+			if (gpucap_admit(dev, GPUCAP_KIND_DATA, exact - first) != CUDA_SUCCESS) {
+				gpucap_fn_cuMemFree real_free = GPUCAP_REAL(cuMemFree);
+				if (real_free)
+					real_free(*dptr);
+				r = CUDA_ERROR_OUT_OF_MEMORY;
+			} else {
+				a.bytes = exact;
+			}
+		}
+	}
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
+	return r;
+}
+
+/* Managed memory may migrate to the host, but it can all be resident on the
+ * device at once, so it is charged in full to the current device. */
+CUresult on_mem_alloc_managed(int id, CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+	gpucap_fn_cuMemAllocManaged real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocManaged);
+	NOT_READY(real(dptr, bytesize, flags), real);
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
+		return real(dptr, bytesize, flags);
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, dev};
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(dptr, bytesize, flags);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
+	return r;
+}
+
+/* ---- Pools ------------------------------------------------------------------
+ *
+ * A pool keeps freed memory until it is trimmed (or released at a
+ * synchronisation, per its release threshold). gpucap keeps, per pool:
+ *   live     bytes of allocations from the pool not yet freed
+ *   charged  bytes charged to the region for the pool, always >= live
+ * Allocation charges only what live would grow past charged (memory the
+ * pool already holds is reused without a second charge). After a free, a
+ * trim, or before refusing an allocation, gpucap asks the pool what it
+ * really holds (CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT) and lowers charged to
+ * max(live, held). So the charge follows the pool down and never exceeds
+ * what was admitted. Any refusal on the device, from any path, first
+ * reconciles every pool of the device the same way: memory a pool released
+ * at a synchronisation is not held against a plain cuMemAlloc.
+ *
+ * Pool states are never freed (a destroyed pool's state stays, marked, in
+ * the list): pools are few and long-lived, and the list can then be walked
+ * without locks. */
+
+struct gpucap_pool {
+	struct gpucap_pool *next_all; /* the list of every pool, never unlinked */
+	pthread_mutex_t lock;
+	CUmemoryPool handle;
+	int region_index;
+	bool charged_to_device; /* false for host pools */
+	bool destroyed;
+	uint64_t live;
+	uint64_t charged;
+};
+
+static void pool_reconcile_locked(struct gpucap_pool *pool)
+{
+	uint64_t keep = pool->live;
+	gpucap_fn_cuMemPoolGetAttribute get = GPUCAP_REAL(cuMemPoolGetAttribute);
+	cuuint64_t held = 0;
+	if (!pool->destroyed && get &&
+	    get(pool->handle, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &held) == CUDA_SUCCESS)
+		keep = held > keep ? held : keep;
+	if (keep < pool->charged) {
+		gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA, pool->charged - keep);
+		pool->charged = keep;
+	}
+}
+
+static _Atomic(struct gpucap_pool *) all_pools;
+
+void gpucap_pools_reconcile_all(int region_index)
+{
+	for (struct gpucap_pool *pool = atomic_load_explicit(&all_pools, memory_order_acquire); pool;
+	     pool = pool->next_all) {
+		if (pool->region_index != region_index || !pool->charged_to_device)
+			continue;
+		/* A pool busy in another thread (or held by our caller) is skipped. */
+		if (pthread_mutex_trylock(&pool->lock) != 0)
+			continue;
+		if (!pool->destroyed)
+			pool_reconcile_locked(pool);
+		pthread_mutex_unlock(&pool->lock);
+	}
+}
+
+void gpucap_pools_forget_all(void)
+{
+	atomic_store_explicit(&all_pools, NULL, memory_order_relaxed);
+}
+
+struct pool_lookup {
+	struct gpucap_pool *pool;
+};
+
+static void pool_lookup_fn(struct gpucap_track_entry *entry, void *arg)
+{
+	((struct pool_lookup *)arg)->pool = entry->pool;
+}
+
+static struct gpucap_pool *pool_find(CUmemoryPool handle)
+{
+	struct pool_lookup found = {NULL};
+	gpucap_track_with(GPUCAP_TRACK_POOL, (uint64_t)(uintptr_t)handle, pool_lookup_fn, &found);
+	return found.pool;
+}
+
+/* The state for a pool, created on first sight with the given device. */
+static struct gpucap_pool *pool_get(CUmemoryPool handle, const struct gpucap_device *dev, bool on_device)
+{
+	struct gpucap_pool *pool = pool_find(handle);
+	if (pool)
+		return pool;
+	pool = calloc(1, sizeof(*pool));
+	struct gpucap_track_entry *entry = gpucap_track_new();
+	if (!pool || !entry) {
+		free(pool);
+		free(entry);
+		return NULL;
+	}
+	pthread_mutex_init(&pool->lock, NULL);
+	pool->handle = handle;
+	pool->charged_to_device = on_device;
+	/* A device that fails closed refuses every charge through index -1. */
+	pool->region_index = (dev && !dev->fail_closed) ? dev->region_index : -1;
+	entry->tag = GPUCAP_TRACK_POOL;
+	entry->key = (uint64_t)(uintptr_t)handle;
+	entry->region_index = (int16_t)pool->region_index;
+	entry->pool = pool;
+	/* Two threads may race to create it: the first one wins. */
+	struct gpucap_track_entry *existing = gpucap_track_insert_unique(entry);
+	if (existing) {
+		struct gpucap_pool *winner = existing->pool;
+		free(entry);
+		pthread_mutex_destroy(&pool->lock);
+		free(pool);
+		return winner;
+	}
+	struct gpucap_pool *head = atomic_load_explicit(&all_pools, memory_order_relaxed);
+	do
+		pool->next_all = head;
+	while (!atomic_compare_exchange_weak_explicit(&all_pools, &head, pool, memory_order_release,
+	                                              memory_order_relaxed));
+	return pool;
+}
+
+CUresult on_mem_pool_create(int id, CUmemoryPool *pool, const CUmemPoolProps *poolProps)
+{
+	gpucap_fn_cuMemPoolCreate real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemPoolCreate);
+	NOT_READY(real(pool, poolProps), real);
+	CUresult r = real(pool, poolProps);
+	if (r != CUDA_SUCCESS || !pool || !poolProps)
+		return r;
+	bool on_device = poolProps->location.type == CU_MEM_LOCATION_TYPE_DEVICE;
+	struct gpucap_device *dev = NULL;
+	if (on_device && gpucap_device_get(poolProps->location.id, &dev) != CUDA_SUCCESS)
+		dev = NULL;
+	/* A pool handle may be reused after a destroy: forget any old state. */
+	struct gpucap_track_entry *old = gpucap_track_remove(GPUCAP_TRACK_POOL, (uint64_t)(uintptr_t)*pool);
+	free(old);
+	pool_get(*pool, dev, on_device);
+	return r;
+}
+
+/* Admit bytes for an allocation from pool. */
+static CUresult pool_admit(struct gpucap_pool *pool, uint64_t bytes)
+{
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&pool->lock);
+	pool->live += bytes;
+	if (pool->charged_to_device && pool->live > pool->charged) {
+		uint64_t extra = pool->live - pool->charged;
+		r = gpucap_admit_index(pool->region_index, GPUCAP_KIND_DATA, extra);
+		if (r != CUDA_SUCCESS) {
+			/* The pool may have released memory at a synchronisation. */
+			pool_reconcile_locked(pool);
+			extra = pool->live > pool->charged ? pool->live - pool->charged : 0;
+			r = gpucap_admit_index(pool->region_index, GPUCAP_KIND_DATA, extra);
+		}
+		if (r == CUDA_SUCCESS)
+			pool->charged += extra;
+		else
+			pool->live -= bytes;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return r;
+}
+
+static void pool_return(struct gpucap_pool *pool, uint64_t bytes)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->live -= bytes < pool->live ? bytes : pool->live;
+	if (pool->charged_to_device) {
+		if (pool->destroyed) {
+			uint64_t keep = pool->live;
+			if (pool->charged > keep) {
+				gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA,
+				                     pool->charged - keep);
+				pool->charged = keep;
+			}
+		} else {
+			pool_reconcile_locked(pool);
+		}
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
+static CUresult pool_alloc(struct gpucap_pool *pool, CUdeviceptr *dptr, size_t bytesize,
+                           CUresult (*call)(void *), void *ctx)
+{
+	struct gpucap_track_entry *entry = gpucap_track_new();
+	if (!entry)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	CUresult r = pool_admit(pool, bytesize);
+	if (r != CUDA_SUCCESS) {
+		free(entry);
+		return r;
+	}
+	r = call(ctx);
+	if (r != CUDA_SUCCESS) {
+		free(entry);
+		pool_return(pool, bytesize);
+		return r;
+	}
+	track(entry, GPUCAP_TRACK_PTR, *dptr, pool->region_index, GPUCAP_KIND_DATA, bytesize, pool);
+	return r;
+}
+
+struct async_call {
+	int id;
+	CUdeviceptr *dptr;
+	size_t bytesize;
+	CUmemoryPool pool;
+	CUstream stream;
+};
+
+static CUresult call_alloc_async(void *p)
+{
+	struct async_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuMemAllocAsync)(c->dptr, c->bytesize, c->stream);
+}
+
+static CUresult call_alloc_from_pool_async(void *p)
+{
+	struct async_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuMemAllocFromPoolAsync)(c->dptr, c->bytesize, c->pool,
+	                                                                c->stream);
+}
+
+/* cuMemAllocAsync allocates from the current pool of the current device. */
+CUresult on_mem_alloc_async(int id, CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+	gpucap_fn_cuMemAllocAsync real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocAsync);
+	NOT_READY(real(dptr, bytesize, hStream), real);
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	CUmemoryPool handle = NULL;
+	gpucap_fn_cuDeviceGetMemPool get_pool = GPUCAP_REAL(cuDeviceGetMemPool);
+	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS || !get_pool ||
+	    get_pool(&handle, dev->ordinal) != CUDA_SUCCESS)
+		return real(dptr, bytesize, hStream);
+	struct gpucap_pool *pool = pool_get(handle, dev, true);
+	if (!pool)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	struct async_call c = {id, dptr, bytesize, NULL, hStream};
+	return pool_alloc(pool, dptr, bytesize, call_alloc_async, &c);
+}
+
+CUresult on_mem_alloc_from_pool_async(int id, CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool_handle,
+                                      CUstream hStream)
+{
+	gpucap_fn_cuMemAllocFromPoolAsync real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocFromPoolAsync);
+	NOT_READY(real(dptr, bytesize, pool_handle, hStream), real);
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (bytesize == 0 || !pool_handle)
+		return real(dptr, bytesize, pool_handle, hStream);
+	struct gpucap_pool *pool = pool_find(pool_handle);
+	if (!pool) {
+		/* Not created through us (a device's default pool, or created
+		 * before gpucap was loaded): assume the current device. */
+		struct gpucap_device *dev;
+		if (gpucap_device_current(&dev) != CUDA_SUCCESS)
+			return real(dptr, bytesize, pool_handle, hStream);
+		pool = pool_get(pool_handle, dev, true);
+		if (!pool)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	struct async_call c = {id, dptr, bytesize, pool_handle, hStream};
+	return pool_alloc(pool, dptr, bytesize, call_alloc_from_pool_async, &c);
+}
+
+/* Free a tracked pointer: plain or from a pool. */
+static void forget_pointer(struct gpucap_track_entry *entry)
+{
+	if (entry->pool) {
+		struct gpucap_pool *pool = entry->pool;
+		uint64_t bytes = entry->bytes;
+		free(entry);
+		pool_return(pool, bytes);
+	} else {
+		release_entry(entry);
+	}
+}
+
+CUresult on_mem_free(int id, CUdeviceptr dptr)
+{
+	gpucap_fn_cuMemFree_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemFree_v2);
+	NOT_READY(real(dptr), real);
+	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
+	CUresult r = real(dptr);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			forget_pointer(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+CUresult on_mem_free_v1(int id, CUdeviceptr_v1 dptr)
+{
+	gpucap_fn_cuMemFree real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemFree);
+	NOT_READY(real(dptr), real);
+	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
+	CUresult r = real(dptr);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			forget_pointer(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+CUresult on_mem_free_async(int id, CUdeviceptr dptr, CUstream hStream)
+{
+	gpucap_fn_cuMemFreeAsync real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemFreeAsync);
+	NOT_READY(real(dptr, hStream), real);
+	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
+	CUresult r = real(dptr, hStream);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			forget_pointer(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+CUresult on_mem_pool_trim_to(int id, CUmemoryPool pool_handle, size_t minBytesToKeep)
+{
+	gpucap_fn_cuMemPoolTrimTo real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemPoolTrimTo);
+	NOT_READY(real(pool_handle, minBytesToKeep), real);
+	CUresult r = real(pool_handle, minBytesToKeep);
+	struct gpucap_pool *pool = r == CUDA_SUCCESS ? pool_find(pool_handle) : NULL;
+	if (pool) {
+		pthread_mutex_lock(&pool->lock);
+		if (pool->charged_to_device)
+			pool_reconcile_locked(pool);
+		pthread_mutex_unlock(&pool->lock);
+	}
+	return r;
+}
+
+/* Destroying a pool returns what it holds; allocations still live from it
+ * stay charged until they are freed. */
+CUresult on_mem_pool_destroy(int id, CUmemoryPool pool_handle)
+{
+	gpucap_fn_cuMemPoolDestroy real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemPoolDestroy);
+	NOT_READY(real(pool_handle), real);
+	CUresult r = real(pool_handle);
+	if (r != CUDA_SUCCESS)
+		return r;
+	struct gpucap_track_entry *entry =
+	    gpucap_track_remove(GPUCAP_TRACK_POOL, (uint64_t)(uintptr_t)pool_handle);
+	if (!entry)
+		return r;
+	struct gpucap_pool *pool = entry->pool;
+	free(entry);
+	pthread_mutex_lock(&pool->lock);
+	pool->destroyed = true;
+	if (pool->charged_to_device && pool->charged > pool->live) {
+		gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA, pool->charged - pool->live);
+		pool->charged = pool->live;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return r;
+}
+
+/* ---- Virtual memory management ------------------------------------------ */
+
+/* Physical memory is created by cuMemCreate and returned by cuMemRelease;
+ * mapping and unmapping cost nothing. Handles imported from another process
+ * (cuMemImportFromShareableHandle) are the exporter's memory and are never
+ * tracked, so their release returns nothing. */
+CUresult on_mem_create(int id, CUmemGenericAllocationHandle *handle, size_t size,
+                       const CUmemAllocationProp *prop, unsigned long long flags)
+{
+	gpucap_fn_cuMemCreate real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemCreate);
+	NOT_READY(real(handle, size, prop, flags), real);
+	if (!handle || !prop)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	if (size == 0 || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+	    gpucap_device_get(prop->location.id, &dev) != CUDA_SUCCESS)
+		return real(handle, size, prop, flags);
+	struct simple_alloc a = {GPUCAP_TRACK_HANDLE, GPUCAP_KIND_DATA, size, dev};
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(handle, size, prop, flags);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *handle : 0);
+	return r;
+}
+
+CUresult on_mem_release(int id, CUmemGenericAllocationHandle handle)
+{
+	gpucap_fn_cuMemRelease real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemRelease);
+	NOT_READY(real(handle), real);
+	struct gpucap_track_entry *entry = gpucap_track_remove(GPUCAP_TRACK_HANDLE, handle);
+	CUresult r = real(handle);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			release_entry(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+/* ---- Arrays ---------------------------------------------------------------- */
+
+/* Bytes of one element, or of one 4x4 block for block-compressed formats
+ * (*block set). Planar video formats are given per luma sample, rounded up
+ * to cover their chroma planes. */
+static uint64_t format_bytes(CUarray_format format, unsigned int channels, bool *block)
+{
+	*block = false;
+	switch (format) {
+	case CU_AD_FORMAT_UNSIGNED_INT8:
+	case CU_AD_FORMAT_SIGNED_INT8:
+		return channels;
+	case CU_AD_FORMAT_UNSIGNED_INT16:
+	case CU_AD_FORMAT_SIGNED_INT16:
+	case CU_AD_FORMAT_HALF:
+		return 2ull * channels;
+	case CU_AD_FORMAT_UNSIGNED_INT32:
+	case CU_AD_FORMAT_SIGNED_INT32:
+	case CU_AD_FORMAT_FLOAT:
+		return 4ull * channels;
+	case CU_AD_FORMAT_UNORM_INT8X1:
+	case CU_AD_FORMAT_SNORM_INT8X1:
+		return 1;
+	case CU_AD_FORMAT_UNORM_INT8X2:
+	case CU_AD_FORMAT_SNORM_INT8X2:
+	case CU_AD_FORMAT_UNORM_INT16X1:
+	case CU_AD_FORMAT_SNORM_INT16X1:
+		return 2;
+	case CU_AD_FORMAT_UNORM_INT8X4:
+	case CU_AD_FORMAT_SNORM_INT8X4:
+	case CU_AD_FORMAT_UNORM_INT16X2:
+	case CU_AD_FORMAT_SNORM_INT16X2:
+	case CU_AD_FORMAT_UNORM_INT_101010_2:
+		return 4;
+	case CU_AD_FORMAT_UNORM_INT16X4:
+	case CU_AD_FORMAT_SNORM_INT16X4:
+		return 8;
+	case CU_AD_FORMAT_BC1_UNORM:
+	case CU_AD_FORMAT_BC1_UNORM_SRGB:
+	case CU_AD_FORMAT_BC4_UNORM:
+	case CU_AD_FORMAT_BC4_SNORM:
+		*block = true;
+		return 8;
+	case CU_AD_FORMAT_BC2_UNORM:
+	case CU_AD_FORMAT_BC2_UNORM_SRGB:
+	case CU_AD_FORMAT_BC3_UNORM:
+	case CU_AD_FORMAT_BC3_UNORM_SRGB:
+	case CU_AD_FORMAT_BC5_UNORM:
+	case CU_AD_FORMAT_BC5_SNORM:
+	case CU_AD_FORMAT_BC6H_UF16:
+	case CU_AD_FORMAT_BC6H_SF16:
+	case CU_AD_FORMAT_BC7_UNORM:
+	case CU_AD_FORMAT_BC7_UNORM_SRGB:
+		*block = true;
+		return 16;
+	case CU_AD_FORMAT_NV12: /* 8-bit 4:2:0: 1.5 bytes per sample */
+	case CU_AD_FORMAT_NV16: /* 8-bit 4:2:2: 2 */
+	case CU_AD_FORMAT_YUY2:
+		return 2;
+	case CU_AD_FORMAT_P010: /* 16-bit containers, 4:2:0: 3 */
+	case CU_AD_FORMAT_P016:
+	case CU_AD_FORMAT_Y444_PLANAR8:
+	case CU_AD_FORMAT_YUV444_8bit_SemiPlanar:
+		return 3;
+	case CU_AD_FORMAT_P210: /* 16-bit 4:2:2: 4 */
+	case CU_AD_FORMAT_P216:
+	case CU_AD_FORMAT_Y210:
+	case CU_AD_FORMAT_Y216:
+	case CU_AD_FORMAT_AYUV:
+	case CU_AD_FORMAT_Y410:
+		return 4;
+	case CU_AD_FORMAT_Y416:
+	case CU_AD_FORMAT_Y444_PLANAR10:
+	case CU_AD_FORMAT_YUV444_16bit_SemiPlanar:
+		return 8;
+	default:
+		/* Unknown format: count 16 bytes per channel, more than any
+		 * known format needs. */
+		return 16ull * (channels ? channels : 1);
+	}
+}
+
+/* Bytes of one level: width x height x depth elements (a zero height or
+ * depth means 1). Layered and cubemap arrays carry their layers/faces in
+ * depth. Driver padding and alignment are not counted. */
+static uint64_t level_bytes(uint64_t width, uint64_t height, uint64_t depth, CUarray_format format,
+                            unsigned int channels)
+{
+	bool block;
+	uint64_t unit = format_bytes(format, channels, &block);
+	if (height == 0)
+		height = 1;
+	if (depth == 0)
+		depth = 1;
+	if (block) {
+		width = (width + 3) / 4;
+		height = (height + 3) / 4;
+	}
+	return mul_sat(mul_sat(mul_sat(width, height), depth), unit);
+}
+
+static CUresult array_path(CUresult (*call)(void *), void *ctx, uint64_t bytes, enum gpucap_track_tag tag,
+                           const void *out_handle, bool *passthrough)
+{
+	struct gpucap_device *dev;
+	*passthrough = false;
+	if (bytes == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS) {
+		*passthrough = true;
+		return CUDA_SUCCESS;
+	}
+	struct simple_alloc a = {tag, GPUCAP_KIND_DATA, bytes, dev};
+	struct gpucap_track_entry *entry;
+	CUresult r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = call(ctx);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t) * (void *const *)out_handle : 0);
+	return r;
+}
+
+struct array_call {
+	int id;
+	void *handle_out;
+	const void *desc;
+	unsigned int levels;
+};
+
+static CUresult call_array_create(void *p)
+{
+	struct array_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuArrayCreate_v2)(c->handle_out, c->desc);
+}
+
+static CUresult call_array_create_v1(void *p)
+{
+	struct array_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuArrayCreate)(c->handle_out, c->desc);
+}
+
+static CUresult call_array3d_create(void *p)
+{
+	struct array_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuArray3DCreate_v2)(c->handle_out, c->desc);
+}
+
+static CUresult call_array3d_create_v1(void *p)
+{
+	struct array_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuArray3DCreate)(c->handle_out, c->desc);
+}
+
+static CUresult call_mipmapped_create(void *p)
+{
+	struct array_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuMipmappedArrayCreate)(c->handle_out, c->desc, c->levels);
+}
+
+CUresult on_array_create(int id, CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *desc)
+{
+	gpucap_fn_cuArrayCreate_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuArrayCreate_v2);
+	NOT_READY(real(pHandle, desc), real);
+	if (!pHandle || !desc)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct array_call c = {id, pHandle, desc, 0};
+	bool pass;
+	uint64_t bytes = level_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels);
+	CUresult r = array_path(call_array_create, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
+	return pass ? real(pHandle, desc) : r;
+}
+
+CUresult on_array_create_v1(int id, CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *desc)
+{
+	gpucap_fn_cuArrayCreate real = GPUCAP_REAL_OF(id, gpucap_fn_cuArrayCreate);
+	NOT_READY(real(pHandle, desc), real);
+	if (!pHandle || !desc)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct array_call c = {id, pHandle, desc, 0};
+	bool pass;
+	uint64_t bytes = level_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels);
+	CUresult r = array_path(call_array_create_v1, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
+	return pass ? real(pHandle, desc) : r;
+}
+
+CUresult on_array3d_create(int id, CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc)
+{
+	gpucap_fn_cuArray3DCreate_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuArray3DCreate_v2);
+	NOT_READY(real(pHandle, desc), real);
+	if (!pHandle || !desc)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct array_call c = {id, pHandle, desc, 0};
+	bool pass;
+	uint64_t bytes = level_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels);
+	CUresult r = array_path(call_array3d_create, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
+	return pass ? real(pHandle, desc) : r;
+}
+
+CUresult on_array3d_create_v1(int id, CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *desc)
+{
+	gpucap_fn_cuArray3DCreate real = GPUCAP_REAL_OF(id, gpucap_fn_cuArray3DCreate);
+	NOT_READY(real(pHandle, desc), real);
+	if (!pHandle || !desc)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct array_call c = {id, pHandle, desc, 0};
+	bool pass;
+	uint64_t bytes = level_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels);
+	CUresult r = array_path(call_array3d_create_v1, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
+	return pass ? real(pHandle, desc) : r;
+}
+
+/* A mipmapped array holds every level: each halves width and height (and
+ * depth, unless layered or a cubemap, where depth counts layers or faces),
+ * never below 1. */
+static uint64_t mipmapped_bytes(const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned int levels)
+{
+	uint64_t total = 0;
+	uint64_t w = d->Width, h = d->Height, z = d->Depth;
+	bool depth_is_layers = (d->Flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP)) != 0;
+	for (unsigned int l = 0; l < levels && l < 64; l++) {
+		uint64_t b = level_bytes(w, h, z, d->Format, d->NumChannels);
+		total = total + b < total ? UINT64_MAX : total + b;
+		w = w > 1 ? w / 2 : 1;
+		h = h > 1 ? h / 2 : (h ? 1 : 0);
+		if (!depth_is_layers)
+			z = z > 1 ? z / 2 : (z ? 1 : 0);
+	}
+	return total;
+}
+
+CUresult on_mipmapped_array_create(int id, CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc,
+                                   unsigned int numMipmapLevels)
+{
+	gpucap_fn_cuMipmappedArrayCreate real = GPUCAP_REAL_OF(id, gpucap_fn_cuMipmappedArrayCreate);
+	NOT_READY(real(pHandle, desc, numMipmapLevels), real);
+	if (!pHandle || !desc)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct array_call c = {id, pHandle, desc, numMipmapLevels};
+	bool pass;
+	uint64_t bytes = mipmapped_bytes(desc, numMipmapLevels);
+	CUresult r = array_path(call_mipmapped_create, &c, bytes, GPUCAP_TRACK_MIPMAP, pHandle, &pass);
+	return pass ? real(pHandle, desc, numMipmapLevels) : r;
+}
+
+CUresult on_array_destroy(int id, CUarray hArray)
+{
+	gpucap_fn_cuArrayDestroy real = GPUCAP_REAL_OF(id, gpucap_fn_cuArrayDestroy);
+	NOT_READY(real(hArray), real);
+	struct gpucap_track_entry *entry =
+	    hArray ? gpucap_track_remove(GPUCAP_TRACK_ARRAY, (uint64_t)(uintptr_t)hArray) : NULL;
+	CUresult r = real(hArray);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			release_entry(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+CUresult on_mipmapped_array_destroy(int id, CUmipmappedArray hMipmappedArray)
+{
+	gpucap_fn_cuMipmappedArrayDestroy real = GPUCAP_REAL_OF(id, gpucap_fn_cuMipmappedArrayDestroy);
+	NOT_READY(real(hMipmappedArray), real);
+	struct gpucap_track_entry *entry =
+	    hMipmappedArray ? gpucap_track_remove(GPUCAP_TRACK_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray)
+	                    : NULL;
+	CUresult r = real(hMipmappedArray);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			release_entry(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+/* ---- Contexts ---------------------------------------------------------------
+ *
+ * A context costs device memory by itself. gpucap charges
+ * GPUCAP_CONTEXT_BYTES (default 512 MiB) per context: at cuCtxCreate until
+ * cuCtxDestroy, and for a primary context from this process's first retain
+ * until its last release. */
+
+struct ctx_call {
+	int id;
+	CUcontext *pctx;
+	unsigned int flags;
+	CUdevice dev;
+	CUexecAffinityParam *params;
+	int num_params;
+	CUctxCreateParams *create_params;
+};
+
+static CUresult call_ctx_create_v2(void *p)
+{
+	struct ctx_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuCtxCreate_v2)(c->pctx, c->flags, c->dev);
+}
+
+static CUresult call_ctx_create_v3(void *p)
+{
+	struct ctx_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuCtxCreate_v3)(c->pctx, c->params, c->num_params, c->flags,
+	                                                       c->dev);
+}
+
+static CUresult call_ctx_create_v4(void *p)
+{
+	struct ctx_call *c = p;
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuCtxCreate_v4)(c->pctx, c->create_params, c->flags, c->dev);
+}
+
+static CUresult ctx_create(CUresult (*call)(void *), struct ctx_call *c)
+{
+	if (!gpucap_ensure_init())
+		return call(c);
+	if (!gpucap_real[c->id])
+		return CUDA_ERROR_NOT_FOUND;
+	if (!c->pctx)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	CUresult r = gpucap_device_get(c->dev, &dev);
+	if (r != CUDA_SUCCESS)
+		return call(c); /* the driver reports the bad device */
+	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, gpucap.config.context_bytes, dev};
+	struct gpucap_track_entry *entry;
+	r = simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = call(c);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*c->pctx : 0);
+	return r;
+}
+
+CUresult on_ctx_create_v2(int id, CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+	struct ctx_call c = {id, pctx, flags, dev, NULL, 0, NULL};
+	return ctx_create(call_ctx_create_v2, &c);
+}
+
+CUresult on_ctx_create_v3(int id, CUcontext *pctx, CUexecAffinityParam *paramsArray, int numParams,
+                          unsigned int flags, CUdevice dev)
+{
+	struct ctx_call c = {id, pctx, flags, dev, paramsArray, numParams, NULL};
+	return ctx_create(call_ctx_create_v3, &c);
+}
+
+CUresult on_ctx_create_v4(int id, CUcontext *pctx, CUctxCreateParams *ctxCreateParams, unsigned int flags,
+                          CUdevice dev)
+{
+	struct ctx_call c = {id, pctx, flags, dev, NULL, 0, ctxCreateParams};
+	return ctx_create(call_ctx_create_v4, &c);
+}
+
+CUresult on_ctx_destroy(int id, CUcontext ctx)
+{
+	gpucap_fn_cuCtxDestroy_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuCtxDestroy_v2);
+	NOT_READY(real(ctx), real);
+	struct gpucap_track_entry *entry =
+	    ctx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)ctx) : NULL;
+	CUresult r = real(ctx);
+	if (entry) {
+		if (r == CUDA_SUCCESS)
+			release_entry(entry);
+		else
+			gpucap_track_insert(entry);
+	}
+	return r;
+}
+
+CUresult on_primary_ctx_retain(int id, CUcontext *pctx, CUdevice ordinal)
+{
+	gpucap_fn_cuDevicePrimaryCtxRetain real = GPUCAP_REAL_OF(id, gpucap_fn_cuDevicePrimaryCtxRetain);
+	NOT_READY(real(pctx, ordinal), real);
+	if (!pctx)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct gpucap_device *dev;
+	CUresult r = gpucap_device_get(ordinal, &dev);
+	if (r != CUDA_SUCCESS)
+		return real(pctx, ordinal);
+	uint64_t bytes = gpucap.config.context_bytes;
+	pthread_mutex_lock(&dev->primary_lock);
+	bool first = dev->primary_refs == 0;
+	if (first)
+		r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, bytes);
+	if (r == CUDA_SUCCESS) {
+		r = real(pctx, ordinal);
+		if (r == CUDA_SUCCESS)
+			dev->primary_refs++;
+		else if (first)
+			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes);
+	}
+	pthread_mutex_unlock(&dev->primary_lock);
+	return r;
+}
+
+CUresult on_primary_ctx_release(int id, CUdevice ordinal)
+{
+	gpucap_fn_cuDevicePrimaryCtxRelease_v2 real =
+	    GPUCAP_REAL_OF(id, gpucap_fn_cuDevicePrimaryCtxRelease_v2);
+	NOT_READY(real(ordinal), real);
+	struct gpucap_device *dev;
+	if (gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS)
+		return real(ordinal);
+	pthread_mutex_lock(&dev->primary_lock);
+	CUresult r = real(ordinal);
+	if (r == CUDA_SUCCESS && dev->primary_refs > 0) {
+		dev->primary_refs--;
+		if (dev->primary_refs == 0)
+			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT,
+			                     gpucap.config.context_bytes);
+	}
+	pthread_mutex_unlock(&dev->primary_lock);
+	return r;
+}

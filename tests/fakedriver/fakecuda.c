@@ -1,0 +1,1139 @@
+#define _GNU_SOURCE
+/*
+ * A test double for libcuda.so.1: no GPU, no memory behind the pointers, but
+ * the driver's observable behaviour for everything gpucap touches: devices
+ * with UUIDs, CUDA_VISIBLE_DEVICES, contexts, allocations that run out at
+ * the device's total, VMM handles, IPC, stream-ordered pools that keep freed
+ * memory until trimmed, arrays, and cuGetProcAddress with versions and
+ * per-thread-stream variants.
+ *
+ * Environment:
+ *   FAKECUDA_DEVICES      comma list of physical device UUIDs ("GPU-..." or
+ *                         "MIG-..."); default two devices
+ *   FAKECUDA_TOTAL_BYTES  memory of each device; default 16 GiB
+ */
+#include "cuda_abi.h"
+#include "fake_common.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FAKE_EXPORT __attribute__((visibility("default")))
+#define MAX_DEV     16
+
+struct fake_ctx {
+	unsigned magic;
+	int ordinal;
+	bool primary;
+	int refs;
+};
+#define CTX_MAGIC 0xc0ffee01u
+
+struct fake_pool {
+	int ordinal;
+	uint64_t reserved;
+	uint64_t used;
+	bool is_default;
+	bool destroyed;
+};
+
+struct fake_dev {
+	int physical;
+	uint64_t used;
+	struct fake_ctx primary;
+	struct fake_pool default_pool;
+	struct fake_pool *current_pool;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static bool initialised;
+static int visible_count;
+static struct fake_dev devs[MAX_DEV];
+static uint64_t total_bytes;
+static _Thread_local struct fake_ctx *current;
+
+/* ---- Allocation records ---------------------------------------------------- */
+
+enum rec_kind { REC_PTR, REC_HANDLE, REC_ARRAY, REC_IPC, REC_POOLPTR };
+
+struct rec {
+	struct rec *next;
+	enum rec_kind kind;
+	uint64_t key;
+	uint64_t bytes;
+	int ordinal;
+	bool owns_memory;
+	struct fake_pool *pool;
+};
+
+static struct rec *recs;
+static uint64_t next_address = 0x7f0000000000ull;
+static uint64_t next_address_v1 = 0x10000000ull;
+static uint64_t next_handle = 0x1000;
+
+static struct rec *rec_add(enum rec_kind kind, uint64_t key, uint64_t bytes, int ordinal, bool owns)
+{
+	struct rec *r = calloc(1, sizeof(*r));
+	r->kind = kind;
+	r->key = key;
+	r->bytes = bytes;
+	r->ordinal = ordinal;
+	r->owns_memory = owns;
+	r->next = recs;
+	recs = r;
+	return r;
+}
+
+static struct rec *rec_take(enum rec_kind kind, uint64_t key)
+{
+	for (struct rec **p = &recs; *p; p = &(*p)->next) {
+		if ((*p)->kind == kind && (*p)->key == key) {
+			struct rec *r = *p;
+			*p = r->next;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static struct rec *rec_find(enum rec_kind kind, uint64_t key)
+{
+	for (struct rec *r = recs; r; r = r->next)
+		if (r->kind == kind && r->key == key)
+			return r;
+	return NULL;
+}
+
+/* ---- Devices ------------------------------------------------------------- */
+
+static void init_devices(void)
+{
+	fake_devices_load();
+	const char *total = getenv("FAKECUDA_TOTAL_BYTES");
+	total_bytes = total ? strtoull(total, NULL, 0) : (16ull << 30);
+	int order[MAX_DEV];
+	visible_count = fake_visible_order(order, MAX_DEV);
+	for (int i = 0; i < visible_count; i++) {
+		memset(&devs[i], 0, sizeof(devs[i]));
+		devs[i].physical = order[i];
+		devs[i].primary.magic = CTX_MAGIC;
+		devs[i].primary.ordinal = i;
+		devs[i].primary.primary = true;
+		devs[i].default_pool.ordinal = i;
+		devs[i].default_pool.is_default = true;
+		devs[i].current_pool = &devs[i].default_pool;
+	}
+}
+
+FAKE_EXPORT CUresult cuInit(unsigned int flags)
+{
+	if (flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	if (!initialised) {
+		init_devices();
+		initialised = true;
+	}
+	pthread_mutex_unlock(&lock);
+	return visible_count > 0 ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
+}
+
+#define NEED_INIT()                                                                                          \
+	do {                                                                                                 \
+		if (!initialised)                                                                            \
+			return CUDA_ERROR_NOT_INITIALIZED;                                                   \
+	} while (0)
+
+#define NEED_DEV(d)                                                                                          \
+	do {                                                                                                 \
+		if ((d) < 0 || (d) >= visible_count)                                                         \
+			return CUDA_ERROR_INVALID_DEVICE;                                                    \
+	} while (0)
+
+FAKE_EXPORT CUresult cuDriverGetVersion(int *version)
+{
+	if (!version)
+		return CUDA_ERROR_INVALID_VALUE;
+	*version = 13000;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuDeviceGetCount(int *count)
+{
+	NEED_INIT();
+	if (!count)
+		return CUDA_ERROR_INVALID_VALUE;
+	*count = visible_count;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal)
+{
+	NEED_INIT();
+	if (!device)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(ordinal);
+	*device = ordinal;
+	return CUDA_SUCCESS;
+}
+
+static CUresult get_uuid(CUuuid *uuid, CUdevice dev)
+{
+	NEED_INIT();
+	if (!uuid)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(dev);
+	memcpy(uuid->bytes, fake_device_uuid_bytes(devs[dev].physical), 16);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+{
+	return get_uuid(uuid, dev);
+}
+
+FAKE_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
+{
+	return get_uuid(uuid, dev);
+}
+
+FAKE_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+	NEED_INIT();
+	if (!bytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(dev);
+	*bytes = total_bytes;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
+{
+	size_t wide;
+	CUresult r = cuDeviceTotalMem_v2(bytes ? &wide : NULL, dev);
+	if (r == CUDA_SUCCESS)
+		*bytes = wide > 0xffffffffu ? 0xffffffffu : (unsigned int)wide;
+	return r;
+}
+
+/* ---- Contexts -------------------------------------------------------------- */
+
+static CUresult ctx_create(CUcontext *pctx, CUdevice dev)
+{
+	NEED_INIT();
+	if (!pctx)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(dev);
+	struct fake_ctx *ctx = calloc(1, sizeof(*ctx));
+	ctx->magic = CTX_MAGIC;
+	ctx->ordinal = dev;
+	current = ctx;
+	*pctx = (CUcontext)ctx;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxCreate(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+	(void)flags;
+	return ctx_create(pctx, dev);
+}
+
+FAKE_EXPORT CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+	(void)flags;
+	return ctx_create(pctx, dev);
+}
+
+FAKE_EXPORT CUresult cuCtxCreate_v3(CUcontext *pctx, CUexecAffinityParam *params, int n, unsigned int flags,
+                                    CUdevice dev)
+{
+	(void)params;
+	(void)n;
+	(void)flags;
+	return ctx_create(pctx, dev);
+}
+
+FAKE_EXPORT CUresult cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *params, unsigned int flags,
+                                    CUdevice dev)
+{
+	(void)params;
+	(void)flags;
+	return ctx_create(pctx, dev);
+}
+
+static CUresult ctx_destroy(CUcontext c)
+{
+	NEED_INIT();
+	struct fake_ctx *ctx = (struct fake_ctx *)c;
+	if (!ctx || ctx->magic != CTX_MAGIC || ctx->primary)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (current == ctx)
+		current = NULL;
+	ctx->magic = 0;
+	free(ctx);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxDestroy(CUcontext ctx)
+{
+	return ctx_destroy(ctx);
+}
+
+FAKE_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
+{
+	return ctx_destroy(ctx);
+}
+
+FAKE_EXPORT CUresult cuCtxSetCurrent(CUcontext ctx)
+{
+	NEED_INIT();
+	struct fake_ctx *c = (struct fake_ctx *)ctx;
+	if (c && c->magic != CTX_MAGIC)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	current = c;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxGetCurrent(CUcontext *pctx)
+{
+	NEED_INIT();
+	if (!pctx)
+		return CUDA_ERROR_INVALID_VALUE;
+	*pctx = (CUcontext)current;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxGetDevice(CUdevice *device)
+{
+	NEED_INIT();
+	if (!device)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*device = current->ordinal;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxSynchronize(void)
+{
+	NEED_INIT();
+	return current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+}
+
+FAKE_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+	NEED_INIT();
+	if (!pctx)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(dev);
+	pthread_mutex_lock(&lock);
+	devs[dev].primary.refs++;
+	pthread_mutex_unlock(&lock);
+	*pctx = (CUcontext)&devs[dev].primary;
+	return CUDA_SUCCESS;
+}
+
+static CUresult primary_release(CUdevice dev)
+{
+	NEED_INIT();
+	NEED_DEV(dev);
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&lock);
+	if (devs[dev].primary.refs == 0)
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	else
+		devs[dev].primary.refs--;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+	return primary_release(dev);
+}
+
+FAKE_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+	return primary_release(dev);
+}
+
+/* ---- Linear memory ------------------------------------------------------- */
+
+/* Charge the device; caller holds lock. */
+static bool charge(int ordinal, uint64_t bytes)
+{
+	if (bytes > total_bytes - devs[ordinal].used)
+		return false;
+	devs[ordinal].used += bytes;
+	return true;
+}
+
+static void uncharge(int ordinal, uint64_t bytes)
+{
+	devs[ordinal].used -= bytes;
+}
+
+static CUresult alloc_common(uint64_t *out, uint64_t bytes, bool small_address)
+{
+	NEED_INIT();
+	if (!out || bytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&lock);
+	if (!charge(current->ordinal, bytes)) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else {
+		uint64_t *next = small_address ? &next_address_v1 : &next_address;
+		*out = *next;
+		*next += (bytes + 511) & ~511ull;
+		rec_add(REC_PTR, *out, bytes, current->ordinal, true);
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+{
+	uint64_t p;
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	CUresult r = alloc_common(&p, bytesize, false);
+	if (r == CUDA_SUCCESS)
+		*dptr = p;
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
+{
+	uint64_t p;
+	if (!dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	CUresult r = alloc_common(&p, bytesize, true);
+	if (r == CUDA_SUCCESS)
+		*dptr = (CUdeviceptr_v1)p;
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+	if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST)
+		return CUDA_ERROR_INVALID_VALUE;
+	return cuMemAlloc_v2(dptr, bytesize);
+}
+
+FAKE_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t width, size_t height,
+                                        unsigned int elem)
+{
+	if (!dptr || !pPitch || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
+		return CUDA_ERROR_INVALID_VALUE;
+	size_t pitch = (width + 511) & ~(size_t)511;
+	uint64_t p;
+	CUresult r = alloc_common(&p, (uint64_t)pitch * height, false);
+	if (r == CUDA_SUCCESS) {
+		*dptr = p;
+		*pPitch = pitch;
+	}
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int width,
+                                     unsigned int height, unsigned int elem)
+{
+	if (!dptr || !pPitch || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
+		return CUDA_ERROR_INVALID_VALUE;
+	unsigned int pitch = (width + 511) & ~511u;
+	uint64_t p;
+	CUresult r = alloc_common(&p, (uint64_t)pitch * height, true);
+	if (r == CUDA_SUCCESS) {
+		*dptr = (CUdeviceptr_v1)p;
+		*pPitch = pitch;
+	}
+	return r;
+}
+
+static void pool_return_locked(struct fake_pool *pool, uint64_t bytes);
+
+static CUresult free_common(uint64_t dptr)
+{
+	NEED_INIT();
+	if (dptr == 0)
+		return CUDA_SUCCESS;
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&lock);
+	struct rec *rec = rec_take(REC_PTR, dptr);
+	if (!rec)
+		rec = rec_take(REC_POOLPTR, dptr);
+	if (!rec) {
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		if (rec->pool)
+			pool_return_locked(rec->pool, rec->bytes);
+		else
+			uncharge(rec->ordinal, rec->bytes);
+		free(rec);
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
+{
+	return free_common(dptr);
+}
+
+FAKE_EXPORT CUresult cuMemFree(CUdeviceptr_v1 dptr)
+{
+	return free_common(dptr);
+}
+
+static CUresult get_info(uint64_t *f, uint64_t *t)
+{
+	NEED_INIT();
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	pthread_mutex_lock(&lock);
+	*t = total_bytes;
+	*f = total_bytes - devs[current->ordinal].used;
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemGetInfo_v2(size_t *freeBytes, size_t *totalBytes)
+{
+	if (!freeBytes || !totalBytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	uint64_t f, t;
+	CUresult r = get_info(&f, &t);
+	if (r == CUDA_SUCCESS) {
+		*freeBytes = f;
+		*totalBytes = t;
+	}
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemGetInfo(unsigned int *freeBytes, unsigned int *totalBytes)
+{
+	if (!freeBytes || !totalBytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	uint64_t f, t;
+	CUresult r = get_info(&f, &t);
+	if (r == CUDA_SUCCESS) {
+		*freeBytes = f > 0xffffffffu ? 0xffffffffu : (unsigned int)f;
+		*totalBytes = t > 0xffffffffu ? 0xffffffffu : (unsigned int)t;
+	}
+	return r;
+}
+
+/* ---- IPC ------------------------------------------------------------------- */
+
+FAKE_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
+{
+	NEED_INIT();
+	if (!handle)
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(handle, 0, sizeof(*handle));
+	memcpy(handle->reserved, &dptr, sizeof(dptr));
+	return CUDA_SUCCESS;
+}
+
+static CUresult ipc_open(CUdeviceptr *pdptr, CUipcMemHandle handle)
+{
+	NEED_INIT();
+	if (!pdptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	uint64_t source;
+	memcpy(&source, handle.reserved, sizeof(source));
+	if (source == 0)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&lock);
+	/* The exporter owns the memory: a fresh mapping, no charge. */
+	*pdptr = next_address;
+	next_address += 1 << 20;
+	rec_add(REC_IPC, *pdptr, 0, current ? current->ordinal : 0, false);
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuIpcOpenMemHandle(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int flags)
+{
+	(void)flags;
+	return ipc_open(pdptr, handle);
+}
+
+FAKE_EXPORT CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int flags)
+{
+	(void)flags;
+	return ipc_open(pdptr, handle);
+}
+
+FAKE_EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr dptr)
+{
+	NEED_INIT();
+	pthread_mutex_lock(&lock);
+	struct rec *rec = rec_take(REC_IPC, dptr);
+	pthread_mutex_unlock(&lock);
+	if (!rec)
+		return CUDA_ERROR_INVALID_VALUE;
+	free(rec);
+	return CUDA_SUCCESS;
+}
+
+/* ---- Virtual memory management ------------------------------------------ */
+
+FAKE_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
+                                 const CUmemAllocationProp *prop, unsigned long long flags)
+{
+	NEED_INIT();
+	if (!handle || !prop || size == 0 || flags != 0 || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	NEED_DEV(prop->location.id);
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&lock);
+	if (!charge(prop->location.id, size)) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else {
+		*handle = next_handle++;
+		rec_add(REC_HANDLE, *handle, size, prop->location.id, true);
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+	NEED_INIT();
+	pthread_mutex_lock(&lock);
+	struct rec *rec = rec_take(REC_HANDLE, handle);
+	if (rec && rec->owns_memory)
+		uncharge(rec->ordinal, rec->bytes);
+	pthread_mutex_unlock(&lock);
+	if (!rec)
+		return CUDA_ERROR_INVALID_VALUE;
+	free(rec);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemExportToShareableHandle(void *shareable, CUmemGenericAllocationHandle handle,
+                                                  CUmemAllocationHandleType type, unsigned long long flags)
+{
+	NEED_INIT();
+	(void)flags;
+	if (!shareable || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	struct rec *rec = rec_find(REC_HANDLE, handle);
+	pthread_mutex_unlock(&lock);
+	if (!rec)
+		return CUDA_ERROR_INVALID_VALUE;
+	*(int *)shareable = (int)handle;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *os_handle,
+                                                    CUmemAllocationHandleType type)
+{
+	NEED_INIT();
+	if (!handle || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+		return CUDA_ERROR_INVALID_VALUE;
+	int fd = (int)(intptr_t)os_handle;
+	pthread_mutex_lock(&lock);
+	/* The exporter owns the memory: a new handle, no charge. */
+	*handle = next_handle++;
+	rec_add(REC_HANDLE, *handle, (uint64_t)fd, current ? current->ordinal : 0, false);
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+                                         unsigned long long flags)
+{
+	NEED_INIT();
+	(void)alignment;
+	(void)addr;
+	(void)flags;
+	if (!ptr || size == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	*ptr = next_address;
+	next_address += (size + 0x1fffff) & ~0x1fffffull;
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
+{
+	(void)ptr;
+	(void)size;
+	NEED_INIT();
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+                              CUmemGenericAllocationHandle handle, unsigned long long flags)
+{
+	(void)ptr;
+	(void)size;
+	(void)offset;
+	(void)flags;
+	NEED_INIT();
+	pthread_mutex_lock(&lock);
+	struct rec *rec = rec_find(REC_HANDLE, handle);
+	pthread_mutex_unlock(&lock);
+	return rec ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+FAKE_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+	(void)ptr;
+	(void)size;
+	NEED_INIT();
+	return CUDA_SUCCESS;
+}
+
+/* ---- Pools ----------------------------------------------------------------- */
+
+static void pool_trim_locked(struct fake_pool *pool, uint64_t keep)
+{
+	uint64_t floor = pool->used > keep ? pool->used : keep;
+	if (pool->reserved > floor) {
+		uncharge(pool->ordinal, pool->reserved - floor);
+		pool->reserved = floor;
+	}
+}
+
+static void pool_return_locked(struct fake_pool *pool, uint64_t bytes)
+{
+	pool->used -= bytes;
+	/* Freed memory stays in the pool until trimmed or synchronised; a
+	 * destroyed pool gives it back at once. */
+	if (pool->destroyed) {
+		pool_trim_locked(pool, 0);
+		if (pool->used == 0)
+			free(pool);
+	}
+}
+
+FAKE_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev)
+{
+	NEED_INIT();
+	if (!pool)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(dev);
+	*pool = (CUmemoryPool)&devs[dev].default_pool;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool *pool, CUdevice dev)
+{
+	NEED_INIT();
+	if (!pool)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(dev);
+	*pool = (CUmemoryPool)devs[dev].current_pool;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuDeviceSetMemPool(CUdevice dev, CUmemoryPool pool)
+{
+	NEED_INIT();
+	NEED_DEV(dev);
+	if (!pool)
+		return CUDA_ERROR_INVALID_VALUE;
+	devs[dev].current_pool = (struct fake_pool *)pool;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *props)
+{
+	NEED_INIT();
+	if (!pool || !props || props->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return CUDA_ERROR_INVALID_VALUE;
+	NEED_DEV(props->location.id);
+	struct fake_pool *p = calloc(1, sizeof(*p));
+	p->ordinal = props->location.id;
+	*pool = (CUmemoryPool)p;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
+{
+	NEED_INIT();
+	struct fake_pool *p = (struct fake_pool *)pool;
+	if (!p || p->is_default)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	p->destroyed = true;
+	pool_trim_locked(p, 0);
+	if (devs[p->ordinal].current_pool == p)
+		devs[p->ordinal].current_pool = &devs[p->ordinal].default_pool;
+	/* Live allocations keep it until their free. */
+	if (p->used == 0)
+		free(p);
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep)
+{
+	NEED_INIT();
+	if (!pool)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	pool_trim_locked((struct fake_pool *)pool, keep);
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+	NEED_INIT();
+	struct fake_pool *p = (struct fake_pool *)pool;
+	if (!p || !value)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	CUresult r = CUDA_SUCCESS;
+	switch (attr) {
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
+		*(cuuint64_t *)value = p->reserved;
+		break;
+	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
+		*(cuuint64_t *)value = p->used;
+		break;
+	default:
+		r = CUDA_ERROR_INVALID_VALUE;
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+static CUresult pool_alloc(CUdeviceptr *dptr, size_t bytes, struct fake_pool *pool)
+{
+	NEED_INIT();
+	if (!dptr || bytes == 0 || !pool)
+		return CUDA_ERROR_INVALID_VALUE;
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&lock);
+	uint64_t idle = pool->reserved - pool->used;
+	if (idle < bytes) {
+		if (!charge(pool->ordinal, bytes - idle)) {
+			r = CUDA_ERROR_OUT_OF_MEMORY;
+			goto out;
+		}
+		pool->reserved += bytes - idle;
+	}
+	pool->used += bytes;
+	*dptr = next_address;
+	next_address += (bytes + 511) & ~511ull;
+	rec_add(REC_POOLPTR, *dptr, bytes, pool->ordinal, true)->pool = pool;
+out:
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream stream)
+{
+	(void)stream;
+	NEED_INIT();
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	return pool_alloc(dptr, bytes, devs[current->ordinal].current_pool);
+}
+
+FAKE_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream stream)
+{
+	return alloc_async(dptr, bytes, stream);
+}
+
+FAKE_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream stream)
+{
+	return alloc_async(dptr, bytes, stream);
+}
+
+FAKE_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool,
+                                             CUstream stream)
+{
+	(void)stream;
+	return pool_alloc(dptr, bytes, (struct fake_pool *)pool);
+}
+
+FAKE_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool,
+                                                  CUstream stream)
+{
+	(void)stream;
+	return pool_alloc(dptr, bytes, (struct fake_pool *)pool);
+}
+
+FAKE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream)
+{
+	(void)stream;
+	return free_common(dptr);
+}
+
+FAKE_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
+{
+	(void)stream;
+	return free_common(dptr);
+}
+
+/* A synchronisation releases what pools hold above their threshold (0). */
+FAKE_EXPORT CUresult cuStreamSynchronize(CUstream stream)
+{
+	(void)stream;
+	NEED_INIT();
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < visible_count; i++)
+		pool_trim_locked(&devs[i].default_pool, 0);
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
+}
+
+/* ---- Arrays -------------------------------------------------------------- */
+
+static CUresult array_alloc(void *handle_out, uint64_t bytes)
+{
+	NEED_INIT();
+	if (!handle_out || bytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	CUresult r = CUDA_SUCCESS;
+	pthread_mutex_lock(&lock);
+	if (!charge(current->ordinal, bytes)) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else {
+		uint64_t h = next_handle++ << 4;
+		*(void **)handle_out = (void *)(uintptr_t)h;
+		rec_add(REC_ARRAY, h, bytes, current->ordinal, true);
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+static uint64_t elem(CUarray_format f, unsigned ch)
+{
+	switch (f) {
+	case CU_AD_FORMAT_UNSIGNED_INT8:
+	case CU_AD_FORMAT_SIGNED_INT8:
+		return ch;
+	case CU_AD_FORMAT_UNSIGNED_INT16:
+	case CU_AD_FORMAT_SIGNED_INT16:
+	case CU_AD_FORMAT_HALF:
+		return 2ull * ch;
+	default:
+		return 4ull * ch;
+	}
+}
+
+static uint64_t dims(uint64_t w, uint64_t h, uint64_t d)
+{
+	return w * (h ? h : 1) * (d ? d : 1);
+}
+
+FAKE_EXPORT CUresult cuArrayCreate_v2(CUarray *h, const CUDA_ARRAY_DESCRIPTOR *d)
+{
+	if (!d)
+		return CUDA_ERROR_INVALID_VALUE;
+	return array_alloc(h, dims(d->Width, d->Height, 1) * elem(d->Format, d->NumChannels));
+}
+
+FAKE_EXPORT CUresult cuArrayCreate(CUarray *h, const CUDA_ARRAY_DESCRIPTOR_v1 *d)
+{
+	if (!d)
+		return CUDA_ERROR_INVALID_VALUE;
+	return array_alloc(h, dims(d->Width, d->Height, 1) * elem(d->Format, d->NumChannels));
+}
+
+FAKE_EXPORT CUresult cuArray3DCreate_v2(CUarray *h, const CUDA_ARRAY3D_DESCRIPTOR *d)
+{
+	if (!d)
+		return CUDA_ERROR_INVALID_VALUE;
+	return array_alloc(h, dims(d->Width, d->Height, d->Depth) * elem(d->Format, d->NumChannels));
+}
+
+FAKE_EXPORT CUresult cuArray3DCreate(CUarray *h, const CUDA_ARRAY3D_DESCRIPTOR_v1 *d)
+{
+	if (!d)
+		return CUDA_ERROR_INVALID_VALUE;
+	return array_alloc(h, dims(d->Width, d->Height, d->Depth) * elem(d->Format, d->NumChannels));
+}
+
+FAKE_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *h, const CUDA_ARRAY3D_DESCRIPTOR *d,
+                                            unsigned int levels)
+{
+	if (!d || levels == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	return array_alloc(h, 2 * dims(d->Width, d->Height, d->Depth) * elem(d->Format, d->NumChannels));
+}
+
+static CUresult array_free(uint64_t h)
+{
+	NEED_INIT();
+	pthread_mutex_lock(&lock);
+	struct rec *rec = rec_take(REC_ARRAY, h);
+	if (rec)
+		uncharge(rec->ordinal, rec->bytes);
+	pthread_mutex_unlock(&lock);
+	if (!rec)
+		return CUDA_ERROR_INVALID_HANDLE;
+	free(rec);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuArrayDestroy(CUarray h)
+{
+	return array_free((uint64_t)(uintptr_t)h);
+}
+
+FAKE_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray h)
+{
+	return array_free((uint64_t)(uintptr_t)h);
+}
+
+/* ---- Test hooks (not driver API) ------------------------------------------ */
+
+/* Bytes the fake device has handed out, for tests. */
+FAKE_EXPORT uint64_t fakecuda_device_used(int ordinal)
+{
+	if (ordinal < 0 || ordinal >= visible_count)
+		return 0;
+	pthread_mutex_lock(&lock);
+	uint64_t used = devs[ordinal].used;
+	pthread_mutex_unlock(&lock);
+	return used;
+}
+
+/* ---- cuGetProcAddress ------------------------------------------------------
+ *
+ * (symbol, cudaVersion, flags) -> the entry with the highest version not
+ * above cudaVersion; per-thread-stream entries only when flags ask for the
+ * per-thread default stream. */
+
+struct proc {
+	const char *symbol;
+	int version;
+	bool ptds;
+	void *fn;
+};
+
+#define P(sym, ver, fn)                                                                                      \
+	{                                                                                                    \
+		sym, ver, false, (void *)fn                                                                  \
+	}
+#define PT(sym, ver, fn)                                                                                     \
+	{                                                                                                    \
+		sym, ver, true, (void *)fn                                                                   \
+	}
+
+FAKE_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
+FAKE_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
+                                         CUdriverProcAddressQueryResult *status);
+
+static const struct proc procs[] = {
+    P("cuInit", 2000, cuInit),
+    P("cuDriverGetVersion", 2020, cuDriverGetVersion),
+    P("cuDeviceGet", 2000, cuDeviceGet),
+    P("cuDeviceGetCount", 2000, cuDeviceGetCount),
+    P("cuDeviceGetUuid", 9020, cuDeviceGetUuid),
+    P("cuDeviceGetUuid", 11040, cuDeviceGetUuid_v2),
+    P("cuDeviceTotalMem", 2000, cuDeviceTotalMem),
+    P("cuDeviceTotalMem", 3020, cuDeviceTotalMem_v2),
+    P("cuCtxCreate", 2000, cuCtxCreate),
+    P("cuCtxCreate", 3020, cuCtxCreate_v2),
+    P("cuCtxCreate", 11040, cuCtxCreate_v3),
+    P("cuCtxCreate", 12050, cuCtxCreate_v4),
+    P("cuCtxDestroy", 2000, cuCtxDestroy),
+    P("cuCtxDestroy", 4000, cuCtxDestroy_v2),
+    P("cuCtxSetCurrent", 4000, cuCtxSetCurrent),
+    P("cuCtxGetCurrent", 4000, cuCtxGetCurrent),
+    P("cuCtxGetDevice", 2000, cuCtxGetDevice),
+    P("cuCtxSynchronize", 2000, cuCtxSynchronize),
+    P("cuDevicePrimaryCtxRetain", 7000, cuDevicePrimaryCtxRetain),
+    P("cuDevicePrimaryCtxRelease", 7000, cuDevicePrimaryCtxRelease),
+    P("cuDevicePrimaryCtxRelease", 11000, cuDevicePrimaryCtxRelease_v2),
+    P("cuMemAlloc", 2000, cuMemAlloc),
+    P("cuMemAlloc", 3020, cuMemAlloc_v2),
+    P("cuMemAllocPitch", 2000, cuMemAllocPitch),
+    P("cuMemAllocPitch", 3020, cuMemAllocPitch_v2),
+    P("cuMemAllocManaged", 6000, cuMemAllocManaged),
+    P("cuMemFree", 2000, cuMemFree),
+    P("cuMemFree", 3020, cuMemFree_v2),
+    P("cuMemGetInfo", 2000, cuMemGetInfo),
+    P("cuMemGetInfo", 3020, cuMemGetInfo_v2),
+    P("cuMemCreate", 10020, cuMemCreate),
+    P("cuMemRelease", 10020, cuMemRelease),
+    P("cuMemAddressReserve", 10020, cuMemAddressReserve),
+    P("cuMemAddressFree", 10020, cuMemAddressFree),
+    P("cuMemMap", 10020, cuMemMap),
+    P("cuMemUnmap", 10020, cuMemUnmap),
+    P("cuMemExportToShareableHandle", 10020, cuMemExportToShareableHandle),
+    P("cuMemImportFromShareableHandle", 10020, cuMemImportFromShareableHandle),
+    P("cuMemAllocAsync", 11020, cuMemAllocAsync),
+    PT("cuMemAllocAsync", 11020, cuMemAllocAsync_ptsz),
+    P("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync),
+    PT("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync_ptsz),
+    P("cuMemFreeAsync", 11020, cuMemFreeAsync),
+    PT("cuMemFreeAsync", 11020, cuMemFreeAsync_ptsz),
+    P("cuMemPoolCreate", 11020, cuMemPoolCreate),
+    P("cuMemPoolDestroy", 11020, cuMemPoolDestroy),
+    P("cuMemPoolTrimTo", 11020, cuMemPoolTrimTo),
+    P("cuMemPoolGetAttribute", 11020, cuMemPoolGetAttribute),
+    P("cuDeviceGetMemPool", 11020, cuDeviceGetMemPool),
+    P("cuDeviceSetMemPool", 11020, cuDeviceSetMemPool),
+    P("cuDeviceGetDefaultMemPool", 11020, cuDeviceGetDefaultMemPool),
+    P("cuArrayCreate", 2000, cuArrayCreate),
+    P("cuArrayCreate", 3020, cuArrayCreate_v2),
+    P("cuArray3DCreate", 2000, cuArray3DCreate),
+    P("cuArray3DCreate", 3020, cuArray3DCreate_v2),
+    P("cuMipmappedArrayCreate", 5000, cuMipmappedArrayCreate),
+    P("cuArrayDestroy", 2000, cuArrayDestroy),
+    P("cuMipmappedArrayDestroy", 5000, cuMipmappedArrayDestroy),
+    P("cuIpcGetMemHandle", 4010, cuIpcGetMemHandle),
+    P("cuIpcOpenMemHandle", 4010, cuIpcOpenMemHandle),
+    P("cuIpcOpenMemHandle", 11000, cuIpcOpenMemHandle_v2),
+    P("cuIpcCloseMemHandle", 4010, cuIpcCloseMemHandle),
+    P("cuStreamSynchronize", 2000, cuStreamSynchronize),
+    P("cuGetProcAddress", 11030, cuGetProcAddress),
+    P("cuGetProcAddress", 12000, cuGetProcAddress_v2),
+};
+
+FAKE_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
+                                         CUdriverProcAddressQueryResult *status)
+{
+	if (!symbol || !pfn)
+		return CUDA_ERROR_INVALID_VALUE;
+	bool want_ptds = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
+	const struct proc *best = NULL;
+	bool seen = false;
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		const struct proc *p = &procs[i];
+		if (strcmp(p->symbol, symbol) != 0)
+			continue;
+		seen = true;
+		if (p->version > cudaVersion)
+			continue;
+		if (p->ptds && !want_ptds)
+			continue;
+		/* Prefer a per-thread entry when asked for one; otherwise the
+		 * highest version. */
+		if (!best || p->version > best->version || (p->ptds && !best->ptds))
+			best = p;
+	}
+	*pfn = best ? best->fn : NULL;
+	if (status)
+		*status = best ? CU_GET_PROC_ADDRESS_SUCCESS
+		               : (seen ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+		                       : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND);
+	return best ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+}
+
+FAKE_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
+{
+	return cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, NULL);
+}
