@@ -187,10 +187,11 @@ void gpucap_release(gpucap_region *region, int device, gpucap_kind kind, uint64_
 void gpucap_region_return_credit(gpucap_region *region, int device);
 
 /*
- * device_usage: one device's limit and charged total, from two loads. This is
- * what memory queries (cuMemGetInfo, NVML) answer with; a snapshot is for
- * tools. Ordering: acquire. Wait: none. Returns false for an index that holds
- * no device.
+ * device_usage: one device's limit and charged total as the caller sees it:
+ * the device total less the caller's own idle reserve, which it can still
+ * use. This is what memory queries (cuMemGetInfo, NVML) answer with; a
+ * snapshot is for tools. Ordering: acquire. Wait: none (a few loads). Returns
+ * false for an index that holds no device.
  */
 bool gpucap_region_device_usage(const gpucap_region *region, int device, uint64_t *limit_bytes,
                                 uint64_t *charged_bytes);

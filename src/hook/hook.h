@@ -76,7 +76,7 @@ void gpucap_resolve_real(void);
 /* ---- Configuration (config.c) --------------------------------------------- */
 
 #define GPUCAP_MAX_DEVICES           64
-#define GPUCAP_DEFAULT_CONTEXT_BYTES (UINT64_C(512) << 20)
+#define GPUCAP_DEFAULT_CONTEXT_BYTES (UINT64_C(640) << 20)
 
 struct gpucap_device_config {
 	uint64_t limit_bytes; /* GPUCAP_UNLIMITED: none */

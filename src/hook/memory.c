@@ -905,7 +905,7 @@ CUresult on_mipmapped_array_destroy(int id, CUmipmappedArray hMipmappedArray)
 /* ---- Contexts ---------------------------------------------------------------
  *
  * A context costs device memory by itself. gpucap charges
- * GPUCAP_CONTEXT_BYTES (default 512 MiB) per context: at cuCtxCreate until
+ * GPUCAP_CONTEXT_BYTES (default 640 MiB) per context: at cuCtxCreate until
  * cuCtxDestroy, and for a primary context from this process's first retain
  * until its last release. */
 

@@ -25,10 +25,11 @@ __attribute__((format(printf, 3, 4))) static void say(char *err, size_t err_len,
 static uint64_t layout_checksum(const struct region_header *h)
 {
 	/* Plain copies of the immutable fields, in a fixed order. */
-	uint64_t fields[] = {h->format_version, h->layout_size,      h->header_size,       h->device_capacity,
-	                     h->slot_capacity,  h->lanes_per_slot,   h->device_entry_size, h->slot_size,
-	                     h->lane_size,      h->lane_device_size, h->devices_offset,    h->slots_offset,
-	                     h->created_unix_ns};
+	uint64_t fields[] = {h->format_version,    h->layout_size,    h->header_size,
+	                     h->device_capacity,   h->slot_capacity,  h->lanes_per_slot,
+	                     h->device_entry_size, h->slot_size,      h->lane_size,
+	                     h->lane_device_size,  h->devices_offset, h->slot_states_offset,
+	                     h->slots_offset,      h->created_unix_ns};
 	uint64_t hash = UINT64_C(1469598103934665603);
 	const unsigned char *bytes = (const unsigned char *)fields;
 	for (size_t i = 0; i < sizeof(fields); i++) {
@@ -51,6 +52,7 @@ static void fill_header(struct region_header *h, const struct region_geometry *g
 	h->lane_size = g->lane_size;
 	h->lane_device_size = sizeof(struct lane_device);
 	h->devices_offset = g->devices_offset;
+	h->slot_states_offset = g->slot_states_offset;
 	h->slots_offset = g->slots_offset;
 	h->created_unix_ns = gpucap_clock_realtime_ns();
 	h->layout_checksum = layout_checksum(h);
@@ -82,7 +84,9 @@ static gpucap_status validate_header(const struct region_header *h, uint64_t fil
 		if (h->device_entry_size != sizeof(struct device_entry) || h->slot_size != geo->slot_size ||
 		    h->lane_size != geo->lane_size || h->lane_device_size != sizeof(struct lane_device))
 			bad = "record sizes";
-		else if (h->devices_offset != geo->devices_offset || h->slots_offset != geo->slots_offset)
+		else if (h->devices_offset != geo->devices_offset ||
+		         h->slot_states_offset != geo->slot_states_offset ||
+		         h->slots_offset != geo->slots_offset)
 			bad = "table offsets";
 		else if (h->layout_size != geo->layout_size)
 			bad = "layout size";

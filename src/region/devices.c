@@ -149,7 +149,17 @@ bool gpucap_region_device_usage(const gpucap_region *r, int device, uint64_t *li
 	const struct device_entry *entry = region_device(r, (uint32_t)device);
 	if (limit_bytes)
 		*limit_bytes = stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_acquire));
-	if (charged_bytes)
-		*charged_bytes = charge_total(atomic_load_explicit(&entry->charge, memory_order_acquire));
+	if (charged_bytes) {
+		uint64_t charged = charge_total(atomic_load_explicit(&entry->charge, memory_order_acquire));
+		/* The caller's own idle reserve is memory it can still use. */
+		int64_t own_credit = 0;
+		for (uint32_t lane = 0; r->slot >= 0 && lane < r->geo.lanes; lane++)
+			own_credit += atomic_load_explicit(
+			    &region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device)->credit,
+			    memory_order_relaxed);
+		*charged_bytes = own_credit > 0 && (uint64_t)own_credit < charged
+		                     ? charged - (uint64_t)own_credit
+		                     : (own_credit > 0 ? 0 : charged);
+	}
 	return true;
 }

@@ -2,7 +2,11 @@
  * The region file format: owns every byte offset and bit layout of the shared
  * file. Nothing outside src/region may depend on it.
  *
- *   [ header: 4096 bytes ][ device table ][ slot table ]
+ *   [ header: 4096 bytes ][ device table ][ slot states ][ slot table ]
+ *
+ * Slot states (free or live) sit packed in their own table, so scans for a
+ * free slot, for dead peers or for a snapshot touch a page or two, not one
+ * page per slot.
  *
  * Every word other processes touch is a lock-free 32- or 64-bit atomic.
  *
@@ -70,6 +74,7 @@ struct region_header {
 	uint32_t lane_size;
 	uint32_t lane_device_size;
 	uint64_t devices_offset;
+	uint64_t slot_states_offset;
 	uint64_t slots_offset;
 	uint64_t created_unix_ns;
 	uint64_t layout_checksum; /* FNV-1a of the fields from format_version on */
@@ -112,7 +117,7 @@ struct device_entry {
 _Static_assert(sizeof(struct device_entry) == 256, "device entry layout");
 
 struct slot_header {
-	_Atomic uint32_t state; /* SLOT_FREE or SLOT_LIVE */
+	uint32_t reserved0; /* the state lives in the slot states table */
 	_Atomic uint32_t generation;
 	_Atomic int32_t pid;
 	_Atomic int32_t host_pid;
@@ -182,6 +187,7 @@ struct region_geometry {
 	uint32_t lane_size;
 	uint32_t slot_size;
 	uint64_t devices_offset;
+	uint64_t slot_states_offset;
 	uint64_t slots_offset;
 	uint64_t layout_size;
 };
@@ -197,7 +203,9 @@ static inline struct region_geometry region_geometry_for(uint32_t device_capacit
 	g.lane_size = (lane_bytes + 63u) & ~63u;
 	g.slot_size = (uint32_t)sizeof(struct slot_header) + g.lanes * g.lane_size;
 	g.devices_offset = REGION_HEADER_SIZE;
-	g.slots_offset = g.devices_offset + (uint64_t)device_capacity * sizeof(struct device_entry);
+	g.slot_states_offset = g.devices_offset + (uint64_t)device_capacity * sizeof(struct device_entry);
+	g.slots_offset =
+	    g.slot_states_offset + (((uint64_t)slot_capacity * sizeof(uint32_t) + 4095u) & ~UINT64_C(4095));
 	g.layout_size = g.slots_offset + (uint64_t)slot_capacity * g.slot_size;
 	g.layout_size = (g.layout_size + 4095u) & ~UINT64_C(4095);
 	return g;

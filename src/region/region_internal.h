@@ -42,6 +42,12 @@ static inline struct slot_header *region_slot(const struct gpucap_region *r, uin
 	return (struct slot_header *)(r->base + r->geo.slots_offset + (uint64_t)slot * r->geo.slot_size);
 }
 
+/* SLOT_FREE or SLOT_LIVE. */
+static inline _Atomic uint32_t *region_slot_state(const struct gpucap_region *r, uint32_t slot)
+{
+	return (_Atomic uint32_t *)(r->base + r->geo.slot_states_offset) + slot;
+}
+
 static inline struct lane_header *region_lane(const struct gpucap_region *r, uint32_t slot, uint32_t lane)
 {
 	return (struct lane_header *)((uint8_t *)region_slot(r, slot) + sizeof(struct slot_header) +

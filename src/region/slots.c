@@ -66,8 +66,7 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
 {
 	uint64_t bytes = slot_return_all(r, slot, returned);
-	struct slot_header *header = region_slot(r, slot);
-	atomic_store_explicit(&header->state, SLOT_FREE, memory_order_release);
+	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
 	atomic_fetch_add_explicit(&r->header->reclaimed_slots_total, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->header->reclaimed_bytes_total, bytes, memory_order_relaxed);
 	return bytes;
@@ -83,14 +82,13 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
 		if ((int)slot == r->slot)
 			continue;
-		struct slot_header *header = region_slot(r, slot);
-		if (atomic_load_explicit(&header->state, memory_order_acquire) != SLOT_LIVE)
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
 			continue;
 		if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
 			continue; /* alive, or being reclaimed by someone else */
 		/* Holding the lease, check again: another reclaimer may have
 		 * finished between our look and our lease. */
-		if (atomic_load_explicit(&header->state, memory_order_acquire) == SLOT_LIVE) {
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE) {
 			uint64_t bytes = reclaim_held_slot(r, slot, per_device);
 			if (report) {
 				report->slots++;
@@ -135,7 +133,7 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	                      memory_order_relaxed);
 	atomic_store_explicit(&header->started_unix_ns, gpucap_clock_realtime_ns(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
-	atomic_store_explicit(&header->state, SLOT_LIVE, memory_order_release);
+	atomic_store_explicit(region_slot_state(r, slot), SLOT_LIVE, memory_order_release);
 }
 
 /* Take the lease of one slot; true when the slot is now ours. */
@@ -143,9 +141,8 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 {
 	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
 		return false;
-	struct slot_header *header = region_slot(r, slot);
 	/* A free slot's lanes were zeroed when it was freed (or are new). */
-	if (atomic_load_explicit(&header->state, memory_order_acquire) == SLOT_LIVE)
+	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
 	write_identity(r, slot, id);
 	r->slot = (int)slot;
@@ -175,8 +172,7 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 		uint32_t wanted = pass == 0 ? SLOT_FREE : SLOT_LIVE;
 		for (uint32_t i = 0; i < capacity; i++) {
 			uint32_t slot = (start + i) % capacity;
-			if (atomic_load_explicit(&region_slot(r, slot)->state, memory_order_acquire) !=
-			    wanted)
+			if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != wanted)
 				continue;
 			if (try_take(r, slot, id)) {
 				sweep_if_due(r);
@@ -213,7 +209,7 @@ void slot_release_own(struct gpucap_region *r)
 		return;
 	uint32_t slot = (uint32_t)r->slot;
 	slot_return_all(r, slot, NULL);
-	atomic_store_explicit(&region_slot(r, slot)->state, SLOT_FREE, memory_order_release);
+	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
 	gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
 	r->slot = -1;
 }

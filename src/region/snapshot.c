@@ -79,7 +79,7 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 	}
 	snap->process_count = 0;
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
-		if (atomic_load_explicit(&region_slot(r, slot)->state, memory_order_acquire) != SLOT_LIVE)
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
 			continue;
 		fill_process(r, slot, &snap->processes[snap->process_count++], pending_amount, pending_slot);
 	}

@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 	int n = atoi(argv[1]), rounds = atoi(argv[3]);
 	uint64_t cap = strtoull(argv[2], NULL, 10);
 	uint64_t context_bytes = getenv("GPUCAP_CONTEXT_BYTES") ? strtoull(getenv("GPUCAP_CONTEXT_BYTES"), NULL, 10)
-								: (UINT64_C(512) << 20);
+								: (UINT64_C(640) << 20);
 	int failures = 0;
 	for (int round = 0; round < rounds; round++) {
 		int report[2], hold[2];

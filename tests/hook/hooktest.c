@@ -594,7 +594,7 @@ static void test_context_oom(void)
 	setenv("CUDA_DEVICE_MEMORY_LIMIT", "100m", 1);
 	CU(cuInit(0));
 	CUcontext c;
-	/* Default context charge is 512 MiB: over a 100 MiB cap. */
+	/* Default context charge is 640 MiB: over a 100 MiB cap. */
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuDevicePrimaryCtxRetain(&c, 0));
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuCtxCreate_v2(&c, 0, 0));
 	CHECK_EQ(0, mine().in_use);
