@@ -25,6 +25,7 @@ echo
 echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), 2 alternating runs each"
 echo "| size | native p50 | gpucap p50 | ratio p50 | native p99 | gpucap p99 | ratio p99 |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
+runs=""
 for size in $((1 << 20)) $((256 << 20)); do
   : >"$out/n.txt"; : >"$out/g.txt"
   for run in 1 2; do
@@ -34,11 +35,16 @@ for size in $((1 << 20)) $((256 << 20)); do
   n50=$(grep -o 'p50_us=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean); g50=$(grep -o 'p50_us=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
   n99=$(grep -o 'p99_us=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean); g99=$(grep -o 'p99_us=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
   echo "| $((size >> 20)) MiB | $n50 | $g50 | $(ratio $n50 $g50) | $n99 | $g99 | $(ratio $n99 $g99) |"
+  runs="$runs $((size >> 20)) MiB native p50/p99: $(grep -o 'p50_us=[0-9.]* p99_us=[0-9.]*' "$out/n.txt" | tr '\n' ';') gpucap: $(grep -o 'p50_us=[0-9.]* p99_us=[0-9.]*' "$out/g.txt" | tr '\n' ';')
+"
 done
 echo
-echo "## cuLaunchKernel of an empty kernel (ns), 200000 launches, 2 alternating runs each"
+echo "Each run:"
+echo "$runs"
+echo
+echo "## cuLaunchKernel of an empty kernel (ns), 200000 launches, 4 alternating runs each"
 : >"$out/n.txt"; : >"$out/g.txt"
-for run in 1 2; do
+for run in 1 2 3 4; do
   "$out/launch_latency" 200000 >>"$out/n.txt"
   with_gpucap "$out/launch_latency" 200000 >>"$out/g.txt"
 done
@@ -48,6 +54,9 @@ echo "| | native | gpucap | added |"
 echo "| --- | --- | --- | --- |"
 echo "| p50 | $n50 | $g50 | $(awk -v a=$n50 -v b=$g50 'BEGIN{printf "%.0f", b-a}') |"
 echo "| p99 | $n99 | $g99 | $(awk -v a=$n99 -v b=$g99 'BEGIN{printf "%.0f", b-a}') |"
+echo
+echo "Each run's p50 (ns), native: $(grep -o 'p50_ns=[0-9]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
+echo "Each run's p50 (ns), gpucap: $(grep -o 'p50_ns=[0-9]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
 echo
 echo "## N processes start together: cuInit + primary context + first 1 MiB alloc (ms), 3 rounds each, alternating"
 echo "| N | native p50 | gpucap p50 | native max | gpucap max | ratio of max |"
