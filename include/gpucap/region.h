@@ -216,6 +216,14 @@ struct gpucap_reclaim_report {
  */
 gpucap_status gpucap_region_reclaim_dead(gpucap_region *region, struct gpucap_reclaim_report *report);
 
+/*
+ * maintain: reclaim dead slots if no process has swept in the last 100 ms.
+ * One caller per interval is elected by a CAS; the others return at once.
+ * Call it from queries so that a process that exited stops counting soon.
+ * Wait: none.
+ */
+void gpucap_region_maintain(gpucap_region *region);
+
 /* ---- Snapshots ------------------------------------------------------------ */
 
 struct gpucap_device_view {

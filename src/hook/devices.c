@@ -161,5 +161,8 @@ bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged)
 {
 	if (region_index < 0 || !gpucap.region)
 		return false;
+	/* A peer that exited still counts until someone sweeps; queries are
+	 * where users look, so let them start the (rate-limited) sweep. */
+	gpucap_region_maintain(gpucap.region);
 	return gpucap_region_device_usage(gpucap.region, region_index, limit, charged);
 }

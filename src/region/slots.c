@@ -7,7 +7,7 @@
 #include "platform.h"
 #include "region_internal.h"
 
-/* How often an attaching process sweeps for dead peers. Sweeps cost one
+/* How often an attaching or querying process sweeps for dead peers. Sweeps cost one
  * fcntl per live slot, so electing one sweeper per interval keeps many
  * simultaneous starts from each sweeping every slot. */
 #define ATTACH_SWEEP_INTERVAL_NS (UINT64_C(100) * 1000 * 1000)
@@ -101,8 +101,10 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 	return GPUCAP_OK;
 }
 
-static void sweep_if_due(struct gpucap_region *r)
+void gpucap_region_maintain(gpucap_region *r)
 {
+	if (!r || r->observer)
+		return;
 	uint64_t now = gpucap_clock_monotonic_ns();
 	uint64_t last = atomic_load_explicit(&r->header->last_sweep_ns, memory_order_relaxed);
 	if (last != 0 && now - last < ATTACH_SWEEP_INTERVAL_NS && now >= last)
@@ -175,7 +177,7 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 			if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != wanted)
 				continue;
 			if (try_take(r, slot, id)) {
-				sweep_if_due(r);
+				gpucap_region_maintain(r);
 				return GPUCAP_OK;
 			}
 		}

@@ -29,7 +29,8 @@ cmake -S "$repo" -B "$build" -DGPUCAP_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release
   cmake --build "$build" -j "$(nproc)" >>"$log" 2>&1 || { say "FAIL build (see $log)"; exit 1; }
 lib="$build/lib/libgpucap.so"
 cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/driver_paths" >>"$log" 2>&1 &&
-  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/race_fill.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/race_fill" >>"$log" 2>&1 ||
+  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/race_fill.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/race_fill" >>"$log" 2>&1 &&
+  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_sharing.c" -L"$cuda/lib64/stubs" -lcuda -lpthread -o "$out/driver_sharing" >>"$log" 2>&1 ||
   { say "FAIL compiling the driver-API tests (see $log)"; exit 1; }
 
 scratch=$(mktemp -d)
@@ -46,6 +47,17 @@ for path in alloc pitch managed vmm async pool array array3d mipmap; do
   capped $cap "paths-$path" "$out/driver_paths" "$path" $cap >>"$log" 2>&1
   record "capped $path: cap holds, CUDA_ERROR_OUT_OF_MEMORY, exact release" $?
 done
+
+for mode in ipc vmmshare threads fork; do
+  capped $cap "sharing-$mode" "$out/driver_sharing" $mode $cap >>"$log" 2>&1
+  record "capped $mode: $(case $mode in ipc) echo "an IPC import is not charged twice";; vmmshare) echo "a shareable-handle import in another process is not charged twice";; threads) echo "8 threads fill the cap at once, exact release";; fork) echo "fork without exec keeps the parent's charge; an exec'd child's charge is returned after it exits";; esac)" $?
+done
+
+uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader -i 0 | tr -d ' ')
+CUDA_VISIBLE_DEVICES="$uuid" capped $cap uuid "$out/driver_paths" alloc $cap >>"$log" 2>&1 &&
+  "$build/bin/gpucap" status --json --file "$scratch/uuid" >"$out/uuid-status.json" 2>>"$log" &&
+  grep -q "\"$uuid\"" "$out/uuid-status.json"
+record "CUDA_VISIBLE_DEVICES=<GPU UUID>: the cap holds and the region keys the device by that UUID" $?
 
 "$out/driver_paths" badargs >"$out/badargs-native.txt" 2>&1
 capped $cap badargs "$out/driver_paths" badargs >"$out/badargs-capped.txt" 2>&1
