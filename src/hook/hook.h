@@ -79,8 +79,10 @@ void gpucap_resolve_real(void);
 #define GPUCAP_DEFAULT_CONTEXT_BYTES (UINT64_C(640) << 20)
 
 struct gpucap_device_config {
-	uint64_t limit_bytes; /* GPUCAP_UNLIMITED: none */
-	bool fail_closed;     /* a malformed value applies to this device */
+	uint64_t limit_bytes;    /* GPUCAP_UNLIMITED: none */
+	bool fail_closed;        /* a malformed value applies to this device */
+	uint64_t file_cap_bytes; /* the limits file's cap (GPUCAP_UNLIMITED: none) */
+	uint32_t sm_limit;       /* percent from the limits file; 0: none */
 };
 
 struct gpucap_config {
@@ -92,8 +94,8 @@ struct gpucap_config {
 	int log_level;
 };
 
-/* Read the environment once. Malformed values are reported (one line each)
- * and mark the affected devices fail-closed. */
+/* Read the environment and the limits file once. Malformed values are
+ * reported (one line each) and mark the affected devices fail-closed. */
 void gpucap_config_load(struct gpucap_config *config);
 
 /* ---- Process state (init.c) ------------------------------------------------ */
@@ -151,7 +153,13 @@ void gpucap_pools_reconcile_all(int region_index);
 /* Forked child: the parent's pools are not the child's. */
 void gpucap_pools_forget_all(void);
 
-/* limit and charged bytes of a region device; false when unknown. */
+/* The limits file caps region device region_index at cap bytes in this
+ * process, whatever the region's limit says (the smaller cap wins when
+ * noted twice). */
+void gpucap_device_note_file_cap(int region_index, uint64_t cap);
+
+/* limit and charged bytes of a region device; false when unknown. The limit
+ * is the region's, lowered to the limits file's cap. */
 bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged);
 
 /* ---- Tracking of live allocations (track.c) ------------------------------- */
@@ -192,5 +200,8 @@ bool gpucap_track_with(enum gpucap_track_tag tag, uint64_t key,
 /* Forked child: start from an empty map (the parent's entries, and its pool
  * states, are left allocated and untouched). */
 void gpucap_track_forget_all(void);
+
+/* identity.c: PID and, when known at once, host PID for this process's slot. */
+void gpucap_identity_initial(struct gpucap_slot_identity *id);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,16 +22,34 @@ atomic_int gpucap_init_state = GPUCAP_INIT_NONE;
 static _Thread_local bool this_thread_in_init;
 static atomic_bool atfork_registered;
 
+/* GPUCAP_REGION_GROUP=1 shares the region file with its group (0660). Read
+ * once, at initialisation. */
+static bool gpucap_region_group_shared(void)
+{
+	const char *value = getenv("GPUCAP_REGION_GROUP");
+	if (!value || !*value || strcmp(value, "0") == 0)
+		return false;
+	if (strcmp(value, "1") == 0)
+		return true;
+	gpucap_log(GPUCAP_LOG_ERROR,
+	           "GPUCAP_REGION_GROUP=\"%s\" is not valid; expected 0 or 1; using 0 (private region)",
+	           value);
+	return false;
+}
+
 static void attach_region(void)
 {
 	char err[512] = "";
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = gpucap.config.region_path;
+	options.group_shared = gpucap_region_group_shared();
 	gpucap_region *region = NULL;
 	gpucap_status st = gpucap_region_attach(&options, &region, err, sizeof(err));
 	if (st == GPUCAP_OK) {
-		st = gpucap_region_claim_slot(region, NULL, err, sizeof(err));
+		struct gpucap_slot_identity id;
+		gpucap_identity_initial(&id);
+		st = gpucap_region_claim_slot(region, &id, err, sizeof(err));
 		if (st != GPUCAP_OK) {
 			gpucap_region_detach(region);
 			region = NULL;

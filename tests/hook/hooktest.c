@@ -1089,6 +1089,62 @@ static void test_threads(void)
 	CHECK(v.charged_bytes <= v.limit_bytes);
 }
 
+/* ---- identity ------------------------------------------------------------------ */
+
+/* The slot of this process records a host PID at once when the process is in
+ * the initial PID namespace, and "unknown" in any other namespace. Prints
+ * and returns 0 when the record matches what this process can see. */
+static int child_identity(void)
+{
+	start_device(0);
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, 4096));
+	char link[64] = "";
+	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+	if (n > 0)
+		link[n] = '\0';
+	bool initial = strcmp(link, "pid:[4026531836]") == 0;
+	gpucap_region *r = observer();
+	struct gpucap_snapshot *s = gpucap_region_snapshot(r);
+	CHECK(s != NULL);
+	int matched = 0;
+	for (uint32_t i = 0; i < s->process_count; i++) {
+		const struct gpucap_process_view *v = &s->processes[i];
+		if (v->pid != getpid())
+			continue;
+		printf("pid %d namespace %s host_pid %d source %d\n", v->pid, link, v->host_pid,
+		       v->host_pid_source);
+		if (initial)
+			matched =
+			    v->host_pid == getpid() && v->host_pid_source == GPUCAP_HOST_PID_SAME_NAMESPACE;
+		else
+			matched = v->host_pid == 0 && v->host_pid_source == GPUCAP_HOST_PID_UNKNOWN;
+	}
+	gpucap_snapshot_free(s);
+	gpucap_region_detach(r);
+	return matched ? 0 : 1;
+}
+
+static void test_identity(void)
+{
+	fresh_region();
+	CHECK(child_identity() == 0);
+	/* The same program inside a new PID namespace (a container's view). */
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		execlp("unshare", "unshare", "--pid", "--fork", self_path, "child-identity", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	CHECK(waitpid(child, &status, 0) == child);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		fprintf(stderr, "identity: cannot run unshare --pid (needs root and util-linux)\n");
+		exit(1);
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 struct test_case {
@@ -1114,6 +1170,7 @@ static const struct test_case cases[] = {
     {"fork", test_fork},
     {"fork-orphan", test_fork_orphan},
     {"threads", test_threads},
+    {"identity", test_identity},
 };
 
 int main(int argc, char **argv)
@@ -1139,6 +1196,8 @@ int main(int argc, char **argv)
 		return child_exec_alloc();
 	if (strcmp(argv[1], "child-fork-orphan") == 0)
 		return child_fork_orphan();
+	if (strcmp(argv[1], "child-identity") == 0)
+		return child_identity();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[1], cases[i].name) == 0) {
 			cases[i].fn();
