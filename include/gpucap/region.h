@@ -188,13 +188,22 @@ void gpucap_region_return_credit(gpucap_region *region, int device);
 
 /*
  * device_usage: one device's limit and charged total as the caller sees it:
- * the device total less the caller's own idle reserve, which it can still
- * use. This is what memory queries (cuMemGetInfo, NVML) answer with; a
- * snapshot is for tools. Ordering: acquire. Wait: none (a few loads). Returns
- * false for an index that holds no device.
+ * the lower of the shared limit and the handle's own cap, and the device
+ * total less the caller's own idle reserve, which it can still use. This is what memory queries
+ * (cuMemGetInfo, NVML) answer with; a snapshot is for tools. Ordering: acquire. Wait: none (a few loads).
+ * Returns false for an index that holds no device.
  */
 bool gpucap_region_device_usage(const gpucap_region *region, int device, uint64_t *limit_bytes,
                                 uint64_t *charged_bytes);
+
+/*
+ * set_local_cap: a ceiling this handle applies on top of the device's shared
+ * limit, e.g. from a root-owned limits file that a writer of the region file
+ * cannot change. Reservations through this handle are admitted against the
+ * lower of the two inside the same CAS, and its idle reserve is sized by it.
+ * It can only be lowered. Wait: none.
+ */
+void gpucap_region_set_local_cap(gpucap_region *region, int device, uint64_t cap_bytes);
 
 /* Change a device's limits (release stores). Lowering below the charged total
  * is allowed: new reservations are refused until usage falls. */

@@ -27,6 +27,10 @@ struct cli_command {
 #define CLI_COMMANDS(X)                                                                                      \
 	X(status)                                                                                            \
 	X(reap)                                                                                              \
+	X(top)                                                                                               \
+	X(set)                                                                                               \
+	X(doctor)                                                                                            \
+	X(exporter)                                                                                          \
 	X(run)
 
 #define CLI_DECLARE_COMMAND(name) extern const struct cli_command cli_command_##name;

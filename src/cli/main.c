@@ -8,6 +8,12 @@
 #ifndef GPUCAP_VERSION
 #error "GPUCAP_VERSION must come from the build (project version)"
 #endif
+#ifndef GPUCAP_BUILD_ID
+#define GPUCAP_BUILD_ID "unknown"
+#endif
+#ifndef GPUCAP_BUILD_DATE
+#define GPUCAP_BUILD_DATE "unknown"
+#endif
 
 #define CLI_COMMAND_ENTRY(name) &cli_command_##name,
 static const struct cli_command *const commands[] = {CLI_COMMANDS(CLI_COMMAND_ENTRY)};
@@ -69,7 +75,7 @@ int main(int argc, char **argv)
 	if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0) {
 		if (argc > 2)
 			return cli_usage_error(NULL, "unexpected argument '%s'", argv[2]);
-		fputs("gpucap " GPUCAP_VERSION "\n", stdout);
+		fputs("gpucap " GPUCAP_VERSION " (build " GPUCAP_BUILD_ID ", " GPUCAP_BUILD_DATE ")\n", stdout);
 		return cli_finish_output(NULL);
 	}
 	if (first[0] == '-')

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
-/* Environment configuration, read once at initialisation. */
+/* Configuration, read once at initialisation: the environment and the
+ * limits file. */
 #include "hook.h"
+#include "limits_file.h"
 #include "log.h"
 #include "parse.h"
 
@@ -20,22 +22,6 @@ static void report_malformed(const char *name, const char *value, const char *fo
 	           consequence);
 }
 
-/* Parse one limit variable. Returns 1 when set and valid (out filled), 0
- * when unset, -1 when malformed (reported). */
-static int read_limit(const char *name, const char *value, uint64_t *out)
-{
-	if (!value)
-		return 0;
-	uint64_t bytes;
-	if (!gpucap_parse_size(value, &bytes)) {
-		report_malformed(name, value, GPUCAP_SIZE_FORMS,
-		                 "failing closed: the affected devices are capped at 0 bytes");
-		return -1;
-	}
-	*out = (bytes == 0 || bytes >= GPUCAP_BYTES_MAX) ? GPUCAP_UNLIMITED : bytes;
-	return 1;
-}
-
 /* A single digit 0..4, blanks around it allowed; -1 otherwise. */
 static int parse_level(const char *value)
 {
@@ -49,48 +35,10 @@ static int parse_level(const char *value)
 	return *value == '\0' ? level : -1;
 }
 
-struct limit_source {
-	int state; /* 0 unset, 1 valid, -1 malformed */
-	uint64_t bytes;
-};
-
-/* Per-device variables: PREFIX<i>=value with i a decimal CUDA ordinal. */
-static void scan_device_limits(const char *prefix, struct limit_source *sources)
+static void report_limits(void *ctx, enum gpucap_limits_level level, const char *message)
 {
-	size_t prefix_len = strlen(prefix);
-	for (char **env = environ; env && *env; env++) {
-		const char *entry = *env;
-		if (strncmp(entry, prefix, prefix_len) != 0)
-			continue;
-		const char *p = entry + prefix_len;
-		const char *eq = strchr(p, '=');
-		if (!eq || eq == p)
-			continue;
-		char name[128];
-		size_t name_len = (size_t)(eq - entry);
-		if (name_len >= sizeof(name))
-			continue;
-		memcpy(name, entry, name_len);
-		name[name_len] = '\0';
-		unsigned long index = 0;
-		bool digits = true;
-		for (const char *q = p; q < eq; q++) {
-			if (*q < '0' || *q > '9') {
-				digits = false;
-				break;
-			}
-			index = index * 10 + (unsigned long)(*q - '0');
-			if (index >= GPUCAP_MAX_DEVICES)
-				break;
-		}
-		if (!digits || index >= GPUCAP_MAX_DEVICES) {
-			gpucap_log(GPUCAP_LOG_WARN,
-			           "%s is ignored: the suffix must be a CUDA device index from 0 to %d", name,
-			           GPUCAP_MAX_DEVICES - 1);
-			continue;
-		}
-		sources[index].state = read_limit(name, eq + 1, &sources[index].bytes);
-	}
+	(void)ctx;
+	gpucap_log(level == GPUCAP_LIMITS_ERROR ? GPUCAP_LOG_ERROR : GPUCAP_LOG_WARN, "%s", message);
 }
 
 static void copy_string(char *dst, size_t len, const char *src)
@@ -135,38 +83,19 @@ void gpucap_config_load(struct gpucap_config *config)
 		copy_string(config->visible_devices, sizeof(config->visible_devices), visible);
 	}
 
-	/* Limits. Precedence for device i, first set wins:
-	 *   GPUCAP_MEMORY_LIMIT_<i>, CUDA_DEVICE_MEMORY_LIMIT_<i>,
-	 *   GPUCAP_MEMORY_LIMIT, CUDA_DEVICE_MEMORY_LIMIT.
-	 * Any malformed variable that names device i (or all devices) makes
-	 * device i fail closed, even if another variable would win. */
-	struct limit_source gpucap_dev[GPUCAP_MAX_DEVICES], hami_dev[GPUCAP_MAX_DEVICES];
-	memset(gpucap_dev, 0, sizeof(gpucap_dev));
-	memset(hami_dev, 0, sizeof(hami_dev));
-	scan_device_limits("GPUCAP_MEMORY_LIMIT_", gpucap_dev);
-	scan_device_limits("CUDA_DEVICE_MEMORY_LIMIT_", hami_dev);
-	struct limit_source gpucap_all = {0, 0}, hami_all = {0, 0};
-	gpucap_all.state =
-	    read_limit("GPUCAP_MEMORY_LIMIT", getenv("GPUCAP_MEMORY_LIMIT"), &gpucap_all.bytes);
-	hami_all.state =
-	    read_limit("CUDA_DEVICE_MEMORY_LIMIT", getenv("CUDA_DEVICE_MEMORY_LIMIT"), &hami_all.bytes);
-
+	/* Limits: the limits file, then the environment, which can only lower
+	 * them (limits_file.h). Static: initialisation runs on one thread at a
+	 * time, and the thread may have a small stack. */
+	static struct gpucap_limits_file file;
+	static struct gpucap_limit_choice choice[GPUCAP_LIMITS_DEVICES];
+	gpucap_limits_file_load(secure_getenv("GPUCAP_LIMITS_FILE"), &file);
+	gpucap_limits_resolve(environ, &file, choice, report_limits, NULL);
 	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
-		const struct limit_source *order[] = {&gpucap_dev[i], &hami_dev[i], &gpucap_all, &hami_all};
 		struct gpucap_device_config *dev = &config->device[i];
-		dev->limit_bytes = GPUCAP_UNLIMITED;
-		dev->fail_closed = false;
-		bool chosen = false;
-		for (size_t k = 0; k < 4; k++) {
-			if (order[k]->state < 0)
-				dev->fail_closed = true;
-			if (order[k]->state > 0 && !chosen) {
-				dev->limit_bytes = order[k]->bytes;
-				chosen = true;
-			}
-		}
-		if (dev->fail_closed)
-			dev->limit_bytes = 0;
+		dev->limit_bytes = choice[i].limit_bytes;
+		dev->fail_closed = choice[i].fail_closed;
+		dev->file_cap_bytes = choice[i].file_cap_bytes;
+		dev->sm_limit = choice[i].sm_limit;
 	}
 
 	/* Memory charged for each context. */
@@ -185,4 +114,13 @@ void gpucap_config_load(struct gpucap_config *config)
 			}
 		}
 	}
+}
+
+/* For "gpucap doctor" and other tools: whether libgpucap.so is loaded into a
+ * process, with dlsym(RTLD_DEFAULT, "gpucap_preload_probe"). Costs nothing
+ * and initialises nothing. Returns the library's name. */
+GPUCAP_EXPORT const char *gpucap_preload_probe(void);
+const char *gpucap_preload_probe(void)
+{
+	return "libgpucap.so";
 }

@@ -13,6 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Per region device: the limits file's cap in this process, 0 for none.
+ * Written when a device is resolved, before it is published. */
+static _Atomic uint64_t file_caps[GPUCAP_MAX_DEVICES];
+
 static struct gpucap_device devices[GPUCAP_MAX_DEVICES] = {
     [0 ... GPUCAP_MAX_DEVICES - 1] = {.primary_lock = PTHREAD_MUTEX_INITIALIZER, .region_index = -1},
 };
@@ -60,7 +64,8 @@ static CUresult resolve(struct gpucap_device *dev, CUdevice ordinal)
 	/* A fail-closed device is refused locally and never registered, so a
 	 * malformed variable here cannot set the limit other processes see. */
 	if (gpucap.region && !cfg->fail_closed) {
-		int index = gpucap_region_device_register(gpucap.region, dev->uuid, cfg->limit_bytes, 0);
+		int index =
+		    gpucap_region_device_register(gpucap.region, dev->uuid, cfg->limit_bytes, cfg->sm_limit);
 		if (index < 0) {
 			gpucap_log(GPUCAP_LOG_ERROR,
 			           "cannot register device %d (%s) in the region: %s; failing closed for it",
@@ -68,6 +73,7 @@ static CUresult resolve(struct gpucap_device *dev, CUdevice ordinal)
 			dev->fail_closed = true;
 		} else {
 			dev->region_index = index;
+			gpucap_device_note_file_cap(index, cfg->file_cap_bytes);
 		}
 	}
 	GPUCAP_LOG(GPUCAP_LOG_DETAIL, "device %d is %s (region entry %d)", ordinal, dev->uuid,
@@ -123,7 +129,35 @@ void gpucap_devices_reset(void)
 		devices[i].fail_closed = false;
 		devices[i].primary_refs = 0;
 		pthread_mutex_init(&devices[i].primary_lock, NULL);
+		atomic_store_explicit(&file_caps[i], 0, memory_order_relaxed);
 	}
+}
+
+void gpucap_device_note_file_cap(int region_index, uint64_t cap)
+{
+	if (region_index < 0 || region_index >= GPUCAP_MAX_DEVICES || cap == 0 || cap >= GPUCAP_UNLIMITED)
+		return;
+	/* The region admits against the lower of its limit and this cap in one
+	 * CAS, so a raised region limit cannot lift the file's cap. */
+	gpucap_region_set_local_cap(gpucap.region, region_index, cap);
+	uint64_t current = atomic_load_explicit(&file_caps[region_index], memory_order_relaxed);
+	while ((current == 0 || cap < current) &&
+	       !atomic_compare_exchange_weak_explicit(&file_caps[region_index], &current, cap,
+	                                              memory_order_relaxed, memory_order_relaxed)) {
+	}
+}
+
+static uint64_t file_cap_of(int region_index)
+{
+	return region_index < GPUCAP_MAX_DEVICES
+	           ? atomic_load_explicit(&file_caps[region_index], memory_order_relaxed)
+	           : 0;
+}
+
+static gpucap_status reserve_capped(int region_index, gpucap_kind kind, uint64_t bytes, uint64_t cap)
+{
+	(void)cap; /* applied by the region through gpucap_region_set_local_cap */
+	return gpucap_reserve(gpucap.region, region_index, kind, bytes);
 }
 
 CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
@@ -132,11 +166,21 @@ CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 		return CUDA_SUCCESS;
 	if (region_index < 0 || !gpucap.region)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	gpucap_status st = gpucap_reserve(gpucap.region, region_index, kind, bytes);
+	uint64_t cap = file_cap_of(region_index);
+	if (cap && bytes > cap)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	gpucap_status st = reserve_capped(region_index, kind, bytes, cap);
 	if (st == GPUCAP_ERR_OVER_LIMIT) {
-		/* Pools may have released memory since they were last asked. */
+		/* Pools may have released memory since they were last asked, and
+		 * this process's idle reserve counts against the file's cap. */
 		gpucap_pools_reconcile_all(region_index);
-		st = gpucap_reserve(gpucap.region, region_index, kind, bytes);
+		if (cap) {
+			/* The region reclaims dead peers only before its own
+			 * refusals; the file's cap needs the same. */
+			gpucap_region_return_credit(gpucap.region, region_index);
+			gpucap_region_reclaim_dead(gpucap.region, NULL);
+		}
+		st = reserve_capped(region_index, kind, bytes, cap);
 	}
 	return st == GPUCAP_OK ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
@@ -164,5 +208,10 @@ bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged)
 	/* A peer that exited still counts until someone sweeps; queries are
 	 * where users look, so let them start the (rate-limited) sweep. */
 	gpucap_region_maintain(gpucap.region);
-	return gpucap_region_device_usage(gpucap.region, region_index, limit, charged);
+	if (!gpucap_region_device_usage(gpucap.region, region_index, limit, charged))
+		return false;
+	uint64_t cap = file_cap_of(region_index);
+	if (cap && cap < *limit)
+		*limit = cap;
+	return true;
 }

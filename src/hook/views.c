@@ -200,9 +200,12 @@ static bool nvml_device(nvmlDevice_t device, struct gpucap_device *out)
 	}
 	out->region_index = gpucap_region_device_find(gpucap.region, uuid);
 	if (out->region_index < 0 && cfg && cfg->limit_bytes < GPUCAP_UNLIMITED) {
-		int registered = gpucap_region_device_register(gpucap.region, uuid, cfg->limit_bytes, 0);
+		int registered =
+		    gpucap_region_device_register(gpucap.region, uuid, cfg->limit_bytes, cfg->sm_limit);
 		out->region_index = registered >= 0 ? registered : -1;
 	}
+	if (out->region_index >= 0 && cfg)
+		gpucap_device_note_file_cap(out->region_index, cfg->file_cap_bytes);
 	return out->region_index >= 0;
 }
 

@@ -389,6 +389,8 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
 		return GPUCAP_ERR_IO;
 	}
 	snprintf(r->path, sizeof(r->path), "%s", path);
+	for (unsigned d = 0; d < REGION_MAX_DEVICES; d++)
+		atomic_init(&r->local_cap[d], GPUCAP_BYTES_MAX);
 	r->observer = o->observer;
 	r->slot = -1;
 	r->fd = gpucap_platform_open(path, !o->observer, !o->observer, o->group_shared ? 0660 : 0600);

@@ -131,11 +131,7 @@ gpucap_status lane_move(struct gpucap_region *r, uint32_t slot, uint32_t lane, u
 		uint64_t total = charge_total(word);
 		uint64_t next;
 		if (amount > 0) {
-			uint64_t limit = check_limit ? stored_limit_bytes(atomic_load_explicit(
-			                                   &entry->limit, memory_order_acquire))
-			                             : GPUCAP_BYTES_MAX;
-			if (limit > GPUCAP_BYTES_MAX)
-				limit = GPUCAP_BYTES_MAX;
+			uint64_t limit = check_limit ? effective_limit(r, device) : GPUCAP_BYTES_MAX;
 			if ((uint64_t)amount > limit || total > limit - (uint64_t)amount) {
 				status = GPUCAP_ERR_OVER_LIMIT;
 				break;

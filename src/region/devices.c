@@ -148,7 +148,7 @@ bool gpucap_region_device_usage(const gpucap_region *r, int device, uint64_t *li
 		return false;
 	const struct device_entry *entry = region_device(r, (uint32_t)device);
 	if (limit_bytes)
-		*limit_bytes = stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_acquire));
+		*limit_bytes = effective_limit(r, (uint32_t)device);
 	if (charged_bytes) {
 		uint64_t charged = charge_total(atomic_load_explicit(&entry->charge, memory_order_acquire));
 		/* The caller's own idle reserve is memory it can still use. */
@@ -162,4 +162,15 @@ bool gpucap_region_device_usage(const gpucap_region *r, int device, uint64_t *li
 		                     : (own_credit > 0 ? 0 : charged);
 	}
 	return true;
+}
+
+void gpucap_region_set_local_cap(gpucap_region *r, int device, uint64_t cap)
+{
+	if (!r || device < 0 || (uint32_t)device >= r->geo.device_capacity)
+		return;
+	uint64_t current = atomic_load_explicit(&r->local_cap[device], memory_order_relaxed);
+	while (cap < current &&
+	       !atomic_compare_exchange_weak_explicit(&r->local_cap[device], &current, cap,
+	                                              memory_order_relaxed, memory_order_relaxed)) {
+	}
 }

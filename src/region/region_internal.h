@@ -21,6 +21,8 @@ struct gpucap_region {
 	struct region_geometry geo;
 	int slot; /* -1: none */
 	bool initialised_here;
+	/* This handle's own ceiling per device, below the shared limit. */
+	_Atomic uint64_t local_cap[REGION_MAX_DEVICES];
 };
 
 /* A lane keeps a small reserve ("credit") so that threads reserve and release
@@ -71,6 +73,18 @@ static inline uint32_t lane_tag(const struct gpucap_region *r, uint32_t slot, ui
 static inline uint64_t stored_limit_bytes(uint64_t stored)
 {
 	return stored == 0 ? 0 : stored - 1;
+}
+
+/* The limit this handle admits against: the shared limit, or its own lower
+ * ceiling. */
+static inline uint64_t effective_limit(const struct gpucap_region *r, uint32_t device)
+{
+	uint64_t limit =
+	    stored_limit_bytes(atomic_load_explicit(&region_device(r, device)->limit, memory_order_acquire));
+	uint64_t cap = atomic_load_explicit(&r->local_cap[device], memory_order_relaxed);
+	if (limit > GPUCAP_BYTES_MAX)
+		limit = GPUCAP_BYTES_MAX;
+	return cap < limit ? cap : limit;
 }
 
 /* charge.c: move a device total through a lane the caller owns exclusively

@@ -28,12 +28,11 @@ static bool take_credit(struct lane_device *lane_device, uint64_t bytes)
  * it is about to use. It shrinks with the room left under the limit, so near
  * the limit every byte is granted exactly and no process's idle credit can
  * starve another's reservations. */
-static uint64_t credit_allowance(const struct device_entry *entry, uint64_t bytes)
+static uint64_t credit_allowance(const struct gpucap_region *r, uint32_t device, uint64_t bytes)
 {
-	uint64_t limit = stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_relaxed));
-	uint64_t total = charge_total(atomic_load_explicit(&entry->charge, memory_order_relaxed));
-	if (limit > GPUCAP_BYTES_MAX)
-		limit = GPUCAP_BYTES_MAX;
+	uint64_t limit = effective_limit(r, device);
+	uint64_t total =
+	    charge_total(atomic_load_explicit(&region_device(r, device)->charge, memory_order_relaxed));
 	if (total >= limit || limit - total <= bytes)
 		return 0;
 	uint64_t share = (limit - total - bytes) / 64;
@@ -42,9 +41,9 @@ static uint64_t credit_allowance(const struct device_entry *entry, uint64_t byte
 	return share < CREDIT_CHUNK ? share : CREDIT_CHUNK;
 }
 
-static uint64_t extra_credit(const struct device_entry *entry, uint64_t bytes)
+static uint64_t extra_credit(const struct gpucap_region *r, uint32_t device, uint64_t bytes)
 {
-	return bytes >= CREDIT_CHUNK ? 0 : credit_allowance(entry, bytes);
+	return bytes >= CREDIT_CHUNK ? 0 : credit_allowance(r, device, bytes);
 }
 
 static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind kind, uint64_t bytes)
@@ -52,7 +51,7 @@ static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind
 	uint32_t lane = lane_acquire(r);
 	uint32_t slot = (uint32_t)r->slot;
 	struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
-	uint64_t extra = extra_credit(region_device(r, device), bytes);
+	uint64_t extra = extra_credit(r, device, bytes);
 	gpucap_status status = lane_move(r, slot, lane, device, (int64_t)(bytes + extra), true);
 	if (status == GPUCAP_ERR_OVER_LIMIT && extra) {
 		extra = 0;

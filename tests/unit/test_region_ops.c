@@ -153,6 +153,26 @@ static void limits_change_live(void **state)
 	gpucap_region_detach(r);
 }
 
+static void a_local_cap_holds_below_a_raised_shared_limit(void **state)
+{
+	(void)state;
+	gpucap_region *r = test_attach_claim(scratch_path("localcap"));
+	int d = gpucap_region_device_register(r, GPU0, 64 * MiB, 0);
+	gpucap_region_set_local_cap(r, d, 8 * MiB);
+	gpucap_region_set_local_cap(r, d, 32 * MiB); /* can only be lowered */
+	assert_int_equal(gpucap_reserve(r, d, GPUCAP_KIND_DATA, 6 * MiB), GPUCAP_OK);
+	assert_int_equal(gpucap_reserve(r, d, GPUCAP_KIND_DATA, 3 * MiB), GPUCAP_ERR_OVER_LIMIT);
+	/* Someone raises the shared limit: this handle's cap still holds. */
+	assert_int_equal(gpucap_region_set_limit(r, d, 1024 * MiB), GPUCAP_OK);
+	assert_int_equal(gpucap_reserve(r, d, GPUCAP_KIND_DATA, 3 * MiB), GPUCAP_ERR_OVER_LIMIT);
+	assert_int_equal(gpucap_reserve(r, d, GPUCAP_KIND_DATA, 2 * MiB), GPUCAP_OK);
+	uint64_t limit = 0, used = 0;
+	assert_true(gpucap_region_device_usage(r, d, &limit, &used));
+	assert_int_equal(limit, 8 * MiB);
+	assert_true(used <= 8 * MiB);
+	gpucap_region_detach(r);
+}
+
 static void devices_are_keyed_by_uuid(void **state)
 {
 	(void)state;
@@ -423,6 +443,7 @@ int main(void)
 	    cmocka_unit_test(release_and_return_credit_bring_charge_to_zero),
 	    cmocka_unit_test(kinds_are_broken_down_per_process),
 	    cmocka_unit_test(limits_change_live),
+	    cmocka_unit_test(a_local_cap_holds_below_a_raised_shared_limit),
 	    cmocka_unit_test(devices_are_keyed_by_uuid),
 	    cmocka_unit_test(observer_reads_but_never_writes),
 	    cmocka_unit_test(detach_returns_everything),

@@ -1,0 +1,104 @@
+/* gpucap exporter: parse the options and hand over to the exporter library
+ * (src/exporter), which serves Prometheus metrics until stopped. */
+#include "cli.h"
+#include "options.h"
+
+#include <exporter.h>
+
+#include <stdio.h>
+
+enum { OPT_LISTEN, OPT_REGIONS, OPT_HAMI, OPT_LABEL_FROM_PATH };
+
+static const struct cli_option exporter_options[] = {
+    {"listen", 'l', true, OPT_LISTEN},
+    {"regions", 'r', true, OPT_REGIONS},
+    {"hami-metrics", 0, false, OPT_HAMI},
+    {"label-from-path", 0, true, OPT_LABEL_FROM_PATH},
+};
+
+static int exporter_run(int argc, char **argv)
+{
+	const char *command = cli_command_exporter.name;
+	const char *listen = EXPORTER_DEFAULT_LISTEN, *regions = NULL, *label_regex = NULL;
+	bool hami = false;
+	struct cli_parser parser;
+	cli_parser_init(&parser, command, argc, argv, false);
+	for (;;) {
+		const char *value;
+		int id = cli_next_option(&parser, exporter_options,
+		                         sizeof(exporter_options) / sizeof(exporter_options[0]), &value);
+		if (id == CLI_OPT_END)
+			break;
+		if (id == CLI_OPT_ERROR)
+			return CLI_EXIT_USAGE;
+		if (id == CLI_OPT_HELP) {
+			fputs(cli_command_exporter.usage, stdout);
+			return cli_finish_output(command);
+		}
+		if (id == OPT_LISTEN)
+			listen = value;
+		else if (id == OPT_REGIONS)
+			regions = value;
+		else if (id == OPT_HAMI)
+			hami = true;
+		else
+			label_regex = value;
+	}
+	if (!cli_no_operands_left(&parser))
+		return CLI_EXIT_USAGE;
+	if (!regions || !regions[0])
+		return cli_usage_error(
+		    command, "--regions GLOB is required, e.g. --regions '/var/lib/gpucap/*/cudevshr.cache'");
+
+	char err[1024];
+	struct exporter_config config;
+	enum exporter_result result = exporter_parse_listen(listen, &config.listen, err, sizeof(err));
+	if (result == EXPORTER_USAGE)
+		return cli_usage_error(command, "%s", err);
+	if (result != EXPORTER_OK)
+		return cli_failure(command, "%s", err);
+
+	struct exp_path_rule rule;
+	if (label_regex) {
+		if (!exp_path_rule_compile(&rule, label_regex, err, sizeof(err)))
+			return cli_usage_error(command, "%s", err);
+	} else {
+		exp_path_rule_default(&rule);
+	}
+	config.regions = regions;
+	config.rule = &rule;
+	config.hami_metrics = hami;
+	result = exporter_serve(&config, err, sizeof(err));
+	exp_path_rule_free(&rule);
+	if (result != EXPORTER_OK)
+		return cli_failure(command, "%s", err);
+	return CLI_EXIT_OK;
+}
+
+const struct cli_command cli_command_exporter = {
+    .name = "exporter",
+    .summary = "serve the regions' figures as Prometheus metrics",
+    .usage = "usage: gpucap exporter --regions GLOB [--listen ADDR] [--hami-metrics]\n"
+             "                       [--label-from-path REGEX]\n"
+             "\n"
+             "Serve Prometheus metrics (text format 0.0.4) at http://ADDR/metrics. On each\n"
+             "scrape every file matching GLOB is read as an observer (read-only, no slot)\n"
+             "and closed again; unreadable files are reported as gpucap_region_up 0.\n"
+             "Runs until SIGINT or SIGTERM. Metrics and labels: docs/exporter.md.\n"
+             "\n"
+             "  -r, --regions GLOB       region files, a glob(3) pattern (quote it),\n"
+             "                           e.g. '/var/lib/gpucap/*/cudevshr.cache'\n"
+             "  -l, --listen ADDR        HOST:PORT, :PORT (all IPv4 addresses) or\n"
+             "                           [IPV6]:PORT; port 0 picks a free one\n"
+             "                           (default " EXPORTER_DEFAULT_LISTEN ", the port of HAMi's monitor)\n"
+             "  --hami-metrics           also emit hami_vgpu_memory_used_bytes and\n"
+             "                           hami_vgpu_memory_limit_bytes for existing dashboards\n"
+             "  --label-from-path REGEX  POSIX extended regex matched against each region\n"
+             "                           path; capture groups 1, 2, 3 become the namespace,\n"
+             "                           pod and container labels (default: the deepest\n"
+             "                           directory named NAMESPACE_POD_CONTAINER)\n"
+             "  -h, --help               show this help\n"
+             "\n"
+             "exit status: 0 stopped by a signal, 1 cannot listen or start, 2 usage error.\n",
+    .run = exporter_run,
+};

@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""End-to-end test of `gpucap exporter` against a real Prometheus server.
+
+Builds regions under a temporary directory (two good ones, one corrupt, one
+that is deleted mid-run), starts actor processes that charge known byte
+counts, runs the exporter and a Prometheus that scrapes it every second, and
+checks through Prometheus's HTTP API that what Prometheus stored equals what
+`gpucap status --json` reads from the same regions.
+
+Everything listens on 127.0.0.1 only. Without a `prometheus` binary on PATH
+the test fails (it never skips): install it (Debian: apt-get install
+prometheus).
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEADLINE_S = 30.0  # for each wait on Prometheus
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+class Harness:
+    def __init__(self, gpucap, actor):
+        self.gpucap = gpucap
+        self.actor = actor
+        self.tmp = tempfile.mkdtemp(prefix="gpucap-exporter-e2e-")
+        self.regions = os.path.join(self.tmp, "regions")
+        os.mkdir(self.regions)
+        self.procs = []
+        self.exporter = None
+        self.exporter_log = os.path.join(self.tmp, "exporter.log")
+        self.prometheus = None
+        self.prometheus_log = os.path.join(self.tmp, "prometheus.log")
+        self.prom_port = None
+
+    # ---- processes -------------------------------------------------------
+
+    def region(self, name):
+        directory = os.path.join(self.regions, name)
+        os.makedirs(directory, exist_ok=True)
+        return os.path.join(directory, "region")
+
+    def start_actor(self, path, comm, *steps):
+        proc = subprocess.Popen([self.actor, path, comm, *[str(s) for s in steps]],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(proc)
+        line = proc.stdout.readline()
+        if not line.startswith("ready "):
+            proc.kill()
+            raise Failure("actor did not start: %r %s" % (line, proc.stderr.read()))
+        return proc
+
+    def status(self, path):
+        out = subprocess.run([self.gpucap, "status", "--json", "--file", path],
+                             capture_output=True, text=True, timeout=10)
+        check(out.returncode == 0, "gpucap status failed on %s: %s" % (path, out.stderr))
+        return json.loads(out.stdout)
+
+    def start_exporter(self):
+        log = open(self.exporter_log, "w")
+        self.exporter = subprocess.Popen(
+            [self.gpucap, "exporter", "--listen", "127.0.0.1:0", "--regions",
+             os.path.join(self.regions, "*", "region"), "--hami-metrics"],
+            stdout=subprocess.DEVNULL, stderr=log)
+        self.procs.append(self.exporter)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            check(self.exporter.poll() is None,
+                  "exporter exited with %s: %s" % (self.exporter.returncode, self.read(self.exporter_log)))
+            for line in self.read(self.exporter_log).splitlines():
+                marker = "listening on http://127.0.0.1:"
+                if marker in line:
+                    return int(line.split(marker)[1].split("/")[0])
+            time.sleep(0.05)
+        raise Failure("exporter did not say where it listens: " + self.read(self.exporter_log))
+
+    def start_prometheus(self, exporter_port):
+        binary = shutil.which("prometheus")
+        check(binary is not None,
+              "the 'prometheus' binary is not on PATH; this test needs a real Prometheus server: "
+              "install it (Debian/Ubuntu: apt-get install prometheus; CI: add 'prometheus' to "
+              "scripts/install-deps)")
+        config = os.path.join(self.tmp, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n"
+                    "  scrape_interval: 1s\n"
+                    "  scrape_timeout: 1s\n"
+                    "  evaluation_interval: 1s\n"
+                    "scrape_configs:\n"
+                    "  - job_name: gpucap\n"
+                    "    static_configs:\n"
+                    "      - targets: ['127.0.0.1:%d']\n" % exporter_port)
+        for _attempt in range(3):
+            port = free_port()
+            log = open(self.prometheus_log, "w")
+            proc = subprocess.Popen(
+                [binary, "--config.file=" + config,
+                 "--storage.tsdb.path=" + os.path.join(self.tmp, "tsdb"),
+                 "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"],
+                stdout=log, stderr=log)
+            log.close()
+            self.procs.append(proc)
+            deadline = time.monotonic() + DEADLINE_S
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % port, timeout=1) as r:
+                        if r.status == 200:
+                            self.prometheus, self.prom_port = proc, port
+                            return
+                except (urllib.error.URLError, ConnectionError, OSError):
+                    pass
+                time.sleep(0.2)
+            stop(proc)  # lost the port to someone else, or too slow: try again
+        raise Failure("prometheus did not become ready: " + self.read(self.prometheus_log)[-2000:])
+
+    # ---- Prometheus API --------------------------------------------------
+
+    def query(self, promql):
+        url = "http://127.0.0.1:%d/api/v1/query?%s" % (
+            self.prom_port, urllib.parse.urlencode({"query": promql}))
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.load(r)
+        check(body.get("status") == "success", "query %s failed: %s" % (promql, body))
+        return [(s["metric"], float(s["value"][1])) for s in body["data"]["result"]]
+
+    def wait_for(self, what, predicate, promql):
+        deadline = time.monotonic() + DEADLINE_S
+        result = None
+        while time.monotonic() < deadline:
+            check(self.exporter.poll() is None,
+                  "exporter died (status %s): %s" % (self.exporter.returncode, self.read(self.exporter_log)))
+            result = self.query(promql)
+            if predicate(result):
+                return result
+            time.sleep(0.25)
+        raise Failure("timed out after %.0f s waiting for %s; last answer to %s: %s"
+                      % (DEADLINE_S, what, promql, result))
+
+    def one(self, promql):
+        result = self.query(promql)
+        check(len(result) == 1, "expected exactly one series for %s, got %s" % (promql, result))
+        return result[0]
+
+    def value(self, promql):
+        return self.one(promql)[1]
+
+    # ---- teardown --------------------------------------------------------
+
+    @staticmethod
+    def read(path):
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        for proc in reversed(self.procs):
+            stop(proc)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sel(**labels):
+    """A PromQL label selector matching these values exactly."""
+    parts = []
+    for key, value in labels.items():
+        escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        parts.append('%s="%s"' % (key, escaped))
+    return "{" + ",".join(parts) + "}"
+
+
+def assert_region_matches_status(h, path, status, pod):
+    """Every per-device and per-process figure Prometheus holds for the region
+    equals what `gpucap status --json` read from it."""
+    base = dict(region=path, namespace=pod[0], pod=pod[1], container=pod[2])
+    check(h.value("gpucap_region_up" + sel(**base)) == 1, "gpucap_region_up of %s is not 1" % path)
+    check(h.value("gpucap_region_reclaimed_slots_total" + sel(**base)) == status["reclaimed_slots_total"],
+          "reclaimed slots of %s" % path)
+    check(h.value("gpucap_region_reclaimed_bytes_total" + sel(**base)) == status["reclaimed_bytes_total"],
+          "reclaimed bytes of %s" % path)
+    alive = sum(1 for p in status["processes"] if p["alive"])
+    dead = len(status["processes"]) - alive
+    check(h.value("gpucap_region_processes" + sel(state="alive", **base)) == alive, "alive count of %s" % path)
+    check(h.value("gpucap_region_processes" + sel(state="dead", **base)) == dead, "dead count of %s" % path)
+
+    for position, d in enumerate(status["devices"]):
+        dl = dict(base, device_uuid=d["uuid"], device_index=d["index"])
+        for metric, field in (("gpucap_device_memory_charged_bytes", "charged_bytes"),
+                              ("gpucap_device_memory_in_use_bytes", "in_use_bytes"),
+                              ("gpucap_device_memory_peak_bytes", "peak_bytes")):
+            got = h.value(metric + sel(**dl))
+            check(got == d[field], "%s of %s %s: prometheus %s, status %s" % (metric, path, d["uuid"], got, d[field]))
+        limit = h.query("gpucap_device_memory_limit_bytes" + sel(**dl))
+        hami_limit = h.query("hami_vgpu_memory_limit_bytes" + sel(
+            region=path, namespace=pod[0], pod=pod[1], container=pod[2], device_uuid=d["uuid"]))
+        if d["limit_bytes"] is None:
+            check(limit == [] and hami_limit == [], "an unlimited device has a limit series: %s" % limit)
+        else:
+            check(len(limit) == 1 and limit[0][1] == d["limit_bytes"], "limit of %s: %s" % (d["uuid"], limit))
+            check(len(hami_limit) == 1 and hami_limit[0][1] == d["limit_bytes"], "hami limit: %s" % hami_limit)
+        sm = d["sm_limit_percent"]
+        got = h.value("gpucap_device_sm_limit_ratio" + sel(**dl))
+        check(abs(got - (1.0 if sm is None else sm / 100.0)) < 1e-9, "sm ratio of %s: %s" % (d["uuid"], got))
+        # HAMi's names, with HAMi's labels.
+        metric, labels = h.one("hami_vgpu_memory_used_bytes" + sel(
+            namespace=pod[0], pod=pod[1], container=pod[2], device_uuid=d["uuid"]))
+        check(labels == d["charged_bytes"], "hami_vgpu_memory_used_bytes of %s: %s" % (d["uuid"], labels))
+        check(metric.get("vdevice_index") == str(position), "vdevice_index: %s" % metric)
+
+    for p in status["processes"]:
+        pl = dict(base, slot=p["slot"], pid=p["pid"], comm=p["comm"])
+        if p["host_pid"] is not None:
+            pl["host_pid"] = p["host_pid"]
+        got = h.value("gpucap_process_alive" + sel(**pl))
+        check(got == (1 if p["alive"] else 0), "gpucap_process_alive of slot %d: %s" % (p["slot"], got))
+        for pd in p["devices"]:
+            uuid = next(d["uuid"] for d in status["devices"] if d["index"] == pd["index"])
+            series = h.query("gpucap_process_memory_in_use_bytes" + sel(device_uuid=uuid, device_index=pd["index"], **pl))
+            touched = pd["charged_bytes"] or pd["in_use_bytes"] or pd["context_bytes"] or pd["module_bytes"] \
+                or pd["data_bytes"]
+            if touched:
+                check(len(series) == 1 and series[0][1] == pd["in_use_bytes"],
+                      "process in use of slot %d on %s: %s vs %s" % (p["slot"], uuid, series, pd["in_use_bytes"]))
+            else:
+                check(series == [], "a device the process never touched has a series: %s" % series)
+
+
+DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "grafana",
+                         "gpucap-dashboard.json")
+
+
+def check_dashboard(h):
+    with open(DASHBOARD) as f:
+        dashboard = json.load(f)  # must parse
+    titles = {}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for variable, value in (("$namespace", ".*"), ("$pod", ".*"), ("$__rate_interval", "1m")):
+                expr = expr.replace(variable, value)
+            check("$" not in expr, "unknown dashboard variable in %r" % expr)
+            result = h.query(expr)  # a PromQL error fails the query
+            titles.setdefault(panel["title"], []).append(result)
+    for title in ("Memory limit vs charged, per device", "Memory in use, per process", "Regions up",
+                  "Memory charged / limit", "Reclaimed slots (total)"):
+        check(title in titles, "dashboard panel %r is missing" % title)
+        check(all(r != [] for r in titles[title]), "dashboard panel %r shows no data" % title)
+
+
+def run(args):
+    started = time.monotonic()
+    h = Harness(args.gpucap, args.actor)
+
+    def on_signal(signum, _frame):
+        h.cleanup()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        # Two good regions with live processes (one with a name that needs
+        # escaping), one dead process, a corrupt file and a doomed region.
+        good_a = h.region("team-a_trainer-0_main")
+        good_b = h.region("team-b_server-1_side")
+        corrupt = h.region("team-c_broken-2_ctr")
+        doomed = h.region("team-d_gone-3_ctr")
+        h.start_actor(good_a, 'tr"ain\\er', "device", "GPU-aaaa-1111", 1 * GiB, 30,
+                      "reserve", "data", 100 * MiB, "reserve", "context", 2 * MiB)
+        h.start_actor(good_a, "worker", "device", "GPU-aaaa-1111", 1 * GiB, 30, "reserve", "data", 50 * MiB,
+                      "device", "GPU-cccc-3333", "unlimited", 0, "reserve", "module", 1 * MiB)
+        h.start_actor(good_b, "server", "device", "GPU-bbbb-2222", 512 * MiB, 0, "reserve", "data", 10 * MiB)
+        victim = h.start_actor(good_b, "victim", "device", "GPU-bbbb-2222", 512 * MiB, 0,
+                               "reserve", "data", 7 * MiB)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        with open(corrupt, "wb") as f:
+            f.write(random.Random(7).randbytes(8192))
+        doomed_actor = h.start_actor(doomed, "short", "device", "GPU-dddd-4444", GiB, 0, "reserve", "data", MiB)
+
+        status_a, status_b = h.status(good_a), h.status(good_b)
+        check(any(not p["alive"] for p in status_b["processes"]), "the killed actor's slot is not dead")
+
+        port = h.start_exporter()
+        # The index page points at /metrics.
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5) as r:
+            check("/metrics" in r.read().decode(), "the index page does not point at /metrics")
+        h.start_prometheus(port)
+
+        h.wait_for("Prometheus to scrape the exporter", lambda r: len(r) == 1 and r[0][1] == 1,
+                   'up{job="gpucap"}')
+        h.wait_for("all four regions", lambda r: len(r) == 4, "gpucap_region_up")
+
+        # Good regions: up 1 and every figure equal to gpucap status.
+        assert_region_matches_status(h, good_a, status_a, ("team-a", "trainer-0", "main"))
+        assert_region_matches_status(h, good_b, status_b, ("team-b", "server-1", "side"))
+        check(h.value('gpucap_process_alive{comm="victim"}') == 0, "the killed actor is not reported dead")
+        check(h.value('gpucap_process_memory_in_use_bytes{comm="tr\\"ain\\\\er"}') == 102 * MiB,
+              "the escaped process name did not survive the round trip")
+
+        # The corrupt region: up 0, errors counted, nothing else.
+        check(h.value("gpucap_region_up" + sel(region=corrupt)) == 0, "the corrupt region is not down")
+        check(h.value("gpucap_region_read_errors_total" + sel(region=corrupt)) >= 1, "no read error counted")
+        check(h.query("gpucap_region_processes" + sel(region=corrupt)) == [], "the corrupt region has samples")
+        check("not a gpucap region" in h.read(h.exporter_log), "the corrupt region was not logged")
+        check(h.read(h.exporter_log).count(corrupt) == 1,
+              "the corrupt region was logged more than once: " + h.read(h.exporter_log))
+        check(len(h.query("gpucap_exporter_scrape_duration_seconds")) == 1, "no scrape duration")
+
+        # Every query of the Grafana dashboard is valid PromQL, and the
+        # panels for the memory figures show data.
+        check_dashboard(h)
+
+        # Reclaiming the dead slot shows in the counters.
+        reap = subprocess.run([args.gpucap, "reap", "--file", good_b], capture_output=True, text=True, timeout=10)
+        check(reap.returncode == 0, "gpucap reap failed: " + reap.stderr)
+        h.wait_for("the reclaim to show", lambda r: len(r) == 1 and r[0][1] == 1,
+                   "gpucap_region_reclaimed_slots_total" + sel(region=good_b))
+        check(h.value("gpucap_region_reclaimed_bytes_total" + sel(region=good_b)) == 7 * MiB,
+              "reclaimed bytes are not the victim's 7 MiB")
+        time.sleep(1.2)  # one more scrape, so that every series shows the reaped state
+        assert_region_matches_status(h, good_b, h.status(good_b), ("team-b", "server-1", "side"))
+
+        # A region deleted mid-run disappears; the exporter lives on.
+        stop(doomed_actor)
+        os.unlink(doomed)
+        h.wait_for("the deleted region to disappear", lambda r: r == [], "gpucap_region_up" + sel(region=doomed))
+        check(h.exporter.poll() is None, "the exporter died")
+        check(len(h.query("gpucap_region_up")) == 3, "regions left: %s" % h.query("gpucap_region_up"))
+        check(h.value('up{job="gpucap"}') == 1, "the last scrape failed")
+
+        # SIGTERM stops the exporter cleanly.
+        h.exporter.send_signal(signal.SIGTERM)
+        check(h.exporter.wait(timeout=10) == 0, "exporter exit status %s after SIGTERM" % h.exporter.returncode)
+        print("exporter.prometheus_e2e: ok (%.1f s)" % (time.monotonic() - started))
+        return 0
+    except Failure as e:
+        print("FAIL: %s" % e, file=sys.stderr)
+        print("--- exporter log ---\n" + h.read(h.exporter_log)[-3000:], file=sys.stderr)
+        print("--- prometheus log ---\n" + h.read(h.prometheus_log)[-3000:], file=sys.stderr)
+        return 1
+    finally:
+        h.cleanup()
+
+
+def cli_checks(args):
+    """Options, usage errors and start-up failures of `gpucap exporter`:
+    exit codes 0/1/2 and one-line messages (docs/exporter.md)."""
+
+    def gpucap(*argv, timeout=10):
+        return subprocess.run([args.gpucap, "exporter", *argv], capture_output=True, text=True,
+                              timeout=timeout)
+
+    try:
+        out = gpucap("--help")
+        check(out.returncode == 0 and "--regions GLOB" in out.stdout and out.stderr == "",
+              "--help: %s %r" % (out.returncode, out.stderr))
+        check("exporter" in subprocess.run([args.gpucap, "--help"], capture_output=True, text=True).stdout,
+              "gpucap --help does not list exporter")
+        for argv, needle in (((), "--regions GLOB is required"),
+                             (("--regions", "/x/*", "--listen", "9394"), "has no port"),
+                             (("--regions", "/x/*", "--listen", ":99999"), "port must be"),
+                             (("--regions", "/x/*", "--listen", "::1:80"), "brackets"),
+                             (("--regions", "/x/*", "--label-from-path", "^/a/(b"), "not a valid extended"),
+                             (("--regions", "/x/*", "--label-from-path", "^/a/b"), "no capture group"),
+                             (("--regions", "/x/*", "--bogus"), "unknown option"),
+                             (("--regions", "/x/*", "extra"), "unexpected argument")):
+            out = gpucap(*argv)
+            check(out.returncode == 2, "%s: exit %s, want 2" % (argv, out.returncode))
+            lines = out.stderr.splitlines()
+            check(len(lines) == 1 and needle in lines[0] and lines[0].startswith("gpucap exporter: "),
+                  "%s: stderr %r lacks %r" % (argv, out.stderr, needle))
+            check(out.stdout == "", "%s wrote to stdout" % (argv,))
+        # A port in use: exit 1, one line that says so.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            out = gpucap("--regions", "/x/*", "--listen", "127.0.0.1:%d" % port)
+            check(out.returncode == 1, "port in use: exit %s, want 1" % out.returncode)
+            check(len(out.stderr.splitlines()) == 1 and "Address already in use" in out.stderr,
+                  "port in use: %r" % out.stderr)
+        print("exporter.cli: ok")
+        return 0
+    except Failure as e:
+        print("FAIL: %s" % e, file=sys.stderr)
+        return 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gpucap", required=True)
+    parser.add_argument("--actor", required=True)
+    parser.add_argument("--cli-only", action="store_true",
+                        help="check options, usage errors and exit codes only (no Prometheus)")
+    args = parser.parse_args()
+    return cli_checks(args) if args.cli_only else run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
