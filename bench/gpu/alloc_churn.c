@@ -21,16 +21,16 @@ int main(int argc, char **argv)
 	int n = atoi(argv[1]);
 	size_t size = strtoull(argv[2], NULL, 10);
 	int iterations = atoi(argv[3]);
-	uint64_t *samples = mmap(NULL, sizeof(uint64_t) * (size_t)n * (size_t)iterations, PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t *samples = mmap(NULL, sizeof(uint64_t) * (size_t)n * (size_t)iterations,
+	                         PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	volatile int *gate = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	for (int p = 0; p < n; p++) {
 		if (fork() == 0) {
 			CUdevice device;
 			CUcontext context;
 			CUdeviceptr ptr;
-			if (cuInit(0) || cuDeviceGet(&device, 0) || cuDevicePrimaryCtxRetain(&context, device) ||
-			    cuCtxSetCurrent(context))
+			if (cuInit(0) || cuDeviceGet(&device, 0) ||
+			    cuDevicePrimaryCtxRetain(&context, device) || cuCtxSetCurrent(context))
 				_exit(3);
 			/* Warm up, then wait for everyone. */
 			for (int i = 0; i < 10; i++)

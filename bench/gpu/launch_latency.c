@@ -10,12 +10,12 @@
 #include <stdio.h>
 
 static const char ptx[] = ".version 7.0\n"
-			  ".target sm_70\n"
-			  ".address_size 64\n"
-			  ".visible .entry empty()\n"
-			  "{\n"
-			  "  ret;\n"
-			  "}\n";
+                          ".target sm_70\n"
+                          ".address_size 64\n"
+                          ".visible .entry empty()\n"
+                          "{\n"
+                          "  ret;\n"
+                          "}\n";
 
 int main(int argc, char **argv)
 {
@@ -27,7 +27,8 @@ int main(int argc, char **argv)
 	CUstream stream;
 	if (cuInit(0) || cuDeviceGet(&device, 0) || cuDevicePrimaryCtxRetain(&context, device) ||
 	    cuCtxSetCurrent(context) || cuModuleLoadData(&module, ptx) ||
-	    cuModuleGetFunction(&function, module, "empty") || cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)) {
+	    cuModuleGetFunction(&function, module, "empty") ||
+	    cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)) {
 		fprintf(stderr, "launch_latency: set-up failed\n");
 		return 1;
 	}
@@ -43,7 +44,8 @@ int main(int argc, char **argv)
 			cuStreamSynchronize(stream);
 	}
 	cuStreamSynchronize(stream);
-	uint64_t p50 = percentile(samples, (size_t)iterations, 50), p99 = percentile(samples, (size_t)iterations, 99);
+	uint64_t p50 = percentile(samples, (size_t)iterations, 50),
+	         p99 = percentile(samples, (size_t)iterations, 99);
 	printf("launch_latency iterations=%d p50_ns=%llu p99_ns=%llu\n", iterations, (unsigned long long)p50,
 	       (unsigned long long)p99);
 	return 0;

@@ -19,7 +19,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int n = atoi(argv[1]), rounds = atoi(argv[2]);
-	uint64_t *samples = mmap(NULL, sizeof(uint64_t) * 256, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t *samples =
+	    mmap(NULL, sizeof(uint64_t) * 256, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	uint64_t all_p50 = 0, all_max = 0;
 	for (int round = 0; round < rounds; round++) {
 		int gate[2];
@@ -35,8 +36,9 @@ int main(int argc, char **argv)
 				CUdevice device;
 				CUcontext context;
 				CUdeviceptr ptr;
-				if (cuInit(0) || cuDeviceGet(&device, 0) || cuDevicePrimaryCtxRetain(&context, device) ||
-				    cuCtxSetCurrent(context) || cuMemAlloc(&ptr, 1 << 20) || cuMemFree(ptr))
+				if (cuInit(0) || cuDeviceGet(&device, 0) ||
+				    cuDevicePrimaryCtxRetain(&context, device) || cuCtxSetCurrent(context) ||
+				    cuMemAlloc(&ptr, 1 << 20) || cuMemFree(ptr))
 					_exit(3);
 				samples[p] = bench_now_ns() - t0;
 				_exit(0);
@@ -52,8 +54,8 @@ int main(int argc, char **argv)
 			failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		}
 		uint64_t p50 = percentile(samples, (size_t)n, 50), max = samples[n - 1];
-		printf("start_race processes=%d round=%d p50_ms=%.1f max_ms=%.1f failed=%d\n", n, round, (double)p50 / 1e6,
-		       (double)max / 1e6, failed);
+		printf("start_race processes=%d round=%d p50_ms=%.1f max_ms=%.1f failed=%d\n", n, round,
+		       (double)p50 / 1e6, (double)max / 1e6, failed);
 		all_p50 += p50;
 		all_max += max;
 	}

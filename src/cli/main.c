@@ -75,7 +75,8 @@ int main(int argc, char **argv)
 	if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0) {
 		if (argc > 2)
 			return cli_usage_error(NULL, "unexpected argument '%s'", argv[2]);
-		fputs("gpucap " GPUCAP_VERSION " (build " GPUCAP_BUILD_ID ", " GPUCAP_BUILD_DATE ")\n", stdout);
+		fputs("gpucap " GPUCAP_VERSION " (build " GPUCAP_BUILD_ID ", " GPUCAP_BUILD_DATE ")\n",
+		      stdout);
 		return cli_finish_output(NULL);
 	}
 	if (first[0] == '-')

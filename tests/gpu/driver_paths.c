@@ -17,22 +17,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MiB (UINT64_C(1) << 20)
-#define CHUNK (64 * MiB)
+#define MiB        (UINT64_C(1) << 20)
+#define CHUNK      (64 * MiB)
 #define MAX_CHUNKS 4096
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                                           \
-	do {                                                                                                       \
-		if (cond) {                                                                                        \
-			printf("  ok   ");                                                                         \
-		} else {                                                                                           \
-			printf("  FAIL ");                                                                         \
-			failures++;                                                                                \
-		}                                                                                                  \
-		printf(__VA_ARGS__);                                                                               \
-		printf("\n");                                                                                      \
+#define CHECK(cond, ...)                                                                                     \
+	do {                                                                                                 \
+		if (cond) {                                                                                  \
+			printf("  ok   ");                                                                   \
+		} else {                                                                                     \
+			printf("  FAIL ");                                                                   \
+			failures++;                                                                          \
+		}                                                                                            \
+		printf(__VA_ARGS__);                                                                         \
+		printf("\n");                                                                                \
 	} while (0)
 
 static const char *name_of(CUresult rc)
@@ -95,20 +95,23 @@ static CUresult take(const char *path, struct held *h)
 		return rc;
 	}
 	if (!strcmp(path, "array")) {
-		CUDA_ARRAY_DESCRIPTOR desc = {.Width = 4096, .Height = 4096, .Format = CU_AD_FORMAT_FLOAT,
-					      .NumChannels = 1};
+		CUDA_ARRAY_DESCRIPTOR desc = {
+		    .Width = 4096, .Height = 4096, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
 		h->kind = 2;
 		return cuArrayCreate(&h->array, &desc);
 	}
 	if (!strcmp(path, "array3d")) {
-		CUDA_ARRAY3D_DESCRIPTOR desc = {.Width = 1024, .Height = 1024, .Depth = 16,
-						.Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
+		CUDA_ARRAY3D_DESCRIPTOR desc = {.Width = 1024,
+		                                .Height = 1024,
+		                                .Depth = 16,
+		                                .Format = CU_AD_FORMAT_FLOAT,
+		                                .NumChannels = 1};
 		h->kind = 2;
 		return cuArray3DCreate(&h->array, &desc);
 	}
 	if (!strcmp(path, "mipmap")) {
-		CUDA_ARRAY3D_DESCRIPTOR desc = {.Width = 4096, .Height = 4096, .Format = CU_AD_FORMAT_FLOAT,
-						.NumChannels = 1};
+		CUDA_ARRAY3D_DESCRIPTOR desc = {
+		    .Width = 4096, .Height = 4096, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
 		h->kind = 3;
 		return cuMipmappedArrayCreate(&h->mipmap, &desc, 1);
 	}
@@ -185,16 +188,18 @@ static void fill(const char *path, uint64_t cap)
 		count++;
 	}
 	uint64_t taken = (uint64_t)count * CHUNK;
-	printf("%s: took %zu chunks (%llu MiB), stopped with %s\n", path, count, (unsigned long long)(taken / MiB),
-	       rc == CUDA_SUCCESS ? "none" : name_of(rc));
+	printf("%s: took %zu chunks (%llu MiB), stopped with %s\n", path, count,
+	       (unsigned long long)(taken / MiB), rc == CUDA_SUCCESS ? "none" : name_of(rc));
 	if (cap) {
-		CHECK(rc == CUDA_ERROR_OUT_OF_MEMORY, "over the cap: %s (want CUDA_ERROR_OUT_OF_MEMORY)", name_of(rc));
+		CHECK(rc == CUDA_ERROR_OUT_OF_MEMORY, "over the cap: %s (want CUDA_ERROR_OUT_OF_MEMORY)",
+		      name_of(rc));
 		CHECK(taken <= free0, "took %llu <= free at start %zu", (unsigned long long)taken, free0);
 		CHECK(taken + 2 * CHUNK > free0, "the cap is tight: took %llu, free at start %zu",
 		      (unsigned long long)taken, free0);
 		size_t free_full;
 		cuMemGetInfo(&free_full, &total);
-		CHECK(free_full < CHUNK + CHUNK / 8, "free when full %zu < one chunk (never underflows)", free_full);
+		CHECK(free_full < CHUNK + CHUNK / 8, "free when full %zu < one chunk (never underflows)",
+		      free_full);
 	} else {
 		CHECK(rc == CUDA_SUCCESS, "native: %zu chunks taken", count);
 	}
@@ -229,7 +234,8 @@ static void badargs(void)
 	CUarray array;
 	CUmemAllocationProp prop;
 	memset(&prop, 0, sizeof(prop));
-	CUDA_ARRAY_DESCRIPTOR bad_desc = {.Width = 0, .Height = 0, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 3};
+	CUDA_ARRAY_DESCRIPTOR bad_desc = {
+	    .Width = 0, .Height = 0, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 3};
 	printf("cuMemAlloc(NULL, 1) %s\n", name_of(cuMemAlloc(NULL, 1)));
 	printf("cuMemAlloc(&p, 0) %s\n", name_of(cuMemAlloc(&ptr, 0)));
 	printf("cuMemAllocPitch(NULL) %s\n", name_of(cuMemAllocPitch(NULL, &pitch, 16, 16, 16)));

@@ -25,13 +25,13 @@
 #define MiB (UINT64_C(1) << 20)
 
 static int failures;
-#define CHECK(cond, ...)                                                                                           \
-	do {                                                                                                       \
-		printf((cond) ? "  ok   " : "  FAIL ");                                                            \
-		failures += !(cond);                                                                               \
-		printf(__VA_ARGS__);                                                                               \
-		printf("\n");                                                                                      \
-		fflush(stdout);                                                                                    \
+#define CHECK(cond, ...)                                                                                     \
+	do {                                                                                                 \
+		printf((cond) ? "  ok   " : "  FAIL ");                                                      \
+		failures += !(cond);                                                                         \
+		printf(__VA_ARGS__);                                                                         \
+		printf("\n");                                                                                \
+		fflush(stdout);                                                                              \
 	} while (0)
 
 static CUdevice device;
@@ -89,7 +89,8 @@ static int ipc(void)
 	CUresult rc = cuIpcOpenMemHandle(&mapped, handle, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
 	size_t during = free_now();
 	CHECK(rc == CUDA_SUCCESS, "cuIpcOpenMemHandle: %s", name_of(rc));
-	CHECK(during == before, "importing 256 MiB is not charged again: free %zu before, %zu after", before, during);
+	CHECK(during == before, "importing 256 MiB is not charged again: free %zu before, %zu after", before,
+	      during);
 	if (rc == CUDA_SUCCESS)
 		cuIpcCloseMemHandle(mapped);
 	CHECK(free_now() == before, "closing the import returns nothing: free %zu", free_now());
@@ -108,7 +109,8 @@ static int send_fd(int socket_fd, int fd)
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
 	char control[CMSG_SPACE(sizeof(int))];
 	memset(control, 0, sizeof(control));
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+	struct msghdr msg = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
 	cmsg->cmsg_level = SOL_SOCKET;
 	cmsg->cmsg_type = SCM_RIGHTS;
@@ -122,7 +124,8 @@ static int receive_fd(int socket_fd)
 	char byte;
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
 	char control[CMSG_SPACE(sizeof(int))];
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+	struct msghdr msg = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
 	if (recvmsg(socket_fd, &msg, 0) != 1)
 		return -1;
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
@@ -167,14 +170,14 @@ static int vmmshare(void)
 	size_t before = free_now();
 	CUmemGenericAllocationHandle imported;
 	CUresult rc = cuMemImportFromShareableHandle(&imported, (void *)(uintptr_t)fd,
-						     CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+	                                             CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
 	CHECK(rc == CUDA_SUCCESS, "cuMemImportFromShareableHandle: %s", name_of(rc));
-	CHECK(free_now() == before, "the imported 256 MiB is not charged again: free %zu before, %zu after", before,
-	      free_now());
+	CHECK(free_now() == before, "the imported 256 MiB is not charged again: free %zu before, %zu after",
+	      before, free_now());
 	if (rc == CUDA_SUCCESS) {
 		rc = cuMemRelease(imported);
-		CHECK(rc == CUDA_SUCCESS && free_now() == before, "releasing the import returns nothing: %s, free %zu",
-		      name_of(rc), free_now());
+		CHECK(rc == CUDA_SUCCESS && free_now() == before,
+		      "releasing the import returns nothing: %s, free %zu", name_of(rc), free_now());
 	}
 	if (write(sockets[0], "x", 1) != 1)
 		return 5;
@@ -225,8 +228,8 @@ static int threads(uint64_t cap)
 	uint64_t taken = (uint64_t)chunks * 32 * MiB;
 	CHECK(oom == THREADS, "all %d threads stopped with CUDA_ERROR_OUT_OF_MEMORY (%d did)", THREADS, oom);
 	CHECK(taken <= before && taken + 32 * MiB * THREADS > before,
-	      "threads took %llu MiB of the %zu MiB free under a %llu MiB cap", (unsigned long long)(taken / MiB),
-	      before / MiB, (unsigned long long)(cap / MiB));
+	      "threads took %llu MiB of the %zu MiB free under a %llu MiB cap",
+	      (unsigned long long)(taken / MiB), before / MiB, (unsigned long long)(cap / MiB));
 	for (int i = 0; i < THREADS; i++)
 		for (long c = 0; c < fillers[i].chunks; c++)
 			cuMemFree(fillers[i].ptrs[c]);
@@ -253,7 +256,8 @@ static int fork_test(const char *self, uint64_t cap)
 	int status;
 	waitpid(child, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child (no exec) exits cleanly");
-	CHECK(free_now() == parent_free, "the parent's charge is untouched by the child: free %zu", free_now());
+	CHECK(free_now() == parent_free, "the parent's charge is untouched by the child: free %zu",
+	      free_now());
 	char cap_text[32];
 	snprintf(cap_text, sizeof(cap_text), "%llu", (unsigned long long)cap);
 	child = fork();
@@ -262,12 +266,14 @@ static int fork_test(const char *self, uint64_t cap)
 		_exit(127);
 	}
 	waitpid(child, &status, 0);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exec'd child allocated under the cap and exited");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "exec'd child allocated under the cap and exited");
 	/* The child's slot is reclaimed by the next sweep; a query starts one at
 	 * most 100 ms after the last. */
 	usleep(250 * 1000);
-	CHECK(free_now() == parent_free, "after the exec'd child exits, its charge is gone: free %zu, expected %zu",
-	      free_now(), parent_free);
+	CHECK(free_now() == parent_free,
+	      "after the exec'd child exits, its charge is gone: free %zu, expected %zu", free_now(),
+	      parent_free);
 	cuMemFree(ptr);
 	return 0;
 }

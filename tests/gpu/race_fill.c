@@ -46,8 +46,9 @@ int main(int argc, char **argv)
 	}
 	int n = atoi(argv[1]), rounds = atoi(argv[3]);
 	uint64_t cap = strtoull(argv[2], NULL, 10);
-	uint64_t context_bytes = getenv("GPUCAP_CONTEXT_BYTES") ? strtoull(getenv("GPUCAP_CONTEXT_BYTES"), NULL, 10)
-								: (UINT64_C(640) << 20);
+	uint64_t context_bytes = getenv("GPUCAP_CONTEXT_BYTES")
+	                             ? strtoull(getenv("GPUCAP_CONTEXT_BYTES"), NULL, 10)
+	                             : (UINT64_C(640) << 20);
 	int failures = 0;
 	for (int round = 0; round < rounds; round++) {
 		int report[2], hold[2];
@@ -81,9 +82,11 @@ int main(int argc, char **argv)
 		close(report[0]);
 		uint64_t held = (uint64_t)chunks * CHUNK + (uint64_t)n * context_bytes;
 		int ok = oom == n && held <= cap && held + (uint64_t)n * CHUNK > cap;
-		printf("  %s round %d: %d processes, %ld chunks = %llu MiB + %d contexts x %llu MiB = %llu MiB held, "
+		printf("  %s round %d: %d processes, %ld chunks = %llu MiB + %d contexts x %llu MiB = %llu "
+		       "MiB held, "
 		       "cap %llu MiB, %d stopped with OUT_OF_MEMORY\n",
-		       ok ? "ok  " : "FAIL", round, n, chunks, (unsigned long long)((uint64_t)chunks * CHUNK >> 20), n,
+		       ok ? "ok  " : "FAIL", round, n, chunks,
+		       (unsigned long long)((uint64_t)chunks * CHUNK >> 20), n,
 		       (unsigned long long)(context_bytes >> 20), (unsigned long long)(held >> 20),
 		       (unsigned long long)(cap >> 20), oom);
 		failures += !ok;
