@@ -6,6 +6,9 @@
  *                                 descriptor and imported by another process:
  *                                 not charged to the importer
  *   driver_sharing threads CAP    8 threads fill the cap at once
+ *   driver_sharing live CAP GPUCAP REGION
+ *                                 `gpucap set` lowers and raises the limit while
+ *                                 the process runs; the next allocation obeys
  *   driver_sharing fork CAP       a forked child (no exec) cannot take the
  *                                 parent's lease or charges; an exec'd child
  *                                 gets its own slot, returned after it exits
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MiB (UINT64_C(1) << 20)
@@ -278,6 +282,45 @@ static int fork_test(const char *self, uint64_t cap)
 	return 0;
 }
 
+/* ---- live limit changes -------------------------------------------------- */
+static double seconds_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int live(const char *gpucap, const char *region)
+{
+	if (cuda_start())
+		return 3;
+	CUdeviceptr held, extra;
+	CHECK(cuMemAlloc(&held, 512 * MiB) == CUDA_SUCCESS, "allocate 512 MiB under the starting cap");
+	char command[1024];
+	snprintf(command, sizeof(command), "%s set --file %s --memory 256m --device all", gpucap, region);
+	double t0 = seconds_now();
+	CHECK(system(command) == 0, "gpucap set --memory 256m (below the 512 MiB held plus the context)");
+	CUresult rc = cuMemAlloc(&extra, 2 * MiB);
+	double obeyed = seconds_now() - t0;
+	CHECK(rc == CUDA_ERROR_OUT_OF_MEMORY, "the next allocation is refused: %s, %.3f s after the change",
+	      name_of(rc), obeyed);
+	CHECK(obeyed < 1.0, "obeyed within 1 s");
+	size_t free_bytes = 1, total = 0;
+	cuMemGetInfo(&free_bytes, &total);
+	CHECK(total == 256 * MiB && free_bytes == 0,
+	      "cuMemGetInfo shows the new total %zu and free clamped to 0 (%zu)", total, free_bytes);
+	snprintf(command, sizeof(command), "%s set --file %s --memory 4g --device all", gpucap, region);
+	t0 = seconds_now();
+	CHECK(system(command) == 0, "gpucap set --memory 4g");
+	rc = cuMemAlloc(&extra, 1024 * MiB);
+	CHECK(rc == CUDA_SUCCESS, "a 1 GiB allocation succeeds after raising: %s, %.3f s after the change",
+	      name_of(rc), seconds_now() - t0);
+	if (rc == CUDA_SUCCESS)
+		cuMemFree(extra);
+	cuMemFree(held);
+	return 0;
+}
+
 static int child_allocates(void)
 {
 	CUdeviceptr ptr;
@@ -302,6 +345,8 @@ int main(int argc, char **argv)
 		rc = threads(cap);
 	else if (!strcmp(argv[1], "fork"))
 		rc = fork_test(argv[0], cap);
+	else if (!strcmp(argv[1], "live") && argc >= 5)
+		rc = live(argv[3], argv[4]);
 	else if (!strcmp(argv[1], "child-allocates"))
 		return child_allocates();
 	if (rc)

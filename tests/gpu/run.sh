@@ -53,6 +53,9 @@ for mode in ipc vmmshare threads fork; do
   record "capped $mode: $(case $mode in ipc) echo "an IPC import is not charged twice";; vmmshare) echo "a shareable-handle import in another process is not charged twice";; threads) echo "8 threads fill the cap at once, exact release";; fork) echo "fork without exec keeps the parent's charge; an exec'd child's charge is returned after it exits";; esac)" $?
 done
 
+capped $cap live "$out/driver_sharing" live $cap "$build/bin/gpucap" "$scratch/live" >>"$log" 2>&1
+record "gpucap set lowers and raises the limit of a running process; the next allocation obeys within 1 s" $?
+
 uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader -i 0 | tr -d ' ')
 CUDA_VISIBLE_DEVICES="$uuid" capped $cap uuid "$out/driver_paths" alloc $cap >>"$log" 2>&1 &&
   "$build/bin/gpucap" status --json --file "$scratch/uuid" >"$out/uuid-status.json" 2>>"$log" &&
