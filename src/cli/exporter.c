@@ -3,9 +3,10 @@
 #include "cli.h"
 #include "options.h"
 
-#include <exporter.h>
-
 #include <stdio.h>
+
+#ifdef GPUCAP_HAVE_EXPORTER
+#include <exporter.h>
 
 enum { OPT_LISTEN, OPT_REGIONS, OPT_HAMI, OPT_LABEL_FROM_PATH };
 
@@ -74,6 +75,20 @@ static int exporter_run(int argc, char **argv)
 		return cli_failure(command, "%s", err);
 	return CLI_EXIT_OK;
 }
+
+#else
+/* Built without libmicrohttpd: the command exists and says why it cannot run. */
+#define EXPORTER_DEFAULT_LISTEN ":9394"
+
+static int exporter_run(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cli_failure(cli_command_exporter.name,
+	                   "this gpucap was built without the exporter (libmicrohttpd was not found at build "
+	                   "time); install libmicrohttpd-dev and rebuild");
+}
+#endif
 
 const struct cli_command cli_command_exporter = {
     .name = "exporter",
