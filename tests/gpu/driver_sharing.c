@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <cuda.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +32,9 @@
 static int failures;
 #define CHECK(cond, ...)                                                                                     \
 	do {                                                                                                 \
-		printf((cond) ? "  ok   " : "  FAIL ");                                                      \
-		failures += !(cond);                                                                         \
+		bool check_ok_ = (cond); /* evaluated once: conditions may have effects */                   \
+		printf(check_ok_ ? "  ok   " : "  FAIL ");                                                   \
+		failures += !check_ok_;                                                                      \
 		printf(__VA_ARGS__);                                                                         \
 		printf("\n");                                                                                \
 		fflush(stdout);                                                                              \
