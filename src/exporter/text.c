@@ -1,4 +1,5 @@
 #include "text.h"
+#include "utf8_valid.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -78,42 +79,6 @@ void exp_text_printf(struct exp_text *text, const char *fmt, ...)
 	text->len += (size_t)n;
 }
 
-/* Length (2..4) of the well-formed UTF-8 sequence at s within len bytes, or
- * 0. Overlong forms, surrogates and code points past U+10FFFF are
- * ill-formed. */
-static size_t utf8_length(const unsigned char *s, size_t len)
-{
-	unsigned char c = s[0];
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xBF;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++) {
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	}
-	return n;
-}
-
 void exp_text_label_value(struct exp_text *text, const char *value, size_t max_len)
 {
 	const unsigned char *s = (const unsigned char *)value;
@@ -132,7 +97,7 @@ void exp_text_label_value(struct exp_text *text, const char *value, size_t max_l
 		else if (c == '\n')
 			replacement = "\\n";
 		else if (c >= 0x80) {
-			advance = utf8_length(s + i, len - i);
+			advance = gpucap_utf8_sequence_length(s + i, len - i);
 			if (advance == 0) {
 				replacement = "\xEF\xBF\xBD"; /* U+FFFD */
 				advance = 1;
