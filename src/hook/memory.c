@@ -130,72 +130,95 @@ static uint64_t mul_sat(uint64_t a, uint64_t b)
 	return a * b;
 }
 
-CUresult on_mem_alloc_pitch(int id, CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
-                            unsigned int ElementSizeBytes)
+/* cuMemAllocPitch and its 32-bit predecessor differ only in their types: one
+ * admission path serves both. The driver chooses the pitch, so the charge is
+ * made for width x height first and topped up to pitch x height after. */
+struct pitch_call {
+	int id;
+	bool v1;
+	void *dptr;
+	void *pitch;
+	size_t width, height;
+	unsigned int element_size;
+};
+
+static CUresult pitch_real(const struct pitch_call *c)
 {
-	gpucap_fn_cuMemAllocPitch_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocPitch_v2);
-	NOT_READY(real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes), real);
-	if (!dptr || !pPitch)
+	if (c->v1)
+		return GPUCAP_REAL_OF(c->id, gpucap_fn_cuMemAllocPitch)(
+		    c->dptr, c->pitch, (unsigned int)c->width, (unsigned int)c->height, c->element_size);
+	return GPUCAP_REAL_OF(c->id, gpucap_fn_cuMemAllocPitch_v2)(c->dptr, c->pitch, c->width, c->height,
+	                                                           c->element_size);
+}
+
+static CUdeviceptr pitch_ptr(const struct pitch_call *c)
+{
+	return c->v1 ? (CUdeviceptr) * (CUdeviceptr_v1 *)c->dptr : *(CUdeviceptr *)c->dptr;
+}
+
+static uint64_t pitch_bytes(const struct pitch_call *c)
+{
+	return c->v1 ? *(unsigned int *)c->pitch : *(size_t *)c->pitch;
+}
+
+static void pitch_free(const struct pitch_call *c)
+{
+	if (c->v1) {
+		gpucap_fn_cuMemFree real_free = GPUCAP_REAL(cuMemFree);
+		if (real_free)
+			real_free(*(CUdeviceptr_v1 *)c->dptr);
+	} else {
+		gpucap_fn_cuMemFree_v2 real_free = GPUCAP_REAL(cuMemFree_v2);
+		if (real_free)
+			real_free(*(CUdeviceptr *)c->dptr);
+	}
+}
+
+static CUresult pitch_alloc(const struct pitch_call *c)
+{
+	if (!gpucap_ensure_init())
+		return gpucap_real[c->id] ? pitch_real(c) : CUDA_ERROR_NOT_INITIALIZED;
+	if (!gpucap_real[c->id])
+		return CUDA_ERROR_NOT_FOUND;
+	if (!c->dptr || !c->pitch)
 		return CUDA_ERROR_INVALID_VALUE;
 	struct gpucap_device *dev;
-	uint64_t first = mul_sat(WidthInBytes, Height);
+	uint64_t first = mul_sat(c->width, c->height);
 	if (first == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
-		return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+		return pitch_real(c);
 	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev};
 	struct gpucap_track_entry *entry;
 	CUresult r = simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
 		return r;
-	r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+	r = pitch_real(c);
 	if (r == CUDA_SUCCESS) {
-		uint64_t exact = mul_sat(*pPitch, Height);
+		uint64_t exact = mul_sat(pitch_bytes(c), c->height);
 		if (exact > first) {
 			if (gpucap_admit(dev, GPUCAP_KIND_DATA, exact - first) != CUDA_SUCCESS) {
-				gpucap_fn_cuMemFree_v2 real_free = GPUCAP_REAL(cuMemFree_v2);
-				if (real_free)
-					real_free(*dptr);
+				pitch_free(c);
 				r = CUDA_ERROR_OUT_OF_MEMORY;
 			} else {
 				a.bytes = exact;
 			}
 		}
 	}
-	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
+	simple_done(&a, entry, r, r == CUDA_SUCCESS ? pitch_ptr(c) : 0);
 	return r;
+}
+
+CUresult on_mem_alloc_pitch(int id, CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                            unsigned int ElementSizeBytes)
+{
+	struct pitch_call c = {id, false, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes};
+	return pitch_alloc(&c);
 }
 
 CUresult on_mem_alloc_pitch_v1(int id, CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
                                unsigned int Height, unsigned int ElementSizeBytes)
 {
-	gpucap_fn_cuMemAllocPitch real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemAllocPitch);
-	NOT_READY(real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes), real);
-	if (!dptr || !pPitch)
-		return CUDA_ERROR_INVALID_VALUE;
-	struct gpucap_device *dev;
-	uint64_t first = mul_sat(WidthInBytes, Height);
-	if (first == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
-		return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev};
-	struct gpucap_track_entry *entry;
-	CUresult r = simple_admit(&a, &entry);
-	if (r != CUDA_SUCCESS)
-		return r;
-	r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-	if (r == CUDA_SUCCESS) {
-		uint64_t exact = mul_sat(*pPitch, Height);
-		if (exact > first) {
-			if (gpucap_admit(dev, GPUCAP_KIND_DATA, exact - first) != CUDA_SUCCESS) {
-				gpucap_fn_cuMemFree real_free = GPUCAP_REAL(cuMemFree);
-				if (real_free)
-					real_free(*dptr);
-				r = CUDA_ERROR_OUT_OF_MEMORY;
-			} else {
-				a.bytes = exact;
-			}
-		}
-	}
-	simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
-	return r;
+	struct pitch_call c = {id, true, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes};
+	return pitch_alloc(&c);
 }
 
 /* Managed memory may migrate to the host, but it can all be resident on the

@@ -385,6 +385,13 @@ static void test_accounting(void)
 	CHECK_EQ(1024, pitch);
 	CHECK_EQ(10240, mine().data);
 	CU(cuMemFree_v2(p));
+	/* The 32-bit pitch entry point charges the same way. */
+	unsigned int pitch_v1 = 0;
+	CU(cuMemAllocPitch(&small, &pitch_v1, 1000, 10, 4));
+	CHECK_EQ(1024, pitch_v1);
+	CHECK_EQ(10240, mine().data);
+	CU(cuMemFree(small));
+	CHECK_EQ(0, mine().data);
 	CU(cuMemAllocManaged(&p, 2 * MiB, CU_MEM_ATTACH_GLOBAL));
 	CHECK_EQ(2 * MiB, mine().data);
 	CU(cuMemFree_v2(p));
