@@ -67,6 +67,7 @@ typedef enum gpucap_status {
 	GPUCAP_ERR_BUSY,       /* another process initialised for too long */
 	GPUCAP_ERR_PERMISSION, /* the file is owned by another user, or unsafe */
 	GPUCAP_ERR_NO_SLOT,    /* the handle holds no slot (observer handle) */
+	GPUCAP_ERR_STALE,      /* the slot no longer holds the process named */
 } gpucap_status;
 
 /* What a charge is for, for the per-process breakdown. */
@@ -83,6 +84,7 @@ typedef enum gpucap_host_pid_source {
 	GPUCAP_HOST_PID_SAME_NAMESPACE = 1,
 	GPUCAP_HOST_PID_NVML = 2,
 	GPUCAP_HOST_PID_HOST_RESOLVER = 3,
+	GPUCAP_HOST_PID_HOST_PROCFS = 4,
 } gpucap_host_pid_source;
 
 typedef struct gpucap_region gpucap_region;
@@ -102,6 +104,10 @@ struct gpucap_region_options {
 	/* How long to wait for another process that is creating the file.
 	 * 0 picks the default (2000 ms). */
 	uint32_t init_timeout_ms;
+	/* Open an existing file only: never create one (tools that act on
+	 * regions they found, such as a host-side resolver). Root may then
+	 * attach writable to a file another user owns. */
+	bool existing_only;
 };
 
 /* Identity recorded in the caller's slot. All fields optional. */
@@ -109,7 +115,8 @@ struct gpucap_slot_identity {
 	int32_t pid;      /* 0: getpid() */
 	int32_t host_pid; /* 0: unknown */
 	gpucap_host_pid_source host_pid_source;
-	const char *comm; /* NULL: read from /proc/self/comm */
+	uint64_t pid_ns_inode; /* inode of the PID namespace pid lives in; 0: unknown */
+	const char *comm;      /* NULL: read from /proc/self/comm */
 };
 
 /*
@@ -142,6 +149,24 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *region, const struct gpuca
 
 /* Update the host PID recorded in this process's slot (release store). */
 void gpucap_region_set_host_pid(gpucap_region *region, int32_t host_pid, gpucap_host_pid_source source);
+
+/*
+ * resolve_host_pid: record, from outside the process, the host PID of the
+ * process holding slot at the given generation (as read in a snapshot).
+ * For host-side resolvers that matched the slot's (pid_ns_inode, pid) to a
+ * host process. If the slot was freed or reused meanwhile, the value is
+ * written under the old generation and readers ignore it, so a late write
+ * never names the wrong process. Needs a writable handle (no slot needed).
+ * Returns GPUCAP_ERR_INVALID for a bad slot, pid or handle, GPUCAP_ERR_STALE
+ * when the slot no longer holds that generation.
+ * Ordering: release store of one 64-bit word. Wait: none.
+ */
+gpucap_status gpucap_region_resolve_host_pid(gpucap_region *region, uint32_t slot, uint32_t generation,
+                                             int32_t host_pid);
+
+/* note_launch: record when this process last launched work (relaxed store
+ * into its own slot; callers rate-limit it). Wait: none. */
+void gpucap_region_note_launch(gpucap_region *region, uint64_t unix_ns);
 
 /*
  * device_register: find the device entry for uuid, or create it with the
@@ -243,6 +268,9 @@ struct gpucap_device_view {
 	uint64_t in_use_bytes;  /* sum of the processes' in-use bytes */
 	uint64_t peak_bytes;
 	uint32_t sm_limit;
+	uint32_t sm_duty_ppm;  /* current throttle duty, parts per million */
+	uint32_t sm_share_ppm; /* achieved SM share over the last ~second, ppm */
+	bool sm_share_known;   /* false: no measurement yet */
 };
 
 struct gpucap_process_device_view {
@@ -260,6 +288,8 @@ struct gpucap_process_view {
 	bool alive; /* false: the owner died and the slot awaits reclaiming */
 	bool self;  /* the slot held by this handle */
 	uint64_t started_unix_ns;
+	uint64_t pid_ns_inode;        /* 0: unknown */
+	uint64_t last_launch_unix_ns; /* 0: never launched */
 	char comm[GPUCAP_COMM_MAX];
 	/* [device_capacity], indexed by device index (as in gpucap_device_view) */
 	struct gpucap_process_device_view *devices;

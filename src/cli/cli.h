@@ -31,6 +31,7 @@ struct cli_command {
 	X(set)                                                                                               \
 	X(doctor)                                                                                            \
 	X(exporter)                                                                                          \
+	X(resolve)                                                                                           \
 	X(run)
 
 #define CLI_DECLARE_COMMAND(name) extern const struct cli_command cli_command_##name;

@@ -7,21 +7,23 @@
 
 #ifdef GPUCAP_HAVE_EXPORTER
 #include <exporter.h>
+#include <host_pids.h>
 
-enum { OPT_LISTEN, OPT_REGIONS, OPT_HAMI, OPT_LABEL_FROM_PATH };
+enum { OPT_LISTEN, OPT_REGIONS, OPT_HAMI, OPT_LABEL_FROM_PATH, OPT_RESOLVE };
 
 static const struct cli_option exporter_options[] = {
     {"listen", 'l', true, OPT_LISTEN},
     {"regions", 'r', true, OPT_REGIONS},
     {"hami-metrics", 0, false, OPT_HAMI},
     {"label-from-path", 0, true, OPT_LABEL_FROM_PATH},
+    {"resolve-host-pids", 0, false, OPT_RESOLVE},
 };
 
 static int exporter_run(int argc, char **argv)
 {
 	const char *command = cli_command_exporter.name;
 	const char *listen = EXPORTER_DEFAULT_LISTEN, *regions = NULL, *label_regex = NULL;
-	bool hami = false;
+	bool hami = false, resolve = false;
 	struct cli_parser parser;
 	cli_parser_init(&parser, command, argc, argv, false);
 	for (;;) {
@@ -42,6 +44,8 @@ static int exporter_run(int argc, char **argv)
 			regions = value;
 		else if (id == OPT_HAMI)
 			hami = true;
+		else if (id == OPT_RESOLVE)
+			resolve = true;
 		else
 			label_regex = value;
 	}
@@ -50,6 +54,11 @@ static int exporter_run(int argc, char **argv)
 	if (!regions || !regions[0])
 		return cli_usage_error(
 		    command, "--regions GLOB is required, e.g. --regions '/var/lib/gpucap/*/cudevshr.cache'");
+
+	if (resolve && !gpucap_resolver_on_host())
+		return cli_failure(command,
+		                   "--resolve-host-pids needs the host's PID namespace, where /proc shows "
+		                   "host PIDs; run the exporter on the host (Kubernetes: hostPID: true)");
 
 	char err[1024];
 	struct exporter_config config;
@@ -69,6 +78,7 @@ static int exporter_run(int argc, char **argv)
 	config.regions = regions;
 	config.rule = &rule;
 	config.hami_metrics = hami;
+	config.resolve_host_pids = resolve;
 	result = exporter_serve(&config, err, sizeof(err));
 	exp_path_rule_free(&rule);
 	if (result != EXPORTER_OK)
@@ -94,7 +104,7 @@ const struct cli_command cli_command_exporter = {
     .name = "exporter",
     .summary = "serve the regions' figures as Prometheus metrics",
     .usage = "usage: gpucap exporter --regions GLOB [--listen ADDR] [--hami-metrics]\n"
-             "                       [--label-from-path REGEX]\n"
+             "                       [--label-from-path REGEX] [--resolve-host-pids]\n"
              "\n"
              "Serve Prometheus metrics (text format 0.0.4) at http://ADDR/metrics. On each\n"
              "scrape every file matching GLOB is read as an observer (read-only, no slot)\n"
@@ -112,6 +122,9 @@ const struct cli_command cli_command_exporter = {
              "                           path; capture groups 1, 2, 3 become the namespace,\n"
              "                           pod and container labels (default: the deepest\n"
              "                           directory named NAMESPACE_POD_CONTAINER)\n"
+             "  --resolve-host-pids      on each scrape, first record the host PIDs of\n"
+             "                           processes in containers (as gpucap resolve does);\n"
+             "                           opens the regions writable; run on the host\n"
              "  -h, --help               show this help\n"
              "\n"
              "exit status: 0 stopped by a signal, 1 cannot listen or start, 2 usage error.\n",

@@ -68,6 +68,8 @@ const char *cli_host_pid_source_key(gpucap_host_pid_source source)
 		return "nvml";
 	case GPUCAP_HOST_PID_HOST_RESOLVER:
 		return "host_resolver";
+	case GPUCAP_HOST_PID_HOST_PROCFS:
+		return "host_procfs";
 	case GPUCAP_HOST_PID_UNKNOWN:
 	default:
 		return "unknown";
@@ -83,6 +85,8 @@ const char *cli_host_pid_source_text(gpucap_host_pid_source source)
 		return "via NVML";
 	case GPUCAP_HOST_PID_HOST_RESOLVER:
 		return "via host resolver";
+	case GPUCAP_HOST_PID_HOST_PROCFS:
+		return "from the host's /proc";
 	case GPUCAP_HOST_PID_UNKNOWN:
 	default:
 		return "unknown";

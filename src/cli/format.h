@@ -27,7 +27,7 @@ bool cli_limit_is_unlimited(uint64_t limit_bytes);
 bool cli_sm_limit_is_none(uint32_t sm_limit);
 
 /* JSON name of a host PID source: "unknown", "same_namespace", "nvml",
- * "host_resolver". */
+ * "host_resolver", "host_procfs". */
 const char *cli_host_pid_source_key(gpucap_host_pid_source source);
 /* Human words for it: "same pid namespace", "via NVML", ... */
 const char *cli_host_pid_source_text(gpucap_host_pid_source source);

@@ -59,6 +59,7 @@ int cli_region_attach(const char *command, const struct cli_region_path *where, 
 	memset(&options, 0, sizeof(options));
 	options.path = where->path;
 	options.observer = observer;
+	options.existing_only = true; /* the commands never create a region */
 
 	char err[1024] = "";
 	gpucap_status status = gpucap_region_attach(&options, out, err, sizeof(err));

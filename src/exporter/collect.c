@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <glob.h>
+#include <host_pids.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -37,6 +38,7 @@ struct exp_collector {
 	const char *pattern;
 	const struct exp_path_rule *rule;
 	bool hami_metrics;
+	bool resolve_host_pids;
 	struct path_state *states; /* sorted by path (strcmp) */
 	size_t state_count;
 };
@@ -110,6 +112,7 @@ bool exp_run_guarded(void (*fn)(void *), void *arg)
  * job, never in locals that a longjmp would clobber. */
 struct read_job {
 	const char *path;
+	bool resolve_host_pids;
 	char *err;
 	size_t err_len;
 	gpucap_status status;
@@ -117,28 +120,34 @@ struct read_job {
 	struct gpucap_snapshot *volatile snapshot;
 };
 
-/* Attach as an observer and copy. */
+/* Attach as an observer and copy; when resolving host PIDs, attach
+ * writable (an existing file only) and record them first. */
 static void attach_and_copy(void *arg)
 {
 	struct read_job *job = arg;
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = job->path;
-	options.observer = true;
+	options.observer = !job->resolve_host_pids;
+	options.existing_only = true;
 	options.init_timeout_ms = ATTACH_TIMEOUT_MS;
 	gpucap_region *attached = NULL;
 	job->status = gpucap_region_attach(&options, &attached, job->err, job->err_len);
 	job->region = attached;
-	if (job->status == GPUCAP_OK)
-		job->snapshot = gpucap_region_snapshot(attached);
+	if (job->status != GPUCAP_OK)
+		return;
+	if (job->resolve_host_pids)
+		gpucap_resolve_host_pids(attached, NULL); /* what stays unknown shows as unknown */
+	job->snapshot = gpucap_region_snapshot(attached);
 }
 
-static enum read_outcome read_guarded(const char *path, struct gpucap_snapshot **out, char *err,
-                                      size_t err_len)
+static enum read_outcome read_guarded(const char *path, bool resolve_host_pids, struct gpucap_snapshot **out,
+                                      char *err, size_t err_len)
 {
 	struct read_job job;
 	memset(&job, 0, sizeof(job));
 	job.path = path;
+	job.resolve_host_pids = resolve_host_pids;
 	job.err = err;
 	job.err_len = err_len;
 	err[0] = '\0';
@@ -172,8 +181,8 @@ static enum read_outcome read_guarded(const char *path, struct gpucap_snapshot *
 	return READ_OK;
 }
 
-static enum read_outcome read_region(const char *path, struct gpucap_snapshot **out, char *err,
-                                     size_t err_len)
+static enum read_outcome read_region(const char *path, bool resolve_host_pids, struct gpucap_snapshot **out,
+                                     char *err, size_t err_len)
 {
 	*out = NULL;
 	struct stat st;
@@ -192,10 +201,15 @@ static enum read_outcome read_region(const char *path, struct gpucap_snapshot **
 		                               : "");
 		return READ_FAILED;
 	}
-	return read_guarded(path, out, err, err_len);
+	return read_guarded(path, resolve_host_pids, out, err, err_len);
 }
 
 /* ---- the collector ------------------------------------------------------ */
+
+void exp_collector_resolve_host_pids(struct exp_collector *c, bool on)
+{
+	c->resolve_host_pids = on;
+}
 
 struct exp_collector *exp_collector_new(const char *pattern, const struct exp_path_rule *rule,
                                         bool hami_metrics)
@@ -313,7 +327,8 @@ char *exp_collector_scrape(struct exp_collector *c, size_t *len)
 		struct path_state *state = &c->states[i];
 		struct gpucap_snapshot *snapshot = NULL;
 		char err[1024];
-		enum read_outcome outcome = read_region(state->path, &snapshot, err, sizeof(err));
+		enum read_outcome outcome =
+		    read_region(state->path, c->resolve_host_pids, &snapshot, err, sizeof(err));
 		if (outcome == READ_GONE)
 			continue; /* deleted since the glob: nothing to report */
 		note_outcome(state, outcome, err);

@@ -16,6 +16,11 @@ struct exp_collector *exp_collector_new(const char *pattern, const struct exp_pa
                                         bool hami_metrics);
 void exp_collector_free(struct exp_collector *collector);
 
+/* Before each read, record the host PIDs of processes in other PID
+ * namespaces (src/resolver): regions are then attached writable. Only
+ * meaningful in the host's PID namespace. Off by default. */
+void exp_collector_resolve_host_pids(struct exp_collector *collector, bool on);
+
 /* Read every region and return the exposition (free with free()), or NULL
  * when memory ran out. Regions that cannot be read are reported in the
  * exposition and logged on stderr, one line per path each time its error

@@ -41,6 +41,7 @@ struct exporter_config {
 	const char *regions;              /* glob(3) pattern */
 	const struct exp_path_rule *rule; /* path -> namespace/pod/container */
 	bool hami_metrics;                /* also emit HAMi's metric names */
+	bool resolve_host_pids;           /* record container processes' host PIDs */
 };
 
 /*

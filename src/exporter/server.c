@@ -227,6 +227,7 @@ enum exporter_result exporter_serve(const struct exporter_config *config, char *
 		snprintf(err, err_len, "out of memory");
 		return EXPORTER_FAILURE;
 	}
+	exp_collector_resolve_host_pids(collector, config->resolve_host_pids);
 	int fd = open_listener(&config->listen, err, err_len);
 	if (fd < 0) {
 		exp_collector_free(collector);

@@ -1,30 +1,108 @@
 /*
- * This process's identity as recorded in its slot: its PID and, when it can
- * be known without waiting for anyone, its host PID.
+ * This process's identity as recorded in its slot: its PID, its PID
+ * namespace and, when it can be known at once and without asking anyone, its
+ * host PID. Nothing here waits for another process or for the driver.
  *
- * The initial PID namespace has a fixed inode number, so a process whose
- * /proc/self/ns/pid names it already knows its host PID: getpid(). Processes
- * in other namespaces are resolved later (the slot says "unknown" until then).
+ * Host PID tiers, first match wins:
+ *   same namespace  /proc/self/ns/pid is the initial namespace (its inode
+ *                   number is fixed by the kernel): the host PID is getpid().
+ *   host procfs     /proc is the initial namespace's procfs (a container
+ *                   that did not mount its own): NSpid's first field is the
+ *                   PID in that procfs's namespace, i.e. the host PID.
+ *                   Checked through /proc/1/ns/pid, or kthreadd when that
+ *                   link is not readable.
+ *   host resolver   otherwise the slot says "unknown" until a resolver on the
+ *                   host (gpucap resolve, gpucap exporter) matches the slot's
+ *                   (namespace, PID) to a host process and records it.
+ * NVML is no help inside a namespace: it reports PIDs translated into the
+ * caller's namespace, i.e. getpid() again.
  */
 #define _GNU_SOURCE /* readlink */
 #include "hook.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define INITIAL_PID_NAMESPACE "pid:[4026531836]"
+#define INITIAL_PID_NAMESPACE_INODE UINT64_C(4026531836)
+
+/* The inode of the PID namespace a /proc/<who>/ns/pid link names; 0 if
+ * unreadable. */
+static uint64_t pid_namespace_inode(const char *link_path)
+{
+	char link[64];
+	ssize_t n = readlink(link_path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return 0;
+	link[n] = '\0';
+	unsigned long long inode = 0;
+	if (sscanf(link, "pid:[%llu]", &inode) != 1)
+		return 0;
+	return inode;
+}
+
+/* The first NSpid field when /proc/self/status lists more than one, else 0. */
+static int32_t outermost_nspid(void)
+{
+	FILE *status = fopen("/proc/self/status", "re");
+	if (!status)
+		return 0;
+	char line[256];
+	int32_t outer = 0;
+	while (fgets(line, sizeof(line), status)) {
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		char *end = NULL;
+		long first = strtol(line + 6, &end, 10);
+		long inner = end ? strtol(end, NULL, 10) : 0;
+		if (first > 0 && first <= INT32_MAX && inner > 0) /* two fields or more */
+			outer = (int32_t)first;
+		break;
+	}
+	fclose(status);
+	return outer;
+}
+
+/* Whether /proc belongs to the initial PID namespace. Its init's namespace
+ * link says so when readable (it is not to everyone); otherwise kthreadd,
+ * PID 2 with parent 0, is visible only in the initial namespace's /proc. */
+static bool proc_is_initial_namespace(void)
+{
+	if (pid_namespace_inode("/proc/1/ns/pid") == INITIAL_PID_NAMESPACE_INODE)
+		return true;
+	FILE *status = fopen("/proc/2/status", "re");
+	if (!status)
+		return false;
+	char line[128];
+	bool kthreadd = false, orphan = false;
+	while (fgets(line, sizeof(line), status)) {
+		if (strcmp(line, "Name:\tkthreadd\n") == 0)
+			kthreadd = true;
+		else if (strcmp(line, "PPid:\t0\n") == 0)
+			orphan = true;
+	}
+	fclose(status);
+	return kthreadd && orphan;
+}
 
 void gpucap_identity_initial(struct gpucap_slot_identity *id)
 {
 	memset(id, 0, sizeof(*id));
 	id->pid = (int32_t)getpid();
-	char link[64];
-	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
-	if (n <= 0)
-		return;
-	link[n] = '\0';
-	if (strcmp(link, INITIAL_PID_NAMESPACE) == 0) {
+	id->pid_ns_inode = pid_namespace_inode("/proc/self/ns/pid");
+	if (id->pid_ns_inode == INITIAL_PID_NAMESPACE_INODE) {
 		id->host_pid = id->pid;
 		id->host_pid_source = GPUCAP_HOST_PID_SAME_NAMESPACE;
+		return;
+	}
+	/* When /proc is the initial namespace's, /proc/self/status speaks in
+	 * host PIDs. */
+	if (proc_is_initial_namespace()) {
+		int32_t host = outermost_nspid();
+		if (host > 0) {
+			id->host_pid = host;
+			id->host_pid_source = GPUCAP_HOST_PID_HOST_PROCFS;
+		}
 	}
 }

@@ -174,6 +174,10 @@ static gpucap_status check_owner(const struct gpucap_file_info *info, const stru
 	}
 	if (o->observer || info->uid == gpucap_platform_euid())
 		return GPUCAP_OK;
+	/* Root tools (gpucap set, reap, resolve on a node) act on regions
+	 * that containers' users own; they take no slot and create nothing. */
+	if (o->existing_only && gpucap_platform_euid() == 0)
+		return GPUCAP_OK;
 	if (o->group_shared && gpucap_platform_in_group(info->gid) && (info->mode & 0060) == 0060)
 		return GPUCAP_OK;
 	say(err, err_len,
@@ -393,7 +397,8 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
 		atomic_init(&r->local_cap[d], GPUCAP_BYTES_MAX);
 	r->observer = o->observer;
 	r->slot = -1;
-	r->fd = gpucap_platform_open(path, !o->observer, !o->observer, o->group_shared ? 0660 : 0600);
+	r->fd = gpucap_platform_open(path, !o->observer && !o->existing_only, !o->observer,
+	                             o->group_shared ? 0660 : 0600);
 	gpucap_status status;
 	if (r->fd < 0) {
 		status = open_error(-r->fd, path, !o->observer, err, err_len);
@@ -469,6 +474,8 @@ const char *gpucap_status_text(gpucap_status status)
 		return "permission denied";
 	case GPUCAP_ERR_NO_SLOT:
 		return "no slot held";
+	case GPUCAP_ERR_STALE:
+		return "slot no longer held by that process";
 	}
 	return "unknown status";
 }

@@ -125,7 +125,13 @@ struct slot_header {
 	uint32_t reserved;
 	_Atomic uint64_t started_unix_ns;
 	_Atomic uint64_t comm_words[GPUCAP_COMM_MAX / 8];
-	uint8_t pad[256 - 64];
+	_Atomic uint64_t pid_ns_inode; /* the owner's PID namespace; 0: unknown */
+	/* Written by a host-side resolver for another process's slot: the
+	 * slot generation it resolved in the high 32 bits, the host PID in the
+	 * low 32. A value whose generation is not the slot's is stale. */
+	_Atomic uint64_t resolved_host;
+	_Atomic uint64_t last_launch_unix_ns; /* 0: no kernel launched yet */
+	uint8_t pad[256 - 88];
 };
 _Static_assert(sizeof(struct slot_header) == 256, "slot header layout");
 

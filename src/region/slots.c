@@ -134,6 +134,9 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->host_pid_source, id ? (uint32_t)id->host_pid_source : 0,
 	                      memory_order_relaxed);
 	atomic_store_explicit(&header->started_unix_ns, gpucap_clock_realtime_ns(), memory_order_relaxed);
+	atomic_store_explicit(&header->pid_ns_inode, id ? id->pid_ns_inode : 0, memory_order_relaxed);
+	atomic_store_explicit(&header->resolved_host, 0, memory_order_relaxed);
+	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_LIVE, memory_order_release);
 }
@@ -198,6 +201,32 @@ void gpucap_region_set_host_pid(gpucap_region *r, int32_t host_pid, gpucap_host_
 	struct slot_header *header = region_slot(r, (uint32_t)r->slot);
 	atomic_store_explicit(&header->host_pid_source, (uint32_t)source, memory_order_relaxed);
 	atomic_store_explicit(&header->host_pid, host_pid, memory_order_release);
+}
+
+gpucap_status gpucap_region_resolve_host_pid(gpucap_region *r, uint32_t slot, uint32_t generation,
+                                             int32_t host_pid)
+{
+	if (!r || r->observer || slot >= r->geo.slot_capacity || host_pid <= 0)
+		return GPUCAP_ERR_INVALID;
+	struct slot_header *header = region_slot(r, slot);
+	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE ||
+	    atomic_load_explicit(&header->generation, memory_order_acquire) != generation)
+		return GPUCAP_ERR_STALE;
+	/* Tagged with the generation, so a write that loses a race with the
+	 * slot's reuse is ignored by readers rather than naming the new owner. */
+	uint64_t word = ((uint64_t)generation << 32) | (uint32_t)host_pid;
+	atomic_store_explicit(&header->resolved_host, word, memory_order_release);
+	return atomic_load_explicit(&header->generation, memory_order_acquire) == generation
+	           ? GPUCAP_OK
+	           : GPUCAP_ERR_STALE;
+}
+
+void gpucap_region_note_launch(gpucap_region *r, uint64_t unix_ns)
+{
+	if (!r || r->slot < 0)
+		return;
+	atomic_store_explicit(&region_slot(r, (uint32_t)r->slot)->last_launch_unix_ns, unix_ns,
+	                      memory_order_relaxed);
 }
 
 int gpucap_region_slot_index(const gpucap_region *r)

@@ -39,8 +39,22 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	view->pid = atomic_load_explicit(&header->pid, memory_order_relaxed);
 	view->host_pid = atomic_load_explicit(&header->host_pid, memory_order_acquire);
 	uint32_t source = atomic_load_explicit(&header->host_pid_source, memory_order_relaxed);
-	view->host_pid_source = source <= GPUCAP_HOST_PID_HOST_RESOLVER ? (gpucap_host_pid_source)source
-	                                                                : GPUCAP_HOST_PID_UNKNOWN;
+	view->host_pid_source =
+	    source <= GPUCAP_HOST_PID_HOST_PROCFS ? (gpucap_host_pid_source)source : GPUCAP_HOST_PID_UNKNOWN;
+	if (view->host_pid <= 0)
+		view->host_pid_source = GPUCAP_HOST_PID_UNKNOWN;
+	if (view->host_pid_source == GPUCAP_HOST_PID_UNKNOWN) {
+		uint64_t resolved = atomic_load_explicit(&header->resolved_host, memory_order_acquire);
+		int32_t host_pid = (int32_t)(uint32_t)resolved;
+		if ((uint32_t)(resolved >> 32) == view->generation && host_pid > 0) {
+			view->host_pid = host_pid;
+			view->host_pid_source = GPUCAP_HOST_PID_HOST_RESOLVER;
+		} else {
+			view->host_pid = 0;
+		}
+	}
+	view->pid_ns_inode = atomic_load_explicit(&header->pid_ns_inode, memory_order_relaxed);
+	view->last_launch_unix_ns = atomic_load_explicit(&header->last_launch_unix_ns, memory_order_relaxed);
 	view->started_unix_ns = atomic_load_explicit(&header->started_unix_ns, memory_order_relaxed);
 	read_comm(header, view->comm);
 	view->self = (int)slot == r->slot;

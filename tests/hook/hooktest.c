@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "host_pids.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -1103,57 +1104,188 @@ static void test_threads(void)
 /* The slot of this process records a host PID at once when the process is in
  * the initial PID namespace, and "unknown" in any other namespace. Prints
  * and returns 0 when the record matches what this process can see. */
+/* The process's own view: in the initial namespace, its slot names getpid()
+ * as host PID at once. Elsewhere the checks are the parent's (see below). */
 static int child_identity(void)
 {
 	start_device(0);
 	CUdeviceptr p;
 	CU(cuMemAlloc_v2(&p, 4096));
-	char link[64] = "";
-	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
-	if (n > 0)
-		link[n] = '\0';
-	bool initial = strcmp(link, "pid:[4026531836]") == 0;
 	gpucap_region *r = observer();
 	struct gpucap_snapshot *s = gpucap_region_snapshot(r);
 	CHECK(s != NULL);
 	int matched = 0;
 	for (uint32_t i = 0; i < s->process_count; i++) {
 		const struct gpucap_process_view *v = &s->processes[i];
-		if (v->pid != getpid())
-			continue;
-		printf("pid %d namespace %s host_pid %d source %d\n", v->pid, link, v->host_pid,
-		       v->host_pid_source);
-		if (initial)
-			matched =
-			    v->host_pid == getpid() && v->host_pid_source == GPUCAP_HOST_PID_SAME_NAMESPACE;
-		else
-			matched = v->host_pid == 0 && v->host_pid_source == GPUCAP_HOST_PID_UNKNOWN;
+		if (v->pid == getpid())
+			matched = v->host_pid == getpid() &&
+			          v->host_pid_source == GPUCAP_HOST_PID_SAME_NAMESPACE &&
+			          v->pid_ns_inode == UINT64_C(4026531836);
 	}
 	gpucap_snapshot_free(s);
 	gpucap_region_detach(r);
 	return matched ? 0 : 1;
 }
 
+/* Inside a namespace: allocate, say so on stdout, hold until stdin closes. */
+static int child_identity_hold(void)
+{
+	start_device(0);
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, 4096));
+	printf("ready\n");
+	fflush(stdout);
+	char c;
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
+/* The last NSpid field and the PID-namespace inode of host process pid. */
+static bool host_view(int32_t pid, long *innermost, unsigned long long *ns)
+{
+	char path[64], line[256], link[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	if (sscanf(link, "pid:[%llu]", ns) != 1)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	*innermost = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		char *cursor = line + 6, *end;
+		for (long v = strtol(cursor, &end, 10); end != cursor; v = strtol(cursor, &end, 10)) {
+			*innermost = v;
+			cursor = end;
+		}
+	}
+	fclose(f);
+	return *innermost > 0;
+}
+
+/* The one slot not in the initial namespace, checked against the host's
+ * /proc: its host PID must be the host process with its namespace and PID. */
+static void expect_namespaced_slot(gpucap_host_pid_source want)
+{
+	gpucap_region *r = observer();
+	struct gpucap_snapshot *s = gpucap_region_snapshot(r);
+	CHECK(s != NULL);
+	int found = 0;
+	for (uint32_t i = 0; i < s->process_count; i++) {
+		const struct gpucap_process_view *v = &s->processes[i];
+		if (!v->alive || v->pid_ns_inode == UINT64_C(4026531836))
+			continue;
+		found++;
+		printf("namespaced pid %d (ns %llu): host pid %d, source %d\n", v->pid,
+		       (unsigned long long)v->pid_ns_inode, v->host_pid, v->host_pid_source);
+		CHECK(v->host_pid_source == want);
+		if (want == GPUCAP_HOST_PID_UNKNOWN) {
+			CHECK(v->host_pid == 0);
+			continue;
+		}
+		long innermost;
+		unsigned long long ns;
+		CHECK(host_view(v->host_pid, &innermost, &ns));
+		CHECK(innermost == v->pid && ns == v->pid_ns_inode);
+	}
+	CHECK(found == 1);
+	gpucap_snapshot_free(s);
+	gpucap_region_detach(r);
+}
+
+/* Run child-identity-hold under unshare with extra flags; returns its pid
+ * and the pipe that holds it alive (close it to let it go). */
+static pid_t start_namespaced(const char *mount_proc, int *hold)
+{
+	int to_child[2], from_child[2];
+	CHECK(pipe(to_child) == 0 && pipe(from_child) == 0);
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		dup2(to_child[0], 0);
+		dup2(from_child[1], 1);
+		close(to_child[1]);
+		close(from_child[0]);
+		/* LeakSanitizer cannot run inside a new PID namespace. */
+		setenv("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=0", 1);
+		if (mount_proc)
+			execlp("unshare", "unshare", "--pid", "--fork", mount_proc, self_path,
+			       "child-identity-hold", (char *)NULL);
+		else
+			execlp("unshare", "unshare", "--pid", "--fork", self_path, "child-identity-hold",
+			       (char *)NULL);
+		_exit(127);
+	}
+	close(to_child[0]);
+	close(from_child[1]);
+	char line[16] = "";
+	ssize_t n = read(from_child[0], line, sizeof(line) - 1);
+	close(from_child[0]);
+	if (n <= 0) {
+		int status;
+		waitpid(child, &status, 0);
+		fprintf(stderr, "identity: unshare --pid %s failed (needs root and util-linux)\n",
+		        mount_proc ? mount_proc : "");
+		exit(1);
+	}
+	*hold = to_child[1];
+	return child;
+}
+
+static void stop_namespaced(pid_t child, int hold)
+{
+	close(hold);
+	int status;
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void test_identity(void)
 {
 	fresh_region();
 	CHECK(child_identity() == 0);
-	/* The same program inside a new PID namespace (a container's view). */
-	pid_t child = fork();
-	CHECK(child >= 0);
-	if (child == 0) {
-		/* LeakSanitizer cannot run inside a new PID namespace. */
-		setenv("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=0", 1);
-		execlp("unshare", "unshare", "--pid", "--fork", self_path, "child-identity", (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	CHECK(waitpid(child, &status, 0) == child);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-		fprintf(stderr, "identity: cannot run unshare --pid (needs root and util-linux)\n");
-		exit(1);
-	}
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	/* A namespace that kept the host's /proc: NSpid names the host PID. */
+	int hold;
+	pid_t child = start_namespaced(NULL, &hold);
+	expect_namespaced_slot(GPUCAP_HOST_PID_HOST_PROCFS);
+	stop_namespaced(child, hold);
+
+	/* A container's own /proc: unknown (never guessed) until a resolver on
+	 * the host records it. */
+	child = start_namespaced("--mount-proc", &hold);
+	expect_namespaced_slot(GPUCAP_HOST_PID_UNKNOWN);
+	gpucap_region *r = admin();
+	struct gpucap_resolve_counts counts;
+	CHECK(gpucap_resolve_host_pids(r, &counts) == GPUCAP_OK);
+	CHECK(counts.resolved == 1);
+	gpucap_region_detach(r);
+	expect_namespaced_slot(GPUCAP_HOST_PID_HOST_RESOLVER);
+	stop_namespaced(child, hold);
+
+	/* The same through the command an operator runs on the host. */
+	const char *cli = getenv("HOOKTEST_GPUCAP");
+	CHECK(cli != NULL);
+	child = start_namespaced("--mount-proc", &hold);
+	expect_namespaced_slot(GPUCAP_HOST_PID_UNKNOWN);
+	char command[1024], output[512] = "";
+	snprintf(command, sizeof(command), "'%s' resolve --json --file '%s'", cli, region_path);
+	FILE *p = popen(command, "r");
+	CHECK(p != NULL);
+	size_t n = fread(output, 1, sizeof(output) - 1, p);
+	output[n] = '\0';
+	CHECK(pclose(p) == 0);
+	printf("gpucap resolve: %s", output);
+	CHECK(strstr(output, "\"resolved\":1") != NULL);
+	expect_namespaced_slot(GPUCAP_HOST_PID_HOST_RESOLVER);
+	stop_namespaced(child, hold);
 }
 
 /* ---- main ------------------------------------------------------------------------ */
@@ -1209,6 +1341,8 @@ int main(int argc, char **argv)
 		return child_fork_orphan();
 	if (strcmp(argv[1], "child-identity") == 0)
 		return child_identity();
+	if (strcmp(argv[1], "child-identity-hold") == 0)
+		return child_identity_hold();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[1], cases[i].name) == 0) {
 			cases[i].fn();

@@ -1,0 +1,214 @@
+/* gpucap resolve: record the host PIDs of processes that run in other PID
+ * namespaces (containers), from the host, where /proc shows both views. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+#include "cli.h"
+#include "json.h"
+#include "options.h"
+
+#include <glob.h>
+#include <host_pids.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { OPT_REGIONS, OPT_FILE, OPT_WATCH, OPT_INTERVAL, OPT_JSON };
+
+static const struct cli_option resolve_options[] = {
+    {"regions", 'r', true, OPT_REGIONS}, {"file", 'f', true, OPT_FILE}, {"watch", 'w', false, OPT_WATCH},
+    {"interval", 0, true, OPT_INTERVAL}, {"json", 0, false, OPT_JSON},
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int signo)
+{
+	(void)signo;
+	stop_requested = 1;
+}
+
+struct resolve_request {
+	const char *pattern; /* glob, or a single path */
+	bool watch;
+	bool json;
+	long interval_ms;
+};
+
+/* One region: attach writable (existing file only), one pass, detach. */
+static gpucap_status resolve_one(const char *path, struct gpucap_resolve_counts *counts, char *err,
+                                 size_t err_len)
+{
+	struct gpucap_region_options options;
+	memset(&options, 0, sizeof(options));
+	options.path = path;
+	options.existing_only = true;
+	gpucap_region *region = NULL;
+	gpucap_status status = gpucap_region_attach(&options, &region, err, err_len);
+	if (status != GPUCAP_OK)
+		return status;
+	status = gpucap_resolve_host_pids(region, counts);
+	gpucap_region_detach(region);
+	if (status != GPUCAP_OK)
+		snprintf(err, err_len, "region %s: cannot read /proc or the region file", path);
+	return status;
+}
+
+static void print_counts_json(struct json_writer *w, const char *path, const struct gpucap_resolve_counts *c)
+{
+	json_object_begin(w);
+	json_member_string(w, "path", path);
+	json_member_uint(w, "unknown_before", c->unknown);
+	json_member_uint(w, "resolved", c->resolved);
+	json_member_uint(w, "not_found", c->not_found);
+	json_member_uint(w, "unverified", c->unverified);
+	json_object_end(w);
+}
+
+/* One pass over every matching region. Returns the number of regions that
+ * failed; lines go to stdout (results) and stderr (failures). */
+static unsigned pass(const struct resolve_request *req, struct json_writer *w)
+{
+	glob_t matches;
+	memset(&matches, 0, sizeof(matches));
+	int rc = glob(req->pattern, 0, NULL, &matches);
+	unsigned failed = 0;
+	for (size_t i = 0; rc == 0 && i < matches.gl_pathc; i++) {
+		const char *path = matches.gl_pathv[i];
+		struct gpucap_resolve_counts counts;
+		char err[1024] = "";
+		memset(&counts, 0, sizeof(counts));
+		if (resolve_one(path, &counts, err, sizeof(err)) != GPUCAP_OK) {
+			failed++;
+			const char *message = strncmp(err, "gpucap: ", 8) == 0 ? err + 8 : err;
+			fprintf(stderr, "gpucap resolve: %s\n", message);
+			continue;
+		}
+		if (w)
+			print_counts_json(w, path, &counts);
+		else if (!req->watch || counts.resolved || counts.unverified)
+			printf("%s: %u without a host PID, %u resolved, %u not found, %u unverified\n", path,
+			       counts.unknown, counts.resolved, counts.not_found, counts.unverified);
+	}
+	globfree(&matches);
+	if (req->watch)
+		fflush(stdout);
+	return failed;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static int parse_request(int argc, char **argv, struct resolve_request *req, int *exit_code)
+{
+	const char *command = cli_command_resolve.name;
+	struct cli_parser parser;
+	cli_parser_init(&parser, command, argc, argv, false);
+	memset(req, 0, sizeof(*req));
+	req->interval_ms = 200;
+	for (;;) {
+		const char *value;
+		int id = cli_next_option(&parser, resolve_options,
+		                         sizeof(resolve_options) / sizeof(resolve_options[0]), &value);
+		if (id == CLI_OPT_END)
+			break;
+		if (id == CLI_OPT_ERROR)
+			return *exit_code = CLI_EXIT_USAGE, false;
+		if (id == CLI_OPT_HELP) {
+			fputs(cli_command_resolve.usage, stdout);
+			return *exit_code = cli_finish_output(command), false;
+		}
+		if (id == OPT_REGIONS || id == OPT_FILE) {
+			req->pattern = value;
+		} else if (id == OPT_WATCH) {
+			req->watch = true;
+		} else if (id == OPT_JSON) {
+			req->json = true;
+		} else {
+			char *end;
+			req->interval_ms = strtol(value, &end, 10);
+			if (*end || end == value || req->interval_ms < 10 || req->interval_ms > 60000)
+				return *exit_code = cli_usage_error(command,
+				                                    "--interval '%s' is not a number of "
+				                                    "milliseconds from 10 to 60000",
+				                                    value),
+				       false;
+		}
+	}
+	if (!cli_no_operands_left(&parser))
+		return *exit_code = CLI_EXIT_USAGE, false;
+	if (!req->pattern || !req->pattern[0])
+		return *exit_code = cli_usage_error(command, "--regions GLOB or --file PATH is required"),
+		       false;
+	if (req->watch && req->json)
+		return *exit_code =
+		           cli_usage_error(command, "--json prints one pass; it cannot be combined with "
+		                                    "--watch"),
+		       false;
+	return true;
+}
+
+static int resolve_run(int argc, char **argv)
+{
+	const char *command = cli_command_resolve.name;
+	struct resolve_request req;
+	int exit_code = CLI_EXIT_OK;
+	if (!parse_request(argc, argv, &req, &exit_code))
+		return exit_code;
+	if (!gpucap_resolver_on_host())
+		return cli_failure(
+		    command, "this process is not in the host's PID namespace, so /proc cannot show host "
+		             "PIDs; run it on the host (in Kubernetes: a pod with hostPID: true)");
+	if (!req.watch) {
+		struct json_writer w;
+		if (req.json) {
+			json_init(&w, stdout);
+			json_object_begin(&w);
+			json_member_uint(&w, "schema_version", 1);
+			json_key(&w, "regions");
+			json_array_begin(&w);
+		}
+		unsigned failed = pass(&req, req.json ? &w : NULL);
+		if (req.json) {
+			json_array_end(&w);
+			json_object_end(&w);
+			if (!json_finish(&w))
+				return cli_failure(command, "cannot write the JSON report");
+		}
+		int rc = cli_finish_output(command);
+		return failed ? CLI_EXIT_FAILURE : rc;
+	}
+	signal(SIGINT, request_stop);
+	signal(SIGTERM, request_stop);
+	while (!stop_requested) {
+		pass(&req, NULL);
+		sleep_ms(req.interval_ms);
+	}
+	return cli_finish_output(command);
+}
+
+const struct cli_command cli_command_resolve = {
+    .name = "resolve",
+    .summary = "record host PIDs of processes in containers (run on the host)",
+    .usage = "usage: gpucap resolve (--regions GLOB | --file PATH) [--watch [--interval MS]] [--json]\n"
+             "\n"
+             "A process in a PID namespace (a container) cannot learn its host PID, which host tools\n"
+             "and NVML on the host use. Run on the host, this matches each region slot without a host\n"
+             "PID to the host process with the same PID namespace and PID that maps the region file,\n"
+             "and records it (gpucap status then shows it, source \"via host resolver\").\n"
+             "\n"
+             "  -r, --regions GLOB  region files, a glob(3) pattern (quote it)\n"
+             "  -f, --file PATH     one region file\n"
+             "  -w, --watch         keep resolving every --interval until SIGINT/SIGTERM; prints a\n"
+             "                      line only when it records something\n"
+             "      --interval MS   time between passes with --watch (default 200, 10 to 60000)\n"
+             "      --json          print one JSON object for the pass (schema in docs/cli.md)\n"
+             "  -h, --help          show this help\n"
+             "\n"
+             "Exit status: 0 every region was read; 1 a region or /proc could not be read, or not run\n"
+             "on the host; 2 usage error.\n",
+    .run = resolve_run,
+};
