@@ -3,6 +3,7 @@
  * view of them.
  *
  *   identity_child launch N STOPFILE GOFILE
+ *   identity_child probe      (cuInit alone; prints "cuInit CODE")
  *
  * The launcher forks N children, which wait at a gate; it prints "forked N",
  * waits for GOFILE to appear and then releases them all at once. Run inside
@@ -145,6 +146,12 @@ static int launch(int n, const char *stopfile, const char *gofile)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "probe") == 0) {
+		/* Whether the driver itself starts here, without gpucap. */
+		CUresult rc = cuInit(0);
+		printf("cuInit %d\n", (int)rc);
+		return rc == CUDA_SUCCESS ? 0 : 1;
+	}
 	if (argc != 5 || strcmp(argv[1], "launch") != 0) {
 		fprintf(stderr, "usage: identity_child launch N STOPFILE GOFILE\n");
 		return 2;

@@ -304,8 +304,17 @@ run_round same same host 8 "$dir/same.cache"
 section same "$round_correct" "$round_total" "no namespace, 8 processes: source same_namespace, host_pid = pid"
 run_round unknown unresolved ns 8 "$dir/unresolved.cache"
 section unresolved "$round_correct" "$round_total" "namespace, no resolver running, 8 processes: host_pid null, source unknown (never a wrong PID)"
-run_round procfs procfs nsproc 8 "$dir/procfs.cache"
-section procfs "$round_correct" "$round_total" "namespace that keeps the host's /proc, no resolver, 8 processes: source host_procfs, true host PID"
+# A namespace that keeps the host's /proc: first ask whether CUDA starts
+# there at all without gpucap (the driver refused with 304, an OS error, on
+# driver 580); when it does not, the case is reported as skipped, not passed.
+probe=$("${new_pid_ns[@]}" "$child" probe 2>&1 | tail -1)
+if [ "$probe" = "cuInit 0" ]; then
+  run_round procfs procfs nsproc 8 "$dir/procfs.cache"
+  section procfs "$round_correct" "$round_total" "namespace that keeps the host's /proc, no resolver, 8 processes: source host_procfs, true host PID"
+else
+  echo "SKIP namespace that keeps the host's /proc: natively, without gpucap, the driver does not start there ($probe); the host_procfs tier is covered by the hook test in CI" | tee -a "$log"
+  summary_rows+=("| namespace that keeps the host's /proc (skipped: natively $probe) | - |")
+fi
 
 # The resolver sees only *.region; the rounds above used other names.
 "$gpucap" resolve --watch --regions "$dir/*.region" >>"$out/resolver.log" 2>&1 &
