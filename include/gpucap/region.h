@@ -344,6 +344,123 @@ int gpucap_region_slot_index(const gpucap_region *region);
 /* Text for a status code ("over limit", ...). */
 const char *gpucap_status_text(gpucap_status status);
 
+/* ---- SM share ------------------------------------------------------------- */
+/*
+ * What the processes of a container share, per device, to hold its SM cap
+ * (docs/compute-caps.md):
+ *
+ *   - a virtual clock (GCRA "theoretical arrival time", TAT): each gate
+ *     charges the busy time of one ON phase divided by the duty, and no new
+ *     ON phase starts before the clock. One 64-bit word, moved by CAS.
+ *   - a controller lease: one process per device runs the control step; the
+ *     lease expires by itself, so a dead owner is replaced without waiting.
+ *   - the controller's output: the duty gates apply, the measured share, its
+ *     source, and the integral term (so a new owner continues).
+ *
+ * All times are CLOCK_MONOTONIC nanoseconds and are passed in by the caller
+ * (now_ns), so that the arithmetic is testable. Every value read from the
+ * file is validated: a value out of range is treated as unset or clamped,
+ * and a virtual clock further ahead than GPUCAP_SM_MAX_DEBT_NS is pulled
+ * back, so a corrupt file delays launches by at most that much once.
+ *
+ *   operation        may run alongside   worst-case wait
+ *   ---------------  ------------------  ---------------
+ *   sm_read / limit  any operation       none (a few loads)
+ *   sm_tat / charge  any operation       none (CAS retries only when a peer moved the word)
+ *   sm_lease         any operation       none
+ *   sm_publish       any operation       none (relaxed stores; the lease holder calls it)
+ */
+
+#define GPUCAP_SM_PPM 1000000u
+/* How far ahead of now the virtual clock may run: one cycle's debt. */
+#define GPUCAP_SM_MAX_DEBT_NS UINT64_C(1000000000)
+/* Longest busy time one charge may carry. */
+#define GPUCAP_SM_MAX_BUSY_NS UINT64_C(10000000000)
+
+/* Where a published share figure comes from. */
+typedef enum gpucap_sm_source {
+	GPUCAP_SM_SOURCE_NONE = 0, /* nothing measured yet */
+	GPUCAP_SM_SOURCE_NVML = 1, /* per-process utilisation from NVML */
+	GPUCAP_SM_SOURCE_GATE = 2, /* estimated from the gates' own busy time */
+} gpucap_sm_source;
+
+/* Flags published with the share. */
+#define GPUCAP_SM_FLAG_OPEN_LOOP    (1u << 4) /* NVML unavailable: duty is the cap, uncorrected */
+#define GPUCAP_SM_FLAG_ELASTIC_OPEN (1u << 5) /* elastic policy, no foreign use: duty 100% */
+
+struct gpucap_sm_state {
+	uint32_t sm_limit;  /* percent, 1..100; 100: no cap */
+	uint32_t duty_ppm;  /* 0: unset (gates use the cap) */
+	uint32_t share_ppm; /* meaningful when share_source != NONE */
+	gpucap_sm_source share_source;
+	uint32_t flags;          /* GPUCAP_SM_FLAG_* */
+	int32_t integral_ppm;    /* within +-GPUCAP_SM_PPM */
+	uint64_t busy_ns;        /* busy time charged on the device, total */
+	uint64_t tat_ns;         /* the virtual clock (0: unset) */
+	uint64_t lease_until_ns; /* 0: no lease */
+	int32_t lease_slot;      /* slot of the lease holder, -1: none */
+	char uuid[GPUCAP_UUID_MAX];
+};
+
+/*
+ * sm_read: the SM state of a device, validated (see above). now_ns judges
+ * the lease and the clock. Returns false for an index that holds no device.
+ * Ordering: relaxed loads (each field is one word; the set is not a
+ * consistent cut). Wait: none.
+ */
+bool gpucap_region_sm_read(const gpucap_region *region, int device, uint64_t now_ns,
+                           struct gpucap_sm_state *out);
+
+/* The device's SM limit in percent (1..100; 100 for none, an unset or
+ * invalid entry, or an invalid index). One relaxed load: launch paths use it. */
+uint32_t gpucap_region_sm_limit(const gpucap_region *region, int device);
+
+/* The published duty in ppm (1..GPUCAP_SM_PPM), or 0 when unset or invalid.
+ * One relaxed load. */
+uint32_t gpucap_region_sm_duty(const gpucap_region *region, int device);
+
+/*
+ * sm_tat: the virtual clock as of now_ns. A clock further ahead than
+ * now_ns + GPUCAP_SM_MAX_DEBT_NS is pulled back to that (CAS; a read-only
+ * handle only clamps its answer). 0 when unset or for an invalid index.
+ * Ordering: acquire. Wait: none.
+ */
+uint64_t gpucap_region_sm_tat(gpucap_region *region, int device, uint64_t now_ns);
+
+/*
+ * sm_charge: account one ON phase that started at on_start_ns and kept the
+ * GPU busy for busy_ns, at duty_ppm (0 or more than GPUCAP_SM_PPM count as
+ * GPUCAP_SM_PPM):
+ *
+ *     TAT = min(max(TAT, on_start) + busy * PPM / duty, now + MAX_DEBT)
+ *
+ * and add busy_ns to the device's busy total. Returns the new TAT, or 0
+ * (nothing charged) for an invalid index or a read-only handle. Concurrent
+ * charges all land: a CAS loop on one word.
+ * Ordering: acq_rel on the clock word. Wait: none (lock-free).
+ */
+uint64_t gpucap_region_sm_charge(gpucap_region *region, int device, uint64_t on_start_ns, uint64_t busy_ns,
+                                 uint32_t duty_ppm, uint64_t now_ns);
+
+/*
+ * sm_lease: take or renew the device's controller lease for ttl_ns. True
+ * when the caller's slot holds it now. A lease held by another slot is
+ * respected until it expires; a lease whose expiry is implausibly far ahead
+ * (corrupt) counts as expired. Needs a handle holding a slot.
+ * Ordering: acq_rel CAS. Wait: none.
+ */
+bool gpucap_region_sm_lease(gpucap_region *region, int device, uint64_t now_ns, uint64_t ttl_ns);
+
+/*
+ * sm_publish: the lease holder's output: duty (ppm, 1..GPUCAP_SM_PPM; 0
+ * resets it to unset, so that gates use the cap), measured share (ppm), its
+ * source, flags and the integral term. Values out of range are clamped.
+ * Ordering: release stores (the duty last, so a gate that sees it sees the
+ * rest). Wait: none.
+ */
+void gpucap_region_sm_publish(gpucap_region *region, int device, uint32_t duty_ppm, uint32_t share_ppm,
+                              gpucap_sm_source source, uint32_t flags, int32_t integral_ppm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -185,11 +185,10 @@ static void print_text(const struct set_result *results, uint32_t count, const s
 				       file->path, file->memory_all.line);
 		}
 		if (req->sm) {
-			printf(
-			    "device %d (%s): SM limit %s -> %s (recorded; SM limits are not enforced yet)\n",
-			    index, r->device->uuid,
-			    cli_format_sm_limit(r->old_sm, old_text, sizeof(old_text)),
-			    cli_format_sm_limit(r->new_sm, new_text, sizeof(new_text)));
+			printf("device %d (%s): SM limit %s -> %s (running processes follow within 1 s)\n",
+			       index, r->device->uuid,
+			       cli_format_sm_limit(r->old_sm, old_text, sizeof(old_text)),
+			       cli_format_sm_limit(r->new_sm, new_text, sizeof(new_text)));
 		}
 	}
 }
@@ -350,8 +349,8 @@ const struct cli_command cli_command_set = {
              "\n"
              "Change the limits the running processes share. A new memory limit applies to the\n"
              "next allocation of every process at once; lowering it below what is charged is\n"
-             "allowed (new allocations are refused until usage falls). SM limits are recorded\n"
-             "but not enforced yet. A limits file still caps every process at its own value.\n"
+             "allowed (new allocations are refused until usage falls). Running processes follow a\n"
+             "new SM limit within 1 s. A limits file still caps every process at its own value.\n"
              "Each change is appended to the audit log <region path>.audit.\n"
              "\n"
              "  -m, --memory SIZE    new memory limit: a byte count with an optional k, m, g or t\n"

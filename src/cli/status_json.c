@@ -2,8 +2,44 @@
 #include "json.h"
 #include "status_render.h"
 
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
 /* Bump when a field changes meaning or disappears; adding fields does not. */
 #define STATUS_SCHEMA_VERSION 1
+
+void status_json_member_decimal(struct json_writer *w, const char *key, uint64_t value, unsigned decimals)
+{
+	if (decimals > 18)
+		decimals = 18;
+	uint64_t scale = 1;
+	for (unsigned i = 0; i < decimals; i++)
+		scale *= 10;
+	char digits[48];
+	uint64_t whole = value / scale, frac = value % scale;
+	int n = snprintf(digits, sizeof(digits), "%" PRIu64, whole);
+	if (frac && n > 0) {
+		char tail[24];
+		snprintf(tail, sizeof(tail), "%0*" PRIu64, (int)decimals, frac);
+		size_t end = strlen(tail);
+		while (end > 0 && tail[end - 1] == '0')
+			tail[--end] = '\0';
+		snprintf(digits + n, sizeof(digits) - (size_t)n, ".%s", tail);
+	}
+	/* The writer has no number type with a fraction: write the member's
+	 * value in place of the one json_key leaves pending. */
+	json_key(w, key);
+	if (!w->after_key)
+		return; /* misuse, recorded by json_key */
+	w->after_key = false;
+	fputs(digits, w->out);
+}
+
+uint32_t status_sm_duty_ppm(const struct gpucap_device_view *d)
+{
+	return cli_sm_limit_is_none(d->sm_limit) ? 1000000u : d->sm_duty_ppm;
+}
 
 static void render_device(struct json_writer *w, const struct gpucap_device_view *d)
 {
@@ -24,6 +60,13 @@ static void render_device(struct json_writer *w, const struct gpucap_device_view
 		json_null(w);
 	else
 		json_uint(w, d->sm_limit);
+	status_json_member_decimal(w, "sm_duty_ratio", status_sm_duty_ppm(d), 6);
+	if (d->sm_share_known) {
+		status_json_member_decimal(w, "sm_share_ratio", d->sm_share_ppm, 6);
+	} else {
+		json_key(w, "sm_share_ratio");
+		json_null(w);
+	}
 	json_object_end(w);
 }
 
@@ -44,6 +87,11 @@ static void render_process(struct json_writer *w, const struct gpucap_process_vi
 	json_key(w, "comm");
 	json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
 	json_member_uint(w, "started_unix_ns", p->started_unix_ns);
+	json_key(w, "last_launch_unix_ns");
+	if (p->last_launch_unix_ns)
+		json_uint(w, p->last_launch_unix_ns);
+	else
+		json_null(w);
 	json_key(w, "devices");
 	json_array_begin(w);
 	for (uint32_t i = 0; i < snapshot->device_count; i++) {

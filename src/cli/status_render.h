@@ -5,6 +5,8 @@
 #include <gpucap/region.h>
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Aligned tables for people. False when memory runs out. */
@@ -13,5 +15,26 @@ bool status_render_text(const struct gpucap_snapshot *snapshot, FILE *out);
 /* One JSON object; the schema is documented in docs/cli.md. False on a
  * writer misuse (a bug). */
 bool status_render_json(const struct gpucap_snapshot *snapshot, FILE *out);
+
+/* ---- Shared with gpucap top (src/cli/top.c) ---- */
+
+struct json_writer;
+
+/* Parts per million as a percentage with one decimal: "31.2%". */
+const char *status_format_ppm_percent(uint32_t ppm, char *buf, size_t len);
+
+/* How long before now_ns unix_ns was: "0.3s ago", "12m05s ago", "3h12m ago",
+ * "2d03h ago"; "-" when unix_ns is 0 (never). A time after now_ns (clocks of
+ * two processes) counts as "0.0s ago". */
+const char *status_format_age(uint64_t unix_ns, uint64_t now_ns, char *buf, size_t len);
+
+/* A member "key": value / 10^decimals as a JSON number with no trailing
+ * zeros ("0.3", "1", "31.2345"). Ratios are ppm with 6 decimals. */
+void status_json_member_decimal(struct json_writer *writer, const char *key, uint64_t value,
+                                unsigned decimals);
+
+/* The throttle duty shown for a device: 1 (1000000 ppm) when it has no SM
+ * limit, since nothing is held back then; the region's figure otherwise. */
+uint32_t status_sm_duty_ppm(const struct gpucap_device_view *device);
 
 #endif

@@ -1,9 +1,47 @@
+/* gpucap status, for people: aligned tables. */
+#define _POSIX_C_SOURCE 200809L
+
 #include "format.h"
 #include "status_render.h"
 #include "table.h"
 #include "utf8.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
+
+const char *status_format_ppm_percent(uint32_t ppm, char *buf, size_t len)
+{
+	uint64_t tenths = ((uint64_t)ppm + 500) / 1000; /* of a percent */
+	snprintf(buf, len, "%" PRIu64 ".%u%%", tenths / 10, (unsigned)(tenths % 10));
+	return buf;
+}
+
+const char *status_format_age(uint64_t unix_ns, uint64_t now_ns, char *buf, size_t len)
+{
+	if (unix_ns == 0) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	uint64_t age_ns = now_ns > unix_ns ? now_ns - unix_ns : 0;
+	uint64_t s = age_ns / 1000000000u;
+	if (s < 60)
+		snprintf(buf, len, "%" PRIu64 ".%" PRIu64 "s ago", s, (age_ns / 100000000u) % 10);
+	else if (s < 3600)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s ago", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m ago", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h ago", s / 86400, s % 86400 / 3600);
+	return buf;
+}
+
+static uint64_t now_unix_ns(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
 
 static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 {
@@ -11,9 +49,9 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		fputs("devices: none registered yet\n", out);
 		return true;
 	}
-	static const char *const headers[] = {"DEVICE", "UUID", "LIMIT",   "CHARGED",
-	                                      "IN USE", "PEAK", "SM LIMIT"};
-	struct cli_table *table = cli_table_new(7, headers, "rlrrrrr");
+	static const char *const headers[] = {"DEVICE", "UUID",     "LIMIT",   "CHARGED", "IN USE",
+	                                      "PEAK",   "SM LIMIT", "SM DUTY", "SM SHARE"};
+	struct cli_table *table = cli_table_new(9, headers, "rlrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;
@@ -21,8 +59,14 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		const struct gpucap_device_view *d = &snapshot->devices[i];
 		char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
 		    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX];
+		char duty[CLI_CELL_MAX] = "-", share[CLI_CELL_MAX] = "n/a";
 		snprintf(index, sizeof(index), "%d", d->index);
 		utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
+		/* No SM limit: no throttle, so no duty to show. */
+		if (!cli_sm_limit_is_none(d->sm_limit))
+			status_format_ppm_percent(d->sm_duty_ppm, duty, sizeof(duty));
+		if (d->sm_share_known)
+			status_format_ppm_percent(d->sm_share_ppm, share, sizeof(share));
 		const char *cells[] = {
 		    index,
 		    uuid,
@@ -31,6 +75,8 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		    cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use)),
 		    cli_format_bytes(d->peak_bytes, peak, sizeof(peak)),
 		    cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
+		    duty,
+		    share,
 		};
 		ok = cli_table_add_row(table, cells);
 	}
@@ -43,10 +89,11 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 /* One row per slot; a slot that holds memory on several devices gets one
  * continuation row per further device, with the slot columns left blank. */
 static bool add_process_rows(struct cli_table *table, const struct gpucap_process_view *p,
-                             const struct gpucap_snapshot *snapshot)
+                             const struct gpucap_snapshot *snapshot, uint64_t now_ns)
 {
 	uint32_t device_count = snapshot->device_count;
-	char slot[16], pid[16], host_pid[64], comm[GPUCAP_COMM_MAX + 1];
+	char slot[16], pid[16], host_pid[64], comm[GPUCAP_COMM_MAX + 1], last_kernel[CLI_CELL_MAX];
+	status_format_age(p->last_launch_unix_ns, now_ns, last_kernel, sizeof(last_kernel));
 	snprintf(slot, sizeof(slot), "%u", (unsigned)p->slot);
 	snprintf(pid, sizeof(pid), "%d", (int)p->pid);
 	if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
@@ -78,6 +125,7 @@ static bool add_process_rows(struct cli_table *table, const struct gpucap_proces
 		    first ? host_pid : "",
 		    first ? state : "",
 		    first ? comm : "",
+		    first ? last_kernel : "",
 		    device,
 		    charged,
 		    in_use,
@@ -98,14 +146,16 @@ static bool render_processes(const struct gpucap_snapshot *snapshot, FILE *out)
 		fputs("processes: none attached\n", out);
 		return true;
 	}
-	static const char *const headers[] = {"SLOT",    "PID",    "HOST PID", "STATE",  "COMMAND", "DEVICE",
-	                                      "CHARGED", "IN USE", "CONTEXT",  "MODULE", "DATA"};
-	struct cli_table *table = cli_table_new(11, headers, "rrlllrrrrrr");
+	static const char *const headers[] = {"SLOT",    "PID",         "HOST PID", "STATE",
+	                                      "COMMAND", "LAST KERNEL", "DEVICE",   "CHARGED",
+	                                      "IN USE",  "CONTEXT",     "MODULE",   "DATA"};
+	struct cli_table *table = cli_table_new(12, headers, "rrlllrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;
+	uint64_t now_ns = now_unix_ns();
 	for (uint32_t i = 0; i < snapshot->process_count && ok; i++)
-		ok = add_process_rows(table, &snapshot->processes[i], snapshot);
+		ok = add_process_rows(table, &snapshot->processes[i], snapshot, now_ns);
 	if (ok)
 		cli_table_print(table, out);
 	cli_table_free(table);

@@ -7,6 +7,7 @@
 #include "json.h"
 #include "options.h"
 #include "region_file.h"
+#include "status_render.h"
 #include "table.h"
 #include "utf8.h"
 
@@ -19,8 +20,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define NOT_RECORDED "\xe2\x80\x94" /* an em dash: "last kernel" is not recorded yet */
 
 enum { OPT_JSON, OPT_FILE, OPT_DIR, OPT_INTERVAL, OPT_ONCE };
 
@@ -262,7 +261,7 @@ static uint64_t process_memory(const struct gpucap_snapshot *s, const struct gpu
 	return total;
 }
 
-static bool render_region_text(const struct top_region *r, FILE *out)
+static bool render_region_text(const struct top_region *r, uint64_t now_ns, FILE *out)
 {
 	char path[sizeof(r->path)];
 	utf8_printable(r->path, sizeof(r->path), path, sizeof(path));
@@ -290,9 +289,12 @@ static bool render_region_text(const struct top_region *r, FILE *out)
 		for (uint32_t i = 0; i < s->device_count && ok; i++) {
 			const struct gpucap_device_view *d = &s->devices[i];
 			char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
-			    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX];
+			    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX],
+			    share[CLI_CELL_MAX] = "n/a";
 			snprintf(index, sizeof(index), "%d", d->index);
 			utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
+			if (d->sm_share_known)
+				status_format_ppm_percent(d->sm_share_ppm, share, sizeof(share));
 			const char *cells[] = {index,
 			                       uuid,
 			                       cli_format_limit(d->limit_bytes, limit, sizeof(limit)),
@@ -300,7 +302,7 @@ static bool render_region_text(const struct top_region *r, FILE *out)
 			                       cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use)),
 			                       cli_format_bytes(d->peak_bytes, peak, sizeof(peak)),
 			                       cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
-			                       "n/a"};
+			                       share};
 			ok = cli_table_add_row(table, cells);
 		}
 		if (ok)
@@ -316,7 +318,7 @@ static bool render_region_text(const struct top_region *r, FILE *out)
 		for (uint32_t i = 0; i < s->process_count && ok; i++) {
 			const struct gpucap_process_view *p = &s->processes[i];
 			char pid[16], host_pid[16], comm[GPUCAP_COMM_MAX + 1], memory[CLI_CELL_MAX],
-			    devices[256];
+			    devices[256], last_kernel[CLI_CELL_MAX];
 			snprintf(pid, sizeof(pid), "%d", (int)p->pid);
 			if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
 				snprintf(host_pid, sizeof(host_pid), "%d", (int)p->host_pid);
@@ -338,7 +340,8 @@ static bool render_region_text(const struct top_region *r, FILE *out)
 			                       cli_format_bytes(process_memory(s, p), memory, sizeof(memory)),
 			                       p->alive ? "alive" : "dead",
 			                       devices[0] ? devices : "-",
-			                       NOT_RECORDED};
+			                       status_format_age(p->last_launch_unix_ns, now_ns, last_kernel,
+			                                         sizeof(last_kernel))};
 			ok = cli_table_add_row(table, cells);
 		}
 		if (ok)
@@ -361,7 +364,7 @@ static bool render_text(const struct top_frame *frame, const struct top_request 
 	for (size_t i = 0; i < frame->count; i++) {
 		if (i)
 			fputc('\n', out);
-		if (!render_region_text(&frame->regions[i], out))
+		if (!render_region_text(&frame->regions[i], frame->time_ns, out))
 			return false;
 	}
 	if (frame->not_regions == 1)
@@ -406,8 +409,16 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 			json_null(w);
 		else
 			json_uint(w, d->sm_limit);
-		json_key(w, "sm_share_percent");
-		json_null(w);
+		status_json_member_decimal(w, "sm_duty_ratio", status_sm_duty_ppm(d), 6);
+		if (d->sm_share_known) {
+			status_json_member_decimal(w, "sm_share_ratio", d->sm_share_ppm, 6);
+			status_json_member_decimal(w, "sm_share_percent", d->sm_share_ppm, 4);
+		} else {
+			json_key(w, "sm_share_ratio");
+			json_null(w);
+			json_key(w, "sm_share_percent");
+			json_null(w);
+		}
 		json_object_end(w);
 	}
 	json_array_end(w);
@@ -429,7 +440,10 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		json_member_bool(w, "alive", p->alive);
 		json_member_uint(w, "memory_bytes", process_memory(s, p));
 		json_key(w, "last_kernel_unix_ns");
-		json_null(w);
+		if (p->last_launch_unix_ns)
+			json_uint(w, p->last_launch_unix_ns);
+		else
+			json_null(w);
 		json_key(w, "devices");
 		json_array_begin(w);
 		for (uint32_t k = 0; k < s->device_count; k++) {
@@ -541,7 +555,8 @@ const struct cli_command cli_command_top = {
              "Show each device (limit, charged, in use, peak, SM limit, SM share) and each\n"
              "process (pid, host pid, memory, alive or dead, last kernel) of one region, or of\n"
              "every region file in a directory, refreshed until Ctrl-C. Reads without changing\n"
-             "anything. SM share and last kernel are not measured yet and show n/a and " NOT_RECORDED ".\n"
+             "anything. SM share is n/a until the library has measured it; last kernel is how\n"
+             "long ago the process last launched work, - if it never did.\n"
              "\n"
              "  -f, --file PATH      region file (default: $GPUCAP_REGION, then\n"
              "                       $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"

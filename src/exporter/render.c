@@ -1,8 +1,11 @@
+#define _POSIX_C_SOURCE 200809L
+
 #include "render.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 struct family_info {
 	const char *name;
@@ -35,15 +38,30 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
                          "Highest charged total seen since the region was created, in bytes."},
     [EXP_DEVICE_SM_LIMIT] = {"gpucap_device_sm_limit_ratio", "gauge",
                              "Share of the device's SMs the region may use, 0 to 1 (1: no SM limit)."},
+    [EXP_DEVICE_SM_DUTY] = {"gpucap_device_sm_duty_ratio", "gauge",
+                            "Fraction of time the SM throttle currently lets the region's kernels run on "
+                            "the device, 0 to 1 (1: no SM limit)."},
+    [EXP_DEVICE_SM_SHARE] = {"gpucap_device_sm_share_ratio", "gauge",
+                             "Share of the device's SMs the region's processes achieved over about the last "
+                             "second, 0 to 1; absent until measured."},
     [EXP_PROCESS_IN_USE] = {"gpucap_process_memory_in_use_bytes", "gauge",
                             "Bytes a process has in use on a device."},
     [EXP_PROCESS_ALIVE] = {"gpucap_process_alive", "gauge",
                            "1 while the process owning the slot is alive, 0 once it died and its charges "
                            "await reclaim."},
+    [EXP_PROCESS_LAST_LAUNCH] = {"gpucap_process_last_launch_timestamp_seconds", "gauge",
+                                 "Unix time at which the process last launched work on a GPU; absent if it "
+                                 "never did."},
     [EXP_HAMI_USED] = {"hami_vgpu_memory_used_bytes", "gauge",
                        "HAMi-compatible name: bytes counted against the container's limit on the device."},
     [EXP_HAMI_LIMIT] = {"hami_vgpu_memory_limit_bytes", "gauge",
                         "HAMi-compatible name: the container's memory limit on the device in bytes."},
+    [EXP_HAMI_UTILIZATION] = {"hami_container_device_utilization_ratio", "gauge",
+                              "HAMi-compatible name: SM share the container achieved on the device, in "
+                              "percent (0-100) as HAMi reports it; absent until measured."},
+    [EXP_HAMI_LAST_KERNEL] = {"hami_container_last_kernel_elapsed_seconds", "gauge",
+                              "HAMi-compatible name: seconds since a process of the container last launched "
+                              "a kernel."},
     [EXP_SCRAPE_DURATION] = {"gpucap_exporter_scrape_duration_seconds", "gauge",
                              "Time spent reading every region for this scrape, in seconds."},
 };
@@ -51,6 +69,9 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
 void exp_render_init(struct exp_render *render, bool hami_metrics)
 {
 	render->hami_metrics = hami_metrics;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	render->now_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 	for (int f = 0; f < EXP_FAMILY_COUNT; f++)
 		exp_text_init(&render->family[f]);
 }
@@ -99,6 +120,28 @@ static void close_uint(struct exp_text *t, uint64_t value)
 {
 	exp_text_printf(t, "} %" PRIu64 "\n", value);
 }
+
+/* value / 10^decimals, without trailing zeros: "0.3", "1", "31.2345". */
+static void close_decimal(struct exp_text *t, uint64_t value, unsigned decimals)
+{
+	uint64_t scale = 1;
+	for (unsigned i = 0; i < decimals; i++)
+		scale *= 10;
+	uint64_t frac = value % scale;
+	if (!frac) {
+		close_uint(t, value / scale);
+		return;
+	}
+	char tail[24];
+	snprintf(tail, sizeof(tail), "%0*" PRIu64, (int)decimals, frac);
+	size_t end = strlen(tail);
+	while (end > 0 && tail[end - 1] == '0')
+		tail[--end] = '\0';
+	exp_text_printf(t, "} %" PRIu64 ".%s\n", value / scale, tail);
+}
+
+#define PPM_DECIMALS         6 /* parts per million as a ratio */
+#define PPM_PERCENT_DECIMALS 4 /* parts per million as a percentage */
 
 static void device_sample(struct exp_render *r, enum exp_family f, const char *path,
                           const struct exp_pod_labels *l, const struct gpucap_device_view *d, uint64_t value)
@@ -152,6 +195,13 @@ static void render_processes(struct exp_render *r, const char *path, const struc
 		open_sample(t, EXP_PROCESS_ALIVE, path, l, &first);
 		process_labels(t, p, &first);
 		close_uint(t, p->alive ? 1 : 0);
+		if (p->last_launch_unix_ns) {
+			t = &r->family[EXP_PROCESS_LAST_LAUNCH];
+			open_sample(t, EXP_PROCESS_LAST_LAUNCH, path, l, &first);
+			process_labels(t, p, &first);
+			/* Microseconds: what a float64 of a Unix time still holds. */
+			close_decimal(t, p->last_launch_unix_ns / 1000u, 6);
+		}
 		for (uint32_t d = 0; d < s->device_count; d++) {
 			const struct gpucap_process_device_view *use = process_device(s, p, d);
 			if (!use || !touches(use))
@@ -178,9 +228,41 @@ static void hami_sample(struct exp_render *r, enum exp_family f, const char *pat
 	close_uint(t, value);
 }
 
+static void hami_decimal_sample(struct exp_render *r, enum exp_family f, const char *path,
+                                const struct exp_pod_labels *l, uint32_t position,
+                                const struct gpucap_device_view *d, uint64_t value, unsigned decimals)
+{
+	struct exp_text *t = &r->family[f];
+	bool first;
+	open_sample(t, f, path, l, &first);
+	int_label(t, "vdevice_index", position, &first);
+	label(t, "device_uuid", d->uuid, sizeof(d->uuid), &first);
+	close_decimal(t, value, decimals);
+}
+
+/* A device-labelled sample whose value is value / 10^decimals. */
+static void device_decimal_sample(struct exp_render *r, enum exp_family f, const char *path,
+                                  const struct exp_pod_labels *l, const struct gpucap_device_view *d,
+                                  uint64_t value, unsigned decimals)
+{
+	struct exp_text *t = &r->family[f];
+	bool first;
+	open_sample(t, f, path, l, &first);
+	label(t, "device_uuid", d->uuid, sizeof(d->uuid), &first);
+	int_label(t, "device_index", d->index, &first);
+	close_decimal(t, value, decimals);
+}
+
 static void render_devices(struct exp_render *r, const char *path, const struct exp_pod_labels *l,
                            const struct gpucap_snapshot *s)
 {
+	/* HAMi's "last kernel" is the container's: the latest launch of any of
+	 * its processes, dead ones included. */
+	uint64_t last_launch = 0;
+	for (uint32_t p = 0; p < s->process_count; p++) {
+		if (s->processes[p].last_launch_unix_ns > last_launch)
+			last_launch = s->processes[p].last_launch_unix_ns;
+	}
 	for (uint32_t i = 0; i < s->device_count; i++) {
 		const struct gpucap_device_view *d = &s->devices[i];
 		bool limited = d->limit_bytes < GPUCAP_UNLIMITED;
@@ -199,10 +281,25 @@ static void render_devices(struct exp_render *r, const char *path, const struct 
 		uint32_t percent = d->sm_limit > 0 && d->sm_limit < 100 ? d->sm_limit : 100;
 		exp_text_printf(t, "} %u.%02u\n", percent / 100, percent % 100);
 
+		/* Without an SM limit nothing is held back: duty 1. */
+		uint32_t duty = percent < 100 ? d->sm_duty_ppm : 1000000u;
+		device_decimal_sample(r, EXP_DEVICE_SM_DUTY, path, l, d, duty, PPM_DECIMALS);
+		if (d->sm_share_known)
+			device_decimal_sample(r, EXP_DEVICE_SM_SHARE, path, l, d, d->sm_share_ppm,
+			                      PPM_DECIMALS);
+
 		if (r->hami_metrics) {
 			hami_sample(r, EXP_HAMI_USED, path, l, i, d, d->charged_bytes);
 			if (limited)
 				hami_sample(r, EXP_HAMI_LIMIT, path, l, i, d, d->limit_bytes);
+			if (d->sm_share_known)
+				hami_decimal_sample(r, EXP_HAMI_UTILIZATION, path, l, i, d, d->sm_share_ppm,
+				                    PPM_PERCENT_DECIMALS);
+			if (last_launch)
+				hami_sample(r, EXP_HAMI_LAST_KERNEL, path, l, i, d,
+				            r->now_unix_ns > last_launch
+				                ? (r->now_unix_ns - last_launch) / 1000000000u
+				                : 0);
 		}
 	}
 }

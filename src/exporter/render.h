@@ -25,16 +25,24 @@ enum exp_family {
 	EXP_DEVICE_IN_USE,
 	EXP_DEVICE_PEAK,
 	EXP_DEVICE_SM_LIMIT,
+	EXP_DEVICE_SM_DUTY,
+	EXP_DEVICE_SM_SHARE,
 	EXP_PROCESS_IN_USE,
 	EXP_PROCESS_ALIVE,
+	EXP_PROCESS_LAST_LAUNCH,
 	EXP_HAMI_USED,
 	EXP_HAMI_LIMIT,
+	EXP_HAMI_UTILIZATION,
+	EXP_HAMI_LAST_KERNEL,
 	EXP_SCRAPE_DURATION,
 	EXP_FAMILY_COUNT
 };
 
 struct exp_render {
 	bool hami_metrics;
+	/* Wall-clock time of the scrape (Unix ns), for HAMi's "seconds since the
+	 * last kernel"; exp_render_init sets it, tests may override it. */
+	uint64_t now_unix_ns;
 	struct exp_text family[EXP_FAMILY_COUNT];
 };
 

@@ -82,11 +82,31 @@ struct gpucap_device_config {
 	uint64_t limit_bytes;    /* GPUCAP_UNLIMITED: none */
 	bool fail_closed;        /* a malformed value applies to this device */
 	uint64_t file_cap_bytes; /* the limits file's cap (GPUCAP_UNLIMITED: none) */
-	uint32_t sm_limit;       /* percent from the limits file; 0: none */
+	uint32_t sm_limit;       /* percent to register with: lower of file and environment; 0: none */
+};
+
+/* Compute caps (docs/compute-caps.md). */
+enum gpucap_sm_policy {
+	GPUCAP_SM_POLICY_STRICT = 0,  /* the cap is a cap, even for a lone tenant */
+	GPUCAP_SM_POLICY_ELASTIC = 1, /* idle capacity may be used while no one else wants it */
+	GPUCAP_SM_POLICY_DISABLE = 2, /* no compute throttle in this process */
+};
+
+/* The SM share a malformed SM variable leaves the devices it names: the
+ * most restrictive cap there is (fail closed, like memory). */
+#define GPUCAP_SM_FAIL_CLOSED_PERCENT 1u
+
+struct gpucap_sm_config {
+	enum gpucap_sm_policy policy;
+	/* This process's own ceiling per CUDA ordinal, in percent (0: none): the
+	 * limits file's SM value, or GPUCAP_SM_FAIL_CLOSED_PERCENT after a
+	 * malformed variable. Applied on top of the region's live limit. */
+	uint32_t local_cap[GPUCAP_MAX_DEVICES];
 };
 
 struct gpucap_config {
 	struct gpucap_device_config device[GPUCAP_MAX_DEVICES];
+	struct gpucap_sm_config sm;
 	uint64_t context_bytes;
 	char region_path[4096];
 	char visible_devices[1024]; /* CUDA_VISIBLE_DEVICES as read at init */
@@ -170,38 +190,43 @@ enum gpucap_track_tag {
 	GPUCAP_TRACK_ARRAY = 3,  /* CUarray */
 	GPUCAP_TRACK_MIPMAP = 4, /* CUmipmappedArray */
 	GPUCAP_TRACK_CTX = 5,    /* CUcontext from cuCtxCreate */
-	GPUCAP_TRACK_POOL = 6,   /* CUmemoryPool state */
 };
 
 struct gpucap_pool;
 
 struct gpucap_track_entry {
-	struct gpucap_track_entry *next;
 	uint64_t key;
 	uint8_t tag;
 	uint8_t kind;
 	int16_t region_index;
 	uint64_t bytes;
-	struct gpucap_pool *pool; /* pool allocations and POOL entries */
+	struct gpucap_pool *pool; /* allocations from a stream-ordered pool */
 };
 
-/* A zeroed entry, or NULL when memory runs out. */
+/* The map takes no lock: any number of threads may insert and remove at
+ * once, and none ever waits for another. It never reads an entry after
+ * inserting it, so a removed entry is wholly the remover's. */
+
+/* A zeroed entry, or NULL when memory runs out. Released with free(). */
 struct gpucap_track_entry *gpucap_track_new(void);
-void gpucap_track_insert(struct gpucap_track_entry *entry);
-/* Insert unless (tag, key) is present; returns the present entry (the new
- * one is then not inserted) or NULL. */
-struct gpucap_track_entry *gpucap_track_insert_unique(struct gpucap_track_entry *entry);
-/* Unlink and return the entry for (tag, key), or NULL. */
+/* Publish entry under (entry->tag, entry->key). False only when the map had
+ * to grow and memory ran out: the entry is then not in the map and is still
+ * the caller's. */
+bool gpucap_track_insert(struct gpucap_track_entry *entry);
+/* Unlink and return an entry for (tag, key), or NULL. Of threads removing
+ * the same key at once, exactly one gets each entry. */
 struct gpucap_track_entry *gpucap_track_remove(enum gpucap_track_tag tag, uint64_t key);
-/* Run fn on the entry for (tag, key) under its stripe lock; returns false
- * when there is none. */
-bool gpucap_track_with(enum gpucap_track_tag tag, uint64_t key,
-                       void (*fn)(struct gpucap_track_entry *, void *), void *arg);
-/* Forked child: start from an empty map (the parent's entries, and its pool
- * states, are left allocated and untouched). */
+/* Forked child: start from an empty map (the parent's entries are left
+ * allocated and untouched). Only while the process has one thread. */
 void gpucap_track_forget_all(void);
 
 /* identity.c: PID and, when known at once, host PID for this process's slot. */
 void gpucap_identity_initial(struct gpucap_slot_identity *id);
+
+/* ---- Compute caps (throttle.c, sm_controller.c; throttle.h has the rest) -- */
+
+/* Forked child: forget the gates' phases and streams and the controller
+ * thread (the child has neither); the next launch starts them again. */
+void gpucap_sm_after_fork(void);
 
 #endif

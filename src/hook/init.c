@@ -80,6 +80,7 @@ static void after_fork_child(void)
 	gpucap_track_forget_all();
 	gpucap_pools_forget_all();
 	gpucap_devices_reset();
+	gpucap_sm_after_fork();
 	/* The parent's handle and slot stay the parent's: the child neither
 	 * detaches it (that would return the parent's charges) nor keeps its
 	 * descriptor (that would keep the parent's lease alive after the parent

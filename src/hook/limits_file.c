@@ -2,6 +2,7 @@
 /* The limits file and the precedence of limits (limits_file.h). */
 #include "limits_file.h"
 
+#include "file_stat.h"
 #include "gpucap/region.h"
 #include "parse.h"
 
@@ -180,7 +181,7 @@ void gpucap_limits_file_read(const char *path, const char *origin, struct gpucap
 		return;
 	}
 	struct stat st;
-	if (fstat(fd, &st) != 0) {
+	if (gpucap_fstat(fd, &st) != 0) {
 		set_error(out, "cannot inspect limits file %s: %s", path, strerror(errno));
 	} else if (!S_ISREG(st.st_mode)) {
 		set_error(out, "limits file %s (from %s) is not a regular file; put a plain file there", path,
@@ -227,7 +228,7 @@ void gpucap_limits_file_read(const char *path, const char *origin, struct gpucap
 void gpucap_limits_file_load(const char *override, struct gpucap_limits_file *out)
 {
 	struct stat st;
-	bool default_exists = lstat(GPUCAP_LIMITS_FILE_DEFAULT, &st) == 0 || errno != ENOENT;
+	bool default_exists = gpucap_lstat(GPUCAP_LIMITS_FILE_DEFAULT, &st) == 0 || errno != ENOENT;
 	bool have_override = override && override[0];
 	if (default_exists) {
 		gpucap_limits_file_read(GPUCAP_LIMITS_FILE_DEFAULT, "default", out);

@@ -9,6 +9,7 @@
 #include "log.h"
 
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 
 /* Initialise (the real table is filled then), reload the real function,
@@ -24,6 +25,19 @@
 
 /* ---- Tracking helpers ------------------------------------------------------ */
 
+/* Put entry in the map. Should the map be unable to grow (the host is out of
+ * memory), the allocation keeps its charge until the process exits: counted
+ * too high, never too low. */
+static void track_put(struct gpucap_track_entry *entry)
+{
+	if (gpucap_track_insert(entry))
+		return;
+	GPUCAP_LOG(GPUCAP_LOG_WARN,
+	           "out of host memory: %llu bytes stay charged on region device %d until exit",
+	           (unsigned long long)entry->bytes, entry->region_index);
+	free(entry);
+}
+
 static void track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, uint64_t key, int region_index,
                   gpucap_kind kind, uint64_t bytes, struct gpucap_pool *pool)
 {
@@ -33,7 +47,7 @@ static void track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, u
 	entry->kind = (uint8_t)kind;
 	entry->bytes = bytes;
 	entry->pool = pool;
-	gpucap_track_insert(entry);
+	track_put(entry);
 }
 
 static void release_entry(struct gpucap_track_entry *entry)
@@ -246,82 +260,101 @@ CUresult on_mem_alloc_managed(int id, CUdeviceptr *dptr, size_t bytesize, unsign
  *
  * A pool keeps freed memory until it is trimmed (or released at a
  * synchronisation, per its release threshold). gpucap keeps, per pool:
- *   live     bytes of allocations from the pool not yet freed
- *   charged  bytes charged to the region for the pool, always >= live
- * Allocation charges only what live would grow past charged (memory the
- * pool already holds is reused without a second charge). After a free, a
- * trim, or before refusing an allocation, gpucap asks the pool what it
- * really holds (CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT) and lowers charged to
- * max(live, held). So the charge follows the pool down and never exceeds
- * what was admitted. Any refusal on the device, from any path, first
- * reconciles every pool of the device the same way: memory a pool released
- * at a synchronisation is not held against a plain cuMemAlloc.
+ *   live   bytes of allocations from the pool not yet freed
+ *   spare  bytes charged to the region for the pool beyond live
+ * so the pool's charge is live + spare, never below live. An allocation
+ * takes what it can from spare (memory the pool already holds is reused
+ * without a second charge) and charges the region for the rest, both before
+ * the driver is called. After a free, a trim, or before refusing an
+ * allocation, gpucap asks the pool what it really holds
+ * (CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT) and lowers the charge to
+ * max(live, held), that is spare to held - live. So the charge follows the
+ * pool down and never exceeds what was admitted. Any refusal on the device,
+ * from any path, first reconciles every pool of the device the same way:
+ * memory a pool released at a synchronisation is not held against a plain
+ * cuMemAlloc.
+ *
+ * No lock: live and spare are atomic counters. Every byte charged for the
+ * pool is, at each instant, in exactly one place: in live, in spare, or held
+ * by one thread between two of its steps (an allocation between taking or
+ * charging it and adding it to live; a free between taking it off live and
+ * adding it to spare). Bytes leave spare for the region only through a CAS
+ * or an exchange, so exactly one thread returns each of them.
+ *
+ * The driver is asked what a pool holds from any thread (a refusal anywhere
+ * reconciles every pool of the device), so a destroy must not let the
+ * driver free the pool under such a question: it closes the state first and
+ * waits for the questions already asked, which take microseconds. Only the
+ * destroy waits; an allocation or a free never does.
  *
  * Pool states are never freed (a destroyed pool's state stays, marked, in
- * the list): pools are few and long-lived, and the list can then be walked
- * without locks. */
+ * the list): pools are few and long-lived, the list can then be walked
+ * without locks, and a live allocation's pointer to its state stays valid.
+ * The state of a handle is the oldest one in the list that is not retired
+ * (retired: destroyed, forgotten when its handle was reused, or created by
+ * a thread that lost the race to create it). */
 
 struct gpucap_pool {
-	struct gpucap_pool *next_all; /* the list of every pool, never unlinked */
-	pthread_mutex_t lock;
+	struct gpucap_pool *next_all; /* older states; set before publication */
 	CUmemoryPool handle;
 	int region_index;
-	bool charged_to_device; /* false for host pools */
-	bool destroyed;
-	uint64_t live;
-	uint64_t charged;
+	bool charged_to_device;   /* false for host pools */
+	atomic_bool retired;      /* no longer the state of its handle */
+	atomic_bool destroyed;    /* the driver destroyed the pool */
+	_Atomic unsigned closing; /* destroys under way: ask the driver nothing */
+	_Atomic unsigned asking;  /* threads asking the driver about the pool */
+	_Atomic uint64_t live;
+	_Atomic uint64_t spare;
 };
-
-static void pool_reconcile_locked(struct gpucap_pool *pool)
-{
-	uint64_t keep = pool->live;
-	gpucap_fn_cuMemPoolGetAttribute get = GPUCAP_REAL(cuMemPoolGetAttribute);
-	cuuint64_t held = 0;
-	if (!pool->destroyed && get &&
-	    get(pool->handle, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &held) == CUDA_SUCCESS)
-		keep = held > keep ? held : keep;
-	if (keep < pool->charged) {
-		gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA, pool->charged - keep);
-		pool->charged = keep;
-	}
-}
 
 static _Atomic(struct gpucap_pool *) all_pools;
 
-void gpucap_pools_reconcile_all(int region_index)
+/* handle -> state, so that an allocation does not walk the list. A memo is
+ * trusted only while its state has the handle and is not retired: a retired
+ * state never comes back, and only the state of a handle is memoised. */
+#define POOL_MEMO 64
+
+static _Atomic(struct gpucap_pool *) pool_memo[POOL_MEMO];
+
+static _Atomic(struct gpucap_pool *) *memo_of(CUmemoryPool handle)
 {
-	for (struct gpucap_pool *pool = atomic_load_explicit(&all_pools, memory_order_acquire); pool;
-	     pool = pool->next_all) {
-		if (pool->region_index != region_index || !pool->charged_to_device)
-			continue;
-		/* A pool busy in another thread (or held by our caller) is skipped. */
-		if (pthread_mutex_trylock(&pool->lock) != 0)
-			continue;
-		if (!pool->destroyed)
-			pool_reconcile_locked(pool);
-		pthread_mutex_unlock(&pool->lock);
-	}
+	return &pool_memo[((uint64_t)(uintptr_t)handle * UINT64_C(0x9e3779b97f4a7c15)) >> 58];
 }
 
-void gpucap_pools_forget_all(void)
+static bool pool_is(const struct gpucap_pool *pool, CUmemoryPool handle)
 {
-	atomic_store_explicit(&all_pools, NULL, memory_order_relaxed);
+	return pool && pool->handle == handle && !atomic_load(&pool->retired);
 }
 
-struct pool_lookup {
-	struct gpucap_pool *pool;
-};
-
-static void pool_lookup_fn(struct gpucap_track_entry *entry, void *arg)
+/* The state of handle among first and the states older than it, or NULL. */
+static struct gpucap_pool *pool_oldest(struct gpucap_pool *first, CUmemoryPool handle)
 {
-	((struct pool_lookup *)arg)->pool = entry->pool;
+	struct gpucap_pool *found = NULL;
+	for (struct gpucap_pool *pool = first; pool; pool = pool->next_all)
+		if (pool_is(pool, handle))
+			found = pool;
+	return found;
 }
 
 static struct gpucap_pool *pool_find(CUmemoryPool handle)
 {
-	struct pool_lookup found = {NULL};
-	gpucap_track_with(GPUCAP_TRACK_POOL, (uint64_t)(uintptr_t)handle, pool_lookup_fn, &found);
-	return found.pool;
+	_Atomic(struct gpucap_pool *) *memo = memo_of(handle);
+	struct gpucap_pool *pool = atomic_load_explicit(memo, memory_order_acquire);
+	if (pool_is(pool, handle))
+		return pool;
+	pool = pool_oldest(atomic_load_explicit(&all_pools, memory_order_acquire), handle);
+	if (pool)
+		atomic_store_explicit(memo, pool, memory_order_release);
+	return pool;
+}
+
+static void pool_publish(struct gpucap_pool *pool)
+{
+	struct gpucap_pool *head = atomic_load_explicit(&all_pools, memory_order_acquire);
+	do
+		pool->next_all = head;
+	while (!atomic_compare_exchange_weak_explicit(&all_pools, &head, pool, memory_order_acq_rel,
+	                                              memory_order_acquire));
 }
 
 /* The state for a pool, created on first sight with the given device. */
@@ -331,36 +364,177 @@ static struct gpucap_pool *pool_get(CUmemoryPool handle, const struct gpucap_dev
 	if (pool)
 		return pool;
 	pool = calloc(1, sizeof(*pool));
-	struct gpucap_track_entry *entry = gpucap_track_new();
-	if (!pool || !entry) {
-		free(pool);
-		free(entry);
+	if (!pool)
 		return NULL;
-	}
-	pthread_mutex_init(&pool->lock, NULL);
 	pool->handle = handle;
 	pool->charged_to_device = on_device;
 	/* A device that fails closed refuses every charge through index -1. */
 	pool->region_index = (dev && !dev->fail_closed) ? dev->region_index : -1;
-	entry->tag = GPUCAP_TRACK_POOL;
-	entry->key = (uint64_t)(uintptr_t)handle;
-	entry->region_index = (int16_t)pool->region_index;
-	entry->pool = pool;
-	/* Two threads may race to create it: the first one wins. */
-	struct gpucap_track_entry *existing = gpucap_track_insert_unique(entry);
-	if (existing) {
-		struct gpucap_pool *winner = existing->pool;
-		free(entry);
-		pthread_mutex_destroy(&pool->lock);
-		free(pool);
-		return winner;
+	pool_publish(pool);
+	/* Two threads may race to create it: the older state wins. The list
+	 * orders them, so both threads agree on which. */
+	struct gpucap_pool *older = pool_oldest(pool->next_all, handle);
+	if (older) {
+		atomic_store(&pool->retired, true);
+		pool = older;
 	}
-	struct gpucap_pool *head = atomic_load_explicit(&all_pools, memory_order_relaxed);
-	do
-		pool->next_all = head;
-	while (!atomic_compare_exchange_weak_explicit(&all_pools, &head, pool, memory_order_release,
-	                                              memory_order_relaxed));
+	atomic_store_explicit(memo_of(handle), pool, memory_order_release);
 	return pool;
+}
+
+/* Retire every state of handle: the next pool_get creates a fresh one. */
+static void pool_forget(CUmemoryPool handle)
+{
+	for (struct gpucap_pool *pool = atomic_load_explicit(&all_pools, memory_order_acquire); pool;
+	     pool = pool->next_all)
+		if (pool->handle == handle)
+			atomic_store(&pool->retired, true);
+}
+
+enum pool_answer {
+	POOL_HOLDS,   /* *held is what the pool holds */
+	POOL_UNKNOWN, /* destroyed, or the driver cannot say: it holds nothing */
+	POOL_CLOSING, /* a destroy is under way: leave the charge alone */
+};
+
+/* asking is raised before closing is read, and closing before asking is
+ * read (all sequentially consistent): either this thread sees the destroy
+ * coming and asks nothing, or the destroy sees it asking and waits. A
+ * destroy marks the state destroyed before it stops closing, so a thread
+ * that finds closing over sees destroyed. */
+static enum pool_answer pool_held(struct gpucap_pool *pool, cuuint64_t *held)
+{
+	gpucap_fn_cuMemPoolGetAttribute get = GPUCAP_REAL(cuMemPoolGetAttribute);
+	enum pool_answer answer = POOL_UNKNOWN;
+	atomic_fetch_add(&pool->asking, 1);
+	if (atomic_load(&pool->closing) != 0)
+		answer = POOL_CLOSING;
+	else if (!atomic_load(&pool->destroyed) && get &&
+	         get(pool->handle, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, held) == CUDA_SUCCESS)
+		answer = POOL_HOLDS;
+	atomic_fetch_sub(&pool->asking, 1);
+	return answer;
+}
+
+static void pool_close(struct gpucap_pool *pool)
+{
+	atomic_fetch_add(&pool->closing, 1);
+	while (atomic_load(&pool->asking) != 0)
+		sched_yield();
+}
+
+/* Lower the charge to max(live, held). live is read (acquire) before the
+ * CAS reads spare, so bytes an allocation holds between its two steps are
+ * in neither and are never returned here. */
+static void pool_reconcile(struct gpucap_pool *pool)
+{
+	uint64_t spare = atomic_load(&pool->spare);
+	if (spare == 0)
+		return; /* nothing to return, whatever the pool holds */
+	cuuint64_t held = 0;
+	enum pool_answer answer = pool_held(pool, &held);
+	if (answer == POOL_CLOSING)
+		return; /* the destroy returns what the pool held, if it succeeds */
+	for (;;) {
+		uint64_t live = atomic_load_explicit(&pool->live, memory_order_acquire);
+		uint64_t keep = answer == POOL_HOLDS && held > live ? held - live : 0;
+		if (keep >= spare)
+			return;
+		if (atomic_compare_exchange_weak(&pool->spare, &spare, keep)) {
+			gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA, spare - keep);
+			return;
+		}
+	}
+}
+
+/* A destroyed pool holds nothing: its charge is its live allocations. */
+static void pool_drop_spare(struct gpucap_pool *pool)
+{
+	gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA, atomic_exchange(&pool->spare, 0));
+}
+
+/* Bytes charged for the pool and no longer held by this thread. spare grows
+ * before destroyed is read (both sequentially consistent): either the
+ * destroyer's exchange sees them, or this thread sees destroyed. */
+static void pool_give_spare(struct gpucap_pool *pool, uint64_t bytes)
+{
+	atomic_fetch_add(&pool->spare, bytes);
+	if (atomic_load(&pool->destroyed))
+		pool_drop_spare(pool);
+}
+
+/* Up to want bytes taken from spare; returns how many. */
+static uint64_t pool_take_spare(struct gpucap_pool *pool, uint64_t want)
+{
+	uint64_t spare = atomic_load_explicit(&pool->spare, memory_order_relaxed);
+	uint64_t take;
+	do {
+		take = spare < want ? spare : want;
+		if (take == 0)
+			return 0;
+	} while (!atomic_compare_exchange_weak_explicit(&pool->spare, &spare, spare - take,
+	                                                memory_order_relaxed, memory_order_relaxed));
+	return take;
+}
+
+/* Admit bytes for an allocation from pool. */
+static CUresult pool_admit(struct gpucap_pool *pool, uint64_t bytes)
+{
+	if (pool->charged_to_device) {
+		uint64_t taken = pool_take_spare(pool, bytes);
+		CUresult r = gpucap_admit_index(pool->region_index, GPUCAP_KIND_DATA, bytes - taken);
+		if (r != CUDA_SUCCESS) {
+			/* The pool may have released memory at a synchronisation. */
+			pool_reconcile(pool);
+			r = gpucap_admit_index(pool->region_index, GPUCAP_KIND_DATA, bytes - taken);
+		}
+		if (r != CUDA_SUCCESS) {
+			pool_give_spare(pool, taken);
+			return r;
+		}
+	}
+	atomic_fetch_add_explicit(&pool->live, bytes, memory_order_release);
+	return CUDA_SUCCESS;
+}
+
+/* Take up to bytes off live; returns how many. */
+static uint64_t pool_take_live(struct gpucap_pool *pool, uint64_t bytes)
+{
+	uint64_t live = atomic_load_explicit(&pool->live, memory_order_relaxed);
+	uint64_t take;
+	do
+		take = bytes < live ? bytes : live;
+	while (!atomic_compare_exchange_weak_explicit(&pool->live, &live, live - take, memory_order_release,
+	                                              memory_order_relaxed));
+	return take;
+}
+
+static void pool_return(struct gpucap_pool *pool, uint64_t bytes)
+{
+	uint64_t freed = pool_take_live(pool, bytes);
+	if (!pool->charged_to_device)
+		return;
+	pool_give_spare(pool, freed);
+	if (!atomic_load(&pool->destroyed))
+		pool_reconcile(pool);
+}
+
+void gpucap_pools_reconcile_all(int region_index)
+{
+	for (struct gpucap_pool *pool = atomic_load_explicit(&all_pools, memory_order_acquire); pool;
+	     pool = pool->next_all) {
+		if (pool->region_index != region_index || !pool->charged_to_device ||
+		    atomic_load(&pool->destroyed))
+			continue;
+		pool_reconcile(pool);
+	}
+}
+
+void gpucap_pools_forget_all(void)
+{
+	atomic_store_explicit(&all_pools, NULL, memory_order_relaxed);
+	for (int i = 0; i < POOL_MEMO; i++)
+		atomic_store_explicit(&pool_memo[i], NULL, memory_order_relaxed);
 }
 
 CUresult on_mem_pool_create(int id, CUmemoryPool *pool, const CUmemPoolProps *poolProps)
@@ -375,53 +549,9 @@ CUresult on_mem_pool_create(int id, CUmemoryPool *pool, const CUmemPoolProps *po
 	if (on_device && gpucap_device_get(poolProps->location.id, &dev) != CUDA_SUCCESS)
 		dev = NULL;
 	/* A pool handle may be reused after a destroy: forget any old state. */
-	struct gpucap_track_entry *old = gpucap_track_remove(GPUCAP_TRACK_POOL, (uint64_t)(uintptr_t)*pool);
-	free(old);
+	pool_forget(*pool);
 	pool_get(*pool, dev, on_device);
 	return r;
-}
-
-/* Admit bytes for an allocation from pool. */
-static CUresult pool_admit(struct gpucap_pool *pool, uint64_t bytes)
-{
-	CUresult r = CUDA_SUCCESS;
-	pthread_mutex_lock(&pool->lock);
-	pool->live += bytes;
-	if (pool->charged_to_device && pool->live > pool->charged) {
-		uint64_t extra = pool->live - pool->charged;
-		r = gpucap_admit_index(pool->region_index, GPUCAP_KIND_DATA, extra);
-		if (r != CUDA_SUCCESS) {
-			/* The pool may have released memory at a synchronisation. */
-			pool_reconcile_locked(pool);
-			extra = pool->live > pool->charged ? pool->live - pool->charged : 0;
-			r = gpucap_admit_index(pool->region_index, GPUCAP_KIND_DATA, extra);
-		}
-		if (r == CUDA_SUCCESS)
-			pool->charged += extra;
-		else
-			pool->live -= bytes;
-	}
-	pthread_mutex_unlock(&pool->lock);
-	return r;
-}
-
-static void pool_return(struct gpucap_pool *pool, uint64_t bytes)
-{
-	pthread_mutex_lock(&pool->lock);
-	pool->live -= bytes < pool->live ? bytes : pool->live;
-	if (pool->charged_to_device) {
-		if (pool->destroyed) {
-			uint64_t keep = pool->live;
-			if (pool->charged > keep) {
-				gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA,
-				                     pool->charged - keep);
-				pool->charged = keep;
-			}
-		} else {
-			pool_reconcile_locked(pool);
-		}
-	}
-	pthread_mutex_unlock(&pool->lock);
 }
 
 static CUresult pool_alloc(struct gpucap_pool *pool, CUdeviceptr *dptr, size_t bytesize,
@@ -533,7 +663,7 @@ CUresult on_mem_free(int id, CUdeviceptr dptr)
 		if (r == CUDA_SUCCESS)
 			forget_pointer(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }
@@ -548,7 +678,7 @@ CUresult on_mem_free_v1(int id, CUdeviceptr_v1 dptr)
 		if (r == CUDA_SUCCESS)
 			forget_pointer(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }
@@ -563,7 +693,7 @@ CUresult on_mem_free_async(int id, CUdeviceptr dptr, CUstream hStream)
 		if (r == CUDA_SUCCESS)
 			forget_pointer(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }
@@ -574,12 +704,8 @@ CUresult on_mem_pool_trim_to(int id, CUmemoryPool pool_handle, size_t minBytesTo
 	NOT_READY(real(pool_handle, minBytesToKeep), real);
 	CUresult r = real(pool_handle, minBytesToKeep);
 	struct gpucap_pool *pool = r == CUDA_SUCCESS ? pool_find(pool_handle) : NULL;
-	if (pool) {
-		pthread_mutex_lock(&pool->lock);
-		if (pool->charged_to_device)
-			pool_reconcile_locked(pool);
-		pthread_mutex_unlock(&pool->lock);
-	}
+	if (pool && pool->charged_to_device)
+		pool_reconcile(pool);
 	return r;
 }
 
@@ -589,22 +715,19 @@ CUresult on_mem_pool_destroy(int id, CUmemoryPool pool_handle)
 {
 	gpucap_fn_cuMemPoolDestroy real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemPoolDestroy);
 	NOT_READY(real(pool_handle), real);
+	/* Found before the driver can reuse the handle for a new pool. */
+	struct gpucap_pool *pool = pool_find(pool_handle);
+	if (pool)
+		pool_close(pool);
 	CUresult r = real(pool_handle);
-	if (r != CUDA_SUCCESS)
-		return r;
-	struct gpucap_track_entry *entry =
-	    gpucap_track_remove(GPUCAP_TRACK_POOL, (uint64_t)(uintptr_t)pool_handle);
-	if (!entry)
-		return r;
-	struct gpucap_pool *pool = entry->pool;
-	free(entry);
-	pthread_mutex_lock(&pool->lock);
-	pool->destroyed = true;
-	if (pool->charged_to_device && pool->charged > pool->live) {
-		gpucap_unadmit_index(pool->region_index, GPUCAP_KIND_DATA, pool->charged - pool->live);
-		pool->charged = pool->live;
+	if (pool && r == CUDA_SUCCESS) {
+		atomic_store(&pool->retired, true);
+		atomic_store(&pool->destroyed, true);
+		if (pool->charged_to_device)
+			pool_drop_spare(pool);
 	}
-	pthread_mutex_unlock(&pool->lock);
+	if (pool)
+		atomic_fetch_sub(&pool->closing, 1);
 	return r;
 }
 
@@ -645,7 +768,7 @@ CUresult on_mem_release(int id, CUmemGenericAllocationHandle handle)
 		if (r == CUDA_SUCCESS)
 			release_entry(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }
@@ -903,7 +1026,7 @@ CUresult on_array_destroy(int id, CUarray hArray)
 		if (r == CUDA_SUCCESS)
 			release_entry(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }
@@ -920,7 +1043,7 @@ CUresult on_mipmapped_array_destroy(int id, CUmipmappedArray hMipmappedArray)
 		if (r == CUDA_SUCCESS)
 			release_entry(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }
@@ -1014,7 +1137,7 @@ CUresult on_ctx_destroy(int id, CUcontext ctx)
 		if (r == CUDA_SUCCESS)
 			release_entry(entry);
 		else
-			gpucap_track_insert(entry);
+			track_put(entry);
 	}
 	return r;
 }

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE /* F_OFD_SETLK, F_OFD_GETLK */
 #include "platform.h"
 
+#include "file_stat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@ int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t 
 int gpucap_platform_fstat(int fd, struct gpucap_file_info *info)
 {
 	struct stat st;
-	if (fstat(fd, &st) != 0)
+	if (gpucap_fstat(fd, &st) != 0)
 		return -errno;
 	info->regular = S_ISREG(st.st_mode);
 	info->size = (uint64_t)st.st_size;

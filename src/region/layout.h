@@ -32,6 +32,7 @@
 #define GPUCAP_REGION_LAYOUT_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gpucap/region.h"
@@ -109,12 +110,22 @@ struct device_entry {
 	_Atomic uint32_t sm_limit; /* percent + 1; 0: not yet set */
 	_Atomic uint32_t uuid_ready;
 	_Atomic uint64_t uuid_words[UUID_WORDS]; /* NUL-padded UUID text */
-	uint8_t pad0[192 - 32 - 8 * UUID_WORDS];
+	/* SM share (src/region/sm.c). Files made before these fields hold 0
+	 * here, so 0 means "unset" in each. */
+	_Atomic uint64_t sm_tat_ns;      /* virtual clock (CLOCK_MONOTONIC ns), GCRA; 0: unset */
+	_Atomic uint64_t sm_lease;       /* controller lease: until (ms) << 16 | owner slot + 1; 0: none */
+	_Atomic uint64_t sm_busy_ns;     /* busy time charged by every gate, total */
+	_Atomic uint32_t sm_duty_ppm;    /* duty the gates apply; 0: unset (the cap) */
+	_Atomic uint32_t sm_share_ppm;   /* measured share, EWMA; valid per sm_state */
+	_Atomic uint32_t sm_state;       /* SM_STATE_* bits (sm.c) */
+	_Atomic int32_t sm_integral_ppm; /* controller's integral term */
+	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 40];
 	/* On its own cache line: the only word contended across processes. */
 	_Atomic uint64_t charge;
 	uint8_t pad1[56];
 };
 _Static_assert(sizeof(struct device_entry) == 256, "device entry layout");
+_Static_assert(offsetof(struct device_entry, charge) == 192, "charge on its own cache line");
 
 struct slot_header {
 	uint32_t reserved0; /* the state lives in the slot states table */

@@ -115,6 +115,25 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 	return consistent;
 }
 
+/* The compute-cap part of a device view. The duty is the published one, or
+ * the cap itself (the gates' feed-forward) before any controller ran. A
+ * share is known only while its publisher's lease is recent: a figure no
+ * live controller refreshes is history, not a measurement. */
+#define SM_SHARE_FRESH_NS UINT64_C(3000000000)
+
+static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpucap_device_view *view,
+                    uint64_t now_ns)
+{
+	struct gpucap_sm_state sm;
+	if (!gpucap_region_sm_read(r, (int)device, now_ns, &sm))
+		return;
+	uint32_t cap_ppm = sm.sm_limit >= 100 ? GPUCAP_SM_PPM : sm.sm_limit * (GPUCAP_SM_PPM / 100);
+	view->sm_duty_ppm = sm.sm_limit >= 100 ? GPUCAP_SM_PPM : (sm.duty_ppm ? sm.duty_ppm : cap_ppm);
+	view->sm_share_known = sm.share_source != GPUCAP_SM_SOURCE_NONE && sm.lease_slot >= 0 &&
+	                       sm.lease_until_ns + SM_SHARE_FRESH_NS >= now_ns;
+	view->sm_share_ppm = view->sm_share_known ? sm.share_ppm : 0;
+}
+
 struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 {
 	if (!r)
@@ -150,6 +169,7 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		snap->consistent = read_processes(r, snap);
 
 	/* Compact the device table to registered entries, in index order. */
+	uint64_t now_ns = gpucap_clock_monotonic_ns();
 	uint64_t charged[REGION_MAX_DEVICES];
 	for (uint32_t d = 0; d < devices; d++)
 		charged[d] = snap->devices[d].charged_bytes;
@@ -166,6 +186,7 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		    stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_acquire));
 		uint32_t sm = atomic_load_explicit(&entry->sm_limit, memory_order_relaxed);
 		view->sm_limit = sm == 0 ? 100 : sm - 1;
+		fill_sm(r, device, view, now_ns);
 		view->peak_bytes = atomic_load_explicit(&entry->peak, memory_order_relaxed);
 		view->charged_bytes = charged[device];
 		for (uint32_t p = 0; p < snap->process_count; p++)

@@ -150,10 +150,11 @@ STATUS_SPEC = {"schema_version": (int,), "path": (str,), "format_version": (int,
                "consistent": (bool,), "reclaimed_slots_total": (int,),
                "reclaimed_bytes_total": (int,), "devices": (list,), "processes": (list,)}
 DEVICE_SPEC = {"index": (int,), "uuid": (str,), "limit_bytes": (int, None), "charged_bytes": (int,),
-               "in_use_bytes": (int,), "peak_bytes": (int,), "sm_limit_percent": (int, None)}
+               "in_use_bytes": (int,), "peak_bytes": (int,), "sm_limit_percent": (int, None),
+               "sm_duty_ratio": (int, float), "sm_share_ratio": (int, float, None)}
 PROCESS_SPEC = {"slot": (int,), "generation": (int,), "pid": (int,), "host_pid": (int, None),
                 "host_pid_source": (str,), "alive": (bool,), "comm": (str,),
-                "started_unix_ns": (int,), "devices": (list,)}
+                "started_unix_ns": (int,), "last_launch_unix_ns": (int, None), "devices": (list,)}
 PROCESS_DEVICE_SPEC = {"index": (int,), "charged_bytes": (int,), "in_use_bytes": (int,),
                        "context_bytes": (int,), "module_bytes": (int,), "data_bytes": (int,)}
 REAP_SPEC = {"schema_version": (int,), "path": (str,), "reclaimed_slots": (int,),
@@ -236,6 +237,8 @@ def test_status_json(h):
     check_equal(dev_a["limit_bytes"], GiB, "device A limit")
     check_equal(dev_b["limit_bytes"], None, "device B limit (unlimited)")
     check_equal(dev_a["sm_limit_percent"], None, "device A SM limit (none)")
+    # No SM limit: nothing is throttled (duty 1); nothing measured yet.
+    check_equal((dev_a["sm_duty_ratio"], dev_a["sm_share_ratio"]), (1, None), "device A SM duty and share")
     check_equal(dev_a["charged_bytes"], 153 * MiB, "device A charged (both actors, the dead one too)")
     check_equal(dev_a["in_use_bytes"], 153 * MiB, "device A in use")
     check(dev_a["peak_bytes"] >= 153 * MiB, f"device A peak {dev_a['peak_bytes']} below charged")
@@ -252,6 +255,7 @@ def test_status_json(h):
         check_equal(proc["comm"], "region_actor", "comm")
         check_equal((proc["host_pid"], proc["host_pid_source"]), (pid, "same_namespace"), "host pid")
         check(proc["started_unix_ns"] > 0, "started_unix_ns must be set")
+        check_equal(proc["last_launch_unix_ns"], None, f"pid {pid} never launched a kernel")
         seen = {index_to_uuid[d["index"]]: d for d in proc["devices"]}
         check_equal(sorted(seen), [UUID_A, UUID_B], f"pid {pid} device entries")
         for uuid, (context, module, data) in pop.kinds[pid].items():
@@ -260,6 +264,19 @@ def test_status_json(h):
                    d["in_use_bytes"])
             total = context + module + data
             check_equal(got, (context, module, data, total, total), f"pid {pid} on {uuid}")
+
+    # SM limit, duty and share in JSON: the limit as set, the duty a ratio,
+    # the share null while unmeasured.
+    res = h.cli("set", "--file", pop.region, "--sm", "45", "--device", str(dev_b["index"]))
+    check_equal(res.returncode, 0, f"set --sm ({res.stderr!r})")
+    doc = h.status_json(pop.region)
+    check_status_schema(doc)
+    devices = device_by_uuid(doc)
+    dev_a, dev_b = devices[UUID_A], devices[UUID_B]
+    check_equal((dev_b["sm_limit_percent"], dev_b["sm_share_ratio"]), (45, None), "device B SM limit and share")
+    check(0 <= dev_b["sm_duty_ratio"] <= 1, f"device B SM duty ratio {dev_b['sm_duty_ratio']!r}")
+    check_equal((dev_a["sm_limit_percent"], dev_a["sm_duty_ratio"], dev_a["sm_share_ratio"]), (None, 1, None),
+                "device A keeps no SM limit")
 
 
 def split_row(line):
@@ -278,25 +295,25 @@ def test_status_text(h):
 
     header = next((l for l in lines if l.startswith("DEVICE")), None)
     check(header is not None, f"no device table in:\n{res.stdout}")
-    check_equal(split_row(header), ["DEVICE", "UUID", "LIMIT", "CHARGED", "IN USE", "PEAK", "SM LIMIT"],
-                "device header")
-    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 7 and r[1].startswith("GPU-")}
+    check_equal(split_row(header), ["DEVICE", "UUID", "LIMIT", "CHARGED", "IN USE", "PEAK", "SM LIMIT",
+                                    "SM DUTY", "SM SHARE"], "device header")
+    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 9 and r[1].startswith("GPU-")}
     check_equal(rows[UUID_A][2:5], ["1 GiB", "153 MiB", "153 MiB"], "device A row")
-    check_equal(rows[UUID_A][6], "none", "device A SM limit")
+    check_equal(rows[UUID_A][6:], ["none", "-", "n/a"], "device A SM limit, duty and share")
     check_equal(rows[UUID_B][2:5], ["unlimited", "10 MiB", "10 MiB"], "device B row")
     dev_a_index, dev_b_index = rows[UUID_A][0], rows[UUID_B][0]
 
     header = next((l for l in lines if l.startswith("SLOT")), None)
     check(header is not None, f"no process table in:\n{res.stdout}")
-    check_equal(split_row(header), ["SLOT", "PID", "HOST PID", "STATE", "COMMAND", "DEVICE", "CHARGED",
-                                    "IN USE", "CONTEXT", "MODULE", "DATA"], "process header")
+    check_equal(split_row(header), ["SLOT", "PID", "HOST PID", "STATE", "COMMAND", "LAST KERNEL", "DEVICE",
+                                    "CHARGED", "IN USE", "CONTEXT", "MODULE", "DATA"], "process header")
     start = lines.index(header)
     table = [split_row(l) for l in lines[start + 1:]]
-    a_rows = [r for r in table if len(r) == 11 and r[1] == str(pop.a.pid)]
+    a_rows = [r for r in table if len(r) == 12 and r[1] == str(pop.a.pid)]
     check_equal(a_rows, [[str(pop.a_slot), str(pop.a.pid), f"{pop.a.pid} (same pid namespace)", "alive",
-                          "region_actor", dev_a_index, "102 MiB", "102 MiB", "2 MiB", "0 B", "100 MiB"]],
+                          "region_actor", "-", dev_a_index, "102 MiB", "102 MiB", "2 MiB", "0 B", "100 MiB"]],
                 "actor A row")
-    b_at = next((i for i, r in enumerate(table) if len(r) == 11 and r[1] == str(pop.b.pid)), None)
+    b_at = next((i for i, r in enumerate(table) if len(r) == 12 and r[1] == str(pop.b.pid)), None)
     check(b_at is not None, f"no row for actor B in:\n{res.stdout}")
     b_rows = [table[b_at]] + ([table[b_at + 1]] if b_at + 1 < len(table) else [])
     by_device = {r[-6]: r[-6:] for r in b_rows}
@@ -306,6 +323,19 @@ def test_status_text(h):
     check_equal(by_device.get(dev_b_index), [dev_b_index, "10 MiB", "10 MiB", "0 B", "0 B", "10 MiB"],
                 "actor B on device B (continuation row)")
     check_equal(len(table[b_at + 1]) if b_at + 1 < len(table) else 0, 6, "continuation row width")
+
+    # An SM limit set live shows with the throttle's duty; the share stays
+    # n/a until the library has measured it.
+    res = h.cli("set", "--file", pop.region, "--sm", "30", "--device", UUID_A)
+    check_equal(res.returncode, 0, f"set --sm ({res.stderr!r})")
+    res = h.cli("status", "--file", pop.region)
+    check_equal((res.returncode, res.stderr), (0, ""), "status after set --sm")
+    rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
+            if len(r) == 9 and r[1].startswith("GPU-")}
+    check_equal(rows[UUID_A][6], "30%", "device A SM limit after set --sm")
+    check(re.fullmatch(r"\d{1,3}\.\d%", rows[UUID_A][7]), f"device A SM duty: {rows[UUID_A]!r}")
+    check_equal(rows[UUID_A][8], "n/a", "device A SM share before any measurement")
+    check_equal(rows[UUID_B][6:], ["none", "-", "n/a"], "device B keeps no SM limit")
 
 
 def test_status_empty_region(h):

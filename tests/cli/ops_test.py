@@ -100,7 +100,7 @@ def test_top_once(h):
     procs = {r[0]: r for r in (split_row(l) for l in lines) if len(r) == 7 and r[0].isdigit()}
     a, b = procs[str(pop.a.pid)], procs[str(pop.b.pid)]
     check_equal(a[1:5], [str(pop.a.pid), "region_actor", "102 MiB", "alive"], "actor A row")
-    check_equal(a[6], "\u2014", "last kernel is not recorded yet")
+    check_equal(a[6], "-", "last kernel of a process that never launched one")
     check_equal(b[3:5], ["61 MiB", "dead"], "actor B row")
 
     res = h.cli("top", "--once", "--json", "--file", pop.region)
@@ -114,12 +114,32 @@ def test_top_once(h):
     devices = device_by_uuid(region)
     check_equal((devices[UUID_A]["limit_bytes"], devices[UUID_A]["charged_bytes"],
                  devices[UUID_A]["sm_share_percent"]), (GiB, 153 * MiB, None), "device A")
+    check_equal((devices[UUID_A]["sm_limit_percent"], devices[UUID_A]["sm_duty_ratio"],
+                 devices[UUID_A]["sm_share_ratio"]), (None, 1, None), "device A SM limit, duty and share")
     check_equal(devices[UUID_B]["limit_bytes"], None, "device B unlimited")
     procs = {p["pid"]: p for p in region["processes"]}
     check_equal((procs[pop.a.pid]["alive"], procs[pop.a.pid]["memory_bytes"],
                  procs[pop.a.pid]["last_kernel_unix_ns"], procs[pop.a.pid]["host_pid"]),
                 (True, 102 * MiB, None, pop.a.pid), "actor A")
     check_equal((procs[pop.b.pid]["alive"], procs[pop.b.pid]["memory_bytes"]), (False, 61 * MiB), "actor B")
+
+    # An SM limit set live: top shows it at once; the share stays n/a (and
+    # null) until the library has measured one.
+    res = h.cli("set", "--file", pop.region, "--sm", "40", "--device", UUID_A)
+    check_equal(res.returncode, 0, f"set --sm ({res.stderr!r})")
+    res = h.cli("top", "--once", "--file", pop.region)
+    check_equal((res.returncode, res.stderr), (0, ""), "top after set --sm")
+    rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
+            if len(r) == 8 and r[1].startswith("GPU-")}
+    check_equal(rows[UUID_A][6:], ["40%", "n/a"], "device A SM limit and share after set --sm")
+    check_equal(rows[UUID_B][6:], ["none", "n/a"], "device B SM limit and share")
+    doc = json.loads(h.cli("top", "--once", "--json", "--file", pop.region).stdout)
+    devices = device_by_uuid(doc["regions"][0])
+    dev = devices[UUID_A]
+    check_equal((dev["sm_limit_percent"], dev["sm_share_ratio"], dev["sm_share_percent"]), (40, None, None),
+                "device A in top --json after set --sm")
+    check(isinstance(dev["sm_duty_ratio"], (int, float)) and 0 <= dev["sm_duty_ratio"] <= 1,
+          f"device A SM duty ratio: {dev['sm_duty_ratio']!r}")
 
     missing = os.path.join(h.tmp, "missing.cache")
     check_one_line_error(h.cli("top", "--once", "--file", missing), 1, missing)
@@ -216,7 +236,7 @@ def test_set_memory(h):
     devices = device_by_uuid(h.status_json(region))
     check_equal([(devices[u]["limit_bytes"], devices[u]["sm_limit_percent"]) for u in (UUID_A, UUID_B)],
                 [(None, 30), (None, 30)], "every device changed")
-    check("SM limits are not enforced yet" in res.stdout, res.stdout)
+    check(f"device {a} ({UUID_A}): SM limit none -> 30%" in res.stdout, res.stdout)
 
     audit = read_audit(region)
     check(all(audit), f"every audit line has the documented form: {audit}")

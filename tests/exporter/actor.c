@@ -8,6 +8,8 @@
  *                          none) and SM percent (0: none); later reserves
  *                          charge it
  *   reserve KIND BYTES     KIND: context, module or data
+ *   launch UNIX_NS         record UNIX_NS as the time of the last kernel
+ *                          launch (as the library does on each launch)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -73,6 +75,12 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 			if (status != GPUCAP_OK)
 				return fail("reserve", gpucap_status_text(status));
 			i += 3;
+		} else if (strcmp(argv[i], "launch") == 0 && i + 1 < argc) {
+			uint64_t unix_ns;
+			if (!parse_u64(argv[i + 1], &unix_ns))
+				return fail("bad launch time", argv[i + 1]);
+			gpucap_region_note_launch(region, unix_ns);
+			i += 2;
 		} else {
 			return fail("bad step", argv[i]);
 		}
@@ -87,8 +95,8 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 3)
-		return fail("usage",
-		            "exporter_actor PATH COMM [device UUID LIMIT SM] [reserve KIND BYTES]...");
+		return fail("usage", "exporter_actor PATH COMM [device UUID LIMIT SM] [reserve KIND BYTES] "
+		                     "[launch UNIX_NS]...");
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = argv[1];

@@ -156,6 +156,11 @@ static void test_text_grows(void **state)
 
 /* ---- a synthetic snapshot ----------------------------------------------- */
 
+/* When process slot 4 last launched a kernel, and "now" for the renders:
+ * 12.75 s later. */
+#define FIXTURE_LAUNCH_NS 1795240049123456789ull
+#define FIXTURE_NOW_NS    (FIXTURE_LAUNCH_NS + 12750000000ull)
+
 struct fixture {
 	struct gpucap_snapshot snap;
 	struct gpucap_device_view devices[2];
@@ -186,7 +191,10 @@ static void make_snapshot(struct fixture *f)
 	                                            .charged_bytes = 106954752,
 	                                            .in_use_bytes = 104857600,
 	                                            .peak_bytes = 110000000,
-	                                            .sm_limit = 30};
+	                                            .sm_limit = 30,
+	                                            .sm_duty_ppm = 412500,
+	                                            .sm_share_ppm = 297000,
+	                                            .sm_share_known = true};
 	snprintf(f->devices[1].uuid, sizeof(f->devices[1].uuid), "GPU-aaaa");
 	f->snap.process_count = 2;
 	f->snap.processes = f->processes;
@@ -195,6 +203,7 @@ static void make_snapshot(struct fixture *f)
 	                                               .host_pid = 4242,
 	                                               .host_pid_source = GPUCAP_HOST_PID_NVML,
 	                                               .alive = true,
+	                                               .last_launch_unix_ns = FIXTURE_LAUNCH_NS,
 	                                               .devices = f->usage[0]};
 	snprintf(f->processes[0].comm, sizeof(f->processes[0].comm), "tr\"ain\\er");
 	f->usage[0][5].charged_bytes = 106954752;
@@ -216,6 +225,7 @@ static char *render_one(const struct gpucap_snapshot *snap, const struct exp_pod
 {
 	struct exp_render r;
 	exp_render_init(&r, hami);
+	r.now_unix_ns = FIXTURE_NOW_NS;
 	exp_render_region(&r, "/var/lib/gpucap/ns_pod_ctr/region", labels, snap, errors);
 	struct exp_text out;
 	exp_text_init(&out);
@@ -265,6 +275,17 @@ static void test_render_snapshot(void **state)
 	                      ",device_uuid=\"GPU-aaaa\",device_index=\"5\"} 0.30");
 	assert_has_line(text, "gpucap_device_sm_limit_ratio{" R
 	                      ",device_uuid=\"GPU-bbbb\",device_index=\"2\"} 1.00");
+	/* Duty: the throttle's figure under a limit, 1 without one. Share: only
+	 * where it was measured. */
+	assert_has_line(text, "# TYPE gpucap_device_sm_duty_ratio gauge");
+	assert_has_line(text, "gpucap_device_sm_duty_ratio{" R
+	                      ",device_uuid=\"GPU-aaaa\",device_index=\"5\"} 0.4125");
+	assert_has_line(text,
+	                "gpucap_device_sm_duty_ratio{" R ",device_uuid=\"GPU-bbbb\",device_index=\"2\"} 1");
+	assert_has_line(text, "# TYPE gpucap_device_sm_share_ratio gauge");
+	assert_has_line(text, "gpucap_device_sm_share_ratio{" R
+	                      ",device_uuid=\"GPU-aaaa\",device_index=\"5\"} 0.297");
+	assert_no_substring(text, "gpucap_device_sm_share_ratio{" R ",device_uuid=\"GPU-bbbb\"");
 
 	/* Processes: the escaped name, host_pid only when known, one in-use
 	 * sample per device the process touches. */
@@ -281,6 +302,13 @@ static void test_render_snapshot(void **state)
 	assert_no_substring(text,
 	                    "slot=\"4\",pid=\"17\",host_pid=\"4242\",comm=\"tr\\\"ain\\\\er\",device_uuid="
 	                    "\"GPU-bbbb\"");
+	/* The last launch as a Unix time in seconds (to the microsecond), only
+	 * for a process that launched something. */
+	assert_has_line(text, "# TYPE gpucap_process_last_launch_timestamp_seconds gauge");
+	assert_has_line(text, "gpucap_process_last_launch_timestamp_seconds{" R
+	                      ",slot=\"4\",pid=\"17\",host_pid=\"4242\",comm=\"tr\\\"ain\\\\er\"} "
+	                      "1795240049.123456");
+	assert_no_substring(text, "gpucap_process_last_launch_timestamp_seconds{" R ",slot=\"6\"");
 	assert_has_line(text, "gpucap_exporter_scrape_duration_seconds 0.250000");
 	assert_no_substring(text, "hami_");
 	assert_families_grouped(text);
@@ -306,7 +334,18 @@ static void test_render_hami(void **state)
 	assert_has_line(text, "hami_vgpu_memory_limit_bytes{" R
 	                      ",vdevice_index=\"1\",device_uuid=\"GPU-aaaa\"} 1073741824");
 	assert_no_substring(text, "hami_vgpu_memory_limit_bytes{" R ",vdevice_index=\"0\"");
-	assert_no_substring(text, "hami_container_device_utilization_ratio");
+	/* HAMi's utilisation is the achieved SM share in percent (0-100), only
+	 * where measured. */
+	assert_has_line(text, "# TYPE hami_container_device_utilization_ratio gauge");
+	assert_has_line(text, "hami_container_device_utilization_ratio{" R
+	                      ",vdevice_index=\"1\",device_uuid=\"GPU-aaaa\"} 29.7");
+	assert_no_substring(text, "hami_container_device_utilization_ratio{" R ",vdevice_index=\"0\"");
+	/* Seconds since the container's latest launch, whole seconds as HAMi,
+	 * on every device of the container. */
+	assert_has_line(text, "hami_container_last_kernel_elapsed_seconds{" R
+	                      ",vdevice_index=\"0\",device_uuid=\"GPU-bbbb\"} 12");
+	assert_has_line(text, "hami_container_last_kernel_elapsed_seconds{" R
+	                      ",vdevice_index=\"1\",device_uuid=\"GPU-aaaa\"} 12");
 	assert_families_grouped(text);
 	free(text);
 }

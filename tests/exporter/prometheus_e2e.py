@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -240,6 +241,18 @@ def assert_region_matches_status(h, path, status, pod):
         sm = d["sm_limit_percent"]
         got = h.value("gpucap_device_sm_limit_ratio" + sel(**dl))
         check(abs(got - (1.0 if sm is None else sm / 100.0)) < 1e-9, "sm ratio of %s: %s" % (d["uuid"], got))
+        got = h.value("gpucap_device_sm_duty_ratio" + sel(**dl))
+        check(abs(got - d["sm_duty_ratio"]) < 1e-9, "sm duty of %s: prometheus %s, status %s"
+              % (d["uuid"], got, d["sm_duty_ratio"]))
+        share = h.query("gpucap_device_sm_share_ratio" + sel(**dl))
+        hami_share = h.query("hami_container_device_utilization_ratio" + sel(
+            region=path, namespace=pod[0], pod=pod[1], container=pod[2], device_uuid=d["uuid"]))
+        if d["sm_share_ratio"] is None:
+            check(share == [] and hami_share == [], "an unmeasured share has a series: %s %s" % (share, hami_share))
+        else:
+            check(len(share) == 1 and abs(share[0][1] - d["sm_share_ratio"]) < 1e-9, "share: %s" % share)
+            check(len(hami_share) == 1 and abs(hami_share[0][1] - 100 * d["sm_share_ratio"]) < 1e-6,
+                  "hami utilization: %s" % hami_share)
         # HAMi's names, with HAMi's labels.
         metric, labels = h.one("hami_vgpu_memory_used_bytes" + sel(
             namespace=pod[0], pod=pod[1], container=pod[2], device_uuid=d["uuid"]))
@@ -252,6 +265,12 @@ def assert_region_matches_status(h, path, status, pod):
             pl["host_pid"] = p["host_pid"]
         got = h.value("gpucap_process_alive" + sel(**pl))
         check(got == (1 if p["alive"] else 0), "gpucap_process_alive of slot %d: %s" % (p["slot"], got))
+        launch = h.query("gpucap_process_last_launch_timestamp_seconds" + sel(**pl))
+        if p["last_launch_unix_ns"] is None:
+            check(launch == [], "a process that never launched has a last-launch series: %s" % launch)
+        else:
+            check(len(launch) == 1 and abs(launch[0][1] - p["last_launch_unix_ns"] / 1e9) < 1e-5,
+                  "last launch of slot %d: prometheus %s, status %s" % (p["slot"], launch, p["last_launch_unix_ns"]))
         for pd in p["devices"]:
             uuid = next(d["uuid"] for d in status["devices"] if d["index"] == pd["index"])
             series = h.query("gpucap_process_memory_in_use_bytes" + sel(device_uuid=uuid, device_index=pd["index"], **pl))
@@ -284,6 +303,10 @@ def check_dashboard(h):
                   "Memory charged / limit", "Reclaimed slots (total)"):
         check(title in titles, "dashboard panel %r is missing" % title)
         check(all(r != [] for r in titles[title]), "dashboard panel %r shows no data" % title)
+    # The SM panel: the limit line shows for good_a's capped device; the
+    # share has no data until a GPU measured one.
+    check("SM share vs limit, per device" in titles, "the SM share panel is missing")
+    check(titles["SM share vs limit, per device"][1] != [], "the SM share panel shows no SM limit")
 
 
 def run(args):
@@ -304,7 +327,8 @@ def run(args):
         corrupt = h.region("team-c_broken-2_ctr")
         doomed = h.region("team-d_gone-3_ctr")
         h.start_actor(good_a, 'tr"ain\\er', "device", "GPU-aaaa-1111", 1 * GiB, 30,
-                      "reserve", "data", 100 * MiB, "reserve", "context", 2 * MiB)
+                      "reserve", "data", 100 * MiB, "reserve", "context", 2 * MiB,
+                      "launch", time.time_ns() - 3 * 10**9)
         h.start_actor(good_a, "worker", "device", "GPU-aaaa-1111", 1 * GiB, 30, "reserve", "data", 50 * MiB,
                       "device", "GPU-cccc-3333", "unlimited", 0, "reserve", "module", 1 * MiB)
         h.start_actor(good_b, "server", "device", "GPU-bbbb-2222", 512 * MiB, 0, "reserve", "data", 10 * MiB)
@@ -335,6 +359,12 @@ def run(args):
         check(h.value('gpucap_process_alive{comm="victim"}') == 0, "the killed actor is not reported dead")
         check(h.value('gpucap_process_memory_in_use_bytes{comm="tr\\"ain\\\\er"}') == 102 * MiB,
               "the escaped process name did not survive the round trip")
+        # HAMi's "seconds since the last kernel": the container of good_a
+        # launched about 3 s before the actor said ready; good_b never did.
+        elapsed = h.value("hami_container_last_kernel_elapsed_seconds" + sel(region=good_a, device_uuid="GPU-aaaa-1111"))
+        check(3 <= elapsed < 3 + DEADLINE_S + 60, "hami last kernel elapsed of %s: %s" % (good_a, elapsed))
+        check(h.query("hami_container_last_kernel_elapsed_seconds" + sel(region=good_b)) == [],
+              "a container that never launched has a last-kernel series")
 
         # The corrupt region: up 0, errors counted, nothing else.
         check(h.value("gpucap_region_up" + sel(region=corrupt)) == 0, "the corrupt region is not down")
@@ -425,13 +455,133 @@ def cli_checks(args):
         return 1
 
 
+def fetch_metrics(port):
+    """One scrape of the exporter: {(name, frozenset(labels)): value}."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, _, rest = head.partition("{")
+        labels = {}
+        for part in rest.rstrip("}").split('",') if rest else []:
+            if part:
+                key, _, val = part.partition('="')
+                labels[key] = val.rstrip('"')
+        samples[(name, frozenset(labels.items()))] = float(value)
+    return samples
+
+
+def series(samples, name, **labels):
+    want = {(k, str(v)) for k, v in labels.items()}
+    return [v for (n, ls), v in samples.items() if n == name and want <= ls]
+
+
+def sm_views(args):
+    """SM limit, duty and share and the last kernel launch, as gpucap status,
+    gpucap top and the exporter (one scrape, no Prometheus) show them. The
+    share is unknown here (no GPU measured it): n/a, null, no series."""
+    h = Harness(args.gpucap, args.actor)
+    try:
+        region = h.region("team-s_sm-0_main")
+        launched = time.time_ns() - 2_500_000_000  # 2.5 s ago
+        a = h.start_actor(region, "launcher", "device", "GPU-sm-aaaa", GiB, 30, "reserve", "data", 10 * MiB,
+                          "launch", launched)
+        b = h.start_actor(region, "idle", "device", "GPU-sm-bbbb", "unlimited", 0, "reserve", "data", MiB)
+
+        doc = h.status(region)
+        devices = {d["uuid"]: d for d in doc["devices"]}
+        capped, free = devices["GPU-sm-aaaa"], devices["GPU-sm-bbbb"]
+        check(capped["sm_limit_percent"] == 30 and capped["sm_share_ratio"] is None
+              and 0 <= capped["sm_duty_ratio"] <= 1, "capped device in status --json: %s" % capped)
+        check(free["sm_limit_percent"] is None and free["sm_duty_ratio"] == 1 and free["sm_share_ratio"] is None,
+              "uncapped device in status --json: %s" % free)
+        procs = {p["pid"]: p for p in doc["processes"]}
+        check(procs[a.pid]["last_launch_unix_ns"] == launched, "last launch in status --json: %s" % procs[a.pid])
+        check(procs[b.pid]["last_launch_unix_ns"] is None, "never launched in status --json: %s" % procs[b.pid])
+
+        def age_seconds(cell):
+            m = re.fullmatch(r"(\d+)\.(\d)s ago", cell)
+            check(m is not None, "last kernel cell %r is not an age in seconds" % cell)
+            return int(m.group(1)) + int(m.group(2)) / 10
+
+        def cells(line):
+            return re.split(r"\s{2,}", line.strip())
+
+        out = subprocess.run([h.gpucap, "status", "--file", region], capture_output=True, text=True, timeout=10)
+        check(out.returncode == 0, "gpucap status: %s" % out.stderr)
+        rows = [cells(l) for l in out.stdout.splitlines()]
+        dev = {r[1]: r for r in rows if len(r) == 9 and r[1].startswith("GPU-sm-")}
+        check(dev["GPU-sm-aaaa"][6] == "30%" and dev["GPU-sm-aaaa"][8] == "n/a", "status device row %s" % dev)
+        check(dev["GPU-sm-bbbb"][6:] == ["none", "-", "n/a"], "status device row %s" % dev)
+        proc = {r[1]: r for r in rows if len(r) == 12 and r[1].isdigit()}
+        check(2.5 <= age_seconds(proc[str(a.pid)][5]) < 12.5, "status last kernel: %s" % proc[str(a.pid)])
+        check(proc[str(b.pid)][5] == "-", "status last kernel of a process that never launched: %s" % proc)
+
+        out = subprocess.run([h.gpucap, "top", "--once", "--file", region], capture_output=True, text=True,
+                             timeout=10)
+        check(out.returncode == 0, "gpucap top: %s" % out.stderr)
+        rows = [cells(l) for l in out.stdout.splitlines()]
+        dev = {r[1]: r for r in rows if len(r) == 8 and r[1].startswith("GPU-sm-")}
+        check(dev["GPU-sm-aaaa"][6:] == ["30%", "n/a"] and dev["GPU-sm-bbbb"][6:] == ["none", "n/a"],
+              "top device rows %s" % dev)
+        proc = {r[0]: r for r in rows if len(r) == 7 and r[0].isdigit()}
+        check(2.5 <= age_seconds(proc[str(a.pid)][6]) < 12.5, "top last kernel: %s" % proc[str(a.pid)])
+        check(proc[str(b.pid)][6] == "-", "top last kernel of a process that never launched: %s" % proc)
+
+        out = subprocess.run([h.gpucap, "top", "--once", "--json", "--file", region], capture_output=True,
+                             text=True, timeout=10)
+        top = json.loads(out.stdout)["regions"][0]
+        procs = {p["pid"]: p for p in top["processes"]}
+        check(procs[a.pid]["last_kernel_unix_ns"] == launched and procs[b.pid]["last_kernel_unix_ns"] is None,
+              "top --json last kernel: %s" % procs)
+        devices = {d["uuid"]: d for d in top["devices"]}
+        check(devices["GPU-sm-aaaa"]["sm_share_ratio"] is None and devices["GPU-sm-aaaa"]["sm_share_percent"] is None
+              and devices["GPU-sm-bbbb"]["sm_duty_ratio"] == 1, "top --json devices: %s" % devices)
+
+        port = h.start_exporter()
+        m = fetch_metrics(port)
+        la = dict(region=region, device_uuid="GPU-sm-aaaa")
+        lb = dict(region=region, device_uuid="GPU-sm-bbbb")
+        check(series(m, "gpucap_device_sm_limit_ratio", **la) == [0.3], "sm limit ratio: %s" % m)
+        check(series(m, "gpucap_device_sm_limit_ratio", **lb) == [1.0], "sm limit ratio (none)")
+        duty = series(m, "gpucap_device_sm_duty_ratio", **la)
+        check(len(duty) == 1 and abs(duty[0] - capped["sm_duty_ratio"]) < 1e-9, "sm duty: %s" % duty)
+        check(series(m, "gpucap_device_sm_duty_ratio", **lb) == [1.0], "sm duty without a limit")
+        check(series(m, "gpucap_device_sm_share_ratio", region=region) == [], "an unmeasured share was exported")
+        check(series(m, "hami_container_device_utilization_ratio", region=region) == [],
+              "an unmeasured share was exported under HAMi's name")
+        got = series(m, "gpucap_process_last_launch_timestamp_seconds", region=region, pid=a.pid, comm="launcher")
+        check(len(got) == 1 and abs(got[0] - launched / 1e9) < 1e-5, "last launch timestamp: %s" % got)
+        check(series(m, "gpucap_process_last_launch_timestamp_seconds", pid=b.pid) == [],
+              "a process that never launched has a last-launch sample")
+        for labels in (la, lb):
+            got = series(m, "hami_container_last_kernel_elapsed_seconds", **labels)
+            check(len(got) == 1 and 2 <= got[0] < 12, "hami last kernel elapsed: %s" % got)
+        print("exporter.sm_views: ok")
+        return 0
+    except Failure as e:
+        print("FAIL: %s" % e, file=sys.stderr)
+        print("--- exporter log ---\n" + h.read(h.exporter_log)[-3000:], file=sys.stderr)
+        return 1
+    finally:
+        h.cleanup()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gpucap", required=True)
     parser.add_argument("--actor", required=True)
     parser.add_argument("--cli-only", action="store_true",
                         help="check options, usage errors and exit codes only (no Prometheus)")
+    parser.add_argument("--sm-views", action="store_true",
+                        help="check SM limit/duty/share and last-launch output of status, top and one "
+                             "exporter scrape (no Prometheus)")
     args = parser.parse_args()
+    if args.sm_views:
+        return sm_views(args)
     return cli_checks(args) if args.cli_only else run(args)
 
 

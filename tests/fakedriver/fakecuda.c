@@ -11,6 +11,15 @@
  *   FAKECUDA_DEVICES      comma list of physical device UUIDs ("GPU-..." or
  *                         "MIG-..."); default two devices
  *   FAKECUDA_TOTAL_BYTES  memory of each device; default 16 GiB
+ *
+ * Launches run on a simulated clock: a kernel's CUfunction (and a graph's
+ * CUgraphExec from fakecuda_graph_exec) is its duration in microseconds.
+ * Work queued on a device runs one item at a time, so a stream's event
+ * completes (cuEventQuery stops answering CUDA_ERROR_NOT_READY) once the
+ * device has "run" everything queued before it. Streams can capture
+ * (cuStreamBeginCapture_v2): captured work does not run, and an event
+ * recorded on a capturing stream, or on the legacy stream while any stream
+ * captures, is counted as a capture violation for the tests.
  */
 #include "cuda_abi.h"
 #include "fake_common.h"
@@ -20,15 +29,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define FAKE_EXPORT __attribute__((visibility("default")))
 #define MAX_DEV     16
+/* CUDA_ERROR_ILLEGAL_STATE (401), which gpucap itself never needs. */
+#define CUDA_ERROR_ILLEGAL_STATE_FAKE ((CUresult)401)
+
+struct fake_stream;
 
 struct fake_ctx {
 	unsigned magic;
 	int ordinal;
 	bool primary;
 	int refs;
+	struct fake_stream *legacy; /* the context's NULL stream, made on first use */
 };
 #define CTX_MAGIC 0xc0ffee01u
 
@@ -273,6 +288,7 @@ static CUresult ctx_destroy(CUcontext c)
 	if (current == ctx)
 		current = NULL;
 	ctx->magic = 0;
+	free(ctx->legacy);
 	free(ctx);
 	return CUDA_SUCCESS;
 }
@@ -315,12 +331,6 @@ FAKE_EXPORT CUresult cuCtxGetDevice(CUdevice *device)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	*device = current->ordinal;
 	return CUDA_SUCCESS;
-}
-
-FAKE_EXPORT CUresult cuCtxSynchronize(void)
-{
-	NEED_INIT();
-	return current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
 }
 
 FAKE_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
@@ -882,11 +892,14 @@ FAKE_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
 	return free_common(dptr);
 }
 
-/* A synchronisation releases what pools hold above their threshold (0). */
+static void stream_wait_done(CUstream stream, bool per_thread);
+
+/* A synchronisation waits for the stream's work and releases what pools
+ * hold above their threshold (0). */
 FAKE_EXPORT CUresult cuStreamSynchronize(CUstream stream)
 {
-	(void)stream;
 	NEED_INIT();
+	stream_wait_done(stream, false);
 	pthread_mutex_lock(&lock);
 	for (int i = 0; i < visible_count; i++)
 		pool_trim_locked(&devs[i].default_pool, 0);
@@ -996,6 +1009,580 @@ FAKE_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray h)
 	return array_free((uint64_t)(uintptr_t)h);
 }
 
+/* ---- Streams, events, launches, capture ------------------------------------ */
+
+#define STREAM_MAGIC 0x57eea301u
+#define EVENT_MAGIC  0xe7e77e01u
+#define GRAPH_MAGIC  0x62a9b401u
+
+struct fake_stream {
+	unsigned magic;
+	int ordinal;
+	bool destroyed;
+	bool capturing;
+	bool invalidated;
+	uint64_t captured_ns; /* work captured so far */
+	CUstreamCaptureMode capture_mode;
+	const void *capture_thread; /* the thread that began the capture */
+	uint64_t last_end_ns;       /* when its last queued work completes */
+	struct fake_stream *next_all;
+};
+
+struct fake_event {
+	unsigned magic;
+	bool recorded;
+	uint64_t done_ns;
+};
+
+struct fake_graph {
+	unsigned magic;
+	uint64_t work_ns;
+};
+
+/* Every stream ever created, never freed: a use after destroy is detected,
+ * not a crash. */
+static struct fake_stream *all_streams;
+static _Thread_local struct fake_stream per_thread_stream = {.magic = STREAM_MAGIC};
+static uint64_t dev_busy_until[MAX_DEV];
+static uint64_t dev_busy_total[MAX_DEV];
+static int capturing_count;
+static uint64_t stat_event_records, stat_capture_violations, stat_use_after_destroy;
+static uint64_t stat_launches[8];
+static _Thread_local struct fake_ctx *ctx_stack[8];
+static _Thread_local int ctx_depth;
+static _Thread_local CUstreamCaptureMode thread_capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+static _Thread_local char thread_id_byte; /* its address names the thread */
+
+/* A "potentially unsafe" call (an event query, a synchronisation) while a
+ * capture forbids it: another thread's global-mode capture unless this
+ * thread is relaxed, or this thread's own capture unless begun relaxed. The
+ * driver then invalidates the captures; the tests count it. Caller holds
+ * lock. */
+static bool unsafe_during_capture(void)
+{
+	bool unsafe = false;
+	for (struct fake_stream *c = all_streams; c; c = c->next_all) {
+		if (!c->capturing || c->destroyed)
+			continue;
+		bool mine = c->capture_thread == &thread_id_byte;
+		if ((mine && c->capture_mode != CU_STREAM_CAPTURE_MODE_RELAXED) ||
+		    (!mine && c->capture_mode == CU_STREAM_CAPTURE_MODE_GLOBAL &&
+		     thread_capture_mode != CU_STREAM_CAPTURE_MODE_RELAXED))
+			unsafe = true;
+	}
+	if (unsafe) {
+		stat_capture_violations++;
+		for (struct fake_stream *c = all_streams; c; c = c->next_all)
+			if (c->capturing)
+				c->invalidated = true;
+	}
+	return unsafe;
+}
+
+FAKE_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
+{
+	if (!mode)
+		return CUDA_ERROR_INVALID_VALUE;
+	CUstreamCaptureMode old = thread_capture_mode;
+	thread_capture_mode = *mode;
+	*mode = old;
+	return CUDA_SUCCESS;
+}
+
+static uint64_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The stream a handle names for this thread; caller holds lock. NULL when
+ * it names nothing (no context, destroyed). */
+static struct fake_stream *stream_of(CUstream h, bool per_thread, CUresult *err)
+{
+	*err = CUDA_SUCCESS;
+	if ((h == NULL && per_thread) || h == CU_STREAM_PER_THREAD) {
+		if (!current) {
+			*err = CUDA_ERROR_INVALID_CONTEXT;
+			return NULL;
+		}
+		per_thread_stream.ordinal = current->ordinal;
+		return &per_thread_stream;
+	}
+	if (h == NULL || h == CU_STREAM_LEGACY) {
+		if (!current) {
+			*err = CUDA_ERROR_INVALID_CONTEXT;
+			return NULL;
+		}
+		if (!current->legacy) {
+			current->legacy = calloc(1, sizeof(*current->legacy));
+			current->legacy->magic = STREAM_MAGIC;
+			current->legacy->ordinal = current->ordinal;
+		}
+		return current->legacy;
+	}
+	struct fake_stream *s = (struct fake_stream *)h;
+	if (s->magic != STREAM_MAGIC) {
+		*err = CUDA_ERROR_INVALID_HANDLE;
+		return NULL;
+	}
+	if (s->destroyed) {
+		stat_use_after_destroy++;
+		*err = CUDA_ERROR_INVALID_HANDLE;
+		return NULL;
+	}
+	return s;
+}
+
+static bool is_legacy(CUstream h, bool per_thread)
+{
+	return (h == NULL && !per_thread) || h == CU_STREAM_LEGACY;
+}
+
+FAKE_EXPORT CUresult cuStreamCreate(CUstream *phStream, unsigned int flags)
+{
+	(void)flags;
+	NEED_INIT();
+	if (!phStream)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	struct fake_stream *s = calloc(1, sizeof(*s));
+	s->magic = STREAM_MAGIC;
+	s->ordinal = current->ordinal;
+	pthread_mutex_lock(&lock);
+	s->next_all = all_streams;
+	all_streams = s;
+	pthread_mutex_unlock(&lock);
+	*phStream = (CUstream)s;
+	return CUDA_SUCCESS;
+}
+
+static CUresult stream_destroy(CUstream h)
+{
+	NEED_INIT();
+	if (!h || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, false, &r);
+	if (s) {
+		if (s->capturing)
+			capturing_count--;
+		s->destroyed = true;
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
+{
+	return stream_destroy(h);
+}
+
+FAKE_EXPORT CUresult cuStreamDestroy(CUstream h)
+{
+	return stream_destroy(h);
+}
+
+/* Queue work_ns of work on a stream (caller holds lock): captured, or run
+ * after everything queued on the device. */
+static void enqueue(struct fake_stream *s, uint64_t work_ns)
+{
+	if (s->capturing) {
+		s->captured_ns += work_ns;
+		return;
+	}
+	uint64_t now = mono_now();
+	uint64_t start = dev_busy_until[s->ordinal] > now ? dev_busy_until[s->ordinal] : now;
+	dev_busy_until[s->ordinal] = start + work_ns;
+	dev_busy_total[s->ordinal] += work_ns;
+	s->last_end_ns = start + work_ns;
+}
+
+enum { L_KERNEL, L_KERNEL_PTSZ, L_EX, L_EX_PTSZ, L_COOP, L_COOP_PTSZ, L_GRAPH, L_GRAPH_PTSZ };
+
+/* Like the driver's push buffer: a launch blocks while this much work is
+ * queued on the device. */
+#define QUEUE_MAX_NS 50000000ull
+
+static CUresult launch(int kind, uint64_t work_ns, CUstream h, bool per_thread)
+{
+	NEED_INIT();
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	uint64_t backlog = 0;
+	struct fake_stream *s = stream_of(h, per_thread, &r);
+	if (s && is_legacy(h, per_thread) && capturing_count > 0)
+		r = CUDA_ERROR_STREAM_CAPTURE_IMPLICIT; /* global capture mode */
+	else if (s) {
+		enqueue(s, work_ns);
+		stat_launches[kind]++;
+		uint64_t now = mono_now();
+		if (!s->capturing && dev_busy_until[s->ordinal] > now + QUEUE_MAX_NS)
+			backlog = dev_busy_until[s->ordinal] - now - QUEUE_MAX_NS;
+	}
+	pthread_mutex_unlock(&lock);
+	if (backlog) {
+		struct timespec ts = {(time_t)(backlog / 1000000000u), (long)(backlog % 1000000000u)};
+		nanosleep(&ts, NULL);
+	}
+	return r;
+}
+
+#define KERNEL_NS(f) ((uint64_t)(uintptr_t)(f)*1000u)
+
+FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                    unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared,
+                                    CUstream h, void **params, void **extra)
+{
+	(void)gx, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)shared, (void)params, (void)extra;
+	return launch(L_KERNEL, KERNEL_NS(f), h, false);
+}
+
+FAKE_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                         unsigned int bx, unsigned int by, unsigned int bz,
+                                         unsigned int shared, CUstream h, void **params, void **extra)
+{
+	(void)gx, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)shared, (void)params, (void)extra;
+	return launch(L_KERNEL_PTSZ, KERNEL_NS(f), h, true);
+}
+
+FAKE_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
+{
+	(void)params, (void)extra;
+	if (!config)
+		return CUDA_ERROR_INVALID_VALUE;
+	return launch(L_EX, KERNEL_NS(f), config->hStream, false);
+}
+
+FAKE_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params,
+                                           void **extra)
+{
+	(void)params, (void)extra;
+	if (!config)
+		return CUDA_ERROR_INVALID_VALUE;
+	return launch(L_EX_PTSZ, KERNEL_NS(f), config->hStream, true);
+}
+
+FAKE_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy,
+                                               unsigned int gz, unsigned int bx, unsigned int by,
+                                               unsigned int bz, unsigned int shared, CUstream h,
+                                               void **params)
+{
+	(void)gx, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)shared, (void)params;
+	return launch(L_COOP, KERNEL_NS(f), h, false);
+}
+
+FAKE_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy,
+                                                    unsigned int gz, unsigned int bx, unsigned int by,
+                                                    unsigned int bz, unsigned int shared, CUstream h,
+                                                    void **params)
+{
+	(void)gx, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)shared, (void)params;
+	return launch(L_COOP_PTSZ, KERNEL_NS(f), h, true);
+}
+
+static CUresult graph_launch(int kind, CUgraphExec exec, CUstream h, bool per_thread)
+{
+	struct fake_graph *g = (struct fake_graph *)exec;
+	if (!g || g->magic != GRAPH_MAGIC)
+		return CUDA_ERROR_INVALID_VALUE;
+	return launch(kind, g->work_ns, h, per_thread);
+}
+
+FAKE_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream h)
+{
+	return graph_launch(L_GRAPH, exec, h, false);
+}
+
+FAKE_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream h)
+{
+	return graph_launch(L_GRAPH_PTSZ, exec, h, true);
+}
+
+FAKE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream h, CUstreamCaptureMode mode)
+{
+	NEED_INIT();
+	if (is_legacy(h, false) || h == CU_STREAM_PER_THREAD)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, false, &r);
+	if (s && s->capturing)
+		r = CUDA_ERROR_ILLEGAL_STATE_FAKE;
+	else if (s) {
+		s->capturing = true;
+		s->invalidated = false;
+		s->captured_ns = 0;
+		s->capture_mode = mode;
+		s->capture_thread = &thread_id_byte;
+		capturing_count++;
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *graph)
+{
+	NEED_INIT();
+	if (!graph)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, false, &r);
+	if (s && !s->capturing)
+		r = CUDA_ERROR_ILLEGAL_STATE_FAKE;
+	else if (s) {
+		s->capturing = false;
+		capturing_count--;
+		if (s->invalidated) {
+			r = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+		} else {
+			struct fake_graph *g = calloc(1, sizeof(*g));
+			g->magic = GRAPH_MAGIC;
+			g->work_ns = s->captured_ns;
+			*graph = (CUgraph)g;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuStreamIsCapturing(CUstream h, CUstreamCaptureStatus *status)
+{
+	NEED_INIT();
+	if (!status)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, false, &r);
+	if (s && is_legacy(h, false) && capturing_count > 0)
+		r = CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+	else if (s)
+		*status = s->capturing ? (s->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+		                                         : CU_STREAM_CAPTURE_STATUS_ACTIVE)
+		                       : CU_STREAM_CAPTURE_STATUS_NONE;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags)
+{
+	(void)flags;
+	struct fake_graph *g = (struct fake_graph *)graph;
+	if (!exec || !g || g->magic != GRAPH_MAGIC)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct fake_graph *e = calloc(1, sizeof(*e));
+	*e = *g;
+	*exec = (CUgraphExec)e;
+	return CUDA_SUCCESS;
+}
+
+static CUresult graph_free(void *p)
+{
+	struct fake_graph *g = p;
+	if (!g || g->magic != GRAPH_MAGIC)
+		return CUDA_ERROR_INVALID_VALUE;
+	g->magic = 0;
+	free(g);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuGraphDestroy(CUgraph graph)
+{
+	return graph_free(graph);
+}
+
+FAKE_EXPORT CUresult cuGraphExecDestroy(CUgraphExec exec)
+{
+	return graph_free(exec);
+}
+
+FAKE_EXPORT CUresult cuEventCreate(CUevent *ev, unsigned int flags)
+{
+	NEED_INIT();
+	if (!ev || (flags & ~0x7u))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	struct fake_event *e = calloc(1, sizeof(*e));
+	e->magic = EVENT_MAGIC;
+	*ev = (CUevent)e;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuEventRecord(CUevent ev, CUstream h)
+{
+	NEED_INIT();
+	struct fake_event *e = (struct fake_event *)ev;
+	if (!e || e->magic != EVENT_MAGIC)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, false, &r);
+	if (s && is_legacy(h, false) && capturing_count > 0) {
+		/* The legacy stream synchronises with every blocking stream: in
+		 * global capture mode this invalidates the captures. */
+		stat_capture_violations++;
+		for (struct fake_stream *c = all_streams; c; c = c->next_all)
+			if (c->capturing)
+				c->invalidated = true;
+		r = CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+	} else if (s && s->capturing) {
+		/* The driver would add a node to the user's graph. */
+		stat_capture_violations++;
+	} else if (s) {
+		e->recorded = true;
+		e->done_ns = s->last_end_ns;
+		stat_event_records++;
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+FAKE_EXPORT CUresult cuEventQuery(CUevent ev)
+{
+	NEED_INIT();
+	struct fake_event *e = (struct fake_event *)ev;
+	if (!e || e->magic != EVENT_MAGIC)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&lock);
+	bool unsafe = unsafe_during_capture();
+	bool done = !e->recorded || mono_now() >= e->done_ns;
+	pthread_mutex_unlock(&lock);
+	if (unsafe)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	return done ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+
+FAKE_EXPORT CUresult cuEventDestroy_v2(CUevent ev)
+{
+	NEED_INIT();
+	struct fake_event *e = (struct fake_event *)ev;
+	if (!e || e->magic != EVENT_MAGIC)
+		return CUDA_ERROR_INVALID_HANDLE;
+	e->magic = 0;
+	free(e);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuEventDestroy(CUevent ev)
+{
+	return cuEventDestroy_v2(ev);
+}
+
+FAKE_EXPORT CUresult cuCtxPushCurrent_v2(CUcontext ctx)
+{
+	NEED_INIT();
+	struct fake_ctx *c = (struct fake_ctx *)ctx;
+	if (!c || c->magic != CTX_MAGIC || ctx_depth >= 8)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	ctx_stack[ctx_depth++] = current;
+	current = c;
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext *pctx)
+{
+	NEED_INIT();
+	if (ctx_depth == 0)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (pctx)
+		*pctx = (CUcontext)current;
+	current = ctx_stack[--ctx_depth];
+	return CUDA_SUCCESS;
+}
+
+/* Sleep until the work queued on a stream (or the whole device, for the
+ * legacy stream) has run. */
+static void stream_wait_done(CUstream stream, bool per_thread)
+{
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(stream, per_thread, &r);
+	uint64_t until = 0;
+	if (s)
+		until = is_legacy(stream, per_thread) ? dev_busy_until[s->ordinal] : s->last_end_ns;
+	pthread_mutex_unlock(&lock);
+	uint64_t now = mono_now();
+	if (until > now) {
+		struct timespec ts = {(time_t)((until - now) / 1000000000u),
+		                      (long)((until - now) % 1000000000u)};
+		nanosleep(&ts, NULL);
+	}
+}
+
+FAKE_EXPORT CUresult cuCtxSynchronize(void)
+{
+	NEED_INIT();
+	if (!current)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	stream_wait_done(NULL, false);
+	return CUDA_SUCCESS;
+}
+
+/* A fork while another thread holds the lock (gpucap's controller thread
+ * draining) must not leave the child's copy locked. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+__attribute__((constructor)) static void fake_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
+/* ---- Test hooks for launches ------------------------------------------------ */
+
+/* A graph that runs us microseconds of work, for cuGraphLaunch. */
+FAKE_EXPORT CUgraphExec fakecuda_graph_exec(uint64_t us)
+{
+	struct fake_graph *g = calloc(1, sizeof(*g));
+	g->magic = GRAPH_MAGIC;
+	g->work_ns = us * 1000u;
+	return (CUgraphExec)g;
+}
+
+/* Nanoseconds of work the device has finished running by now. */
+FAKE_EXPORT uint64_t fakecuda_busy_ns(int ordinal)
+{
+	if (ordinal < 0 || ordinal >= MAX_DEV)
+		return 0;
+	pthread_mutex_lock(&lock);
+	uint64_t now = mono_now();
+	uint64_t pending = dev_busy_until[ordinal] > now ? dev_busy_until[ordinal] - now : 0;
+	uint64_t done = dev_busy_total[ordinal] - pending;
+	pthread_mutex_unlock(&lock);
+	return done;
+}
+
+/* Counters: events recorded; events recorded where a capture forbids it;
+ * handles used after their stream was destroyed; launches by entry point
+ * (0 kernel, 1 kernel_ptsz, 2 Ex, 3 Ex_ptsz, 4 cooperative, 5 cooperative_ptsz,
+ * 6 graph, 7 graph_ptsz). */
+FAKE_EXPORT uint64_t fakecuda_stat(const char *name)
+{
+	pthread_mutex_lock(&lock);
+	uint64_t v = 0;
+	if (strcmp(name, "event_records") == 0)
+		v = stat_event_records;
+	else if (strcmp(name, "capture_violations") == 0)
+		v = stat_capture_violations;
+	else if (strcmp(name, "use_after_destroy") == 0)
+		v = stat_use_after_destroy;
+	else if (strncmp(name, "launches.", 9) == 0 && name[9] >= '0' && name[9] <= '7')
+		v = stat_launches[name[9] - '0'];
+	pthread_mutex_unlock(&lock);
+	return v;
+}
+
 /* ---- Test hooks (not driver API) ------------------------------------------ */
 
 /* Bytes the fake device has handed out, for tests. */
@@ -1099,6 +1686,31 @@ static const struct proc procs[] = {
     P("cuIpcOpenMemHandle", 11000, cuIpcOpenMemHandle_v2),
     P("cuIpcCloseMemHandle", 4010, cuIpcCloseMemHandle),
     P("cuStreamSynchronize", 2000, cuStreamSynchronize),
+    P("cuStreamCreate", 2000, cuStreamCreate),
+    P("cuStreamDestroy", 2000, cuStreamDestroy),
+    P("cuStreamDestroy", 4000, cuStreamDestroy_v2),
+    P("cuLaunchKernel", 4000, cuLaunchKernel),
+    PT("cuLaunchKernel", 7000, cuLaunchKernel_ptsz),
+    P("cuLaunchKernelEx", 11060, cuLaunchKernelEx),
+    PT("cuLaunchKernelEx", 11060, cuLaunchKernelEx_ptsz),
+    P("cuLaunchCooperativeKernel", 9000, cuLaunchCooperativeKernel),
+    PT("cuLaunchCooperativeKernel", 9000, cuLaunchCooperativeKernel_ptsz),
+    P("cuGraphLaunch", 10000, cuGraphLaunch),
+    PT("cuGraphLaunch", 10000, cuGraphLaunch_ptsz),
+    P("cuGraphInstantiate", 11040, cuGraphInstantiateWithFlags),
+    P("cuGraphExecDestroy", 10000, cuGraphExecDestroy),
+    P("cuGraphDestroy", 10000, cuGraphDestroy),
+    P("cuStreamBeginCapture", 10010, cuStreamBeginCapture_v2),
+    P("cuStreamEndCapture", 10000, cuStreamEndCapture),
+    P("cuStreamIsCapturing", 10000, cuStreamIsCapturing),
+    P("cuEventCreate", 2000, cuEventCreate),
+    P("cuEventRecord", 2000, cuEventRecord),
+    P("cuEventQuery", 2000, cuEventQuery),
+    P("cuEventDestroy", 2000, cuEventDestroy),
+    P("cuEventDestroy", 4000, cuEventDestroy_v2),
+    P("cuCtxPushCurrent", 4000, cuCtxPushCurrent_v2),
+    P("cuThreadExchangeStreamCaptureMode", 10010, cuThreadExchangeStreamCaptureMode),
+    P("cuCtxPopCurrent", 4000, cuCtxPopCurrent_v2),
     P("cuGetProcAddress", 11030, cuGetProcAddress),
     P("cuGetProcAddress", 12000, cuGetProcAddress_v2),
 };

@@ -3,14 +3,23 @@
  * A test double for libnvidia-ml.so.1: every physical device of
  * FAKECUDA_DEVICES (NVML ignores CUDA_VISIBLE_DEVICES), each with
  * FAKECUDA_TOTAL_BYTES of memory, FAKENVML_USED_BYTES of it in use.
+ *
+ * Per-process utilisation (nvmlDeviceGetProcessUtilization) reports, for
+ * every device, one fresh sample per entry of FAKENVML_PROCESS_UTIL
+ * ("PID:SM,..."; PID "self" is the calling process) or of what a test set
+ * with fakenvml_set_process_util. FAKENVML_PROCESS_UTIL=unsupported makes
+ * the call fail with NVML_ERROR_NOT_SUPPORTED.
  */
 #include "cuda_abi.h"
 #include "fake_common.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define FAKE_EXPORT __attribute__((visibility("default")))
 
@@ -111,4 +120,133 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMem
 	memory->used = used;
 	memory->free = total - used - memory->reserved;
 	return NVML_SUCCESS;
+}
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
+{
+	if (!initialised)
+		return NVML_ERROR_UNINITIALIZED;
+	if (!uuid || !device)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	for (int i = 0; i < fake_device_count(); i++) {
+		if (strcmp(fake_device_uuid(i), uuid) == 0) {
+			*device = &handles[i];
+			return NVML_SUCCESS;
+		}
+	}
+	return NVML_ERROR_NOT_FOUND;
+}
+
+/* ---- Per-process utilisation -------------------------------------------------- */
+
+#define MAX_UTIL 16
+
+struct util_entry {
+	unsigned int pid;
+	unsigned int sm;
+};
+
+static pthread_mutex_t util_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct util_entry util[MAX_UTIL];
+static int util_count = -1; /* -1: not read from the environment yet */
+static bool util_unsupported;
+
+static void util_load_locked(void)
+{
+	if (util_count >= 0)
+		return;
+	util_count = 0;
+	const char *spec = getenv("FAKENVML_PROCESS_UTIL");
+	if (!spec)
+		return;
+	if (strcmp(spec, "unsupported") == 0) {
+		util_unsupported = true;
+		return;
+	}
+	char copy[1024];
+	snprintf(copy, sizeof(copy), "%s", spec);
+	char *save = NULL;
+	for (char *item = strtok_r(copy, ",", &save); item && util_count < MAX_UTIL;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(item, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		unsigned int pid =
+		    strcmp(item, "self") == 0 ? (unsigned int)getpid() : (unsigned int)atoi(item);
+		util[util_count].pid = pid;
+		util[util_count].sm = (unsigned int)atoi(colon + 1);
+		util_count++;
+	}
+}
+
+static void util_prepare(void)
+{
+	pthread_mutex_lock(&util_lock);
+}
+
+static void util_release(void)
+{
+	pthread_mutex_unlock(&util_lock);
+}
+
+__attribute__((constructor)) static void util_atfork(void)
+{
+	pthread_atfork(util_prepare, util_release, util_release);
+}
+
+/* Set (sm > 0) or remove (sm == 0) the utilisation NVML reports for pid
+ * (0: the calling process). */
+FAKE_EXPORT void fakenvml_set_process_util(unsigned int pid, unsigned int sm)
+{
+	if (pid == 0)
+		pid = (unsigned int)getpid();
+	pthread_mutex_lock(&util_lock);
+	util_load_locked();
+	int i = 0;
+	while (i < util_count && util[i].pid != pid)
+		i++;
+	if (sm == 0 && i < util_count) {
+		util[i] = util[--util_count];
+	} else if (sm > 0 && i < MAX_UTIL) {
+		util[i].pid = pid;
+		util[i].sm = sm;
+		if (i == util_count)
+			util_count++;
+	}
+	pthread_mutex_unlock(&util_lock);
+}
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
+                                                         nvmlProcessUtilizationSample_t *samples,
+                                                         unsigned int *count, unsigned long long last_seen)
+{
+	if (!valid(device) || !count)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	pthread_mutex_lock(&util_lock);
+	util_load_locked();
+	nvmlReturn_t r = NVML_SUCCESS;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	unsigned long long now_us =
+	    (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u;
+	unsigned int n = (unsigned int)util_count;
+	if (util_unsupported) {
+		r = NVML_ERROR_NOT_SUPPORTED;
+	} else if (n == 0 || now_us <= last_seen) {
+		r = NVML_ERROR_NOT_FOUND;
+	} else if (!samples || *count < n) {
+		*count = n;
+		r = NVML_ERROR_INSUFFICIENT_SIZE;
+	} else {
+		for (unsigned int i = 0; i < n; i++) {
+			memset(&samples[i], 0, sizeof(samples[i]));
+			samples[i].pid = util[i].pid;
+			samples[i].timeStamp = now_us;
+			samples[i].smUtil = util[i].sm;
+		}
+		*count = n;
+	}
+	pthread_mutex_unlock(&util_lock);
+	return r;
 }

@@ -30,7 +30,8 @@ cmake -S "$repo" -B "$build" -DGPUCAP_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release
 lib="$build/lib/libgpucap.so"
 cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/driver_paths" >>"$log" 2>&1 &&
   cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/race_fill.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/race_fill" >>"$log" 2>&1 &&
-  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_sharing.c" -L"$cuda/lib64/stubs" -lcuda -lpthread -o "$out/driver_sharing" >>"$log" 2>&1 ||
+  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_sharing.c" -L"$cuda/lib64/stubs" -lcuda -lpthread -o "$out/driver_sharing" >>"$log" 2>&1 &&
+  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/sm_gate.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/sm_gate" >>"$log" 2>&1 ||
   { say "FAIL compiling the driver-API tests (see $log)"; exit 1; }
 
 scratch=$(mktemp -d)
@@ -83,6 +84,20 @@ GPUCAP_TEST_CAP=$fcap capped $fcap cupy python3 "$repo/tests/gpu/framework_cap.p
 record "cupy: memGetInfo = cap, OutOfMemoryError, usage within cap" $?
 GPUCAP_TEST_CAP=$fcap capped $fcap jax python3 "$repo/tests/gpu/framework_cap.py" jax >>"$log" 2>&1
 record "jax: preallocation is a fraction of the cap, not of the card" $?
+
+# Compute cap on every launch path: at CUDA_DEVICE_SM_LIMIT=30 each path must
+# run clearly below its uncapped rate (the gate engages); how close to 30% it
+# lands is measured in bench/gpu/run_sm.sh, not asserted here.
+"$out/sm_gate" 2 1000 all >"$out/sm-native.txt" 2>>"$log"
+CUDA_DEVICE_SM_LIMIT=30 capped $cap sm "$out/sm_gate" 2 1000 all >"$out/sm-capped.txt" 2>>"$log"
+cat "$out/sm-native.txt" "$out/sm-capped.txt" >>"$log"
+for path in kernel ex coop graph ptsz; do
+  n=$(awk -v p="path $path:" 'index($0, p) == 1 {print $3}' "$out/sm-native.txt")
+  c=$(awk -v p="path $path:" 'index($0, p) == 1 {print $3}' "$out/sm-capped.txt")
+  say "sm cap 30, $path: uncapped ${n:-?} kernels/s, capped ${c:-?} kernels/s"
+  awk -v n="${n:-0}" -v c="${c:-0}" 'BEGIN { exit !(n > 0 && c > 0 && c / n < 0.6) }'
+  record "CUDA_DEVICE_SM_LIMIT=30 throttles the $path launch path (capped < 60% of uncapped)" $?
+done
 
 rcap=$((8 << 30))
 capped $rcap race "$out/race_fill" 8 $rcap 3 2>&1 | tee -a "$log"

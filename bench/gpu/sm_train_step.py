@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Training steps per second of a small transformer, to measure what the
+preload library costs a real training loop.
+
+usage: sm_train_step.py [SECONDS]   (default 6)
+
+Model: token embedding, nn.TransformerEncoder (d_model 512, 8 heads,
+feed-forward 2048, 6 layers, batch_first), a linear head over a vocabulary
+of 8192 tokens and cross-entropy loss; batch 32 x sequence 256 of random
+tokens; AdamW; bf16 autocast. One step = forward, backward, optimizer step,
+with no synchronisation inside the loop, as a training loop runs.
+
+After 30 warm-up steps it runs steps for SECONDS, synchronises (so queued
+work counts with the time it took) and prints one line:
+
+  steps=512 seconds=6.011 steps_per_s=85.18
+
+Lines starting with '#' are comments. Only torch and the standard library
+are used.
+"""
+import os
+import sys
+import time
+
+
+def main():
+    seconds = 6.0
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help")):
+        print("usage: sm_train_step.py [SECONDS]", file=sys.stderr)
+        sys.exit(2)
+    if len(sys.argv) == 2:
+        try:
+            seconds = float(sys.argv[1])
+        except ValueError:
+            print("sm_train_step: SECONDS must be a number, not %r" % sys.argv[1], file=sys.stderr)
+            sys.exit(2)
+
+    import torch
+    from torch import nn
+
+    if not torch.cuda.is_available():
+        print("sm_train_step: torch sees no CUDA device", file=sys.stderr)
+        sys.exit(1)
+    torch.manual_seed(0)
+    cuda = torch.device("cuda")
+    vocab, d_model, batch, seq = 8192, 512, 32, 256
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, d_model)
+            layer = nn.TransformerEncoderLayer(d_model, nhead=8, dim_feedforward=2048, dropout=0.1,
+                                               batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
+            self.head = nn.Linear(d_model, vocab)
+
+        def forward(self, tokens):
+            return self.head(self.encoder(self.embed(tokens)))
+
+    model = Model().to(cuda)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    tokens = torch.randint(0, vocab, (batch, seq), device=cuda)
+    targets = torch.randint(0, vocab, (batch, seq), device=cuda)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            logits = model(tokens)
+            loss = loss_fn(logits.reshape(-1, vocab).float(), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(30):
+        step()
+    torch.cuda.synchronize()
+    print("# sm_train_step device=%s torch=%s preload=%s sm_limit=%s pid=%d"
+          % (torch.cuda.get_device_name(0).replace(" ", "_"), torch.__version__,
+             "yes" if "gpucap" in os.environ.get("LD_PRELOAD", "") else "no",
+             os.environ.get("CUDA_DEVICE_SM_LIMIT", "none"), os.getpid()), flush=True)
+
+    steps = 0
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    while time.monotonic() < deadline:
+        step()
+        steps += 1
+    torch.cuda.synchronize()
+    elapsed = time.monotonic() - t0
+    print("steps=%d seconds=%.3f steps_per_s=%.2f" % (steps, elapsed, steps / elapsed), flush=True)
+
+
+if __name__ == "__main__":
+    main()

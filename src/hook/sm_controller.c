@@ -1,0 +1,561 @@
+/*
+ * The SM controller: one background thread per process, off every launch
+ * path (docs/compute-caps.md).
+ *
+ * Two threads, both off every launch path, started by the first gated
+ * launch (never by a process that does not launch; a forked child starts
+ * its own on its first launch):
+ *
+ * The gate thread ("gpucap-gate") keeps gpucap_sm_armed current (launches
+ * take the gate only while some device of the region is throttled, so
+ * `gpucap set --sm` reaches running processes within a tick) and runs the
+ * drains of the gates (throttle.c) in relaxed capture mode.
+ *
+ * The controller thread ("gpucap-sm"), every SM_TICK_NS,
+ *   - for each throttled device, tries the device's controller lease in
+ *     the region. The one holder per container and device reads NVML's
+ *     per-process utilisation every SM_STEP_NS, sums its container's
+ *     processes and the others, and sets the duty the gates apply:
+ *
+ *         duty = clamp(cap + I, cap / 2, 100%)
+ *         I   += k * (cap - share)       (k larger downwards; back-computed
+ *                                         from the clamp: no wind-up)
+ *
+ *     Alone on the GPU the feed-forward duty = cap is already right and I
+ *     only trims the measuring bias; next to another tenant the ON phases
+ *     are shared and I raises the duty until the share reaches the cap.
+ *     Without NVML it runs open loop (duty = cap) and says so.
+ *
+ * NVML calls can be slow (initialisation takes up to a second); they never
+ * hold up a drain, which is why the two are separate threads.
+ */
+#define _GNU_SOURCE
+#include "log.h"
+#include "throttle.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SM_TICK_NS       UINT64_C(250000000)  /* armed flag, lease renewal */
+#define SM_STEP_NS       UINT64_C(500000000)  /* one control step per device */
+#define SM_LEASE_TTL_NS  UINT64_C(1200000000) /* a dead owner is replaced after this */
+#define SM_PEERS_NS      UINT64_C(2000000000) /* refresh of the container's PIDs */
+#define SM_ELASTIC_NS    UINT64_C(1000000000) /* foreign use must be absent this long */
+#define SM_ELASTIC_PPM   50000u               /* "foreign use": at least 5% */
+#define SM_IDLE_PPM      5000u                /* below 0.5%: the container is idle */
+#define SM_MISMATCH_PPM  20000u               /* gates busy 2% while NVML shows nothing */
+#define SM_GAIN_UP_PPM   250000u              /* k when the share is below the cap */
+#define SM_GAIN_DOWN_PPM 500000u              /* k when above: overshoot ends fast */
+#define SM_MAX_SAMPLES   1024u
+#define SM_MAX_PEERS     1024u
+
+/* ---- Thread state ---------------------------------------------------------------- */
+
+static atomic_int started;
+static atomic_bool stopping;
+static atomic_bool gate_running;
+static atomic_bool ctl_running;
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
+/* When the sleeping thread wakes (0 while it is awake), and the earliest
+ * deadline launches asked for since it last looked at the gates. */
+static _Atomic uint64_t wake_at_ns = UINT64_MAX;
+static _Atomic uint64_t kick_ns = UINT64_MAX;
+static atomic_bool atexit_registered;
+
+/* Per region device, owned by the controller thread alone. */
+struct ctl_device {
+	bool owner;
+	int32_t integral_ppm;
+	uint32_t share_ppm;
+	bool share_known;
+	uint64_t last_step_ns;
+	uint64_t last_busy_ns;
+	uint64_t last_foreign_ns;
+	unsigned long long last_sample_us;
+	char uuid[GPUCAP_UUID_MAX];
+	nvmlDevice_t nvml;
+	int nvml_state; /* 0 unknown, 1 usable, -1 unusable (open loop) */
+	unsigned mismatches;
+	bool logged;
+};
+
+static struct ctl_device ctl[GPUCAP_MAX_DEVICES];
+static int nvml_state; /* 0 untried, 1 initialised, -1 unavailable */
+static bool nvml_logged;
+static bool elastic_logged;
+
+/* The container's processes as NVML names them. */
+static unsigned int peers[SM_MAX_PEERS];
+static unsigned peer_count;
+static uint64_t peers_at_ns;
+static uint64_t own_ns_inode;
+
+static nvmlProcessUtilizationSample_t samples[SM_MAX_SAMPLES];
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned long long real_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u;
+}
+
+/* ---- The armed flag --------------------------------------------------------------- */
+
+static void update_armed(void)
+{
+	bool armed = false;
+	for (int i = 0; i < GPUCAP_MAX_DEVICES && !armed; i++)
+		armed = gpucap.config.sm.local_cap[i] != 0;
+	for (int d = 0; d < GPUCAP_MAX_DEVICES && !armed && gpucap.region; d++) {
+		uint32_t cap = gpucap_region_sm_limit(gpucap.region, d);
+		if (cap >= 100)
+			continue;
+		uint32_t duty = gpucap_region_sm_duty(gpucap.region, d);
+		armed = duty < GPUCAP_SM_PPM; /* 0: unset, the cap applies */
+	}
+	atomic_store_explicit(&gpucap_sm_armed, armed ? 1u : 0u, memory_order_release);
+}
+
+/* ---- Who belongs to the container --------------------------------------------------- */
+
+/* The inode of this process's PID namespace, from the link's text
+ * "pid:[4026531836]" (readlink: no stat, whose symbol versions tie a
+ * library to a recent glibc). 0: unknown. */
+static uint64_t pid_ns_inode(void)
+{
+	char link[64];
+	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+	if (n <= 5 || strncmp(link, "pid:[", 5) != 0)
+		return 0;
+	link[n] = '\0';
+	uint64_t inode = 0;
+	for (const char *p = link + 5; *p >= '0' && *p <= '9'; p++)
+		inode = inode * 10 + (uint64_t)(*p - '0');
+	return inode;
+}
+
+/*
+ * NVML names processes in the caller's PID namespace: a process of ours by
+ * its PID here, one it cannot see by its host PID. So the container is this
+ * process, the live slots of the region that share its PID namespace (their
+ * recorded PID), and live slots elsewhere whose host PID is known.
+ */
+static void refresh_peers(uint64_t now)
+{
+	if (peer_count && now - peers_at_ns < SM_PEERS_NS)
+		return;
+	peers_at_ns = now;
+	peer_count = 0;
+	peers[peer_count++] = (unsigned int)getpid();
+	if (!own_ns_inode)
+		own_ns_inode = pid_ns_inode();
+	struct gpucap_snapshot *snap = gpucap_region_snapshot(gpucap.region);
+	if (!snap)
+		return;
+	for (uint32_t i = 0; i < snap->process_count && peer_count < SM_MAX_PEERS; i++) {
+		const struct gpucap_process_view *p = &snap->processes[i];
+		if (!p->alive || p->self)
+			continue;
+		if (own_ns_inode && p->pid_ns_inode == own_ns_inode && p->pid > 0)
+			peers[peer_count++] = (unsigned int)p->pid;
+		else if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
+			peers[peer_count++] = (unsigned int)p->host_pid;
+	}
+	gpucap_snapshot_free(snap);
+}
+
+static bool is_peer(unsigned int pid)
+{
+	for (unsigned i = 0; i < peer_count; i++)
+		if (peers[i] == pid)
+			return true;
+	return false;
+}
+
+/* ---- NVML ------------------------------------------------------------------------ */
+
+static void say_open_loop(const char *why)
+{
+	if (nvml_logged)
+		return;
+	nvml_logged = true;
+	gpucap_log(GPUCAP_LOG_WARN,
+	           "SM cap: %s; running open loop: the duty is the cap, uncorrected, and the share shown is "
+	           "estimated from launch timing (another tenant on the GPU lowers what this container gets)",
+	           why);
+}
+
+static bool nvml_ready(void)
+{
+	if (nvml_state == 0) {
+		gpucap_fn_nvmlInit_v2 init = GPUCAP_REAL(nvmlInit_v2);
+		nvmlReturn_t r = init ? init() : NVML_ERROR_FUNCTION_NOT_FOUND;
+		nvml_state = r == NVML_SUCCESS && GPUCAP_REAL(nvmlDeviceGetProcessUtilization) &&
+		                     GPUCAP_REAL(nvmlDeviceGetHandleByUUID)
+		                 ? 1
+		                 : -1;
+		if (nvml_state < 0)
+			say_open_loop(init ? "NVML could not be initialised"
+			                   : "NVML (libnvidia-ml.so.1) is not available");
+	}
+	return nvml_state > 0;
+}
+
+/* Per-process utilisation since the last step: the container's and the
+ * others' SM share, in ppm. False when NVML cannot tell (open loop). */
+static bool measure(struct ctl_device *c, uint32_t *mine, uint32_t *foreign)
+{
+	*mine = *foreign = 0;
+	if (!nvml_ready() || c->nvml_state < 0)
+		return false;
+	if (c->nvml_state == 0) {
+		gpucap_fn_nvmlDeviceGetHandleByUUID by_uuid = GPUCAP_REAL(nvmlDeviceGetHandleByUUID);
+		if (by_uuid(c->uuid, &c->nvml) != NVML_SUCCESS) {
+			c->nvml_state = -1;
+			say_open_loop("NVML does not know this device (a MIG instance needs no compute cap)");
+			return false;
+		}
+		c->nvml_state = 1;
+	}
+	gpucap_fn_nvmlDeviceGetProcessUtilization get = GPUCAP_REAL(nvmlDeviceGetProcessUtilization);
+	unsigned int count = SM_MAX_SAMPLES;
+	nvmlReturn_t r = get(c->nvml, samples, &count, c->last_sample_us);
+	if (r == NVML_ERROR_NOT_FOUND)
+		return true; /* no process ran a kernel since the last sample */
+	if (r != NVML_SUCCESS) {
+		if (r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_NO_PERMISSION) {
+			c->nvml_state = -1;
+			say_open_loop(r == NVML_ERROR_NOT_SUPPORTED
+			                  ? "NVML has no per-process utilisation on this device"
+			                  : "NVML refuses per-process utilisation to this user");
+		}
+		return false;
+	}
+	if (count > SM_MAX_SAMPLES)
+		count = SM_MAX_SAMPLES;
+	/* Average each process over its samples, then sum. */
+	uint64_t mine_sum = 0, foreign_sum = 0;
+	for (unsigned int i = 0; i < count; i++) {
+		if (samples[i].timeStamp <= c->last_sample_us || samples[i].pid == 0)
+			continue;
+		unsigned int pid = samples[i].pid;
+		uint64_t sum = 0, n = 0;
+		for (unsigned int j = i; j < count; j++) {
+			if (samples[j].pid != pid || samples[j].timeStamp <= c->last_sample_us)
+				continue;
+			sum += samples[j].smUtil > 100 ? 100 : samples[j].smUtil;
+			n++;
+			if (j > i)
+				samples[j].pid = 0; /* counted */
+		}
+		uint64_t ppm = n ? sum * 10000u / n : 0;
+		if (is_peer(pid))
+			mine_sum += ppm;
+		else
+			foreign_sum += ppm;
+	}
+	unsigned long long newest = c->last_sample_us;
+	for (unsigned int i = 0; i < count; i++)
+		if (samples[i].timeStamp > newest)
+			newest = samples[i].timeStamp;
+	c->last_sample_us = newest;
+	*mine = mine_sum > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)mine_sum;
+	*foreign = foreign_sum > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)foreign_sum;
+	return true;
+}
+
+/* ---- One control step --------------------------------------------------------------- */
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, uint64_t now)
+{
+	int64_t cap = (int64_t)st->sm_limit * (GPUCAP_SM_PPM / 100);
+	uint64_t window = now - c->last_step_ns;
+	if (window == 0)
+		return;
+	/* What the gates charged: the container's busy time as they see it. */
+	uint64_t busy = st->busy_ns - c->last_busy_ns;
+	c->last_busy_ns = st->busy_ns;
+	c->last_step_ns = now;
+	uint64_t gate_ppm64 = busy * 1000u / (window / 1000u ? window / 1000u : 1);
+	uint32_t gate_ppm = gate_ppm64 > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)gate_ppm64;
+
+	uint32_t mine = 0, foreign = 0;
+	bool closed = measure(c, &mine, &foreign);
+	/* NVML that sees none of the container's kernels while the gates are
+	 * busy is not attributing them to us (a PID it names differently):
+	 * integrating that would lift the cap. Open loop until it agrees. */
+	if (closed && mine < SM_IDLE_PPM && gate_ppm >= SM_MISMATCH_PPM) {
+		closed = false;
+		if (++c->mismatches == 4 && !c->logged) {
+			c->logged = true;
+			gpucap_log(
+			    GPUCAP_LOG_WARN,
+			    "SM cap on %s: NVML shows no utilisation for this container's processes while "
+			    "they launch; running open loop (duty = cap) until it does",
+			    c->uuid);
+		}
+	} else if (closed) {
+		c->mismatches = 0;
+	}
+
+	uint32_t share = closed ? mine : gate_ppm;
+	c->share_ppm = c->share_known ? (c->share_ppm + share) / 2 : share;
+	c->share_known = true;
+	uint32_t flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
+	gpucap_sm_source source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
+
+	if (gpucap.config.sm.policy == GPUCAP_SM_POLICY_ELASTIC) {
+		if (!closed) {
+			if (!elastic_logged) {
+				elastic_logged = true;
+				gpucap_log(GPUCAP_LOG_WARN,
+				           "SM policy elastic needs NVML to see other tenants; "
+				           "holding the cap strictly");
+			}
+		} else {
+			if (foreign >= SM_ELASTIC_PPM)
+				c->last_foreign_ns = now;
+			if (now - c->last_foreign_ns >= SM_ELASTIC_NS) {
+				gpucap_region_sm_publish(gpucap.region, d, GPUCAP_SM_PPM, c->share_ppm,
+				                         source, flags | GPUCAP_SM_FLAG_ELASTIC_OPEN,
+				                         c->integral_ppm);
+				return;
+			}
+		}
+	}
+
+	int64_t integral = c->integral_ppm;
+	if (!closed) {
+		integral = 0; /* open loop: feed-forward only */
+	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
+		integral /= 2; /* idle: forget the correction rather than wind it up */
+	} else {
+		int64_t error = cap - (int64_t)mine;
+		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
+		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
+	}
+	int64_t duty = clamp64(cap + integral, cap / 2 > 0 ? cap / 2 : 1, GPUCAP_SM_PPM);
+	integral = duty - cap; /* back-calculation: the clamp is where the integral stops */
+	c->integral_ppm = (int32_t)integral;
+	gpucap_region_sm_publish(gpucap.region, d, (uint32_t)duty, c->share_ppm, source, flags,
+	                         c->integral_ppm);
+}
+
+static void control(uint64_t now)
+{
+	if (!gpucap.region)
+		return;
+	bool peers_fresh = false;
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
+		struct ctl_device *c = &ctl[d];
+		struct gpucap_sm_state st;
+		if (!gpucap_region_sm_read(gpucap.region, d, now, &st))
+			continue;
+		if (st.sm_limit >= 100) {
+			/* The cap was lifted: the last holder clears its output, so
+			 * that a cap set later starts from the feed-forward. */
+			if (c->owner)
+				gpucap_region_sm_publish(gpucap.region, d, 0, 0, GPUCAP_SM_SOURCE_NONE, 0, 0);
+			c->owner = false;
+			continue;
+		}
+		if (!gpucap_region_sm_lease(gpucap.region, d, now, SM_LEASE_TTL_NS)) {
+			c->owner = false;
+			continue;
+		}
+		if (!c->owner || strcmp(c->uuid, st.uuid) != 0) {
+			/* New holder: carry on from the published state; judge
+			 * elastic from now on (others may be busy). */
+			memset(c, 0, sizeof(*c));
+			c->owner = true;
+			snprintf(c->uuid, sizeof(c->uuid), "%s", st.uuid);
+			c->integral_ppm = st.integral_ppm;
+			c->last_step_ns = now;
+			c->last_busy_ns = st.busy_ns;
+			c->last_foreign_ns = now;
+			c->last_sample_us = real_us();
+			continue;
+		}
+		if (now - c->last_step_ns < SM_STEP_NS)
+			continue;
+		if (!peers_fresh) {
+			refresh_peers(now);
+			peers_fresh = true;
+		}
+		step(d, c, &st, now);
+	}
+}
+
+/* ---- The threads ------------------------------------------------------------------ */
+
+static void *gate_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "gpucap-gate");
+	gpucap_sm_thread_relaxed();
+	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
+		update_armed();
+		/* Kicks from here on are either seen by this pass over the gates or
+		 * left in kick_ns for the wait below. */
+		atomic_store_explicit(&kick_ns, UINT64_MAX, memory_order_seq_cst);
+		uint64_t now = mono_ns();
+		uint64_t wake = gpucap_sm_service(now);
+		now = mono_ns();
+		if (wake > now + SM_TICK_NS)
+			wake = now + SM_TICK_NS;
+		pthread_mutex_lock(&wake_lock);
+		/* Publish the wake time, then look for kicks: a kicker stores its
+		 * deadline, then reads the wake time, so one of us sees the other. */
+		atomic_store_explicit(&wake_at_ns, wake, memory_order_seq_cst);
+		uint64_t kicked = atomic_load_explicit(&kick_ns, memory_order_seq_cst);
+		if (kicked < wake) {
+			wake = kicked;
+			atomic_store_explicit(&wake_at_ns, wake, memory_order_seq_cst);
+		}
+		now = mono_ns();
+		if (wake > now && !atomic_load_explicit(&stopping, memory_order_acquire)) {
+			/* The condition variable runs on CLOCK_REALTIME; the wait is
+			 * short, and a kick or the next tick corrects any jump. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t at =
+			    (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec + (wake - now);
+			ts.tv_sec = (time_t)(at / UINT64_C(1000000000));
+			ts.tv_nsec = (long)(at % UINT64_C(1000000000));
+			pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
+		}
+		atomic_store_explicit(&wake_at_ns, 0, memory_order_seq_cst);
+		pthread_mutex_unlock(&wake_lock);
+	}
+	atomic_store_explicit(&gate_running, false, memory_order_seq_cst);
+	gpucap_sm_service_stop();
+	return NULL;
+}
+
+static void *controller_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "gpucap-sm");
+	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
+		control(mono_ns());
+		for (uint64_t slept = 0;
+		     slept < SM_TICK_NS && !atomic_load_explicit(&stopping, memory_order_acquire);
+		     slept += UINT64_C(10000000)) {
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	atomic_store_explicit(&ctl_running, false, memory_order_release);
+	return NULL;
+}
+
+bool gpucap_sm_gate_thread_running(void)
+{
+	return atomic_load_explicit(&gate_running, memory_order_seq_cst);
+}
+
+void gpucap_sm_gate_thread_kick(uint64_t deadline_ns)
+{
+	uint64_t kicked = atomic_load_explicit(&kick_ns, memory_order_seq_cst);
+	while (deadline_ns < kicked &&
+	       !atomic_compare_exchange_weak_explicit(&kick_ns, &kicked, deadline_ns, memory_order_seq_cst,
+	                                              memory_order_seq_cst)) {
+	}
+	/* Signal only a thread that sleeps past the deadline (a lock and a
+	 * signal, at most once per phase); an awake one reads kick_ns. */
+	if (atomic_load_explicit(&wake_at_ns, memory_order_seq_cst) <= deadline_ns)
+		return;
+	pthread_mutex_lock(&wake_lock);
+	if (atomic_load_explicit(&wake_at_ns, memory_order_seq_cst) > deadline_ns)
+		pthread_cond_signal(&wake_cond);
+	pthread_mutex_unlock(&wake_lock);
+}
+
+/* At exit the driver and NVML are torn down: stop calling them first (a
+ * short, bounded wait for a step in progress). */
+static void stop_at_exit(void)
+{
+	atomic_store_explicit(&stopping, true, memory_order_release);
+	pthread_mutex_lock(&wake_lock);
+	pthread_cond_signal(&wake_cond);
+	pthread_mutex_unlock(&wake_lock);
+	for (int i = 0; i < 100 && (atomic_load_explicit(&gate_running, memory_order_acquire) ||
+	                            atomic_load_explicit(&ctl_running, memory_order_acquire));
+	     i++) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static bool start_thread(void *(*fn)(void *), atomic_bool *running, const char *what)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_t thread;
+	atomic_store_explicit(running, true, memory_order_seq_cst);
+	int rc = pthread_create(&thread, &attr, fn, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return true;
+	atomic_store_explicit(running, false, memory_order_seq_cst);
+	gpucap_log(GPUCAP_LOG_WARN, "SM cap: cannot start the %s thread (%s); %s", what, strerror(rc),
+	           running == &gate_running ? "launching threads drain their own phases"
+	                                    : "throttling at the cap without correction");
+	return false;
+}
+
+void gpucap_sm_controller_start(void)
+{
+	if (atomic_load_explicit(&started, memory_order_relaxed))
+		return;
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&started, &expected, 1))
+		return;
+	bool no = false;
+	if (atomic_compare_exchange_strong(&atexit_registered, &no, true))
+		atexit(stop_at_exit);
+	/* The threads take no signal: the application's handlers run on its
+	 * own threads, as they did before gpucap. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	start_thread(gate_main, &gate_running, "gate");
+	start_thread(controller_main, &ctl_running, "controller");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void gpucap_sm_controller_after_fork(void)
+{
+	atomic_store_explicit(&started, 0, memory_order_relaxed);
+	atomic_store_explicit(&gate_running, false, memory_order_relaxed);
+	atomic_store_explicit(&ctl_running, false, memory_order_relaxed);
+	atomic_store_explicit(&wake_at_ns, UINT64_MAX, memory_order_relaxed);
+	atomic_store_explicit(&kick_ns, UINT64_MAX, memory_order_relaxed);
+	pthread_mutex_init(&wake_lock, NULL);
+	pthread_cond_init(&wake_cond, NULL);
+	memset(ctl, 0, sizeof(ctl));
+	/* NVML's state after fork is the parent's; initialise again. */
+	nvml_state = 0;
+	peer_count = 0;
+	own_ns_inode = 0;
+}

@@ -1,0 +1,113 @@
+/*
+ * The SM gate: a drain-measured duty cycle on every launch path
+ * (docs/compute-caps.md).
+ *
+ * Per process and device, launches pass freely during an ON phase. An ON
+ * phase ends after SM_QUANTUM_NS of wall time or a learnt launch budget;
+ * then one thread (elected by CAS; the others wait for it) records an event
+ * on each stream launched to in the phase, waits for them, and charges the
+ * busy time (drain done - phase start) divided by the duty to the device's
+ * virtual clock in the region. No ON phase starts before the clock. So the
+ * GPU is busy `duty` of the time, whatever the kernel lengths or the queue
+ * depth, and the processes of a container share one clock and one cap.
+ *
+ * Cost without a cap: gpucap_sm_armed is 0 and a launch is one load of it
+ * and a predictable branch before the driver call.
+ */
+#ifndef GPUCAP_HOOK_THROTTLE_H
+#define GPUCAP_HOOK_THROTTLE_H
+
+#include "hook.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Wall time of an ON phase. Short enough that a throttled program sees a
+ * smooth rate (a 30% cap is 4 ms on, about 9 ms off), long enough that the
+ * drain (a few microseconds of driver calls) costs under 1%. */
+#define SM_QUANTUM_NS UINT64_C(4000000)
+/* Launch budget of a first phase; then learnt so that one phase queues about
+ * one quantum of GPU work. */
+#define SM_BUDGET_INITIAL 16u
+#define SM_BUDGET_MAX     65536u
+/* Streams tracked per device and phase (more are counted, not drained: the
+ * phase is then charged its wall time). */
+#define SM_STREAMS 16
+/* Longest wait for a drain; then the phase is charged up to now. */
+#define SM_DRAIN_MAX_NS UINT64_C(2000000000)
+/* Longest a launch waits for the virtual clock (one debt, plus slack), and
+ * the step of that wait, at which a live cap change is noticed. */
+#define SM_SLEEP_MAX_NS  (GPUCAP_SM_MAX_DEBT_NS + UINT64_C(100000000))
+#define SM_SLEEP_STEP_NS UINT64_C(100000000)
+/* Longest a launch waits for another thread's drain and sleep. */
+#define SM_WAIT_MAX_NS (SM_DRAIN_MAX_NS + SM_SLEEP_MAX_NS + UINT64_C(400000000))
+/* A phase nobody closed this long after its quantum is closed by the
+ * controller thread, so idle time is not charged as busy. */
+#define SM_IDLE_CLOSE_NS UINT64_C(2000000)
+
+/* Nonzero: some launch may have to be throttled (or nothing is known yet);
+ * launches take the slow path. Starts at 1 so that the first launch
+ * initialises; the controller keeps it current. */
+extern atomic_uint gpucap_sm_armed;
+
+static inline bool gpucap_sm_gate_armed(void)
+{
+	/* Acquire: a launch that sees 0 also sees the real function table the
+	 * initialisation filled before the flag was first cleared. One plain
+	 * load on x86-64. */
+	return __builtin_expect(atomic_load_explicit(&gpucap_sm_armed, memory_order_acquire) != 0, 0);
+}
+
+/* The slow path of a launch on hStream. per_thread: the call came through a
+ * _ptsz entry point, where a NULL stream means the per-thread stream. Waits
+ * while the device's duty cycle is off (bounded by SM_WAIT_MAX_NS); never
+ * fails. Initialises gpucap if needed. */
+void gpucap_sm_gate(CUstream hStream, bool per_thread);
+
+/* A stream is being destroyed: forget it in every gate, and wait (at most
+ * microseconds) for a drain that is recording on it. */
+void gpucap_sm_stream_gone(CUstream hStream);
+
+/* ---- Between the gate and the controller (throttle.c) ---------------------- */
+
+/* This process's SM cap for a CUDA ordinal at a region device, percent
+ * (1..100, 100: none): the region's live limit, lowered by the process's
+ * own ceiling. */
+uint32_t gpucap_sm_cap_of(int ordinal, int region_index);
+
+/* The gate thread's work (sm_controller.c calls it in a loop): start the
+ * drains closers requested, poll the running ones and finish them (charge,
+ * reopen), and drain phases that outlived their quantum by SM_IDLE_CLOSE_NS
+ * without a launch closing them. Returns when it needs to run next
+ * (UINT64_MAX: nothing pending). */
+uint64_t gpucap_sm_service(uint64_t now_ns);
+
+/* The gate thread is stopping: reopen the phases it was draining. */
+void gpucap_sm_service_stop(void);
+
+/* Put the calling thread in relaxed capture mode for good (gpucap's own
+ * threads: they never capture and must not disturb a capture). */
+void gpucap_sm_thread_relaxed(void);
+
+/* Whether any gate has been used (devices this process launched on). */
+bool gpucap_sm_any_gate_used(void);
+
+/* ---- gpucap's threads (sm_controller.c) ------------------------------------ */
+
+/* Start the gate thread and the controller thread if they are not running
+ * (once per process and fork). Cheap after the first call. */
+void gpucap_sm_controller_start(void);
+
+/* Whether the gate thread serves drains (false before it starts, if it
+ * could not, and once the process exits). */
+bool gpucap_sm_gate_thread_running(void);
+
+/* Wake the gate thread by deadline_ns (0: now) if it sleeps past it: a drain
+ * was requested, or a phase opened that it must close if no launch does. */
+void gpucap_sm_gate_thread_kick(uint64_t deadline_ns);
+
+/* Forked child: the threads are the parent's. */
+void gpucap_sm_controller_after_fork(void);
+
+#endif

@@ -1,0 +1,904 @@
+/*
+ * Compute-cap tests: libgpucap.so preloaded over the fake driver, whose
+ * kernels "run" on a simulated clock (a kernel's CUfunction is its length
+ * in microseconds). Each subcommand is one CTest test and sets its own
+ * environment before the first driver call.
+ *
+ * They prove the plumbing, not the precision: with no cap no event is ever
+ * recorded and no launch waits; with a cap the gate drains, charges the
+ * region's virtual clock and holds the fake GPU well below full use; capture
+ * is never disturbed; policies, per-device variables, live changes, every
+ * launch entry point and every lookup route reach the gate. Busy fractions
+ * are checked loosely (a 30% cap must stay clearly under 60%).
+ */
+#define _GNU_SOURCE
+#include "cuda_api.h"
+#include "gpucap/region.h"
+#include "layout.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The launch and capture API of the fake driver (not in cuda_api.h). */
+CUresult cuStreamCreate(CUstream *s, unsigned int flags);
+CUresult cuStreamDestroy_v2(CUstream s);
+CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                        unsigned int by, unsigned int bz, unsigned int shared, CUstream s, void **params,
+                        void **extra);
+CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                             unsigned int by, unsigned int bz, unsigned int shared, CUstream s, void **params,
+                             void **extra);
+CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
+CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
+CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                   unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared,
+                                   CUstream s, void **params);
+CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                        unsigned int bx, unsigned int by, unsigned int bz,
+                                        unsigned int shared, CUstream s, void **params);
+CUresult cuGraphLaunch(CUgraphExec exec, CUstream s);
+CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream s);
+CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode);
+CUresult cuStreamEndCapture(CUstream s, CUgraph *graph);
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
+CUresult cuGraphExecDestroy(CUgraphExec exec);
+CUresult cuGraphDestroy(CUgraph graph);
+CUresult cuStreamSynchronize(CUstream s);
+CUgraphExec fakecuda_graph_exec(uint64_t us);
+uint64_t fakecuda_busy_ns(int ordinal);
+uint64_t fakecuda_stat(const char *name);
+void fakenvml_set_process_util(unsigned int pid, unsigned int sm);
+
+#define DEV_A "GPU-00000000-0000-0000-0000-0000000000a0"
+#define DEV_B "GPU-00000000-0000-0000-0000-0000000000b1"
+#define MS    UINT64_C(1000000)
+
+#define CHECK(cond)                                                                                          \
+	do {                                                                                                 \
+		if (!(cond)) {                                                                               \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
+			exit(1);                                                                             \
+		}                                                                                            \
+	} while (0)
+
+#define CHECK_EQ(expected, actual)                                                                           \
+	do {                                                                                                 \
+		unsigned long long e_ = (unsigned long long)(expected), a_ = (unsigned long long)(actual);   \
+		if (e_ != a_) {                                                                              \
+			fprintf(stderr, "%s:%d: %s: expected %llu, got %llu\n", __FILE__, __LINE__, #actual, \
+			        e_, a_);                                                                     \
+			exit(1);                                                                             \
+		}                                                                                            \
+	} while (0)
+
+#define CU(call) CHECK_EQ(CUDA_SUCCESS, (call))
+
+static char region_dir[128];
+static char region_path[192];
+static char self_path[4096];
+
+static void cleanup(void)
+{
+	if (region_dir[0] && !getenv("THROTTLETEST_KEEP")) {
+		unlink(region_path);
+		char audit[256];
+		snprintf(audit, sizeof(audit), "%s.audit", region_path);
+		unlink(audit);
+		char other[256];
+		snprintf(other, sizeof(other), "%s/other", region_dir);
+		unlink(other);
+		rmdir(region_dir);
+	}
+}
+
+static void fresh_region(void)
+{
+	snprintf(region_dir, sizeof(region_dir), "/tmp/gpucap-throttletest-XXXXXX");
+	CHECK(mkdtemp(region_dir) != NULL);
+	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
+	setenv("GPUCAP_REGION", region_path, 1);
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	atexit(cleanup);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static CUcontext start_device(int ordinal)
+{
+	CU(cuInit(0));
+	CUcontext ctx;
+	CU(cuDevicePrimaryCtxRetain(&ctx, ordinal));
+	CU(cuCtxSetCurrent(ctx));
+	return ctx;
+}
+
+static CUfunction kernel(uint64_t us)
+{
+	return (CUfunction)(uintptr_t)us;
+}
+
+/* ---- Launch paths -------------------------------------------------------------- */
+
+enum path { P_KERNEL, P_KERNEL_PTSZ, P_EX, P_EX_PTSZ, P_COOP, P_COOP_PTSZ, P_GRAPH, P_GRAPH_PTSZ, P_COUNT };
+
+static const char *const path_names[P_COUNT] = {
+    "cuLaunchKernel",        "cuLaunchKernel_ptsz",       "cuLaunchKernelEx",
+    "cuLaunchKernelEx_ptsz", "cuLaunchCooperativeKernel", "cuLaunchCooperativeKernel_ptsz",
+    "cuGraphLaunch",         "cuGraphLaunch_ptsz",
+};
+/* cuGetProcAddress: base name, version, flags. */
+static const char *const path_bases[P_COUNT] = {
+    "cuLaunchKernel",
+    "cuLaunchKernel",
+    "cuLaunchKernelEx",
+    "cuLaunchKernelEx",
+    "cuLaunchCooperativeKernel",
+    "cuLaunchCooperativeKernel",
+    "cuGraphLaunch",
+    "cuGraphLaunch",
+};
+
+static void *exported(enum path p)
+{
+	void *const fns[P_COUNT] = {
+	    (void *)cuLaunchKernel,
+	    (void *)cuLaunchKernel_ptsz,
+	    (void *)cuLaunchKernelEx,
+	    (void *)cuLaunchKernelEx_ptsz,
+	    (void *)cuLaunchCooperativeKernel,
+	    (void *)cuLaunchCooperativeKernel_ptsz,
+	    (void *)cuGraphLaunch,
+	    (void *)cuGraphLaunch_ptsz,
+	};
+	return fns[p];
+}
+
+static CUgraphExec graph_of(uint64_t us)
+{
+	static CUgraphExec cache[4];
+	static uint64_t cache_us[4];
+	for (int i = 0; i < 4; i++)
+		if (cache[i] && cache_us[i] == us)
+			return cache[i];
+	for (int i = 0; i < 4; i++) {
+		if (!cache[i]) {
+			cache[i] = fakecuda_graph_exec(us);
+			cache_us[i] = us;
+			return cache[i];
+		}
+	}
+	return fakecuda_graph_exec(us);
+}
+
+/* Launch us of work through fn, which has the type of path p. */
+static CUresult launch_through(enum path p, void *fn, uint64_t us, CUstream s)
+{
+	CUlaunchConfig config;
+	memset(&config, 0, sizeof(config));
+	config.gridDimX = config.gridDimY = config.gridDimZ = 1;
+	config.blockDimX = config.blockDimY = config.blockDimZ = 1;
+	config.hStream = s;
+	switch (p) {
+	case P_KERNEL:
+	case P_KERNEL_PTSZ: {
+		CUresult (*f)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+		              unsigned, CUstream, void **, void **);
+		*(void **)&f = fn;
+		return f(kernel(us), 1, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+	}
+	case P_EX:
+	case P_EX_PTSZ: {
+		CUresult (*f)(const CUlaunchConfig *, CUfunction, void **, void **);
+		*(void **)&f = fn;
+		return f(&config, kernel(us), NULL, NULL);
+	}
+	case P_COOP:
+	case P_COOP_PTSZ: {
+		CUresult (*f)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+		              unsigned, CUstream, void **);
+		*(void **)&f = fn;
+		return f(kernel(us), 1, 1, 1, 1, 1, 1, 0, s, NULL);
+	}
+	default: {
+		CUresult (*f)(CUgraphExec, CUstream);
+		*(void **)&f = fn;
+		return f(graph_of(us), s);
+	}
+	}
+}
+
+static CUresult launch(enum path p, uint64_t us, CUstream s)
+{
+	return launch_through(p, exported(p), us, s);
+}
+
+struct run {
+	double busy_fraction; /* of the fake device, over the run */
+	uint64_t longest_launch_ns;
+	unsigned launches;
+};
+
+/* Launch us-long kernels through p for seconds. */
+static struct run run_for(int ordinal, enum path p, CUstream s, uint64_t us, double seconds)
+{
+	struct run r = {0, 0, 0};
+	uint64_t b0 = fakecuda_busy_ns(ordinal), t0 = now_ns();
+	uint64_t end = t0 + (uint64_t)(seconds * 1e9);
+	for (;;) {
+		uint64_t before = now_ns();
+		if (before >= end)
+			break;
+		CU(launch(p, us, s));
+		uint64_t took = now_ns() - before;
+		if (took > r.longest_launch_ns)
+			r.longest_launch_ns = took;
+		r.launches++;
+	}
+	uint64_t b1 = fakecuda_busy_ns(ordinal), t1 = now_ns();
+	r.busy_fraction = (double)(b1 - b0) / (double)(t1 - t0);
+	return r;
+}
+
+/* ---- The region, as a tool sees it -------------------------------------------------- */
+
+static gpucap_region *observer(void)
+{
+	struct gpucap_region_options o;
+	memset(&o, 0, sizeof(o));
+	o.path = region_path;
+	o.observer = true;
+	gpucap_region *r = NULL;
+	CHECK(gpucap_region_attach(&o, &r, NULL, 0) == GPUCAP_OK);
+	return r;
+}
+
+static gpucap_region *admin(void)
+{
+	struct gpucap_region_options o;
+	memset(&o, 0, sizeof(o));
+	o.path = region_path;
+	gpucap_region *r = NULL;
+	CHECK(gpucap_region_attach(&o, &r, NULL, 0) == GPUCAP_OK);
+	return r;
+}
+
+/* The SM state of a device by UUID; false when it is not in the region. */
+static bool sm_state(const char *uuid, struct gpucap_sm_state *st)
+{
+	gpucap_region *r = observer();
+	int d = gpucap_region_device_find(r, uuid);
+	bool found = d >= 0 && gpucap_region_sm_read(r, d, now_ns(), st);
+	gpucap_region_detach(r);
+	return found;
+}
+
+static struct gpucap_device_view device_view(const char *uuid)
+{
+	gpucap_region *r = observer();
+	struct gpucap_snapshot *s = gpucap_region_snapshot(r);
+	CHECK(s != NULL);
+	struct gpucap_device_view v;
+	memset(&v, 0, sizeof(v));
+	bool found = false;
+	for (uint32_t i = 0; i < s->device_count; i++) {
+		if (strcmp(s->devices[i].uuid, uuid) == 0) {
+			v = s->devices[i];
+			found = true;
+		}
+	}
+	gpucap_snapshot_free(s);
+	gpucap_region_detach(r);
+	CHECK(found);
+	return v;
+}
+
+static void set_sm_limit(const char *uuid, uint32_t percent)
+{
+	gpucap_region *r = admin();
+	int d = gpucap_region_device_find(r, uuid);
+	CHECK(d >= 0);
+	CHECK_EQ(GPUCAP_OK, gpucap_region_set_sm_limit(r, d, percent));
+	gpucap_region_detach(r);
+}
+
+/* Run this program with args in a child, with extra "NAME=value" settings
+ * ("NAME=" unsets); stderr into err. Returns the exit status. */
+static int run_self(char *err, size_t err_len, const char *const *env, const char *const *args)
+{
+	int pipefd[2];
+	CHECK(pipe(pipefd) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(pipefd[0]);
+		dup2(pipefd[1], STDERR_FILENO);
+		for (const char *const *e = env; e && *e; e++) {
+			char name[256];
+			const char *eq = strchr(*e, '=');
+			snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+			if (eq[1])
+				setenv(name, eq + 1, 1);
+			else
+				unsetenv(name);
+		}
+		char *argv[8];
+		int n = 0;
+		argv[n++] = self_path;
+		for (const char *const *a = args; *a && n < 7; a++)
+			argv[n++] = (char *)*a;
+		argv[n] = NULL;
+		execv(self_path, argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	size_t used = 0;
+	char buf[512];
+	ssize_t got;
+	while ((got = read(pipefd[0], buf, sizeof(buf))) > 0) {
+		if (used + (size_t)got < err_len) {
+			memcpy(err + used, buf, (size_t)got);
+			used += (size_t)got;
+		}
+	}
+	err[used] = '\0';
+	close(pipefd[0]);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static unsigned count_lines(const char *text)
+{
+	unsigned n = 0;
+	for (const char *p = text; *p; p++)
+		n += *p == '\n';
+	return n;
+}
+
+/* ---- No cap: no event, no wait ------------------------------------------------------- */
+
+/* args: the CUDA_DEVICE_SM_LIMIT to set ("" for none). */
+static void test_uncapped(const char *limit)
+{
+	fresh_region();
+	if (limit && *limit)
+		setenv("CUDA_DEVICE_SM_LIMIT", limit, 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	uint64_t longest = 0;
+	for (int p = 0; p < P_COUNT; p++) {
+		struct run r = run_for(0, (enum path)p, p % 2 ? NULL : s, 0, 0.05);
+		longest = r.longest_launch_ns > longest ? r.longest_launch_ns : longest;
+	}
+	/* Long launches with no cap: the fake GPU is kept full. */
+	struct run busy = run_for(0, P_KERNEL, s, 1000, 0.5);
+	fprintf(stderr, "uncapped (%s): busy %.2f, longest launch %.3f ms\n",
+	        limit && *limit ? limit : "unset", busy.busy_fraction, (double)longest / 1e6);
+	CHECK_EQ(0, fakecuda_stat("event_records"));
+	CHECK(longest < 50 * MS);
+	CHECK(busy.busy_fraction > 0.9);
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	CHECK_EQ(0, st.tat_ns);
+	CHECK_EQ(0, st.busy_ns);
+	CHECK_EQ(100, st.sm_limit);
+	CU(cuStreamDestroy_v2(s));
+}
+
+/* ---- A cap: drains, charges, holds ------------------------------------------------------ */
+
+static void test_capped(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1); /* open loop: duty = cap */
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	run_for(0, P_KERNEL, s, 1000, 0.3); /* the budget settles */
+	struct run r = run_for(0, P_KERNEL, s, 1000, 1.2);
+	fprintf(stderr, "capped at 30%%: busy %.2f over %u launches\n", r.busy_fraction, r.launches);
+	CHECK(r.busy_fraction < 0.6);
+	CHECK(r.busy_fraction > 0.05);
+	CHECK(fakecuda_stat("event_records") > 0);
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	CHECK(st.tat_ns > 0);
+	CHECK(st.busy_ns > 0);
+	CHECK_EQ(30, st.sm_limit);
+	/* The controller ran open loop and said so in the region. */
+	CHECK(st.flags & GPUCAP_SM_FLAG_OPEN_LOOP);
+	CHECK_EQ(GPUCAP_SM_SOURCE_GATE, st.share_source);
+	CHECK_EQ(300000, st.duty_ppm);
+	struct gpucap_device_view v = device_view(DEV_A);
+	CHECK_EQ(300000, v.sm_duty_ppm);
+	CHECK(v.sm_share_known);
+	CU(cuStreamDestroy_v2(s));
+}
+
+/* ---- Capture is never disturbed ----------------------------------------------------------- */
+
+static void test_capture(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	start_device(0);
+	CUstream a, b;
+	CU(cuStreamCreate(&a, 0));
+	CU(cuStreamCreate(&b, 0));
+	/* The legacy stream and stream a join the current phase, then a starts
+	 * capturing: the drain must skip both (the legacy stream would break a
+	 * global-mode capture, an event on a would enter the user's graph). */
+	CU(launch(P_KERNEL, 100, NULL));
+	CU(launch(P_KERNEL, 100, a));
+	CU(cuStreamBeginCapture_v2(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	uint64_t longest_capture = 0, waited = 0;
+	uint64_t records = fakecuda_stat("event_records");
+	for (int i = 0; i < 300; i++) {
+		uint64_t t = now_ns();
+		CU(launch((enum path)(i % 6), 200, a)); /* captured, not run */
+		uint64_t took = now_ns() - t;
+		longest_capture = took > longest_capture ? took : longest_capture;
+		t = now_ns();
+		CU(launch(P_KERNEL, 1000, b));
+		waited += now_ns() - t;
+	}
+	CUgraph graph;
+	CU(cuStreamEndCapture(a, &graph)); /* fails if the capture was invalidated */
+	CUgraphExec exec;
+	CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+	for (int i = 0; i < 5; i++)
+		CU(cuGraphLaunch(exec, b));
+	fprintf(stderr, "capture: longest captured launch %.3f ms; launches on b waited %.0f ms in all\n",
+	        (double)longest_capture / 1e6, (double)waited / 1e6);
+	CHECK_EQ(0, fakecuda_stat("capture_violations"));
+	CHECK(fakecuda_stat("event_records") > records);
+	CHECK(longest_capture < 20 * MS); /* a capture never waits for a drain */
+	CHECK(waited > 100 * MS);         /* while b was throttled */
+	CU(cuGraphExecDestroy(exec));
+	CU(cuGraphDestroy(graph));
+	CU(cuStreamSynchronize(b));
+	CU(cuStreamDestroy_v2(a));
+	CU(cuStreamDestroy_v2(b));
+}
+
+/* ---- A corrupt clock in the file ------------------------------------------------------------ */
+
+static void test_corrupt_tat(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	start_device(0);
+	CU(launch(P_KERNEL, 100, NULL));
+	sleep_ms(200); /* the controller closes the idle phase */
+	gpucap_region *r = observer();
+	int d = gpucap_region_device_find(r, DEV_A);
+	CHECK(d >= 0);
+	gpucap_region_detach(r);
+
+	int fd = open(region_path, O_RDWR);
+	CHECK(fd >= 0);
+	struct stat st;
+	CHECK(fstat(fd, &st) == 0);
+	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	CHECK(map != MAP_FAILED);
+	const struct region_header *h = map;
+	struct device_entry *entry = (struct device_entry *)((char *)map + h->devices_offset +
+	                                                     (uint64_t)d * sizeof(struct device_entry));
+	atomic_store(&entry->sm_tat_ns, UINT64_MAX - 1000);
+
+	uint64_t t = now_ns();
+	CU(launch(P_KERNEL, 100, NULL));
+	uint64_t first = now_ns() - t;
+	uint64_t repaired = atomic_load(&entry->sm_tat_ns);
+	fprintf(stderr, "corrupt clock: the first launch waited %.0f ms\n", (double)first / 1e6);
+	CHECK(first < 1500 * MS);
+	CHECK(repaired <= now_ns() + GPUCAP_SM_MAX_DEBT_NS);
+	munmap(map, (size_t)st.st_size);
+}
+
+/* ---- Policies ---------------------------------------------------------------------------------- */
+
+static void test_policy_disable(void)
+{
+	fresh_region();
+	char err[4096];
+	const char *args[] = {"child-workload", "0.4", NULL};
+	/* disable: no throttle, one warning. */
+	const char *disable[] = {"CUDA_DEVICE_SM_LIMIT=30", "GPU_CORE_UTILIZATION_POLICY=disable", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), disable, args));
+	fprintf(stderr, "disable said: %s", err);
+	CHECK(strstr(err, "SM caps are disabled by policy") != NULL);
+	CHECK(strstr(err, "events 0 ") != NULL);
+	CHECK_EQ(2, count_lines(err)); /* the warning and the child's report */
+	/* gpucap's own name wins over HAMi-core's. */
+	const char *strict[] = {"CUDA_DEVICE_SM_LIMIT=30", "GPU_CORE_UTILIZATION_POLICY=disable",
+	                        "GPUCAP_SM_POLICY=strict", "FAKENVML_PROCESS_UTIL=unsupported", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), strict, args));
+	fprintf(stderr, "strict said: %s", err);
+	CHECK(strstr(err, "events 0 ") == NULL);
+	CHECK(strstr(err, "throttled") != NULL);
+	/* force is strict, as in HAMi-core. */
+	const char *force[] = {"CUDA_DEVICE_SM_LIMIT=30", "GPU_CORE_UTILIZATION_POLICY=force",
+	                       "FAKENVML_PROCESS_UTIL=unsupported", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), force, args));
+	CHECK(strstr(err, "throttled") != NULL);
+}
+
+/* Child: launch 1 ms kernels for argv seconds; print what happened. */
+static int child_workload(double seconds)
+{
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	struct run r = run_for(0, P_KERNEL, s, 1000, seconds);
+	uint64_t events = fakecuda_stat("event_records");
+	fprintf(stderr, "events %llu busy %.2f %s\n", (unsigned long long)events, r.busy_fraction,
+	        events > 0 && r.busy_fraction < 0.6 ? "throttled" : "free");
+	return 0;
+}
+
+static bool wait_duty(const char *uuid, bool full, unsigned timeout_ms)
+{
+	uint64_t give_up = now_ns() + (uint64_t)timeout_ms * MS;
+	while (now_ns() < give_up) {
+		struct gpucap_sm_state st;
+		if (sm_state(uuid, &st) && (st.duty_ppm == GPUCAP_SM_PPM) == full && st.duty_ppm != 0)
+			return true;
+		sleep_ms(50);
+	}
+	return false;
+}
+
+static void test_elastic(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("GPUCAP_SM_POLICY", "elastic", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "self:30", 1); /* only this process uses the GPU */
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	CU(launch(P_KERNEL, 100, s)); /* starts the controller */
+	CHECK(wait_duty(DEV_A, true, 3000));
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	CHECK(st.flags & GPUCAP_SM_FLAG_ELASTIC_OPEN);
+	sleep_ms(300); /* the armed flag follows within a tick */
+	CU(cuStreamSynchronize(s));
+	uint64_t records = fakecuda_stat("event_records");
+	struct run open = run_for(0, P_KERNEL, s, 1000, 0.4);
+	fprintf(stderr, "elastic, alone: busy %.2f\n", open.busy_fraction);
+	CHECK(open.busy_fraction > 0.8);
+	CHECK_EQ(records, fakecuda_stat("event_records"));
+
+	/* Another tenant appears: back to the cap. */
+	fakenvml_set_process_util(424242, 60);
+	CHECK(wait_duty(DEV_A, false, 2000));
+	CU(cuStreamSynchronize(s));
+	sleep_ms(300);
+	struct run closed = run_for(0, P_KERNEL, s, 1000, 0.5);
+	fprintf(stderr, "elastic, shared: busy %.2f\n", closed.busy_fraction);
+	CHECK(fakecuda_stat("event_records") > records);
+	CHECK(closed.busy_fraction < 0.8);
+}
+
+/* ---- Per-device variables ---------------------------------------------------------------------- */
+
+static void test_per_device(const char *visible)
+{
+	fresh_region();
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	if (visible && *visible) {
+		/* Ordinal 0 is physical B: its variable names ordinal 0. */
+		setenv("CUDA_VISIBLE_DEVICES", visible, 1);
+		setenv("CUDA_DEVICE_SM_LIMIT_0", "30", 1);
+	} else {
+		setenv("CUDA_DEVICE_SM_LIMIT_1", "30", 1);
+	}
+	int capped = visible && *visible ? 0 : 1;
+	CU(cuInit(0));
+	CUcontext ctx[2];
+	CU(cuDevicePrimaryCtxRetain(&ctx[0], 0));
+	CU(cuDevicePrimaryCtxRetain(&ctx[1], 1));
+
+	CU(cuCtxSetCurrent(ctx[1 - capped]));
+	struct run free_run = run_for(1 - capped, P_KERNEL, NULL, 1000, 0.3);
+	CHECK_EQ(0, fakecuda_stat("event_records"));
+	CU(cuCtxSetCurrent(ctx[capped]));
+	struct run capped_run = run_for(capped, P_KERNEL, NULL, 1000, 0.6);
+	fprintf(stderr, "per device: uncapped busy %.2f, capped busy %.2f\n", free_run.busy_fraction,
+	        capped_run.busy_fraction);
+	CHECK(fakecuda_stat("event_records") > 0);
+	CHECK(free_run.busy_fraction > 0.9);
+	CHECK(capped_run.busy_fraction < 0.6);
+	CHECK_EQ(100, device_view(DEV_A).sm_limit);
+	CHECK_EQ(30, device_view(DEV_B).sm_limit);
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	CHECK_EQ(0, st.busy_ns);
+	CHECK(sm_state(DEV_B, &st));
+	CHECK(st.busy_ns > 0);
+}
+
+/* ---- Every entry point, every route -------------------------------------------------------------- */
+
+static void test_routes(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	CHECK(h != NULL);
+	for (int p = 0; p < P_COUNT; p++) {
+		bool ptsz = p % 2 == 1;
+		void *by_dlsym = dlsym(h, path_names[p]);
+		void *by_proc = NULL;
+		CUdriverProcAddressQueryResult q;
+		CU(cuGetProcAddress_v2(path_bases[p], &by_proc, 13000,
+		                       ptsz ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+		                            : CU_GET_PROC_ADDRESS_LEGACY_STREAM,
+		                       &q));
+		void *by_proc_v1 = NULL;
+		CU(cuGetProcAddress(path_bases[p], &by_proc_v1, 12000,
+		                    ptsz ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0));
+		CHECK(by_dlsym == exported((enum path)p));
+		CHECK(by_proc == exported((enum path)p));
+		CHECK(by_proc_v1 == exported((enum path)p));
+
+		/* Each route reaches the driver's entry point of its own name,
+		 * through the gate: the phases it ends are drained and charged. */
+		void *routes[3] = {by_dlsym, by_proc, by_proc_v1};
+		for (int route = 0; route < 3; route++) {
+			char stat[32];
+			snprintf(stat, sizeof(stat), "launches.%d", p);
+			uint64_t launches = fakecuda_stat(stat), records = fakecuda_stat("event_records");
+			struct gpucap_sm_state before, after;
+			CHECK(sm_state(DEV_A, &before));
+			for (int i = 0; i < 40; i++)
+				CU(launch_through((enum path)p, routes[route], 500, ptsz ? NULL : s));
+			CHECK(sm_state(DEV_A, &after));
+			if (fakecuda_stat(stat) != launches + 40 ||
+			    fakecuda_stat("event_records") <= records || after.busy_ns <= before.busy_ns) {
+				fprintf(stderr, "%s through route %d did not reach the gate\n", path_names[p],
+				        route);
+				exit(1);
+			}
+		}
+	}
+	/* A legacy-stream request gets the legacy entry point even with the
+	 * per-thread flag absent; the per-thread variant only when asked. */
+	void *fn = NULL;
+	CU(cuGetProcAddress_v2("cuLaunchKernel", &fn, 13000, 0, NULL));
+	CHECK(fn == (void *)cuLaunchKernel);
+	CHECK(dlsym(h, "cuStreamDestroy_v2") == (void *)cuStreamDestroy_v2);
+	CU(cuStreamSynchronize(s));
+	CU(cuStreamDestroy_v2(s));
+}
+
+/* ---- Live changes ----------------------------------------------------------------------------------- */
+
+static void test_live(void)
+{
+	fresh_region();
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	struct run r = run_for(0, P_KERNEL, s, 1000, 0.3);
+	CHECK_EQ(0, fakecuda_stat("event_records"));
+	CHECK(r.busy_fraction > 0.9);
+	CU(cuStreamSynchronize(s));
+
+	/* gpucap set --sm 30: throttled within a tick. */
+	set_sm_limit(DEV_A, 30);
+	sleep_ms(400);
+	r = run_for(0, P_KERNEL, s, 1000, 0.8);
+	fprintf(stderr, "after set --sm 30: busy %.2f\n", r.busy_fraction);
+	CHECK(fakecuda_stat("event_records") > 0);
+	CHECK(r.busy_fraction < 0.6);
+
+	/* Lifted: free again, and no more events. */
+	set_sm_limit(DEV_A, 0);
+	sleep_ms(400);
+	CU(cuStreamSynchronize(s));
+	uint64_t records = fakecuda_stat("event_records");
+	r = run_for(0, P_KERNEL, s, 1000, 0.3);
+	fprintf(stderr, "after set --sm 0: busy %.2f\n", r.busy_fraction);
+	CHECK(r.busy_fraction > 0.9);
+	CHECK_EQ(records, fakecuda_stat("event_records"));
+	CU(cuStreamDestroy_v2(s));
+}
+
+/* ---- Malformed values ---------------------------------------------------------------------------------- */
+
+static void test_malformed(void)
+{
+	fresh_region();
+	char err[4096];
+	const char *args[] = {"child-workload", "0.6", NULL};
+	const char *bad[] = {"CUDA_DEVICE_SM_LIMIT=thirty", "FAKENVML_PROCESS_UTIL=unsupported", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), bad, args));
+	fprintf(stderr, "malformed said: %s", err);
+	CHECK_EQ(2, count_lines(err)); /* the error and the child's report */
+	CHECK(strstr(err, "CUDA_DEVICE_SM_LIMIT=\"thirty\"") != NULL);
+	CHECK(strstr(err, "throttled") != NULL);
+	/* Fail closed in this process only: the region's limit is untouched. */
+	CHECK_EQ(100, device_view(DEV_A).sm_limit);
+
+	/* A region of its own: the first child registered the device uncapped. */
+	char other[256];
+	snprintf(other, sizeof(other), "GPUCAP_REGION=%s/other", region_dir);
+	const char *bad_policy[] = {"GPUCAP_SM_POLICY=lenient", "CUDA_DEVICE_SM_LIMIT=30",
+	                            "FAKENVML_PROCESS_UTIL=unsupported", other, NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), bad_policy, args));
+	CHECK(strstr(err, "GPUCAP_SM_POLICY=\"lenient\"") != NULL);
+	CHECK(strstr(err, "throttled") != NULL);
+}
+
+/* ---- Streams destroyed under the gate, threads, fork ------------------------------------------------------
+ */
+
+struct launcher {
+	CUcontext ctx;
+	volatile int stop;
+	bool per_thread;
+};
+
+static void *launch_loop(void *arg)
+{
+	struct launcher *l = arg;
+	CU(cuCtxSetCurrent(l->ctx));
+	CUstream s = NULL;
+	if (!l->per_thread)
+		CU(cuStreamCreate(&s, 0));
+	while (!__atomic_load_n(&l->stop, __ATOMIC_RELAXED))
+		CU(launch(l->per_thread ? P_KERNEL_PTSZ : P_KERNEL, 500, s));
+	if (s) {
+		CU(cuStreamSynchronize(s));
+		CU(cuStreamDestroy_v2(s));
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	CUcontext ctx = start_device(0);
+	enum { T = 4 };
+	pthread_t th[T];
+	struct launcher l[T];
+	for (int i = 0; i < T; i++) {
+		l[i].ctx = ctx;
+		l[i].stop = 0;
+		l[i].per_thread = i == T - 1;
+		CHECK(pthread_create(&th[i], NULL, launch_loop, &l[i]) == 0);
+	}
+	/* Meanwhile streams come and go with work in the current phase. */
+	sleep_ms(200);
+	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns();
+	for (int i = 0; i < 60; i++) {
+		CUstream s;
+		CU(cuStreamCreate(&s, 0));
+		CU(launch(P_KERNEL, 50, s));
+		CU(cuStreamDestroy_v2(s));
+		sleep_ms(2);
+	}
+	double busy = (double)(fakecuda_busy_ns(0) - b0) / (double)(now_ns() - t0);
+	for (int i = 0; i < T; i++)
+		__atomic_store_n(&l[i].stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < T; i++)
+		pthread_join(th[i], NULL);
+	fprintf(stderr, "threads: busy %.2f\n", busy);
+	CHECK_EQ(0, fakecuda_stat("use_after_destroy"));
+	CHECK(fakecuda_stat("event_records") > 0);
+	CHECK(busy < 0.6);
+}
+
+static void test_fork(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "30", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "unsupported", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	run_for(0, P_KERNEL, s, 1000, 0.2);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		/* The child has no controller thread and nobody closing the
+		 * parent's phase: its own gate starts afresh. */
+		uint64_t records = fakecuda_stat("event_records");
+		struct run r = run_for(0, P_KERNEL, s, 1000, 0.6);
+		if (fakecuda_stat("event_records") <= records)
+			_exit(2);
+		if (r.longest_launch_ns > 1500 * MS)
+			_exit(3);
+		if (r.busy_fraction > 0.6)
+			_exit(4);
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status));
+	CHECK_EQ(0, WEXITSTATUS(status));
+}
+
+/* ---- main -------------------------------------------------------------------------------------------------
+ */
+
+int main(int argc, char **argv)
+{
+	ssize_t len = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+	CHECK(len > 0);
+	self_path[len] = '\0';
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s CASE [ARG]\n", argv[0]);
+		return 2;
+	}
+	const char *inherited = getenv("GPUCAP_REGION");
+	if (inherited)
+		snprintf(region_path, sizeof(region_path), "%s", inherited);
+	const char *arg = argc > 2 ? argv[2] : "";
+	if (strcmp(argv[1], "child-workload") == 0)
+		return child_workload(atof(arg));
+	if (strcmp(argv[1], "uncapped") == 0)
+		test_uncapped(arg);
+	else if (strcmp(argv[1], "capped") == 0)
+		test_capped();
+	else if (strcmp(argv[1], "capture") == 0)
+		test_capture();
+	else if (strcmp(argv[1], "corrupt-tat") == 0)
+		test_corrupt_tat();
+	else if (strcmp(argv[1], "policy-disable") == 0)
+		test_policy_disable();
+	else if (strcmp(argv[1], "elastic") == 0)
+		test_elastic();
+	else if (strcmp(argv[1], "per-device") == 0)
+		test_per_device(arg);
+	else if (strcmp(argv[1], "routes") == 0)
+		test_routes();
+	else if (strcmp(argv[1], "live") == 0)
+		test_live();
+	else if (strcmp(argv[1], "malformed") == 0)
+		test_malformed();
+	else if (strcmp(argv[1], "threads") == 0)
+		test_threads();
+	else if (strcmp(argv[1], "fork") == 0)
+		test_fork();
+	else {
+		fprintf(stderr, "unknown case %s\n", argv[1]);
+		return 2;
+	}
+	return 0;
+}
