@@ -285,9 +285,11 @@ static void check_region(struct doctor *d, const char *file)
 		add(d, CHECK_OK, "region", NULL, "no dead slots awaiting reclaim");
 	if (unknown_host)
 		add(d, CHECK_WARN, "host-pid",
-		    "run 'gpucap resolve --watch --regions GLOB' or 'gpucap exporter --resolve-host-pids' on the "
+		    "run 'gpucap resolve --watch --regions GLOB' or 'gpucap exporter --resolve-host-pids' on "
+		    "the "
 		    "host (hostPID: true in Kubernetes); memory and compute caps do not depend on it",
-		    "%u of %u processes run in a PID namespace and have no host PID yet: host-side per-process "
+		    "%u of %u processes run in a PID namespace and have no host PID yet: host-side "
+		    "per-process "
 		    "attribution (nvidia-smi, exporter host_pid labels) cannot name them",
 		    (unsigned)unknown_host, (unsigned)s->process_count);
 	else
