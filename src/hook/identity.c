@@ -19,57 +19,19 @@
  */
 #define _GNU_SOURCE /* readlink */
 #include "hook.h"
+#include "proc_ids.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define INITIAL_PID_NAMESPACE_INODE UINT64_C(4026531836)
-
-/* The inode of the PID namespace a /proc/<who>/ns/pid link names; 0 if
- * unreadable. */
-static uint64_t pid_namespace_inode(const char *link_path)
-{
-	char link[64];
-	ssize_t n = readlink(link_path, link, sizeof(link) - 1);
-	if (n <= 0)
-		return 0;
-	link[n] = '\0';
-	unsigned long long inode = 0;
-	if (sscanf(link, "pid:[%llu]", &inode) != 1)
-		return 0;
-	return inode;
-}
-
-/* The first NSpid field when /proc/self/status lists more than one, else 0. */
-static int32_t outermost_nspid(void)
-{
-	FILE *status = fopen("/proc/self/status", "re");
-	if (!status)
-		return 0;
-	char line[256];
-	int32_t outer = 0;
-	while (fgets(line, sizeof(line), status)) {
-		if (strncmp(line, "NSpid:", 6) != 0)
-			continue;
-		char *end = NULL;
-		long first = strtol(line + 6, &end, 10);
-		long inner = end ? strtol(end, NULL, 10) : 0;
-		if (first > 0 && first <= INT32_MAX && inner > 0) /* two fields or more */
-			outer = (int32_t)first;
-		break;
-	}
-	fclose(status);
-	return outer;
-}
-
 /* Whether /proc belongs to the initial PID namespace. Its init's namespace
  * link says so when readable (it is not to everyone); otherwise kthreadd,
  * PID 2 with parent 0, is visible only in the initial namespace's /proc. */
 static bool proc_is_initial_namespace(void)
 {
-	if (pid_namespace_inode("/proc/1/ns/pid") == INITIAL_PID_NAMESPACE_INODE)
+	if (gpucap_pid_namespace_inode("/proc/1/ns/pid") == GPUCAP_INITIAL_PID_NAMESPACE_INODE)
 		return true;
 	FILE *status = fopen("/proc/2/status", "re");
 	if (!status)
@@ -90,8 +52,8 @@ void gpucap_identity_initial(struct gpucap_slot_identity *id)
 {
 	memset(id, 0, sizeof(*id));
 	id->pid = (int32_t)getpid();
-	id->pid_ns_inode = pid_namespace_inode("/proc/self/ns/pid");
-	if (id->pid_ns_inode == INITIAL_PID_NAMESPACE_INODE) {
+	id->pid_ns_inode = gpucap_pid_namespace_inode("/proc/self/ns/pid");
+	if (id->pid_ns_inode == GPUCAP_INITIAL_PID_NAMESPACE_INODE) {
 		id->host_pid = id->pid;
 		id->host_pid_source = GPUCAP_HOST_PID_SAME_NAMESPACE;
 		return;
@@ -99,9 +61,10 @@ void gpucap_identity_initial(struct gpucap_slot_identity *id)
 	/* When /proc is the initial namespace's, /proc/self/status speaks in
 	 * host PIDs. */
 	if (proc_is_initial_namespace()) {
-		int32_t host = outermost_nspid();
-		if (host > 0) {
-			id->host_pid = host;
+		long outer = 0, inner = 0;
+		if (gpucap_nspid("/proc/self/status", &outer, &inner) >= 2 && outer > 0 &&
+		    outer <= INT32_MAX) {
+			id->host_pid = (int32_t)outer;
 			id->host_pid_source = GPUCAP_HOST_PID_HOST_PROCFS;
 		}
 	}

@@ -31,6 +31,7 @@
  */
 #define _GNU_SOURCE
 #include "log.h"
+#include "proc_ids.h"
 #include "throttle.h"
 
 #include <errno.h>
@@ -132,20 +133,10 @@ static void update_armed(void)
 
 /* ---- Who belongs to the container --------------------------------------------------- */
 
-/* The inode of this process's PID namespace, from the link's text
- * "pid:[4026531836]" (readlink: no stat, whose symbol versions tie a
- * library to a recent glibc). 0: unknown. */
+/* The inode of this process's PID namespace; 0: unknown. */
 static uint64_t pid_ns_inode(void)
 {
-	char link[64];
-	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
-	if (n <= 5 || strncmp(link, "pid:[", 5) != 0)
-		return 0;
-	link[n] = '\0';
-	uint64_t inode = 0;
-	for (const char *p = link + 5; *p >= '0' && *p <= '9'; p++)
-		inode = inode * 10 + (uint64_t)(*p - '0');
-	return inode;
+	return gpucap_pid_namespace_inode("/proc/self/ns/pid");
 }
 
 /*

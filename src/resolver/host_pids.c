@@ -1,6 +1,7 @@
 /* Matching region slots to host processes; see host_pids.h. */
 #define _GNU_SOURCE /* readlink, major/minor */
 #include "host_pids.h"
+#include "proc_ids.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -9,8 +10,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-
-#define INITIAL_PID_NAMESPACE_INODE UINT64_C(4026531836)
 
 static const char *proc_root = "/proc";
 
@@ -21,46 +20,23 @@ void gpucap_resolver_set_proc_root(const char *root)
 
 static uint64_t namespace_inode_of(const char *pid_dir)
 {
-	char path[512], link[64];
+	char path[512];
 	snprintf(path, sizeof(path), "%s/%s/ns/pid", proc_root, pid_dir);
-	ssize_t n = readlink(path, link, sizeof(link) - 1);
-	if (n <= 0)
-		return 0;
-	link[n] = '\0';
-	unsigned long long inode = 0;
-	return sscanf(link, "pid:[%llu]", &inode) == 1 ? inode : 0;
+	return gpucap_pid_namespace_inode(path);
 }
 
 bool gpucap_resolver_on_host(void)
 {
-	return namespace_inode_of("self") == INITIAL_PID_NAMESPACE_INODE;
+	return namespace_inode_of("self") == GPUCAP_INITIAL_PID_NAMESPACE_INODE;
 }
 
 /* The last NSpid field of a process: its PID in its own namespace. */
 static long innermost_pid(const char *pid_dir)
 {
-	char path[512], line[512];
+	char path[512];
+	long outer = 0, inner = 0;
 	snprintf(path, sizeof(path), "%s/%s/status", proc_root, pid_dir);
-	FILE *status = fopen(path, "re");
-	if (!status)
-		return 0;
-	long last = 0;
-	while (fgets(line, sizeof(line), status)) {
-		if (strncmp(line, "NSpid:", 6) != 0)
-			continue;
-		char *cursor = line + 6;
-		for (;;) {
-			char *end;
-			long value = strtol(cursor, &end, 10);
-			if (end == cursor)
-				break;
-			last = value;
-			cursor = end;
-		}
-		break;
-	}
-	fclose(status);
-	return last;
+	return gpucap_nspid(path, &outer, &inner) > 0 ? inner : 0;
 }
 
 enum maps_answer { MAPS_NO, MAPS_YES, MAPS_UNREADABLE };
