@@ -18,7 +18,9 @@
 # Knobs (environment): SM_WORKLOADS ("gemm short graph"), SM_CAPS
 # ("10 20 30 50 70 90"), SM_SECONDS (6, per run), SM_TENANT_SECONDS (15),
 # SM_TENANT_CAPS ("30 70"), SM_TRAIN_SECONDS (6), SM_TRAIN_RUNS (3),
-# SM_LAUNCH_RUNS (3), PYTHON (python3).
+# SM_LAUNCH_RUNS (3), SM_BENCH_WARMUP_S (3: seconds each run runs before it
+# measures; the controller calibrates the work weight in its first 2-3 s),
+# PYTHON (python3).
 set -uo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -36,6 +38,7 @@ py="${PYTHON:-python3}"
 workloads="${SM_WORKLOADS:-gemm short graph}"
 caps="${SM_CAPS:-10 20 30 50 70 90}"
 secs="${SM_SECONDS:-6}"
+export SM_BENCH_WARMUP_S="${SM_BENCH_WARMUP_S:-3}"
 tenant_secs="${SM_TENANT_SECONDS:-15}"
 tenant_caps="${SM_TENANT_CAPS:-30 70}"
 train_secs="${SM_TRAIN_SECONDS:-6}"
@@ -95,7 +98,7 @@ main() {
   echo "- torch: $($py -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>&1 | tail -n 1)"
   echo "- library: $lib"
   echo "- policy: GPU_CORE_UTILIZATION_POLICY=${GPU_CORE_UTILIZATION_POLICY:-(unset: strict)}"
-  echo "- runs of ${secs} s after 1 s of warm-up; caps: $caps"
+  echo "- runs of ${secs} s after ${SM_BENCH_WARMUP_S} s of warm-up; caps: $caps"
   others=$(nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader 2>/dev/null)
   if [ -n "$others" ]; then
     echo "- **warning**: other processes use the GPU and will skew every figure: $(echo "$others" | tr '\n' ';')"

@@ -377,6 +377,19 @@ const char *gpucap_status_text(gpucap_status status);
 /* Longest busy time one charge may carry. */
 #define GPUCAP_SM_MAX_BUSY_NS UINT64_C(10000000000)
 
+/*
+ * The work weight of a busy second: how much more work the container's
+ * kernels do per second of GPU time at its capped duty than the same
+ * kernels would at full load (a GPU that idles between ON phases runs at a
+ * higher clock than one held at its power limit). The controller measures
+ * it and aims the time share at cap / weight, so that the cap is a share of
+ * what the GPU delivers at full load. Stored in ppm; values outside this
+ * range are treated as unset (1.0). Never below 1: a GPU does not slow a
+ * kernel down because it is less loaded, so a lower figure is noise.
+ */
+#define GPUCAP_SM_WEIGHT_MIN_PPM 1000000u
+#define GPUCAP_SM_WEIGHT_MAX_PPM 1600000u
+
 /* Where a published share figure comes from. */
 typedef enum gpucap_sm_source {
 	GPUCAP_SM_SOURCE_NONE = 0, /* nothing measured yet */
@@ -395,6 +408,7 @@ struct gpucap_sm_state {
 	gpucap_sm_source share_source;
 	uint32_t flags;          /* GPUCAP_SM_FLAG_* */
 	int32_t integral_ppm;    /* within +-GPUCAP_SM_PPM */
+	uint32_t weight_ppm;     /* work weight; 0: unset (1.0), else within the WEIGHT range */
 	uint64_t busy_ns;        /* busy time charged on the device, total */
 	uint64_t tat_ns;         /* the virtual clock (0: unset) */
 	uint64_t lease_until_ns; /* 0: no lease */
@@ -460,6 +474,13 @@ bool gpucap_region_sm_lease(gpucap_region *region, int device, uint64_t now_ns, 
  */
 void gpucap_region_sm_publish(gpucap_region *region, int device, uint32_t duty_ppm, uint32_t share_ppm,
                               gpucap_sm_source source, uint32_t flags, int32_t integral_ppm);
+
+/*
+ * sm_publish_weight: the lease holder's measured work weight (ppm; 0
+ * resets it to unset). A value outside the WEIGHT range is clamped into it.
+ * Ordering: relaxed store. Wait: none.
+ */
+void gpucap_region_sm_publish_weight(gpucap_region *region, int device, uint32_t weight_ppm);
 
 #ifdef __cplusplus
 }

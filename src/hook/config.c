@@ -181,6 +181,13 @@ static void load_sm(struct gpucap_config *config)
 	}
 
 	config->sm.policy = load_sm_policy();
+	config->sm.calibrate = true;
+	value = getenv("GPUCAP_SM_CALIBRATE");
+	if (value && (strcmp(value, "off") == 0 || strcmp(value, "0") == 0))
+		config->sm.calibrate = false;
+	else if (value && strcmp(value, "on") != 0 && strcmp(value, "1") != 0)
+		report_malformed("GPUCAP_SM_CALIBRATE", value, "on or off",
+		                 "using on (capped throughput is calibrated against full load)");
 	if (config->sm.policy == GPUCAP_SM_POLICY_DISABLE)
 		gpucap_log(GPUCAP_LOG_WARN, "SM caps are disabled by policy (%s=disable): %s",
 		           getenv("GPUCAP_SM_POLICY") ? "GPUCAP_SM_POLICY" : "GPU_CORE_UTILIZATION_POLICY",

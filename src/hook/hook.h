@@ -102,6 +102,9 @@ struct gpucap_sm_config {
 	 * limits file's SM value, or GPUCAP_SM_FAIL_CLOSED_PERCENT after a
 	 * malformed variable. Applied on top of the region's live limit. */
 	uint32_t local_cap[GPUCAP_MAX_DEVICES];
+	/* Measure the work weight of a capped busy second with calibration
+	 * bursts (GPUCAP_SM_CALIBRATE, docs/compute-caps.md); default on. */
+	bool calibrate;
 };
 
 struct gpucap_config {

@@ -7,6 +7,7 @@
  */
 #include "hook.h"
 #include "log.h"
+#include "throttle.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -1132,6 +1133,7 @@ CUresult on_ctx_destroy(int id, CUcontext ctx)
 	NOT_READY(real(ctx), real);
 	struct gpucap_track_entry *entry =
 	    ctx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)ctx) : NULL;
+	gpucap_sm_context_gone(ctx); /* the SM gate must not drain its streams later */
 	CUresult r = real(ctx);
 	if (entry) {
 		if (r == CUDA_SUCCESS)
@@ -1177,6 +1179,8 @@ CUresult on_primary_ctx_release(int id, CUdevice ordinal)
 	if (gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS)
 		return real(ordinal);
 	pthread_mutex_lock(&dev->primary_lock);
+	if (dev->primary_refs == 1)
+		gpucap_sm_device_gone(ordinal); /* the last release destroys the context */
 	CUresult r = real(ordinal);
 	if (r == CUDA_SUCCESS && dev->primary_refs > 0) {
 		dev->primary_refs--;

@@ -17,14 +17,16 @@
  *     per-process utilisation every SM_STEP_NS, sums its container's
  *     processes and the others, and sets the duty the gates apply:
  *
- *         duty = clamp(cap + I, cap / 2, 100%)
- *         I   += k * (cap - share)       (k larger downwards; back-computed
- *                                         from the clamp: no wind-up)
+ *         target = cap / weight              (sm_weight.h)
+ *         duty   = clamp(target + I, target / 2, 100%)
+ *         I     += k * (target - share)    (k larger downwards; back-computed
+ *                                           from the clamp: no wind-up)
  *
- *     Alone on the GPU the feed-forward duty = cap is already right and I
- *     only trims the measuring bias; next to another tenant the ON phases
- *     are shared and I raises the duty until the share reaches the cap.
- *     Without NVML it runs open loop (duty = cap) and says so.
+ *     Alone on the GPU the feed-forward duty = target is already right and
+ *     I only trims the measuring bias; next to another tenant the ON phases
+ *     are shared and I raises the duty until the share reaches the target.
+ *     The weight turns the cap, a share of the GPU's full-load work, into a
+ *     share of its time. Without NVML it runs open loop and says so.
  *
  * NVML calls can be slow (initialisation takes up to a second); they never
  * hold up a drain, which is why the two are separate threads.
@@ -32,6 +34,7 @@
 #define _GNU_SOURCE
 #include "log.h"
 #include "proc_ids.h"
+#include "sm_weight.h"
 #include "throttle.h"
 
 #include <errno.h>
@@ -82,8 +85,11 @@ struct ctl_device {
 	unsigned long long last_sample_us;
 	char uuid[GPUCAP_UUID_MAX];
 	nvmlDevice_t nvml;
-	int nvml_state; /* 0 unknown, 1 usable, -1 unusable (open loop) */
+	int nvml_state;    /* 0 unknown, 1 usable, -1 unusable (open loop) */
+	uint32_t cap_seen; /* the cap (ppm) the integral was built for */
+	struct sm_weight weight;
 	unsigned mismatches;
+	unsigned steps; /* since this process took the lease */
 	bool logged;
 };
 
@@ -287,6 +293,12 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	c->last_busy_ns = st->busy_ns;
 	c->last_step_ns = now;
 	uint64_t gate_ppm64 = busy * 1000u / (window / 1000u ? window / 1000u : 1);
+	if (c->cap_seen && (uint32_t)cap != c->cap_seen) {
+		/* A new cap: the bias the integral trims scales with it. */
+		c->integral_ppm = (int32_t)((int64_t)c->integral_ppm * cap / (int64_t)c->cap_seen);
+		sm_weight_soon(&c->weight, now);
+	}
+	c->cap_seen = (uint32_t)cap;
 	uint32_t gate_ppm = gate_ppm64 > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)gate_ppm64;
 
 	uint32_t mine = 0, foreign = 0;
@@ -334,20 +346,38 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 		}
 	}
 
+	struct sm_weight_inputs in = {d, st->duty_ppm ? st->duty_ppm : (uint32_t)cap, foreign, closed,
+	                              st->tat_ns};
+	bool frozen = sm_weight_step(&c->weight, &in, now);
+	int64_t target = sm_weight_target(&c->weight, (uint32_t)cap);
+
 	int64_t integral = c->integral_ppm;
 	if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
+	} else if (frozen || c->steps++ == 0) {
+		/* A calibration burst, or NVML's first window (it began before
+		 * the launches): the share says nothing about the duty. */
 	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
 		integral /= 2; /* idle: forget the correction rather than wind it up */
 	} else {
-		int64_t error = cap - (int64_t)mine;
+		int64_t error = target - (int64_t)mine;
 		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
 		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
 	}
-	int64_t duty = clamp64(cap + integral, cap / 2 > 0 ? cap / 2 : 1, GPUCAP_SM_PPM);
-	integral = duty - cap; /* back-calculation: the clamp is where the integral stops */
+	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);
+	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
 	c->integral_ppm = (int32_t)integral;
-	gpucap_region_sm_publish(gpucap.region, d, (uint32_t)duty, c->share_ppm, source, flags,
+	gpucap_log(GPUCAP_LOG_DEBUG,
+	           "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) "
+	           "others %.1f%% duty %.1f%%%s",
+	           d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6,
+	           target / 1e4, mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
+	           frozen ? " (calibrating)" : "");
+	/* Shown as a share of the full-load work, like the cap. */
+	uint64_t shown = (uint64_t)c->share_ppm *
+	                 (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / GPUCAP_SM_PPM;
+	gpucap_region_sm_publish(gpucap.region, d, (uint32_t)duty,
+	                         shown > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)shown, source, flags,
 	                         c->integral_ppm);
 }
 
@@ -380,6 +410,8 @@ static void control(uint64_t now)
 			c->owner = true;
 			snprintf(c->uuid, sizeof(c->uuid), "%s", st.uuid);
 			c->integral_ppm = st.integral_ppm;
+			c->cap_seen = st.sm_limit * (GPUCAP_SM_PPM / 100);
+			sm_weight_reset(&c->weight, st.weight_ppm, now);
 			c->last_step_ns = now;
 			c->last_busy_ns = st.busy_ns;
 			c->last_foreign_ns = now;

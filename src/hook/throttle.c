@@ -65,6 +65,14 @@ struct gate {
 	_Atomic uint32_t budget;   /* launches per phase, learnt */
 	_Atomic uint32_t overflow; /* a stream did not fit in the set */
 	_Atomic int recording;     /* a drain is recording events on the set */
+	/* What finished phases did, and a calibration burst (throttle.h). */
+	_Atomic uint64_t work_busy_ns;
+	_Atomic uint64_t work_launches;
+	_Atomic uint64_t probe_hold_ns;
+	_Atomic uint64_t probe_measure_ns;
+	_Atomic uint64_t probe_end_ns;
+	_Atomic uint64_t probe_busy_ns;
+	_Atomic uint64_t probe_launches;
 	_Atomic int region_index;
 	atomic_bool used;
 	struct stream_slot streams[SM_STREAMS];
@@ -324,30 +332,73 @@ static void clear_slot(struct stream_slot *slot, uintptr_t key)
 	                                        memory_order_relaxed);
 }
 
+/* Clear the slots for which forget(key, ctx, arg) is true in gate g, then
+ * wait (bounded) for a drain that may be recording on one of them. */
+static void forget_streams(struct gate *g, bool (*forget)(uintptr_t key, uintptr_t ctx, uintptr_t arg),
+                           uintptr_t arg)
+{
+	bool found = false;
+	for (int i = 0; i < SM_STREAMS; i++) {
+		uintptr_t key = atomic_load_explicit(&g->streams[i].key, memory_order_seq_cst);
+		uintptr_t ctx = atomic_load_explicit(&g->streams[i].ctx, memory_order_acquire);
+		if (key && forget(key, ctx, arg)) {
+			clear_slot(&g->streams[i], key);
+			found = true;
+		}
+	}
+	/* A drain that read the key before we cleared it is recording on the
+	 * stream now: the stream must outlive that (microseconds). */
+	uint64_t give_up = mono_ns() + SM_GONE_WAIT_NS;
+	while (found && atomic_load_explicit(&g->recording, memory_order_seq_cst) && mono_ns() < give_up)
+		sched_yield();
+}
+
+static bool is_stream(uintptr_t key, uintptr_t ctx, uintptr_t stream)
+{
+	(void)ctx;
+	return key == stream;
+}
+
+static bool in_context(uintptr_t key, uintptr_t ctx, uintptr_t context)
+{
+	/* A slot being written (ctx still 0) with the context's NULL stream is
+	 * recognised by its key. */
+	return ctx == context || key == (context | 1);
+}
+
+static bool any_stream(uintptr_t key, uintptr_t ctx, uintptr_t arg)
+{
+	(void)key;
+	(void)ctx;
+	(void)arg;
+	return true;
+}
+
 void gpucap_sm_stream_gone(CUstream stream)
 {
 	if (!stream || stream == CU_STREAM_LEGACY || stream == CU_STREAM_PER_THREAD ||
 	    !atomic_load_explicit(&any_gate_used, memory_order_acquire))
 		return;
-	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
-		struct gate *g = &gates[d];
-		if (!atomic_load_explicit(&g->used, memory_order_acquire))
-			continue;
-		bool found = false;
-		for (int i = 0; i < SM_STREAMS; i++) {
-			if (atomic_load_explicit(&g->streams[i].key, memory_order_seq_cst) ==
-			    (uintptr_t)stream) {
-				clear_slot(&g->streams[i], (uintptr_t)stream);
-				found = true;
-			}
-		}
-		/* A drain that read the key before we cleared it is recording on
-		 * the stream now: the stream must outlive that (microseconds). */
-		uint64_t give_up = mono_ns() + SM_GONE_WAIT_NS;
-		while (found && atomic_load_explicit(&g->recording, memory_order_seq_cst) &&
-		       mono_ns() < give_up)
-			sched_yield();
-	}
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++)
+		if (atomic_load_explicit(&gates[d].used, memory_order_acquire))
+			forget_streams(&gates[d], is_stream, (uintptr_t)stream);
+}
+
+void gpucap_sm_context_gone(CUcontext ctx)
+{
+	if (!ctx || !atomic_load_explicit(&any_gate_used, memory_order_acquire))
+		return;
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++)
+		if (atomic_load_explicit(&gates[d].used, memory_order_acquire))
+			forget_streams(&gates[d], in_context, (uintptr_t)ctx);
+}
+
+void gpucap_sm_device_gone(int ordinal)
+{
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES ||
+	    !atomic_load_explicit(&gates[ordinal].used, memory_order_acquire))
+		return;
+	forget_streams(&gates[ordinal], any_stream, 0);
 }
 
 /* ---- Phases ----------------------------------------------------------------------- */
@@ -428,8 +479,20 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	int region_index = atomic_load_explicit(&g->region_index, memory_order_relaxed);
 	uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
 	uint32_t duty = duty_of(region_index, cap);
-	if (gpucap.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0)
+	/* A calibration burst's phases were paid for by its hold. */
+	uint64_t burst_end = atomic_load_explicit(&g->probe_end_ns, memory_order_acquire);
+	bool in_burst =
+	    start >= atomic_load_explicit(&g->probe_hold_ns, memory_order_relaxed) && start < burst_end;
+	if (gpucap.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst)
 		gpucap_region_sm_charge(gpucap.region, region_index, start, busy, duty, mono_ns());
+	if (launches > 0 && busy > 0) {
+		atomic_fetch_add_explicit(&g->work_busy_ns, busy, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->work_launches, launches, memory_order_relaxed);
+		if (in_burst && start >= atomic_load_explicit(&g->probe_measure_ns, memory_order_relaxed)) {
+			atomic_fetch_add_explicit(&g->probe_busy_ns, busy, memory_order_relaxed);
+			atomic_fetch_add_explicit(&g->probe_launches, launches, memory_order_relaxed);
+		}
+	}
 	if (by_launch)
 		learn_budget(g, launches, busy);
 	for (int i = 0; i < SM_STREAMS; i++)
@@ -607,10 +670,10 @@ void gpucap_sm_service_stop(void)
 	}
 }
 
-/* The caller holds the closing bit: wait until the device's virtual clock,
- * in steps at which a lifted cap ends the wait. Bounded by SM_SLEEP_MAX_NS
- * whatever the clock says. */
-static void wait_for_clock(int ordinal, int region_index)
+/* The caller holds the closing bit: wait until the device's virtual clock
+ * (and a calibration hold, until hold_ns), in steps at which a lifted cap
+ * ends the wait. Bounded by SM_SLEEP_MAX_NS whatever the clock says. */
+static void wait_for_clock(int ordinal, int region_index, uint64_t hold_ns)
 {
 	uint64_t begin = mono_ns();
 	for (;;) {
@@ -618,6 +681,8 @@ static void wait_for_clock(int ordinal, int region_index)
 		if (now - begin >= SM_SLEEP_MAX_NS)
 			return;
 		uint64_t tat = gpucap_region_sm_tat(gpucap.region, region_index, now);
+		if (tat < hold_ns)
+			tat = hold_ns;
 		if (tat <= now + SM_TAT_SLACK_NS)
 			return;
 		uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
@@ -661,12 +726,18 @@ static void gate_enter(struct gate *g, int ordinal, int region_index, CUstream s
 		}
 		uint64_t start = atomic_load_explicit(&g->on_start_ns, memory_order_acquire);
 		if (start == 0) {
-			/* First launch of a phase: not before the shared clock. */
-			uint64_t tat = gpucap_region_sm_tat(gpucap.region, region_index, now);
+			/* First launch of a phase: not before the shared clock, and
+			 * not during a calibration hold; during its burst, at once. */
+			uint64_t hold = atomic_load_explicit(&g->probe_hold_ns, memory_order_acquire);
+			bool burst =
+			    now >= hold && now < atomic_load_explicit(&g->probe_end_ns, memory_order_relaxed);
+			uint64_t tat = burst ? 0 : gpucap_region_sm_tat(gpucap.region, region_index, now);
+			if (now < hold)
+				tat = hold;
 			if (tat > now + SM_TAT_SLACK_NS) {
 				if (atomic_compare_exchange_strong_explicit(
 				        &g->state, &st, st | 1, memory_order_acq_rel, memory_order_acquire)) {
-					wait_for_clock(ordinal, region_index);
+					wait_for_clock(ordinal, region_index, hold);
 					open_next(g, st);
 				}
 				continue;
@@ -748,6 +819,49 @@ void gpucap_sm_gate(CUstream stream, bool per_thread)
 
 /* ---- For the controller thread ------------------------------------------------------ */
 
+int gpucap_sm_ordinal_of(int region_index)
+{
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++)
+		if (atomic_load_explicit(&gates[d].used, memory_order_acquire) &&
+		    atomic_load_explicit(&gates[d].region_index, memory_order_relaxed) == region_index)
+			return d;
+	return -1;
+}
+
+void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out)
+{
+	out->busy_ns = out->launches = 0;
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
+		return;
+	out->busy_ns = atomic_load_explicit(&gates[ordinal].work_busy_ns, memory_order_relaxed);
+	out->launches = atomic_load_explicit(&gates[ordinal].work_launches, memory_order_relaxed);
+}
+
+bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns)
+{
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES ||
+	    !atomic_load_explicit(&gates[ordinal].used, memory_order_acquire))
+		return false;
+	struct gate *g = &gates[ordinal];
+	/* The window before the hold: a phase that finishes now started before
+	 * measure_ns and never adds to the new sums. */
+	atomic_store_explicit(&g->probe_busy_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->probe_launches, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->probe_measure_ns, measure_ns, memory_order_relaxed);
+	atomic_store_explicit(&g->probe_end_ns, end_ns, memory_order_release);
+	atomic_store_explicit(&g->probe_hold_ns, hold_ns, memory_order_release);
+	return true;
+}
+
+void gpucap_sm_probe_result(int ordinal, struct gpucap_sm_work *out)
+{
+	out->busy_ns = out->launches = 0;
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
+		return;
+	out->busy_ns = atomic_load_explicit(&gates[ordinal].probe_busy_ns, memory_order_relaxed);
+	out->launches = atomic_load_explicit(&gates[ordinal].probe_launches, memory_order_relaxed);
+}
+
 bool gpucap_sm_any_gate_used(void)
 {
 	return atomic_load_explicit(&any_gate_used, memory_order_acquire);
@@ -764,6 +878,10 @@ void gpucap_sm_after_fork(void)
 		atomic_store_explicit(&g->launches, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->overflow, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->recording, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->work_busy_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->work_launches, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->probe_hold_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->probe_end_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);
 		atomic_store_explicit(&g->budget, SM_BUDGET_INITIAL, memory_order_relaxed);
 		atomic_store_explicit(&g->region_index, -1, memory_order_relaxed);

@@ -69,7 +69,36 @@ void gpucap_sm_gate(CUstream hStream, bool per_thread);
  * microseconds) for a drain that is recording on it. */
 void gpucap_sm_stream_gone(CUstream hStream);
 
+/* A context is being destroyed (or a device's primary context released for
+ * the last time): forget its streams in every gate, as for a stream. */
+void gpucap_sm_context_gone(CUcontext ctx);
+void gpucap_sm_device_gone(int ordinal);
+
 /* ---- Between the gate and the controller (throttle.c) ---------------------- */
+
+/* GPU work a gate saw: the busy time and launches of its finished phases. */
+struct gpucap_sm_work {
+	uint64_t busy_ns;
+	uint64_t launches;
+};
+
+/* The CUDA ordinal whose gate throttles region device region_index in this
+ * process; -1 when none has launched there. */
+int gpucap_sm_ordinal_of(int region_index);
+
+/* This process's totals on a CUDA ordinal since it started. */
+void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out);
+
+/*
+ * A calibration burst on a CUDA ordinal (docs/compute-caps.md, "work
+ * weight"): no phase starts before hold_ns; from then until end_ns phases
+ * run back to back, without waiting for the virtual clock and without
+ * charging it (the hold paid for them in advance); the phases that start in
+ * [measure_ns, end_ns) are summed for gpucap_sm_probe_result. False for an
+ * ordinal this process never launched on.
+ */
+bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns);
+void gpucap_sm_probe_result(int ordinal, struct gpucap_sm_work *out);
 
 /* This process's SM cap for a CUDA ordinal at a region device, percent
  * (1..100, 100: none): the region's live limit, lowered by the process's

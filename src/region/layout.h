@@ -119,7 +119,8 @@ struct device_entry {
 	_Atomic uint32_t sm_share_ppm;   /* measured share, EWMA; valid per sm_state */
 	_Atomic uint32_t sm_state;       /* SM_STATE_* bits (sm.c) */
 	_Atomic int32_t sm_integral_ppm; /* controller's integral term */
-	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 40];
+	_Atomic uint32_t sm_weight_ppm;  /* work weight of a busy second (sm.c); 0: unset, 1.0 */
+	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 44];
 	/* On its own cache line: the only word contended across processes. */
 	_Atomic uint64_t charge;
 	uint8_t pad1[56];

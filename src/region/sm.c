@@ -148,6 +148,18 @@ void gpucap_region_sm_publish(gpucap_region *r, int device, uint32_t duty_ppm, u
 	atomic_store_explicit(&entry->sm_duty_ppm, clamp_ppm(duty_ppm), memory_order_release);
 }
 
+void gpucap_region_sm_publish_weight(gpucap_region *r, int device, uint32_t weight_ppm)
+{
+	if (!entry_of(r, device) || r->observer)
+		return;
+	if (weight_ppm != 0 && weight_ppm < GPUCAP_SM_WEIGHT_MIN_PPM)
+		weight_ppm = GPUCAP_SM_WEIGHT_MIN_PPM;
+	if (weight_ppm > GPUCAP_SM_WEIGHT_MAX_PPM)
+		weight_ppm = GPUCAP_SM_WEIGHT_MAX_PPM;
+	atomic_store_explicit(&region_device(r, (uint32_t)device)->sm_weight_ppm, weight_ppm,
+	                      memory_order_relaxed);
+}
+
 bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, struct gpucap_sm_state *out)
 {
 	const struct device_entry *entry = entry_of(r, device);
@@ -167,6 +179,9 @@ bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, 
 	int32_t integral = atomic_load_explicit(&entry->sm_integral_ppm, memory_order_relaxed);
 	out->integral_ppm =
 	    integral > (int32_t)GPUCAP_SM_PPM || integral < -(int32_t)GPUCAP_SM_PPM ? 0 : integral;
+	uint32_t weight = atomic_load_explicit(&entry->sm_weight_ppm, memory_order_relaxed);
+	out->weight_ppm =
+	    weight >= GPUCAP_SM_WEIGHT_MIN_PPM && weight <= GPUCAP_SM_WEIGHT_MAX_PPM ? weight : 0;
 	out->busy_ns = atomic_load_explicit(&entry->sm_busy_ns, memory_order_relaxed);
 	out->tat_ns = sane_tat(atomic_load_explicit(&entry->sm_tat_ns, memory_order_acquire), now_ns);
 	uint64_t lease = atomic_load_explicit(&entry->sm_lease, memory_order_acquire);

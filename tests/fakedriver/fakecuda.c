@@ -11,6 +11,10 @@
  *   FAKECUDA_DEVICES      comma list of physical device UUIDs ("GPU-..." or
  *                         "MIG-..."); default two devices
  *   FAKECUDA_TOTAL_BYTES  memory of each device; default 16 GiB
+ *   FAKECUDA_BOOST_PERMILLE  a device that has not been kept busy runs
+ *                         kernels this much faster (1500: 1.5x), like a GPU
+ *                         whose clock is only pulled down by sustained load;
+ *                         default 1000 (none). See boosted().
  *
  * Launches run on a simulated clock: a kernel's CUfunction (and a graph's
  * CUgraphExec from fakecuda_graph_exec) is its duration in microseconds.
@@ -1185,6 +1189,37 @@ FAKE_EXPORT CUresult cuStreamDestroy(CUstream h)
 	return stream_destroy(h);
 }
 
+/* Clock boost: a heat bucket per device fills with its busy time and
+ * drains at 90% of wall time, so only load above 90% fills it; a kernel that
+ * starts while it holds less than BOOST_HOT_NS runs boost_permille / 1000
+ * times faster. Full load cools the clock after ~0.2-0.3 s. Caller holds
+ * lock. */
+#define BOOST_HOT_NS   20000000ull
+#define BOOST_HEAT_MAX 100000000ull
+static uint64_t dev_heat[MAX_DEV], dev_heat_at[MAX_DEV];
+
+static uint64_t boosted(int ordinal, uint64_t start, uint64_t work_ns)
+{
+	static long permille = -1;
+	if (permille < 0) {
+		const char *value = getenv("FAKECUDA_BOOST_PERMILLE");
+		permille = value ? atol(value) : 1000;
+		if (permille < 1000)
+			permille = 1000;
+	}
+	if (permille == 1000)
+		return work_ns;
+	uint64_t cooled = (start - dev_heat_at[ordinal]) * 9 / 10;
+	dev_heat[ordinal] = dev_heat[ordinal] > cooled ? dev_heat[ordinal] - cooled : 0;
+	dev_heat_at[ordinal] = start;
+	if (dev_heat[ordinal] < BOOST_HOT_NS)
+		work_ns = work_ns * 1000u / (uint64_t)permille;
+	dev_heat[ordinal] += work_ns;
+	if (dev_heat[ordinal] > BOOST_HEAT_MAX)
+		dev_heat[ordinal] = BOOST_HEAT_MAX;
+	return work_ns;
+}
+
 /* Queue work_ns of work on a stream (caller holds lock): captured, or run
  * after everything queued on the device. */
 static void enqueue(struct fake_stream *s, uint64_t work_ns)
@@ -1195,6 +1230,7 @@ static void enqueue(struct fake_stream *s, uint64_t work_ns)
 	}
 	uint64_t now = mono_now();
 	uint64_t start = dev_busy_until[s->ordinal] > now ? dev_busy_until[s->ordinal] : now;
+	work_ns = boosted(s->ordinal, start, work_ns);
 	dev_busy_until[s->ordinal] = start + work_ns;
 	dev_busy_total[s->ordinal] += work_ns;
 	s->last_end_ns = start + work_ns;

@@ -8,13 +8,18 @@
  * every device, one fresh sample per entry of FAKENVML_PROCESS_UTIL
  * ("PID:SM,..."; PID "self" is the calling process) or of what a test set
  * with fakenvml_set_process_util. FAKENVML_PROCESS_UTIL=unsupported makes
- * the call fail with NVML_ERROR_NOT_SUPPORTED.
+ * the call fail with NVML_ERROR_NOT_SUPPORTED. SM "busy" reports what the
+ * fake CUDA driver's device 0 was busy since the previous call (the share a
+ * lone process gets), as the real NVML measures it.
  */
 #include "cuda_abi.h"
 #include "fake_common.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,8 +148,10 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_
 
 struct util_entry {
 	unsigned int pid;
-	unsigned int sm;
+	unsigned int sm; /* UTIL_MEASURED: from the fake CUDA driver's clock */
 };
+
+#define UTIL_MEASURED UINT_MAX
 
 static pthread_mutex_t util_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct util_entry util[MAX_UTIL];
@@ -175,7 +182,8 @@ static void util_load_locked(void)
 		unsigned int pid =
 		    strcmp(item, "self") == 0 ? (unsigned int)getpid() : (unsigned int)atoi(item);
 		util[util_count].pid = pid;
-		util[util_count].sm = (unsigned int)atoi(colon + 1);
+		util[util_count].sm =
+		    strcmp(colon + 1, "busy") == 0 ? UTIL_MEASURED : (unsigned int)atoi(colon + 1);
 		util_count++;
 	}
 }
@@ -217,6 +225,25 @@ FAKE_EXPORT void fakenvml_set_process_util(unsigned int pid, unsigned int sm)
 	pthread_mutex_unlock(&util_lock);
 }
 
+/* Device 0's busy percent since the previous call (caller holds util_lock). */
+static unsigned int measured_util(void)
+{
+	static uint64_t last_busy, last_ns;
+	uint64_t (*busy_ns)(int) = (uint64_t(*)(int))dlsym(RTLD_DEFAULT, "fakecuda_busy_ns");
+	if (!busy_ns)
+		return 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t busy = busy_ns(0);
+	unsigned int percent = 0;
+	if (last_ns && now > last_ns && busy >= last_busy)
+		percent = (unsigned int)((busy - last_busy) * 100u / (now - last_ns));
+	last_busy = busy;
+	last_ns = now;
+	return percent > 100 ? 100 : percent;
+}
+
 FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
                                                          nvmlProcessUtilizationSample_t *samples,
                                                          unsigned int *count, unsigned long long last_seen)
@@ -243,7 +270,7 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 			memset(&samples[i], 0, sizeof(samples[i]));
 			samples[i].pid = util[i].pid;
 			samples[i].timeStamp = now_us;
-			samples[i].smUtil = util[i].sm;
+			samples[i].smUtil = util[i].sm == UTIL_MEASURED ? measured_util() : util[i].sm;
 		}
 		*count = n;
 	}

@@ -99,6 +99,12 @@ for path in kernel ex coop graph ptsz; do
   record "CUDA_DEVICE_SM_LIMIT=30 throttles the $path launch path (capped < 60% of uncapped)" $?
 done
 
+CUDA_DEVICE_SM_LIMIT=30 capped $cap smlive "$out/sm_gate" live "$build/bin/gpucap" "$scratch/smlive" >"$out/sm-live.txt" 2>>"$log"
+status=$?
+cat "$out/sm-live.txt" >>"$log"
+while read -r line; do say "  $line"; done < <(grep -E '^limit' "$out/sm-live.txt")
+record "gpucap set --sm raises (30 -> 80) and lowers (80 -> 10) a running process's SM share within 1 s" $status
+
 rcap=$((8 << 30))
 capped $rcap race "$out/race_fill" 8 $rcap 3 2>&1 | tee -a "$log"
 record "8 processes racing to fill one cap, 3 rounds: sum within the cap" ${PIPESTATUS[0]}

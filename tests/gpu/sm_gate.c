@@ -13,13 +13,23 @@
  *
  * where busy = kernels/s x kernel length: about 100 uncapped, about the cap
  * under gpucap. The kernel spins on %globaltimer, one block per SM, so its
- * length does not depend on the clock or the GPU model. Build:
+ * length does not depend on the clock or the GPU model.
+ *
+ *   sm_gate live GPUCAP REGION
+ *
+ * Live SM-limit changes: launches 1 ms kernels without pause for 9 s and, at
+ * 3 s and 6 s, runs `GPUCAP set --file REGION --sm 80` and then `--sm 10`.
+ * It prints the busy share of each 100 ms and exits 0 only if the share over
+ * [1 s, 3 s) after each change is within 5 points of the new limit (the
+ * change took effect within 1 s and holds). Run it under CUDA_DEVICE_SM_LIMIT=30
+ * and the preload. Build:
  *
  *   cc -O2 -std=c11 -I/usr/local/cuda/include tests/gpu/sm_gate.c \
  *      -L/usr/local/cuda/lib64/stubs -lcuda -o sm_gate
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cuda.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,11 +133,76 @@ static void run(const char *path, double seconds)
 	fflush(stdout);
 }
 
+#define LIVE_BIN_S 0.1
+#define LIVE_BINS  90 /* 9 s */
+
+/* Mean busy percent of the bins in [from_s, to_s). */
+static double live_share(const unsigned long long *bins, double from_s, double to_s)
+{
+	int first = (int)(from_s / LIVE_BIN_S + 0.5), last = (int)(to_s / LIVE_BIN_S + 0.5);
+	double kernels = 0;
+	for (int i = first; i < last; i++)
+		kernels += (double)bins[i];
+	return kernels * (double)kernel_ns / 1e9 / ((last - first) * LIVE_BIN_S) * 100.0;
+}
+
+static int live(const char *gpucap, const char *region)
+{
+	static unsigned long long bins[LIVE_BINS];
+	const double change_at[2] = {3.0, 6.0};
+	const int new_limit[2] = {80, 10};
+	double warm = now_s() + 0.5;
+	while (now_s() < warm)
+		launch_once("kernel");
+	double start = now_s();
+	int changes = 0;
+	for (;;) {
+		double t = now_s() - start;
+		if (t >= LIVE_BINS * LIVE_BIN_S)
+			break;
+		if (changes < 2 && t >= change_at[changes]) {
+			char command[1024];
+			snprintf(command, sizeof(command), "%s set --file %s --sm %d >/dev/null", gpucap,
+			         region, new_limit[changes]);
+			if (system(command) != 0) {
+				fprintf(stderr, "'%s' failed\n", command);
+				return 1;
+			}
+			printf("t=%.2f s: gpucap set --sm %d\n", now_s() - start, new_limit[changes]);
+			changes++;
+			continue;
+		}
+		launch_once("kernel");
+		int bin = (int)((now_s() - start) / LIVE_BIN_S);
+		if (bin < LIVE_BINS)
+			bins[bin]++;
+	}
+	check(cuCtxSynchronize(), "cuCtxSynchronize");
+	printf("busy %% per 100 ms:");
+	for (int i = 0; i < LIVE_BINS; i++)
+		printf("%s%.0f", i % 10 ? " " : "\n  ",
+		       bins[i] * (double)kernel_ns / 1e9 / LIVE_BIN_S * 100.0);
+	printf("\n");
+	int failed = 0;
+	double before = live_share(bins, 1.0, 3.0);
+	printf("limit 30 (from the environment), [1 s, 3 s): %.1f%%\n", before);
+	failed |= before < 25 || before > 35;
+	for (int i = 0; i < 2; i++) {
+		double share = live_share(bins, change_at[i] + 1.0, change_at[i] + 3.0);
+		printf("limit %d, [1 s, 3 s) after the change: %.1f%% (must be within 5 points)\n",
+		       new_limit[i], share);
+		failed |= share < new_limit[i] - 5 || share > new_limit[i] + 5;
+	}
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
-	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
-	double kernel_us = argc > 2 ? atof(argv[2]) : 1000.0;
-	const char *only = argc > 3 ? argv[3] : "all";
+	bool live_mode = argc == 4 && strcmp(argv[1], "live") == 0;
+	int options = live_mode ? 1 : argc; /* live: the defaults, 1 ms kernels */
+	double seconds = options > 1 ? atof(argv[1]) : 3.0;
+	double kernel_us = options > 2 ? atof(argv[2]) : 1000.0;
+	const char *only = options > 3 ? argv[3] : "all";
 	if (seconds <= 0 || kernel_us <= 0) {
 		fprintf(stderr, "usage: %s [SECONDS [KERNEL_US [kernel|ex|coop|graph|ptsz|all]]]\n", argv[0]);
 		return 2;
@@ -167,6 +242,8 @@ int main(int argc, char **argv)
 	check(cuGraphInstantiate(&graph, captured, 0), "cuGraphInstantiate");
 
 	printf("device %s, %d SMs, kernel %.0f us, %.1f s per path\n", name, sms, kernel_us, seconds);
+	if (live_mode)
+		return live(argv[2], argv[3]);
 	const char *paths[] = {"kernel", "ex", "coop", "graph", "ptsz"};
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (strcmp(only, "all") == 0 || strcmp(only, paths[i]) == 0)

@@ -607,6 +607,55 @@ static void test_elastic(void)
 	CHECK(closed.busy_fraction < 0.8);
 }
 
+/* ---- The work weight: a cap is a share of full-load work ------------------------------ */
+
+/*
+ * The fake device runs kernels 1.5x faster unless it is kept busy (like a
+ * GPU at its power limit). At a cap of 40%, 1 ms kernels: full load does
+ * 1000 kernels/s, so the cap is 400/s. Holding the time share at 40% would
+ * give 600/s; with calibration the controller measures the weight (1.5) and
+ * aims the time share at 40 / 1.5.
+ */
+static void test_weight(const char *mode)
+{
+	bool calibrate = strcmp(mode, "off") != 0;
+	fresh_region();
+	setenv("CUDA_DEVICE_SM_LIMIT", "40", 1);
+	setenv("FAKECUDA_BOOST_PERMILLE", "1500", 1);
+	setenv("FAKENVML_PROCESS_UTIL", "self:busy", 1);
+	setenv("GPUCAP_SM_CALIBRATE", calibrate ? "on" : "off", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	/* First burst after ~1.5 s of work: a 1 s hold, a 1 s burst. */
+	run_for(0, P_KERNEL, s, 1000, 5.0);
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	fprintf(stderr, "work weight %.3f, duty %.3f\n", st.weight_ppm / 1e6, st.duty_ppm / 1e6);
+	if (calibrate) {
+		CHECK(st.weight_ppm >= 1300000 && st.weight_ppm <= 1600000);
+	} else {
+		CHECK_EQ(0, st.weight_ppm);
+	}
+	CU(cuStreamSynchronize(s));
+	struct run r = run_for(0, P_KERNEL, s, 1000, 2.0);
+	CU(cuStreamSynchronize(s));
+	double rate = r.launches / 2.0 / 1000.0; /* share of the full-load rate */
+	fprintf(stderr, "calibration %s: %.0f kernels/s = %.1f%% of full load (cap 40%%)\n", mode,
+	        rate * 1000.0, rate * 100.0);
+	/* Work at the cap (a starved CPU can only lower it), and a time duty
+	 * aimed at 40 / 1.5 = 27%; without calibration the duty stays at the
+	 * cap and the boost lets through up to 60%. */
+	CHECK(sm_state(DEV_A, &st));
+	if (calibrate) {
+		CHECK(rate > 0.20 && rate < 0.48);
+		CHECK(st.duty_ppm < 340000);
+	} else {
+		CHECK(st.duty_ppm >= 360000);
+	}
+	CU(cuStreamDestroy_v2(s));
+}
+
 /* ---- Per-device variables ---------------------------------------------------------------------- */
 
 static void test_per_device(const char *visible)
@@ -884,6 +933,8 @@ int main(int argc, char **argv)
 		test_policy_disable();
 	else if (strcmp(argv[1], "elastic") == 0)
 		test_elastic();
+	else if (strcmp(argv[1], "weight") == 0)
+		test_weight(arg);
 	else if (strcmp(argv[1], "per-device") == 0)
 		test_per_device(arg);
 	else if (strcmp(argv[1], "routes") == 0)

@@ -225,6 +225,18 @@ static void publish_and_snapshot(void **state)
 	assert_int_equal(st.integral_ppm, -(int32_t)GPUCAP_SM_PPM);
 	assert_int_equal(gpucap_region_sm_duty(r, d), 550000);
 
+	/* The work weight: unset until published, clamped into its range. */
+	assert_int_equal(st.weight_ppm, 0);
+	gpucap_region_sm_publish_weight(r, d, 1174000);
+	assert_true(gpucap_region_sm_read(r, d, now, &st));
+	assert_int_equal(st.weight_ppm, 1174000);
+	gpucap_region_sm_publish_weight(r, d, 500000);
+	assert_true(gpucap_region_sm_read(r, d, now, &st));
+	assert_int_equal(st.weight_ppm, GPUCAP_SM_WEIGHT_MIN_PPM);
+	gpucap_region_sm_publish_weight(r, d, 9000000);
+	assert_true(gpucap_region_sm_read(r, d, now, &st));
+	assert_int_equal(st.weight_ppm, GPUCAP_SM_WEIGHT_MAX_PPM);
+
 	s = gpucap_region_snapshot(r);
 	assert_non_null(s);
 	assert_int_equal(s->devices[0].sm_duty_ppm, 550000);
@@ -290,6 +302,7 @@ static void invalid_indices_are_refused(void **state)
 	assert_int_equal(gpucap_region_sm_charge(r, 3, T0, MS, 1, T0), 0);
 	assert_false(gpucap_region_sm_lease(r, 3, T0, SEC));
 	gpucap_region_sm_publish(r, 3, 1, 1, GPUCAP_SM_SOURCE_GATE, 0, 0);
+	gpucap_region_sm_publish_weight(r, 3, 1200000);
 	assert_int_equal(gpucap_region_sm_limit(NULL, 0), 100);
 	gpucap_region_detach(r);
 }
