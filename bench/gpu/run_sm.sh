@@ -18,8 +18,8 @@
 # Knobs (environment): SM_WORKLOADS ("gemm short graph"), SM_CAPS
 # ("10 20 30 50 70 90"), SM_SECONDS (6, per run), SM_TENANT_SECONDS (15),
 # SM_TENANT_CAPS ("30 70"), SM_TRAIN_SECONDS (6), SM_TRAIN_RUNS (3),
-# SM_LAUNCH_RUNS (3), SM_BENCH_WARMUP_S (3: seconds each run runs before it
-# measures; the controller calibrates the work weight in its first 2-3 s),
+# SM_LAUNCH_RUNS (3), SM_BENCH_WARMUP_S (5: seconds each run runs before it
+# measures; the controller calibrates the work weight in its first ~4 s),
 # PYTHON (python3).
 set -uo pipefail
 
@@ -38,7 +38,7 @@ py="${PYTHON:-python3}"
 workloads="${SM_WORKLOADS:-gemm short graph}"
 caps="${SM_CAPS:-10 20 30 50 70 90}"
 secs="${SM_SECONDS:-6}"
-export SM_BENCH_WARMUP_S="${SM_BENCH_WARMUP_S:-3}"
+export SM_BENCH_WARMUP_S="${SM_BENCH_WARMUP_S:-5}"
 tenant_secs="${SM_TENANT_SECONDS:-15}"
 tenant_caps="${SM_TENANT_CAPS:-30 70}"
 train_secs="${SM_TRAIN_SECONDS:-6}"

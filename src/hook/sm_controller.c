@@ -367,7 +367,7 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);
 	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
 	c->integral_ppm = (int32_t)integral;
-	gpucap_log(GPUCAP_LOG_DEBUG,
+	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
 	           "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) "
 	           "others %.1f%% duty %.1f%%%s",
 	           d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6,

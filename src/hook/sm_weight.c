@@ -10,17 +10,18 @@
 #include <string.h>
 #include <time.h>
 
-#define PROBE_FIRST_NS  UINT64_C(1000000000)  /* a new holder, or a new cap, waits this long */
+#define PROBE_FIRST_NS  UINT64_C(500000000)   /* a new holder, or a new cap, waits this long */
 #define PROBE_PERIOD_NS UINT64_C(30000000000) /* then measures again this often */
-#define PROBE_RETRY_NS  UINT64_C(5000000000)  /* sooner: too little measured, or a new workload */
-#define PROBE_DRIFT_PPM 100000u               /* per-launch time moved 10%: a new workload */
+#define PROBE_RETRY_NS  UINT64_C(5000000000)  /* sooner: too little was measured */
+#define PROBE_DRIFT_NS  UINT64_C(10000000000) /* sooner: a new workload */
+#define PROBE_DRIFT_PPM 250000u               /* per-launch time moved 25%: a new workload */
 /* The GPU's power management takes ~100 ms to pull the clock down to its
  * full-load value, and another limit acts near 1 s (an H200; bench/results):
  * a burst is as long as the hold allows, up to 1 s, and its second half is
  * measured. */
 #define PROBE_BURST_NS     UINT64_C(1000000000)
 #define PROBE_MIN_BURST_NS UINT64_C(80000000)
-#define PROBE_MAX_HOLD_NS  UINT64_C(2000000000) /* under the gate's longest wait (SM_WAIT_MAX_NS) */
+#define PROBE_MAX_HOLD_NS  UINT64_C(1000000000) /* within one of the gate's waits (SM_SLEEP_MAX_NS) */
 #define PROBE_QUIET_PPM    20000u               /* others must use less than 2% */
 #define PROBE_MIN_LAUNCHES 8u
 #define PROBE_FINISH_NS    UINT64_C(50000000)   /* the burst's last phases drain */
@@ -100,7 +101,7 @@ static void finish_burst(struct sm_weight *w, int device, uint64_t now)
 	 * the duty the previous one set, so they converge). */
 	w->weight_ppm = w->weight_ppm ? (uint32_t)((w->weight_ppm + measured) / 2) : (uint32_t)measured;
 	gpucap_region_sm_publish_weight(gpucap.region, device, w->weight_ppm);
-	gpucap_log(GPUCAP_LOG_DEBUG,
+	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
 	           "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, "
 	           "%.1f us capped)",
 	           device, w->weight_ppm / 1e6, measured / 1e6, full_per_launch / 1e3,
@@ -117,15 +118,13 @@ bool sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, uint
 	gpucap_sm_work_totals(w->ordinal, &current);
 	struct gpucap_sm_work window = {0, 0};
 	uint64_t span = 0;
-	if (w->hist_ns[0]) {
-		window.busy_ns = current.busy_ns - w->hist[0].busy_ns;
-		window.launches = current.launches - w->hist[0].launches;
-		span = now - w->hist_ns[0];
+	if (w->last_ns) {
+		window.busy_ns = current.busy_ns - w->last.busy_ns;
+		window.launches = current.launches - w->last.launches;
+		span = now - w->last_ns;
 	}
-	w->hist[0] = w->hist[1];
-	w->hist_ns[0] = w->hist_ns[1];
-	w->hist[1] = current;
-	w->hist_ns[1] = now;
+	w->last = current;
+	w->last_ns = now;
 
 	if (w->probe_end_ns) {
 		if (now >= w->probe_end_ns + PROBE_FINISH_NS)
@@ -137,14 +136,15 @@ bool sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, uint
 	    window.launches < PROBE_MIN_LAUNCHES)
 		return frozen;
 
-	/* The workload changed (its per-launch time moved): measure again. */
+	/* The workload changed (its per-launch time moved): measure again. A
+	 * window that held a burst's phases says nothing about that. */
 	uint64_t per_launch = window.busy_ns / window.launches;
-	if (w->per_launch_ns) {
+	if (w->per_launch_ns && !frozen) {
 		uint64_t drift = per_launch > w->per_launch_ns ? per_launch - w->per_launch_ns
 		                                               : w->per_launch_ns - per_launch;
 		if (drift * GPUCAP_SM_PPM > w->per_launch_ns * (uint64_t)PROBE_DRIFT_PPM &&
-		    w->next_probe_ns > now + PROBE_RETRY_NS)
-			w->next_probe_ns = now + PROBE_RETRY_NS;
+		    w->next_probe_ns > now + PROBE_DRIFT_NS)
+			w->next_probe_ns = now + PROBE_DRIFT_NS;
 	}
 	uint64_t duty = in->duty_ppm;
 	if (now < w->next_probe_ns || in->foreign_ppm >= PROBE_QUIET_PPM || duty == 0 ||

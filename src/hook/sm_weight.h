@@ -33,9 +33,9 @@ struct sm_weight {
 	uint64_t freeze_until_ns; /* NVML's figures still hold the burst */
 	uint64_t per_launch_ns;   /* busy per launch before the last burst */
 	struct gpucap_sm_work before;
-	/* This process's work totals one and two control steps ago. */
-	struct gpucap_sm_work hist[2];
-	uint64_t hist_ns[2];
+	/* This process's work totals at the last control step. */
+	struct gpucap_sm_work last;
+	uint64_t last_ns;
 	int ordinal; /* -1: unknown */
 };
 
