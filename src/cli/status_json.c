@@ -41,9 +41,8 @@ uint32_t status_sm_duty_ppm(const struct gpucap_device_view *d)
 	return cli_sm_limit_is_none(d->sm_limit) ? 1000000u : d->sm_duty_ppm;
 }
 
-static void render_device(struct json_writer *w, const struct gpucap_device_view *d)
+void status_json_device_members(struct json_writer *w, const struct gpucap_device_view *d)
 {
-	json_object_begin(w);
 	json_member_int(w, "index", d->index);
 	json_key(w, "uuid");
 	json_string_bounded(w, d->uuid, GPUCAP_UUID_MAX);
@@ -67,6 +66,12 @@ static void render_device(struct json_writer *w, const struct gpucap_device_view
 		json_key(w, "sm_share_ratio");
 		json_null(w);
 	}
+}
+
+static void render_device(struct json_writer *w, const struct gpucap_device_view *d)
+{
+	json_object_begin(w);
+	status_json_device_members(w, d);
 	json_object_end(w);
 }
 

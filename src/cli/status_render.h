@@ -33,6 +33,11 @@ const char *status_format_age(uint64_t unix_ns, uint64_t now_ns, char *buf, size
 void status_json_member_decimal(struct json_writer *writer, const char *key, uint64_t value,
                                 unsigned decimals);
 
+/* The members of one device's object in `status --json` (index, uuid,
+ * bytes, SM limit, duty and share), between the caller's braces; `top
+ * --json` adds its own after them. */
+void status_json_device_members(struct json_writer *writer, const struct gpucap_device_view *device);
+
 /* The throttle duty shown for a device: 1 (1000000 ppm) when it has no SM
  * limit, since nothing is held back then; the region's figure otherwise. */
 uint32_t status_sm_duty_ppm(const struct gpucap_device_view *device);

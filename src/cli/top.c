@@ -393,29 +393,10 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 	for (uint32_t i = 0; i < s->device_count; i++) {
 		const struct gpucap_device_view *d = &s->devices[i];
 		json_object_begin(w);
-		json_member_int(w, "index", d->index);
-		json_key(w, "uuid");
-		json_string_bounded(w, d->uuid, GPUCAP_UUID_MAX);
-		json_key(w, "limit_bytes");
-		if (cli_limit_is_unlimited(d->limit_bytes))
-			json_null(w);
-		else
-			json_uint(w, d->limit_bytes);
-		json_member_uint(w, "charged_bytes", d->charged_bytes);
-		json_member_uint(w, "in_use_bytes", d->in_use_bytes);
-		json_member_uint(w, "peak_bytes", d->peak_bytes);
-		json_key(w, "sm_limit_percent");
-		if (cli_sm_limit_is_none(d->sm_limit))
-			json_null(w);
-		else
-			json_uint(w, d->sm_limit);
-		status_json_member_decimal(w, "sm_duty_ratio", status_sm_duty_ppm(d), 6);
+		status_json_device_members(w, d); /* the same members as `status --json` */
 		if (d->sm_share_known) {
-			status_json_member_decimal(w, "sm_share_ratio", d->sm_share_ppm, 6);
 			status_json_member_decimal(w, "sm_share_percent", d->sm_share_ppm, 4);
 		} else {
-			json_key(w, "sm_share_ratio");
-			json_null(w);
 			json_key(w, "sm_share_percent");
 			json_null(w);
 		}
