@@ -335,6 +335,10 @@ void gpucap_region_abandon(gpucap_region *region);
 /* The path this handle is attached to. */
 const char *gpucap_region_path(const gpucap_region *region);
 
+/* When the file was created (CLOCK_REALTIME ns, never 0 in a valid
+ * region): with the path, what tells one region from another on a node. */
+uint64_t gpucap_region_created_ns(const gpucap_region *region);
+
 /* Whether this handle's attach created and initialised the file. */
 bool gpucap_region_initialised_here(const gpucap_region *region);
 

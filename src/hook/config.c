@@ -226,6 +226,16 @@ void gpucap_config_load(struct gpucap_config *config)
 		path = GPUCAP_REGION_DEFAULT_PATH;
 	copy_string(config->region_path, sizeof(config->region_path), path);
 
+	/* Like the region path: never where a set-user-ID program's caller
+	 * says. Only absolute paths: a relative one would name a different
+	 * directory in each process's working directory. */
+	const char *node_dir = secure_getenv("GPUCAP_NODE_DIR");
+	if (node_dir && *node_dir && node_dir[0] != '/')
+		report_malformed("GPUCAP_NODE_DIR", node_dir, "an absolute directory path",
+		                 "capped containers on a GPU do not take turns");
+	else if (node_dir && *node_dir)
+		copy_string(config->node_dir, sizeof(config->node_dir), node_dir);
+
 	const char *visible = getenv("CUDA_VISIBLE_DEVICES");
 	if (visible) {
 		config->visible_devices_set = true;

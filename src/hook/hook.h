@@ -112,6 +112,10 @@ struct gpucap_config {
 	struct gpucap_sm_config sm;
 	uint64_t context_bytes;
 	char region_path[4096];
+	/* GPUCAP_NODE_DIR: the host directory of the node schedule files
+	 * (include/gpucap/schedule.h); empty: capped containers do not take
+	 * turns. */
+	char node_dir[4096];
 	char visible_devices[1024]; /* CUDA_VISIBLE_DEVICES as read at init */
 	bool visible_devices_set;
 	int log_level;

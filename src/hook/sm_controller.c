@@ -34,6 +34,7 @@
 #define _GNU_SOURCE
 #include "log.h"
 #include "proc_ids.h"
+#include "sm_schedule.h"
 #include "sm_weight.h"
 #include "throttle.h"
 
@@ -480,6 +481,7 @@ static void *controller_main(void *arg)
 	pthread_setname_np(pthread_self(), "gpucap-sm");
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
 		control(mono_ns());
+		gpucap_sm_schedule_service(mono_ns());
 		for (uint64_t slept = 0;
 		     slept < SM_TICK_NS && !atomic_load_explicit(&stopping, memory_order_acquire);
 		     slept += UINT64_C(10000000)) {

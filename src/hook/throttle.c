@@ -29,6 +29,7 @@
 #define _GNU_SOURCE
 #include "throttle.h"
 #include "log.h"
+#include "sm_schedule.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -73,6 +74,11 @@ struct gate {
 	_Atomic uint64_t probe_end_ns;
 	_Atomic uint64_t probe_busy_ns;
 	_Atomic uint64_t probe_launches;
+	/* A phase inside a node-schedule window (sm_schedule.h) ends by the
+	 * window's end and with a budget cut to fit; 0: an ordinal phase. Such
+	 * a phase is not charged to the virtual clock: the window is the duty. */
+	_Atomic uint64_t phase_end_ns;
+	_Atomic uint32_t phase_budget;
 	_Atomic int region_index;
 	atomic_bool used;
 	struct stream_slot streams[SM_STREAMS];
@@ -483,7 +489,8 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	uint64_t burst_end = atomic_load_explicit(&g->probe_end_ns, memory_order_acquire);
 	bool in_burst =
 	    start >= atomic_load_explicit(&g->probe_hold_ns, memory_order_relaxed) && start < burst_end;
-	if (gpucap.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst)
+	bool windowed = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed) != 0;
+	if (gpucap.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst && !windowed)
 		gpucap_region_sm_charge(gpucap.region, region_index, start, busy, duty, mono_ns());
 	if (launches > 0 && busy > 0) {
 		atomic_fetch_add_explicit(&g->work_busy_ns, busy, memory_order_relaxed);
@@ -500,6 +507,7 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 			clear_slot(&g->streams[i], drained[i]);
 	atomic_store_explicit(&g->launches, 0, memory_order_relaxed);
 	atomic_store_explicit(&g->overflow, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->phase_end_ns, 0, memory_order_relaxed);
 	atomic_store_explicit(&g->on_start_ns, 0, memory_order_release);
 	open_next(g, st);
 }
@@ -670,25 +678,68 @@ void gpucap_sm_service_stop(void)
 	}
 }
 
-/* The caller holds the closing bit: wait until the device's virtual clock
- * (and a calibration hold, until hold_ns), in steps at which a lifted cap
- * ends the wait. Bounded by SM_SLEEP_MAX_NS whatever the clock says. */
-static void wait_for_clock(int ordinal, int region_index, uint64_t hold_ns)
+/* When a first launch may open a new phase of g (now: at once). A
+ * calibration hold comes first; then, while the node schedule shares the
+ * GPU with another tenant, this tenant's window, which must have room for at
+ * least one launch's work (*end_ns and *budget: the phase's limits there);
+ * otherwise the device's virtual clock, except during a calibration burst. */
+static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, uint32_t duty, uint64_t now,
+                                 uint64_t *end_ns, uint32_t *budget)
+{
+	*end_ns = 0;
+	*budget = 0;
+	uint64_t hold = atomic_load_explicit(&g->probe_hold_ns, memory_order_acquire);
+	if (now < hold)
+		return hold;
+	gpucap_sched *sched = gpucap_sm_schedule_of(ordinal);
+	if (sched) {
+		struct gpucap_sched_window w;
+		gpucap_sched_touch(sched, duty, now);
+		gpucap_sched_window(sched, duty, now, &w);
+		if (w.shared) {
+			uint64_t until;
+			uint64_t open = gpucap_sched_next_open(&w, now, &until);
+			if (open == now) {
+				/* The learnt budget queues one quantum of work. */
+				uint64_t left = until - now;
+				uint64_t full = atomic_load_explicit(&g->budget, memory_order_relaxed);
+				uint64_t fit = left >= SM_QUANTUM_NS ? full : full * left / SM_QUANTUM_NS;
+				if (fit >= 1) {
+					*end_ns = until;
+					*budget = (uint32_t)fit;
+					return now;
+				}
+				open = gpucap_sched_next_open(&w, until, &until);
+			}
+			return open;
+		}
+	}
+	if (now < atomic_load_explicit(&g->probe_end_ns, memory_order_relaxed))
+		return now; /* in a burst: back to back */
+	uint64_t tat = gpucap_region_sm_tat(gpucap.region, region_index, now);
+	return tat > now + SM_TAT_SLACK_NS ? tat : now;
+}
+
+/* The caller holds the closing bit: wait until a phase may start, in steps
+ * at which a lifted cap or a changed schedule is seen. Bounded by
+ * SM_SLEEP_MAX_NS whatever the clock or the schedule says. */
+static void wait_to_start(struct gate *g, int ordinal, int region_index)
 {
 	uint64_t begin = mono_ns();
 	for (;;) {
 		uint64_t now = mono_ns();
 		if (now - begin >= SM_SLEEP_MAX_NS)
 			return;
-		uint64_t tat = gpucap_region_sm_tat(gpucap.region, region_index, now);
-		if (tat < hold_ns)
-			tat = hold_ns;
-		if (tat <= now + SM_TAT_SLACK_NS)
-			return;
 		uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
-		if (cap >= 100 || duty_of(region_index, cap) >= GPUCAP_SM_PPM)
+		uint32_t duty = duty_of(region_index, cap);
+		if (cap >= 100 || duty >= GPUCAP_SM_PPM)
 			return;
-		uint64_t left = tat - now;
+		uint64_t end_ns;
+		uint32_t budget;
+		uint64_t at = phase_not_before(g, ordinal, region_index, duty, now, &end_ns, &budget);
+		if (at <= now)
+			return;
+		uint64_t left = at - now;
 		sleep_ns(left < SM_SLEEP_STEP_NS ? left : SM_SLEEP_STEP_NS);
 	}
 }
@@ -711,7 +762,8 @@ static void wait_phase(struct gate *g, uint64_t st, uint64_t give_up)
 	pthread_mutex_unlock(&g->lock);
 }
 
-static void gate_enter(struct gate *g, int ordinal, int region_index, CUstream stream, CUcontext ctx)
+static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t duty, CUstream stream,
+                       CUcontext ctx)
 {
 	uint64_t give_up = mono_ns() + SM_WAIT_MAX_NS;
 	uint64_t st, now;
@@ -726,33 +778,40 @@ static void gate_enter(struct gate *g, int ordinal, int region_index, CUstream s
 		}
 		uint64_t start = atomic_load_explicit(&g->on_start_ns, memory_order_acquire);
 		if (start == 0) {
-			/* First launch of a phase: not before the shared clock, and
-			 * not during a calibration hold; during its burst, at once. */
-			uint64_t hold = atomic_load_explicit(&g->probe_hold_ns, memory_order_acquire);
-			bool burst =
-			    now >= hold && now < atomic_load_explicit(&g->probe_end_ns, memory_order_relaxed);
-			uint64_t tat = burst ? 0 : gpucap_region_sm_tat(gpucap.region, region_index, now);
-			if (now < hold)
-				tat = hold;
-			if (tat > now + SM_TAT_SLACK_NS) {
+			uint64_t end_ns;
+			uint32_t budget;
+			if (phase_not_before(g, ordinal, region_index, duty, now, &end_ns, &budget) > now) {
 				if (atomic_compare_exchange_strong_explicit(
 				        &g->state, &st, st | 1, memory_order_acq_rel, memory_order_acquire)) {
-					wait_for_clock(ordinal, region_index, hold);
+					wait_to_start(g, ordinal, region_index);
 					open_next(g, st);
 				}
 				continue;
 			}
+			/* The limits go in before the phase opens; threads racing
+			 * here computed the same ones. */
+			atomic_store_explicit(&g->phase_budget, budget, memory_order_relaxed);
+			atomic_store_explicit(&g->phase_end_ns, end_ns, memory_order_relaxed);
 			uint64_t zero = 0;
 			if (atomic_compare_exchange_strong_explicit(
 			        &g->on_start_ns, &zero, now, memory_order_acq_rel, memory_order_acquire))
 				gpucap_sm_gate_thread_kick(now + SM_QUANTUM_NS + SM_IDLE_CLOSE_NS);
-		} else if ((now > start && now - start >= SM_QUANTUM_NS) ||
-		           atomic_load_explicit(&g->launches, memory_order_relaxed) >=
-		               atomic_load_explicit(&g->budget, memory_order_relaxed)) {
-			if (atomic_compare_exchange_strong_explicit(
-			        &g->state, &st, st | 1, memory_order_acq_rel, memory_order_acquire))
-				close_phase(g, ordinal, st, true);
-			continue;
+		} else {
+			uint64_t end = start + SM_QUANTUM_NS;
+			uint64_t window_end = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed);
+			if (window_end && window_end < end)
+				end = window_end;
+			uint32_t budget = atomic_load_explicit(&g->budget, memory_order_relaxed);
+			uint32_t cut = atomic_load_explicit(&g->phase_budget, memory_order_relaxed);
+			if (window_end && cut && cut < budget)
+				budget = cut;
+			if (now >= end ||
+			    atomic_load_explicit(&g->launches, memory_order_relaxed) >= budget) {
+				if (atomic_compare_exchange_strong_explicit(
+				        &g->state, &st, st | 1, memory_order_acq_rel, memory_order_acquire))
+					close_phase(g, ordinal, st, true);
+				continue;
+			}
 		}
 		break;
 	}
@@ -803,7 +862,8 @@ void gpucap_sm_gate(CUstream stream, bool per_thread)
 		atomic_store_explicit(&any_gate_used, true, memory_order_release);
 	}
 	uint32_t cap = gpucap_sm_cap_of(ordinal, dev->region_index);
-	if (cap >= 100 || duty_of(dev->region_index, cap) >= GPUCAP_SM_PPM)
+	uint32_t duty = duty_of(dev->region_index, cap);
+	if (cap >= 100 || duty >= GPUCAP_SM_PPM)
 		return;
 	/* Work launched into a capture runs when its graph is launched (gated
 	 * then); a capture must never wait for a drain. */
@@ -813,11 +873,19 @@ void gpucap_sm_gate(CUstream stream, bool per_thread)
 	gpucap_fn_cuCtxGetCurrent get_current = GPUCAP_REAL(cuCtxGetCurrent);
 	if (get_current)
 		get_current(&ctx);
-	gate_enter(g, ordinal, dev->region_index, stream, ctx);
+	gate_enter(g, ordinal, dev->region_index, duty, stream, ctx);
 	note_launch(atomic_load_explicit(&g->last_launch_ns, memory_order_relaxed));
 }
 
 /* ---- For the controller thread ------------------------------------------------------ */
+
+int gpucap_sm_region_index_of(int ordinal)
+{
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES ||
+	    !atomic_load_explicit(&gates[ordinal].used, memory_order_acquire))
+		return -1;
+	return atomic_load_explicit(&gates[ordinal].region_index, memory_order_relaxed);
+}
 
 int gpucap_sm_ordinal_of(int region_index)
 {
@@ -884,6 +952,7 @@ void gpucap_sm_after_fork(void)
 		atomic_store_explicit(&g->probe_end_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);
 		atomic_store_explicit(&g->budget, SM_BUDGET_INITIAL, memory_order_relaxed);
+		atomic_store_explicit(&g->phase_end_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->region_index, -1, memory_order_relaxed);
 		atomic_store_explicit(&g->used, false, memory_order_relaxed);
 		for (int i = 0; i < SM_STREAMS; i++) {
@@ -895,6 +964,7 @@ void gpucap_sm_after_fork(void)
 	}
 	atomic_store_explicit(&any_gate_used, false, memory_order_relaxed);
 	atomic_store_explicit(&last_note_ns, 0, memory_order_relaxed);
+	gpucap_sm_schedule_after_fork();
 	gpucap_sm_controller_after_fork();
 	atomic_store_explicit(&gpucap_sm_armed, 1, memory_order_release);
 }

@@ -82,6 +82,10 @@ struct gpucap_sm_work {
 	uint64_t launches;
 };
 
+/* The region device a CUDA ordinal's gate throttles; -1 before its first
+ * launch. */
+int gpucap_sm_region_index_of(int ordinal);
+
 /* The CUDA ordinal whose gate throttles region device region_index in this
  * process; -1 when none has launched there. */
 int gpucap_sm_ordinal_of(int region_index);

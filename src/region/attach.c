@@ -451,6 +451,11 @@ const char *gpucap_region_path(const gpucap_region *r)
 	return r ? r->path : "";
 }
 
+uint64_t gpucap_region_created_ns(const gpucap_region *r)
+{
+	return r ? r->header->created_unix_ns : 0;
+}
+
 const char *gpucap_status_text(gpucap_status status)
 {
 	switch (status) {

@@ -903,6 +903,166 @@ static void test_fork(void)
 	CHECK_EQ(0, WEXITSTATUS(status));
 }
 
+/* ---- Two containers take turns (GPUCAP_NODE_DIR) ------------------------------------------------------- */
+
+#define TURNS_PERIOD_NS UINT64_C(100000000)
+#define TURNS_MAX       200000u
+
+/* One tenant: launch 500 us kernels for warm-up + seconds and write the
+ * moment each launch was admitted after the warm-up to out (binary). */
+static int turns_child(const char *out)
+{
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	run_for(0, P_KERNEL, s, 500, 1.0); /* both tenants start and join */
+	static uint64_t at[TURNS_MAX];
+	unsigned n = 0;
+	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns(), end = t0 + 2 * UINT64_C(1000000000);
+	while (now_ns() < end && n < TURNS_MAX) {
+		CU(launch(P_KERNEL, 500, s));
+		at[n++] = now_ns();
+	}
+	double busy = (double)(fakecuda_busy_ns(0) - b0) / (double)(now_ns() - t0);
+	FILE *f = fopen(out, "wb");
+	CHECK(f != NULL);
+	CHECK(fwrite(&busy, sizeof(busy), 1, f) == 1);
+	CHECK(fwrite(at, sizeof(at[0]), n, f) == n);
+	CHECK(fclose(f) == 0);
+	CU(cuStreamDestroy_v2(s));
+	return 0;
+}
+
+static pid_t spawn_self(const char *const *env, const char *const *args)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		for (const char *const *e = env; *e; e++) {
+			char name[256];
+			const char *eq = strchr(*e, '=');
+			snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+			setenv(name, eq + 1, 1);
+		}
+		char *argv[4] = {self_path, (char *)args[0], (char *)args[1], NULL};
+		execv(self_path, argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+struct turns {
+	double busy;
+	double in_window; /* fraction of admitted launches inside the tenant's window */
+	unsigned launches;
+};
+
+/* Where in the period a tenant's launches were admitted, for a window at
+ * [offset, offset + length). */
+static struct turns read_turns(const char *path, uint64_t offset, uint64_t length)
+{
+	struct turns t = {0, 0, 0};
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	CHECK(fread(&t.busy, sizeof(t.busy), 1, f) == 1);
+	uint64_t at, inside = 0;
+	while (fread(&at, sizeof(at), 1, f) == 1) {
+		uint64_t pos = at % TURNS_PERIOD_NS;
+		inside += pos >= offset && pos < offset + length;
+		t.launches++;
+	}
+	fclose(f);
+	t.in_window = t.launches ? (double)inside / t.launches : 0;
+	return t;
+}
+
+/*
+ * Two regions ("containers") capped at 30% and 70% on one GPU. With a node
+ * directory they take turns: in each 100 ms period the tenant with the lower
+ * id (its region's creation time) owns the first window, as long as its
+ * duty, and the other the rest; each admits launches only in its own.
+ * Without (mode "off") each holds its duty on its own and their launches
+ * fall anywhere in the period: the check below then fails, which this case
+ * runs too, so that the check is known to tell the two apart.
+ */
+static void test_turns(const char *mode)
+{
+	bool shared = strcmp(mode, "off") != 0;
+	fresh_region();
+	char node[256], path30[256], path70[256], out30[256], out70[256];
+	snprintf(node, sizeof(node), "%s/node", region_dir);
+	CHECK(mkdir(node, 0755) == 0);
+	snprintf(path30, sizeof(path30), "%s/t30", region_dir);
+	snprintf(path70, sizeof(path70), "%s/t70", region_dir);
+	snprintf(out30, sizeof(out30), "%s/out30", region_dir);
+	snprintf(out70, sizeof(out70), "%s/out70", region_dir);
+	char region30[300], region70[300], node_env[300];
+	snprintf(region30, sizeof(region30), "GPUCAP_REGION=%s", path30);
+	snprintf(region70, sizeof(region70), "GPUCAP_REGION=%s", path70);
+	snprintf(node_env, sizeof(node_env), "GPUCAP_NODE_DIR=%s", shared ? node : "");
+	const char *env30[] = {region30, "CUDA_DEVICE_SM_LIMIT=30", "FAKENVML_PROCESS_UTIL=unsupported",
+	                       node_env, NULL};
+	const char *env70[] = {region70, "CUDA_DEVICE_SM_LIMIT=70", "FAKENVML_PROCESS_UTIL=unsupported",
+	                       node_env, NULL};
+	const char *args30[] = {"turns-child", out30};
+	const char *args70[] = {"turns-child", out70};
+	pid_t a = spawn_self(env30, args30);
+	pid_t b = spawn_self(env70, args70);
+	int status;
+	CHECK(waitpid(a, &status, 0) == a && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(waitpid(b, &status, 0) == b && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	/* Who goes first: the lower region creation time. */
+	uint64_t created[2];
+	const char *paths[2] = {path30, path70};
+	for (int i = 0; i < 2; i++) {
+		gpucap_region *r = NULL;
+		struct gpucap_region_options o;
+		memset(&o, 0, sizeof(o));
+		o.path = paths[i];
+		o.observer = true;
+		CHECK(gpucap_region_attach(&o, &r, NULL, 0) == GPUCAP_OK);
+		created[i] = gpucap_region_created_ns(r);
+		gpucap_region_detach(r);
+	}
+	uint64_t w30 = TURNS_PERIOD_NS * 3 / 10, w70 = TURNS_PERIOD_NS * 7 / 10;
+	bool first30 = created[0] < created[1];
+	struct turns t30 = read_turns(out30, first30 ? 0 : w70, w30);
+	struct turns t70 = read_turns(out70, first30 ? w30 : 0, w70);
+	fprintf(
+	    stderr,
+	    "turns %s: cap 30: %u launches, %.1f%% in its window, busy %.2f; cap 70: %u launches, %.1f%% in "
+	    "its window, busy %.2f\n",
+	    mode, t30.launches, 100 * t30.in_window, t30.busy, t70.launches, 100 * t70.in_window, t70.busy);
+	char file[512];
+	snprintf(file, sizeof(file), "%s/gpucap-sched-%s", node, DEV_A);
+	struct stat st;
+	CHECK(t30.launches > 100 && t70.launches > 100);
+	if (shared) {
+		CHECK(stat(file, &st) == 0 && st.st_size == 64 + 128 * 64);
+		CHECK(t30.in_window > 0.95);
+		CHECK(t70.in_window > 0.95);
+		/* Each tenant's window is its duty: about 30% and 70% busy. */
+		CHECK(t30.busy > 0.15 && t30.busy < 0.40);
+		CHECK(t70.busy > 0.45 && t70.busy < 0.80);
+		unlink(file);
+	} else {
+		CHECK(stat(file, &st) != 0);
+		/* Launches spread over the whole period. */
+		CHECK(t30.in_window < 0.8);
+	}
+	unlink(out30);
+	unlink(out70);
+	unlink(path30);
+	unlink(path70);
+	char audit[320];
+	snprintf(audit, sizeof(audit), "%s.audit", path30);
+	unlink(audit);
+	snprintf(audit, sizeof(audit), "%s.audit", path70);
+	unlink(audit);
+	rmdir(node);
+}
+
 /* ---- main -------------------------------------------------------------------------------------------------
  */
 
@@ -921,6 +1081,8 @@ int main(int argc, char **argv)
 	const char *arg = argc > 2 ? argv[2] : "";
 	if (strcmp(argv[1], "child-workload") == 0)
 		return child_workload(atof(arg));
+	if (strcmp(argv[1], "turns-child") == 0)
+		return turns_child(arg);
 	if (strcmp(argv[1], "uncapped") == 0)
 		test_uncapped(arg);
 	else if (strcmp(argv[1], "capped") == 0)
@@ -947,6 +1109,8 @@ int main(int argc, char **argv)
 		test_threads();
 	else if (strcmp(argv[1], "fork") == 0)
 		test_fork();
+	else if (strcmp(argv[1], "turns") == 0)
+		test_turns(arg);
 	else {
 		fprintf(stderr, "unknown case %s\n", argv[1]);
 		return 2;

@@ -1,0 +1,78 @@
+/*
+ * Joining the node schedule (sm_schedule.h). A device takes part once it is
+ * capped in this process and GPUCAP_NODE_DIR names a directory; from then on
+ * its gate reads windows from the handle published here.
+ */
+#define _GNU_SOURCE
+#include "sm_schedule.h"
+#include "hook.h"
+#include "log.h"
+#include "throttle.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#define SCHED_RETRY_BUSY_NS UINT64_C(100000000)
+#define SCHED_RETRY_NS      UINT64_C(10000000000)
+
+static _Atomic(gpucap_sched *) handles[GPUCAP_MAX_DEVICES];
+/* The controller thread's own bookkeeping. */
+static uint64_t retry_at_ns[GPUCAP_MAX_DEVICES];
+static bool reported[GPUCAP_MAX_DEVICES];
+
+gpucap_sched *gpucap_sm_schedule_of(int ordinal)
+{
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
+		return NULL;
+	return atomic_load_explicit(&handles[ordinal], memory_order_acquire);
+}
+
+static void join(int ordinal, int region_index, uint64_t now)
+{
+	struct gpucap_device *dev;
+	if (gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS || !dev->uuid[0])
+		return;
+	char why[512];
+	gpucap_sched *sched = NULL;
+	gpucap_status st =
+	    gpucap_sched_open(gpucap.config.node_dir, dev->uuid, gpucap_region_created_ns(gpucap.region),
+	                      &sched, why, sizeof(why));
+	if (st == GPUCAP_OK) {
+		atomic_store_explicit(&handles[ordinal], sched, memory_order_release);
+		GPUCAP_LOG(GPUCAP_LOG_INFO,
+		           "device %d (region device %d) takes turns with other containers in %s (slot %d)",
+		           ordinal, region_index, gpucap.config.node_dir, gpucap_sched_slot(sched));
+		return;
+	}
+	retry_at_ns[ordinal] = now + (st == GPUCAP_ERR_BUSY ? SCHED_RETRY_BUSY_NS : SCHED_RETRY_NS);
+	if (st != GPUCAP_ERR_BUSY && !reported[ordinal]) {
+		reported[ordinal] = true;
+		gpucap_log(GPUCAP_LOG_WARN,
+		           "%s (device %d keeps its cap without taking turns; retrying every 10 s)", why,
+		           ordinal);
+	}
+}
+
+void gpucap_sm_schedule_service(uint64_t now)
+{
+	if (!gpucap.config.node_dir[0] || !gpucap.region || !gpucap_sm_any_gate_used())
+		return;
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
+		if (atomic_load_explicit(&handles[d], memory_order_relaxed) || now < retry_at_ns[d])
+			continue;
+		int region_index = gpucap_sm_region_index_of(d);
+		if (region_index < 0 || gpucap_sm_cap_of(d, region_index) >= 100)
+			continue;
+		join(d, region_index, now);
+	}
+}
+
+void gpucap_sm_schedule_after_fork(void)
+{
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
+		gpucap_sched *sched = atomic_exchange_explicit(&handles[d], NULL, memory_order_relaxed);
+		gpucap_sched_forget(sched);
+		retry_at_ns[d] = 0;
+		reported[d] = false;
+	}
+}

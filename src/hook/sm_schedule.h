@@ -1,0 +1,24 @@
+/*
+ * The node schedule from the hook's side (include/gpucap/schedule.h): each
+ * capped device's handle on its GPU's schedule file, joined by gpucap's
+ * controller thread, never on the launch path.
+ */
+#ifndef GPUCAP_HOOK_SM_SCHEDULE_H
+#define GPUCAP_HOOK_SM_SCHEDULE_H
+
+#include "gpucap/schedule.h"
+
+#include <stdint.h>
+
+/* The handle of a CUDA ordinal, or NULL (no GPUCAP_NODE_DIR, not joined yet,
+ * or the file is unusable). One acquire load. */
+gpucap_sched *gpucap_sm_schedule_of(int ordinal);
+
+/* Controller thread: join the schedules of capped devices not joined yet
+ * (retrying a busy file soon and an unusable one every 10 s, reported once). */
+void gpucap_sm_schedule_service(uint64_t now_ns);
+
+/* Forked child: the handles are the parent's. */
+void gpucap_sm_schedule_after_fork(void);
+
+#endif
