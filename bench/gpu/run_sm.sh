@@ -17,10 +17,11 @@
 #
 # Knobs (environment): SM_WORKLOADS ("gemm short graph"), SM_CAPS
 # ("10 20 30 50 70 90"), SM_SECONDS (6, per run), SM_TENANT_SECONDS (15),
-# SM_TENANT_CAPS ("30 70"), SM_TRAIN_SECONDS (6), SM_TRAIN_RUNS (3),
+# SM_TENANT_CAPS ("30 70"), SM_TENANT_MODES ("turns apart": with and
+# without a shared GPUCAP_NODE_DIR), SM_TRAIN_SECONDS (6), SM_TRAIN_RUNS (3),
 # SM_LAUNCH_RUNS (3), SM_BENCH_WARMUP_S (5: seconds each run runs before it
 # measures; the controller calibrates the work weight in its first ~4 s),
-# PYTHON (python3).
+# SM_PARTS ("accuracy tenants overhead": which sections run), PYTHON (python3).
 set -uo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -41,6 +42,11 @@ secs="${SM_SECONDS:-6}"
 export SM_BENCH_WARMUP_S="${SM_BENCH_WARMUP_S:-5}"
 tenant_secs="${SM_TENANT_SECONDS:-15}"
 tenant_caps="${SM_TENANT_CAPS:-30 70}"
+tenant_modes="${SM_TENANT_MODES:-turns apart}"
+parts="${SM_PARTS:-accuracy tenants overhead}"
+has_part() { [[ " $parts " == *" $1 "* ]]; }
+has_part accuracy || workloads=""
+has_part tenants || tenant_modes=""
 train_secs="${SM_TRAIN_SECONDS:-6}"
 train_runs="${SM_TRAIN_RUNS:-3}"
 launch_runs="${SM_LAUNCH_RUNS:-3}"
@@ -160,28 +166,39 @@ main() {
   done
 
   # ---- 2. two tenants ------------------------------------------------------
-  echo "## Two tenants: gemm in two capped processes at once"
-  echo
   base_log="$out/acc-gemm-uncapped.log"
-  if [ -z "$(field iters_per_s "$base_log")" ]; then
+  if [ -n "$tenant_modes" ] && [ -z "$(field iters_per_s "$base_log")" ]; then
     progress "two tenants: solo uncapped gemm baseline"
     run_logged "$base_log" preloaded gemm-solo none "$py" "$here/sm_accuracy.py" gemm "$secs"
   fi
-  progress "two tenants: caps $tenant_caps, ${tenant_secs} s together"
+  # "turns": the tenants share a node directory (GPUCAP_NODE_DIR) and take
+  # turns; "apart": each holds its cap on its own.
+  for mode in $tenant_modes; do
+  echo "## Two tenants ($mode): gemm in two capped processes at once"
+  echo
+  node_dir=""
+  if [ "$mode" = turns ]; then
+    node_dir="$scratch/node"
+    echo "The tenants share GPUCAP_NODE_DIR and take turns in a common period."
+  else
+    echo "No GPUCAP_NODE_DIR: each tenant holds its cap on its own."
+  fi
+  echo
+  rm -rf "$scratch/node" && mkdir -p "$scratch/node"
+  progress "two tenants ($mode): caps $tenant_caps, ${tenant_secs} s together"
   rm -rf "$scratch/barrier"
   pids=""
   n_tenants=$(echo "$tenant_caps" | wc -w)
   for c in $tenant_caps; do
-    preloaded "tenant-$c" "$c" "$py" "$here/sm_accuracy.py" gemm "$tenant_secs" --ticks 0.25 \
-      --barrier "$scratch/barrier:$n_tenants" >"$out/tenant-cap$c.log" 2>&1 &
+    GPUCAP_NODE_DIR="$node_dir" preloaded "tenant-$c" "$c" "$py" "$here/sm_accuracy.py" gemm "$tenant_secs" \
+      --ticks 0.25 --barrier "$scratch/barrier:$n_tenants" >"$out/tenant-$mode-cap$c.log" 2>&1 &
     pids="$pids $!"
   done
   for p in $pids; do
-    wait "$p" || { failures=$((failures + 1)); progress "FAILED: a tenant exited with an error (logs $out/tenant-cap*.log)"; }
+    wait "$p" || { failures=$((failures + 1)); progress "FAILED: a tenant exited with an error (logs $out/tenant-$mode-cap*.log)"; }
   done
   tenant_logs=""
-  for c in $tenant_caps; do tenant_logs="$tenant_logs $c=$out/tenant-cap$c.log"; done
-  # shellcheck disable=SC2086 # one argument per tenant
+  for c in $tenant_caps; do tenant_logs="$tenant_logs $c=$out/tenant-$mode-cap$c.log"; done
   "$py" - "$base_log" $tenant_logs <<'EOF'
 import re, sys
 base = None
@@ -230,8 +247,10 @@ print("| together | | %.1f | |\n" % total)
 print("Largest error %.1f points: %s\n" % (worst, "**meets the target**" if worst <= 5
                                             else "**misses the target** (within 5 points)"))
 EOF
+  done
 
   # ---- 3. overhead -----------------------------------------------------------
+  if has_part overhead; then
   echo "## Overhead of the preload without a cap"
   echo
   echo "### cuLaunchKernel of an empty kernel, 200000 launches, $launch_runs alternating runs each (ns)"
@@ -289,6 +308,8 @@ EOF
   echo
   awk -v a="$tn" -v b="$tg" 'BEGIN {if (a > 0 && b > 0) printf "Preloaded / native: %.4f (%.2f%% slower): %s\n\n", b / a, 100 * (1 - b / a),
     (1 - b / a <= 0.01) ? "**meets the target** (<= 1% slower)" : "**misses the target** (<= 1% slower)"; else print "No result (see the logs).\n"}'
+
+  fi
 
   echo "Raw logs: $out ($(( $(date +%s) - t_start )) s in all; $failures failed runs)"
   [ "$failures" -eq 0 ]

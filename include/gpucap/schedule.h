@@ -62,7 +62,9 @@ typedef struct gpucap_sched gpucap_sched;
  * with a slot claimed for tenant (nonzero). On failure *out is NULL and why
  * holds one line naming the file and what to do:
  *   GPUCAP_ERR_INVALID     bad dir, uuid or tenant
- *   GPUCAP_ERR_PERMISSION  a symbolic link, not a regular file, or not writable
+ *   GPUCAP_ERR_PERMISSION  a symbolic link, not a regular file (a directory
+ *                          included), a file with other names (hard links),
+ *                          or not writable
  *   GPUCAP_ERR_CORRUPT     not a gpucap schedule file, or a damaged header
  *   GPUCAP_ERR_VERSION     another format version
  *   GPUCAP_ERR_BUSY        another process is creating it: try again later
@@ -88,6 +90,7 @@ struct gpucap_sched_window {
 	uint64_t offset_ns; /* where this tenant's window starts in each period */
 	uint64_t length_ns; /* its length: at most duty_ppm of the period */
 	uint32_t tenants;   /* active tenants, this one included */
+	uint32_t total_ppm; /* their duties summed (before any shrinking) */
 };
 
 /* This tenant's window as of now_ns, for a duty of duty_ppm. */

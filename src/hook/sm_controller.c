@@ -47,18 +47,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SM_TICK_NS       UINT64_C(250000000)  /* armed flag, lease renewal */
-#define SM_STEP_NS       UINT64_C(500000000)  /* one control step per device */
-#define SM_LEASE_TTL_NS  UINT64_C(1200000000) /* a dead owner is replaced after this */
-#define SM_PEERS_NS      UINT64_C(2000000000) /* refresh of the container's PIDs */
-#define SM_ELASTIC_NS    UINT64_C(1000000000) /* foreign use must be absent this long */
-#define SM_ELASTIC_PPM   50000u               /* "foreign use": at least 5% */
-#define SM_IDLE_PPM      5000u                /* below 0.5%: the container is idle */
-#define SM_MISMATCH_PPM  20000u               /* gates busy 2% while NVML shows nothing */
-#define SM_GAIN_UP_PPM   250000u              /* k when the share is below the cap */
-#define SM_GAIN_DOWN_PPM 500000u              /* k when above: overshoot ends fast */
-#define SM_MAX_SAMPLES   1024u
-#define SM_MAX_PEERS     1024u
+#define SM_TICK_NS        UINT64_C(250000000)  /* armed flag, lease renewal */
+#define SM_STEP_NS        UINT64_C(500000000)  /* one control step per device */
+#define SM_LEASE_TTL_NS   UINT64_C(1200000000) /* a dead owner is replaced after this */
+#define SM_PEERS_NS       UINT64_C(2000000000) /* refresh of the container's PIDs */
+#define SM_ELASTIC_NS     UINT64_C(1000000000) /* foreign use must be absent this long */
+#define SM_ELASTIC_PPM    50000u               /* "foreign use": at least 5% */
+#define SM_IDLE_PPM       5000u                /* below 0.5%: the container is idle */
+#define SM_MISMATCH_PPM   20000u               /* gates busy 2% while NVML shows nothing */
+#define SM_GAIN_UP_PPM    250000u              /* k when the share is below the cap */
+#define SM_GAIN_DOWN_PPM  500000u              /* k when above: overshoot ends fast */
+#define SM_TURNS_FULL_PPM 950000u              /* taking turns, the GPU is at full load */
+#define SM_MAX_SAMPLES    1024u
+#define SM_MAX_PEERS      1024u
 
 /* ---- Thread state ---------------------------------------------------------------- */
 
@@ -347,13 +348,28 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 		}
 	}
 
-	struct sm_weight_inputs in = {d, st->duty_ppm ? st->duty_ppm : (uint32_t)cap, foreign, closed,
-	                              st->tat_ns};
-	bool frozen = sm_weight_step(&c->weight, &in, now);
-	int64_t target = sm_weight_target(&c->weight, (uint32_t)cap);
+	/* Taking turns with other containers (sm_schedule.h), the window is
+	 * an exact time share by construction: the feed-forward alone. NVML's
+	 * per-process samples alias with the schedule's period and would pull
+	 * the duty anywhere. A full schedule keeps the GPU at full load, where
+	 * a busy second is worth one (the work weight only applies alone). */
+	uint32_t applied = st->duty_ppm ? st->duty_ppm : (uint32_t)cap;
+	uint32_t total = 0;
+	bool turns = gpucap_sm_schedule_shared(d, applied, now, &total);
+	bool frozen = false;
+	int64_t target = cap;
+	if (!turns) {
+		struct sm_weight_inputs in = {d, applied, foreign, closed, st->tat_ns};
+		frozen = sm_weight_step(&c->weight, &in, now);
+		target = sm_weight_target(&c->weight, (uint32_t)cap);
+	} else if (total < SM_TURNS_FULL_PPM) {
+		target = sm_weight_target(&c->weight, (uint32_t)cap);
+	}
 
 	int64_t integral = c->integral_ppm;
-	if (!closed) {
+	if (turns) {
+		integral = 0;
+	} else if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
 	} else if (frozen || c->steps++ == 0) {
 		/* A calibration burst, or NVML's first window (it began before
@@ -373,7 +389,9 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	           "others %.1f%% duty %.1f%%%s",
 	           d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6,
 	           target / 1e4, mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
-	           frozen ? " (calibrating)" : "");
+	           frozen  ? " (calibrating)"
+	           : turns ? " (taking turns)"
+	                   : "");
 	/* Shown as a share of the full-load work, like the cap. */
 	uint64_t shown = (uint64_t)c->share_ppm *
 	                 (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / GPUCAP_SM_PPM;

@@ -27,6 +27,15 @@ gpucap_sched *gpucap_sm_schedule_of(int ordinal)
 	return atomic_load_explicit(&handles[ordinal], memory_order_acquire);
 }
 
+bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now, uint32_t *total_ppm)
+{
+	gpucap_sched *sched = gpucap_sm_schedule_of(gpucap_sm_ordinal_of(region_index));
+	struct gpucap_sched_window w;
+	gpucap_sched_window(sched, duty_ppm, now, &w);
+	*total_ppm = w.total_ppm;
+	return w.shared;
+}
+
 static void join(int ordinal, int region_index, uint64_t now)
 {
 	struct gpucap_device *dev;

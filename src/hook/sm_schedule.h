@@ -8,11 +8,17 @@
 
 #include "gpucap/schedule.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The handle of a CUDA ordinal, or NULL (no GPUCAP_NODE_DIR, not joined yet,
  * or the file is unusable). One acquire load. */
 gpucap_sched *gpucap_sm_schedule_of(int ordinal);
+
+/* Whether region device region_index takes turns with another tenant now
+ * (this process's gate there is in a shared schedule); *total_ppm: the
+ * active tenants' duties summed. */
+bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now_ns, uint32_t *total_ppm);
 
 /* Controller thread: join the schedules of capped devices not joined yet
  * (retrying a busy file soon and an unusable one every 10 s, reported once). */

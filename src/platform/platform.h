@@ -13,7 +13,8 @@ struct gpucap_file_info {
 	uint64_t size;
 	uint32_t uid;
 	uint32_t gid;
-	uint32_t mode; /* permission bits */
+	uint32_t mode;  /* permission bits */
+	uint32_t links; /* hard links (names) */
 };
 
 /* Open the region file without following a final symbolic link, close-on-exec.

@@ -35,6 +35,7 @@ int gpucap_platform_fstat(int fd, struct gpucap_file_info *info)
 	info->uid = (uint32_t)st.st_uid;
 	info->gid = (uint32_t)st.st_gid;
 	info->mode = (uint32_t)(st.st_mode & 07777);
+	info->links = (uint32_t)st.st_nlink;
 	return 0;
 }
 

@@ -96,6 +96,10 @@ static gpucap_status open_error(int error, const char *path, char *why, size_t w
 		    "create it (a host directory mounted into every container) or unset GPUCAP_NODE_DIR",
 		    path);
 		return GPUCAP_ERR_IO;
+	case EISDIR:
+		say(why, why_len,
+		    "gpucap: schedule file %s is not a regular file; remove it, it is recreated", path);
+		return GPUCAP_ERR_PERMISSION;
 	case EACCES:
 	case EPERM:
 	case EROFS:
@@ -268,17 +272,28 @@ gpucap_status gpucap_sched_open(const char *dir, const char *gpu_uuid, uint64_t 
 	int fd = gpucap_platform_open(path, true, true, 0666);
 	if (fd < 0)
 		return open_error(-fd, path, why, why_len);
-	/* Every container's user takes part: the directory decides who may. */
+	/* A file with another name may be someone's private file linked here:
+	 * never sized, written or opened up. */
 	struct gpucap_file_info info;
-	if (gpucap_platform_fstat(fd, &info) == 0 && info.regular && info.uid == gpucap_platform_euid() &&
-	    info.mode != 0666)
-		gpucap_platform_chmod(fd, 0666);
+	int rc = gpucap_platform_fstat(fd, &info);
+	if (rc == 0 && info.links > 1) {
+		gpucap_platform_close(fd);
+		say(why, why_len,
+		    "gpucap: schedule file %s has %u names (hard links); remove it, it is recreated", path,
+		    info.links);
+		return GPUCAP_ERR_PERMISSION;
+	}
 	struct sched_header *h = NULL;
 	gpucap_status st = map_file(fd, path, &h, why, why_len);
 	if (st != GPUCAP_OK) {
 		gpucap_platform_close(fd);
 		return st;
 	}
+	/* Every container's user takes part: the directory decides who may.
+	 * Only a file that proved to be a schedule file, and has no other
+	 * name, is opened up: never a private file linked here by someone. */
+	if (rc == 0 && info.uid == gpucap_platform_euid() && info.mode != 0666)
+		gpucap_platform_chmod(fd, 0666);
 	struct gpucap_sched *s = calloc(1, sizeof(*s));
 	if (!s) {
 		gpucap_platform_unmap(h, SCHED_FILE_SIZE);
@@ -401,6 +416,8 @@ void gpucap_sched_window(const gpucap_sched *s, uint32_t duty_ppm, uint64_t now_
 		t[at] = e;
 	}
 	out->tenants = count;
+	for (uint32_t k = 0; k < count; k++)
+		out->total_ppm += t[k].duty_ppm;
 	if (count < 2)
 		return;
 	/* Windows end to end in id order; shrunk in proportion when the duties
@@ -415,6 +432,8 @@ void gpucap_sched_window(const gpucap_sched *s, uint32_t duty_ppm, uint64_t now_
 	out->shared = true;
 	out->offset_ns = (uint64_t)((unsigned __int128)before * s->period_ns / scale_den);
 	out->length_ns = (uint64_t)((unsigned __int128)own * s->period_ns / scale_den);
+	if (out->length_ns == 0)
+		out->length_ns = 1; /* a window too short for any work, never "no window" */
 }
 
 uint64_t gpucap_sched_next_open(const struct gpucap_sched_window *w, uint64_t now_ns, uint64_t *until_ns)
