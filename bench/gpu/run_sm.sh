@@ -174,7 +174,7 @@ main() {
   # "turns": the tenants share a node directory (GPUCAP_NODE_DIR) and take
   # turns; "apart": each holds its cap on its own.
   for mode in $tenant_modes; do
-  echo "## Two tenants ($mode): gemm in two capped processes at once"
+  echo "## Tenants ($mode): gemm in $(echo "$tenant_caps" | wc -w) capped processes at once (caps $tenant_caps)"
   echo
   node_dir=""
   if [ "$mode" = turns ]; then
@@ -199,54 +199,8 @@ main() {
   done
   tenant_logs=""
   for c in $tenant_caps; do tenant_logs="$tenant_logs $c=$out/tenant-$mode-cap$c.log"; done
-  "$py" - "$base_log" $tenant_logs <<'EOF'
-import re, sys
-base = None
-for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"iters_per_s=([0-9.]+)", line)
-    if m:
-        base = float(m.group(1))
-tenants = []
-for arg in sys.argv[2:]:
-    cap, path = arg.split("=", 1)
-    ticks = []
-    for line in open(path, errors="replace"):
-        m = re.match(r"tick t=([0-9.]+) units=([0-9]+)", line)
-        if m:
-            ticks.append((float(m.group(1)), int(m.group(2))))
-    tenants.append((int(cap), path, ticks))
-if base is None or any(len(t[2]) < 2 for t in tenants):
-    print("No result: the solo baseline or a tenant's log has no figures (see the logs).\n")
-    sys.exit(0)
-lo = max(t[2][0][0] for t in tenants) + 1.0   # both running, past the start
-hi = min(t[2][-1][0] for t in tenants) - 1.0  # before either stops or drains
-if hi - lo < 3.0:
-    print("No result: the tenants overlapped for only %.1f s (starts %s)\n"
-          % (hi - lo + 2, ", ".join("%.2f" % t[2][0][0] for t in tenants)))
-    sys.exit(0)
-
-def units_at(ticks, t):
-    for (t0, u0), (t1, u1) in zip(ticks, ticks[1:]):
-        if t0 <= t <= t1:
-            return u0 + (u1 - u0) * ((t - t0) / (t1 - t0) if t1 > t0 else 0)
-    return ticks[-1][1] if t > ticks[-1][0] else 0
-
-print("Each tenant's gemm throughput over the %.1f s both ran (their overlap less" % (hi - lo))
-print("1 s at each end), relative to one uncapped process alone (%.2f units/s)." % base)
-print("Target: each share within 5 points of its cap.\n")
-print("| tenant cap | units/s | share of solo uncapped (%) | error (points) |")
-print("| --- | --- | --- | --- |")
-total, worst = 0.0, 0.0
-for cap, path, ticks in tenants:
-    rate = (units_at(ticks, hi) - units_at(ticks, lo)) / (hi - lo)
-    share = 100 * rate / base
-    total += share
-    worst = max(worst, abs(share - cap))
-    print("| %d%% | %.2f | %.1f | %+.1f |" % (cap, rate, share, share - cap))
-print("| together | | %.1f | |\n" % total)
-print("Largest error %.1f points: %s\n" % (worst, "**meets the target**" if worst <= 5
-                                            else "**misses the target** (within 5 points)"))
-EOF
+  # shellcheck disable=SC2086 # one argument per tenant
+  "$py" "$here/tenant_shares.py" "$base_log" $tenant_logs
   done
 
   # ---- 3. overhead -----------------------------------------------------------

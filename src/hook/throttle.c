@@ -39,6 +39,8 @@
 
 atomic_uint gpucap_sm_armed = 1;
 
+/* Longest phase inside a node-schedule window. */
+#define SM_TURN_QUANTUM_NS UINT64_C(16000000)
 /* The first launch of a phase waits when the clock is further ahead than
  * this (a few timer slacks: shorter sleeps would oversleep anyway). */
 #define SM_TAT_SLACK_NS UINT64_C(100000)
@@ -700,13 +702,18 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 			uint64_t until;
 			uint64_t open = gpucap_sched_next_open(&w, now, &until);
 			if (open == now) {
-				/* The learnt budget queues one quantum of work. */
+				/* The learnt budget queues one quantum of work; in a
+				 * window a phase may queue up to SM_TURN_QUANTUM_NS
+				 * (fewer drains, so fewer idle gaps), never past the
+				 * window's end. */
 				uint64_t left = until - now;
+				if (left > SM_TURN_QUANTUM_NS)
+					left = SM_TURN_QUANTUM_NS;
 				uint64_t full = atomic_load_explicit(&g->budget, memory_order_relaxed);
-				uint64_t fit = left >= SM_QUANTUM_NS ? full : full * left / SM_QUANTUM_NS;
+				uint64_t fit = full * left / SM_QUANTUM_NS;
 				if (fit >= 1) {
-					*end_ns = until;
-					*budget = (uint32_t)fit;
+					*end_ns = now + left;
+					*budget = fit > SM_BUDGET_MAX ? SM_BUDGET_MAX : (uint32_t)fit;
 					return now;
 				}
 				open = gpucap_sched_next_open(&w, until, &until);
@@ -797,14 +804,13 @@ static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t d
 			        &g->on_start_ns, &zero, now, memory_order_acq_rel, memory_order_acquire))
 				gpucap_sm_gate_thread_kick(now + SM_QUANTUM_NS + SM_IDLE_CLOSE_NS);
 		} else {
-			uint64_t end = start + SM_QUANTUM_NS;
-			uint64_t window_end = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed);
-			if (window_end && window_end < end)
-				end = window_end;
-			uint32_t budget = atomic_load_explicit(&g->budget, memory_order_relaxed);
-			uint32_t cut = atomic_load_explicit(&g->phase_budget, memory_order_relaxed);
-			if (window_end && cut && cut < budget)
-				budget = cut;
+			/* A phase in a window has its own limits (phase_not_before). */
+			uint64_t end = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed);
+			uint32_t budget = atomic_load_explicit(&g->phase_budget, memory_order_relaxed);
+			if (!end || !budget) {
+				end = start + SM_QUANTUM_NS;
+				budget = atomic_load_explicit(&g->budget, memory_order_relaxed);
+			}
 			if (now >= end ||
 			    atomic_load_explicit(&g->launches, memory_order_relaxed) >= budget) {
 				if (atomic_compare_exchange_strong_explicit(

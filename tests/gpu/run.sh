@@ -107,6 +107,29 @@ cat "$out/sm-live.txt" >>"$log"
 while read -r line; do say "  $line"; done < <(grep -E '^limit' "$out/sm-live.txt")
 record "gpucap set --sm raises (30 -> 80) and lowers (80 -> 10) a running process's SM share within 1 s" $status
 
+# Two containers (two regions) capped at 30 and 70 that share a node
+# directory take turns; each gets its cap of a solo uncapped run's gemm
+# throughput, within 5 points.
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>>"$log"; then
+  export SM_BENCH_WARMUP_S=5
+  capped $cap turns-solo python3 "$repo/bench/gpu/sm_accuracy.py" gemm 5 >"$out/turns-solo.log" 2>&1
+  mkdir -p "$scratch/node" && rm -rf "$scratch/barrier"
+  for c in 30 70; do
+    GPUCAP_NODE_DIR="$scratch/node" CUDA_DEVICE_SM_LIMIT=$c capped $cap "turns-$c" \
+      python3 "$repo/bench/gpu/sm_accuracy.py" gemm 10 --ticks 0.25 --barrier "$scratch/barrier:2" \
+      >"$out/turns-$c.log" 2>&1 &
+  done
+  wait
+  python3 "$repo/bench/gpu/tenant_shares.py" "$out/turns-solo.log" 30="$out/turns-30.log" 70="$out/turns-70.log" \
+    --within 5 >"$out/turns.md" 2>&1
+  status=$?
+  cat "$out/turns.md" >>"$log"
+  while read -r line; do say "  $line"; done < <(grep -E '^\| [0-9]+%' "$out/turns.md")
+  record "two containers capped 30 and 70 taking turns (GPUCAP_NODE_DIR): each within 5 points of its cap" $status
+else
+  record "two containers taking turns: needs python3 with torch and CUDA (see $log)" 1
+fi
+
 rcap=$((8 << 30))
 capped $rcap race "$out/race_fill" 8 $rcap 3 2>&1 | tee -a "$log"
 record "8 processes racing to fill one cap, 3 rounds: sum within the cap" ${PIPESTATUS[0]}
