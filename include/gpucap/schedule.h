@@ -81,8 +81,9 @@ void gpucap_sched_close(gpucap_sched *sched);
  * lease belongs to the parent's open file). */
 void gpucap_sched_forget(gpucap_sched *sched);
 
-/* This process is about to run work under duty_ppm (1..GPUCAP_SCHED_PPM). */
-void gpucap_sched_touch(gpucap_sched *sched, uint32_t duty_ppm, uint64_t now_ns);
+/* This process is about to run work under duty_ppm (1..GPUCAP_SCHED_PPM),
+ * the time share its tenant's cap_ppm comes to. */
+void gpucap_sched_touch(gpucap_sched *sched, uint32_t duty_ppm, uint32_t cap_ppm, uint64_t now_ns);
 
 struct gpucap_sched_window {
 	bool shared;        /* at least one other tenant is active: take turns */
@@ -91,6 +92,7 @@ struct gpucap_sched_window {
 	uint64_t length_ns; /* its length: at most duty_ppm of the period */
 	uint32_t tenants;   /* active tenants, this one included */
 	uint32_t total_ppm; /* their duties summed (before any shrinking) */
+	uint32_t caps_ppm;  /* their caps summed (a duty stands in for a cap unknown) */
 };
 
 /* This tenant's window as of now_ns, for a duty of duty_ppm. */

@@ -351,18 +351,18 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	/* Taking turns with other containers (sm_schedule.h), the window is
 	 * an exact time share by construction: the feed-forward alone. NVML's
 	 * per-process samples alias with the schedule's period and would pull
-	 * the duty anywhere. A full schedule keeps the GPU at full load, where
-	 * a busy second is worth one (the work weight only applies alone). */
+	 * the duty anywhere. Caps that fill the GPU keep it at full load, where
+	 * a busy second is worth one (the work weight applies to idle gaps). */
 	uint32_t applied = st->duty_ppm ? st->duty_ppm : (uint32_t)cap;
-	uint32_t total = 0;
-	bool turns = gpucap_sm_schedule_shared(d, applied, now, &total);
+	uint32_t caps = 0;
+	bool turns = gpucap_sm_schedule_shared(d, applied, now, &caps);
 	bool frozen = false;
 	int64_t target = cap;
 	if (!turns) {
 		struct sm_weight_inputs in = {d, applied, foreign, closed, st->tat_ns};
 		frozen = sm_weight_step(&c->weight, &in, now);
 		target = sm_weight_target(&c->weight, (uint32_t)cap);
-	} else if (total < SM_TURNS_FULL_PPM) {
+	} else if (caps < SM_TURNS_FULL_PPM) {
 		target = sm_weight_target(&c->weight, (uint32_t)cap);
 	}
 

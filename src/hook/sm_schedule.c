@@ -27,12 +27,12 @@ gpucap_sched *gpucap_sm_schedule_of(int ordinal)
 	return atomic_load_explicit(&handles[ordinal], memory_order_acquire);
 }
 
-bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now, uint32_t *total_ppm)
+bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now, uint32_t *caps_ppm)
 {
 	gpucap_sched *sched = gpucap_sm_schedule_of(gpucap_sm_ordinal_of(region_index));
 	struct gpucap_sched_window w;
 	gpucap_sched_window(sched, duty_ppm, now, &w);
-	*total_ppm = w.total_ppm;
+	*caps_ppm = w.caps_ppm;
 	return w.shared;
 }
 

@@ -16,9 +16,9 @@
 gpucap_sched *gpucap_sm_schedule_of(int ordinal);
 
 /* Whether region device region_index takes turns with another tenant now
- * (this process's gate there is in a shared schedule); *total_ppm: the
- * active tenants' duties summed. */
-bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now_ns, uint32_t *total_ppm);
+ * (this process's gate there is in a shared schedule); *caps_ppm: the
+ * active tenants' caps summed. */
+bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now_ns, uint32_t *caps_ppm);
 
 /* Controller thread: join the schedules of capped devices not joined yet
  * (retrying a busy file soon and an unusable one every 10 s, reported once). */

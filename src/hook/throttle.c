@@ -685,8 +685,8 @@ void gpucap_sm_service_stop(void)
  * GPU with another tenant, this tenant's window, which must have room for at
  * least one launch's work (*end_ns and *budget: the phase's limits there);
  * otherwise the device's virtual clock, except during a calibration burst. */
-static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, uint32_t duty, uint64_t now,
-                                 uint64_t *end_ns, uint32_t *budget)
+static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, uint32_t cap, uint32_t duty,
+                                 uint64_t now, uint64_t *end_ns, uint32_t *budget)
 {
 	*end_ns = 0;
 	*budget = 0;
@@ -696,7 +696,7 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 	gpucap_sched *sched = gpucap_sm_schedule_of(ordinal);
 	if (sched) {
 		struct gpucap_sched_window w;
-		gpucap_sched_touch(sched, duty, now);
+		gpucap_sched_touch(sched, duty, cap * (GPUCAP_SM_PPM / 100), now);
 		gpucap_sched_window(sched, duty, now, &w);
 		if (w.shared) {
 			uint64_t until;
@@ -743,7 +743,7 @@ static void wait_to_start(struct gate *g, int ordinal, int region_index)
 			return;
 		uint64_t end_ns;
 		uint32_t budget;
-		uint64_t at = phase_not_before(g, ordinal, region_index, duty, now, &end_ns, &budget);
+		uint64_t at = phase_not_before(g, ordinal, region_index, cap, duty, now, &end_ns, &budget);
 		if (at <= now)
 			return;
 		uint64_t left = at - now;
@@ -769,8 +769,8 @@ static void wait_phase(struct gate *g, uint64_t st, uint64_t give_up)
 	pthread_mutex_unlock(&g->lock);
 }
 
-static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t duty, CUstream stream,
-                       CUcontext ctx)
+static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t cap, uint32_t duty,
+                       CUstream stream, CUcontext ctx)
 {
 	uint64_t give_up = mono_ns() + SM_WAIT_MAX_NS;
 	uint64_t st, now;
@@ -787,7 +787,8 @@ static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t d
 		if (start == 0) {
 			uint64_t end_ns;
 			uint32_t budget;
-			if (phase_not_before(g, ordinal, region_index, duty, now, &end_ns, &budget) > now) {
+			if (phase_not_before(g, ordinal, region_index, cap, duty, now, &end_ns, &budget) >
+			    now) {
 				if (atomic_compare_exchange_strong_explicit(
 				        &g->state, &st, st | 1, memory_order_acq_rel, memory_order_acquire)) {
 					wait_to_start(g, ordinal, region_index);
@@ -879,7 +880,7 @@ void gpucap_sm_gate(CUstream stream, bool per_thread)
 	gpucap_fn_cuCtxGetCurrent get_current = GPUCAP_REAL(cuCtxGetCurrent);
 	if (get_current)
 		get_current(&ctx);
-	gate_enter(g, ordinal, dev->region_index, duty, stream, ctx);
+	gate_enter(g, ordinal, dev->region_index, cap, duty, stream, ctx);
 	note_launch(atomic_load_explicit(&g->last_launch_ns, memory_order_relaxed));
 }
 

@@ -42,8 +42,9 @@ struct sched_slot {
 	_Atomic uint64_t tenant;    /* 0: never used */
 	_Atomic uint64_t active_ns; /* CLOCK_MONOTONIC of the owner's last ON phase */
 	_Atomic uint32_t duty_ppm;
-	_Atomic int32_t pid; /* for people reading the file; never trusted */
-	uint8_t pad[SCHED_SLOT_SIZE - 24];
+	_Atomic int32_t pid;      /* for people reading the file; never trusted */
+	_Atomic uint32_t cap_ppm; /* 0: unknown */
+	uint8_t pad[SCHED_SLOT_SIZE - 28];
 };
 _Static_assert(sizeof(struct sched_slot) == SCHED_SLOT_SIZE, "schedule slot layout");
 
@@ -243,6 +244,7 @@ static int claim_slot(struct gpucap_sched *s, uint64_t tenant)
 		struct sched_slot *slot = &s->slots[i];
 		atomic_store_explicit(&slot->active_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&slot->duty_ppm, 0, memory_order_relaxed);
+		atomic_store_explicit(&slot->cap_ppm, 0, memory_order_relaxed);
 		atomic_store_explicit(&slot->pid, gpucap_platform_pid(), memory_order_relaxed);
 		atomic_store_explicit(&slot->tenant, tenant, memory_order_release);
 		return (int)i;
@@ -356,7 +358,7 @@ static uint32_t clamp_ppm(uint32_t ppm)
 	return ppm > GPUCAP_SCHED_PPM ? GPUCAP_SCHED_PPM : ppm;
 }
 
-void gpucap_sched_touch(gpucap_sched *s, uint32_t duty_ppm, uint64_t now_ns)
+void gpucap_sched_touch(gpucap_sched *s, uint32_t duty_ppm, uint32_t cap_ppm, uint64_t now_ns)
 {
 	if (!s || s->slot < 0)
 		return;
@@ -366,6 +368,9 @@ void gpucap_sched_touch(gpucap_sched *s, uint32_t duty_ppm, uint64_t now_ns)
 	uint32_t duty = clamp_ppm(duty_ppm);
 	if (atomic_load_explicit(&slot->duty_ppm, memory_order_relaxed) != duty)
 		atomic_store_explicit(&slot->duty_ppm, duty, memory_order_relaxed);
+	uint32_t cap = clamp_ppm(cap_ppm);
+	if (atomic_load_explicit(&slot->cap_ppm, memory_order_relaxed) != cap)
+		atomic_store_explicit(&slot->cap_ppm, cap, memory_order_relaxed);
 	if (atomic_load_explicit(&slot->tenant, memory_order_relaxed) != s->tenant)
 		atomic_store_explicit(&slot->tenant, s->tenant, memory_order_relaxed);
 	uint64_t was = atomic_load_explicit(&slot->active_ns, memory_order_relaxed);
@@ -376,6 +381,7 @@ void gpucap_sched_touch(gpucap_sched *s, uint32_t duty_ppm, uint64_t now_ns)
 struct tenant_entry {
 	uint64_t id;
 	uint32_t duty_ppm;
+	uint32_t cap_ppm;
 };
 
 void gpucap_sched_window(const gpucap_sched *s, uint32_t duty_ppm, uint64_t now_ns,
@@ -391,7 +397,8 @@ void gpucap_sched_window(const gpucap_sched *s, uint32_t duty_ppm, uint64_t now_
 	 * one always, kept sorted by id: every process derives the same order. */
 	struct tenant_entry t[GPUCAP_SCHED_SLOTS + 1];
 	uint32_t count = 0;
-	t[count++] = (struct tenant_entry){s->tenant, own};
+	uint32_t own_cap = atomic_load_explicit(&s->slots[s->slot].cap_ppm, memory_order_relaxed);
+	t[count++] = (struct tenant_entry){s->tenant, own, own_cap ? clamp_ppm(own_cap) : own};
 	for (uint32_t i = 0; i < GPUCAP_SCHED_SLOTS; i++) {
 		const struct sched_slot *slot = &s->slots[i];
 		uint64_t id = atomic_load_explicit(&slot->tenant, memory_order_relaxed);
@@ -406,8 +413,9 @@ void gpucap_sched_window(const gpucap_sched *s, uint32_t duty_ppm, uint64_t now_
 			seen = t[k].id == id;
 		if (seen)
 			continue;
-		struct tenant_entry e = {
-		    id, clamp_ppm(atomic_load_explicit(&slot->duty_ppm, memory_order_relaxed))};
+		uint32_t duty = clamp_ppm(atomic_load_explicit(&slot->duty_ppm, memory_order_relaxed));
+		uint32_t cap = atomic_load_explicit(&slot->cap_ppm, memory_order_relaxed);
+		struct tenant_entry e = {id, duty, cap ? clamp_ppm(cap) : duty};
 		uint32_t at = count++;
 		while (at > 0 && t[at - 1].id > e.id) {
 			t[at] = t[at - 1];
@@ -416,8 +424,13 @@ void gpucap_sched_window(const gpucap_sched *s, uint32_t duty_ppm, uint64_t now_
 		t[at] = e;
 	}
 	out->tenants = count;
-	for (uint32_t k = 0; k < count; k++)
-		out->total_ppm += t[k].duty_ppm;
+	uint64_t duties = 0, caps = 0;
+	for (uint32_t k = 0; k < count; k++) {
+		duties += t[k].duty_ppm;
+		caps += t[k].cap_ppm;
+	}
+	out->total_ppm = duties > UINT32_MAX ? UINT32_MAX : (uint32_t)duties;
+	out->caps_ppm = caps > UINT32_MAX ? UINT32_MAX : (uint32_t)caps;
 	if (count < 2)
 		return;
 	/* Windows end to end in id order; shrunk in proportion when the duties

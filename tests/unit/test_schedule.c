@@ -219,7 +219,7 @@ static void slot_lease_dies_with_process(void **state)
 	const char *uuid = "GPU-dies";
 	gpucap_sched *a = open_ok(uuid, 9);
 	assert_int_equal(gpucap_sched_slot(a), 0);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 
 	/* A child that holds a slot until it is killed. */
 	int up[2], down[2];
@@ -233,7 +233,7 @@ static void slot_lease_dies_with_process(void **state)
 		gpucap_sched *c = NULL;
 		if (gpucap_sched_open(scratch_dir(), uuid, 77, &c, NULL, 0) != GPUCAP_OK)
 			_exit(3);
-		gpucap_sched_touch(c, 500000, T0);
+		gpucap_sched_touch(c, 500000, 500000, T0);
 		int slot = gpucap_sched_slot(c);
 		if (write(up[1], &slot, sizeof(slot)) != (ssize_t)sizeof(slot))
 			_exit(4);
@@ -276,7 +276,7 @@ static void slot_lease_dies_with_process(void **state)
 		gpucap_sched *k = NULL;
 		if (gpucap_sched_open(scratch_dir(), uuid, 78, &k, NULL, 0) != GPUCAP_OK)
 			_exit(3);
-		gpucap_sched_touch(k, 500000, T0);
+		gpucap_sched_touch(k, 500000, 500000, T0);
 		_exit(gpucap_sched_slot(k) == 1 ? 0 : 4);
 	}
 	assert_int_equal(wait_child(pid), 0);
@@ -293,7 +293,7 @@ static void forget_keeps_parents_slot(void **state)
 	(void)state;
 	const char *uuid = "GPU-forget";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -352,7 +352,7 @@ static void touch_writes_own_slot(void **state)
 	(void)state;
 	const char *uuid = "GPU-touch";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	struct raw_slot s = slot_read(uuid, 0);
 	assert_int_equal(s.tenant, 9);
 	assert_int_equal(s.active_ns, T0);
@@ -360,28 +360,28 @@ static void touch_writes_own_slot(void **state)
 
 	/* Within a millisecond the time is not rewritten; later it is, and
 	 * a clock that went back is taken as is. */
-	gpucap_sched_touch(a, 300000, T0 + MS / 2);
+	gpucap_sched_touch(a, 300000, 300000, T0 + MS / 2);
 	assert_int_equal(slot_read(uuid, 0).active_ns, T0);
-	gpucap_sched_touch(a, 300000, T0 + 2 * MS);
+	gpucap_sched_touch(a, 300000, 300000, T0 + 2 * MS);
 	assert_int_equal(slot_read(uuid, 0).active_ns, T0 + 2 * MS);
-	gpucap_sched_touch(a, 300000, T0 + MS);
+	gpucap_sched_touch(a, 300000, 300000, T0 + MS);
 	assert_int_equal(slot_read(uuid, 0).active_ns, T0 + MS);
 
 	/* Duties out of range are clamped into 1..1e6. */
-	gpucap_sched_touch(a, 0, T0 + MS);
+	gpucap_sched_touch(a, 0, 0, T0 + MS);
 	assert_int_equal(slot_read(uuid, 0).duty_ppm, 1);
-	gpucap_sched_touch(a, 7000000, T0 + MS);
+	gpucap_sched_touch(a, 7000000, 7000000, T0 + MS);
 	assert_int_equal(slot_read(uuid, 0).duty_ppm, GPUCAP_SCHED_PPM);
 
 	/* A hostile writer's change of our slot is undone at the next touch. */
 	slot_write(uuid, 0, 1234, 1, 17);
-	gpucap_sched_touch(a, 250000, T0 + 10 * MS);
+	gpucap_sched_touch(a, 250000, 250000, T0 + 10 * MS);
 	s = slot_read(uuid, 0);
 	assert_int_equal(s.tenant, 9);
 	assert_int_equal(s.duty_ppm, 250000);
 	assert_int_equal(s.active_ns, T0 + 10 * MS);
 
-	gpucap_sched_touch(NULL, 300000, T0);
+	gpucap_sched_touch(NULL, 300000, 300000, T0);
 	gpucap_sched_close(a);
 }
 
@@ -391,8 +391,8 @@ static void close_clears_activity(void **state)
 	const char *uuid = "GPU-close";
 	gpucap_sched *a = open_ok(uuid, 5);
 	gpucap_sched *b = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
-	gpucap_sched_touch(b, 700000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
+	gpucap_sched_touch(b, 700000, 700000, T0);
 	assert_true(window_of(a, 300000, T0).shared);
 	gpucap_sched_close(b);
 	/* Gone at once, not after GPUCAP_SCHED_ACTIVE_NS. */
@@ -410,8 +410,8 @@ static void two_tenants_lay_windows_end_to_end(void **state)
 	/* Tenant 9 opens first: the layout follows ids, not slots. */
 	gpucap_sched *b = open_ok(uuid, 9);
 	gpucap_sched *a = open_ok(uuid, 5);
-	gpucap_sched_touch(a, 300000, T0);
-	gpucap_sched_touch(b, 700000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
+	gpucap_sched_touch(b, 700000, 700000, T0);
 
 	struct gpucap_sched_window wa = window_of(a, 300000, T0);
 	assert_true(wa.shared);
@@ -427,6 +427,19 @@ static void two_tenants_lay_windows_end_to_end(void **state)
 	assert_int_equal(wb.offset_ns, 30 * MS);
 	assert_int_equal(wb.length_ns, 70 * MS);
 
+	/* Duties and caps summed: here the caps fill the GPU while a duty
+	 * below its cap (a work weight) leaves a gap. */
+	assert_int_equal(wa.total_ppm, 1000000);
+	assert_int_equal(wa.caps_ppm, 1000000);
+	gpucap_sched_touch(b, 600000, 700000, T0);
+	wa = window_of(a, 300000, T0);
+	assert_int_equal(wa.total_ppm, 900000);
+	assert_int_equal(wa.caps_ppm, 1000000);
+	assert_int_equal(wa.length_ns, 30 * MS);
+	wb = window_of(b, 600000, T0);
+	assert_int_equal(wb.offset_ns, 30 * MS);
+	assert_int_equal(wb.length_ns, 60 * MS);
+
 	/* A peer seen up to a second later still counts. */
 	wa = window_of(a, 300000, T0 + 900 * MS);
 	assert_true(wa.shared);
@@ -439,7 +452,7 @@ static void lone_tenant_is_not_shared(void **state)
 	(void)state;
 	const char *uuid = "GPU-lone";
 	gpucap_sched *a = open_ok(uuid, 5);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	struct gpucap_sched_window w = window_of(a, 300000, T0);
 	assert_false(w.shared);
 	assert_int_equal(w.tenants, 1);
@@ -447,7 +460,7 @@ static void lone_tenant_is_not_shared(void **state)
 
 	/* Other processes of the same tenant are the same tenant. */
 	gpucap_sched *a2 = open_ok(uuid, 5);
-	gpucap_sched_touch(a2, 300000, T0);
+	gpucap_sched_touch(a2, 300000, 300000, T0);
 	slot_write(uuid, PEER_SLOT, 5, T0, 900000);
 	w = window_of(a, 300000, T0);
 	assert_false(w.shared);
@@ -467,8 +480,8 @@ static void over_subscribed_duties_are_scaled(void **state)
 	const char *uuid = "GPU-scale";
 	gpucap_sched *a = open_ok(uuid, 1);
 	gpucap_sched *b = open_ok(uuid, 2);
-	gpucap_sched_touch(a, 600000, T0);
-	gpucap_sched_touch(b, 800000, T0);
+	gpucap_sched_touch(a, 600000, 600000, T0);
+	gpucap_sched_touch(b, 800000, 800000, T0);
 	struct gpucap_sched_window wa = window_of(a, 600000, T0);
 	struct gpucap_sched_window wb = window_of(b, 800000, T0);
 	assert_true(wa.shared && wb.shared);
@@ -495,7 +508,7 @@ static void over_subscribed_duties_are_scaled(void **state)
 		uint64_t sum = 0;
 		for (int i = 0; i < N; i++) {
 			duty[i] = 1 + (uint32_t)(test_random(&rng) % 1200000);
-			gpucap_sched_touch(h[i], duty[i], now);
+			gpucap_sched_touch(h[i], duty[i], duty[i], now);
 			sum += duty[i] > GPUCAP_SCHED_PPM ? GPUCAP_SCHED_PPM : duty[i];
 		}
 		struct gpucap_sched_window w[N];
@@ -528,9 +541,9 @@ static void tenants_order_by_id_not_slot(void **state)
 	assert_int_equal(gpucap_sched_slot(t30), 0);
 	assert_int_equal(gpucap_sched_slot(t10), 1);
 	assert_int_equal(gpucap_sched_slot(t20), 2);
-	gpucap_sched_touch(t30, 100000, T0);
-	gpucap_sched_touch(t10, 200000, T0);
-	gpucap_sched_touch(t20, 300000, T0);
+	gpucap_sched_touch(t30, 100000, 100000, T0);
+	gpucap_sched_touch(t10, 200000, 200000, T0);
+	gpucap_sched_touch(t20, 300000, 300000, T0);
 
 	struct gpucap_sched_window w10 = window_of(t10, 200000, T0);
 	struct gpucap_sched_window w20 = window_of(t20, 300000, T0);
@@ -548,7 +561,7 @@ static void tenants_order_by_id_not_slot(void **state)
 	/* A tenant with several slots counts once, its lowest slot speaking:
 	 * tenant 20's second process asks 900000 but slot 2 says 300000. */
 	gpucap_sched *t20b = open_ok(uuid, 20);
-	gpucap_sched_touch(t20b, 900000, T0);
+	gpucap_sched_touch(t20b, 900000, 900000, T0);
 	w30 = window_of(t30, 100000, T0);
 	assert_int_equal(w30.tenants, 3);
 	assert_int_equal(w30.offset_ns, 50 * MS);
@@ -563,7 +576,7 @@ static void stale_and_future_peers_are_ignored(void **state)
 	(void)state;
 	const char *uuid = "GPU-stale";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	const uint64_t now = T0 + 10 * SEC;
 	struct {
 		uint64_t tenant;
@@ -608,7 +621,7 @@ static void own_window_uses_own_duty_argument(void **state)
 	(void)state;
 	const char *uuid = "GPU-own";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	slot_write(uuid, PEER_SLOT, 5, T0, 200000);
 
 	/* A hostile writer raises our slot's duty to 100%: the window still
@@ -644,7 +657,7 @@ static void hostile_peer_duties_are_clamped(void **state)
 	(void)state;
 	const char *uuid = "GPU-clamp";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 
 	/* Duty 0 reads as 1 ppm: the peer before us takes 100 ns. */
 	slot_write(uuid, PEER_SLOT, 3, T0, 0);
@@ -681,7 +694,7 @@ static void header_is_read_once(void **state)
 	(void)state;
 	const char *uuid = "GPU-period";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	slot_write(uuid, PEER_SLOT, 5, T0, 700000);
 	/* A period rewritten after open changes nothing of this handle. */
 	uint64_t zero = 0;
@@ -735,7 +748,7 @@ static void next_open_follows_window(void **state)
 	/* With a real handle: tenant 9 after tenant 5's 30 ms. */
 	const char *uuid = "GPU-next";
 	gpucap_sched *a = open_ok(uuid, 9);
-	gpucap_sched_touch(a, 700000, T0);
+	gpucap_sched_touch(a, 700000, 700000, T0);
 	slot_write(uuid, PEER_SLOT, 5, T0, 300000);
 	struct gpucap_sched_window wa = window_of(a, 700000, T0 + 5 * MS);
 	assert_int_equal(gpucap_sched_next_open(&wa, T0 + 5 * MS, &until), T0 + 30 * MS);
@@ -947,7 +960,7 @@ static void half_created_file_is_completed(void **state)
 	assert_int_equal(slots, GPUCAP_SCHED_SLOTS);
 	assert_int_equal(period, PERIOD);
 	assert_int_equal(slot_read(uuid, 7).tenant, 0);
-	gpucap_sched_touch(a, 300000, T0);
+	gpucap_sched_touch(a, 300000, 300000, T0);
 	assert_false(window_of(a, 300000, T0).shared);
 	gpucap_sched *b = open_ok(uuid, 5);
 	assert_int_equal(gpucap_sched_slot(b), 1);
