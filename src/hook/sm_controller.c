@@ -356,15 +356,12 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	uint32_t applied = st->duty_ppm ? st->duty_ppm : (uint32_t)cap;
 	uint32_t caps = 0;
 	bool turns = gpucap_sm_schedule_shared(d, applied, now, &caps);
-	bool frozen = false;
-	int64_t target = cap;
-	if (!turns) {
-		struct sm_weight_inputs in = {d, applied, foreign, closed, st->tat_ns};
-		frozen = sm_weight_step(&c->weight, &in, now);
-		target = sm_weight_target(&c->weight, (uint32_t)cap);
-	} else if (caps < SM_TURNS_FULL_PPM) {
-		target = sm_weight_target(&c->weight, (uint32_t)cap);
-	}
+	/* No burst starts while taking turns (the others count as busy); one
+	 * already under way is finished. */
+	struct sm_weight_inputs in = {d, applied, turns ? GPUCAP_SM_PPM : foreign, closed, st->tat_ns};
+	bool frozen = sm_weight_step(&c->weight, &in, now) && !turns;
+	int64_t target =
+	    turns && caps >= SM_TURNS_FULL_PPM ? cap : sm_weight_target(&c->weight, (uint32_t)cap);
 
 	int64_t integral = c->integral_ppm;
 	if (turns) {
