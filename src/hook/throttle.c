@@ -81,6 +81,9 @@ struct gate {
 	 * a phase is not charged to the virtual clock: the window is the duty. */
 	_Atomic uint64_t phase_end_ns;
 	_Atomic uint32_t phase_budget;
+	/* Busy time per launch of the last phases (an average): how many
+	 * launches fill what is left of a window. */
+	_Atomic uint64_t per_launch_ns;
 	_Atomic int region_index;
 	atomic_bool used;
 	struct stream_slot streams[SM_STREAMS];
@@ -504,6 +507,12 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	}
 	if (by_launch)
 		learn_budget(g, launches, busy);
+	if (launches > 0 && busy > 0) {
+		uint64_t sample = busy / launches;
+		uint64_t avg = atomic_load_explicit(&g->per_launch_ns, memory_order_relaxed);
+		atomic_store_explicit(&g->per_launch_ns, avg ? (3 * avg + sample) / 4 : sample,
+		                      memory_order_relaxed);
+	}
 	for (int i = 0; i < SM_STREAMS; i++)
 		if (drained[i])
 			clear_slot(&g->streams[i], drained[i]);
@@ -702,15 +711,18 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 			uint64_t until;
 			uint64_t open = gpucap_sched_next_open(&w, now, &until);
 			if (open == now) {
-				/* The learnt budget queues one quantum of work; in a
-				 * window a phase may queue up to SM_TURN_QUANTUM_NS
+				/* In a window a phase may last SM_TURN_QUANTUM_NS
 				 * (fewer drains, so fewer idle gaps), never past the
 				 * window's end. */
 				uint64_t left = until - now;
 				if (left > SM_TURN_QUANTUM_NS)
 					left = SM_TURN_QUANTUM_NS;
-				uint64_t full = atomic_load_explicit(&g->budget, memory_order_relaxed);
-				uint64_t fit = full * left / SM_QUANTUM_NS;
+				/* Launches that fill it, to the nearest: the last one
+				 * ends on either side of the window's end alike. */
+				uint64_t per = atomic_load_explicit(&g->per_launch_ns, memory_order_relaxed);
+				uint64_t fit = per ? (left + per / 2) / per
+				                   : atomic_load_explicit(&g->budget, memory_order_relaxed) *
+				                         left / SM_QUANTUM_NS;
 				if (fit >= 1) {
 					*end_ns = now + left;
 					*budget = fit > SM_BUDGET_MAX ? SM_BUDGET_MAX : (uint32_t)fit;
@@ -960,6 +972,7 @@ void gpucap_sm_after_fork(void)
 		atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);
 		atomic_store_explicit(&g->budget, SM_BUDGET_INITIAL, memory_order_relaxed);
 		atomic_store_explicit(&g->phase_end_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->per_launch_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->region_index, -1, memory_order_relaxed);
 		atomic_store_explicit(&g->used, false, memory_order_relaxed);
 		for (int i = 0; i < SM_STREAMS; i++) {
