@@ -323,6 +323,29 @@ static void set_sm_limit(const char *uuid, uint32_t percent)
 
 /* Run this program with args in a child, with extra "NAME=value" settings
  * ("NAME=" unsets); stderr into err. Returns the exit status. */
+/* In a forked child: set NAME=VALUE (unset NAME= with no value), then run
+ * this program with args (NULL-terminated); never returns. */
+static void exec_self(const char *const *env, const char *const *args)
+{
+	for (const char *const *e = env; e && *e; e++) {
+		char name[256];
+		const char *eq = strchr(*e, '=');
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+		if (eq[1])
+			setenv(name, eq + 1, 1);
+		else
+			unsetenv(name);
+	}
+	char *argv[8];
+	int n = 0;
+	argv[n++] = self_path;
+	for (const char *const *a = args; *a && n < 7; a++)
+		argv[n++] = (char *)*a;
+	argv[n] = NULL;
+	execv(self_path, argv);
+	_exit(127);
+}
+
 static int run_self(char *err, size_t err_len, const char *const *env, const char *const *args)
 {
 	int pipefd[2];
@@ -332,23 +355,7 @@ static int run_self(char *err, size_t err_len, const char *const *env, const cha
 	if (pid == 0) {
 		close(pipefd[0]);
 		dup2(pipefd[1], STDERR_FILENO);
-		for (const char *const *e = env; e && *e; e++) {
-			char name[256];
-			const char *eq = strchr(*e, '=');
-			snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
-			if (eq[1])
-				setenv(name, eq + 1, 1);
-			else
-				unsetenv(name);
-		}
-		char *argv[8];
-		int n = 0;
-		argv[n++] = self_path;
-		for (const char *const *a = args; *a && n < 7; a++)
-			argv[n++] = (char *)*a;
-		argv[n] = NULL;
-		execv(self_path, argv);
-		_exit(127);
+		exec_self(env, args);
 	}
 	close(pipefd[1]);
 	size_t used = 0;
@@ -937,17 +944,8 @@ static pid_t spawn_self(const char *const *env, const char *const *args)
 {
 	pid_t pid = fork();
 	CHECK(pid >= 0);
-	if (pid == 0) {
-		for (const char *const *e = env; *e; e++) {
-			char name[256];
-			const char *eq = strchr(*e, '=');
-			snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
-			setenv(name, eq + 1, 1);
-		}
-		char *argv[4] = {self_path, (char *)args[0], (char *)args[1], NULL};
-		execv(self_path, argv);
-		_exit(127);
-	}
+	if (pid == 0)
+		exec_self(env, args);
 	return pid;
 }
 
@@ -1004,8 +1002,8 @@ static void test_turns(const char *mode)
 	                       node_env, NULL};
 	const char *env70[] = {region70, "CUDA_DEVICE_SM_LIMIT=70", "FAKENVML_PROCESS_UTIL=unsupported",
 	                       node_env, NULL};
-	const char *args30[] = {"turns-child", out30};
-	const char *args70[] = {"turns-child", out70};
+	const char *args30[] = {"turns-child", out30, NULL};
+	const char *args70[] = {"turns-child", out70, NULL};
 	pid_t a = spawn_self(env30, args30);
 	pid_t b = spawn_self(env70, args70);
 	int status;
@@ -1066,6 +1064,24 @@ static void test_turns(const char *mode)
 /* ---- main -------------------------------------------------------------------------------------------------
  */
 
+/* Cases without an argument, in the dispatch table's shape. */
+#define NO_ARG_CASE(name)                                                                                    \
+	static void case_##name(const char *arg)                                                             \
+	{                                                                                                    \
+		(void)arg;                                                                                   \
+		test_##name();                                                                               \
+	}
+NO_ARG_CASE(capped)
+NO_ARG_CASE(capture)
+NO_ARG_CASE(corrupt_tat)
+NO_ARG_CASE(policy_disable)
+NO_ARG_CASE(elastic)
+NO_ARG_CASE(routes)
+NO_ARG_CASE(live)
+NO_ARG_CASE(malformed)
+NO_ARG_CASE(threads)
+NO_ARG_CASE(fork)
+
 int main(int argc, char **argv)
 {
 	ssize_t len = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
@@ -1083,37 +1099,32 @@ int main(int argc, char **argv)
 		return child_workload(atof(arg));
 	if (strcmp(argv[1], "turns-child") == 0)
 		return turns_child(arg);
-	if (strcmp(argv[1], "uncapped") == 0)
-		test_uncapped(arg);
-	else if (strcmp(argv[1], "capped") == 0)
-		test_capped();
-	else if (strcmp(argv[1], "capture") == 0)
-		test_capture();
-	else if (strcmp(argv[1], "corrupt-tat") == 0)
-		test_corrupt_tat();
-	else if (strcmp(argv[1], "policy-disable") == 0)
-		test_policy_disable();
-	else if (strcmp(argv[1], "elastic") == 0)
-		test_elastic();
-	else if (strcmp(argv[1], "weight") == 0)
-		test_weight(arg);
-	else if (strcmp(argv[1], "per-device") == 0)
-		test_per_device(arg);
-	else if (strcmp(argv[1], "routes") == 0)
-		test_routes();
-	else if (strcmp(argv[1], "live") == 0)
-		test_live();
-	else if (strcmp(argv[1], "malformed") == 0)
-		test_malformed();
-	else if (strcmp(argv[1], "threads") == 0)
-		test_threads();
-	else if (strcmp(argv[1], "fork") == 0)
-		test_fork();
-	else if (strcmp(argv[1], "turns") == 0)
-		test_turns(arg);
-	else {
-		fprintf(stderr, "unknown case %s\n", argv[1]);
-		return 2;
+	/* Each case takes the optional argument (most ignore it). */
+	static const struct {
+		const char *name;
+		void (*run)(const char *arg);
+	} cases[] = {
+	    {"uncapped", test_uncapped},
+	    {"capped", case_capped},
+	    {"capture", case_capture},
+	    {"corrupt-tat", case_corrupt_tat},
+	    {"policy-disable", case_policy_disable},
+	    {"elastic", case_elastic},
+	    {"weight", test_weight},
+	    {"per-device", test_per_device},
+	    {"routes", case_routes},
+	    {"live", case_live},
+	    {"malformed", case_malformed},
+	    {"threads", case_threads},
+	    {"fork", case_fork},
+	    {"turns", test_turns},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (strcmp(argv[1], cases[i].name) == 0) {
+			cases[i].run(arg);
+			return 0;
+		}
 	}
-	return 0;
+	fprintf(stderr, "unknown case %s\n", argv[1]);
+	return 2;
 }
