@@ -5,12 +5,14 @@
 #include "json.h"
 #include "options.h"
 
+#include <errno.h>
 #include <glob.h>
 #include <host_pids.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum { OPT_REGIONS, OPT_FILE, OPT_WATCH, OPT_INTERVAL, OPT_JSON };
@@ -30,6 +32,7 @@ static void request_stop(int signo)
 
 struct resolve_request {
 	const char *pattern; /* glob, or a single path */
+	bool single_file;    /* --file: pattern is one path, which must exist */
 	bool watch;
 	bool json;
 	long interval_ms;
@@ -71,7 +74,15 @@ static unsigned pass(const struct resolve_request *req, struct json_writer *w)
 {
 	glob_t matches;
 	memset(&matches, 0, sizeof(matches));
-	int rc = glob(req->pattern, 0, NULL, &matches);
+	/* --file names one path: never a pattern, even if it holds glob
+	 * characters. */
+	int rc = 0;
+	if (req->single_file) {
+		matches.gl_pathc = 1;
+		matches.gl_pathv = (char *[]){(char *)req->pattern, NULL};
+	} else {
+		rc = glob(req->pattern, 0, NULL, &matches);
+	}
 	unsigned failed = 0;
 	for (size_t i = 0; rc == 0 && i < matches.gl_pathc; i++) {
 		const char *path = matches.gl_pathv[i];
@@ -90,7 +101,8 @@ static unsigned pass(const struct resolve_request *req, struct json_writer *w)
 			printf("%s: %u without a host PID, %u resolved, %u not found, %u unverified\n", path,
 			       counts.unknown, counts.resolved, counts.not_found, counts.unverified);
 	}
-	globfree(&matches);
+	if (!req->single_file)
+		globfree(&matches);
 	if (req->watch)
 		fflush(stdout);
 	return failed;
@@ -122,7 +134,12 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 			return *exit_code = cli_finish_output(command), false;
 		}
 		if (id == OPT_REGIONS || id == OPT_FILE) {
+			if (req->pattern)
+				return *exit_code =
+				           cli_usage_error(command, "give one --regions GLOB or --file PATH"),
+				       false;
 			req->pattern = value;
+			req->single_file = id == OPT_FILE;
 		} else if (id == OPT_WATCH) {
 			req->watch = true;
 		} else if (id == OPT_JSON) {
@@ -151,6 +168,38 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 	return true;
 }
 
+/* A --file that is not there, or a --regions pattern that matches nothing
+ * in a single pass, is almost always a typo: say so rather than idle. A
+ * pattern may match nothing yet under --watch (no container started). */
+static int check_targets(const struct resolve_request *req)
+{
+	const char *command = cli_command_resolve.name;
+	if (req->single_file) {
+		struct stat st;
+		if (stat(req->pattern, &st) != 0)
+			return cli_failure(command,
+			                   "cannot use --file %s: %s; name an existing region file (gpucap "
+			                   "status --file PATH shows one)",
+			                   req->pattern, strerror(errno));
+		return CLI_EXIT_OK;
+	}
+	glob_t matches;
+	memset(&matches, 0, sizeof(matches));
+	bool none = glob(req->pattern, 0, NULL, &matches) != 0 || matches.gl_pathc == 0;
+	globfree(&matches);
+	if (none && !req->watch)
+		return cli_failure(command,
+		                   "no file matches --regions '%s'; check the pattern (quote it so that the "
+		                   "shell does not expand it)",
+		                   req->pattern);
+	if (none)
+		fprintf(
+		    stderr,
+		    "gpucap resolve: no file matches --regions '%s' yet; watching for regions to appear\n",
+		    req->pattern);
+	return CLI_EXIT_OK;
+}
+
 static int resolve_run(int argc, char **argv)
 {
 	const char *command = cli_command_resolve.name;
@@ -158,6 +207,9 @@ static int resolve_run(int argc, char **argv)
 	int exit_code = CLI_EXIT_OK;
 	if (!parse_request(argc, argv, &req, &exit_code))
 		return exit_code;
+	int rc = check_targets(&req);
+	if (rc != CLI_EXIT_OK)
+		return rc;
 	if (!gpucap_resolver_on_host())
 		return cli_failure(
 		    command, "this process is not in the host's PID namespace, so /proc cannot show host "
@@ -178,7 +230,7 @@ static int resolve_run(int argc, char **argv)
 			if (!json_finish(&w))
 				return cli_failure(command, "cannot write the JSON report");
 		}
-		int rc = cli_finish_output(command);
+		rc = cli_finish_output(command);
 		return failed ? CLI_EXIT_FAILURE : rc;
 	}
 	signal(SIGINT, request_stop);
@@ -208,7 +260,8 @@ const struct cli_command cli_command_resolve = {
              "      --json          print one JSON object for the pass (schema in docs/cli.md)\n"
              "  -h, --help          show this help\n"
              "\n"
-             "Exit status: 0 every region was read; 1 a region or /proc could not be read, or not run\n"
-             "on the host; 2 usage error.\n",
+             "Exit status: 0 every region was read; 1 a region or /proc could not be read, the --file\n"
+             "does not exist, --regions matches nothing (without --watch), or not run on the host;\n"
+             "2 usage error.\n",
     .run = resolve_run,
 };
