@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* secure_getenv */
 
 #include "cli.h"
+#include "default_paths.h"
 #include "format.h"
 #include "json.h"
 #include "limits_file.h"
@@ -568,7 +569,8 @@ const struct cli_command cli_command_doctor = {
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md)\n"
              "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"
+             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
+             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
              "  -h, --help       show this help\n",
     .run = doctor_run,
 };

@@ -1,6 +1,7 @@
 /* gpucap reap: return the charges of processes that died without detaching,
  * now rather than at the next refused reservation. */
 #include "cli.h"
+#include "default_paths.h"
 #include "format.h"
 #include "json.h"
 #include "options.h"
@@ -113,7 +114,8 @@ const struct cli_command cli_command_reap = {
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
              "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"
+             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
+             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
              "  -h, --help       show this help\n",
     .run = reap_run,
 };

@@ -3,6 +3,7 @@
 #include "region_file.h"
 
 #include "cli.h"
+#include "default_paths.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -29,7 +30,12 @@ struct cli_region_path cli_region_path(const char *flag_value)
 		where.path = env;
 		where.origin = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
 	} else {
-		where.path = GPUCAP_REGION_DEFAULT_PATH;
+		/* The library's own default (per user outside a container). */
+		static char default_path[4096];
+		char ignored[512];
+		gpucap_default_region_path(default_path, sizeof(default_path), false, ignored,
+		                           sizeof(ignored));
+		where.path = default_path;
 		where.origin = "default";
 	}
 	return where;

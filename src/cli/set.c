@@ -4,6 +4,7 @@
 
 #include "audit.h"
 #include "cli.h"
+#include "default_paths.h"
 #include "format.h"
 #include "json.h"
 #include "limits_file.h"
@@ -360,7 +361,8 @@ const struct cli_command cli_command_set = {
              "                       it, or a GPU UUID (a unique prefix is enough)\n"
              "      --json           print one JSON object (schema in docs/cli.md)\n"
              "  -f, --file PATH      region file (default: $GPUCAP_REGION, then\n"
-             "                       $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"
+             "                       $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
+             "                       " GPUCAP_DEFAULT_REGION_HELP ")\n"
              "  -h, --help           show this help\n",
     .run = set_run,
 };

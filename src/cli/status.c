@@ -1,6 +1,7 @@
 /* gpucap status: what the region holds, read as an observer so that looking
  * never changes what is looked at. */
 #include "cli.h"
+#include "default_paths.h"
 #include "options.h"
 #include "region_file.h"
 #include "status_render.h"
@@ -45,7 +46,8 @@ const struct cli_command cli_command_status = {
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
              "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"
+             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
+             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
              "  -h, --help       show this help\n",
     .run = status_run,
 };

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "cli.h"
+#include "default_paths.h"
 #include "format.h"
 #include "json.h"
 #include "options.h"
@@ -540,7 +541,8 @@ const struct cli_command cli_command_top = {
              "long ago the process last launched work, - if it never did.\n"
              "\n"
              "  -f, --file PATH      region file (default: $GPUCAP_REGION, then\n"
-             "                       $CUDA_DEVICE_MEMORY_SHARED_CACHE, then " GPUCAP_REGION_DEFAULT_PATH ")\n"
+             "                       $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
+             "                       " GPUCAP_DEFAULT_REGION_HELP ")\n"
              "      --dir DIR        every region file in DIR (files that are not regions are skipped)\n"
              "  -n, --interval SEC   seconds between refreshes, 0.1 to 3600 (default 1)\n"
              "      --once           print one view and exit (for scripts and pipes)\n"

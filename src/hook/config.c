@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 /* Configuration, read once at initialisation: the environment and the
  * limits file. */
+#include "default_paths.h"
 #include "hook.h"
 #include "limits_file.h"
 #include "log.h"
@@ -222,9 +223,12 @@ void gpucap_config_load(struct gpucap_config *config)
 	const char *path = secure_getenv("GPUCAP_REGION");
 	if (!path || !*path)
 		path = secure_getenv("CUDA_DEVICE_MEMORY_SHARED_CACHE");
-	if (!path || !*path)
-		path = GPUCAP_REGION_DEFAULT_PATH;
-	copy_string(config->region_path, sizeof(config->region_path), path);
+	char why[512];
+	if (path && *path)
+		copy_string(config->region_path, sizeof(config->region_path), path);
+	else if (!gpucap_default_region_path(config->region_path, sizeof(config->region_path), true, why,
+	                                     sizeof(why)))
+		gpucap_log(GPUCAP_LOG_ERROR, "%s", why);
 
 	/* Like the region path: never where a set-user-ID program's caller
 	 * says. Only absolute paths: a relative one would name a different
