@@ -10,6 +10,7 @@ struct cli_table {
 	const char *const *headers;
 	const char *align;
 	size_t *widths;
+	bool *hidden;
 	char **cells; /* rows * columns, row-major */
 	size_t rows;
 	size_t capacity;
@@ -33,7 +34,10 @@ struct cli_table *cli_table_new(unsigned columns, const char *const *headers, co
 	if (!table)
 		return NULL;
 	table->widths = calloc(columns, sizeof(*table->widths));
-	if (!table->widths) {
+	table->hidden = calloc(columns, sizeof(*table->hidden));
+	if (!table->widths || !table->hidden) {
+		free(table->widths);
+		free(table->hidden);
 		free(table);
 		return NULL;
 	}
@@ -73,11 +77,34 @@ bool cli_table_add_row(struct cli_table *table, const char *const *cells)
 	return true;
 }
 
+void cli_table_hide(struct cli_table *table, unsigned column)
+{
+	if (column < table->columns)
+		table->hidden[column] = true;
+}
+
+size_t cli_table_width(const struct cli_table *table)
+{
+	size_t width = 0;
+	for (unsigned c = 0; c < table->columns; c++) {
+		if (!table->hidden[c])
+			width += (width ? 2 : 0) + table->widths[c];
+	}
+	return width;
+}
+
 static void print_row(const struct cli_table *table, const char *const *cells, FILE *out)
 {
+	unsigned last_shown = 0;
 	for (unsigned c = 0; c < table->columns; c++) {
+		if (!table->hidden[c])
+			last_shown = c;
+	}
+	for (unsigned c = 0; c < table->columns; c++) {
+		if (table->hidden[c])
+			continue;
 		size_t pad = table->widths[c] - display_width(cells[c]);
-		bool last = c + 1 == table->columns;
+		bool last = c == last_shown;
 		if (table->align[c] == 'r') {
 			fprintf(out, "%*s%s", (int)pad, "", cells[c]);
 		} else {
@@ -105,5 +132,6 @@ void cli_table_free(struct cli_table *table)
 		free(table->cells[i]);
 	free(table->cells);
 	free(table->widths);
+	free(table->hidden);
 	free(table);
 }

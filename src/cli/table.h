@@ -16,6 +16,12 @@ struct cli_table *cli_table_new(unsigned columns, const char *const *headers, co
  * runs out; the table stays usable. */
 bool cli_table_add_row(struct cli_table *table, const char *const *cells);
 
+/* Leave a column out of the printed table (to fit a narrow terminal). */
+void cli_table_hide(struct cli_table *table, unsigned column);
+
+/* The printed width of a row: shown columns and the two blanks between them. */
+size_t cli_table_width(const struct cli_table *table);
+
 void cli_table_print(const struct cli_table *table, FILE *out);
 void cli_table_free(struct cli_table *table);
 

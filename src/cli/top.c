@@ -1,7 +1,10 @@
-/* gpucap top: a refreshing view of one region, or of every region file in a
- * directory. Observer attach only: looking never creates or changes a file. */
+/* gpucap top: a refreshing view of one region, or of every region file
+ * below a directory. Observer attach only: looking never creates or changes
+ * a file. This file reads the options, loads each frame and runs the loop;
+ * top_scan.c walks the directory, top_text.c draws. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "top.h"
 #include "cli.h"
 #include "default_paths.h"
 #include "format.h"
@@ -9,24 +12,23 @@
 #include "options.h"
 #include "region_file.h"
 #include "status_render.h"
-#include "table.h"
-#include "utf8.h"
 
-#include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-enum { OPT_JSON, OPT_FILE, OPT_DIR, OPT_INTERVAL, OPT_ONCE };
+enum { OPT_JSON, OPT_FILE, OPT_DIR, OPT_INTERVAL, OPT_ONCE, OPT_SORT };
 
 static const struct cli_option top_options[] = {
     {"json", 0, false, OPT_JSON},          {"file", 'f', true, OPT_FILE}, {"dir", 0, true, OPT_DIR},
-    {"interval", 'n', true, OPT_INTERVAL}, {"once", 0, false, OPT_ONCE},
+    {"interval", 'n', true, OPT_INTERVAL}, {"once", 0, false, OPT_ONCE},  {"sort", 's', true, OPT_SORT},
 };
 
 struct top_request {
@@ -35,20 +37,7 @@ struct top_request {
 	const char *file;
 	const char *dir;
 	double interval;
-};
-
-/* One region of a frame: attached and copied, or why not. */
-struct top_region {
-	char path[4096];
-	struct gpucap_snapshot *snapshot; /* NULL: see error */
-	char error[1024];
-};
-
-struct top_frame {
-	uint64_t time_ns;
-	struct top_region *regions;
-	size_t count;
-	size_t not_regions; /* --dir: files that are not gpucap regions */
+	enum top_sort sort;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -93,6 +82,20 @@ static int parse_request(int argc, char **argv, struct top_request *req, bool *d
 		case OPT_DIR:
 			req->dir = value;
 			break;
+		case OPT_SORT: {
+			int found = -1;
+			for (int k = 0; k < TOP_SORT_COUNT; k++) {
+				if (strcmp(value, top_sort_names[k]) == 0)
+					found = k;
+			}
+			if (found < 0)
+				return cli_usage_error(
+				    command,
+				    "invalid --sort value '%s': expected memory, pid, command or kernel",
+				    value);
+			req->sort = (enum top_sort)found;
+			break;
+		}
 		case OPT_INTERVAL: {
 			char *end;
 			errno = 0;
@@ -158,57 +161,27 @@ static bool load_region(struct top_region *r, gpucap_status *status)
 	return true;
 }
 
-static int compare_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every regular file of dir that attaches as a region, by name. Files that
- * are not gpucap regions are counted; regions that cannot be read are kept
- * with their error. */
+/* Every region below dir. Files that are not gpucap regions are counted;
+ * regions that cannot be read are kept with their error. */
 static int load_dir(const char *dir, struct top_frame *frame)
 {
 	const char *command = cli_command_top.name;
-	DIR *d = opendir(dir);
-	if (!d)
-		return cli_failure(command, "cannot read directory %s: %s; give a directory of region files",
+	struct top_scan scan;
+	if (!top_scan_dir(dir, &scan))
+		return cli_failure(command,
+		                   "cannot read directory %s: %s; give the directory that holds the regions "
+		                   "(e.g. /usr/local/vgpu/containers)",
 		                   dir, strerror(errno));
-	char **names = NULL;
-	size_t count = 0;
-	struct dirent *entry;
-	while ((entry = readdir(d)) != NULL) {
-		if (entry->d_name[0] == '.')
-			continue;
-		char **grown = realloc(names, (count + 1) * sizeof(*names));
-		char *copy = strdup(entry->d_name);
-		if (!grown || !copy) {
-			free(copy);
-			free(grown ? grown : names);
-			closedir(d);
-			return cli_failure(command, "out of memory while listing %s", dir);
-		}
-		names = grown;
-		names[count++] = copy;
-	}
-	closedir(d);
-	if (count > 1)
-		qsort(names, count, sizeof(*names), compare_names);
+	frame->truncated = scan.truncated;
 	int rc = CLI_EXIT_OK;
-	for (size_t i = 0; i < count; i++) {
-		char path[4096];
-		struct stat st;
-		int n = snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		bool regular =
-		    n > 0 && (size_t)n < sizeof(path) && lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-		/* Audit logs sit next to their regions. */
-		size_t len = strlen(names[i]);
-		bool audit = len > 6 && strcmp(names[i] + len - 6, ".audit") == 0;
-		if (!regular || audit || rc != CLI_EXIT_OK)
-			continue;
-		struct top_region *r = frame_add(frame, path);
+	size_t prefix = strlen(dir);
+	while (prefix > 1 && dir[prefix - 1] == '/')
+		prefix--;
+	for (size_t i = 0; i < scan.count && rc == CLI_EXIT_OK; i++) {
+		struct top_region *r = frame_add(frame, scan.paths[i]);
 		if (!r) {
 			rc = cli_failure(command, "out of memory while reading %s", dir);
-			continue;
+			break;
 		}
 		gpucap_status status;
 		if (!load_region(r, &status) &&
@@ -218,9 +191,13 @@ static int load_dir(const char *dir, struct top_frame *frame)
 			frame->not_regions++;
 		}
 	}
-	for (size_t i = 0; i < count; i++)
-		free(names[i]);
-	free(names);
+	/* Labels point into the paths: set them once the array stops moving. */
+	for (size_t i = 0; i < frame->count; i++) {
+		struct top_region *r = &frame->regions[i];
+		r->label =
+		    strlen(r->path) > prefix && r->path[prefix] == '/' ? r->path + prefix + 1 : r->path;
+	}
+	top_scan_free(&scan);
 	return rc;
 }
 
@@ -242,138 +219,12 @@ static int load_frame(const struct top_request *req, struct top_frame *frame)
 		gpucap_region_detach(region);
 		return cli_failure(cli_command_top.name, "out of memory while reading %s", where.path);
 	}
+	r->label = r->path;
 	r->snapshot = gpucap_region_snapshot(region);
 	gpucap_region_detach(region);
 	if (!r->snapshot)
 		return cli_failure(cli_command_top.name, "out of memory while copying region %s", where.path);
 	return CLI_EXIT_OK;
-}
-
-/* ---- Text ----------------------------------------------------------------- */
-
-static uint64_t process_memory(const struct gpucap_snapshot *s, const struct gpucap_process_view *p)
-{
-	uint64_t total = 0;
-	for (uint32_t i = 0; i < s->device_count; i++) {
-		const struct gpucap_process_device_view *d = cli_process_device(s, p, i);
-		if (d)
-			total += d->in_use_bytes;
-	}
-	return total;
-}
-
-static bool render_region_text(const struct top_region *r, uint64_t now_ns, FILE *out)
-{
-	char path[sizeof(r->path)];
-	utf8_printable(r->path, sizeof(r->path), path, sizeof(path));
-	if (!r->snapshot) {
-		char error[sizeof(r->error)];
-		utf8_printable(r->error, sizeof(r->error), error, sizeof(error));
-		fprintf(out, "region %s: cannot read: %s\n", path, error);
-		return true;
-	}
-	const struct gpucap_snapshot *s = r->snapshot;
-	uint32_t dead = 0;
-	for (uint32_t i = 0; i < s->process_count; i++)
-		dead += !s->processes[i].alive;
-	fprintf(out, "region %s: %u processes (%u dead awaiting reclaim), %u devices%s\n", path,
-	        (unsigned)s->process_count, (unsigned)dead, (unsigned)s->device_count,
-	        s->consistent ? "" : " (changed while read)");
-
-	bool ok = true;
-	if (s->device_count) {
-		static const char *const headers[] = {"DEVICE", "UUID", "LIMIT",    "CHARGED",
-		                                      "IN USE", "PEAK", "SM LIMIT", "SM SHARE"};
-		struct cli_table *table = cli_table_new(8, headers, "rlrrrrrr");
-		if (!table)
-			return false;
-		for (uint32_t i = 0; i < s->device_count && ok; i++) {
-			const struct gpucap_device_view *d = &s->devices[i];
-			char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
-			    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX],
-			    share[CLI_CELL_MAX] = "n/a";
-			snprintf(index, sizeof(index), "%d", d->index);
-			utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
-			if (d->sm_share_known)
-				status_format_ppm_percent(d->sm_share_ppm, share, sizeof(share));
-			const char *cells[] = {index,
-			                       uuid,
-			                       cli_format_limit(d->limit_bytes, limit, sizeof(limit)),
-			                       cli_format_bytes(d->charged_bytes, charged, sizeof(charged)),
-			                       cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use)),
-			                       cli_format_bytes(d->peak_bytes, peak, sizeof(peak)),
-			                       cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
-			                       share};
-			ok = cli_table_add_row(table, cells);
-		}
-		if (ok)
-			cli_table_print(table, out);
-		cli_table_free(table);
-	}
-	if (ok && s->process_count) {
-		static const char *const headers[] = {"PID",   "HOST PID", "COMMAND",    "MEMORY",
-		                                      "STATE", "DEVICES",  "LAST KERNEL"};
-		struct cli_table *table = cli_table_new(7, headers, "rrlrllr");
-		if (!table)
-			return false;
-		for (uint32_t i = 0; i < s->process_count && ok; i++) {
-			const struct gpucap_process_view *p = &s->processes[i];
-			char pid[16], host_pid[16], comm[GPUCAP_COMM_MAX + 1], memory[CLI_CELL_MAX],
-			    devices[256], last_kernel[CLI_CELL_MAX];
-			snprintf(pid, sizeof(pid), "%d", (int)p->pid);
-			if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
-				snprintf(host_pid, sizeof(host_pid), "%d", (int)p->host_pid);
-			else
-				snprintf(host_pid, sizeof(host_pid), "unknown");
-			utf8_printable(p->comm, GPUCAP_COMM_MAX, comm, sizeof(comm));
-			size_t used = 0;
-			devices[0] = '\0';
-			for (uint32_t k = 0; k < s->device_count; k++) {
-				const struct gpucap_process_device_view *d = cli_process_device(s, p, k);
-				if (!d || !cli_process_touches_device(d) || used >= sizeof(devices) - 16)
-					continue;
-				used += (size_t)snprintf(devices + used, sizeof(devices) - used, "%s%d",
-				                         used ? "," : "", s->devices[k].index);
-			}
-			const char *cells[] = {pid,
-			                       host_pid,
-			                       comm,
-			                       cli_format_bytes(process_memory(s, p), memory, sizeof(memory)),
-			                       p->alive ? "alive" : "dead",
-			                       devices[0] ? devices : "-",
-			                       status_format_age(p->last_launch_unix_ns, now_ns, last_kernel,
-			                                         sizeof(last_kernel))};
-			ok = cli_table_add_row(table, cells);
-		}
-		if (ok)
-			cli_table_print(table, out);
-		cli_table_free(table);
-	}
-	return ok;
-}
-
-static bool render_text(const struct top_frame *frame, const struct top_request *req, bool live, FILE *out)
-{
-	char when[64];
-	cli_format_time(frame->time_ns, when, sizeof(when));
-	if (live)
-		fprintf(out, "gpucap top  %s  every %gs, Ctrl-C to quit\n\n", when, req->interval);
-	else
-		fprintf(out, "gpucap top  %s\n\n", when);
-	if (frame->count == 0)
-		fprintf(out, "no gpucap regions in %s\n", req->dir ? req->dir : "-");
-	for (size_t i = 0; i < frame->count; i++) {
-		if (i)
-			fputc('\n', out);
-		if (!render_region_text(&frame->regions[i], frame->time_ns, out))
-			return false;
-	}
-	if (frame->not_regions == 1)
-		fprintf(out, "\n(1 other file in %s is not a gpucap region)\n", req->dir);
-	else if (frame->not_regions)
-		fprintf(out, "\n(%zu other files in %s are not gpucap regions)\n", frame->not_regions,
-		        req->dir);
-	return true;
 }
 
 /* ---- JSON ----------------------------------------------------------------- */
@@ -420,7 +271,7 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		json_key(w, "comm");
 		json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
 		json_member_bool(w, "alive", p->alive);
-		json_member_uint(w, "memory_bytes", process_memory(s, p));
+		json_member_uint(w, "memory_bytes", top_process_memory(s, p));
 		json_key(w, "last_kernel_unix_ns");
 		if (p->last_launch_unix_ns)
 			json_uint(w, p->last_launch_unix_ns);
@@ -464,12 +315,91 @@ static bool render_json(const struct top_frame *frame, FILE *out)
 
 /* ---- Loop ----------------------------------------------------------------- */
 
-static void sleep_interval(double seconds)
+/* The terminal's size, or $COLUMNS / $LINES when standard output is not a
+ * terminal (0: no limit). */
+static void terminal_size(bool tty, size_t *width, size_t *height)
 {
-	struct timespec left = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-	/* A signal ends the sleep early (no SA_RESTART): Ctrl-C is prompt. */
-	while (!stop_requested && nanosleep(&left, &left) != 0 && errno == EINTR) {
+	*width = *height = 0;
+	struct winsize ws;
+	if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+		*width = ws.ws_col;
+		*height = ws.ws_row;
+		return;
 	}
+	const char *columns = getenv("COLUMNS");
+	if (columns) {
+		char *end;
+		long value = strtol(columns, &end, 10);
+		if (end != columns && !*end && value >= 20 && value <= 10000)
+			*width = (size_t)value;
+	}
+}
+
+/* Keys: the terminal in non-canonical mode without echo, so that q and s
+ * act at once; restored on every way out of the loop. */
+static struct termios saved_terminal;
+static bool terminal_changed;
+
+static bool keys_begin(void)
+{
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_terminal) != 0)
+		return false;
+	struct termios raw = saved_terminal;
+	raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	raw.c_cc[VMIN] = 0;
+	raw.c_cc[VTIME] = 0;
+	terminal_changed = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+	return terminal_changed;
+}
+
+static void keys_end(void)
+{
+	if (terminal_changed)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_terminal);
+	terminal_changed = false;
+}
+
+enum wait_result { WAIT_TIMEOUT, WAIT_REDRAW, WAIT_QUIT };
+
+/* Wait the interval; with keys, return early on q (quit) or s (next sort). */
+static enum wait_result wait_interval(double seconds, bool keys, enum top_sort *sort)
+{
+	struct timespec now, until;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	until = now;
+	until.tv_sec += (time_t)seconds;
+	until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (!stop_requested) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long long left_ms =
+		    (long long)(until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000;
+		if (left_ms <= 0)
+			return WAIT_TIMEOUT;
+		if (!keys) {
+			struct timespec left = {(time_t)(left_ms / 1000), (long)(left_ms % 1000) * 1000000L};
+			/* A signal ends the sleep early (no SA_RESTART): Ctrl-C is prompt. */
+			nanosleep(&left, NULL);
+			continue;
+		}
+		struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
+		int ready = poll(&in, 1, (int)(left_ms > 1000 ? 1000 : left_ms));
+		if (ready <= 0)
+			continue;
+		char key;
+		if (read(STDIN_FILENO, &key, 1) != 1)
+			continue;
+		if (key == 'q' || key == 'Q')
+			return WAIT_QUIT;
+		if (key == 's' || key == 'S') {
+			*sort = (enum top_sort)((*sort + 1) % TOP_SORT_COUNT);
+			return WAIT_REDRAW;
+		}
+	}
+	return WAIT_QUIT;
 }
 
 static int top_run(int argc, char **argv)
@@ -494,6 +424,8 @@ static int top_run(int argc, char **argv)
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGHUP, &sa, NULL);
 	}
+	struct top_view view = {.dir = req.dir, .interval = req.interval, .live = live, .sort = req.sort};
+	view.keys = tty && keys_begin();
 	if (tty)
 		fputs("\033[?25l", stdout); /* hide the cursor while redrawing */
 	bool first = true;
@@ -504,12 +436,16 @@ static int top_run(int argc, char **argv)
 			frame_free(&frame);
 			break;
 		}
+		top_sort_processes(&frame, view.sort);
+		terminal_size(!req.json && isatty(STDOUT_FILENO), &view.width, &view.height);
+		if (!tty)
+			view.height = 0; /* a pipe or --once: every line */
 		if (tty)
 			fputs("\033[H\033[2J", stdout); /* home, clear: redraw in place */
 		else if (live && !req.json && !first)
 			fputc('\n', stdout); /* frames one after the other in a pipe */
 		first = false;
-		bool ok = req.json ? render_json(&frame, stdout) : render_text(&frame, &req, live, stdout);
+		bool ok = req.json ? render_json(&frame, stdout) : top_render_text(&frame, &view, stdout);
 		frame_free(&frame);
 		if (!ok) {
 			rc = cli_failure(command, "cannot format the view: out of memory");
@@ -518,10 +454,14 @@ static int top_run(int argc, char **argv)
 		rc = cli_finish_output(command);
 		if (rc != CLI_EXIT_OK || !live)
 			break;
-		sleep_interval(req.interval);
-		if (stop_requested)
+		enum wait_result waited;
+		while ((waited = wait_interval(req.interval, view.keys, &view.sort)) == WAIT_REDRAW &&
+		       false) {
+		}
+		if (waited == WAIT_QUIT || stop_requested)
 			break;
 	}
+	keys_end();
 	if (tty) {
 		fputs("\033[?25h", stdout); /* the cursor back */
 		fflush(stdout);
@@ -532,19 +472,24 @@ static int top_run(int argc, char **argv)
 const struct cli_command cli_command_top = {
     .name = "top",
     .summary = "watch devices and processes, refreshing like nvidia-smi",
-    .usage = "usage: gpucap top [--file PATH | --dir DIR] [--interval SEC] [--once] [--json]\n"
+    .usage = "usage: gpucap top [--file PATH | --dir DIR] [--interval SEC] [--sort KEY] [--once] [--json]\n"
              "\n"
              "Show each device (limit, charged, in use, peak, SM limit, SM share) and each\n"
              "process (pid, host pid, memory, alive or dead, last kernel) of one region, or of\n"
-             "every region file in a directory, refreshed until Ctrl-C. Reads without changing\n"
-             "anything. SM share is n/a until the library has measured it; last kernel is how\n"
-             "long ago the process last launched work, - if it never did.\n"
+             "every region below a directory, refreshed until q or Ctrl-C. With --dir, one line\n"
+             "per GPU adds up every region on it: caps, use, processes. Reads without changing\n"
+             "anything. Columns that do not fit the terminal are left out. SM share is n/a until\n"
+             "the library has measured it; last kernel is how long ago the process last\n"
+             "launched work, - if it never did. Keys: q quits, s changes the sort.\n"
              "\n"
              "  -f, --file PATH      region file (default: $GPUCAP_REGION, then\n"
              "                       $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
              "                       " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "      --dir DIR        every region file in DIR (files that are not regions are skipped)\n"
+             "      --dir DIR        every region below DIR, in its folders too (up to 8 levels and 4096\n"
+             "                       files; symbolic links are not followed; other files are skipped)\n"
              "  -n, --interval SEC   seconds between refreshes, 0.1 to 3600 (default 1)\n"
+             "  -s, --sort KEY       order of the processes: memory (the default, most first), pid,\n"
+             "                       command or kernel (most recent launch first)\n"
              "      --once           print one view and exit (for scripts and pipes)\n"
              "      --json           one JSON object per view, one per line (schema in docs/cli.md)\n"
              "  -h, --help           show this help\n",
