@@ -272,11 +272,16 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
 		json_member_bool(w, "alive", p->alive);
 		json_member_uint(w, "memory_bytes", top_process_memory(s, p));
-		json_key(w, "last_kernel_unix_ns");
-		if (p->last_launch_unix_ns)
-			json_uint(w, p->last_launch_unix_ns);
-		else
-			json_null(w);
+		/* last_launch_unix_ns is the name status --json uses; the older
+		 * last_kernel_unix_ns stays until the next schema version. */
+		static const char *const launch_names[] = {"last_launch_unix_ns", "last_kernel_unix_ns"};
+		for (size_t k = 0; k < 2; k++) {
+			json_key(w, launch_names[k]);
+			if (p->last_launch_unix_ns)
+				json_uint(w, p->last_launch_unix_ns);
+			else
+				json_null(w);
+		}
 		json_key(w, "devices");
 		json_array_begin(w);
 		for (uint32_t k = 0; k < s->device_count; k++) {

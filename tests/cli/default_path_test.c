@@ -126,8 +126,16 @@ static void an_open_or_linked_directory_is_refused(void **state)
 	assert_non_null(strstr(err, "not a directory"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	/* For the CLI tests: the default path this process gets, to compare
+	 * with the one gpucap uses. */
+	if (argc == 2 && strcmp(argv[1], "--print") == 0) {
+		char path[4096], err[512];
+		gpucap_default_region_path(path, sizeof(path), false, err, sizeof(err));
+		printf("%s\n", path);
+		return 0;
+	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(root_and_containers_share_the_hami_path, make_scratch,
 	                                    remove_scratch),
