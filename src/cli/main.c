@@ -34,7 +34,9 @@ static void print_help(FILE *out)
 {
 	fputs("usage: gpucap COMMAND [OPTIONS]\n"
 	      "\n"
-	      "Cap and account GPU memory for the processes of a container.\n"
+	      "Cap GPU memory and SM (compute) share for the processes of a container sharing\n"
+	      "an NVIDIA GPU, and account for them in a region file: run programs under the\n"
+	      "caps, watch and change them live, check a node, export metrics.\n"
 	      "\n"
 	      "commands:\n",
 	      out);
@@ -44,7 +46,8 @@ static void print_help(FILE *out)
 	      "  --help     show this help; gpucap COMMAND --help shows a command's options\n"
 	      "  --version  show the version\n"
 	      "\n"
-	      "exit status: 0 ok, 1 failure, 2 usage error; run exits with its command's status.\n",
+	      "exit status: 0 ok, 1 failure, 2 usage error; run exits with its command's status.\n"
+	      "Reference: docs/cli.md; first steps: README.md (Quick start).\n",
 	      out);
 }
 

@@ -173,7 +173,8 @@ def test_top_node(h):
         text = h.cli("top", "--once", "--dir", node, *args).stdout
         section = text[text.index("pod2_train"):]
         section = section[:section.index("\n\n")]
-        return [int(r[0]) for r in (split_row(l) for l in section.splitlines()) if r and r[0].isdigit()]
+        rows = (split_row(l) for l in section.splitlines())
+        return [int(r[0]) for r in rows if len(r) == 7 and r[0].isdigit()]
     check_equal(train_pids(), [train1.pid, train2.pid], "default sort: most memory first")
     check_equal(train_pids("--sort", "pid"), sorted([train1.pid, train2.pid]), "--sort pid")
     check_one_line_error(h.cli("top", "--once", "--sort", "size", "--dir", node), 2, "--sort")
@@ -275,17 +276,26 @@ OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
 
 
 def help_options(h, command):
-    """Long and short options in the option list of COMMAND --help."""
+    """Long and short options in the option list of COMMAND --help, and
+    each long option's short form."""
     res = h.cli(command, "--help")
     check_equal(res.returncode, 0, f"{command} --help")
-    found = set()
+    found, short_of = set(), {}
     for line in res.stdout.splitlines():
-        m = re.match(r"^\s+((?:-[a-zA-Z], )?--[a-z][a-z0-9-]*)", line)
+        m = re.match(r"^\s+(?:(-[a-zA-Z]), )?(--[a-z][a-z0-9-]*)", line)
         if m:
-            found.update(OPTION.findall(m.group(1)))
+            found.add(m.group(2))
+            if m.group(1):
+                found.add(m.group(1))
+                short_of[m.group(2)] = m.group(1)
     usage = res.stdout.splitlines()[0]
     found.update(OPTION.findall(usage))
-    return found - {"-h", "--help"}
+    return found - {"-h", "--help"}, short_of
+
+
+def first_cell(row):
+    """The first cell of a Markdown table row (an escaped \\| stays in it)."""
+    return re.split(r"(?<!\\)\|", row)[1]
 
 
 def doc_options(text, command):
@@ -299,7 +309,7 @@ def doc_options(text, command):
     if section:
         for line in section.group(1).splitlines():
             if line.startswith("| `-"):
-                found.update(OPTION.findall(line.split("|")[1]))
+                found.update(OPTION.findall(first_cell(line)))
     return found - {"-h", "--help"}
 
 
@@ -312,7 +322,7 @@ def test_help_matches_docs(h):
         readme = f.read()
     problems = []
     for command in COMMANDS:
-        in_help = help_options(h, command)
+        in_help, short_of = help_options(h, command)
         text = cli_md + ("\n" + exporter_md.replace("## Options", "## `gpucap exporter`", 1)
                          if command == "exporter" else "")
         in_docs = doc_options(text, command)
@@ -325,9 +335,10 @@ def test_help_matches_docs(h):
         if row is None:
             problems.append(f"README: no CLI table row for {command}")
             continue
-        in_readme = set(OPTION.findall(row.split("|")[1])) - {"-h", "--help"}
+        in_readme = set(OPTION.findall(first_cell(row))) - {"-h", "--help"}
         for option in sorted(o for o in in_help - in_readme if o.startswith("--")):
-            problems.append(f"README: {command} row lacks {option}")
+            if short_of.get(option) not in in_readme:
+                problems.append(f"README: {command} row lacks {option}")
         for option in sorted(in_readme - in_help):
             problems.append(f"README: {command} row has {option}, which --help does not")
     check(not problems, "help and docs disagree:\n  " + "\n  ".join(problems))
@@ -345,11 +356,14 @@ def test_docs_agree_with_code(h):
     # host_pid_source: the values status --json can carry.
     produced = {"same_namespace", "host_procfs", "host_resolver", "unknown"}
     for name, text in (("README.md", readme), ("docs/cli.md", cli_md)):
-        m = re.search(r'"host_pid_source": ([^,\n]*(?:\|[^,\n]*)*)', text) if name == "README.md" else \
-            re.search(r"\| `host_pid_source` \| string \| ([^|]*)\|", text)
+        if name == "README.md":
+            m = re.search(r'"host_pid_source": ([^,\n]*)', text)
+            values = set(re.findall(r'"([a-z_]+)"', m.group(1))) if m else None
+        else:
+            m = re.search(r"\| `host_pid_source` \| string \| ([^|]*)\|", text)
+            values = set(re.findall(r"`([a-z_]+)`", m.group(1).split("(")[0])) if m else None
         check(m, f"{name}: host_pid_source values not found")
-        check_equal(set(re.findall(r"[a-z_]+", m.group(1).replace("or", " "))) - {"or"}, produced,
-                    f"{name}: host_pid_source values")
+        check_equal(values, produced, f"{name}: host_pid_source values")
     # doctor's exit status on a missing region: 0 (a warning), as documented.
     res = h.cli("doctor", "--file", os.path.join(h.tmp, "missing.cache"))
     check("missing region" not in cli_md or "exits 0" in cli_md, "docs/cli.md: doctor on a missing region")
@@ -365,9 +379,18 @@ def test_docs_agree_with_code(h):
     check("not enforced" not in limits_example, "limits.conf.example says sm is not enforced")
     main_help = h.cli("--help").stdout
     check("SM" in main_help.split("commands:")[0], f"gpucap --help describes SM caps too: {main_help!r}")
-    # One name for the last launch in both JSON outputs.
-    check("last_launch_unix_ns" not in cli_md and "last_launch_unix_ns" not in readme,
-          "the docs still name last_launch_unix_ns")
+    # One name for the last launch in both JSON outputs: top --json carries
+    # status --json's name (and, until the next schema, its old one).
+    region = os.path.join(h.tmp, "r.cache")
+    h.actor(region, "device", UUID_A, "1g")
+    status_proc = h.status_json(region)["processes"][0]
+    top_proc = json.loads(h.cli("top", "--once", "--json", "--file", region).stdout)["regions"][0]["processes"][0]
+    check("last_launch_unix_ns" in status_proc and "last_launch_unix_ns" in top_proc,
+          f"both name last_launch_unix_ns: {status_proc} {top_proc}")
+    check_equal(top_proc["last_launch_unix_ns"], top_proc["last_kernel_unix_ns"], "the old name, same value")
+    top_doc = cli_md[cli_md.index("### `top --json`"):]
+    check("`last_launch_unix_ns`" in top_doc[:top_doc.index("### `set --json`")],
+          "docs/cli.md: top --json documents last_launch_unix_ns")
 
 
 # ---- the example and the wrapper --------------------------------------------------
