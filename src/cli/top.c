@@ -328,7 +328,9 @@ static void terminal_size(bool tty, size_t *width, size_t *height)
 	struct winsize ws;
 	if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
 		*width = ws.ws_col;
-		*height = ws.ws_row;
+		/* One row fewer: a newline after the last row would scroll the
+		 * view's first line away. */
+		*height = ws.ws_row > 1 ? ws.ws_row - 1u : 0;
 		return;
 	}
 	const char *columns = getenv("COLUMNS");

@@ -142,6 +142,15 @@ static void add_region(struct gpu_total *g, const struct gpucap_snapshot *s, uin
 	}
 }
 
+/* A GPU UUID cut to its first 8 hex digits, for narrow terminals: unique
+ * enough to tell a node's GPUs apart. */
+static void short_uuid(char *uuid)
+{
+	const size_t keep = 12; /* "GPU-" and 8 hex digits */
+	if (strlen(uuid) > keep + 1)
+		strcpy(uuid + keep, "\u2026");
+}
+
 static bool render_summary(const struct top_frame *frame, size_t width, FILE *out)
 {
 	enum { MAX_GPUS = 64 };
@@ -168,6 +177,8 @@ static bool render_summary(const struct top_frame *frame, size_t width, FILE *ou
 		char uuid[GPUCAP_UUID_MAX * 3 + 1], regions[16], caps[CLI_CELL_MAX], charged[CLI_CELL_MAX],
 		    in_use[CLI_CELL_MAX], processes[48], sm[CLI_CELL_MAX], share[CLI_CELL_MAX] = "n/a";
 		utf8_printable(g->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
+		if (width && width < 110)
+			short_uuid(uuid);
 		snprintf(regions, sizeof(regions), "%u", g->regions);
 		cli_format_bytes(g->caps, caps, sizeof(caps));
 		if (g->uncapped == g->regions)
@@ -285,6 +296,40 @@ static bool render_processes(const struct gpucap_snapshot *s, uint64_t now_ns, s
 	return ok;
 }
 
+/* Display columns of UTF-8 text. */
+static size_t columns_of(const char *text)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		n += (*p & 0xC0) != 0x80;
+	return n;
+}
+
+/* Byte offset of display column n of text. */
+static size_t offset_of_column(const char *text, size_t n)
+{
+	size_t i = 0;
+	for (size_t seen = 0; text[i]; i++) {
+		if (((unsigned char)text[i] & 0xC0) != 0x80 && seen++ == n)
+			break;
+	}
+	return i;
+}
+
+/* Cut the middle of a region's label so that its line fits width: the
+ * start (the container) and the end (the file) say the most. */
+static void fit_label(char *label, size_t width, size_t others)
+{
+	size_t have = columns_of(label);
+	if (!width || others + have <= width || width < others + 12)
+		return;
+	size_t budget = width - others - 1; /* one column for the ellipsis */
+	size_t head = offset_of_column(label, budget / 2);
+	size_t tail = offset_of_column(label, have - (budget - budget / 2));
+	memmove(label + head + 3, label + tail, strlen(label + tail) + 1);
+	memcpy(label + head, "\u2026", 3);
+}
+
 static bool render_region(const struct top_region *r, uint64_t now_ns, size_t width, FILE *out)
 {
 	char label[sizeof(r->path) * 3];
@@ -299,9 +344,12 @@ static bool render_region(const struct top_region *r, uint64_t now_ns, size_t wi
 	uint32_t dead = 0;
 	for (uint32_t i = 0; i < s->process_count; i++)
 		dead += !s->processes[i].alive;
-	fprintf(out, "region %s: %u processes (%u dead awaiting reclaim), %u devices%s\n", label,
-	        (unsigned)s->process_count, (unsigned)dead, (unsigned)s->device_count,
-	        s->consistent ? "" : " (changed while read)");
+	char rest[160];
+	snprintf(rest, sizeof(rest), ": %u processes (%u dead), %u devices%s",
+	         (unsigned)s->process_count, (unsigned)dead, (unsigned)s->device_count,
+	         s->consistent ? "" : " (changed while read)");
+	fit_label(label, width, strlen("region ") + strlen(rest));
+	fprintf(out, "region %s%s\n", label, rest);
 	if (s->device_count && !render_devices(s, width, out))
 		return false;
 	if (s->process_count && !render_processes(s, now_ns, width, out))

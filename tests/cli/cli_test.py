@@ -34,6 +34,10 @@ class Failure(Exception):
     pass
 
 
+class Skip(Exception):
+    """The test cannot run here: exit 77, which CTest reports as skipped."""
+
+
 def check(condition, message):
     if not condition:
         raise Failure(message)
@@ -555,8 +559,7 @@ def test_run_finds_library(h):
 
 def test_run_real_library(h):
     if not h.real_preload:
-        print("skipped: libgpucap.so is not built here (or this is a sanitizer build)")
-        return
+        raise Skip("libgpucap.so is not built here (or this is a sanitizer build)")
     region = os.path.join(h.tmp, "region.cache")
     env = h.env(GPUCAP_LIBRARY=h.real_preload)
     res = h.cli("run", "-m", "1g", "--file", region, "--", "sh", "-c", "echo $LD_PRELOAD; exit 3", env=env)
@@ -582,6 +585,9 @@ def main():
     h = Harness(args, tmp)
     try:
         TESTS[args.test](h)
+    except Skip as why:
+        print(f"skip {args.test}: {why}")
+        return 77
     except Failure as failure:
         print(f"FAIL {args.test}: {failure}", file=sys.stderr)
         return 1

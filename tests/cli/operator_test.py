@@ -26,14 +26,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import (GiB, MiB, UUID_A, UUID_B, Failure, Harness, check, check_equal,  # noqa: E402
+from cli_test import (UUID_A, UUID_B, Failure, Harness, Skip, check, check_equal,  # noqa: E402
                       check_one_line_error, split_row)
 
 SKIP = 77
-
-
-class Skip(Exception):
-    pass
 
 
 # ---- run and doctor: the region's limits hold -----------------------------------

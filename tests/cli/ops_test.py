@@ -87,7 +87,7 @@ def test_top_once(h):
     check("\033" not in res.stdout, "--once must not print terminal escapes")
     lines = res.stdout.splitlines()
     check(lines[0].startswith("gpucap top  "), f"first line: {lines[0]!r}")
-    check(any(l == f"region {pop.region}: 2 processes (1 dead awaiting reclaim), 2 devices" for l in lines),
+    check(any(l == f"region {pop.region}: 2 processes (1 dead), 2 devices" for l in lines),
           f"region line in:\n{res.stdout}")
     header = next((l for l in lines if l.startswith("DEVICE")), None)
     check_equal(split_row(header), ["DEVICE", "UUID", "LIMIT", "CHARGED", "IN USE", "PEAK", "SM LIMIT",
@@ -156,10 +156,11 @@ def test_top_dir(h):
     before = sorted(os.listdir(h.tmp))
     res = h.cli("top", "--once", "--dir", h.tmp)
     check_equal((res.returncode, res.stderr), (0, ""), "top --dir exit code and stderr")
-    check(f"region {one}: 1 processes" in res.stdout and f"region {two}: 1 processes" in res.stdout,
+    # Regions are labelled by their path below --dir.
+    check("region one.cache: 1 processes" in res.stdout and "region two.cache: 1 processes" in res.stdout,
           f"both regions shown:\n{res.stdout}")
-    check(res.stdout.index(one) < res.stdout.index(two), "regions in name order")
-    check(f"(1 other file in {h.tmp} is not a gpucap region)" in res.stdout, f"other files:\n{res.stdout}")
+    check(res.stdout.index("region one.cache") < res.stdout.index("region two.cache"), "regions in name order")
+    check(f"(1 other file below {h.tmp} is not a gpucap region)" in res.stdout, f"other files:\n{res.stdout}")
     doc = json.loads(h.cli("top", "--once", "--json", "--dir", h.tmp).stdout)
     check_equal([r["path"] for r in doc["regions"]], [one, two], "regions in JSON")
     check_equal(doc["other_files"], 1, "other_files")
