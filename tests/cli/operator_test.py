@@ -20,6 +20,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,31 @@ def test_default_region_path(h):
         region = [c for c in json.loads(res.stdout)["checks"] if c["check"] == "region"][0]
         check(f"{want} " in region["message"] + " " and "(path from default)" in region["message"],
               f"uid {me}: doctor names the library's default {want}: {region}")
+        if uid is not None and want != "/tmp/cudevshr.cache":
+            library_creates_private_region(h, become, want, uid)
+
+
+def library_creates_private_region(h, become, path, uid):
+    """Outside a container, the library itself creates the user's private
+    directory (0700) and the region in it, with no region variable set."""
+    directory = os.path.dirname(path)
+    if os.path.lexists(directory) or not h.real_preload:
+        print(f"note: {directory} exists already, or no libgpucap.so here: the library's side is not checked")
+        return
+    fake = h.fakedriver
+    env = h.env(GPUCAP_LIBRARY=h.real_preload, LD_LIBRARY_PATH=fake,
+                GPUCAP_REAL_LIBCUDA=os.path.join(fake, "libcuda.so.1"),
+                GPUCAP_REAL_LIBNVML=os.path.join(fake, "libnvidia-ml.so.1"))
+    try:
+        res = subprocess.run([h.gpucap, "run", "-m", "1g", "--", h.example], env=env, preexec_fn=become,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        check_equal(res.returncode, 0, f"the example as uid {uid} ({res.stderr!r})")
+        st = os.lstat(directory)
+        check(stat.S_ISDIR(st.st_mode) and st.st_uid == uid and stat.S_IMODE(st.st_mode) == 0o700,
+              f"{directory}: a directory of uid {uid}, mode 0700 ({oct(st.st_mode)}, uid {st.st_uid})")
+        check(os.path.exists(path), f"the library created its region at {path}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # ---- top over a node ---------------------------------------------------------------
