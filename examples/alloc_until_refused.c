@@ -84,8 +84,9 @@ static bool load_driver(struct driver *d)
 {
 	void *lib = dlopen("libcuda.so.1", RTLD_NOW);
 	if (!lib) {
-		fprintf(stderr, "alloc-until-refused: no NVIDIA driver here (libcuda.so.1 cannot be loaded); "
-		                "this example needs a machine with an NVIDIA GPU and its driver\n");
+		fprintf(
+		    stderr,
+		    "alloc-until-refused: no NVIDIA driver here (libcuda.so.1 cannot be loaded); this example needs a machine with an NVIDIA GPU and its driver\n");
 		return false;
 	}
 	LOAD(init, "cuInit");
@@ -103,8 +104,9 @@ int main(int argc, char **argv)
 {
 	uint64_t step_mib = 256;
 	if (argc > 2 || (argc == 2 && (step_mib = strtoull(argv[1], NULL, 10)) == 0) || step_mib > 65536) {
-		fprintf(stderr, "usage: alloc-until-refused [STEP_MIB] (a whole number of MiB from 1 to "
-		                "65536; default 256)\n");
+		fprintf(
+		    stderr,
+		    "usage: alloc-until-refused [STEP_MIB] (a whole number of MiB from 1 to 65536; default 256)\n");
 		return 2;
 	}
 	struct driver d;
@@ -115,10 +117,10 @@ int main(int argc, char **argv)
 	if (r == CUDA_SUCCESS)
 		r = d.device_get_count(&count);
 	if (r != CUDA_SUCCESS || count == 0) {
-		fprintf(stderr,
-		        "alloc-until-refused: no GPU found (%s); this example needs a machine with an NVIDIA "
-		        "GPU\n",
-		        r == CUDA_SUCCESS ? "no devices" : error_name(r));
+		fprintf(
+		    stderr,
+		    "alloc-until-refused: no GPU found (%s); this example needs a machine with an NVIDIA GPU\n",
+		    r == CUDA_SUCCESS ? "no devices" : error_name(r));
 		return 1;
 	}
 	CUdevice device;
@@ -130,9 +132,9 @@ int main(int argc, char **argv)
 	}
 	size_t free_bytes = 0, total_bytes = 0;
 	if (d.mem_get_info(&free_bytes, &total_bytes) == CUDA_SUCCESS)
-		printf("device 0: %llu MiB total, %llu MiB free (under gpucap: the cap and what is left of "
-		       "it)\n",
-		       (unsigned long long)(total_bytes / MIB), (unsigned long long)(free_bytes / MIB));
+		printf(
+		    "device 0: %llu MiB total, %llu MiB free (under gpucap: the cap and what is left of it)\n",
+		    (unsigned long long)(total_bytes / MIB), (unsigned long long)(free_bytes / MIB));
 
 	static CUdeviceptr blocks[MAX_BLOCKS];
 	int held = 0;

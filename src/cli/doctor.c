@@ -260,22 +260,19 @@ static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *
 		               (shell->limit_bytes != dev->limit_bytes || shell->sm_limit != sm_cap);
 		if (!differs) {
 			add(d, CHECK_OK, "limits", NULL,
-			    "in force on device %d (%.*s) of the region: memory %s, SM %s (the region's "
-			    "entry holds for every process on it)",
+			    "in force on device %d (%.*s) of the region: memory %s, SM %s (the region's entry holds for every process on it)",
 			    dev->index, GPUCAP_UUID_MAX, dev->uuid, limit, sm);
 			continue;
 		}
 		cli_format_limit(shell->limit_bytes, asked, sizeof(asked));
 		cli_format_sm_limit(shell->sm_limit, asked_sm, sizeof(asked_sm));
 		char fix[512];
-		snprintf(fix, sizeof(fix),
-		         "to apply this shell's limits there, run 'gpucap set --memory SIZE --sm PCT "
-		         "--device %d --file %s'",
-		         dev->index, path);
+		snprintf(
+		    fix, sizeof(fix),
+		    "to apply this shell's limits there, run 'gpucap set --memory SIZE --sm PCT --device %d --file %s'",
+		    dev->index, path);
 		add(d, CHECK_WARN, "limits", fix,
-		    "in force on device %d (%.*s) of region %s: memory %s, SM %s; a process started from "
-		    "this shell asks for memory %s, SM %s, which does not apply there (the region's entry "
-		    "holds)",
+		    "in force on device %d (%.*s) of region %s: memory %s, SM %s; a process started from this shell asks for memory %s, SM %s, which does not apply there (the region's entry holds)",
 		    dev->index, GPUCAP_UUID_MAX, dev->uuid, path, limit, sm, asked, asked_sm);
 	}
 }

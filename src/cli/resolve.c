@@ -148,10 +148,10 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 			char *end;
 			req->interval_ms = strtol(value, &end, 10);
 			if (*end || end == value || req->interval_ms < 10 || req->interval_ms > 60000)
-				return *exit_code = cli_usage_error(command,
-				                                    "--interval '%s' is not a number of "
-				                                    "milliseconds from 10 to 60000",
-				                                    value),
+				return *exit_code = cli_usage_error(
+				           command,
+				           "--interval '%s' is not a number of milliseconds from 10 to 60000",
+				           value),
 				       false;
 		}
 	}
@@ -161,9 +161,8 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 		return *exit_code = cli_usage_error(command, "--regions GLOB or --file PATH is required"),
 		       false;
 	if (req->watch && req->json)
-		return *exit_code =
-		           cli_usage_error(command, "--json prints one pass; it cannot be combined with "
-		                                    "--watch"),
+		return *exit_code = cli_usage_error(
+		           command, "--json prints one pass; it cannot be combined with --watch"),
 		       false;
 	return true;
 }
@@ -177,10 +176,10 @@ static int check_targets(const struct resolve_request *req)
 	if (req->single_file) {
 		struct stat st;
 		if (stat(req->pattern, &st) != 0)
-			return cli_failure(command,
-			                   "cannot use --file %s: %s; name an existing region file (gpucap "
-			                   "status --file PATH shows one)",
-			                   req->pattern, strerror(errno));
+			return cli_failure(
+			    command,
+			    "cannot use --file %s: %s; name an existing region file (gpucap status --file PATH shows one)",
+			    req->pattern, strerror(errno));
 		return CLI_EXIT_OK;
 	}
 	glob_t matches;
@@ -188,10 +187,10 @@ static int check_targets(const struct resolve_request *req)
 	bool none = glob(req->pattern, 0, NULL, &matches) != 0 || matches.gl_pathc == 0;
 	globfree(&matches);
 	if (none && !req->watch)
-		return cli_failure(command,
-		                   "no file matches --regions '%s'; check the pattern (quote it so that the "
-		                   "shell does not expand it)",
-		                   req->pattern);
+		return cli_failure(
+		    command,
+		    "no file matches --regions '%s'; check the pattern (quote it so that the shell does not expand it)",
+		    req->pattern);
 	if (none)
 		fprintf(
 		    stderr,
@@ -212,8 +211,8 @@ static int resolve_run(int argc, char **argv)
 		return rc;
 	if (!gpucap_resolver_on_host())
 		return cli_failure(
-		    command, "this process is not in the host's PID namespace, so /proc cannot show host "
-		             "PIDs; run it on the host (in Kubernetes: a pod with hostPID: true)");
+		    command,
+		    "this process is not in the host's PID namespace, so /proc cannot show host PIDs; run it on the host (in Kubernetes: a pod with hostPID: true)");
 	if (!req.watch) {
 		struct json_writer w;
 		if (req.json) {

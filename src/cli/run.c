@@ -84,17 +84,17 @@ static int parse_request(int argc, char **argv, struct run_request *request, boo
 		/* Likewise for sizes the region cannot hold: the library reads
 		 * them as "no limit". */
 		if (request->memory_bytes >= GPUCAP_BYTES_MAX)
-			return cli_usage_error(command,
-			                       "-m/--memory '%s' is not below the largest limit (256 TiB - 1 "
-			                       "byte); leave it out for no limit",
-			                       request->memory);
+			return cli_usage_error(
+			    command,
+			    "-m/--memory '%s' is not below the largest limit (256 TiB - 1 byte); leave it out for no limit",
+			    request->memory);
 	}
 	if (request->sm) {
 		if (!gpucap_parse_percent(request->sm, &request->sm_percent))
-			return cli_usage_error(command,
-			                       "invalid --sm value '%s': expected a whole percentage from 0 "
-			                       "to 100 (0 or 100: no SM cap), e.g. 30",
-			                       request->sm);
+			return cli_usage_error(
+			    command,
+			    "invalid --sm value '%s': expected a whole percentage from 0 to 100 (0 or 100: no SM cap), e.g. 30",
+			    request->sm);
 		if (request->sm_percent >= 100)
 			request->sm_percent = 0;
 	}
@@ -163,10 +163,10 @@ static int set_node_dir(const char *dir)
 		return rc;
 	struct stat st;
 	if (stat(absolute, &st) != 0 || !S_ISDIR(st.st_mode))
-		return cli_failure(cli_command_run.name,
-		                   "--node-dir %s is not a directory; create it (the same directory in every "
-		                   "container of the node) or leave --node-dir out",
-		                   absolute);
+		return cli_failure(
+		    cli_command_run.name,
+		    "--node-dir %s is not a directory; create it (the same directory in every container of the node) or leave --node-dir out",
+		    absolute);
 	return set_variable("GPUCAP_NODE_DIR", absolute);
 }
 
@@ -308,30 +308,30 @@ static int run_run(int argc, char **argv)
 const struct cli_command cli_command_run = {
     .name = "run",
     .summary = "run a command with GPU memory and SM caps",
-    .usage = "usage: gpucap run [-m SIZE] [--sm PCT] [--devices LIST] [--file PATH] [--node-dir DIR] [--] "
-             "CMD [ARGS...]\n"
-             "\n"
-             "Run CMD with libgpucap.so preloaded, so its CUDA memory and SM share are capped\n"
-             "and accounted. gpucap replaces itself with CMD: the exit status is CMD's\n"
-             "(127 if CMD cannot be executed).\n"
-             "\n"
-             "  -m, --memory SIZE  cap each visible device at SIZE (e.g. 8g, 512m; powers\n"
-             "                     of 1024); sets CUDA_DEVICE_MEMORY_LIMIT and drops\n"
-             "                     inherited per-device and GPUCAP_MEMORY_LIMIT limits\n"
-             "      --sm PCT       cap each visible device at PCT percent of its SM work\n"
-             "                     (0 or 100: none); sets CUDA_DEVICE_SM_LIMIT and drops\n"
-             "                     inherited per-device and GPUCAP_SM_LIMIT limits\n"
-             "      --devices LIST devices CMD may see (e.g. 0,1 or GPU UUIDs); sets\n"
-             "                     CUDA_VISIBLE_DEVICES\n"
-             "  -f, --file PATH    region file shared with other processes; sets\n"
-             "                     CUDA_DEVICE_MEMORY_SHARED_CACHE\n"
-             "      --node-dir DIR node directory shared by the containers of a GPU, so that\n"
-             "                     capped ones take turns; sets GPUCAP_NODE_DIR\n"
-             "  -h, --help         show this help\n"
-             "\n"
-             "A device already in the region keeps the region's limits: the first process\n"
-             "registered them. run then says so, and 'gpucap set' changes them.\n"
-             "The library is looked up next to the gpucap binary (., ../lib, ../<libdir>);\n"
-             "set GPUCAP_LIBRARY to use another one.\n",
+    .usage =
+        "usage: gpucap run [-m SIZE] [--sm PCT] [--devices LIST] [--file PATH] [--node-dir DIR] [--] CMD [ARGS...]\n"
+        "\n"
+        "Run CMD with libgpucap.so preloaded, so its CUDA memory and SM share are capped\n"
+        "and accounted. gpucap replaces itself with CMD: the exit status is CMD's\n"
+        "(127 if CMD cannot be executed).\n"
+        "\n"
+        "  -m, --memory SIZE  cap each visible device at SIZE (e.g. 8g, 512m; powers\n"
+        "                     of 1024); sets CUDA_DEVICE_MEMORY_LIMIT and drops\n"
+        "                     inherited per-device and GPUCAP_MEMORY_LIMIT limits\n"
+        "      --sm PCT       cap each visible device at PCT percent of its SM work\n"
+        "                     (0 or 100: none); sets CUDA_DEVICE_SM_LIMIT and drops\n"
+        "                     inherited per-device and GPUCAP_SM_LIMIT limits\n"
+        "      --devices LIST devices CMD may see (e.g. 0,1 or GPU UUIDs); sets\n"
+        "                     CUDA_VISIBLE_DEVICES\n"
+        "  -f, --file PATH    region file shared with other processes; sets\n"
+        "                     CUDA_DEVICE_MEMORY_SHARED_CACHE\n"
+        "      --node-dir DIR node directory shared by the containers of a GPU, so that\n"
+        "                     capped ones take turns; sets GPUCAP_NODE_DIR\n"
+        "  -h, --help         show this help\n"
+        "\n"
+        "A device already in the region keeps the region's limits: the first process\n"
+        "registered them. run then says so, and 'gpucap set' changes them.\n"
+        "The library is looked up next to the gpucap binary (., ../lib, ../<libdir>);\n"
+        "set GPUCAP_LIBRARY to use another one.\n",
     .run = run_run,
 };

@@ -37,8 +37,7 @@ static unsigned warn_device(const char *path, const char *origin, const struct g
 		cli_format_limit(d->limit_bytes, held, sizeof(held));
 		fprintf(
 		    stderr,
-		    "gpucap run: warning: region %s (path from %s) already caps device %d (%s) at %s, which "
-		    "holds over -m %s; change it with: gpucap set --memory %s --device %d --file %s\n",
+		    "gpucap run: warning: region %s (path from %s) already caps device %d (%s) at %s, which holds over -m %s; change it with: gpucap set --memory %s --device %d --file %s\n",
 		    path, origin, d->index, uuid, held, request->memory, request->memory, d->index, path);
 		printed++;
 	}
@@ -48,8 +47,7 @@ static unsigned warn_device(const char *path, const char *origin, const struct g
 		format_sm(held_sm, held, sizeof(held));
 		fprintf(
 		    stderr,
-		    "gpucap run: warning: region %s (path from %s) already gives device %d (%s) %s, which "
-		    "holds over --sm %s; change it with: gpucap set --sm %s --device %d --file %s\n",
+		    "gpucap run: warning: region %s (path from %s) already gives device %d (%s) %s, which holds over --sm %s; change it with: gpucap set --sm %s --device %d --file %s\n",
 		    path, origin, d->index, uuid, held, request->sm, request->sm, d->index, path);
 		printed++;
 	}

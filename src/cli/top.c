@@ -103,8 +103,7 @@ static int parse_request(int argc, char **argv, struct top_request *req, bool *d
 			if (errno || end == value || *end || !(seconds >= 0.1 && seconds <= 3600))
 				return cli_usage_error(
 				    command,
-				    "invalid --interval value '%s': expected seconds from 0.1 to "
-				    "3600, e.g. 2 or 0.5",
+				    "invalid --interval value '%s': expected seconds from 0.1 to 3600, e.g. 2 or 0.5",
 				    value);
 			req->interval = seconds;
 			break;
@@ -168,10 +167,10 @@ static int load_dir(const char *dir, struct top_frame *frame)
 	const char *command = cli_command_top.name;
 	struct top_scan scan;
 	if (!top_scan_dir(dir, &scan))
-		return cli_failure(command,
-		                   "cannot read directory %s: %s; give the directory that holds the regions "
-		                   "(e.g. /usr/local/vgpu/containers)",
-		                   dir, strerror(errno));
+		return cli_failure(
+		    command,
+		    "cannot read directory %s: %s; give the directory that holds the regions (e.g. /usr/local/vgpu/containers)",
+		    dir, strerror(errno));
 	frame->truncated = scan.truncated;
 	int rc = CLI_EXIT_OK;
 	size_t prefix = strlen(dir);

@@ -345,9 +345,8 @@ static bool render_region(const struct top_region *r, uint64_t now_ns, size_t wi
 	for (uint32_t i = 0; i < s->process_count; i++)
 		dead += !s->processes[i].alive;
 	char rest[160];
-	snprintf(rest, sizeof(rest), ": %u processes (%u dead), %u devices%s",
-	         (unsigned)s->process_count, (unsigned)dead, (unsigned)s->device_count,
-	         s->consistent ? "" : " (changed while read)");
+	snprintf(rest, sizeof(rest), ": %u processes (%u dead), %u devices%s", (unsigned)s->process_count,
+	         (unsigned)dead, (unsigned)s->device_count, s->consistent ? "" : " (changed while read)");
 	fit_label(label, width, strlen("region ") + strlen(rest));
 	fprintf(out, "region %s%s\n", label, rest);
 	if (s->device_count && !render_devices(s, width, out))
@@ -418,10 +417,10 @@ static bool render_body(const struct top_frame *frame, const struct top_view *vi
 		fprintf(out, "\n(%zu other files below %s are not gpucap regions)\n", frame->not_regions,
 		        view->dir);
 	if (frame->truncated)
-		fprintf(out,
-		        "(stopped at %d directory levels or %d files below %s: give a directory closer to "
-		        "the regions)\n",
-		        TOP_SCAN_MAX_DEPTH, TOP_SCAN_MAX_FILES, view->dir);
+		fprintf(
+		    out,
+		    "(stopped at %d directory levels or %d files below %s: give a directory closer to the regions)\n",
+		    TOP_SCAN_MAX_DEPTH, TOP_SCAN_MAX_FILES, view->dir);
 	return true;
 }
 

@@ -35,24 +35,24 @@ static bool check_private_dir(const char *dir, unsigned uid, char *err, size_t e
 {
 	struct stat st;
 	if (gpucap_lstat(dir, &st) != 0) {
-		snprintf(err, err_len,
-		         "cannot use region directory %s: %s; create it with mode 0700 or set "
-		         "GPUCAP_REGION to a path of your own",
-		         dir, strerror(errno));
+		snprintf(
+		    err, err_len,
+		    "cannot use region directory %s: %s; create it with mode 0700 or set GPUCAP_REGION to a path of your own",
+		    dir, strerror(errno));
 		return false;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, err_len,
-		         "region directory %s is not a directory (a symbolic link or a file); remove "
-		         "it, or set GPUCAP_REGION to a path of your own",
-		         dir);
+		snprintf(
+		    err, err_len,
+		    "region directory %s is not a directory (a symbolic link or a file); remove it, or set GPUCAP_REGION to a path of your own",
+		    dir);
 		return false;
 	}
 	if (st.st_uid != uid) {
-		snprintf(err, err_len,
-		         "region directory %s belongs to uid %u, not to you (uid %u); have it "
-		         "removed, or set GPUCAP_REGION to a path of your own",
-		         dir, (unsigned)st.st_uid, (unsigned)uid);
+		snprintf(
+		    err, err_len,
+		    "region directory %s belongs to uid %u, not to you (uid %u); have it removed, or set GPUCAP_REGION to a path of your own",
+		    dir, (unsigned)st.st_uid, (unsigned)uid);
 		return false;
 	}
 	if (st.st_mode & 077) {
@@ -76,10 +76,10 @@ bool gpucap_region_path_for(const char *tmp_dir, unsigned uid, bool in_container
 	snprintf(dir, sizeof(dir), "%s/gpucap-%u", tmp_dir, uid);
 	snprintf(buf, len, "%s/%s", dir, GPUCAP_REGION_FILE_NAME);
 	if (create_dir && mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, err_len,
-		         "cannot create region directory %s: %s; create it with mode 0700 or set "
-		         "GPUCAP_REGION to a path of your own",
-		         dir, strerror(errno));
+		snprintf(
+		    err, err_len,
+		    "cannot create region directory %s: %s; create it with mode 0700 or set GPUCAP_REGION to a path of your own",
+		    dir, strerror(errno));
 		return false;
 	}
 	if (!create_dir && !exists(dir))
