@@ -236,7 +236,7 @@ static void check_permissions(struct doctor *d, const char *path)
 /* A device's entry in the region holds for every process on it, whatever
  * their environment says: the first process registered it, and only
  * "gpucap set" changes it. So the limits in force are the region's; where
- * this shell would ask for others (one setting for every device), say so. */
+ * this shell sets one memory limit for every device and it differs, say so. */
 static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *s, const char *path)
 {
 	static struct gpucap_limits_file file;
@@ -244,36 +244,35 @@ static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *
 	gpucap_limits_file_load(secure_getenv("GPUCAP_LIMITS_FILE"), &file);
 	gpucap_limits_resolve(environ, &file, choice, NULL, NULL);
 	const struct gpucap_limit_choice *shell = &choice[0];
-	for (int i = 1; i < GPUCAP_LIMITS_DEVICES; i++) {
-		if (choice[i].limit_bytes != shell->limit_bytes || choice[i].sm_limit != shell->sm_limit)
+	for (int i = 1; i < GPUCAP_LIMITS_DEVICES && shell; i++) {
+		if (choice[i].limit_bytes != shell->limit_bytes)
 			shell = NULL; /* per-ordinal settings: no one value to compare with */
-		if (!shell)
-			break;
 	}
+	/* Nothing set in this shell: it asks for nothing, so nothing differs. */
+	if (shell && (shell->fail_closed || (!shell->env_source[0] && !shell->file_source[0])))
+		shell = NULL;
 	for (uint32_t i = 0; i < s->device_count; i++) {
 		const struct gpucap_device_view *dev = &s->devices[i];
-		char limit[CLI_CELL_MAX], sm[CLI_CELL_MAX], asked[CLI_CELL_MAX], asked_sm[CLI_CELL_MAX];
+		char limit[CLI_CELL_MAX], sm[CLI_CELL_MAX], asked[CLI_CELL_MAX];
 		cli_format_limit(dev->limit_bytes, limit, sizeof(limit));
-		uint32_t sm_cap = dev->sm_limit > 0 && dev->sm_limit < 100 ? dev->sm_limit : 0;
-		cli_format_sm_limit(sm_cap, sm, sizeof(sm));
-		bool differs = shell && !shell->fail_closed &&
-		               (shell->limit_bytes != dev->limit_bytes || shell->sm_limit != sm_cap);
-		if (!differs) {
+		cli_format_sm_limit(dev->sm_limit > 0 && dev->sm_limit < 100 ? dev->sm_limit : 0, sm,
+		                    sizeof(sm));
+		if (!shell || shell->limit_bytes == dev->limit_bytes) {
 			add(d, CHECK_OK, "limits", NULL,
 			    "in force on device %d (%.*s) of the region: memory %s, SM %s (the region's entry holds for every process on it)",
 			    dev->index, GPUCAP_UUID_MAX, dev->uuid, limit, sm);
 			continue;
 		}
 		cli_format_limit(shell->limit_bytes, asked, sizeof(asked));
-		cli_format_sm_limit(shell->sm_limit, asked_sm, sizeof(asked_sm));
 		char fix[512];
 		snprintf(
 		    fix, sizeof(fix),
-		    "to apply this shell's limits there, run 'gpucap set --memory SIZE --sm PCT --device %d --file %s'",
+		    "to apply this shell's limit there, run 'gpucap set --memory SIZE --device %d --file %s'",
 		    dev->index, path);
 		add(d, CHECK_WARN, "limits", fix,
-		    "in force on device %d (%.*s) of region %s: memory %s, SM %s; a process started from this shell asks for memory %s, SM %s, which does not apply there (the region's entry holds)",
-		    dev->index, GPUCAP_UUID_MAX, dev->uuid, path, limit, sm, asked, asked_sm);
+		    "in force on device %d (%.*s) of region %s: memory %s, SM %s; a process started from this shell asks for memory %s (%s), which does not apply there (the region's entry holds)",
+		    dev->index, GPUCAP_UUID_MAX, dev->uuid, path, limit, sm, asked,
+		    shell->env_source[0] ? shell->env_source : shell->file_source);
 	}
 }
 

@@ -76,9 +76,12 @@ def test_doctor_limits_in_force(h):
     check(f"device {index} ({UUID_A})" in c["message"] and "memory 1 GiB" in c["message"] and
           "asks for memory 3 GiB" in c["message"], f"the limit in force and the one asked for: {c}")
     check(f"--device {index} --file {region}" in c["fix"], f"the fix names gpucap set: {c}")
-    res = h.cli("doctor", "--json", "--file", region, env=h.env(CUDA_DEVICE_MEMORY_LIMIT="1g"))
-    c = [c for c in json.loads(res.stdout)["checks"] if "in force on device" in c["message"]][0]
-    check_equal(c["status"], "ok", f"the same limit: {c}")
+    check("(CUDA_DEVICE_MEMORY_LIMIT)" in c["message"], f"names the variable: {c}")
+    for env, what in (({"CUDA_DEVICE_MEMORY_LIMIT": "1g"}, "the same limit"), ({}, "no limit set in this shell")):
+        res = h.cli("doctor", "--json", "--file", region, env=h.env(**env))
+        c = [c for c in json.loads(res.stdout)["checks"] if "in force on device" in c["message"]][0]
+        check_equal(c["status"], "ok", f"{what}: {c}")
+        check("memory 1 GiB" in c["message"], f"{what}: the limit in force: {c}")
 
 
 # ---- the default region ----------------------------------------------------------
