@@ -77,9 +77,10 @@ static unsigned pass(const struct resolve_request *req, struct json_writer *w)
 	/* --file names one path: never a pattern, even if it holds glob
 	 * characters. */
 	int rc = 0;
+	char *single[] = {(char *)req->pattern, NULL};
 	if (req->single_file) {
 		matches.gl_pathc = 1;
-		matches.gl_pathv = (char *[]){(char *)req->pattern, NULL};
+		matches.gl_pathv = single;
 	} else {
 		rc = glob(req->pattern, 0, NULL, &matches);
 	}
