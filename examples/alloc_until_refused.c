@@ -2,9 +2,9 @@
  * alloc-until-refused: the first program to run under gpucap. It loads the
  * CUDA driver (libcuda.so.1) itself, so it needs no CUDA toolkit to build,
  * then allocates device memory in steps until the driver refuses, and says
- * how far it got. Under "gpucap run -m 1g" the refusal comes at the cap:
+ * how far it got. Under "gpucap run -m 2g" the refusal comes at the cap:
  *
- *   ./gpucap run -m 1g -- build/bin/alloc-until-refused
+ *   ./gpucap run -m 2g -- build/bin/alloc-until-refused
  *
  * usage: alloc-until-refused [STEP_MIB] (default 256)
  * Exit status: 0 an allocation was refused with CUDA_ERROR_OUT_OF_MEMORY
