@@ -313,6 +313,7 @@ static bool render_json(const struct top_frame *frame, FILE *out)
 		render_region_json(&w, &frame->regions[i]);
 	json_array_end(&w);
 	json_member_uint(&w, "other_files", frame->not_regions);
+	json_member_bool(&w, "dir_truncated", frame->truncated);
 	json_object_end(&w);
 	return json_finish(&w);
 }

@@ -193,6 +193,7 @@ def test_top_node(h):
 
     doc = json.loads(h.cli("top", "--once", "--json", "--dir", node).stdout)
     check_equal(sorted(r["path"] for r in doc["regions"]), sorted(paths.values()), "regions in JSON")
+    check_equal((doc["other_files"], doc["dir_truncated"]), (1, True), "other files and the depth bound in JSON")
 
     def train_pids(*args):
         text = h.cli("top", "--once", "--dir", node, *args).stdout
