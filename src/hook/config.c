@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 /* Configuration, read once at initialisation: the environment and the
  * limits file. */
+#include "config.h"
 #include "hook.h"
 #include "limits_file.h"
 #include "log.h"

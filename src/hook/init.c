@@ -7,9 +7,12 @@
  * acquire load. A forked child goes back to NONE and initialises again on
  * its next call, attaching its own slot.
  */
+#include "compute.h"
 #include "hook.h"
 #include "log.h"
+#include "memory.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +80,8 @@ static void attach_region(void)
  * held them at the instant of fork). */
 static void after_fork_child(void)
 {
-	gpucap_track_forget_all();
-	gpucap_pools_forget_all();
-	gpucap_devices_reset();
-	gpucap_sm_after_fork();
+	gpucap_memory_after_fork();
+	gpucap_compute_after_fork();
 	/* The parent's handle and slot stay the parent's: the child neither
 	 * detaches it (that would return the parent's charges) nor keeps its
 	 * descriptor (that would keep the parent's lease alive after the parent
@@ -98,6 +99,13 @@ static void initialise(void)
 	gpucap_resolve_real();
 	if (!gpucap.region)
 		attach_region();
+	/* Data flows one way: the memory and compute layers are told what they
+	 * need, and the layer that owns the devices answers the gate's
+	 * questions about them through this process's own wiring. */
+	gpucap_memory_start(&gpucap.config, gpucap.region);
+	gpucap_compute_start(&gpucap.config, gpucap.region, gpucap_memory_device);
+	static const struct gpucap_memory_observer observer = {gpucap_sm_context_gone, gpucap_sm_device_gone};
+	gpucap_memory_observe(&observer);
 	bool expected = false;
 	if (atomic_compare_exchange_strong(&atfork_registered, &expected, true))
 		pthread_atfork(NULL, NULL, after_fork_child);

@@ -6,7 +6,7 @@
  * its wrapper; everything else is returned untouched.
  */
 #define _GNU_SOURCE
-#include "hook.h"
+#include "handlers.h"
 #include "log.h"
 
 #include <dlfcn.h>
@@ -155,30 +155,18 @@ static void swap_proc(const char *symbol, void **pfn, int cuda_version, cuuint64
 		    symbol, cuda_version, (unsigned long long)flags);
 }
 
-CUresult on_get_proc_address(int id, const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
-                             CUdriverProcAddressQueryResult *symbolStatus)
+CUresult on_get_proc_address(gpucap_fn_cuGetProcAddress_v2 real, const char *symbol, void **pfn,
+                             int cudaVersion, cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus)
 {
-	gpucap_fn_cuGetProcAddress_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuGetProcAddress_v2);
-	if (!gpucap_ensure_init())
-		return real ? real(symbol, pfn, cudaVersion, flags, symbolStatus)
-		            : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
 	CUresult r = real(symbol, pfn, cudaVersion, flags, symbolStatus);
 	if (r == CUDA_SUCCESS)
 		swap_proc(symbol, pfn, cudaVersion, flags);
 	return r;
 }
 
-CUresult on_get_proc_address_v1(int id, const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
+CUresult on_get_proc_address_v1(gpucap_fn_cuGetProcAddress real, const char *symbol, void **pfn,
+                                int cudaVersion, cuuint64_t flags)
 {
-	gpucap_fn_cuGetProcAddress real = GPUCAP_REAL_OF(id, gpucap_fn_cuGetProcAddress);
-	if (!gpucap_ensure_init())
-		return real ? real(symbol, pfn, cudaVersion, flags) : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
 	CUresult r = real(symbol, pfn, cudaVersion, flags);
 	if (r == CUDA_SUCCESS)
 		swap_proc(symbol, pfn, cudaVersion, flags);

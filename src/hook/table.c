@@ -1,36 +1,49 @@
-/* Everything generated from hooks.def: exported wrappers, the row table, the
- * real-function pointers and the lookups used by dlsym and cuGetProcAddress. */
+/* Everything generated from hooks.def: exported wrappers with their
+ * prologue, the row table, the real-function pointers and the lookups used
+ * by dlsym and cuGetProcAddress. */
+#include "calls.h"
+#include "handlers.h"
 #include "hook.h"
 
 #include <string.h>
 
 /* Exported wrappers: the only symbols libgpucap.so exports besides dlsym. */
 #define HOOK(lib, name, ret, params, args, handler) GPUCAP_EXPORT ret name params;
-#define REAL(lib, name, ret, params)
 #include "hooks.def"
 #undef HOOK
-#undef REAL
 
+/* What a wrapper answers when it cannot reach the real function. */
+#define NOT_READY_CUDA CUDA_ERROR_NOT_INITIALIZED
+#define NOT_READY_NVML NVML_ERROR_UNINITIALIZED
+#define NOT_FOUND_CUDA CUDA_ERROR_NOT_FOUND
+#define NOT_FOUND_NVML NVML_ERROR_FUNCTION_NOT_FOUND
+
+/* The prologue of every wrapper: initialise (the real table is filled
+ * then); from inside the initialisation itself, pass straight to the
+ * driver; a name the real library lacks is "not found". */
 #define HOOK(lib, name, ret, params, args, handler)                                                          \
 	ret name params                                                                                      \
 	{                                                                                                    \
-		return handler(GPUCAP_ID_##name, GPUCAP_UNPAREN args);                                       \
+		if (__builtin_expect(!gpucap_ensure_init(), 0)) {                                            \
+			gpucap_fn_##name early = (gpucap_fn_##name)gpucap_real[GPUCAP_ID_##name];            \
+			return early ? early args : NOT_READY_##lib;                                         \
+		}                                                                                            \
+		gpucap_fn_##name real = (gpucap_fn_##name)gpucap_real[GPUCAP_ID_##name];                     \
+		if (__builtin_expect(!real, 0))                                                              \
+			return NOT_FOUND_##lib;                                                              \
+		return handler(real, GPUCAP_UNPAREN args);                                                   \
 	}
-#define REAL(lib, name, ret, params)
 #include "hooks.def"
 #undef HOOK
-#undef REAL
 
-const struct gpucap_hook_info gpucap_hooks[GPUCAP_ID_COUNT] = {
+const struct gpucap_hook_info gpucap_hooks[GPUCAP_HOOK_COUNT] = {
 #define HOOK(lib, name, ret, params, args, handler)                                                          \
 	[GPUCAP_ID_##name] = {#name, GPUCAP_LIB_##lib, (void *)name},
-#define REAL(lib, name, ret, params) [GPUCAP_ID_##name] = {#name, GPUCAP_LIB_##lib, NULL},
 #include "hooks.def"
 #undef HOOK
-#undef REAL
 };
 
-void *gpucap_real[GPUCAP_ID_COUNT];
+void *gpucap_real[GPUCAP_HOOK_COUNT];
 
 int gpucap_hook_find(const char *symbol)
 {
@@ -52,15 +65,21 @@ void *gpucap_wrapper_for_real(void *real)
 	return NULL;
 }
 
+/* A real library that is itself preloaded could hand back our own wrapper;
+ * never call ourselves. */
+static bool is_own_wrapper(const void *fn)
+{
+	for (int j = 0; j < GPUCAP_HOOK_COUNT; j++)
+		if (fn == gpucap_hooks[j].wrapper)
+			return true;
+	return false;
+}
+
 void gpucap_resolve_real(void)
 {
-	for (int i = 0; i < GPUCAP_ID_COUNT; i++) {
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++) {
 		void *fn = gpucap_driver_symbol(gpucap_hooks[i].lib, gpucap_hooks[i].name);
-		/* A real library that is itself preloaded could hand back our own
-		 * wrapper; never call ourselves. */
-		for (int j = 0; j < GPUCAP_HOOK_COUNT && fn; j++)
-			if (fn == gpucap_hooks[j].wrapper)
-				fn = NULL;
-		gpucap_real[i] = fn;
+		gpucap_real[i] = fn && is_own_wrapper(fn) ? NULL : fn;
 	}
+	gpucap_calls_resolve(is_own_wrapper);
 }

@@ -1,4 +1,4 @@
-/* Every CUDA row of src/hook/hooks.def, checked against the prototype in the
+/* Every CUDA row of src/hook/hooks.def and src/driver/calls.def, checked against the prototype in the
  * real cuda.h: the wrapper gpucap exports must have exactly the driver's
  * type. Compiling this file is the test. */
 #define __CUDA_API_VERSION_INTERNAL 1
@@ -10,7 +10,8 @@
 #define HOOK_CUDA(name, ret, params) SIGNATURE_OK(name, ret, params)
 #define HOOK_NVML(name, ret, params)
 #define HOOK(lib, name, ret, params, args, handler) HOOK_##lib(name, ret, params)
-#define REAL(lib, name, ret, params)                HOOK_##lib(name, ret, params)
+#define CALL(lib, name, ret, params)                HOOK_##lib(name, ret, params)
+#include "calls.def"
 #include "hooks.def"
 
 int abi_signatures_compiled(void);

@@ -1,5 +1,5 @@
 /*
- * The live-allocation map (src/hook/track.c), compiled into this program so
+ * The live-allocation map (src/memory/track.c), compiled into this program so
  * that the tests can choose keys sharing one home bucket and look at the
  * chains. "unit" checks the contract from one thread; "stress" has threads
  * insert, remove and put back distinct and colliding keys at once and checks
