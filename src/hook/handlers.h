@@ -13,8 +13,10 @@
 
 /* Rows sharing a handler declare it again with their own (identical)
  * pointer type, which C allows. */
-#define HOOK(lib, name, ret, params, args, handler) ret handler(gpucap_fn_##name real, GPUCAP_UNPAREN params);
+#define HOOK(lib, name, ret, params, args, handler)              ret handler(gpucap_fn_##name real, GPUCAP_UNPAREN params);
+#define NARROW(lib, name, ret, params, args, wide, handler, ...) /* served by wide's handler */
 #include "hooks.def"
+#undef NARROW
 #undef HOOK
 
 #endif

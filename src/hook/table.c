@@ -4,6 +4,7 @@
 #include "calls.h"
 #include "handlers.h"
 #include "hook.h"
+#include "narrow.h"
 
 #include <string.h>
 
@@ -21,19 +22,41 @@
 /* The prologue of every wrapper: initialise (the real table is filled
  * then); from inside the initialisation itself, pass straight to the
  * driver; a name the real library lacks is "not found". */
+#define PROLOGUE(lib, name, args)                                                                            \
+	if (__builtin_expect(!gpucap_ensure_init(), 0)) {                                                    \
+		gpucap_fn_##name early = (gpucap_fn_##name)gpucap_real[GPUCAP_ID_##name];                    \
+		return early ? early args : NOT_READY_##lib;                                                 \
+	}                                                                                                    \
+	if (__builtin_expect(!gpucap_real[GPUCAP_ID_##name], 0))                                             \
+		return NOT_FOUND_##lib;
+
 #define HOOK(lib, name, ret, params, args, handler)                                                          \
 	ret name params                                                                                      \
 	{                                                                                                    \
-		if (__builtin_expect(!gpucap_ensure_init(), 0)) {                                            \
-			gpucap_fn_##name early = (gpucap_fn_##name)gpucap_real[GPUCAP_ID_##name];            \
-			return early ? early args : NOT_READY_##lib;                                         \
-		}                                                                                            \
+		PROLOGUE(lib, name, args)                                                                    \
+		return handler((gpucap_fn_##name)gpucap_real[GPUCAP_ID_##name], GPUCAP_UNPAREN args);        \
+	}
+/* A 32-bit form: the shim narrows again for its own real function, the
+ * wrapper widens for the native handler (narrow.h). */
+#define NARROW(lib, name, ret, params, args, wide, handler, ...)                                             \
+	static ret narrow_shim_##name(NARROW_LIST(NARROW_SHIM_PARAM, __VA_ARGS__))                           \
+	{                                                                                                    \
 		gpucap_fn_##name real = (gpucap_fn_##name)gpucap_real[GPUCAP_ID_##name];                     \
-		if (__builtin_expect(!real, 0))                                                              \
-			return NOT_FOUND_##lib;                                                              \
-		return handler(real, GPUCAP_UNPAREN args);                                                   \
+		NARROW_EACH(NARROW_SHIM_DECL, __VA_ARGS__)                                                   \
+		ret r = real(NARROW_LIST(NARROW_SHIM_ARG, __VA_ARGS__));                                     \
+		NARROW_EACH(NARROW_SHIM_BACK, __VA_ARGS__)                                                   \
+		return r;                                                                                    \
+	}                                                                                                    \
+	ret name params                                                                                      \
+	{                                                                                                    \
+		PROLOGUE(lib, name, args)                                                                    \
+		NARROW_EACH(NARROW_ADAPT_DECL, __VA_ARGS__)                                                  \
+		ret r = handler(narrow_shim_##name, NARROW_LIST(NARROW_ADAPT_ARG, __VA_ARGS__));             \
+		NARROW_EACH(NARROW_ADAPT_BACK, __VA_ARGS__)                                                  \
+		return r;                                                                                    \
 	}
 #include "hooks.def"
+#undef NARROW
 #undef HOOK
 
 const struct gpucap_hook_info gpucap_hooks[GPUCAP_HOOK_COUNT] = {

@@ -32,116 +32,41 @@ CUresult on_mem_alloc(CUresult (*real)(CUdeviceptr *, size_t), CUdeviceptr *dptr
 	return r;
 }
 
-CUresult on_mem_alloc_v1(CUresult (*real)(CUdeviceptr_v1 *, unsigned int), CUdeviceptr_v1 *dptr,
-                         unsigned int bytesize)
+/* The driver chooses the pitch, so the charge is made for width x height
+ * first and topped up to pitch x height after; if the padding does not fit,
+ * the allocation is freed and the answer is out of memory. (The 32-bit
+ * cuMemAllocPitch reaches here through its widening adapter.) */
+CUresult on_mem_alloc_pitch(CUresult (*real)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int),
+                            CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                            unsigned int ElementSizeBytes)
 {
-	if (!dptr)
-		return CUDA_ERROR_INVALID_VALUE;
-	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, NULL};
-	struct gpucap_device *dev;
-	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
-		return real(dptr, bytesize);
-	a.dev = dev;
-	struct gpucap_track_entry *entry;
-	CUresult r = gpucap_simple_admit(&a, &entry);
-	if (r != CUDA_SUCCESS)
-		return r;
-	r = real(dptr, bytesize);
-	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
-	return r;
-}
-
-/* cuMemAllocPitch and its 32-bit predecessor differ only in their types: one
- * admission path serves both. The driver chooses the pitch, so the charge is
- * made for width x height first and topped up to pitch x height after. */
-typedef CUresult (*pitch_fn)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int);
-typedef CUresult (*pitch_v1_fn)(CUdeviceptr_v1 *, unsigned int *, unsigned int, unsigned int, unsigned int);
-
-struct pitch_call {
-	pitch_fn real;       /* NULL for the 32-bit form */
-	pitch_v1_fn real_v1; /* NULL for the native form */
-	bool v1;
-	void *dptr;
-	void *pitch;
-	size_t width, height;
-	unsigned int element_size;
-};
-
-static CUresult pitch_real(const struct pitch_call *c)
-{
-	if (c->v1)
-		return c->real_v1(c->dptr, c->pitch, (unsigned int)c->width, (unsigned int)c->height,
-		                  c->element_size);
-	return c->real(c->dptr, c->pitch, c->width, c->height, c->element_size);
-}
-
-static CUdeviceptr pitch_ptr(const struct pitch_call *c)
-{
-	return c->v1 ? (CUdeviceptr) * (CUdeviceptr_v1 *)c->dptr : *(CUdeviceptr *)c->dptr;
-}
-
-static uint64_t pitch_bytes(const struct pitch_call *c)
-{
-	return c->v1 ? *(unsigned int *)c->pitch : *(size_t *)c->pitch;
-}
-
-static void pitch_free(const struct pitch_call *c)
-{
-	if (c->v1) {
-		gpucap_fn_cuMemFree real_free = GPUCAP_REAL(cuMemFree);
-		if (real_free)
-			real_free(*(CUdeviceptr_v1 *)c->dptr);
-	} else {
-		gpucap_fn_cuMemFree_v2 real_free = GPUCAP_REAL(cuMemFree_v2);
-		if (real_free)
-			real_free(*(CUdeviceptr *)c->dptr);
-	}
-}
-
-static CUresult pitch_alloc(const struct pitch_call *c)
-{
-	if (!c->dptr || !c->pitch)
+	if (!dptr || !pPitch)
 		return CUDA_ERROR_INVALID_VALUE;
 	struct gpucap_device *dev;
-	uint64_t first = gpucap_mul_sat(c->width, c->height);
+	uint64_t first = gpucap_mul_sat(WidthInBytes, Height);
 	if (first == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
-		return pitch_real(c);
+		return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
 	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev};
 	struct gpucap_track_entry *entry;
 	CUresult r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
 		return r;
-	r = pitch_real(c);
+	r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
 	if (r == CUDA_SUCCESS) {
-		uint64_t exact = gpucap_mul_sat(pitch_bytes(c), c->height);
+		uint64_t exact = gpucap_mul_sat(*pPitch, Height);
 		if (exact > first) {
 			if (gpucap_admit(dev, GPUCAP_KIND_DATA, exact - first) != CUDA_SUCCESS) {
-				pitch_free(c);
+				gpucap_fn_cuMemFree_v2 real_free = GPUCAP_REAL(cuMemFree_v2);
+				if (real_free)
+					real_free(*dptr);
 				r = CUDA_ERROR_OUT_OF_MEMORY;
 			} else {
 				a.bytes = exact;
 			}
 		}
 	}
-	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? pitch_ptr(c) : 0);
+	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? *dptr : 0);
 	return r;
-}
-
-CUresult on_mem_alloc_pitch(CUresult (*real)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int),
-                            CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
-                            unsigned int ElementSizeBytes)
-{
-	struct pitch_call c = {real, NULL, false, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes};
-	return pitch_alloc(&c);
-}
-
-CUresult on_mem_alloc_pitch_v1(CUresult (*real)(CUdeviceptr_v1 *, unsigned int *, unsigned int, unsigned int,
-                                                unsigned int),
-                               CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
-                               unsigned int Height, unsigned int ElementSizeBytes)
-{
-	struct pitch_call c = {NULL, real, true, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes};
-	return pitch_alloc(&c);
 }
 
 /* Managed memory may migrate to the host, but it can all be resident on the
@@ -180,19 +105,6 @@ static void forget_pointer(struct gpucap_track_entry *entry)
 }
 
 CUresult on_mem_free(CUresult (*real)(CUdeviceptr), CUdeviceptr dptr)
-{
-	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
-	CUresult r = real(dptr);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			forget_pointer(entry);
-		else
-			gpucap_track_put(entry);
-	}
-	return r;
-}
-
-CUresult on_mem_free_v1(CUresult (*real)(CUdeviceptr_v1), CUdeviceptr_v1 dptr)
 {
 	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
 	CUresult r = real(dptr);
@@ -382,9 +294,7 @@ static CUresult array_path(CUresult (*call)(void *), void *ctx, uint64_t bytes, 
 struct array_call {
 	union {
 		CUresult (*create)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *);
-		CUresult (*create_v1)(CUarray *, const CUDA_ARRAY_DESCRIPTOR_v1 *);
 		CUresult (*create3d)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *);
-		CUresult (*create3d_v1)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR_v1 *);
 		CUresult (*mipmapped)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned int);
 	} real;
 	void *handle_out;
@@ -398,22 +308,10 @@ static CUresult call_array_create(void *p)
 	return c->real.create(c->handle_out, c->desc);
 }
 
-static CUresult call_array_create_v1(void *p)
-{
-	struct array_call *c = p;
-	return c->real.create_v1(c->handle_out, c->desc);
-}
-
 static CUresult call_array3d_create(void *p)
 {
 	struct array_call *c = p;
 	return c->real.create3d(c->handle_out, c->desc);
-}
-
-static CUresult call_array3d_create_v1(void *p)
-{
-	struct array_call *c = p;
-	return c->real.create3d_v1(c->handle_out, c->desc);
 }
 
 static CUresult call_mipmapped_create(void *p)
@@ -434,18 +332,6 @@ CUresult on_array_create(CUresult (*real)(CUarray *, const CUDA_ARRAY_DESCRIPTOR
 	return pass ? real(pHandle, desc) : r;
 }
 
-CUresult on_array_create_v1(CUresult (*real)(CUarray *, const CUDA_ARRAY_DESCRIPTOR_v1 *), CUarray *pHandle,
-                            const CUDA_ARRAY_DESCRIPTOR_v1 *desc)
-{
-	if (!pHandle || !desc)
-		return CUDA_ERROR_INVALID_VALUE;
-	struct array_call c = {{.create_v1 = real}, pHandle, desc, 0};
-	bool pass;
-	uint64_t bytes = level_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels);
-	CUresult r = array_path(call_array_create_v1, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
-	return pass ? real(pHandle, desc) : r;
-}
-
 CUresult on_array3d_create(CUresult (*real)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *), CUarray *pHandle,
                            const CUDA_ARRAY3D_DESCRIPTOR *desc)
 {
@@ -455,18 +341,6 @@ CUresult on_array3d_create(CUresult (*real)(CUarray *, const CUDA_ARRAY3D_DESCRI
 	bool pass;
 	uint64_t bytes = level_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels);
 	CUresult r = array_path(call_array3d_create, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
-	return pass ? real(pHandle, desc) : r;
-}
-
-CUresult on_array3d_create_v1(CUresult (*real)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR_v1 *),
-                              CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *desc)
-{
-	if (!pHandle || !desc)
-		return CUDA_ERROR_INVALID_VALUE;
-	struct array_call c = {{.create3d_v1 = real}, pHandle, desc, 0};
-	bool pass;
-	uint64_t bytes = level_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels);
-	CUresult r = array_path(call_array3d_create_v1, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
 	return pass ? real(pHandle, desc) : r;
 }
 

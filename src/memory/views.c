@@ -44,11 +44,6 @@ static struct view view_for(const struct gpucap_device *dev, uint64_t real_total
 	return v;
 }
 
-static unsigned int clamp_uint(uint64_t value)
-{
-	return value > UINT_MAX ? UINT_MAX : (unsigned int)value;
-}
-
 CUresult on_mem_get_info(CUresult (*real)(size_t *, size_t *), size_t *freeBytes, size_t *totalBytes)
 {
 	if (!freeBytes || !totalBytes)
@@ -63,28 +58,6 @@ CUresult on_mem_get_info(CUresult (*real)(size_t *, size_t *), size_t *freeBytes
 	return r;
 }
 
-CUresult on_mem_get_info_v1(CUresult (*real)(unsigned int *, unsigned int *), unsigned int *freeBytes,
-                            unsigned int *totalBytes)
-{
-	if (!freeBytes || !totalBytes)
-		return CUDA_ERROR_INVALID_VALUE;
-	/* Ask the wide entry point so that large cards are not clamped twice. */
-	gpucap_fn_cuMemGetInfo_v2 wide = GPUCAP_REAL(cuMemGetInfo_v2);
-	size_t f = 0, t = 0;
-	CUresult r = wide ? wide(&f, &t) : CUDA_ERROR_NOT_FOUND;
-	if (r != CUDA_SUCCESS)
-		return real(freeBytes, totalBytes);
-	struct gpucap_device *dev;
-	if (gpucap_device_current(&dev) == CUDA_SUCCESS) {
-		struct view v = view_for(dev, t, f);
-		t = v.total;
-		f = v.free;
-	}
-	*totalBytes = clamp_uint(t);
-	*freeBytes = clamp_uint(f);
-	return r;
-}
-
 CUresult on_device_total_mem(CUresult (*real)(size_t *, CUdevice), size_t *bytes, CUdevice ordinal)
 {
 	if (!bytes)
@@ -95,23 +68,6 @@ CUresult on_device_total_mem(CUresult (*real)(size_t *, CUdevice), size_t *bytes
 		return r;
 	struct view v = view_for(dev, *bytes, *bytes);
 	*bytes = v.total;
-	return r;
-}
-
-CUresult on_device_total_mem_v1(CUresult (*real)(unsigned int *, CUdevice), unsigned int *bytes,
-                                CUdevice ordinal)
-{
-	if (!bytes)
-		return CUDA_ERROR_INVALID_VALUE;
-	gpucap_fn_cuDeviceTotalMem_v2 wide = GPUCAP_REAL(cuDeviceTotalMem_v2);
-	size_t t = 0;
-	CUresult r = wide ? wide(&t, ordinal) : CUDA_ERROR_NOT_FOUND;
-	if (r != CUDA_SUCCESS)
-		return real(bytes, ordinal);
-	struct gpucap_device *dev;
-	if (gpucap_device_get(ordinal, &dev) == CUDA_SUCCESS)
-		t = view_for(dev, t, t).total;
-	*bytes = clamp_uint(t);
 	return r;
 }
 
