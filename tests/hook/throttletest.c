@@ -28,36 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The launch and capture API of the fake driver (not in cuda_api.h). */
-CUresult cuStreamCreate(CUstream *s, unsigned int flags);
-CUresult cuStreamDestroy_v2(CUstream s);
-CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
-                        unsigned int by, unsigned int bz, unsigned int shared, CUstream s, void **params,
-                        void **extra);
-CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
-                             unsigned int by, unsigned int bz, unsigned int shared, CUstream s, void **params,
-                             void **extra);
-CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
-CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
-CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
-                                   unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared,
-                                   CUstream s, void **params);
-CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
-                                        unsigned int bx, unsigned int by, unsigned int bz,
-                                        unsigned int shared, CUstream s, void **params);
-CUresult cuGraphLaunch(CUgraphExec exec, CUstream s);
-CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream s);
-CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode);
-CUresult cuStreamEndCapture(CUstream s, CUgraph *graph);
-CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
-CUresult cuGraphExecDestroy(CUgraphExec exec);
-CUresult cuGraphDestroy(CUgraph graph);
-CUresult cuStreamSynchronize(CUstream s);
-CUgraphExec fakecuda_graph_exec(uint64_t us);
-uint64_t fakecuda_busy_ns(int ordinal);
-uint64_t fakecuda_stat(const char *name);
-void fakenvml_set_process_util(unsigned int pid, unsigned int sm);
-
 #define DEV_A "GPU-00000000-0000-0000-0000-0000000000a0"
 #define DEV_B "GPU-00000000-0000-0000-0000-0000000000b1"
 #define MS    UINT64_C(1000000)
