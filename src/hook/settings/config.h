@@ -12,7 +12,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define GPUCAP_MAX_DEVICES           64
 #define GPUCAP_DEFAULT_CONTEXT_BYTES (UINT64_C(640) << 20)
 
 struct gpucap_device_config {
