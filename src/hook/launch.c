@@ -3,10 +3,17 @@
  * (src/compute) before the driver: kernels, extensible and cooperative
  * launches, graphs, and each one's per-thread-stream (_ptsz) entry.
  *
- * Without a cap the gate is one load and a branch.
+ * Without a cap the gate is one load and a branch. A _ptsz row shares its
+ * handler with the plain one: the real function it is handed is the
+ * driver's _ptsz entry point, and that is how the handler knows that a NULL
+ * stream means the per-thread stream.
  */
 #include "compute.h"
 #include "handlers.h"
+
+/* Whether real is the row's _ptsz real function (looked at only when a
+ * launch takes the gate). */
+#define PER_THREAD(real, ptsz_row) ((void *)(real) == gpucap_real[GPUCAP_ID_##ptsz_row])
 
 CUresult on_launch_kernel(gpucap_fn_cuLaunchKernel real, CUfunction f, unsigned int gridDimX,
                           unsigned int gridDimY, unsigned int gridDimZ, unsigned int blockDimX,
@@ -14,18 +21,7 @@ CUresult on_launch_kernel(gpucap_fn_cuLaunchKernel real, CUfunction f, unsigned 
                           CUstream hStream, void **kernelParams, void **extra)
 {
 	if (gpucap_sm_gate_armed())
-		gpucap_compute_gate(hStream, false);
-	return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-	            kernelParams, extra);
-}
-
-CUresult on_launch_kernel_ptsz(gpucap_fn_cuLaunchKernel_ptsz real, CUfunction f, unsigned int gridDimX,
-                               unsigned int gridDimY, unsigned int gridDimZ, unsigned int blockDimX,
-                               unsigned int blockDimY, unsigned int blockDimZ, unsigned int sharedMemBytes,
-                               CUstream hStream, void **kernelParams, void **extra)
-{
-	if (gpucap_sm_gate_armed())
-		gpucap_compute_gate(hStream, true);
+		gpucap_compute_gate(hStream, PER_THREAD(real, cuLaunchKernel_ptsz));
 	return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
 	            kernelParams, extra);
 }
@@ -35,15 +31,7 @@ CUresult on_launch_kernel_ex(gpucap_fn_cuLaunchKernelEx real, const CUlaunchConf
 {
 	/* No configuration: the driver's own error, without a gate. */
 	if (gpucap_sm_gate_armed() && config)
-		gpucap_compute_gate(config->hStream, false);
-	return real(config, f, kernelParams, extra);
-}
-
-CUresult on_launch_kernel_ex_ptsz(gpucap_fn_cuLaunchKernelEx_ptsz real, const CUlaunchConfig *config,
-                                  CUfunction f, void **kernelParams, void **extra)
-{
-	if (gpucap_sm_gate_armed() && config)
-		gpucap_compute_gate(config->hStream, true);
+		gpucap_compute_gate(config->hStream, PER_THREAD(real, cuLaunchKernelEx_ptsz));
 	return real(config, f, kernelParams, extra);
 }
 
@@ -53,19 +41,7 @@ CUresult on_launch_cooperative_kernel(gpucap_fn_cuLaunchCooperativeKernel real, 
                                       unsigned int sharedMemBytes, CUstream hStream, void **kernelParams)
 {
 	if (gpucap_sm_gate_armed())
-		gpucap_compute_gate(hStream, false);
-	return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-	            kernelParams);
-}
-
-CUresult on_launch_cooperative_kernel_ptsz(gpucap_fn_cuLaunchCooperativeKernel_ptsz real, CUfunction f,
-                                           unsigned int gridDimX, unsigned int gridDimY,
-                                           unsigned int gridDimZ, unsigned int blockDimX,
-                                           unsigned int blockDimY, unsigned int blockDimZ,
-                                           unsigned int sharedMemBytes, CUstream hStream, void **kernelParams)
-{
-	if (gpucap_sm_gate_armed())
-		gpucap_compute_gate(hStream, true);
+		gpucap_compute_gate(hStream, PER_THREAD(real, cuLaunchCooperativeKernel_ptsz));
 	return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
 	            kernelParams);
 }
@@ -73,14 +49,7 @@ CUresult on_launch_cooperative_kernel_ptsz(gpucap_fn_cuLaunchCooperativeKernel_p
 CUresult on_graph_launch(gpucap_fn_cuGraphLaunch real, CUgraphExec hGraphExec, CUstream hStream)
 {
 	if (gpucap_sm_gate_armed())
-		gpucap_compute_gate(hStream, false);
-	return real(hGraphExec, hStream);
-}
-
-CUresult on_graph_launch_ptsz(gpucap_fn_cuGraphLaunch_ptsz real, CUgraphExec hGraphExec, CUstream hStream)
-{
-	if (gpucap_sm_gate_armed())
-		gpucap_compute_gate(hStream, true);
+		gpucap_compute_gate(hStream, PER_THREAD(real, cuGraphLaunch_ptsz));
 	return real(hGraphExec, hStream);
 }
 

@@ -5,8 +5,10 @@
  * region through its own observer handle.
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "hook_scratch.h"
 #include "host_pids.h"
 
 #include <dlfcn.h>
@@ -29,46 +31,15 @@
 #define DEV_C "GPU-12345678-9abc-def0-1234-56789abcdef0"
 #define MIG_D "MIG-87654321-0fed-cba9-8765-43210fedcba9"
 
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CHECK_EQ(expected, actual)                                                                           \
-	do {                                                                                                 \
-		unsigned long long e_ = (unsigned long long)(expected), a_ = (unsigned long long)(actual);   \
-		if (e_ != a_) {                                                                              \
-			fprintf(stderr, "%s:%d: %s: expected %llu, got %llu\n", __FILE__, __LINE__, #actual, \
-			        e_, a_);                                                                     \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CU(call) CHECK_EQ(CUDA_SUCCESS, (call))
-
 static char region_dir[128];
 static char region_path[192];
 static char self_path[4096];
 
-static void cleanup(void)
-{
-	if (region_dir[0] && getenv("HOOKTEST_KEEP") == NULL) {
-		unlink(region_path);
-		rmdir(region_dir);
-	}
-}
-
 /* A fresh region file for this test, and the environment every case uses. */
 static void fresh_region(void)
 {
-	snprintf(region_dir, sizeof(region_dir), "/tmp/gpucap-hooktest-XXXXXX");
-	CHECK(mkdtemp(region_dir) != NULL);
-	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
-	setenv("GPUCAP_REGION", region_path, 1);
-	atexit(cleanup);
+	hook_scratch_region("hooktest", "HOOKTEST_KEEP", region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
 }
 
 static CUcontext start_device(int ordinal)

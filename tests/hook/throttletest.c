@@ -12,8 +12,10 @@
  * are checked loosely (a 30% cap must stay clearly under 60%).
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "hook_scratch.h"
 #include "layout.h"
 
 #include <dlfcn.h>
@@ -32,52 +34,15 @@
 #define DEV_B "GPU-00000000-0000-0000-0000-0000000000b1"
 #define MS    UINT64_C(1000000)
 
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CHECK_EQ(expected, actual)                                                                           \
-	do {                                                                                                 \
-		unsigned long long e_ = (unsigned long long)(expected), a_ = (unsigned long long)(actual);   \
-		if (e_ != a_) {                                                                              \
-			fprintf(stderr, "%s:%d: %s: expected %llu, got %llu\n", __FILE__, __LINE__, #actual, \
-			        e_, a_);                                                                     \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CU(call) CHECK_EQ(CUDA_SUCCESS, (call))
-
 static char region_dir[128];
 static char region_path[192];
 static char self_path[4096];
 
-static void cleanup(void)
-{
-	if (region_dir[0] && !getenv("THROTTLETEST_KEEP")) {
-		unlink(region_path);
-		char audit[256];
-		snprintf(audit, sizeof(audit), "%s.audit", region_path);
-		unlink(audit);
-		char other[256];
-		snprintf(other, sizeof(other), "%s/other", region_dir);
-		unlink(other);
-		rmdir(region_dir);
-	}
-}
-
 static void fresh_region(void)
 {
-	snprintf(region_dir, sizeof(region_dir), "/tmp/gpucap-throttletest-XXXXXX");
-	CHECK(mkdtemp(region_dir) != NULL);
-	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
-	setenv("GPUCAP_REGION", region_path, 1);
+	hook_scratch_region("throttletest", "THROTTLETEST_KEEP", region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
 	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	atexit(cleanup);
 }
 
 static uint64_t now_ns(void)
