@@ -137,6 +137,16 @@ void gpucap_track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, u
 	gpucap_track_put(entry);
 }
 
+void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r)
+{
+	if (!entry)
+		return;
+	if (r == CUDA_SUCCESS)
+		gpucap_track_release(entry);
+	else
+		gpucap_track_put(entry);
+}
+
 void gpucap_track_release(struct gpucap_track_entry *entry)
 {
 	gpucap_unadmit_index(entry->region_index, (gpucap_kind)entry->kind, entry->bytes);

@@ -91,9 +91,16 @@ CUresult on_mem_alloc_managed(CUresult (*real)(CUdeviceptr *, size_t, unsigned i
 
 /* ---- Frees of pointers ------------------------------------------------------ */
 
-/* Free a tracked pointer: plain or from a pool. */
-static void forget_pointer(struct gpucap_track_entry *entry)
+/* After the driver answered the free of a tracked pointer (plain or from a
+ * pool): its charge goes back, or, the free refused, the entry is put back. */
+static void settle_pointer(struct gpucap_track_entry *entry, CUresult r)
 {
+	if (!entry)
+		return;
+	if (r != CUDA_SUCCESS) {
+		gpucap_track_put(entry);
+		return;
+	}
 	if (entry->pool) {
 		struct gpucap_pool *pool = entry->pool;
 		uint64_t bytes = entry->bytes;
@@ -108,12 +115,7 @@ CUresult on_mem_free(CUresult (*real)(CUdeviceptr), CUdeviceptr dptr)
 {
 	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
 	CUresult r = real(dptr);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			forget_pointer(entry);
-		else
-			gpucap_track_put(entry);
-	}
+	settle_pointer(entry, r);
 	return r;
 }
 
@@ -121,12 +123,7 @@ CUresult on_mem_free_async(CUresult (*real)(CUdeviceptr, CUstream), CUdeviceptr 
 {
 	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
 	CUresult r = real(dptr, hStream);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			forget_pointer(entry);
-		else
-			gpucap_track_put(entry);
-	}
+	settle_pointer(entry, r);
 	return r;
 }
 
@@ -161,12 +158,7 @@ CUresult on_mem_release(CUresult (*real)(CUmemGenericAllocationHandle), CUmemGen
 {
 	struct gpucap_track_entry *entry = gpucap_track_remove(GPUCAP_TRACK_HANDLE, handle);
 	CUresult r = real(handle);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			gpucap_track_release(entry);
-		else
-			gpucap_track_put(entry);
-	}
+	gpucap_track_settle(entry, r);
 	return r;
 }
 
@@ -382,12 +374,7 @@ CUresult on_array_destroy(CUresult (*real)(CUarray), CUarray hArray)
 	struct gpucap_track_entry *entry =
 	    hArray ? gpucap_track_remove(GPUCAP_TRACK_ARRAY, (uint64_t)(uintptr_t)hArray) : NULL;
 	CUresult r = real(hArray);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			gpucap_track_release(entry);
-		else
-			gpucap_track_put(entry);
-	}
+	gpucap_track_settle(entry, r);
 	return r;
 }
 
@@ -397,12 +384,7 @@ CUresult on_mipmapped_array_destroy(CUresult (*real)(CUmipmappedArray), CUmipmap
 	    hMipmappedArray ? gpucap_track_remove(GPUCAP_TRACK_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray)
 	                    : NULL;
 	CUresult r = real(hMipmappedArray);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			gpucap_track_release(entry);
-		else
-			gpucap_track_put(entry);
-	}
+	gpucap_track_settle(entry, r);
 	return r;
 }
 
@@ -494,12 +476,7 @@ CUresult on_ctx_destroy(CUresult (*real)(CUcontext), CUcontext ctx)
 	if (memory_env.observer.context_gone)
 		memory_env.observer.context_gone(ctx); /* the SM gate must not drain its streams later */
 	CUresult r = real(ctx);
-	if (entry) {
-		if (r == CUDA_SUCCESS)
-			gpucap_track_release(entry);
-		else
-			gpucap_track_put(entry);
-	}
+	gpucap_track_settle(entry, r);
 	return r;
 }
 

@@ -89,6 +89,10 @@ void gpucap_track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, u
 void gpucap_track_put(struct gpucap_track_entry *entry);
 /* Give an entry's charge back and free it. */
 void gpucap_track_release(struct gpucap_track_entry *entry);
+/* After the driver answered the free of a tracked object (entry: what was
+ * removed from the map before the call, or NULL): r CUDA_SUCCESS gives the
+ * charge back, anything else puts the entry back. */
+void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r);
 
 /* ---- Pools (pools.c) --------------------------------------------------------- */
 

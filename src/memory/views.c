@@ -143,15 +143,24 @@ static bool nvml_device(nvmlDevice_t device, struct gpucap_device *out)
 	return out->region_index >= 0;
 }
 
+/* The view of an NVML device's memory from the real figures; false when
+ * the figures pass through unchanged. */
+static bool nvml_view(nvmlDevice_t device, unsigned long long total, unsigned long long free_bytes,
+                      struct view *v)
+{
+	struct gpucap_device dev;
+	if (!nvml_device(device, &dev))
+		return false;
+	*v = view_for(&dev, total, free_bytes);
+	return v->limited;
+}
+
 nvmlReturn_t on_nvml_memory_info(nvmlReturn_t (*real)(nvmlDevice_t, nvmlMemory_t *), nvmlDevice_t device,
                                  nvmlMemory_t *memory)
 {
 	nvmlReturn_t r = real(device, memory);
-	struct gpucap_device dev;
-	if (r != NVML_SUCCESS || !memory || !nvml_device(device, &dev))
-		return r;
-	struct view v = view_for(&dev, memory->total, memory->free);
-	if (v.limited) {
+	struct view v;
+	if (r == NVML_SUCCESS && memory && nvml_view(device, memory->total, memory->free, &v)) {
 		memory->total = v.total;
 		memory->free = v.free;
 		memory->used = v.used;
@@ -163,11 +172,8 @@ nvmlReturn_t on_nvml_memory_info_v2(nvmlReturn_t (*real)(nvmlDevice_t, nvmlMemor
                                     nvmlDevice_t device, nvmlMemory_v2_t *memory)
 {
 	nvmlReturn_t r = real(device, memory);
-	struct gpucap_device dev;
-	if (r != NVML_SUCCESS || !memory || !nvml_device(device, &dev))
-		return r;
-	struct view v = view_for(&dev, memory->total, memory->free);
-	if (v.limited) {
+	struct view v;
+	if (r == NVML_SUCCESS && memory && nvml_view(device, memory->total, memory->free, &v)) {
 		/* Inside the cap there is no driver-reserved share: total = used + free. */
 		memory->total = v.total;
 		memory->reserved = 0;
