@@ -57,7 +57,7 @@ extern "C" {
 /* Devices a region can hold, and CUDA ordinals a process can use: the one
  * definition of the limit. */
 #define GPUCAP_MAX_DEVICES 64
-#define GPUCAP_COMM_MAX 32
+#define GPUCAP_COMM_MAX    32
 
 typedef enum gpucap_status {
 	GPUCAP_OK = 0,
@@ -239,8 +239,8 @@ gpucap_status gpucap_region_set_limit(gpucap_region *region, int device, uint64_
 gpucap_status gpucap_region_set_sm_limit(gpucap_region *region, int device, uint32_t sm_limit);
 
 struct gpucap_reclaim_report {
-	uint32_t slots;                /* dead slots reclaimed by this call */
-	uint64_t bytes;                /* bytes returned to the device totals */
+	uint32_t slots;                                /* dead slots reclaimed by this call */
+	uint64_t bytes;                                /* bytes returned to the device totals */
 	uint64_t bytes_per_device[GPUCAP_MAX_DEVICES]; /* indexed by device */
 };
 

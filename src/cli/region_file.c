@@ -50,8 +50,7 @@ int cli_region_attach(const char *command, const struct cli_region_path *where, 
 	if (lstat(where->path, &st) != 0 && errno == ENOENT) {
 		return cli_failure(
 		    command,
-		    "no region file at %s (path from %s); start a gpucap-limited process first "
-		    "or name the right file with --file or GPUCAP_REGION",
+		    "no region file at %s (path from %s); start a gpucap-limited process first or name the right file with --file or GPUCAP_REGION",
 		    where->path, where->origin);
 	}
 

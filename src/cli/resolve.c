@@ -131,10 +131,10 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 			char *end;
 			req->interval_ms = strtol(value, &end, 10);
 			if (*end || end == value || req->interval_ms < 10 || req->interval_ms > 60000)
-				return *exit_code = cli_usage_error(command,
-				                                    "--interval '%s' is not a number of "
-				                                    "milliseconds from 10 to 60000",
-				                                    value),
+				return *exit_code = cli_usage_error(
+				           command,
+				           "--interval '%s' is not a number of milliseconds from 10 to 60000",
+				           value),
 				       false;
 		}
 	}
@@ -144,9 +144,8 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 		return *exit_code = cli_usage_error(command, "--regions GLOB or --file PATH is required"),
 		       false;
 	if (req->watch && req->json)
-		return *exit_code =
-		           cli_usage_error(command, "--json prints one pass; it cannot be combined with "
-		                                    "--watch"),
+		return *exit_code = cli_usage_error(
+		           command, "--json prints one pass; it cannot be combined with --watch"),
 		       false;
 	return true;
 }
@@ -160,8 +159,8 @@ static int resolve_run(int argc, char **argv)
 		return exit_code;
 	if (!gpucap_resolver_on_host())
 		return cli_failure(
-		    command, "this process is not in the host's PID namespace, so /proc cannot show host "
-		             "PIDs; run it on the host (in Kubernetes: a pod with hostPID: true)");
+		    command,
+		    "this process is not in the host's PID namespace, so /proc cannot show host PIDs; run it on the host (in Kubernetes: a pod with hostPID: true)");
 	if (!req.watch) {
 		struct json_writer w;
 		if (req.json) {

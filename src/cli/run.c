@@ -74,10 +74,10 @@ static int parse_request(int argc, char **argv, struct run_request *request, boo
 		/* Likewise for sizes the region cannot hold: the library reads
 		 * them as "no limit". */
 		if (request->memory_bytes >= GPUCAP_BYTES_MAX)
-			return cli_usage_error(command,
-			                       "-m/--memory '%s' is not below the largest limit (256 TiB - 1 "
-			                       "byte); leave it out for no limit",
-			                       request->memory);
+			return cli_usage_error(
+			    command,
+			    "-m/--memory '%s' is not below the largest limit (256 TiB - 1 byte); leave it out for no limit",
+			    request->memory);
 	}
 	if (request->devices && request->devices[0] == '\0')
 		return cli_usage_error(command, "--devices needs a list such as 0,1 or a GPU UUID");
@@ -110,8 +110,7 @@ static int set_region_file(const char *file)
 		if (!getcwd(cwd, sizeof(cwd)))
 			return cli_failure(
 			    cli_command_run.name,
-			    "cannot resolve --file %s: current directory unknown (%s); give an "
-			    "absolute path",
+			    "cannot resolve --file %s: current directory unknown (%s); give an absolute path",
 			    file, strerror(errno));
 		if ((size_t)snprintf(absolute, sizeof(absolute), "%s/%s", cwd, file) >= sizeof(absolute))
 			return cli_failure(cli_command_run.name, "--file path is too long: %s", file);

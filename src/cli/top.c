@@ -99,8 +99,7 @@ static int parse_request(int argc, char **argv, struct top_request *req, bool *d
 			if (errno || end == value || *end || !(seconds >= 0.1 && seconds <= 3600))
 				return cli_usage_error(
 				    command,
-				    "invalid --interval value '%s': expected seconds from 0.1 to "
-				    "3600, e.g. 2 or 0.5",
+				    "invalid --interval value '%s': expected seconds from 0.1 to 3600, e.g. 2 or 0.5",
 				    value);
 			req->interval = seconds;
 			break;

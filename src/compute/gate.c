@@ -296,8 +296,7 @@ static void abandon_events(CUevent *events, int n)
 	if (atomic_compare_exchange_strong(&drain_timeout_logged, &expected, true))
 		gpucap_log(
 		    GPUCAP_LOG_WARN,
-		    "SM cap: the GPU work of one phase took more than %llu ms; charging it up to now and "
-		    "going on (kernels this long make the cap coarse)",
+		    "SM cap: the GPU work of one phase took more than %llu ms; charging it up to now and going on (kernels this long make the cap coarse)",
 		    (unsigned long long)(SM_DRAIN_MAX_NS / 1000000u));
 }
 

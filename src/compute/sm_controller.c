@@ -170,10 +170,10 @@ static void say_open_loop(const char *why)
 	if (nvml_logged)
 		return;
 	nvml_logged = true;
-	gpucap_log(GPUCAP_LOG_WARN,
-	           "SM cap: %s; running open loop: the duty is the cap, uncorrected, and the share shown is "
-	           "estimated from launch timing (another tenant on the GPU lowers what this container gets)",
-	           why);
+	gpucap_log(
+	    GPUCAP_LOG_WARN,
+	    "SM cap: %s; running open loop: the duty is the cap, uncorrected, and the share shown is estimated from launch timing (another tenant on the GPU lowers what this container gets)",
+	    why);
 }
 
 static bool nvml_ready(void)
@@ -292,8 +292,7 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 			c->logged = true;
 			gpucap_log(
 			    GPUCAP_LOG_WARN,
-			    "SM cap on %s: NVML shows no utilisation for this container's processes while "
-			    "they launch; running open loop (duty = cap) until it does",
+			    "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
 			    c->uuid);
 		}
 	} else if (closed) {
@@ -310,9 +309,9 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 		if (!closed) {
 			if (!elastic_logged) {
 				elastic_logged = true;
-				gpucap_log(GPUCAP_LOG_WARN,
-				           "SM policy elastic needs NVML to see other tenants; "
-				           "holding the cap strictly");
+				gpucap_log(
+				    GPUCAP_LOG_WARN,
+				    "SM policy elastic needs NVML to see other tenants; holding the cap strictly");
 			}
 		} else {
 			if (foreign >= SM_ELASTIC_PPM)
@@ -359,14 +358,14 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);
 	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
 	c->integral_ppm = (int32_t)integral;
-	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
-	           "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) "
-	           "others %.1f%% duty %.1f%%%s",
-	           d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6,
-	           target / 1e4, mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
-	           frozen  ? " (calibrating)"
-	           : turns ? " (taking turns)"
-	                   : "");
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DEBUG,
+	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
+	    d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6, target / 1e4,
+	    mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
+	    frozen  ? " (calibrating)"
+	    : turns ? " (taking turns)"
+	            : "");
 	/* Shown as a share of the full-load work, like the cap. */
 	uint64_t shown = (uint64_t)c->share_ppm *
 	                 (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / GPUCAP_SM_PPM;

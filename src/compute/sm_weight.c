@@ -101,11 +101,10 @@ static void finish_burst(struct sm_weight *w, int device, uint64_t now)
 	 * the duty the previous one set, so they converge). */
 	w->weight_ppm = w->weight_ppm ? (uint32_t)((w->weight_ppm + measured) / 2) : (uint32_t)measured;
 	gpucap_region_sm_publish_weight(compute_env.region, device, w->weight_ppm);
-	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
-	           "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, "
-	           "%.1f us capped)",
-	           device, w->weight_ppm / 1e6, measured / 1e6, full_per_launch / 1e3,
-	           capped_per_launch / 1e3);
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DEBUG,
+	    "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, %.1f us capped)",
+	    device, w->weight_ppm / 1e6, measured / 1e6, full_per_launch / 1e3, capped_per_launch / 1e3);
 	w->per_launch_ns = capped_per_launch;
 	w->next_probe_ns = now + PROBE_PERIOD_NS;
 }

@@ -53,10 +53,9 @@ static void attach_region(void)
 		struct gpucap_slot_identity id;
 		gpucap_identity_initial(&id);
 		if (id.host_pid_source == GPUCAP_HOST_PID_UNKNOWN)
-			GPUCAP_LOG(GPUCAP_LOG_INFO,
-			           "host PID not known inside this PID namespace; per-process attribution on "
-			           "the host waits for `gpucap resolve --watch` or `gpucap exporter` running "
-			           "on the host (compute caps do not need it)");
+			GPUCAP_LOG(
+			    GPUCAP_LOG_INFO,
+			    "host PID not known inside this PID namespace; per-process attribution on the host waits for `gpucap resolve --watch` or `gpucap exporter` running on the host (compute caps do not need it)");
 		st = gpucap_region_claim_slot(region, &id, err, sizeof(err));
 		if (st != GPUCAP_OK) {
 			gpucap_region_detach(region);

@@ -150,8 +150,7 @@ static void swap_proc(const char *symbol, void **pfn, int cuda_version, cuuint64
 	if (symbol && hooked_family(symbol))
 		gpucap_log(
 		    GPUCAP_LOG_WARN,
-		    "cuGetProcAddress(\"%s\", %d, %llu) returned an entry point gpucap does not intercept; "
-		    "memory allocated through it is not capped",
+		    "cuGetProcAddress(\"%s\", %d, %llu) returned an entry point gpucap does not intercept; memory allocated through it is not capped",
 		    symbol, cuda_version, (unsigned long long)flags);
 }
 

@@ -321,15 +321,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (geteuid() != 0) {
-		printf("SKIPPED: the limits file must be owned by root, so this test must run as root "
-		       "(euid is %u)\n",
-		       (unsigned)geteuid());
+		printf(
+		    "SKIPPED: the limits file must be owned by root, so this test must run as root (euid is %u)\n",
+		    (unsigned)geteuid());
 		return SKIP;
 	}
 	struct stat st;
 	if (lstat("/etc/gpucap/limits.conf", &st) == 0) {
-		printf("SKIPPED: /etc/gpucap/limits.conf exists on this machine and always applies, so "
-		       "GPUCAP_LIMITS_FILE cannot point the test at its own file\n");
+		printf(
+		    "SKIPPED: /etc/gpucap/limits.conf exists on this machine and always applies, so GPUCAP_LIMITS_FILE cannot point the test at its own file\n");
 		return SKIP;
 	}
 	setup();

@@ -964,8 +964,7 @@ static void test_turns(const char *mode)
 	struct turns t70 = read_turns(out70, first30 ? w30 : 0, w70);
 	fprintf(
 	    stderr,
-	    "turns %s: cap 30: %u launches, %.1f%% in its window, busy %.2f; cap 70: %u launches, %.1f%% in "
-	    "its window, busy %.2f\n",
+	    "turns %s: cap 30: %u launches, %.1f%% in its window, busy %.2f; cap 70: %u launches, %.1f%% in its window, busy %.2f\n",
 	    mode, t30.launches, 100 * t30.in_window, t30.busy, t70.launches, 100 * t70.in_window, t70.busy);
 	char file[512];
 	snprintf(file, sizeof(file), "%s/gpucap-sched-%s", node, DEV_A);
