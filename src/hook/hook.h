@@ -45,13 +45,10 @@ extern const struct gpucap_hook_info gpucap_hooks[GPUCAP_HOOK_COUNT];
  * read-only after. */
 extern void *gpucap_real[GPUCAP_HOOK_COUNT];
 
-/* The row whose name is symbol, or -1. */
+/* The row whose name is symbol, or -1 (routes.c). */
 int gpucap_hook_find(const char *symbol);
-/* The wrapper to hand out for a real function pointer, or NULL. */
+/* The wrapper to hand out for a real function pointer, or NULL (routes.c). */
 void *gpucap_wrapper_for_real(void *real);
-/* Fill gpucap_real and the driver's calls (src/driver/calls.def) from the
- * real libraries. */
-void gpucap_resolve_real(void);
 
 /* ---- Process state (init.c) ------------------------------------------------ */
 

@@ -7,6 +7,7 @@
  * acquire load. A forked child goes back to NONE and initialises again on
  * its next call, attaching its own slot.
  */
+#include "calls.h"
 #include "compute.h"
 #include "hook.h"
 #include "log.h"
@@ -92,10 +93,30 @@ static void after_fork_child(void)
 	atomic_store_explicit(&gpucap_init_state, GPUCAP_INIT_NONE, memory_order_release);
 }
 
+/* A real library that is itself preloaded could hand back our own wrapper;
+ * never call ourselves. */
+static bool is_own_wrapper(const void *fn)
+{
+	for (int j = 0; j < GPUCAP_HOOK_COUNT; j++)
+		if (fn == gpucap_hooks[j].wrapper)
+			return true;
+	return false;
+}
+
+/* Fill gpucap_real and the driver's calls from the real libraries. */
+static void resolve_real(void)
+{
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++) {
+		void *fn = gpucap_driver_symbol(gpucap_hooks[i].lib, gpucap_hooks[i].name);
+		gpucap_real[i] = fn && is_own_wrapper(fn) ? NULL : fn;
+	}
+	gpucap_calls_resolve(is_own_wrapper);
+}
+
 static void initialise(void)
 {
 	gpucap_config_load(&gpucap.config);
-	gpucap_resolve_real();
+	resolve_real();
 	if (!gpucap.region)
 		attach_region();
 	/* Data flows one way: the memory and compute layers are told what they

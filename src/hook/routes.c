@@ -26,6 +26,28 @@ GPUCAP_NO_SANITIZE static bool maybe_nvml(const char *symbol)
 	return symbol && symbol[0] == 'n' && symbol[1] == 'v' && symbol[2] == 'm' && symbol[3] == 'l';
 }
 
+/* The row table's lookups, by name and by real function. */
+
+int gpucap_hook_find(const char *symbol)
+{
+	if (!symbol || symbol[0] == '\0')
+		return -1;
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++)
+		if (strcmp(gpucap_hooks[i].name, symbol) == 0)
+			return i;
+	return -1;
+}
+
+void *gpucap_wrapper_for_real(void *real)
+{
+	if (!real)
+		return NULL;
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++)
+		if (gpucap_real[i] == real)
+			return gpucap_hooks[i].wrapper;
+	return NULL;
+}
+
 /*
  * A lookup that found an intercepted name answers with the wrapper. The
  * decision is by name alone, so it needs no initialisation: dlsym may run

@@ -1,12 +1,9 @@
 /* Everything generated from hooks.def: exported wrappers with their
  * prologue, the row table, the real-function pointers and the lookups used
  * by dlsym and cuGetProcAddress. */
-#include "calls.h"
 #include "handlers.h"
 #include "hook.h"
 #include "narrow.h"
-
-#include <string.h>
 
 /* Exported wrappers: the only symbols libgpucap.so exports besides dlsym. */
 #define HOOK(lib, name, ret, params, args, handler) GPUCAP_EXPORT ret name params;
@@ -67,42 +64,3 @@ const struct gpucap_hook_info gpucap_hooks[GPUCAP_HOOK_COUNT] = {
 };
 
 void *gpucap_real[GPUCAP_HOOK_COUNT];
-
-int gpucap_hook_find(const char *symbol)
-{
-	if (!symbol || symbol[0] == '\0')
-		return -1;
-	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++)
-		if (strcmp(gpucap_hooks[i].name, symbol) == 0)
-			return i;
-	return -1;
-}
-
-void *gpucap_wrapper_for_real(void *real)
-{
-	if (!real)
-		return NULL;
-	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++)
-		if (gpucap_real[i] == real)
-			return gpucap_hooks[i].wrapper;
-	return NULL;
-}
-
-/* A real library that is itself preloaded could hand back our own wrapper;
- * never call ourselves. */
-static bool is_own_wrapper(const void *fn)
-{
-	for (int j = 0; j < GPUCAP_HOOK_COUNT; j++)
-		if (fn == gpucap_hooks[j].wrapper)
-			return true;
-	return false;
-}
-
-void gpucap_resolve_real(void)
-{
-	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++) {
-		void *fn = gpucap_driver_symbol(gpucap_hooks[i].lib, gpucap_hooks[i].name);
-		gpucap_real[i] = fn && is_own_wrapper(fn) ? NULL : fn;
-	}
-	gpucap_calls_resolve(is_own_wrapper);
-}
