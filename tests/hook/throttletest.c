@@ -17,6 +17,7 @@
 #include "gpucap/region.h"
 #include "hook_scratch.h"
 #include "layout.h"
+#include "self_exec.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -256,57 +257,10 @@ static void set_sm_limit(const char *uuid, uint32_t percent)
 	gpucap_region_detach(r);
 }
 
-/* Run this program with args in a child, with extra "NAME=value" settings
- * ("NAME=" unsets); stderr into err. Returns the exit status. */
-/* In a forked child: set NAME=VALUE (unset NAME= with no value), then run
- * this program with args (NULL-terminated); never returns. */
-static void exec_self(const char *const *env, const char *const *args)
-{
-	for (const char *const *e = env; e && *e; e++) {
-		char name[256];
-		const char *eq = strchr(*e, '=');
-		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
-		if (eq[1])
-			setenv(name, eq + 1, 1);
-		else
-			unsetenv(name);
-	}
-	char *argv[8];
-	int n = 0;
-	argv[n++] = self_path;
-	for (const char *const *a = args; *a && n < 7; a++)
-		argv[n++] = (char *)*a;
-	argv[n] = NULL;
-	execv(self_path, argv);
-	_exit(127);
-}
-
+/* Run this program with args in a child (tests/support/self_exec.h). */
 static int run_self(char *err, size_t err_len, const char *const *env, const char *const *args)
 {
-	int pipefd[2];
-	CHECK(pipe(pipefd) == 0);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		close(pipefd[0]);
-		dup2(pipefd[1], STDERR_FILENO);
-		exec_self(env, args);
-	}
-	close(pipefd[1]);
-	size_t used = 0;
-	char buf[512];
-	ssize_t got;
-	while ((got = read(pipefd[0], buf, sizeof(buf))) > 0) {
-		if (used + (size_t)got < err_len) {
-			memcpy(err + used, buf, (size_t)got);
-			used += (size_t)got;
-		}
-	}
-	err[used] = '\0';
-	close(pipefd[0]);
-	int status;
-	CHECK(waitpid(pid, &status, 0) == pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return self_run(self_path, err, err_len, env, args);
 }
 
 static unsigned count_lines(const char *text)
@@ -877,11 +831,7 @@ static int turns_child(const char *out)
 
 static pid_t spawn_self(const char *const *env, const char *const *args)
 {
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0)
-		exec_self(env, args);
-	return pid;
+	return self_spawn(self_path, env, args);
 }
 
 struct turns {
