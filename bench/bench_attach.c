@@ -269,14 +269,13 @@ int main(int argc, char **argv)
 				return 2;
 
 	printf("attach = open/create the region file + take a slot + register one device, per process\n");
-	printf("latency: per process, from its own start to attached (p50/p99/max over all processes of "
-	       "%lu repetitions)\n",
-	       o.reps);
+	printf(
+	    "latency: per process, from its own start to attached (p50/p99/max over all processes of %lu repetitions)\n",
+	    o.reps);
 	printf(
 	    "wall: from the start gate opening to the last process attached (median/max of repetitions)\n");
 	printf(
-	    "semaphore design attach: open, init under a file lock, sem_wait, kill(pid,0) sweep of %d slots, "
-	    "register, sem_post\n\n",
+	    "semaphore design attach: open, init under a file lock, sem_wait, kill(pid,0) sweep of %d slots, register, sem_post\n\n",
 	    SEM_REGION_SLOTS);
 
 	struct summary results[MAX_POINTS][2][2];

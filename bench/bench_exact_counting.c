@@ -140,17 +140,15 @@ static bool read_gpucap(const struct target *t, struct accounting *out)
 		    dev->in_use_bytes == mine->in_use_bytes && mine->charged_bytes == dev->charged_bytes &&
 		    dev->charged_bytes >= dev->in_use_bytes;
 		if (!out->exact)
-			fprintf(stderr,
-			        "bench_exact_counting: gpucap snapshot disagrees with itself: consistent=%d "
-			        "process in_use=%llu DATA=%lld CONTEXT=%lld MODULE=%lld charged=%llu; device "
-			        "in_use=%llu charged=%llu\n",
-			        snap->consistent, (unsigned long long)mine->in_use_bytes,
-			        (long long)mine->kind_bytes[GPUCAP_KIND_DATA],
-			        (long long)mine->kind_bytes[GPUCAP_KIND_CONTEXT],
-			        (long long)mine->kind_bytes[GPUCAP_KIND_MODULE],
-			        (unsigned long long)mine->charged_bytes,
-			        (unsigned long long)dev->in_use_bytes,
-			        (unsigned long long)dev->charged_bytes);
+			fprintf(
+			    stderr,
+			    "bench_exact_counting: gpucap snapshot disagrees with itself: consistent=%d process in_use=%llu DATA=%lld CONTEXT=%lld MODULE=%lld charged=%llu; device in_use=%llu charged=%llu\n",
+			    snap->consistent, (unsigned long long)mine->in_use_bytes,
+			    (long long)mine->kind_bytes[GPUCAP_KIND_DATA],
+			    (long long)mine->kind_bytes[GPUCAP_KIND_CONTEXT],
+			    (long long)mine->kind_bytes[GPUCAP_KIND_MODULE],
+			    (unsigned long long)mine->charged_bytes, (unsigned long long)dev->in_use_bytes,
+			    (unsigned long long)dev->charged_bytes);
 	}
 	gpucap_snapshot_free(snap);
 	return found;
@@ -287,8 +285,7 @@ static bool exact_counting(const struct options *o, const char *workdir)
 	exact_run(DESIGN_SEMAPHORE, o, workdir, &s);
 
 	printf(
-	    "exact counting: %lu threads x %lu reserve/release pairs, sizes 1 B..%llu B spread over powers "
-	    "of two, seed %lu\n",
+	    "exact counting: %lu threads x %lu reserve/release pairs, sizes 1 B..%llu B spread over powers of two, seed %lu\n",
 	    o->threads, o->pairs, (unsigned long long)o->max_size, o->seed);
 	printf("midpoint: every thread holds one reservation; 'charged' may include gpucap's idle reserve\n");
 	printf("%-34s %16s %16s %16s\n", "check", "expected", "gpucap", "semaphore");
@@ -427,9 +424,9 @@ static double scaling_point(enum design design, unsigned n, const struct options
 
 static void scaling(const struct options *o, const char *workdir)
 {
-	printf("\nthroughput: one process, N threads, reserve+release pairs of random sizes 1 B..%llu B, "
-	       "%lu ms per point, unlimited device\n",
-	       (unsigned long long)o->throughput_max_size, o->duration_ms);
+	printf(
+	    "\nthroughput: one process, N threads, reserve+release pairs of random sizes 1 B..%llu B, %lu ms per point, unlimited device\n",
+	    (unsigned long long)o->throughput_max_size, o->duration_ms);
 	printf("speedup: Mops/s at N threads / Mops/s at %u thread(s); ratio: gpucap / semaphore Mops/s\n",
 	       o->scaling[0]);
 	/* Untimed first pass: page faults and clock ramp-up. */

@@ -461,14 +461,13 @@ int main(int argc, char **argv)
 
 	printf("reserve+release pairs on one device, kind DATA, %llu B each, %lu ms per point\n",
 	       (unsigned long long)o.size, o.duration_ms);
-	printf("loose limit: %llu B; tight limit: room for half the contenders' reservations (at least one) "
-	       "plus half a reservation\n",
-	       (unsigned long long)o.loose_limit);
+	printf(
+	    "loose limit: %llu B; tight limit: room for half the contenders' reservations (at least one) plus half a reservation\n",
+	    (unsigned long long)o.loose_limit);
 	printf(
 	    "ns/op: contender time per reserve attempt (+ release when granted), averaged over operations\n");
 	printf(
-	    "Mops/s: all contenders together; ref%%: reserves refused for the limit; worst%%: ref%% of the "
-	    "contender refused most; fair: fewest/most operations of one contender\n");
+	    "Mops/s: all contenders together; ref%%: reserves refused for the limit; worst%%: ref%% of the contender refused most; fair: fewest/most operations of one contender\n");
 	printf("ratio: semaphore ns/op / gpucap ns/op (higher is better for gpucap)\n\n");
 	warm_up(shared, &o, workdir);
 
@@ -529,9 +528,9 @@ int main(int argc, char **argv)
 			    "  gpucap >= 20x the semaphore design at 8 contenders (loose, %s): %.1fx (%s)\n",
 			    name, ratio_at_8[mode], bench_verdict(ratio_at_8[mode] >= 20.0));
 		else if (o.modes[mode])
-			printf("  gpucap >= 20x the semaphore design at 8 contenders (loose, %s): not "
-			       "measured\n",
-			       name);
+			printf(
+			    "  gpucap >= 20x the semaphore design at 8 contenders (loose, %s): not measured\n",
+			    name);
 	}
 
 	bench_shared_free(shared, sizeof *shared);

@@ -144,10 +144,10 @@ int main(int argc, char **argv)
 	size = env_int("OMPI_COMM_WORLD_SIZE", -1);
 	const char *t0_text = getenv("GPUCAP_T0_NS");
 	if (rank < 0 || size < 1 || size > MAX_RANKS || rank >= size || !t0_text) {
-		fprintf(stderr,
-		        "mpi_ranks: needs OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE (<= %d) and "
-		        "GPUCAP_T0_NS\n",
-		        MAX_RANKS);
+		fprintf(
+		    stderr,
+		    "mpi_ranks: needs OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE (<= %d) and GPUCAP_T0_NS\n",
+		    MAX_RANKS);
 		return 2;
 	}
 	uint64_t t0 = strtoull(t0_text, NULL, 10);

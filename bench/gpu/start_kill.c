@@ -276,9 +276,9 @@ int main(int argc, char **argv)
 
 	double p50 = survivors ? (double)percentile(survivor_ns, (size_t)survivors, 50) / 1e6 : -1;
 	double max = survivors ? (double)survivor_ns[survivors - 1] / 1e6 : -1;
-	printf("start_kill n=%d kills=%d window_ms=%.1f seed=%llu survivors=%d survivors_p50_ms=%.1f "
-	       "survivors_max_ms=%.1f fresh_ms=%.1f victims=",
-	       n, kills, window_ms, (unsigned long long)seed, survivors, p50, max, fresh_ms);
+	printf(
+	    "start_kill n=%d kills=%d window_ms=%.1f seed=%llu survivors=%d survivors_p50_ms=%.1f survivors_max_ms=%.1f fresh_ms=%.1f victims=",
+	    n, kills, window_ms, (unsigned long long)seed, survivors, p50, max, fresh_ms);
 	for (int i = 0; i < kills; i++)
 		printf("%s%d@%.1f:%s", i ? "," : "", victims[i], (double)kill_at[i] / 1e6,
 		       mid_start[i] ? "mid" : "held");

@@ -54,7 +54,10 @@ extern "C" {
 #define GPUCAP_UNLIMITED GPUCAP_BYTES_MAX
 
 #define GPUCAP_UUID_MAX 96
-#define GPUCAP_COMM_MAX 32
+/* Devices a region can hold, and CUDA ordinals a process can use: the one
+ * definition of the limit. */
+#define GPUCAP_MAX_DEVICES 64
+#define GPUCAP_COMM_MAX    32
 
 typedef enum gpucap_status {
 	GPUCAP_OK = 0,
@@ -100,7 +103,7 @@ struct gpucap_region_options {
 	bool group_shared;
 	/* Used only when this call creates the file; 0 picks the default. */
 	uint32_t slot_capacity;   /* default 1024, at most 4095 */
-	uint32_t device_capacity; /* default 16, at most 64 */
+	uint32_t device_capacity; /* default 16, at most GPUCAP_MAX_DEVICES */
 	/* How long to wait for another process that is creating the file.
 	 * 0 picks the default (2000 ms). */
 	uint32_t init_timeout_ms;
@@ -236,9 +239,9 @@ gpucap_status gpucap_region_set_limit(gpucap_region *region, int device, uint64_
 gpucap_status gpucap_region_set_sm_limit(gpucap_region *region, int device, uint32_t sm_limit);
 
 struct gpucap_reclaim_report {
-	uint32_t slots;                /* dead slots reclaimed by this call */
-	uint64_t bytes;                /* bytes returned to the device totals */
-	uint64_t bytes_per_device[64]; /* indexed by device */
+	uint32_t slots;                                /* dead slots reclaimed by this call */
+	uint64_t bytes;                                /* bytes returned to the device totals */
+	uint64_t bytes_per_device[GPUCAP_MAX_DEVICES]; /* indexed by device */
 };
 
 /*

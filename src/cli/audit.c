@@ -26,10 +26,10 @@ bool cli_audit_open(const char *command, const char *region_path, struct cli_aud
 	int fd = open(audit->path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0) {
 		int error = errno;
-		cli_failure(command,
-		            "cannot open the audit log %s: %s; no limit was changed (the log must be a "
-		            "regular file you can write, next to the region)",
-		            audit->path, error == ELOOP ? "it is a symbolic link" : strerror(error));
+		cli_failure(
+		    command,
+		    "cannot open the audit log %s: %s; no limit was changed (the log must be a regular file you can write, next to the region)",
+		    audit->path, error == ELOOP ? "it is a symbolic link" : strerror(error));
 		return false;
 	}
 	struct stat st;
@@ -37,8 +37,7 @@ bool cli_audit_open(const char *command, const char *region_path, struct cli_aud
 		close(fd);
 		cli_failure(
 		    command,
-		    "the audit log %s is not a regular file of yours; no limit was changed (remove it "
-		    "or fix its owner)",
+		    "the audit log %s is not a regular file of yours; no limit was changed (remove it or fix its owner)",
 		    audit->path);
 		return false;
 	}
@@ -93,8 +92,7 @@ bool cli_audit_record(struct cli_audit *audit, const struct gpucap_device_view *
 	if (written != n) {
 		cli_failure(
 		    audit->command,
-		    "device %d: the %s change was made but could not be recorded in %s: %s; check the "
-		    "disk it is on",
+		    "device %d: the %s change was made but could not be recorded in %s: %s; check the disk it is on",
 		    device->index, what, audit->path, written < 0 ? strerror(errno) : "short write");
 		return false;
 	}

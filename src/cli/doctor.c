@@ -86,8 +86,7 @@ static void check_library(struct doctor *d, const char *name, const char *soname
 	}
 	/* No GPU here (a CI machine, a login node): worth knowing, not fatal. */
 	add(d, CHECK_WARN, name,
-	    "install the NVIDIA driver, or start the container with the NVIDIA runtime so that it is "
-	    "mounted",
+	    "install the NVIDIA driver, or start the container with the NVIDIA runtime so that it is mounted",
 	    "%s cannot be loaded, so %s", path, what);
 }
 
@@ -225,8 +224,7 @@ static void check_permissions(struct doctor *d, const char *path)
 		return;
 	if ((ds.st_mode & S_IWOTH) && !(ds.st_mode & S_ISVTX))
 		add(d, CHECK_FAIL, "permissions", "chmod +t on the directory, or move the region elsewhere",
-		    "directory %s is writable by everyone without the sticky bit: anyone can replace the "
-		    "region",
+		    "directory %s is writable by everyone without the sticky bit: anyone can replace the region",
 		    dir);
 	else
 		add(d, CHECK_OK, "permissions", NULL, "directory %s: mode %04o%s", dir,
@@ -282,8 +280,7 @@ static void check_region(struct doctor *d, const char *file)
 	struct stat st;
 	if (lstat(where.path, &st) != 0 && errno == ENOENT) {
 		add(d, CHECK_WARN, "region",
-		    "none needed: the first gpucap-limited process creates it; or name the right file with "
-		    "--file",
+		    "none needed: the first gpucap-limited process creates it; or name the right file with --file",
 		    "no region file at %s yet (path from %s)", where.path, where.origin);
 		return;
 	}
@@ -329,12 +326,8 @@ static void check_region(struct doctor *d, const char *file)
 		add(d, CHECK_OK, "region", NULL, "no dead slots awaiting reclaim");
 	if (unknown_host)
 		add(d, CHECK_WARN, "host-pid",
-		    "run 'gpucap resolve --watch --regions GLOB' or 'gpucap exporter --resolve-host-pids' on "
-		    "the "
-		    "host (hostPID: true in Kubernetes); memory and compute caps do not depend on it",
-		    "%u of %u processes run in a PID namespace and have no host PID yet: host-side "
-		    "per-process "
-		    "attribution (nvidia-smi, exporter host_pid labels) cannot name them",
+		    "run 'gpucap resolve --watch --regions GLOB' or 'gpucap exporter --resolve-host-pids' on the host (hostPID: true in Kubernetes); memory and compute caps do not depend on it",
+		    "%u of %u processes run in a PID namespace and have no host PID yet: host-side per-process attribution (nvidia-smi, exporter host_pid labels) cannot name them",
 		    (unsigned)unknown_host, (unsigned)s->process_count);
 	else
 		add(d, CHECK_OK, "host-pid", NULL, "every process has a host PID (%u processes)",

@@ -56,9 +56,9 @@ static int exporter_run(int argc, char **argv)
 		    command, "--regions GLOB is required, e.g. --regions '/var/lib/gpucap/*/cudevshr.cache'");
 
 	if (resolve && !gpucap_resolver_on_host())
-		return cli_failure(command,
-		                   "--resolve-host-pids needs the host's PID namespace, where /proc shows "
-		                   "host PIDs; run the exporter on the host (Kubernetes: hostPID: true)");
+		return cli_failure(
+		    command,
+		    "--resolve-host-pids needs the host's PID namespace, where /proc shows host PIDs; run the exporter on the host (Kubernetes: hostPID: true)");
 
 	char err[1024];
 	struct exporter_config config;
@@ -94,9 +94,9 @@ static int exporter_run(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	return cli_failure(cli_command_exporter.name,
-	                   "this gpucap was built without the exporter (libmicrohttpd was not found at build "
-	                   "time); install libmicrohttpd-dev and rebuild");
+	return cli_failure(
+	    cli_command_exporter.name,
+	    "this gpucap was built without the exporter (libmicrohttpd was not found at build time); install libmicrohttpd-dev and rebuild");
 }
 #endif
 

@@ -46,8 +46,7 @@ static int from_override(const char *command, const char *value, char *path, siz
 	if (!preloadable(path))
 		return cli_failure(
 		    command,
-		    "GPUCAP_LIBRARY path %s contains a colon or blank, which LD_PRELOAD cannot carry; "
-		    "move the library to a plain path",
+		    "GPUCAP_LIBRARY path %s contains a colon or blank, which LD_PRELOAD cannot carry; move the library to a plain path",
 		    path);
 	return CLI_EXIT_OK;
 }
@@ -61,10 +60,10 @@ int cli_find_preload_library(const char *command, char *path, size_t path_len)
 	char bindir[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", bindir, sizeof(bindir) - 1);
 	if (n <= 0)
-		return cli_failure(command,
-		                   "cannot find the gpucap binary's directory (/proc/self/exe: %s); set "
-		                   "GPUCAP_LIBRARY to the path of libgpucap.so",
-		                   strerror(errno));
+		return cli_failure(
+		    command,
+		    "cannot find the gpucap binary's directory (/proc/self/exe: %s); set GPUCAP_LIBRARY to the path of libgpucap.so",
+		    strerror(errno));
 	bindir[n] = '\0';
 	char *slash = strrchr(bindir, '/');
 	if (slash)
@@ -93,15 +92,13 @@ int cli_find_preload_library(const char *command, char *path, size_t path_len)
 		if (!preloadable(path))
 			return cli_failure(
 			    command,
-			    "%s contains a colon or blank, which LD_PRELOAD cannot carry; install gpucap "
-			    "under a plain path or set GPUCAP_LIBRARY",
+			    "%s contains a colon or blank, which LD_PRELOAD cannot carry; install gpucap under a plain path or set GPUCAP_LIBRARY",
 			    path);
 		return CLI_EXIT_OK;
 	}
 	return cli_failure(command,
 	                   "cannot find " CLI_PRELOAD_NAME
-	                   " in %s%s%s or %s; install it next to gpucap or set "
-	                   "GPUCAP_LIBRARY to its path",
+	                   " in %s%s%s or %s; install it next to gpucap or set GPUCAP_LIBRARY to its path",
 	                   dirs[0], count > 2 ? ", " : "", count > 2 ? dirs[1] : "", dirs[count - 1]);
 }
 

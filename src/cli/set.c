@@ -94,13 +94,12 @@ static int parse_request(int argc, char **argv, struct set_request *req, bool *d
 			                       req->memory);
 		} else if (req->memory_bytes == 0) {
 			return cli_usage_error(
-			    command, "-m/--memory must be more than 0 bytes; write 'unlimited' to remove "
-			             "the limit");
+			    command,
+			    "-m/--memory must be more than 0 bytes; write 'unlimited' to remove the limit");
 		} else if (req->memory_bytes >= GPUCAP_BYTES_MAX) {
 			return cli_usage_error(
 			    command,
-			    "-m/--memory '%s' is not below the largest limit (256 TiB - 1 byte); "
-			    "write 'unlimited' to remove the limit",
+			    "-m/--memory '%s' is not below the largest limit (256 TiB - 1 byte); write 'unlimited' to remove the limit",
 			    req->memory);
 		}
 	}
@@ -120,10 +119,10 @@ static bool select_devices(const struct gpucap_snapshot *snapshot, const char *w
 	const char *command = cli_command_set.name;
 	*count = 0;
 	if (snapshot->device_count == 0) {
-		cli_failure(command,
-		            "no devices are registered in region %s yet; start a gpucap-limited process on "
-		            "the GPU first",
-		            path);
+		cli_failure(
+		    command,
+		    "no devices are registered in region %s yet; start a gpucap-limited process on the GPU first",
+		    path);
 		return false;
 	}
 	if (strcmp(which, "all") == 0) {
@@ -143,8 +142,7 @@ static bool select_devices(const struct gpucap_snapshot *snapshot, const char *w
 		if (*count == 1 && !numeric) {
 			cli_failure(
 			    command,
-			    "--device '%s' matches more than one device in %s; give more of the UUID or "
-			    "the device index",
+			    "--device '%s' matches more than one device in %s; give more of the UUID or the device index",
 			    which, path);
 			return false;
 		}
@@ -173,17 +171,15 @@ static void print_text(const struct set_result *results, uint32_t count, const s
 			       cli_format_limit(r->old_limit, old_text, sizeof(old_text)),
 			       cli_format_limit(r->new_limit, new_text, sizeof(new_text)));
 			if (!cli_limit_is_unlimited(r->new_limit) && r->new_limit < r->device->charged_bytes)
-				printf("device %d: limit %s is below the %s charged; new allocations are "
-				       "refused "
-				       "until usage falls\n",
-				       index, new_text,
-				       cli_format_bytes(r->device->charged_bytes, charged, sizeof(charged)));
+				printf(
+				    "device %d: limit %s is below the %s charged; new allocations are refused until usage falls\n",
+				    index, new_text,
+				    cli_format_bytes(r->device->charged_bytes, charged, sizeof(charged)));
 			if (r->new_limit > file_cap)
-				printf("device %d: limit %s has no effect beyond the limits file's cap of %s "
-				       "(%s:%u); "
-				       "processes keep the file's cap\n",
-				       index, new_text, cli_format_bytes(file_cap, cap, sizeof(cap)),
-				       file->path, file->memory_all.line);
+				printf(
+				    "device %d: limit %s has no effect beyond the limits file's cap of %s (%s:%u); processes keep the file's cap\n",
+				    index, new_text, cli_format_bytes(file_cap, cap, sizeof(cap)), file->path,
+				    file->memory_all.line);
 		}
 		if (req->sm) {
 			printf("device %d (%s): SM limit %s -> %s (running processes follow within 1 s)\n",

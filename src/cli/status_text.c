@@ -182,9 +182,9 @@ static void render_summary(const struct gpucap_snapshot *snapshot, FILE *out)
 	        (unsigned long long)snapshot->reclaimed_slots_total,
 	        cli_format_bytes(snapshot->reclaimed_bytes_total, reclaimed, sizeof(reclaimed)));
 	if (!snapshot->consistent)
-		fputs("note:      the region changed while it was read; totals may be off by in-flight "
-		      "reservations\n",
-		      out);
+		fputs(
+		    "note:      the region changed while it was read; totals may be off by in-flight reservations\n",
+		    out);
 	if (dead)
 		fputs("hint:      run 'gpucap reap' to return the charges of dead processes now\n", out);
 }

@@ -26,10 +26,10 @@ bool exp_path_rule_compile(struct exp_path_rule *rule, const char *pattern, char
 	rule->groups = rule->regex.re_nsub;
 	if (rule->groups == 0) {
 		regfree(&rule->regex);
-		snprintf(err, err_len,
-		         "--label-from-path '%s' has no capture group; groups 1, 2 and 3 give namespace, pod "
-		         "and container, e.g. '^/run/gpucap/([^/]+)/([^/]+)/([^/]+)/'",
-		         pattern);
+		snprintf(
+		    err, err_len,
+		    "--label-from-path '%s' has no capture group; groups 1, 2 and 3 give namespace, pod and container, e.g. '^/run/gpucap/([^/]+)/([^/]+)/([^/]+)/'",
+		    pattern);
 		return false;
 	}
 	rule->custom = true;

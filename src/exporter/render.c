@@ -15,19 +15,19 @@ struct family_info {
 
 /* Order of output. Names carry their unit (Prometheus naming rules). */
 static const struct family_info families[EXP_FAMILY_COUNT] = {
-    [EXP_REGION_UP] = {"gpucap_region_up", "gauge",
-                       "1 if the region file could be read on this scrape, 0 if it is missing, corrupt or "
-                       "unreadable."},
-    [EXP_REGION_READ_ERRORS] = {"gpucap_region_read_errors_total", "counter",
-                                "Scrapes on which the region file could not be read, since the exporter "
-                                "first saw the path."},
+    [EXP_REGION_UP] =
+        {"gpucap_region_up", "gauge",
+         "1 if the region file could be read on this scrape, 0 if it is missing, corrupt or unreadable."},
+    [EXP_REGION_READ_ERRORS] =
+        {"gpucap_region_read_errors_total", "counter",
+         "Scrapes on which the region file could not be read, since the exporter first saw the path."},
     [EXP_REGION_PROCESSES] = {"gpucap_region_processes", "gauge",
                               "Process slots in use, by state: alive, or dead and awaiting reclaim."},
     [EXP_REGION_RECLAIMED_SLOTS] = {"gpucap_region_reclaimed_slots_total", "counter",
                                     "Slots of dead processes reclaimed since the region was created."},
-    [EXP_REGION_RECLAIMED_BYTES] = {"gpucap_region_reclaimed_bytes_total", "counter",
-                                    "Bytes returned by reclaiming dead processes since the region was "
-                                    "created."},
+    [EXP_REGION_RECLAIMED_BYTES] =
+        {"gpucap_region_reclaimed_bytes_total", "counter",
+         "Bytes returned by reclaiming dead processes since the region was created."},
     [EXP_DEVICE_LIMIT] = {"gpucap_device_memory_limit_bytes", "gauge",
                           "Memory limit of the device in bytes; absent when the device has no limit."},
     [EXP_DEVICE_CHARGED] = {"gpucap_device_memory_charged_bytes", "gauge",
@@ -38,30 +38,30 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
                          "Highest charged total seen since the region was created, in bytes."},
     [EXP_DEVICE_SM_LIMIT] = {"gpucap_device_sm_limit_ratio", "gauge",
                              "Share of the device's SMs the region may use, 0 to 1 (1: no SM limit)."},
-    [EXP_DEVICE_SM_DUTY] = {"gpucap_device_sm_duty_ratio", "gauge",
-                            "Fraction of time the SM throttle currently lets the region's kernels run on "
-                            "the device, 0 to 1 (1: no SM limit)."},
-    [EXP_DEVICE_SM_SHARE] = {"gpucap_device_sm_share_ratio", "gauge",
-                             "Share of the device's SMs the region's processes achieved over about the last "
-                             "second, 0 to 1; absent until measured."},
+    [EXP_DEVICE_SM_DUTY] =
+        {"gpucap_device_sm_duty_ratio", "gauge",
+         "Fraction of time the SM throttle currently lets the region's kernels run on the device, 0 to 1 (1: no SM limit)."},
+    [EXP_DEVICE_SM_SHARE] =
+        {"gpucap_device_sm_share_ratio", "gauge",
+         "Share of the device's SMs the region's processes achieved over about the last second, 0 to 1; absent until measured."},
     [EXP_PROCESS_IN_USE] = {"gpucap_process_memory_in_use_bytes", "gauge",
                             "Bytes a process has in use on a device."},
-    [EXP_PROCESS_ALIVE] = {"gpucap_process_alive", "gauge",
-                           "1 while the process owning the slot is alive, 0 once it died and its charges "
-                           "await reclaim."},
-    [EXP_PROCESS_LAST_LAUNCH] = {"gpucap_process_last_launch_timestamp_seconds", "gauge",
-                                 "Unix time at which the process last launched work on a GPU; absent if it "
-                                 "never did."},
+    [EXP_PROCESS_ALIVE] =
+        {"gpucap_process_alive", "gauge",
+         "1 while the process owning the slot is alive, 0 once it died and its charges await reclaim."},
+    [EXP_PROCESS_LAST_LAUNCH] =
+        {"gpucap_process_last_launch_timestamp_seconds", "gauge",
+         "Unix time at which the process last launched work on a GPU; absent if it never did."},
     [EXP_HAMI_USED] = {"hami_vgpu_memory_used_bytes", "gauge",
                        "HAMi-compatible name: bytes counted against the container's limit on the device."},
     [EXP_HAMI_LIMIT] = {"hami_vgpu_memory_limit_bytes", "gauge",
                         "HAMi-compatible name: the container's memory limit on the device in bytes."},
-    [EXP_HAMI_UTILIZATION] = {"hami_container_device_utilization_ratio", "gauge",
-                              "HAMi-compatible name: SM share the container achieved on the device, in "
-                              "percent (0-100) as HAMi reports it; absent until measured."},
-    [EXP_HAMI_LAST_KERNEL] = {"hami_container_last_kernel_elapsed_seconds", "gauge",
-                              "HAMi-compatible name: seconds since a process of the container last launched "
-                              "a kernel."},
+    [EXP_HAMI_UTILIZATION] =
+        {"hami_container_device_utilization_ratio", "gauge",
+         "HAMi-compatible name: SM share the container achieved on the device, in percent (0-100) as HAMi reports it; absent until measured."},
+    [EXP_HAMI_LAST_KERNEL] =
+        {"hami_container_last_kernel_elapsed_seconds", "gauge",
+         "HAMi-compatible name: seconds since a process of the container last launched a kernel."},
     [EXP_SCRAPE_DURATION] = {"gpucap_exporter_scrape_duration_seconds", "gauge",
                              "Time spent reading every region for this scrape, in seconds."},
 };

@@ -138,9 +138,9 @@ static int open_listener(const struct exporter_address *where, char *err, size_t
 		getnameinfo((const struct sockaddr *)&where->addr, where->len, host, sizeof(host), serv,
 		            sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
 		snprintf(err, err_len, "cannot listen on %s port %s: %s%s", host, serv, strerror(saved),
-		         saved == EADDRINUSE ? "; another process (HAMi's monitor?) uses the port: pick "
-		                               "another with --listen"
-		                             : "");
+		         saved == EADDRINUSE
+		             ? "; another process (HAMi's monitor?) uses the port: pick another with --listen"
+		             : "");
 		close(fd);
 		return -1;
 	}
@@ -152,11 +152,11 @@ static int open_listener(const struct exporter_address *where, char *err, size_t
 	return fd;
 }
 
-static const char index_page[] = "<!DOCTYPE html>\n<html><head><title>gpucap exporter</title></head><body>\n"
-                                 "<h1>gpucap exporter</h1>\n"
-                                 "<p>Prometheus metrics of the gpucap accounting regions on this node: "
-                                 "<a href=\"/metrics\">/metrics</a></p>\n"
-                                 "</body></html>\n";
+static const char index_page[] =
+    "<!DOCTYPE html>\n<html><head><title>gpucap exporter</title></head><body>\n"
+    "<h1>gpucap exporter</h1>\n"
+    "<p>Prometheus metrics of the gpucap accounting regions on this node: <a href=\"/metrics\">/metrics</a></p>\n"
+    "</body></html>\n";
 
 static enum MHD_Result respond(struct MHD_Connection *connection, unsigned status, const char *content_type,
                                void *body, size_t len, enum MHD_ResponseMemoryMode mode)

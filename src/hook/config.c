@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 /* Configuration, read once at initialisation: the environment and the
  * limits file. */
+#include "config.h"
 #include "default_paths.h"
 #include "hook.h"
 #include "limits_file.h"
@@ -237,8 +238,7 @@ void gpucap_config_load(struct gpucap_config *config)
 	if (node_dir && *node_dir && node_dir[0] != '/')
 		report_malformed(
 		    "GPUCAP_NODE_DIR", node_dir, "an absolute directory path",
-		    "capped containers on a GPU do not take turns; set an absolute path (the node directory "
-		    "mounted into every container) or unset it");
+		    "capped containers on a GPU do not take turns; set an absolute path (the node directory mounted into every container) or unset it");
 	else if (node_dir && *node_dir)
 		copy_string(config->node_dir, sizeof(config->node_dir), node_dir);
 

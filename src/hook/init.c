@@ -7,9 +7,13 @@
  * acquire load. A forked child goes back to NONE and initialises again on
  * its next call, attaching its own slot.
  */
+#include "calls.h"
+#include "compute.h"
 #include "hook.h"
 #include "log.h"
+#include "memory.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +54,9 @@ static void attach_region(void)
 		struct gpucap_slot_identity id;
 		gpucap_identity_initial(&id);
 		if (id.host_pid_source == GPUCAP_HOST_PID_UNKNOWN)
-			GPUCAP_LOG(GPUCAP_LOG_INFO,
-			           "host PID not known inside this PID namespace; per-process attribution on "
-			           "the host waits for `gpucap resolve --watch` or `gpucap exporter` running "
-			           "on the host (compute caps do not need it)");
+			GPUCAP_LOG(
+			    GPUCAP_LOG_INFO,
+			    "host PID not known inside this PID namespace; per-process attribution on the host waits for `gpucap resolve --watch` or `gpucap exporter` running on the host (compute caps do not need it)");
 		st = gpucap_region_claim_slot(region, &id, err, sizeof(err));
 		if (st != GPUCAP_OK) {
 			gpucap_region_detach(region);
@@ -77,10 +80,8 @@ static void attach_region(void)
  * held them at the instant of fork). */
 static void after_fork_child(void)
 {
-	gpucap_track_forget_all();
-	gpucap_pools_forget_all();
-	gpucap_devices_reset();
-	gpucap_sm_after_fork();
+	gpucap_memory_after_fork();
+	gpucap_compute_after_fork();
 	/* The parent's handle and slot stay the parent's: the child neither
 	 * detaches it (that would return the parent's charges) nor keeps its
 	 * descriptor (that would keep the parent's lease alive after the parent
@@ -92,12 +93,39 @@ static void after_fork_child(void)
 	atomic_store_explicit(&gpucap_init_state, GPUCAP_INIT_NONE, memory_order_release);
 }
 
+/* A real library that is itself preloaded could hand back our own wrapper;
+ * never call ourselves. */
+static bool is_own_wrapper(const void *fn)
+{
+	for (int j = 0; j < GPUCAP_HOOK_COUNT; j++)
+		if (fn == gpucap_hooks[j].wrapper)
+			return true;
+	return false;
+}
+
+/* Fill gpucap_real and the driver's calls from the real libraries. */
+static void resolve_real(void)
+{
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++) {
+		void *fn = gpucap_driver_symbol(gpucap_hooks[i].lib, gpucap_hooks[i].name);
+		gpucap_real[i] = fn && is_own_wrapper(fn) ? NULL : fn;
+	}
+	gpucap_calls_resolve(is_own_wrapper);
+}
+
 static void initialise(void)
 {
 	gpucap_config_load(&gpucap.config);
-	gpucap_resolve_real();
+	resolve_real();
 	if (!gpucap.region)
 		attach_region();
+	/* Data flows one way: the memory and compute layers are told what they
+	 * need, and the layer that owns the devices answers the gate's
+	 * questions about them through this process's own wiring. */
+	gpucap_memory_start(&gpucap.config, gpucap.region);
+	gpucap_compute_start(&gpucap.config, gpucap.region, gpucap_memory_device);
+	static const struct gpucap_memory_observer observer = {gpucap_sm_context_gone, gpucap_sm_device_gone};
+	gpucap_memory_observe(&observer);
 	bool expected = false;
 	if (atomic_compare_exchange_strong(&atfork_registered, &expected, true))
 		pthread_atfork(NULL, NULL, after_fork_child);

@@ -121,8 +121,7 @@ static bool parse_line(const char *begin, const char *end, unsigned line, const 
 		} else if (bytes == 0) {
 			set_error(
 			    out,
-			    "limits file %s:%u: a memory limit of 0 is ambiguous; write \"unlimited\" for "
-			    "no cap, or hide the device with CUDA_VISIBLE_DEVICES",
+			    "limits file %s:%u: a memory limit of 0 is ambiguous; write \"unlimited\" for no cap, or hide the device with CUDA_VISIBLE_DEVICES",
 			    path, line);
 			return false;
 		}
@@ -168,10 +167,10 @@ void gpucap_limits_file_read(const char *path, const char *origin, struct gpucap
 	if (fd < 0) {
 		int error = errno;
 		if (error == ELOOP)
-			set_error(out,
-			          "limits file %s (from %s) is a symbolic link; it is not followed: put the "
-			          "file itself there",
-			          path, origin);
+			set_error(
+			    out,
+			    "limits file %s (from %s) is a symbolic link; it is not followed: put the file itself there",
+			    path, origin);
 		else if (error == ENOENT)
 			set_error(out, "limits file %s (from %s) does not exist; create it or unset %s", path,
 			          origin, "GPUCAP_LIMITS_FILE");
@@ -187,10 +186,10 @@ void gpucap_limits_file_read(const char *path, const char *origin, struct gpucap
 		set_error(out, "limits file %s (from %s) is not a regular file; put a plain file there", path,
 		          origin);
 	} else if (st.st_uid != 0) {
-		set_error(out,
-		          "limits file %s is owned by uid %u, not root, so it is not trusted; the node "
-		          "agent must write it as root (chown root %s)",
-		          path, (unsigned)st.st_uid, path);
+		set_error(
+		    out,
+		    "limits file %s is owned by uid %u, not root, so it is not trusted; the node agent must write it as root (chown root %s)",
+		    path, (unsigned)st.st_uid, path);
 	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		set_error(out,
 		          "limits file %s has mode %04o: writable by %s, so it is not trusted; chmod go-w %s",
@@ -270,8 +269,7 @@ static void read_env_limit(const char *name, size_t name_len, const char *value,
 	uint64_t bytes;
 	if (!gpucap_parse_size(value, &bytes)) {
 		say(report, ctx, GPUCAP_LIMITS_ERROR,
-		    "%s=\"%s\" is not valid; expected %s; failing closed: the affected devices are capped at "
-		    "0 bytes",
+		    "%s=\"%s\" is not valid; expected %s; failing closed: the affected devices are capped at 0 bytes",
 		    out->name, value, GPUCAP_SIZE_FORMS);
 		out->state = -1;
 		return;

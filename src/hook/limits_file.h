@@ -9,12 +9,14 @@
 #ifndef GPUCAP_LIMITS_FILE_H
 #define GPUCAP_LIMITS_FILE_H
 
+#include "gpucap/region.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define GPUCAP_LIMITS_FILE_DEFAULT "/etc/gpucap/limits.conf"
-#define GPUCAP_LIMITS_DEVICES      64
+#define GPUCAP_LIMITS_DEVICES      GPUCAP_MAX_DEVICES
 /* A limits file larger than this is refused (it is a handful of lines). */
 #define GPUCAP_LIMITS_FILE_MAX_BYTES 65536
 

@@ -6,7 +6,7 @@
  * its wrapper; everything else is returned untouched.
  */
 #define _GNU_SOURCE
-#include "hook.h"
+#include "handlers.h"
 #include "log.h"
 
 #include <dlfcn.h>
@@ -24,6 +24,28 @@ GPUCAP_NO_SANITIZE static bool maybe_hooked(const char *symbol)
 GPUCAP_NO_SANITIZE static bool maybe_nvml(const char *symbol)
 {
 	return symbol && symbol[0] == 'n' && symbol[1] == 'v' && symbol[2] == 'm' && symbol[3] == 'l';
+}
+
+/* The row table's lookups, by name and by real function. */
+
+int gpucap_hook_find(const char *symbol)
+{
+	if (!symbol || symbol[0] == '\0')
+		return -1;
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++)
+		if (strcmp(gpucap_hooks[i].name, symbol) == 0)
+			return i;
+	return -1;
+}
+
+void *gpucap_wrapper_for_real(void *real)
+{
+	if (!real)
+		return NULL;
+	for (int i = 0; i < GPUCAP_HOOK_COUNT; i++)
+		if (gpucap_real[i] == real)
+			return gpucap_hooks[i].wrapper;
+	return NULL;
 }
 
 /*
@@ -150,35 +172,22 @@ static void swap_proc(const char *symbol, void **pfn, int cuda_version, cuuint64
 	if (symbol && hooked_family(symbol))
 		gpucap_log(
 		    GPUCAP_LOG_WARN,
-		    "cuGetProcAddress(\"%s\", %d, %llu) returned an entry point gpucap does not intercept; "
-		    "memory allocated through it is not capped",
+		    "cuGetProcAddress(\"%s\", %d, %llu) returned an entry point gpucap does not intercept; memory allocated through it is not capped",
 		    symbol, cuda_version, (unsigned long long)flags);
 }
 
-CUresult on_get_proc_address(int id, const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
-                             CUdriverProcAddressQueryResult *symbolStatus)
+CUresult on_get_proc_address(gpucap_fn_cuGetProcAddress_v2 real, const char *symbol, void **pfn,
+                             int cudaVersion, cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus)
 {
-	gpucap_fn_cuGetProcAddress_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuGetProcAddress_v2);
-	if (!gpucap_ensure_init())
-		return real ? real(symbol, pfn, cudaVersion, flags, symbolStatus)
-		            : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
 	CUresult r = real(symbol, pfn, cudaVersion, flags, symbolStatus);
 	if (r == CUDA_SUCCESS)
 		swap_proc(symbol, pfn, cudaVersion, flags);
 	return r;
 }
 
-CUresult on_get_proc_address_v1(int id, const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
+CUresult on_get_proc_address_v1(gpucap_fn_cuGetProcAddress real, const char *symbol, void **pfn,
+                                int cudaVersion, cuuint64_t flags)
 {
-	gpucap_fn_cuGetProcAddress real = GPUCAP_REAL_OF(id, gpucap_fn_cuGetProcAddress);
-	if (!gpucap_ensure_init())
-		return real ? real(symbol, pfn, cudaVersion, flags) : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
 	CUresult r = real(symbol, pfn, cudaVersion, flags);
 	if (r == CUDA_SUCCESS)
 		swap_proc(symbol, pfn, cudaVersion, flags);

@@ -64,9 +64,7 @@ static gpucap_status validate_header(const struct region_header *h, uint64_t fil
 {
 	if (h->format_version != GPUCAP_REGION_FORMAT_VERSION) {
 		say(err, err_len,
-		    "gpucap: region %s has format version %u but this gpucap reads version %u; stop the "
-		    "processes "
-		    "using it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+		    "gpucap: region %s has format version %u but this gpucap reads version %u; stop the processes using it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
 		    path, h->format_version, GPUCAP_REGION_FORMAT_VERSION);
 		return GPUCAP_ERR_VERSION;
 	}
@@ -95,16 +93,13 @@ static gpucap_status validate_header(const struct region_header *h, uint64_t fil
 	}
 	if (bad) {
 		say(err, err_len,
-		    "gpucap: region %s is corrupt (its %s is invalid); stop the processes using it and "
-		    "remove the file",
+		    "gpucap: region %s is corrupt (its %s is invalid); stop the processes using it and remove the file",
 		    path, bad);
 		return GPUCAP_ERR_CORRUPT;
 	}
 	if (file_size != geo->layout_size) {
 		say(err, err_len,
-		    "gpucap: region %s is %llu bytes but its header says %llu: it was truncated or modified; "
-		    "stop "
-		    "the processes using it and remove the file",
+		    "gpucap: region %s is %llu bytes but its header says %llu: it was truncated or modified; stop the processes using it and remove the file",
 		    path, (unsigned long long)file_size, (unsigned long long)geo->layout_size);
 		return GPUCAP_ERR_CORRUPT;
 	}
@@ -116,39 +111,31 @@ static gpucap_status open_error(int error, const char *path, bool writable, char
 	switch (error) {
 	case ELOOP:
 		say(err, err_len,
-		    "gpucap: region %s is a symbolic link; gpucap does not follow links there (remove the "
-		    "link, or "
-		    "point CUDA_DEVICE_MEMORY_SHARED_CACHE at a regular file)",
+		    "gpucap: region %s is a symbolic link; gpucap does not follow links there (remove the link, or point CUDA_DEVICE_MEMORY_SHARED_CACHE at a regular file)",
 		    path);
 		return GPUCAP_ERR_PERMISSION;
 	case ENOENT:
 		say(err, err_len,
 		    writable
-		        ? "gpucap: cannot create region %s: its directory does not exist; create it or point "
-		          "CUDA_DEVICE_MEMORY_SHARED_CACHE at an existing directory"
+		        ? "gpucap: cannot create region %s: its directory does not exist; create it or point CUDA_DEVICE_MEMORY_SHARED_CACHE at an existing directory"
 		        : "gpucap: region %s does not exist; no gpucap process has used this path yet",
 		    path);
 		return GPUCAP_ERR_IO;
 	case EACCES:
 	case EPERM:
 		say(err, err_len,
-		    "gpucap: cannot open region %s%s: permission denied; the file must be yours and its "
-		    "directory "
-		    "writable, or point CUDA_DEVICE_MEMORY_SHARED_CACHE at a path you own",
+		    "gpucap: cannot open region %s%s: permission denied; the file must be yours and its directory writable, or point CUDA_DEVICE_MEMORY_SHARED_CACHE at a path you own",
 		    path, writable ? " for writing" : "");
 		return GPUCAP_ERR_PERMISSION;
 	case EROFS:
 		say(err, err_len,
-		    "gpucap: cannot create region %s: read-only file system; point "
-		    "CUDA_DEVICE_MEMORY_SHARED_CACHE "
-		    "at a writable directory such as /tmp",
+		    "gpucap: cannot create region %s: read-only file system; point CUDA_DEVICE_MEMORY_SHARED_CACHE at a writable directory such as /tmp",
 		    path);
 		return GPUCAP_ERR_IO;
 	case ENOSPC:
 	case EDQUOT:
 		say(err, err_len,
-		    "gpucap: cannot create region %s: no space left on the device; free space or point "
-		    "CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+		    "gpucap: cannot create region %s: no space left on the device; free space or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
 		    path);
 		return GPUCAP_ERR_IO;
 	case EISDIR:
@@ -167,8 +154,7 @@ static gpucap_status check_owner(const struct gpucap_file_info *info, const stru
 {
 	if (!info->regular) {
 		say(err, err_len,
-		    "gpucap: region %s is not a regular file; point CUDA_DEVICE_MEMORY_SHARED_CACHE at a "
-		    "file path",
+		    "gpucap: region %s is not a regular file; point CUDA_DEVICE_MEMORY_SHARED_CACHE at a file path",
 		    path);
 		return GPUCAP_ERR_PERMISSION;
 	}
@@ -181,9 +167,7 @@ static gpucap_status check_owner(const struct gpucap_file_info *info, const stru
 	if (o->group_shared && gpucap_platform_in_group(info->gid) && (info->mode & 0060) == 0060)
 		return GPUCAP_OK;
 	say(err, err_len,
-	    "gpucap: region %s is owned by uid %u, not by you (uid %u); use a path of your own, or have its "
-	    "owner "
-	    "share it with your group (GPUCAP_REGION_GROUP=1)",
+	    "gpucap: region %s is owned by uid %u, not by you (uid %u); use a path of your own, or have its owner share it with your group (GPUCAP_REGION_GROUP=1)",
 	    path, info->uid, gpucap_platform_euid());
 	return GPUCAP_ERR_PERMISSION;
 }
@@ -213,9 +197,7 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 	if (rc != 0) {
 		if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
 			say(err, err_len,
-			    "gpucap: cannot create region %s: no space for its %llu bytes; free space or "
-			    "point "
-			    "CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+			    "gpucap: cannot create region %s: no space for its %llu bytes; free space or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
 			    path, (unsigned long long)geo.layout_size);
 			return GPUCAP_ERR_IO;
 		}
@@ -304,24 +286,17 @@ static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_re
 			if ((atomic_load_explicit(&copy.magic, memory_order_relaxed) &
 			     UINT64_C(0x0000ffffffffffff)) == (REGION_MAGIC & UINT64_C(0x0000ffffffffffff))) {
 				say(err, err_len,
-				    "gpucap: region %s was written by another gpucap format; stop the "
-				    "processes using "
-				    "it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE "
-				    "elsewhere",
+				    "gpucap: region %s was written by another gpucap format; stop the processes using it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
 				    r->path);
 				return GPUCAP_ERR_VERSION;
 			}
 			say(err, err_len,
-			    "gpucap: %s is not a gpucap region (unknown contents); refusing to overwrite it: "
-			    "remove "
-			    "it or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
+			    "gpucap: %s is not a gpucap region (unknown contents); refusing to overwrite it: remove it or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere",
 			    r->path);
 			return GPUCAP_ERR_CORRUPT;
 		case HEADER_TRUNCATED:
 			say(err, err_len,
-			    "gpucap: region %s is truncated (%llu bytes); stop the processes using it and "
-			    "remove the "
-			    "file",
+			    "gpucap: region %s is truncated (%llu bytes); stop the processes using it and remove the file",
 			    r->path, (unsigned long long)info.size);
 			return GPUCAP_ERR_CORRUPT;
 		case HEADER_NEEDS_INIT:
@@ -350,9 +325,7 @@ static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_re
 		}
 		if (gpucap_clock_monotonic_ns() >= deadline) {
 			say(err, err_len,
-			    "gpucap: region %s is still being initialised by another process after %u ms; if "
-			    "no "
-			    "gpucap process is starting, remove the file",
+			    "gpucap: region %s is still being initialised by another process after %u ms; if no gpucap process is starting, remove the file",
 			    r->path, timeout_ms);
 			return GPUCAP_ERR_BUSY;
 		}
@@ -377,8 +350,7 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
 	const char *path = o->path ? o->path : GPUCAP_REGION_DEFAULT_PATH;
 	if (path[0] == '\0' || strlen(path) >= sizeof(((struct gpucap_region *)0)->path)) {
 		say(err, err_len,
-		    "gpucap: region path is empty or too long; set CUDA_DEVICE_MEMORY_SHARED_CACHE to a file "
-		    "path");
+		    "gpucap: region path is empty or too long; set CUDA_DEVICE_MEMORY_SHARED_CACHE to a file path");
 		return GPUCAP_ERR_INVALID;
 	}
 	if ((o->device_capacity && o->device_capacity > REGION_MAX_DEVICES) ||

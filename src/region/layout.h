@@ -53,7 +53,7 @@ enum region_state {
 #define REGION_DEFAULT_SLOTS   1024u
 #define REGION_MAX_SLOTS       4095u
 #define REGION_DEFAULT_DEVICES 16u
-#define REGION_MAX_DEVICES     64u
+#define REGION_MAX_DEVICES     ((unsigned)GPUCAP_MAX_DEVICES)
 #define REGION_LANES           16u
 
 /* Lease byte offsets: far past the end of the file, so they never alias data. */

@@ -86,15 +86,13 @@ static gpucap_status open_error(int error, const char *path, char *why, size_t w
 	switch (error) {
 	case ELOOP:
 		say(why, why_len,
-		    "gpucap: schedule file %s is a symbolic link; gpucap does not follow links there (remove "
-		    "it; it is recreated)",
+		    "gpucap: schedule file %s is a symbolic link; gpucap does not follow links there (remove it; it is recreated)",
 		    path);
 		return GPUCAP_ERR_PERMISSION;
 	case ENOENT:
 	case ENOTDIR:
 		say(why, why_len,
-		    "gpucap: cannot create schedule file %s: GPUCAP_NODE_DIR is not an existing directory; "
-		    "create it (a host directory mounted into every container) or unset GPUCAP_NODE_DIR",
+		    "gpucap: cannot create schedule file %s: GPUCAP_NODE_DIR is not an existing directory; create it (a host directory mounted into every container) or unset GPUCAP_NODE_DIR",
 		    path);
 		return GPUCAP_ERR_IO;
 	case EISDIR:
@@ -105,8 +103,7 @@ static gpucap_status open_error(int error, const char *path, char *why, size_t w
 	case EPERM:
 	case EROFS:
 		say(why, why_len,
-		    "gpucap: cannot open schedule file %s for writing: %s; make GPUCAP_NODE_DIR and the file "
-		    "writable by every container's user, or unset GPUCAP_NODE_DIR",
+		    "gpucap: cannot open schedule file %s for writing: %s; make GPUCAP_NODE_DIR and the file writable by every container's user, or unset GPUCAP_NODE_DIR",
 		    path, strerror(error));
 		return GPUCAP_ERR_PERMISSION;
 	default:
@@ -132,8 +129,7 @@ static gpucap_status check_header(const struct sched_header *h, const char *path
 {
 	if (h->format_version != GPUCAP_SCHED_FORMAT_VERSION) {
 		say(why, why_len,
-		    "gpucap: schedule file %s has format version %u, this gpucap writes %u; stop the "
-		    "processes of the other gpucap version on this GPU, or remove the file",
+		    "gpucap: schedule file %s has format version %u, this gpucap writes %u; stop the processes of the other gpucap version on this GPU, or remove the file",
 		    path, h->format_version, GPUCAP_SCHED_FORMAT_VERSION);
 		return GPUCAP_ERR_VERSION;
 	}
@@ -141,8 +137,7 @@ static gpucap_status check_header(const struct sched_header *h, const char *path
 	    h->slot_size != SCHED_SLOT_SIZE || h->period_ns < GPUCAP_SCHED_PERIOD_MIN_NS ||
 	    h->period_ns > GPUCAP_SCHED_PERIOD_MAX_NS) {
 		say(why, why_len,
-		    "gpucap: schedule file %s has a damaged header (slots %u, period %llu ns); remove the "
-		    "file, it is recreated",
+		    "gpucap: schedule file %s has a damaged header (slots %u, period %llu ns); remove the file, it is recreated",
 		    path, h->slot_count, (unsigned long long)h->period_ns);
 		return GPUCAP_ERR_CORRUPT;
 	}
@@ -176,8 +171,7 @@ static gpucap_status map_file(int fd, const char *path, struct sched_header **ou
 		if (gpucap_platform_fstat(fd, &info) == 0 && info.size != 0 && info.size != SCHED_FILE_SIZE) {
 			gpucap_lease_drop(fd, SCHED_LEASE_INIT);
 			say(why, why_len,
-			    "gpucap: schedule file %s is %llu bytes, not %llu: it is not a gpucap schedule "
-			    "file or it was truncated; remove it, it is recreated",
+			    "gpucap: schedule file %s is %llu bytes, not %llu: it is not a gpucap schedule file or it was truncated; remove it, it is recreated",
 			    path, (unsigned long long)info.size, (unsigned long long)SCHED_FILE_SIZE);
 			return GPUCAP_ERR_CORRUPT;
 		}
@@ -220,8 +214,7 @@ static gpucap_status map_file(int fd, const char *path, struct sched_header **ou
 	if (magic != 0 && magic != SCHED_MAGIC) {
 		gpucap_platform_unmap(h, SCHED_FILE_SIZE);
 		say(why, why_len,
-		    "gpucap: %s is not a gpucap schedule file (bad magic); remove it, or point "
-		    "GPUCAP_NODE_DIR at a directory of gpucap's own",
+		    "gpucap: %s is not a gpucap schedule file (bad magic); remove it, or point GPUCAP_NODE_DIR at a directory of gpucap's own",
 		    path);
 		return GPUCAP_ERR_CORRUPT;
 	}
@@ -311,8 +304,7 @@ gpucap_status gpucap_sched_open(const char *dir, const char *gpu_uuid, uint64_t 
 	s->slot = claim_slot(s, tenant);
 	if (s->slot < 0) {
 		say(why, why_len,
-		    "gpucap: schedule file %s has no free slot (%u processes use this GPU); this process "
-		    "keeps its cap without taking turns",
+		    "gpucap: schedule file %s has no free slot (%u processes use this GPU); this process keeps its cap without taking turns",
 		    path, GPUCAP_SCHED_SLOTS);
 		gpucap_sched_close(s);
 		return GPUCAP_ERR_FULL;

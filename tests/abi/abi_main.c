@@ -1,4 +1,5 @@
-/* Compare src/driver/cuda_abi.h with the installed cuda.h. */
+/* Compare src/driver/cuda_abi.h with the installed cuda.h (or, built with
+ * ABI_NVML, its NVML part with the installed nvml.h). */
 #include "abi_side.h"
 
 #include <stdio.h>
@@ -7,7 +8,7 @@ static const char *const names[] = {
 #define SIZE(type)           "sizeof(" #type ")",
 #define OFFSET(type, member) "offsetof(" #type ", " #member ")",
 #define VALUE(name)          #name,
-#include "abi_checks.def"
+#include ABI_CHECKS_DEF
 };
 
 #define COUNT (sizeof(names) / sizeof(names[0]))
@@ -22,12 +23,12 @@ int main(void)
 	int bad = 0;
 	for (size_t i = 0; i < COUNT; i++) {
 		if (ours[i] != real[i]) {
-			printf("MISMATCH %s: gpucap %llu, cuda.h %llu\n", names[i],
-			       (unsigned long long)ours[i], (unsigned long long)real[i]);
+			printf("MISMATCH %s: gpucap %llu, %s %llu\n", names[i], (unsigned long long)ours[i],
+			       ABI_HEADER, (unsigned long long)real[i]);
 			bad++;
 		}
 	}
-	printf("%zu layout facts and constants compared, %d mismatches; hook signatures checked: %d\n", COUNT,
-	       bad, abi_signatures_compiled());
+	printf("%s: %zu layout facts and constants compared, %d mismatches; table signatures checked: %d\n",
+	       ABI_HEADER, COUNT, bad, abi_signatures_compiled());
 	return bad ? 1 : 0;
 }

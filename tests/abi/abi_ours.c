@@ -8,5 +8,5 @@ void abi_ours(uint64_t *out)
 #define SIZE(type)           out[i++] = sizeof(type);
 #define OFFSET(type, member) out[i++] = offsetof(type, member);
 #define VALUE(name)          out[i++] = (uint64_t)(name);
-#include "abi_checks.def"
+#include ABI_CHECKS_DEF
 }

@@ -1,7 +1,13 @@
 /* The toolkit side: the real cuda.h, with the pre-3.2 names visible so the
- * 32-bit descriptors can be compared too. */
+ * 32-bit descriptors can be compared too; or, with ABI_NVML, the real
+ * nvml.h with its versioned names as they are. */
+#ifdef ABI_NVML
+#define NVML_NO_UNVERSIONED_FUNC_DEFS 1
+#include <nvml.h>
+#else
 #define __CUDA_API_VERSION_INTERNAL 1
 #include <cuda.h>
+#endif
 
 #include "abi_side.h"
 
@@ -11,5 +17,5 @@ void abi_real(uint64_t *out)
 #define SIZE(type)           out[i++] = sizeof(type);
 #define OFFSET(type, member) out[i++] = offsetof(type, member);
 #define VALUE(name)          out[i++] = (uint64_t)(name);
-#include "abi_checks.def"
+#include ABI_CHECKS_DEF
 }

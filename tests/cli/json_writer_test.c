@@ -61,9 +61,9 @@ static void test_structure(void)
 	json_object_end(&w);
 	bool ok = json_finish(&w);
 	fclose(out);
-	expect("structure", buf,
-	       "{\"max\":18446744073709551615,\"min\":-9223372036854775808,\"yes\":true,\"none\":null,"
-	       "\"list\":[{},[],0],\"k\\\"ey\":\"v\"}\n");
+	expect(
+	    "structure", buf,
+	    "{\"max\":18446744073709551615,\"min\":-9223372036854775808,\"yes\":true,\"none\":null,\"list\":[{},[],0],\"k\\\"ey\":\"v\"}\n");
 	if (!ok) {
 		fprintf(stderr, "FAIL structure: writer reported misuse\n");
 		failures++;

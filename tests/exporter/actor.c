@@ -95,8 +95,9 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 3)
-		return fail("usage", "exporter_actor PATH COMM [device UUID LIMIT SM] [reserve KIND BYTES] "
-		                     "[launch UNIX_NS]...");
+		return fail(
+		    "usage",
+		    "exporter_actor PATH COMM [device UUID LIMIT SM] [reserve KIND BYTES] [launch UNIX_NS]...");
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = argv[1];

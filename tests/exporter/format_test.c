@@ -295,10 +295,9 @@ static void test_render_snapshot(void **state)
 	assert_has_line(text, "gpucap_process_memory_in_use_bytes{" R
 	                      ",slot=\"4\",pid=\"17\",host_pid=\"4242\",comm=\"tr\\\"ain\\\\er\","
 	                      "device_uuid=\"GPU-aaaa\",device_index=\"5\"} 104857600");
-	assert_has_line(text,
-	                "gpucap_process_memory_in_use_bytes{" R
-	                ",slot=\"6\",pid=\"18\",comm=\"py\",device_uuid=\"GPU-bbbb\",device_index=\"2\"} "
-	                "10485760");
+	assert_has_line(
+	    text, "gpucap_process_memory_in_use_bytes{" R
+	          ",slot=\"6\",pid=\"18\",comm=\"py\",device_uuid=\"GPU-bbbb\",device_index=\"2\"} 10485760");
 	assert_no_substring(text,
 	                    "slot=\"4\",pid=\"17\",host_pid=\"4242\",comm=\"tr\\\"ain\\\\er\",device_uuid="
 	                    "\"GPU-bbbb\"");
@@ -373,9 +372,9 @@ static void test_render_down_and_many(void **state)
 	/* A region that cannot be read has no other samples. */
 	assert_no_substring(text, "gpucap_region_processes{region=\"/a/bad");
 	assert_no_substring(text, "gpucap_device_memory_charged_bytes{region=\"/a/bad");
-	assert_has_line(text,
-	                "gpucap_device_memory_charged_bytes{region=\"/b/good\",device_uuid=\"GPU-aaaa\","
-	                "device_index=\"5\"} 106954752");
+	assert_has_line(
+	    text,
+	    "gpucap_device_memory_charged_bytes{region=\"/b/good\",device_uuid=\"GPU-aaaa\",device_index=\"5\"} 106954752");
 	assert_families_grouped(text);
 	free(text);
 }
@@ -389,11 +388,11 @@ static void test_render_nothing(void **state)
 	exp_text_init(&out);
 	assert_true(exp_render_finish(&r, 0.001, &out));
 	char *text = exp_text_take(&out, NULL);
-	assert_string_equal(text,
-	                    "# HELP gpucap_exporter_scrape_duration_seconds Time spent reading every region "
-	                    "for this scrape, in seconds.\n"
-	                    "# TYPE gpucap_exporter_scrape_duration_seconds gauge\n"
-	                    "gpucap_exporter_scrape_duration_seconds 0.001000\n");
+	assert_string_equal(
+	    text,
+	    "# HELP gpucap_exporter_scrape_duration_seconds Time spent reading every region for this scrape, in seconds.\n"
+	    "# TYPE gpucap_exporter_scrape_duration_seconds gauge\n"
+	    "gpucap_exporter_scrape_duration_seconds 0.001000\n");
 	free(text);
 }
 

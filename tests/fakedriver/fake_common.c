@@ -12,8 +12,8 @@ static int count;
 static char uuids[FAKE_MAX_DEVICES][96];
 static unsigned char bytes[FAKE_MAX_DEVICES][16];
 
-static const char *const default_devices = "GPU-00000000-0000-0000-0000-0000000000a0,"
-                                           "GPU-00000000-0000-0000-0000-0000000000b1";
+static const char *const default_devices =
+    "GPU-00000000-0000-0000-0000-0000000000a0,GPU-00000000-0000-0000-0000-0000000000b1";
 
 static bool parse_uuid(const char *text, unsigned char *out)
 {

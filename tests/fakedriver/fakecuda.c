@@ -1785,3 +1785,6 @@ FAKE_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVe
 {
 	return cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, NULL);
 }
+
+#define FAKE_ROWS_CUDA
+#include "fake_rows.h"

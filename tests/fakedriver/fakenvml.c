@@ -277,3 +277,6 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 	pthread_mutex_unlock(&util_lock);
 	return r;
 }
+
+#define FAKE_ROWS_NVML
+#include "fake_rows.h"

@@ -82,13 +82,12 @@ int main(int argc, char **argv)
 		close(report[0]);
 		uint64_t held = (uint64_t)chunks * CHUNK + (uint64_t)n * context_bytes;
 		int ok = oom == n && held <= cap && held + (uint64_t)n * CHUNK > cap;
-		printf("  %s round %d: %d processes, %ld chunks = %llu MiB + %d contexts x %llu MiB = %llu "
-		       "MiB held, "
-		       "cap %llu MiB, %d stopped with OUT_OF_MEMORY\n",
-		       ok ? "ok  " : "FAIL", round, n, chunks,
-		       (unsigned long long)((uint64_t)chunks * CHUNK >> 20), n,
-		       (unsigned long long)(context_bytes >> 20), (unsigned long long)(held >> 20),
-		       (unsigned long long)(cap >> 20), oom);
+		printf(
+		    "  %s round %d: %d processes, %ld chunks = %llu MiB + %d contexts x %llu MiB = %llu MiB held, cap %llu MiB, %d stopped with OUT_OF_MEMORY\n",
+		    ok ? "ok  " : "FAIL", round, n, chunks,
+		    (unsigned long long)((uint64_t)chunks * CHUNK >> 20), n,
+		    (unsigned long long)(context_bytes >> 20), (unsigned long long)(held >> 20),
+		    (unsigned long long)(cap >> 20), oom);
 		failures += !ok;
 	}
 	return failures ? 1 : 0;

@@ -5,9 +5,12 @@
  * region through its own observer handle.
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "hook_scratch.h"
 #include "host_pids.h"
+#include "self_exec.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,46 +32,15 @@
 #define DEV_C "GPU-12345678-9abc-def0-1234-56789abcdef0"
 #define MIG_D "MIG-87654321-0fed-cba9-8765-43210fedcba9"
 
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CHECK_EQ(expected, actual)                                                                           \
-	do {                                                                                                 \
-		unsigned long long e_ = (unsigned long long)(expected), a_ = (unsigned long long)(actual);   \
-		if (e_ != a_) {                                                                              \
-			fprintf(stderr, "%s:%d: %s: expected %llu, got %llu\n", __FILE__, __LINE__, #actual, \
-			        e_, a_);                                                                     \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CU(call) CHECK_EQ(CUDA_SUCCESS, (call))
-
 static char region_dir[128];
 static char region_path[192];
 static char self_path[4096];
 
-static void cleanup(void)
-{
-	if (region_dir[0] && getenv("HOOKTEST_KEEP") == NULL) {
-		unlink(region_path);
-		rmdir(region_dir);
-	}
-}
-
 /* A fresh region file for this test, and the environment every case uses. */
 static void fresh_region(void)
 {
-	snprintf(region_dir, sizeof(region_dir), "/tmp/gpucap-hooktest-XXXXXX");
-	CHECK(mkdtemp(region_dir) != NULL);
-	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
-	setenv("GPUCAP_REGION", region_path, 1);
-	atexit(cleanup);
+	hook_scratch_region("hooktest", "HOOKTEST_KEEP", region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
 }
 
 static CUcontext start_device(int ordinal)
@@ -199,53 +171,10 @@ static bool device_present(const char *uuid)
 
 /* ---- Child processes ------------------------------------------------------- */
 
-/* Run this program with args in a child, with extra "NAME=value" settings
- * ("NAME=" alone unsets). Returns the exit status; stderr goes to err_out
- * when given. */
+/* Run this program with args in a child (tests/support/self_exec.h). */
 static int run_self(char *err_out, size_t err_len, const char *const *env, const char *const *args)
 {
-	int pipefd[2];
-	CHECK(pipe(pipefd) == 0);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		close(pipefd[0]);
-		if (err_out)
-			dup2(pipefd[1], STDERR_FILENO);
-		for (const char *const *e = env; e && *e; e++) {
-			char name[256];
-			const char *eq = strchr(*e, '=');
-			snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
-			if (eq[1])
-				setenv(name, eq + 1, 1);
-			else
-				unsetenv(name);
-		}
-		char *argv[16];
-		int n = 0;
-		argv[n++] = self_path;
-		for (const char *const *a = args; *a && n < 15; a++)
-			argv[n++] = (char *)*a;
-		argv[n] = NULL;
-		execv(self_path, argv);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	size_t used = 0;
-	char buf[512];
-	ssize_t got;
-	while ((got = read(pipefd[0], buf, sizeof(buf))) > 0) {
-		if (err_out && used + (size_t)got < err_len) {
-			memcpy(err_out + used, buf, (size_t)got);
-			used += (size_t)got;
-		}
-	}
-	if (err_out)
-		err_out[used] = '\0';
-	close(pipefd[0]);
-	int status;
-	CHECK(waitpid(pid, &status, 0) == pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return self_run(self_path, err_out, err_len, env, args);
 }
 
 static unsigned count_lines(const char *text)

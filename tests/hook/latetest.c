@@ -4,7 +4,9 @@
  * cuGetProcAddress. The cap must hold on that route too.
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_abi.h"
+#include "hook_scratch.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -12,14 +14,6 @@
 #include <unistd.h>
 
 #define MiB (UINT64_C(1) << 20)
-
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
 
 static void *must(void *handle, const char *name)
 {
@@ -31,21 +25,13 @@ static void *must(void *handle, const char *name)
 	return p;
 }
 
-static char region_dir[64] = "/tmp/gpucap-latetest-XXXXXX";
-static char region_path[96];
-
-static void cleanup(void)
-{
-	unlink(region_path);
-	rmdir(region_dir);
-}
+static char region_dir[128];
+static char region_path[192];
 
 int main(void)
 {
-	CHECK(mkdtemp(region_dir) != NULL);
-	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
-	setenv("GPUCAP_REGION", region_path, 1);
-	atexit(cleanup);
+	hook_scratch_region("latetest", NULL, region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
 
 	/* Nothing of the driver is loaded yet. */
 	CHECK(dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD) == NULL);

@@ -8,8 +8,10 @@
  * configuration once per process); the parent writes the file and checks.
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "self_exec.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -23,26 +25,6 @@
 #define MiB   (UINT64_C(1) << 20)
 #define DEV_A "GPU-00000000-0000-0000-0000-0000000000a0"
 #define SKIP  77
-
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CHECK_EQ(expected, actual)                                                                           \
-	do {                                                                                                 \
-		unsigned long long e_ = (unsigned long long)(expected), a_ = (unsigned long long)(actual);   \
-		if (e_ != a_) {                                                                              \
-			fprintf(stderr, "%s:%d: %s: expected %llu, got %llu\n", __FILE__, __LINE__, #actual, \
-			        e_, a_);                                                                     \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CU(call) CHECK_EQ(CUDA_SUCCESS, (call))
 
 static char dir[128];
 static char region_path[192];
@@ -101,42 +83,22 @@ static gpucap_region *attach(bool observer)
 static int run_child(const char *scenario, const char *env_limit, const char *limits_file, char *err,
                      size_t err_len)
 {
-	int pipefd[2];
-	CHECK(pipe(pipefd) == 0);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		close(pipefd[0]);
-		dup2(pipefd[1], STDERR_FILENO);
-		setenv("GPUCAP_REGION", region_path, 1);
-		setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-		setenv("FAKECUDA_TOTAL_BYTES", "1073741824", 1);
-		unsetenv("GPUCAP_MEMORY_LIMIT");
-		if (env_limit)
-			setenv("CUDA_DEVICE_MEMORY_LIMIT", env_limit, 1);
-		else
-			unsetenv("CUDA_DEVICE_MEMORY_LIMIT");
-		setenv("GPUCAP_LIMITS_FILE", limits_file, 1);
-		execl(self_path, self_path, "child", scenario, (char *)NULL);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	size_t used = 0;
-	ssize_t got;
-	char buf[512];
-	while ((got = read(pipefd[0], buf, sizeof(buf))) > 0) {
-		if (used + (size_t)got < err_len) {
-			memcpy(err + used, buf, (size_t)got);
-			used += (size_t)got;
-		}
-	}
-	err[used] = '\0';
-	close(pipefd[0]);
-	int status;
-	CHECK(waitpid(pid, &status, 0) == pid);
+	char region[256], limit[128], file[256];
+	snprintf(region, sizeof(region), "GPUCAP_REGION=%s", region_path);
+	snprintf(limit, sizeof(limit), "CUDA_DEVICE_MEMORY_LIMIT=%s", env_limit ? env_limit : "");
+	snprintf(file, sizeof(file), "GPUCAP_LIMITS_FILE=%s", limits_file);
+	const char *env[] = {region,
+	                     "GPUCAP_CONTEXT_BYTES=0",
+	                     "FAKECUDA_TOTAL_BYTES=1073741824",
+	                     "GPUCAP_MEMORY_LIMIT=",
+	                     limit,
+	                     file,
+	                     NULL};
+	const char *args[] = {"child", scenario, NULL};
+	int rc = self_run(self_path, err, err_len, env, args);
 	if (err[0])
 		fprintf(stderr, "child %s said: %s", scenario, err);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return rc;
 }
 
 static unsigned count_lines(const char *text)
@@ -340,15 +302,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (geteuid() != 0) {
-		printf("SKIPPED: the limits file must be owned by root, so this test must run as root "
-		       "(euid is %u)\n",
-		       (unsigned)geteuid());
+		printf(
+		    "SKIPPED: the limits file must be owned by root, so this test must run as root (euid is %u)\n",
+		    (unsigned)geteuid());
 		return SKIP;
 	}
 	struct stat st;
 	if (lstat("/etc/gpucap/limits.conf", &st) == 0) {
-		printf("SKIPPED: /etc/gpucap/limits.conf exists on this machine and always applies, so "
-		       "GPUCAP_LIMITS_FILE cannot point the test at its own file\n");
+		printf(
+		    "SKIPPED: /etc/gpucap/limits.conf exists on this machine and always applies, so GPUCAP_LIMITS_FILE cannot point the test at its own file\n");
 		return SKIP;
 	}
 	setup();

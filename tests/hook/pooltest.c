@@ -12,8 +12,10 @@
  *   pooltest [--threads N] [--rounds N]
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "hook_scratch.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -23,16 +25,6 @@
 
 #define MiB   (UINT64_C(1) << 20)
 #define LIMIT (48 * MiB)
-
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CU(call) CHECK((call) == CUDA_SUCCESS)
 
 /* Success, or the cap refusing: nothing else is expected. */
 #define CU_OR_OOM(call)                                                                                      \
@@ -44,21 +36,12 @@
 static char region_dir[64];
 static char region_path[96];
 
-static void cleanup(void)
-{
-	unlink(region_path);
-	rmdir(region_dir);
-}
-
 static void fresh_region(void)
 {
-	snprintf(region_dir, sizeof(region_dir), "/tmp/gpucap-pooltest-XXXXXX");
-	CHECK(mkdtemp(region_dir) != NULL);
-	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
-	setenv("GPUCAP_REGION", region_path, 1);
+	hook_scratch_region("pooltest", NULL, region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
 	setenv("CUDA_DEVICE_MEMORY_LIMIT", "48m", 1);
 	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	atexit(cleanup);
 }
 
 static struct gpucap_snapshot *snapshot(gpucap_region **r)
@@ -228,14 +211,8 @@ static void *work(void *arg)
 int main(int argc, char **argv)
 {
 	int threads = 8, rounds = 2000;
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--threads") == 0)
-			threads = atoi(argv[i + 1]);
-		else if (strcmp(argv[i], "--rounds") == 0)
-			rounds = atoi(argv[i + 1]);
-		else
-			return 2;
-	}
+	if (!check_thread_options(argc, argv, 1, &threads, &rounds))
+		return 2;
 	CHECK(threads > 0 && threads <= 64 && rounds > 0);
 	fresh_region();
 	CU(cuInit(0));

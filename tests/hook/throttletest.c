@@ -12,9 +12,12 @@
  * are checked loosely (a 30% cap must stay clearly under 60%).
  */
 #define _GNU_SOURCE
+#include "check.h"
 #include "cuda_api.h"
 #include "gpucap/region.h"
+#include "hook_scratch.h"
 #include "layout.h"
+#include "self_exec.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -28,86 +31,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The launch and capture API of the fake driver (not in cuda_api.h). */
-CUresult cuStreamCreate(CUstream *s, unsigned int flags);
-CUresult cuStreamDestroy_v2(CUstream s);
-CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
-                        unsigned int by, unsigned int bz, unsigned int shared, CUstream s, void **params,
-                        void **extra);
-CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
-                             unsigned int by, unsigned int bz, unsigned int shared, CUstream s, void **params,
-                             void **extra);
-CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
-CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
-CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
-                                   unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared,
-                                   CUstream s, void **params);
-CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
-                                        unsigned int bx, unsigned int by, unsigned int bz,
-                                        unsigned int shared, CUstream s, void **params);
-CUresult cuGraphLaunch(CUgraphExec exec, CUstream s);
-CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream s);
-CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode);
-CUresult cuStreamEndCapture(CUstream s, CUgraph *graph);
-CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
-CUresult cuGraphExecDestroy(CUgraphExec exec);
-CUresult cuGraphDestroy(CUgraph graph);
-CUresult cuStreamSynchronize(CUstream s);
-CUgraphExec fakecuda_graph_exec(uint64_t us);
-uint64_t fakecuda_busy_ns(int ordinal);
-uint64_t fakecuda_stat(const char *name);
-void fakenvml_set_process_util(unsigned int pid, unsigned int sm);
-
 #define DEV_A "GPU-00000000-0000-0000-0000-0000000000a0"
 #define DEV_B "GPU-00000000-0000-0000-0000-0000000000b1"
 #define MS    UINT64_C(1000000)
-
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CHECK_EQ(expected, actual)                                                                           \
-	do {                                                                                                 \
-		unsigned long long e_ = (unsigned long long)(expected), a_ = (unsigned long long)(actual);   \
-		if (e_ != a_) {                                                                              \
-			fprintf(stderr, "%s:%d: %s: expected %llu, got %llu\n", __FILE__, __LINE__, #actual, \
-			        e_, a_);                                                                     \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
-
-#define CU(call) CHECK_EQ(CUDA_SUCCESS, (call))
 
 static char region_dir[128];
 static char region_path[192];
 static char self_path[4096];
 
-static void cleanup(void)
-{
-	if (region_dir[0] && !getenv("THROTTLETEST_KEEP")) {
-		unlink(region_path);
-		char audit[256];
-		snprintf(audit, sizeof(audit), "%s.audit", region_path);
-		unlink(audit);
-		char other[256];
-		snprintf(other, sizeof(other), "%s/other", region_dir);
-		unlink(other);
-		rmdir(region_dir);
-	}
-}
-
 static void fresh_region(void)
 {
-	snprintf(region_dir, sizeof(region_dir), "/tmp/gpucap-throttletest-XXXXXX");
-	CHECK(mkdtemp(region_dir) != NULL);
-	snprintf(region_path, sizeof(region_path), "%s/region", region_dir);
-	setenv("GPUCAP_REGION", region_path, 1);
+	hook_scratch_region("throttletest", "THROTTLETEST_KEEP", region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
 	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	atexit(cleanup);
 }
 
 static uint64_t now_ns(void)
@@ -321,57 +257,10 @@ static void set_sm_limit(const char *uuid, uint32_t percent)
 	gpucap_region_detach(r);
 }
 
-/* Run this program with args in a child, with extra "NAME=value" settings
- * ("NAME=" unsets); stderr into err. Returns the exit status. */
-/* In a forked child: set NAME=VALUE (unset NAME= with no value), then run
- * this program with args (NULL-terminated); never returns. */
-static void exec_self(const char *const *env, const char *const *args)
-{
-	for (const char *const *e = env; e && *e; e++) {
-		char name[256];
-		const char *eq = strchr(*e, '=');
-		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
-		if (eq[1])
-			setenv(name, eq + 1, 1);
-		else
-			unsetenv(name);
-	}
-	char *argv[8];
-	int n = 0;
-	argv[n++] = self_path;
-	for (const char *const *a = args; *a && n < 7; a++)
-		argv[n++] = (char *)*a;
-	argv[n] = NULL;
-	execv(self_path, argv);
-	_exit(127);
-}
-
+/* Run this program with args in a child (tests/support/self_exec.h). */
 static int run_self(char *err, size_t err_len, const char *const *env, const char *const *args)
 {
-	int pipefd[2];
-	CHECK(pipe(pipefd) == 0);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		close(pipefd[0]);
-		dup2(pipefd[1], STDERR_FILENO);
-		exec_self(env, args);
-	}
-	close(pipefd[1]);
-	size_t used = 0;
-	char buf[512];
-	ssize_t got;
-	while ((got = read(pipefd[0], buf, sizeof(buf))) > 0) {
-		if (used + (size_t)got < err_len) {
-			memcpy(err + used, buf, (size_t)got);
-			used += (size_t)got;
-		}
-	}
-	err[used] = '\0';
-	close(pipefd[0]);
-	int status;
-	CHECK(waitpid(pid, &status, 0) == pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return self_run(self_path, err, err_len, env, args);
 }
 
 static unsigned count_lines(const char *text)
@@ -942,11 +831,7 @@ static int turns_child(const char *out)
 
 static pid_t spawn_self(const char *const *env, const char *const *args)
 {
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0)
-		exec_self(env, args);
-	return pid;
+	return self_spawn(self_path, env, args);
 }
 
 struct turns {
@@ -1029,8 +914,7 @@ static void test_turns(const char *mode)
 	struct turns t70 = read_turns(out70, first30 ? w30 : 0, w70);
 	fprintf(
 	    stderr,
-	    "turns %s: cap 30: %u launches, %.1f%% in its window, busy %.2f; cap 70: %u launches, %.1f%% in "
-	    "its window, busy %.2f\n",
+	    "turns %s: cap 30: %u launches, %.1f%% in its window, busy %.2f; cap 70: %u launches, %.1f%% in its window, busy %.2f\n",
 	    mode, t30.launches, 100 * t30.in_window, t30.busy, t70.launches, 100 * t70.in_window, t70.busy);
 	char file[512];
 	snprintf(file, sizeof(file), "%s/gpucap-sched-%s", node, DEV_A);

@@ -1,5 +1,5 @@
 /*
- * The live-allocation map (src/hook/track.c), compiled into this program so
+ * The live-allocation map (src/memory/track.c), compiled into this program so
  * that the tests can choose keys sharing one home bucket and look at the
  * chains. "unit" checks the contract from one thread; "stress" has threads
  * insert, remove and put back distinct and colliding keys at once and checks
@@ -12,18 +12,11 @@
  */
 #define _POSIX_C_SOURCE 200809L /* pthread barriers */
 #include "track.c"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                          \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-			exit(1);                                                                             \
-		}                                                                                            \
-	} while (0)
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
@@ -448,14 +441,8 @@ int main(int argc, char **argv)
 		return run_unit();
 	if (argc >= 2 && strcmp(argv[1], "stress") == 0) {
 		int threads = 8, rounds = 400;
-		for (int i = 2; i + 1 < argc; i += 2) {
-			if (strcmp(argv[i], "--threads") == 0)
-				threads = atoi(argv[i + 1]);
-			else if (strcmp(argv[i], "--rounds") == 0)
-				rounds = atoi(argv[i + 1]);
-			else
-				return 2;
-		}
+		if (!check_thread_options(argc, argv, 2, &threads, &rounds))
+			return 2;
 		return run_stress(threads, rounds);
 	}
 	fprintf(stderr, "usage: tracktest unit | stress [--threads N] [--rounds N]\n");

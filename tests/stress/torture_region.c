@@ -283,13 +283,13 @@ int main(int argc, char **argv)
 	    (double)atomic_load(&control->max_attach_ns) / 1e6);
 	printf("torture: slow ops from preemption (not blocking) %llu\n",
 	       (unsigned long long)atomic_load(&control->preempted));
-	printf("torture: blocked>100ms %llu, leaked bytes %llu, over-limit %llu, corrupt snapshots %llu "
-	       "(of %llu consistent, %llu taken)\n",
-	       (unsigned long long)atomic_load(&control->blocked), (unsigned long long)leaked,
-	       (unsigned long long)atomic_load(&control->over_limit),
-	       (unsigned long long)atomic_load(&control->corrupt_snapshots),
-	       (unsigned long long)atomic_load(&control->consistent_snapshots),
-	       (unsigned long long)atomic_load(&control->snapshots));
+	printf(
+	    "torture: blocked>100ms %llu, leaked bytes %llu, over-limit %llu, corrupt snapshots %llu (of %llu consistent, %llu taken)\n",
+	    (unsigned long long)atomic_load(&control->blocked), (unsigned long long)leaked,
+	    (unsigned long long)atomic_load(&control->over_limit),
+	    (unsigned long long)atomic_load(&control->corrupt_snapshots),
+	    (unsigned long long)atomic_load(&control->consistent_snapshots),
+	    (unsigned long long)atomic_load(&control->snapshots));
 	bool ok = killer_status == 0 && atomic_load(&control->worker_failures) == 0 &&
 	          atomic_load(&control->kills) == cfg.kills && atomic_load(&control->blocked) == 0 &&
 	          leaked == 0 && atomic_load(&control->over_limit) == 0 &&

@@ -9,7 +9,7 @@
  * The gate thread ("gpucap-gate") keeps gpucap_sm_armed current (launches
  * take the gate only while some device of the region is throttled, so
  * `gpucap set --sm` reaches running processes within a tick) and runs the
- * drains of the gates (throttle.c) in relaxed capture mode.
+ * drains of the gates (gate.c) in relaxed capture mode.
  *
  * The controller thread ("gpucap-sm"), every SM_TICK_NS,
  *   - for each throttled device, tries the device's controller lease in
@@ -32,11 +32,13 @@
  * hold up a drain, which is why the two are separate threads.
  */
 #define _GNU_SOURCE
+#include "sm_controller.h"
+#include "gate.h"
 #include "log.h"
 #include "proc_ids.h"
 #include "sm_schedule.h"
 #include "sm_weight.h"
-#include "throttle.h"
+#include "wake.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -65,14 +67,7 @@
 
 static atomic_int started;
 static atomic_bool stopping;
-static atomic_bool gate_running;
 static atomic_bool ctl_running;
-static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
-/* When the sleeping thread wakes (0 while it is awake), and the earliest
- * deadline launches asked for since it last looked at the gates. */
-static _Atomic uint64_t wake_at_ns = UINT64_MAX;
-static _Atomic uint64_t kick_ns = UINT64_MAX;
 static atomic_bool atexit_registered;
 
 /* Per region device, owned by the controller thread alone. */
@@ -122,23 +117,6 @@ static unsigned long long real_us(void)
 	return (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u;
 }
 
-/* ---- The armed flag --------------------------------------------------------------- */
-
-static void update_armed(void)
-{
-	bool armed = false;
-	for (int i = 0; i < GPUCAP_MAX_DEVICES && !armed; i++)
-		armed = gpucap.config.sm.local_cap[i] != 0;
-	for (int d = 0; d < GPUCAP_MAX_DEVICES && !armed && gpucap.region; d++) {
-		uint32_t cap = gpucap_region_sm_limit(gpucap.region, d);
-		if (cap >= 100)
-			continue;
-		uint32_t duty = gpucap_region_sm_duty(gpucap.region, d);
-		armed = duty < GPUCAP_SM_PPM; /* 0: unset, the cap applies */
-	}
-	atomic_store_explicit(&gpucap_sm_armed, armed ? 1u : 0u, memory_order_release);
-}
-
 /* ---- Who belongs to the container --------------------------------------------------- */
 
 /* The inode of this process's PID namespace; 0: unknown. */
@@ -162,7 +140,7 @@ static void refresh_peers(uint64_t now)
 	peers[peer_count++] = (unsigned int)getpid();
 	if (!own_ns_inode)
 		own_ns_inode = pid_ns_inode();
-	struct gpucap_snapshot *snap = gpucap_region_snapshot(gpucap.region);
+	struct gpucap_snapshot *snap = gpucap_region_snapshot(compute_env.region);
 	if (!snap)
 		return;
 	for (uint32_t i = 0; i < snap->process_count && peer_count < SM_MAX_PEERS; i++) {
@@ -192,10 +170,10 @@ static void say_open_loop(const char *why)
 	if (nvml_logged)
 		return;
 	nvml_logged = true;
-	gpucap_log(GPUCAP_LOG_WARN,
-	           "SM cap: %s; running open loop: the duty is the cap, uncorrected, and the share shown is "
-	           "estimated from launch timing (another tenant on the GPU lowers what this container gets)",
-	           why);
+	gpucap_log(
+	    GPUCAP_LOG_WARN,
+	    "SM cap: %s; running open loop: the duty is the cap, uncorrected, and the share shown is estimated from launch timing (another tenant on the GPU lowers what this container gets)",
+	    why);
 }
 
 static bool nvml_ready(void)
@@ -314,8 +292,7 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 			c->logged = true;
 			gpucap_log(
 			    GPUCAP_LOG_WARN,
-			    "SM cap on %s: NVML shows no utilisation for this container's processes while "
-			    "they launch; running open loop (duty = cap) until it does",
+			    "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
 			    c->uuid);
 		}
 	} else if (closed) {
@@ -328,19 +305,19 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	uint32_t flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
 	gpucap_sm_source source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
 
-	if (gpucap.config.sm.policy == GPUCAP_SM_POLICY_ELASTIC) {
+	if (compute_env.config->sm.policy == GPUCAP_SM_POLICY_ELASTIC) {
 		if (!closed) {
 			if (!elastic_logged) {
 				elastic_logged = true;
-				gpucap_log(GPUCAP_LOG_WARN,
-				           "SM policy elastic needs NVML to see other tenants; "
-				           "holding the cap strictly");
+				gpucap_log(
+				    GPUCAP_LOG_WARN,
+				    "SM policy elastic needs NVML to see other tenants; holding the cap strictly");
 			}
 		} else {
 			if (foreign >= SM_ELASTIC_PPM)
 				c->last_foreign_ns = now;
 			if (now - c->last_foreign_ns >= SM_ELASTIC_NS) {
-				gpucap_region_sm_publish(gpucap.region, d, GPUCAP_SM_PPM, c->share_ppm,
+				gpucap_region_sm_publish(compute_env.region, d, GPUCAP_SM_PPM, c->share_ppm,
 				                         source, flags | GPUCAP_SM_FLAG_ELASTIC_OPEN,
 				                         c->integral_ppm);
 				return;
@@ -355,7 +332,7 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	 * a busy second is worth one (the work weight applies to idle gaps). */
 	uint32_t applied = st->duty_ppm ? st->duty_ppm : (uint32_t)cap;
 	uint32_t caps = 0;
-	bool turns = gpucap_sm_schedule_shared(d, applied, now, &caps);
+	bool turns = gpucap_sm_schedule_shared(gpucap_sm_ordinal_of(d), applied, now, &caps);
 	/* No burst starts while taking turns (the others count as busy); one
 	 * already under way is finished. */
 	struct sm_weight_inputs in = {d, applied, turns ? GPUCAP_SM_PPM : foreign, closed, st->tat_ns};
@@ -381,41 +358,42 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);
 	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
 	c->integral_ppm = (int32_t)integral;
-	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
-	           "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) "
-	           "others %.1f%% duty %.1f%%%s",
-	           d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6,
-	           target / 1e4, mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
-	           frozen  ? " (calibrating)"
-	           : turns ? " (taking turns)"
-	                   : "");
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DEBUG,
+	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
+	    d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6, target / 1e4,
+	    mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
+	    frozen  ? " (calibrating)"
+	    : turns ? " (taking turns)"
+	            : "");
 	/* Shown as a share of the full-load work, like the cap. */
 	uint64_t shown = (uint64_t)c->share_ppm *
 	                 (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / GPUCAP_SM_PPM;
-	gpucap_region_sm_publish(gpucap.region, d, (uint32_t)duty,
+	gpucap_region_sm_publish(compute_env.region, d, (uint32_t)duty,
 	                         shown > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)shown, source, flags,
 	                         c->integral_ppm);
 }
 
 static void control(uint64_t now)
 {
-	if (!gpucap.region)
+	if (!compute_env.region)
 		return;
 	bool peers_fresh = false;
 	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
 		struct ctl_device *c = &ctl[d];
 		struct gpucap_sm_state st;
-		if (!gpucap_region_sm_read(gpucap.region, d, now, &st))
+		if (!gpucap_region_sm_read(compute_env.region, d, now, &st))
 			continue;
 		if (st.sm_limit >= 100) {
 			/* The cap was lifted: the last holder clears its output, so
 			 * that a cap set later starts from the feed-forward. */
 			if (c->owner)
-				gpucap_region_sm_publish(gpucap.region, d, 0, 0, GPUCAP_SM_SOURCE_NONE, 0, 0);
+				gpucap_region_sm_publish(compute_env.region, d, 0, 0, GPUCAP_SM_SOURCE_NONE,
+				                         0, 0);
 			c->owner = false;
 			continue;
 		}
-		if (!gpucap_region_sm_lease(gpucap.region, d, now, SM_LEASE_TTL_NS)) {
+		if (!gpucap_region_sm_lease(compute_env.region, d, now, SM_LEASE_TTL_NS)) {
 			c->owner = false;
 			continue;
 		}
@@ -452,42 +430,31 @@ static void *gate_main(void *arg)
 	pthread_setname_np(pthread_self(), "gpucap-gate");
 	gpucap_sm_thread_relaxed();
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
-		update_armed();
-		/* Kicks from here on are either seen by this pass over the gates or
-		 * left in kick_ns for the wait below. */
-		atomic_store_explicit(&kick_ns, UINT64_MAX, memory_order_seq_cst);
+		gpucap_sm_refresh_armed();
+		gpucap_sm_wake_pass();
 		uint64_t now = mono_ns();
 		uint64_t wake = gpucap_sm_service(now);
 		now = mono_ns();
 		if (wake > now + SM_TICK_NS)
 			wake = now + SM_TICK_NS;
-		pthread_mutex_lock(&wake_lock);
-		/* Publish the wake time, then look for kicks: a kicker stores its
-		 * deadline, then reads the wake time, so one of us sees the other. */
-		atomic_store_explicit(&wake_at_ns, wake, memory_order_seq_cst);
-		uint64_t kicked = atomic_load_explicit(&kick_ns, memory_order_seq_cst);
-		if (kicked < wake) {
-			wake = kicked;
-			atomic_store_explicit(&wake_at_ns, wake, memory_order_seq_cst);
-		}
-		now = mono_ns();
-		if (wake > now && !atomic_load_explicit(&stopping, memory_order_acquire)) {
-			/* The condition variable runs on CLOCK_REALTIME; the wait is
-			 * short, and a kick or the next tick corrects any jump. */
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t at =
-			    (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec + (wake - now);
-			ts.tv_sec = (time_t)(at / UINT64_C(1000000000));
-			ts.tv_nsec = (long)(at % UINT64_C(1000000000));
-			pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
-		}
-		atomic_store_explicit(&wake_at_ns, 0, memory_order_seq_cst);
-		pthread_mutex_unlock(&wake_lock);
+		gpucap_sm_wake_sleep(wake, &stopping);
 	}
-	atomic_store_explicit(&gate_running, false, memory_order_seq_cst);
+	atomic_store_explicit(&gpucap_sm_gate_running, false, memory_order_seq_cst);
 	gpucap_sm_service_stop();
 	return NULL;
+}
+
+/* Capped devices this process launched on join the node schedule. */
+static void join_schedules(uint64_t now)
+{
+	if (!gpucap_sm_schedule_wanted() || !gpucap_sm_any_gate_used())
+		return;
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
+		int region_index = gpucap_sm_region_index_of(d);
+		if (region_index < 0 || gpucap_sm_cap_of(d, region_index) >= 100)
+			continue;
+		gpucap_sm_schedule_join(d, region_index, now);
+	}
 }
 
 static void *controller_main(void *arg)
@@ -496,7 +463,7 @@ static void *controller_main(void *arg)
 	pthread_setname_np(pthread_self(), "gpucap-sm");
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
 		control(mono_ns());
-		gpucap_sm_schedule_service(mono_ns());
+		join_schedules(mono_ns());
 		for (uint64_t slept = 0;
 		     slept < SM_TICK_NS && !atomic_load_explicit(&stopping, memory_order_acquire);
 		     slept += UINT64_C(10000000)) {
@@ -508,37 +475,13 @@ static void *controller_main(void *arg)
 	return NULL;
 }
 
-bool gpucap_sm_gate_thread_running(void)
-{
-	return atomic_load_explicit(&gate_running, memory_order_seq_cst);
-}
-
-void gpucap_sm_gate_thread_kick(uint64_t deadline_ns)
-{
-	uint64_t kicked = atomic_load_explicit(&kick_ns, memory_order_seq_cst);
-	while (deadline_ns < kicked &&
-	       !atomic_compare_exchange_weak_explicit(&kick_ns, &kicked, deadline_ns, memory_order_seq_cst,
-	                                              memory_order_seq_cst)) {
-	}
-	/* Signal only a thread that sleeps past the deadline (a lock and a
-	 * signal, at most once per phase); an awake one reads kick_ns. */
-	if (atomic_load_explicit(&wake_at_ns, memory_order_seq_cst) <= deadline_ns)
-		return;
-	pthread_mutex_lock(&wake_lock);
-	if (atomic_load_explicit(&wake_at_ns, memory_order_seq_cst) > deadline_ns)
-		pthread_cond_signal(&wake_cond);
-	pthread_mutex_unlock(&wake_lock);
-}
-
 /* At exit the driver and NVML are torn down: stop calling them first (a
  * short, bounded wait for a step in progress). */
 static void stop_at_exit(void)
 {
 	atomic_store_explicit(&stopping, true, memory_order_release);
-	pthread_mutex_lock(&wake_lock);
-	pthread_cond_signal(&wake_cond);
-	pthread_mutex_unlock(&wake_lock);
-	for (int i = 0; i < 100 && (atomic_load_explicit(&gate_running, memory_order_acquire) ||
+	gpucap_sm_wake_interrupt();
+	for (int i = 0; i < 100 && (atomic_load_explicit(&gpucap_sm_gate_running, memory_order_acquire) ||
 	                            atomic_load_explicit(&ctl_running, memory_order_acquire));
 	     i++) {
 		struct timespec ts = {0, 1000000};
@@ -559,8 +502,8 @@ static bool start_thread(void *(*fn)(void *), atomic_bool *running, const char *
 		return true;
 	atomic_store_explicit(running, false, memory_order_seq_cst);
 	gpucap_log(GPUCAP_LOG_WARN, "SM cap: cannot start the %s thread (%s); %s", what, strerror(rc),
-	           running == &gate_running ? "launching threads drain their own phases"
-	                                    : "throttling at the cap without correction");
+	           running == &gpucap_sm_gate_running ? "launching threads drain their own phases"
+	                                              : "throttling at the cap without correction");
 	return false;
 }
 
@@ -579,7 +522,7 @@ void gpucap_sm_controller_start(void)
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	start_thread(gate_main, &gate_running, "gate");
+	start_thread(gate_main, &gpucap_sm_gate_running, "gate");
 	start_thread(controller_main, &ctl_running, "controller");
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
@@ -587,12 +530,7 @@ void gpucap_sm_controller_start(void)
 void gpucap_sm_controller_after_fork(void)
 {
 	atomic_store_explicit(&started, 0, memory_order_relaxed);
-	atomic_store_explicit(&gate_running, false, memory_order_relaxed);
 	atomic_store_explicit(&ctl_running, false, memory_order_relaxed);
-	atomic_store_explicit(&wake_at_ns, UINT64_MAX, memory_order_relaxed);
-	atomic_store_explicit(&kick_ns, UINT64_MAX, memory_order_relaxed);
-	pthread_mutex_init(&wake_lock, NULL);
-	pthread_cond_init(&wake_cond, NULL);
 	memset(ctl, 0, sizeof(ctl));
 	/* NVML's state after fork is the parent's; initialise again. */
 	nvml_state = 0;

@@ -39,7 +39,7 @@ static uint64_t real_ns(void)
  * must be the container's only work, and the gate measures this process's. */
 static bool only_launcher(void)
 {
-	struct gpucap_snapshot *snap = gpucap_region_snapshot(gpucap.region);
+	struct gpucap_snapshot *snap = gpucap_region_snapshot(compute_env.region);
 	if (!snap)
 		return false;
 	uint64_t now = real_ns();
@@ -100,12 +100,11 @@ static void finish_burst(struct sm_weight *w, int device, uint64_t now)
 	/* The first figure stands; later ones are averaged in (each is taken at
 	 * the duty the previous one set, so they converge). */
 	w->weight_ppm = w->weight_ppm ? (uint32_t)((w->weight_ppm + measured) / 2) : (uint32_t)measured;
-	gpucap_region_sm_publish_weight(gpucap.region, device, w->weight_ppm);
-	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
-	           "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, "
-	           "%.1f us capped)",
-	           device, w->weight_ppm / 1e6, measured / 1e6, full_per_launch / 1e3,
-	           capped_per_launch / 1e3);
+	gpucap_region_sm_publish_weight(compute_env.region, device, w->weight_ppm);
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DEBUG,
+	    "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, %.1f us capped)",
+	    device, w->weight_ppm / 1e6, measured / 1e6, full_per_launch / 1e3, capped_per_launch / 1e3);
 	w->per_launch_ns = capped_per_launch;
 	w->next_probe_ns = now + PROBE_PERIOD_NS;
 }
@@ -132,7 +131,7 @@ bool sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, uint
 		return true;
 	}
 	bool frozen = now < w->freeze_until_ns;
-	if (!gpucap.config.sm.calibrate || w->ordinal < 0 || !in->measured || span == 0 ||
+	if (!compute_env.config->sm.calibrate || w->ordinal < 0 || !in->measured || span == 0 ||
 	    window.launches < PROBE_MIN_LAUNCHES)
 		return frozen;
 

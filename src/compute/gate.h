@@ -14,10 +14,10 @@
  * Cost without a cap: gpucap_sm_armed is 0 and a launch is one load of it
  * and a predictable branch before the driver call.
  */
-#ifndef GPUCAP_HOOK_THROTTLE_H
-#define GPUCAP_HOOK_THROTTLE_H
+#ifndef GPUCAP_COMPUTE_GATE_H
+#define GPUCAP_COMPUTE_GATE_H
 
-#include "hook.h"
+#include "compute_internal.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -46,35 +46,21 @@
  * controller thread, so idle time is not charged as busy. */
 #define SM_IDLE_CLOSE_NS UINT64_C(2000000)
 
-/* Nonzero: some launch may have to be throttled (or nothing is known yet);
- * launches take the slow path. Starts at 1 so that the first launch
- * initialises; the controller keeps it current. */
-extern atomic_uint gpucap_sm_armed;
-
-static inline bool gpucap_sm_gate_armed(void)
-{
-	/* Acquire: a launch that sees 0 also sees the real function table the
-	 * initialisation filled before the flag was first cleared. One plain
-	 * load on x86-64. */
-	return __builtin_expect(atomic_load_explicit(&gpucap_sm_armed, memory_order_acquire) != 0, 0);
-}
-
-/* The slow path of a launch on hStream. per_thread: the call came through a
- * _ptsz entry point, where a NULL stream means the per-thread stream. Waits
- * while the device's duty cycle is off (bounded by SM_WAIT_MAX_NS); never
- * fails. Initialises gpucap if needed. */
+/* The gate of a launch on hStream (compute.h, gpucap_compute_gate, once
+ * the policy allows throttling and the threads are started). per_thread:
+ * the call came through a _ptsz entry point, where a NULL stream means the
+ * per-thread stream. Waits while the device's duty cycle is off (bounded by
+ * SM_WAIT_MAX_NS); never fails. */
 void gpucap_sm_gate(CUstream hStream, bool per_thread);
 
-/* A stream is being destroyed: forget it in every gate, and wait (at most
- * microseconds) for a drain that is recording on it. */
-void gpucap_sm_stream_gone(CUstream hStream);
+/* Keep gpucap_sm_armed current: set while some device this process may
+ * launch on is throttled (the gate thread calls it every tick). */
+void gpucap_sm_refresh_armed(void);
 
-/* A context is being destroyed (or a device's primary context released for
- * the last time): forget its streams in every gate, as for a stream. */
-void gpucap_sm_context_gone(CUcontext ctx);
-void gpucap_sm_device_gone(int ordinal);
+/* Forked child: forget the gates' phases and streams. */
+void gpucap_sm_gates_after_fork(void);
 
-/* ---- Between the gate and the controller (throttle.c) ---------------------- */
+/* ---- Between the gate and the controller (gate.c) ---------------------- */
 
 /* GPU work a gate saw: the busy time and launches of its finished phases. */
 struct gpucap_sm_work {
@@ -125,22 +111,5 @@ void gpucap_sm_thread_relaxed(void);
 
 /* Whether any gate has been used (devices this process launched on). */
 bool gpucap_sm_any_gate_used(void);
-
-/* ---- gpucap's threads (sm_controller.c) ------------------------------------ */
-
-/* Start the gate thread and the controller thread if they are not running
- * (once per process and fork). Cheap after the first call. */
-void gpucap_sm_controller_start(void);
-
-/* Whether the gate thread serves drains (false before it starts, if it
- * could not, and once the process exits). */
-bool gpucap_sm_gate_thread_running(void);
-
-/* Wake the gate thread by deadline_ns (0: now) if it sleeps past it: a drain
- * was requested, or a phase opened that it must close if no launch does. */
-void gpucap_sm_gate_thread_kick(uint64_t deadline_ns);
-
-/* Forked child: the threads are the parent's. */
-void gpucap_sm_controller_after_fork(void);
 
 #endif

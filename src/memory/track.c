@@ -10,7 +10,7 @@
  * number of entries that hash there, and emptied slots are reused.
  *
  * Inserting needs memory only to grow a chain. Should that fail, the insert
- * says so and the caller keeps the entry (memory.c then leaves the
+ * says so and the caller keeps the entry (admit.c then leaves the
  * allocation charged: counted too high, never too low).
  *
  * A slot keeps its own copy of the key, so a lookup never dereferences an
@@ -25,8 +25,9 @@
  * version differs and the CAS fails, so a key read from a slot is trusted only
  * when the claim proves the slot did not move.
  */
-#include "hook.h"
+#include "track.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 enum phase { EMPTY = 0, WRITING = 1, READY = 2, CLAIMED = 3 };

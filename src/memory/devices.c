@@ -6,16 +6,12 @@
  * charged. The per-device limit is looked up by the ordinal as this process
  * sees it (CUDA_DEVICE_MEMORY_LIMIT_<i>).
  */
-#include "hook.h"
 #include "log.h"
+#include "memory_internal.h"
 
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Per region device: the limits file's cap in this process, 0 for none.
- * Written when a device is resolved, before it is published. */
-static _Atomic uint64_t file_caps[GPUCAP_MAX_DEVICES];
 
 static struct gpucap_device devices[GPUCAP_MAX_DEVICES] = {
     [0 ... GPUCAP_MAX_DEVICES - 1] = {.primary_lock = PTHREAD_MUTEX_INITIALIZER, .region_index = -1},
@@ -33,10 +29,10 @@ static void format_uuid(const CUuuid *uuid, const char *prefix, char *out, size_
  * "MIG-". When CUDA_VISIBLE_DEVICES names the device that way, key it so. */
 static const char *uuid_prefix(const char *hex_part)
 {
-	if (!gpucap.config.visible_devices_set)
+	if (!memory_env.config->visible_devices_set)
 		return "GPU";
-	const char *hit = strstr(gpucap.config.visible_devices, hex_part);
-	if (hit && hit - gpucap.config.visible_devices >= 4 && strncmp(hit - 4, "MIG-", 4) == 0)
+	const char *hit = strstr(memory_env.config->visible_devices, hex_part);
+	if (hit && hit - memory_env.config->visible_devices >= 4 && strncmp(hit - 4, "MIG-", 4) == 0)
 		return "MIG";
 	return "GPU";
 }
@@ -58,14 +54,14 @@ static CUresult resolve(struct gpucap_device *dev, CUdevice ordinal)
 	format_uuid(&uuid, "GPU", plain, sizeof(plain));
 	format_uuid(&uuid, uuid_prefix(plain + 4), dev->uuid, sizeof(dev->uuid));
 	dev->ordinal = ordinal;
-	const struct gpucap_device_config *cfg = &gpucap.config.device[ordinal];
-	dev->fail_closed = cfg->fail_closed || !gpucap.region;
+	const struct gpucap_device_config *cfg = &memory_env.config->device[ordinal];
+	dev->fail_closed = cfg->fail_closed || !memory_env.region;
 	dev->region_index = -1;
 	/* A fail-closed device is refused locally and never registered, so a
 	 * malformed variable here cannot set the limit other processes see. */
-	if (gpucap.region && !cfg->fail_closed) {
-		int index =
-		    gpucap_region_device_register(gpucap.region, dev->uuid, cfg->limit_bytes, cfg->sm_limit);
+	if (memory_env.region && !cfg->fail_closed) {
+		int index = gpucap_region_device_register(memory_env.region, dev->uuid, cfg->limit_bytes,
+		                                          cfg->sm_limit);
 		if (index < 0) {
 			gpucap_log(GPUCAP_LOG_ERROR,
 			           "cannot register device %d (%s) in the region: %s; failing closed for it",
@@ -129,89 +125,17 @@ void gpucap_devices_reset(void)
 		devices[i].fail_closed = false;
 		devices[i].primary_refs = 0;
 		pthread_mutex_init(&devices[i].primary_lock, NULL);
-		atomic_store_explicit(&file_caps[i], 0, memory_order_relaxed);
 	}
 }
 
-void gpucap_device_note_file_cap(int region_index, uint64_t cap)
+bool gpucap_memory_device(int ordinal, int *region_index, char uuid[GPUCAP_UUID_MAX])
 {
-	if (region_index < 0 || region_index >= GPUCAP_MAX_DEVICES || cap == 0 || cap >= GPUCAP_UNLIMITED)
-		return;
-	/* The region admits against the lower of its limit and this cap in one
-	 * CAS, so a raised region limit cannot lift the file's cap. */
-	gpucap_region_set_local_cap(gpucap.region, region_index, cap);
-	uint64_t current = atomic_load_explicit(&file_caps[region_index], memory_order_relaxed);
-	while ((current == 0 || cap < current) &&
-	       !atomic_compare_exchange_weak_explicit(&file_caps[region_index], &current, cap,
-	                                              memory_order_relaxed, memory_order_relaxed)) {
-	}
-}
-
-static uint64_t file_cap_of(int region_index)
-{
-	return region_index < GPUCAP_MAX_DEVICES
-	           ? atomic_load_explicit(&file_caps[region_index], memory_order_relaxed)
-	           : 0;
-}
-
-static gpucap_status reserve_capped(int region_index, gpucap_kind kind, uint64_t bytes, uint64_t cap)
-{
-	(void)cap; /* applied by the region through gpucap_region_set_local_cap */
-	return gpucap_reserve(gpucap.region, region_index, kind, bytes);
-}
-
-CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
-{
-	if (bytes == 0)
-		return CUDA_SUCCESS;
-	if (region_index < 0 || !gpucap.region)
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	uint64_t cap = file_cap_of(region_index);
-	if (cap && bytes > cap)
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	gpucap_status st = reserve_capped(region_index, kind, bytes, cap);
-	if (st == GPUCAP_ERR_OVER_LIMIT) {
-		/* Pools may have released memory since they were last asked, and
-		 * this process's idle reserve counts against the file's cap. */
-		gpucap_pools_reconcile_all(region_index);
-		if (cap) {
-			/* The region reclaims dead peers only before its own
-			 * refusals; the file's cap needs the same. */
-			gpucap_region_return_credit(gpucap.region, region_index);
-			gpucap_region_reclaim_dead(gpucap.region, NULL);
-		}
-		st = reserve_capped(region_index, kind, bytes, cap);
-	}
-	return st == GPUCAP_OK ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
-}
-
-CUresult gpucap_admit(const struct gpucap_device *dev, gpucap_kind kind, uint64_t bytes)
-{
-	if (bytes == 0)
-		return CUDA_SUCCESS;
-	if (dev->fail_closed)
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	return gpucap_admit_index(dev->region_index, kind, bytes);
-}
-
-void gpucap_unadmit_index(int region_index, gpucap_kind kind, uint64_t bytes)
-{
-	if (bytes == 0 || region_index < 0 || !gpucap.region)
-		return;
-	gpucap_release(gpucap.region, region_index, kind, bytes);
-}
-
-bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged)
-{
-	if (region_index < 0 || !gpucap.region)
+	*region_index = -1;
+	struct gpucap_device *dev;
+	if (gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS)
 		return false;
-	/* A peer that exited still counts until someone sweeps; queries are
-	 * where users look, so let them start the (rate-limited) sweep. */
-	gpucap_region_maintain(gpucap.region);
-	if (!gpucap_region_device_usage(gpucap.region, region_index, limit, charged))
-		return false;
-	uint64_t cap = file_cap_of(region_index);
-	if (cap && cap < *limit)
-		*limit = cap;
-	return true;
+	*region_index = dev->region_index;
+	if (uuid)
+		memcpy(uuid, dev->uuid, GPUCAP_UUID_MAX);
+	return dev->region_index >= 0;
 }

@@ -5,9 +5,8 @@
  */
 #define _GNU_SOURCE
 #include "sm_schedule.h"
-#include "hook.h"
+#include "compute_internal.h"
 #include "log.h"
-#include "throttle.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -27,9 +26,9 @@ gpucap_sched *gpucap_sm_schedule_of(int ordinal)
 	return atomic_load_explicit(&handles[ordinal], memory_order_acquire);
 }
 
-bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now, uint32_t *caps_ppm)
+bool gpucap_sm_schedule_shared(int ordinal, uint32_t duty_ppm, uint64_t now, uint32_t *caps_ppm)
 {
-	gpucap_sched *sched = gpucap_sm_schedule_of(gpucap_sm_ordinal_of(region_index));
+	gpucap_sched *sched = gpucap_sm_schedule_of(ordinal);
 	struct gpucap_sched_window w;
 	gpucap_sched_window(sched, duty_ppm, now, &w);
 	*caps_ppm = w.caps_ppm;
@@ -38,19 +37,20 @@ bool gpucap_sm_schedule_shared(int region_index, uint32_t duty_ppm, uint64_t now
 
 static void join(int ordinal, int region_index, uint64_t now)
 {
-	struct gpucap_device *dev;
-	if (gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS || !dev->uuid[0])
+	char uuid[GPUCAP_UUID_MAX] = "";
+	int resolved_index;
+	if (!compute_env.device_of || !compute_env.device_of(ordinal, &resolved_index, uuid) || !uuid[0])
 		return;
 	char why[512];
 	gpucap_sched *sched = NULL;
 	gpucap_status st =
-	    gpucap_sched_open(gpucap.config.node_dir, dev->uuid, gpucap_region_created_ns(gpucap.region),
-	                      &sched, why, sizeof(why));
+	    gpucap_sched_open(compute_env.config->node_dir, uuid,
+	                      gpucap_region_created_ns(compute_env.region), &sched, why, sizeof(why));
 	if (st == GPUCAP_OK) {
 		atomic_store_explicit(&handles[ordinal], sched, memory_order_release);
 		GPUCAP_LOG(GPUCAP_LOG_INFO,
 		           "device %d (region device %d) takes turns with other containers in %s (slot %d)",
-		           ordinal, region_index, gpucap.config.node_dir, gpucap_sched_slot(sched));
+		           ordinal, region_index, compute_env.config->node_dir, gpucap_sched_slot(sched));
 		return;
 	}
 	retry_at_ns[ordinal] = now + (st == GPUCAP_ERR_BUSY ? SCHED_RETRY_BUSY_NS : SCHED_RETRY_NS);
@@ -62,18 +62,17 @@ static void join(int ordinal, int region_index, uint64_t now)
 	}
 }
 
-void gpucap_sm_schedule_service(uint64_t now)
+bool gpucap_sm_schedule_wanted(void)
 {
-	if (!gpucap.config.node_dir[0] || !gpucap.region || !gpucap_sm_any_gate_used())
+	return compute_env.config->node_dir[0] && compute_env.region;
+}
+
+void gpucap_sm_schedule_join(int ordinal, int region_index, uint64_t now)
+{
+	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES ||
+	    atomic_load_explicit(&handles[ordinal], memory_order_relaxed) || now < retry_at_ns[ordinal])
 		return;
-	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
-		if (atomic_load_explicit(&handles[d], memory_order_relaxed) || now < retry_at_ns[d])
-			continue;
-		int region_index = gpucap_sm_region_index_of(d);
-		if (region_index < 0 || gpucap_sm_cap_of(d, region_index) >= 100)
-			continue;
-		join(d, region_index, now);
-	}
+	join(ordinal, region_index, now);
 }
 
 void gpucap_sm_schedule_after_fork(void)

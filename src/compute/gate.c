@@ -1,5 +1,5 @@
 /*
- * The SM gate (throttle.h): per process and CUDA device, an ON phase of
+ * The SM gate (gate.h): per process and CUDA device, an ON phase of
  * launches, then a drain that measures how long the GPU was busy with them,
  * a charge of busy / duty to the device's virtual clock in the region, and
  * no new ON phase before the clock.
@@ -27,9 +27,10 @@
  * here, so such a phase is charged its wall time instead (an upper bound).
  */
 #define _GNU_SOURCE
-#include "throttle.h"
+#include "gate.h"
 #include "log.h"
 #include "sm_schedule.h"
+#include "wake.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -68,7 +69,7 @@ struct gate {
 	_Atomic uint32_t budget;   /* launches per phase, learnt */
 	_Atomic uint32_t overflow; /* a stream did not fit in the set */
 	_Atomic int recording;     /* a drain is recording events on the set */
-	/* What finished phases did, and a calibration burst (throttle.h). */
+	/* What finished phases did, and a calibration burst (gate.h). */
 	_Atomic uint64_t work_busy_ns;
 	_Atomic uint64_t work_launches;
 	_Atomic uint64_t probe_hold_ns;
@@ -140,14 +141,33 @@ static void sleep_ns(uint64_t ns)
 	}
 }
 
+/* ---- The armed flag (kept current by the gate thread)
+ * --------------------------------------------------------------- */
+
+void gpucap_sm_refresh_armed(void)
+{
+	bool armed = false;
+	for (int i = 0; i < GPUCAP_MAX_DEVICES && !armed; i++)
+		armed = compute_env.config->sm.local_cap[i] != 0;
+	for (int d = 0; d < GPUCAP_MAX_DEVICES && !armed && compute_env.region; d++) {
+		uint32_t cap = gpucap_region_sm_limit(compute_env.region, d);
+		if (cap >= 100)
+			continue;
+		uint32_t duty = gpucap_region_sm_duty(compute_env.region, d);
+		armed = duty < GPUCAP_SM_PPM; /* 0: unset, the cap applies */
+	}
+	atomic_store_explicit(&gpucap_sm_armed, armed ? 1u : 0u, memory_order_release);
+}
+
 /* ---- Caps and duty ----------------------------------------------------------- */
 
 uint32_t gpucap_sm_cap_of(int ordinal, int region_index)
 {
-	uint32_t cap =
-	    gpucap.region && region_index >= 0 ? gpucap_region_sm_limit(gpucap.region, region_index) : 100;
+	uint32_t cap = compute_env.region && region_index >= 0
+	                   ? gpucap_region_sm_limit(compute_env.region, region_index)
+	                   : 100;
 	uint32_t local =
-	    ordinal >= 0 && ordinal < GPUCAP_MAX_DEVICES ? gpucap.config.sm.local_cap[ordinal] : 0;
+	    ordinal >= 0 && ordinal < GPUCAP_MAX_DEVICES ? compute_env.config->sm.local_cap[ordinal] : 0;
 	return local && local < cap ? local : cap;
 }
 
@@ -159,10 +179,10 @@ static uint32_t duty_of(int region_index, uint32_t cap)
 {
 	if (cap >= 100)
 		return GPUCAP_SM_PPM;
-	uint32_t region_cap = gpucap_region_sm_limit(gpucap.region, region_index);
+	uint32_t region_cap = gpucap_region_sm_limit(compute_env.region, region_index);
 	if (cap < region_cap)
 		return cap * (GPUCAP_SM_PPM / 100);
-	uint32_t duty = gpucap_region_sm_duty(gpucap.region, region_index);
+	uint32_t duty = gpucap_region_sm_duty(compute_env.region, region_index);
 	return duty ? duty : cap * (GPUCAP_SM_PPM / 100);
 }
 
@@ -276,8 +296,7 @@ static void abandon_events(CUevent *events, int n)
 	if (atomic_compare_exchange_strong(&drain_timeout_logged, &expected, true))
 		gpucap_log(
 		    GPUCAP_LOG_WARN,
-		    "SM cap: the GPU work of one phase took more than %llu ms; charging it up to now and "
-		    "going on (kernels this long make the cap coarse)",
+		    "SM cap: the GPU work of one phase took more than %llu ms; charging it up to now and going on (kernels this long make the cap coarse)",
 		    (unsigned long long)(SM_DRAIN_MAX_NS / 1000000u));
 }
 
@@ -495,8 +514,9 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	bool in_burst =
 	    start >= atomic_load_explicit(&g->probe_hold_ns, memory_order_relaxed) && start < burst_end;
 	bool windowed = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed) != 0;
-	if (gpucap.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst && !windowed)
-		gpucap_region_sm_charge(gpucap.region, region_index, start, busy, duty, mono_ns());
+	if (compute_env.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst &&
+	    !windowed)
+		gpucap_region_sm_charge(compute_env.region, region_index, start, busy, duty, mono_ns());
 	if (launches > 0 && busy > 0) {
 		atomic_fetch_add_explicit(&g->work_busy_ns, busy, memory_order_relaxed);
 		atomic_fetch_add_explicit(&g->work_launches, launches, memory_order_relaxed);
@@ -735,7 +755,7 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 	}
 	if (now < atomic_load_explicit(&g->probe_end_ns, memory_order_relaxed))
 		return now; /* in a burst: back to back */
-	uint64_t tat = gpucap_region_sm_tat(gpucap.region, region_index, now);
+	uint64_t tat = gpucap_region_sm_tat(compute_env.region, region_index, now);
 	return tat > now + SM_TAT_SLACK_NS ? tat : now;
 }
 
@@ -847,18 +867,11 @@ static void note_launch(uint64_t now)
 	    !atomic_compare_exchange_strong_explicit(&last_note_ns, &last, now, memory_order_relaxed,
 	                                             memory_order_relaxed))
 		return;
-	gpucap_region_note_launch(gpucap.region, real_ns());
+	gpucap_region_note_launch(compute_env.region, real_ns());
 }
 
 void gpucap_sm_gate(CUstream stream, bool per_thread)
 {
-	if (!gpucap_ensure_init())
-		return;
-	if (gpucap.config.sm.policy == GPUCAP_SM_POLICY_DISABLE) {
-		atomic_store_explicit(&gpucap_sm_armed, 0, memory_order_release);
-		return;
-	}
-	gpucap_sm_controller_start();
 	/* The stream as any thread can name it: NULL is the legacy stream, a
 	 * _ptsz entry's NULL the per-thread one. */
 	if (per_thread && stream == NULL)
@@ -871,17 +884,18 @@ void gpucap_sm_gate(CUstream stream, bool per_thread)
 	if (!get_device || get_device(&ordinal) != CUDA_SUCCESS || ordinal < 0 ||
 	    ordinal >= GPUCAP_MAX_DEVICES)
 		return; /* no context: the launch fails in the driver anyway */
-	struct gpucap_device *dev;
-	if (gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS || dev->region_index < 0 || !gpucap.region)
+	int region_index = -1;
+	if (!compute_env.device_of || !compute_env.device_of(ordinal, &region_index, NULL) ||
+	    region_index < 0 || !compute_env.region)
 		return; /* without a region nothing is shared to throttle against */
 	struct gate *g = &gates[ordinal];
 	if (!atomic_load_explicit(&g->used, memory_order_relaxed)) {
-		atomic_store_explicit(&g->region_index, dev->region_index, memory_order_relaxed);
+		atomic_store_explicit(&g->region_index, region_index, memory_order_relaxed);
 		atomic_store_explicit(&g->used, true, memory_order_release);
 		atomic_store_explicit(&any_gate_used, true, memory_order_release);
 	}
-	uint32_t cap = gpucap_sm_cap_of(ordinal, dev->region_index);
-	uint32_t duty = duty_of(dev->region_index, cap);
+	uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
+	uint32_t duty = duty_of(region_index, cap);
 	if (cap >= 100 || duty >= GPUCAP_SM_PPM)
 		return;
 	/* Work launched into a capture runs when its graph is launched (gated
@@ -892,7 +906,7 @@ void gpucap_sm_gate(CUstream stream, bool per_thread)
 	gpucap_fn_cuCtxGetCurrent get_current = GPUCAP_REAL(cuCtxGetCurrent);
 	if (get_current)
 		get_current(&ctx);
-	gate_enter(g, ordinal, dev->region_index, cap, duty, stream, ctx);
+	gate_enter(g, ordinal, region_index, cap, duty, stream, ctx);
 	note_launch(atomic_load_explicit(&g->last_launch_ns, memory_order_relaxed));
 }
 
@@ -954,7 +968,7 @@ bool gpucap_sm_any_gate_used(void)
 	return atomic_load_explicit(&any_gate_used, memory_order_acquire);
 }
 
-void gpucap_sm_after_fork(void)
+void gpucap_sm_gates_after_fork(void)
 {
 	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
 		struct gate *g = &gates[d];
@@ -984,7 +998,5 @@ void gpucap_sm_after_fork(void)
 	}
 	atomic_store_explicit(&any_gate_used, false, memory_order_relaxed);
 	atomic_store_explicit(&last_note_ns, 0, memory_order_relaxed);
-	gpucap_sm_schedule_after_fork();
-	gpucap_sm_controller_after_fork();
 	atomic_store_explicit(&gpucap_sm_armed, 1, memory_order_release);
 }

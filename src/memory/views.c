@@ -6,8 +6,8 @@
  * a limit the driver's figures pass through unchanged. A device that fails
  * closed shows 0 total and 0 free.
  */
-#include "hook.h"
 #include "log.h"
+#include "memory_internal.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -44,19 +44,8 @@ static struct view view_for(const struct gpucap_device *dev, uint64_t real_total
 	return v;
 }
 
-static unsigned int clamp_uint(uint64_t value)
+CUresult on_mem_get_info(CUresult (*real)(size_t *, size_t *), size_t *freeBytes, size_t *totalBytes)
 {
-	return value > UINT_MAX ? UINT_MAX : (unsigned int)value;
-}
-
-CUresult on_mem_get_info(int id, size_t *freeBytes, size_t *totalBytes)
-{
-	gpucap_fn_cuMemGetInfo_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemGetInfo_v2);
-	if (!gpucap_ensure_init())
-		return real ? real(freeBytes, totalBytes) : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
 	if (!freeBytes || !totalBytes)
 		return CUDA_ERROR_INVALID_VALUE;
 	CUresult r = real(freeBytes, totalBytes);
@@ -69,41 +58,8 @@ CUresult on_mem_get_info(int id, size_t *freeBytes, size_t *totalBytes)
 	return r;
 }
 
-CUresult on_mem_get_info_v1(int id, unsigned int *freeBytes, unsigned int *totalBytes)
+CUresult on_device_total_mem(CUresult (*real)(size_t *, CUdevice), size_t *bytes, CUdevice ordinal)
 {
-	gpucap_fn_cuMemGetInfo real = GPUCAP_REAL_OF(id, gpucap_fn_cuMemGetInfo);
-	if (!gpucap_ensure_init())
-		return real ? real(freeBytes, totalBytes) : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
-	if (!freeBytes || !totalBytes)
-		return CUDA_ERROR_INVALID_VALUE;
-	/* Ask the wide entry point so that large cards are not clamped twice. */
-	gpucap_fn_cuMemGetInfo_v2 wide = GPUCAP_REAL(cuMemGetInfo_v2);
-	size_t f = 0, t = 0;
-	CUresult r = wide ? wide(&f, &t) : CUDA_ERROR_NOT_FOUND;
-	if (r != CUDA_SUCCESS)
-		return real(freeBytes, totalBytes);
-	struct gpucap_device *dev;
-	if (gpucap_device_current(&dev) == CUDA_SUCCESS) {
-		struct view v = view_for(dev, t, f);
-		t = v.total;
-		f = v.free;
-	}
-	*totalBytes = clamp_uint(t);
-	*freeBytes = clamp_uint(f);
-	return r;
-}
-
-CUresult on_device_total_mem(int id, size_t *bytes, CUdevice ordinal)
-{
-	gpucap_fn_cuDeviceTotalMem_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_cuDeviceTotalMem_v2);
-	if (!gpucap_ensure_init())
-		return real ? real(bytes, ordinal) : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
 	if (!bytes)
 		return CUDA_ERROR_INVALID_VALUE;
 	CUresult r = real(bytes, ordinal);
@@ -115,28 +71,6 @@ CUresult on_device_total_mem(int id, size_t *bytes, CUdevice ordinal)
 	return r;
 }
 
-CUresult on_device_total_mem_v1(int id, unsigned int *bytes, CUdevice ordinal)
-{
-	gpucap_fn_cuDeviceTotalMem real = GPUCAP_REAL_OF(id, gpucap_fn_cuDeviceTotalMem);
-	if (!gpucap_ensure_init())
-		return real ? real(bytes, ordinal) : CUDA_ERROR_NOT_INITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
-	if (!bytes)
-		return CUDA_ERROR_INVALID_VALUE;
-	gpucap_fn_cuDeviceTotalMem_v2 wide = GPUCAP_REAL(cuDeviceTotalMem_v2);
-	size_t t = 0;
-	CUresult r = wide ? wide(&t, ordinal) : CUDA_ERROR_NOT_FOUND;
-	if (r != CUDA_SUCCESS)
-		return real(bytes, ordinal);
-	struct gpucap_device *dev;
-	if (gpucap_device_get(ordinal, &dev) == CUDA_SUCCESS)
-		t = view_for(dev, t, t).total;
-	*bytes = clamp_uint(t);
-	return r;
-}
-
 /* ---- NVML ---------------------------------------------------------------- */
 
 /* The CUDA ordinal this process would give an NVML device, from
@@ -145,10 +79,10 @@ CUresult on_device_total_mem_v1(int id, unsigned int *bytes, CUdevice ordinal)
  * NVML index is taken as the ordinal. */
 static int ordinal_of_nvml_device(const char *uuid, unsigned int nvml_index, bool have_index)
 {
-	if (!gpucap.config.visible_devices_set)
+	if (!memory_env.config->visible_devices_set)
 		return have_index ? (int)nvml_index : -1;
-	char list[sizeof(gpucap.config.visible_devices)];
-	memcpy(list, gpucap.config.visible_devices, sizeof(list));
+	char list[sizeof(memory_env.config->visible_devices)];
+	memcpy(list, memory_env.config->visible_devices, sizeof(list));
 	int ordinal = 0;
 	char *save = NULL;
 	for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save), ordinal++) {
@@ -189,8 +123,8 @@ static bool nvml_device(nvmlDevice_t device, struct gpucap_device *out)
 	bool have_index = get_index && get_index(device, &index) == NVML_SUCCESS;
 	int ordinal = ordinal_of_nvml_device(uuid, index, have_index);
 	const struct gpucap_device_config *cfg =
-	    ordinal >= 0 && ordinal < GPUCAP_MAX_DEVICES ? &gpucap.config.device[ordinal] : NULL;
-	if (!gpucap.region) {
+	    ordinal >= 0 && ordinal < GPUCAP_MAX_DEVICES ? &memory_env.config->device[ordinal] : NULL;
+	if (!memory_env.region) {
 		out->fail_closed = true;
 		return true;
 	}
@@ -198,10 +132,10 @@ static bool nvml_device(nvmlDevice_t device, struct gpucap_device *out)
 		out->fail_closed = true;
 		return true;
 	}
-	out->region_index = gpucap_region_device_find(gpucap.region, uuid);
+	out->region_index = gpucap_region_device_find(memory_env.region, uuid);
 	if (out->region_index < 0 && cfg && cfg->limit_bytes < GPUCAP_UNLIMITED) {
 		int registered =
-		    gpucap_region_device_register(gpucap.region, uuid, cfg->limit_bytes, cfg->sm_limit);
+		    gpucap_region_device_register(memory_env.region, uuid, cfg->limit_bytes, cfg->sm_limit);
 		out->region_index = registered >= 0 ? registered : -1;
 	}
 	if (out->region_index >= 0 && cfg)
@@ -209,20 +143,24 @@ static bool nvml_device(nvmlDevice_t device, struct gpucap_device *out)
 	return out->region_index >= 0;
 }
 
-nvmlReturn_t on_nvml_memory_info(int id, nvmlDevice_t device, nvmlMemory_t *memory)
+/* The view of an NVML device's memory from the real figures; false when
+ * the figures pass through unchanged. */
+static bool nvml_view(nvmlDevice_t device, unsigned long long total, unsigned long long free_bytes,
+                      struct view *v)
 {
-	gpucap_fn_nvmlDeviceGetMemoryInfo real = GPUCAP_REAL_OF(id, gpucap_fn_nvmlDeviceGetMemoryInfo);
-	if (!gpucap_ensure_init())
-		return real ? real(device, memory) : NVML_ERROR_UNINITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return NVML_ERROR_FUNCTION_NOT_FOUND;
-	nvmlReturn_t r = real(device, memory);
 	struct gpucap_device dev;
-	if (r != NVML_SUCCESS || !memory || !nvml_device(device, &dev))
-		return r;
-	struct view v = view_for(&dev, memory->total, memory->free);
-	if (v.limited) {
+	if (!nvml_device(device, &dev))
+		return false;
+	*v = view_for(&dev, total, free_bytes);
+	return v->limited;
+}
+
+nvmlReturn_t on_nvml_memory_info(nvmlReturn_t (*real)(nvmlDevice_t, nvmlMemory_t *), nvmlDevice_t device,
+                                 nvmlMemory_t *memory)
+{
+	nvmlReturn_t r = real(device, memory);
+	struct view v;
+	if (r == NVML_SUCCESS && memory && nvml_view(device, memory->total, memory->free, &v)) {
 		memory->total = v.total;
 		memory->free = v.free;
 		memory->used = v.used;
@@ -230,20 +168,12 @@ nvmlReturn_t on_nvml_memory_info(int id, nvmlDevice_t device, nvmlMemory_t *memo
 	return r;
 }
 
-nvmlReturn_t on_nvml_memory_info_v2(int id, nvmlDevice_t device, nvmlMemory_v2_t *memory)
+nvmlReturn_t on_nvml_memory_info_v2(nvmlReturn_t (*real)(nvmlDevice_t, nvmlMemory_v2_t *),
+                                    nvmlDevice_t device, nvmlMemory_v2_t *memory)
 {
-	gpucap_fn_nvmlDeviceGetMemoryInfo_v2 real = GPUCAP_REAL_OF(id, gpucap_fn_nvmlDeviceGetMemoryInfo_v2);
-	if (!gpucap_ensure_init())
-		return real ? real(device, memory) : NVML_ERROR_UNINITIALIZED;
-	real = (__typeof__(real))gpucap_real[id];
-	if (!real)
-		return NVML_ERROR_FUNCTION_NOT_FOUND;
 	nvmlReturn_t r = real(device, memory);
-	struct gpucap_device dev;
-	if (r != NVML_SUCCESS || !memory || !nvml_device(device, &dev))
-		return r;
-	struct view v = view_for(&dev, memory->total, memory->free);
-	if (v.limited) {
+	struct view v;
+	if (r == NVML_SUCCESS && memory && nvml_view(device, memory->total, memory->free, &v)) {
 		/* Inside the cap there is no driver-reserved share: total = used + free. */
 		memory->total = v.total;
 		memory->reserved = 0;

@@ -21,10 +21,10 @@
  * launching on the device, nobody else uses the GPU (others would make
  * "full load" a shared one), and the container is busy.
  */
-#ifndef GPUCAP_HOOK_SM_WEIGHT_H
-#define GPUCAP_HOOK_SM_WEIGHT_H
+#ifndef GPUCAP_COMPUTE_SM_WEIGHT_H
+#define GPUCAP_COMPUTE_SM_WEIGHT_H
 
-#include "throttle.h"
+#include "gate.h"
 
 struct sm_weight {
 	uint32_t weight_ppm; /* 0: not measured (1.0) */

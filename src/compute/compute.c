@@ -1,0 +1,37 @@
+/* The compute layer's entry points (compute.h): its life cycle and the way
+ * a launch reaches the gate. */
+#include "compute_internal.h"
+#include "gate.h"
+#include "sm_controller.h"
+#include "sm_schedule.h"
+#include "wake.h"
+
+struct compute_env compute_env;
+
+void gpucap_compute_start(const struct gpucap_config *config, gpucap_region *region,
+                          gpucap_compute_device_fn device_of)
+{
+	compute_env.config = config;
+	compute_env.region = region;
+	compute_env.device_of = device_of;
+}
+
+void gpucap_compute_gate(CUstream hStream, bool per_thread)
+{
+	if (compute_env.config->sm.policy == GPUCAP_SM_POLICY_DISABLE) {
+		atomic_store_explicit(&gpucap_sm_armed, 0, memory_order_release);
+		return;
+	}
+	gpucap_sm_controller_start();
+	gpucap_sm_gate(hStream, per_thread);
+}
+
+void gpucap_compute_after_fork(void)
+{
+	gpucap_sm_schedule_after_fork();
+	gpucap_sm_controller_after_fork();
+	gpucap_sm_wake_after_fork();
+	/* Last: it sets the armed flag again, so the next launch looks. */
+	gpucap_sm_gates_after_fork();
+	compute_env.region = NULL;
+}

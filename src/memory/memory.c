@@ -1,0 +1,27 @@
+/* The memory layer's life cycle: what it is given at start-up, and what a
+ * forked child forgets. */
+#include "memory_internal.h"
+
+struct memory_env memory_env;
+
+void gpucap_memory_start(const struct gpucap_config *config, gpucap_region *region)
+{
+	memory_env.config = config;
+	memory_env.region = region;
+	/* Before a refusal the pools give back what they no longer hold. */
+	gpucap_admit_before_refusal(gpucap_pools_reconcile_all);
+}
+
+void gpucap_memory_observe(const struct gpucap_memory_observer *observer)
+{
+	memory_env.observer = *observer;
+}
+
+void gpucap_memory_after_fork(void)
+{
+	gpucap_track_forget_all();
+	gpucap_pools_forget_all();
+	gpucap_devices_reset();
+	gpucap_file_caps_reset();
+	memory_env.region = NULL;
+}

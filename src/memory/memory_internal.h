@@ -1,0 +1,114 @@
+/*
+ * Shared by the files of src/memory, never included from outside it.
+ */
+#ifndef GPUCAP_MEMORY_INTERNAL_H
+#define GPUCAP_MEMORY_INTERNAL_H
+
+#include "calls.h"
+#include "memory.h"
+#include "track.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* The process as the memory layer sees it (gpucap_memory_start). Written
+ * before the library publishes READY; read-only after. */
+struct memory_env {
+	const struct gpucap_config *config;
+	gpucap_region *region; /* NULL: every device fails closed */
+	struct gpucap_memory_observer observer;
+};
+
+extern struct memory_env memory_env;
+
+/* ---- Devices (devices.c) --------------------------------------------------- */
+
+struct gpucap_device {
+	atomic_int state; /* 0 unknown, 1 resolving, 2 ready */
+	int ordinal;
+	int region_index; /* -1: cannot be charged, fails closed */
+	bool fail_closed;
+	char uuid[GPUCAP_UUID_MAX];
+	pthread_mutex_t primary_lock;
+	int primary_refs;
+};
+
+/* The device for a CUDA ordinal, resolved on first use (UUID, region entry).
+ * Returns the driver's error when the ordinal cannot be queried. */
+CUresult gpucap_device_get(CUdevice ordinal, struct gpucap_device **out);
+/* The device of the calling thread's current context. */
+CUresult gpucap_device_current(struct gpucap_device **out);
+/* Forget every resolved device (forked child). */
+void gpucap_devices_reset(void);
+
+/* ---- Admission (admit.c) --------------------------------------------------- */
+
+/* Charge bytes of kind on the device before an allocation: CUDA_SUCCESS or
+ * CUDA_ERROR_OUT_OF_MEMORY. */
+CUresult gpucap_admit(const struct gpucap_device *dev, gpucap_kind kind, uint64_t bytes);
+/* Charge by region index (used where only the index is kept). */
+CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes);
+void gpucap_unadmit_index(int region_index, gpucap_kind kind, uint64_t bytes);
+
+/* Called before a refusal on region device region_index, to give memory
+ * back that is charged but no longer held (the pools register it). */
+void gpucap_admit_before_refusal(void (*reclaim)(int region_index));
+
+/* The limits file caps region device region_index at cap bytes in this
+ * process, whatever the region's limit says (the smaller cap wins when
+ * noted twice). */
+void gpucap_device_note_file_cap(int region_index, uint64_t cap);
+/* Forked child: the parent's file caps are noted again as devices resolve. */
+void gpucap_file_caps_reset(void);
+
+/* limit and charged bytes of a region device; false when unknown. The limit
+ * is the region's, lowered to the limits file's cap. */
+bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged);
+
+/* The common shape of the simple paths: charge, allocate, track. */
+struct simple_alloc {
+	enum gpucap_track_tag tag;
+	gpucap_kind kind;
+	uint64_t bytes;
+	const struct gpucap_device *dev;
+};
+
+/* A fresh entry and the charge for a: CUDA_SUCCESS, or the refusal (no
+ * entry then). */
+CUresult gpucap_simple_admit(const struct simple_alloc *a, struct gpucap_track_entry **entry);
+/* After the driver answered r: track the allocation under key, or give the
+ * charge back. */
+void gpucap_simple_done(const struct simple_alloc *a, struct gpucap_track_entry *entry, CUresult r,
+                        uint64_t key);
+/* Fill entry and put it in the map. */
+void gpucap_track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, uint64_t key, int region_index,
+                  gpucap_kind kind, uint64_t bytes, struct gpucap_pool *pool);
+/* Put entry (back) in the map. Should the map be unable to grow, the
+ * allocation keeps its charge until the process exits: counted too high,
+ * never too low. */
+void gpucap_track_put(struct gpucap_track_entry *entry);
+/* Give an entry's charge back and free it. */
+void gpucap_track_release(struct gpucap_track_entry *entry);
+/* After the driver answered the free of a tracked object (entry: what was
+ * removed from the map before the call, or NULL): r CUDA_SUCCESS gives the
+ * charge back, anything else puts the entry back. */
+void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r);
+
+/* ---- Pools (pools.c) --------------------------------------------------------- */
+
+/* Lower every pool's charge on the device to what the pool really holds. */
+void gpucap_pools_reconcile_all(int region_index);
+/* Forked child: the parent's pools are not the child's. */
+void gpucap_pools_forget_all(void);
+/* A tracked pointer from a pool was freed: bytes go back to it. */
+void gpucap_pool_return(struct gpucap_pool *pool, uint64_t bytes);
+
+/* Saturating product. */
+static inline uint64_t gpucap_mul_sat(uint64_t a, uint64_t b)
+{
+	if (a != 0 && b > UINT64_MAX / a)
+		return UINT64_MAX;
+	return a * b;
+}
+
+#endif
