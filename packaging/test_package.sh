@@ -76,7 +76,8 @@ done
 plugindir=usr/lib/$multiarch/gpucap
 for f in usr/bin/gpucap "$plugindir/libgpucap.so" "usr/lib/$multiarch/libgpucap-region.a" \
 	"usr/lib/$multiarch/pkgconfig/gpucap-region.pc" usr/include/gpucap/region.h \
-	usr/share/gpucap/limits.conf.example usr/share/man/man1/gpucap.1.gz usr/share/man/man1/gpucap-exporter.1.gz; do
+	usr/share/gpucap/limits.conf.example usr/share/man/man1/gpucap.1.gz usr/share/man/man1/gpucap-exporter.1.gz \
+	usr/share/man/man1/gpucap-cdi.1.gz; do
 	[ -e "$root/$f" ] || fail "the packages lack /$f"
 done
 [ -L "$root/$plugindir/libvgpu.so" ] || fail "/$plugindir/libvgpu.so is not a symbolic link"
