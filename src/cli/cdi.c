@@ -196,11 +196,33 @@ static int parse_request(int argc, char **argv, struct cdi_request *req, int *ex
 	return true;
 }
 
+/* mkdir -p of path's directory (0755): /etc/cdi and /etc/gpucap/cdi need
+ * not exist yet on a fresh node. */
+static void make_parents(const char *path)
+{
+	char dir[PATH_MAX];
+	if ((size_t)snprintf(dir, sizeof(dir), "%s", path) >= sizeof(dir))
+		return;
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(dir, 0755);
+		*p = '/';
+	}
+	mkdir(dir, 0755); /* errors show when the file is created */
+}
+
 /* Write content to path through a temporary file in the same directory and
  * rename(2), so a runtime never mounts a half-written file. */
 static int write_atomically(const char *path, const char *content, size_t len)
 {
 	const char *command = cli_command_cdi.name;
+	make_parents(path);
 	char tmp[PATH_MAX];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
 		return cli_failure(command, "%s: path too long", path);

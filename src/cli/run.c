@@ -242,7 +242,8 @@ const struct cli_command cli_command_run = {
              "                     CUDA_DEVICE_MEMORY_SHARED_CACHE\n"
              "  -h, --help         show this help\n"
              "\n"
-             "The library is looked up next to the gpucap binary (., ../lib, ../<libdir>);\n"
-             "set GPUCAP_LIBRARY to use another one.\n",
+             "The library is looked up next to the gpucap binary (., ../lib, ../<libdir>,\n"
+             "../<libdir>/gpucap, where the package puts it); set GPUCAP_LIBRARY to use\n"
+             "another one.\n",
     .run = run_run,
 };
