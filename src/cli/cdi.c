@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap cdi: write a Container Device Interface spec whose one device gives
  * a container gpucap: the library, /etc/ld.so.preload, a region directory,
  * the node directory, the limits file and the caps in the environment.
