@@ -3,21 +3,29 @@
 # Install the packages with dpkg -i into a copy of a clean Debian root and use
 # them there: the proof that their Depends are complete.
 #
-# usage: test_clean_root.sh ROOT GPUCAP_DEB PRELOAD_DEB DEV_DEB
-#   ROOT  a minimal Debian root (debootstrap --variant=minbase). When it does
-#         not exist and debootstrap is installed, it is made (this needs the
-#         Debian mirror). The copy is thrown away; ROOT stays clean.
+# usage: test_clean_root.sh ROOT DEB_DIR
+#   ROOT     a minimal Debian root (debootstrap --variant=minbase); "" takes
+#            $GPUCAP_CLEAN_ROOT. When it does not exist and debootstrap is
+#            installed, it is made (this needs the Debian mirror). The copy
+#            is thrown away; ROOT stays clean.
+#   DEB_DIR  the gpucap, gpucap-preload and libgpucap-region-dev packages
 # Needs root (chroot) and the Debian mirror from inside the chroot, where
-# apt-get fetches what dpkg -i reports missing. Exit 77 when it cannot run.
+# apt-get fetches what dpkg -i reports missing. Exit 77 (skipped) when it
+# cannot run: no ROOT given, not root, no packages.
 set -eu
-clean=$1
-shift
+clean=${1:-${GPUCAP_CLEAN_ROOT:-}}
+debs=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIPPED: $*"; exit 77; }
+
+[ -n "$clean" ] || skip "set GPUCAP_CLEAN_ROOT=DIR (a Debian root, made with debootstrap if missing) to install the packages into a clean root"
+set -- "$debs"/gpucap_*.deb "$debs"/gpucap-preload_*.deb "$debs"/libgpucap-region-dev_*.deb
+for deb in "$@"; do [ -f "$deb" ] || skip "no packages in $debs (package.deb makes them)"; done
 
 [ "$(id -u)" -eq 0 ] || skip "installing into a Debian root needs root (chroot)"
 if [ ! -d "$clean" ]; then
 	command -v debootstrap >/dev/null 2>&1 || skip "$clean does not exist and debootstrap is not installed"
+	# shellcheck disable=SC1091
 	suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 	debootstrap --variant=minbase "$suite" "$clean" http://deb.debian.org/debian >/dev/null ||
 		fail "debootstrap $suite $clean failed"
@@ -44,6 +52,7 @@ else
 	in_root apt-get install -f -y -qq --no-install-recommends >"$root/apt.log" 2>&1 ||
 		{ cat "$root/apt.log" >&2; fail "apt-get -f install failed"; }
 fi
+# shellcheck disable=SC2016
 in_root dpkg-query -W -f='${Package} ${Version} ${Status}\n' gpucap gpucap-preload libgpucap-region-dev |
 	tee "$root/status.txt"
 [ "$(grep -c 'install ok installed' "$root/status.txt")" -eq 3 ] || fail "not every package is installed"

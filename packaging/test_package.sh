@@ -7,13 +7,12 @@
 # --help, the preload found by doctor, pkg-config, and a program compiled and
 # linked against the installed header and archive.
 #
-# usage: test_package.sh SOURCE_DIR CC VERSION
+# usage: test_package.sh SOURCE_DIR CC VERSION [DEB_DIR]
 # Exit 77 (reported by CTest as skipped, never as passed) when a tool the
-# test needs is missing. With GPUCAP_CLEAN_ROOT=DIR it also installs the
-# packages with dpkg -i into a copy of that clean Debian root
-# (packaging/test_clean_root.sh).
+# test needs is missing. On success the three packages are copied to DEB_DIR,
+# where package.clean_root (packaging/test_clean_root.sh) installs them.
 set -eu
-source=$1 cc=$2 version=$3
+source=$1 cc=$2 version=$3 keep=${4:-}
 
 for tool in dpkg-buildpackage dh dpkg-deb lintian pkg-config readelf; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
@@ -143,8 +142,9 @@ got=$("$work/use_region" "$work/region.cache") || fail "the program linked again
 "$root/usr/bin/gpucap" status --file "$work/region.cache" >/dev/null ||
 	fail "the installed gpucap cannot read the region the linked program wrote"
 
-if [ -n "${GPUCAP_CLEAN_ROOT:-}" ]; then
-	sh "$(dirname "$0")/test_clean_root.sh" "$GPUCAP_CLEAN_ROOT" "$cli" "$preload" "$dev" ||
-		fail "installing into the clean root $GPUCAP_CLEAN_ROOT failed"
+if [ -n "$keep" ]; then
+	rm -rf "$keep"
+	mkdir -p "$keep"
+	cp "$cli" "$preload" "$dev" "$keep/"
 fi
 echo "ok package"
