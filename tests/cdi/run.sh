@@ -21,6 +21,6 @@ if [ ! -d "$library" ]; then
 	exit 77
 fi
 mkdir -p "$work"
-GO111MODULE=off GOPATH=$gopath GOCACHE=$work/go-cache GOFLAGS= \
+GO111MODULE=off GOPATH=$gopath GOCACHE=$work/go-cache GOFLAGS='' \
 	go build -o "$work/cdi_check" "$(dirname "$0")/cdi_check.go"
 exec "$work/cdi_check" "$gpucap" "$work/run"

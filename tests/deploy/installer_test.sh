@@ -32,7 +32,9 @@ cmp -s "$work/libgpucap.so" "$host/usr/local/vgpu/libvgpu.so" || fail "HAMi's pa
 	fail "ld.so.preload holds '$(cat "$host/usr/local/gpucap/ld.so.preload")'"
 [ "$(stat -c %a "$host/var/lib/gpucap/node")" = 1777 ] || fail "the node directory is not 1777"
 [ "$(stat -c %a "$host/usr/local/gpucap/lib/libgpucap.so")" = 644 ] || fail "the library is not 0644"
-if ls -a "$host/usr/local/vgpu" "$host/usr/local/gpucap/lib" | grep -q gpucap-new; then fail "a temporary file was left"; fi
+for left in "$host"/usr/local/vgpu/.*gpucap-new* "$host"/usr/local/gpucap/lib/.*gpucap-new*; do
+	[ ! -e "$left" ] || fail "a temporary file was left: $left"
+done
 
 # An equal file is left alone: same inode, nothing logged.
 placed=$(inode "$host/usr/local/gpucap/lib/libgpucap.so")
