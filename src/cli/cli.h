@@ -32,6 +32,7 @@ struct cli_command {
 	X(doctor)                                                                                            \
 	X(exporter)                                                                                          \
 	X(resolve)                                                                                           \
+	X(cdi)                                                                                               \
 	X(run)
 
 #define CLI_DECLARE_COMMAND(name) extern const struct cli_command cli_command_##name;

@@ -191,6 +191,22 @@ static void check_preload(struct doctor *d)
 
 /* ---- Region --------------------------------------------------------------- */
 
+/* The directories HAMi's device plugin makes 0777: the per-container one
+ * (/usr/local/vgpu in the container, /usr/local/vgpu/containers/<pod
+ * uid>_<container> on the host) and its lock directory /tmp/vgpulock. Also
+ * under a host root mounted elsewhere (/host/usr/local/vgpu/...). */
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t len = strlen(s), suffix_len = strlen(suffix);
+	return len >= suffix_len && strcmp(s + len - suffix_len, suffix) == 0;
+}
+
+static bool hami_directory(const char *dir)
+{
+	return ends_with(dir, "/usr/local/vgpu") || ends_with(dir, "/tmp/vgpulock") ||
+	       strstr(dir, "/usr/local/vgpu/containers/") != NULL;
+}
+
 static void check_permissions(struct doctor *d, const char *path)
 {
 	struct stat st;
@@ -222,7 +238,12 @@ static void check_permissions(struct doctor *d, const char *path)
 	struct stat ds;
 	if (stat(dir, &ds) != 0)
 		return;
-	if ((ds.st_mode & S_IWOTH) && !(ds.st_mode & S_ISVTX))
+	if ((ds.st_mode & S_IWOTH) && !(ds.st_mode & S_ISVTX) && hami_directory(dir))
+		add(d, CHECK_WARN, "permissions",
+		    "accept it on a HAMi node, or give gpucap its own region directory (docs/deploy-hami.md)",
+		    "directory %s is HAMi's, mode %04o: any process that can reach it (every process of the container, any user on the host) can delete or replace the region and so reset its charges; HAMi's device plugin creates it so",
+		    dir, (unsigned)(ds.st_mode & 07777));
+	else if ((ds.st_mode & S_IWOTH) && !(ds.st_mode & S_ISVTX))
 		add(d, CHECK_FAIL, "permissions", "chmod +t on the directory, or move the region elsewhere",
 		    "directory %s is writable by everyone without the sticky bit: anyone can replace the region",
 		    dir);

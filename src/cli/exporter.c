@@ -8,8 +8,17 @@
 #ifdef GPUCAP_HAVE_EXPORTER
 #include <exporter.h>
 #include <host_pids.h>
+#include <render.h>
 
-enum { OPT_LISTEN, OPT_REGIONS, OPT_HAMI, OPT_LABEL_FROM_PATH, OPT_RESOLVE };
+enum {
+	OPT_LISTEN,
+	OPT_REGIONS,
+	OPT_HAMI,
+	OPT_LABEL_FROM_PATH,
+	OPT_RESOLVE,
+	OPT_HAMI_LEGACY,
+	OPT_POD_LOG_ROOT
+};
 
 static const struct cli_option exporter_options[] = {
     {"listen", 'l', true, OPT_LISTEN},
@@ -17,13 +26,16 @@ static const struct cli_option exporter_options[] = {
     {"hami-metrics", 0, false, OPT_HAMI},
     {"label-from-path", 0, true, OPT_LABEL_FROM_PATH},
     {"resolve-host-pids", 0, false, OPT_RESOLVE},
+    {"hami-legacy-metrics", 0, false, OPT_HAMI_LEGACY},
+    {"pod-log-root", 0, true, OPT_POD_LOG_ROOT},
 };
 
 static int exporter_run(int argc, char **argv)
 {
 	const char *command = cli_command_exporter.name;
 	const char *listen = EXPORTER_DEFAULT_LISTEN, *regions = NULL, *label_regex = NULL;
-	bool hami = false, resolve = false;
+	const char *pod_log_root = NULL;
+	bool hami = false, resolve = false, hami_legacy = false;
 	struct cli_parser parser;
 	cli_parser_init(&parser, command, argc, argv, false);
 	for (;;) {
@@ -46,6 +58,10 @@ static int exporter_run(int argc, char **argv)
 			hami = true;
 		else if (id == OPT_RESOLVE)
 			resolve = true;
+		else if (id == OPT_HAMI_LEGACY)
+			hami = hami_legacy = true;
+		else if (id == OPT_POD_LOG_ROOT)
+			pod_log_root = value;
 		else
 			label_regex = value;
 	}
@@ -75,6 +91,8 @@ static int exporter_run(int argc, char **argv)
 	} else {
 		exp_path_rule_default(&rule);
 	}
+	rule.pod_log_root = pod_log_root;
+	exp_render_set_hami_legacy(hami_legacy);
 	config.regions = regions;
 	config.rule = &rule;
 	config.hami_metrics = hami;
@@ -104,7 +122,8 @@ const struct cli_command cli_command_exporter = {
     .name = "exporter",
     .summary = "serve the regions' figures as Prometheus metrics",
     .usage = "usage: gpucap exporter --regions GLOB [--listen ADDR] [--hami-metrics]\n"
-             "                       [--label-from-path REGEX] [--resolve-host-pids]\n"
+             "                       [--hami-legacy-metrics] [--label-from-path REGEX]\n"
+             "                       [--pod-log-root DIR] [--resolve-host-pids]\n"
              "\n"
              "Serve Prometheus metrics (text format 0.0.4) at http://ADDR/metrics. On each\n"
              "scrape every file matching GLOB is read as an observer (read-only, no slot)\n"
@@ -116,15 +135,18 @@ const struct cli_command cli_command_exporter = {
              "  -l, --listen ADDR        HOST:PORT, :PORT (all IPv4 addresses) or\n"
              "                           [IPV6]:PORT; port 0 picks a free one\n"
              "                           (default " EXPORTER_DEFAULT_LISTEN ", the port of HAMi's monitor)\n"
-             "  --hami-metrics           also emit HAMi's four per-container names for existing\n"
-             "                           dashboards: hami_vgpu_memory_used_bytes,\n"
-             "                           hami_vgpu_memory_limit_bytes,\n"
-             "                           hami_container_device_utilization_ratio and\n"
-             "                           hami_container_last_kernel_elapsed_seconds\n"
+             "  --hami-metrics           also emit HAMi's monitor's metrics (hami_vgpu_*,\n"
+             "                           hami_container_*) for existing dashboards\n"
+             "  --hami-legacy-metrics    --hami-metrics, plus HAMi's names from before 2026\n"
+             "                           (vGPU_device_memory_usage_in_bytes, ...)\n"
              "  --label-from-path REGEX  POSIX extended regex matched against each region\n"
              "                           path; capture groups 1, 2, 3 become the namespace,\n"
              "                           pod and container labels (default: the deepest\n"
-             "                           directory named NAMESPACE_POD_CONTAINER)\n"
+             "                           directory named NAMESPACE_POD_CONTAINER, or\n"
+             "                           PODUID_CONTAINER as HAMi names them)\n"
+             "  --pod-log-root DIR       the kubelet's pod log directory, whose\n"
+             "                           NAMESPACE_POD_UID entries name HAMi's pod UIDs\n"
+             "                           (default " EXP_POD_LOG_ROOT_DEFAULT ")\n"
              "  --resolve-host-pids      on each scrape, first record the host PIDs of\n"
              "                           processes in containers (as gpucap resolve does);\n"
              "                           opens the regions writable; run on the host\n"

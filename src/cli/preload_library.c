@@ -16,6 +16,11 @@
 #ifndef GPUCAP_INSTALL_LIBDIR
 #define GPUCAP_INSTALL_LIBDIR "lib"
 #endif
+/* Where packages put the library: a private directory, since it is loaded by
+ * path and never linked against. */
+#ifndef GPUCAP_INSTALL_PLUGINDIR
+#define GPUCAP_INSTALL_PLUGINDIR GPUCAP_INSTALL_LIBDIR "/gpucap"
+#endif
 
 /* The dynamic loader splits LD_PRELOAD on colons and blanks, so a path with
  * either would silently preload the wrong thing. */
@@ -77,12 +82,13 @@ int cli_find_preload_library(const char *command, char *path, size_t path_len)
 	/* The build tree mirrors the installed layout, so one search covers
 	 * both; lib/ comes before the configured libdir for bundles unpacked
 	 * elsewhere. */
-	char dirs[3][PATH_MAX + 32];
+	char dirs[4][PATH_MAX + 32];
 	size_t count = 0;
 	snprintf(dirs[count++], sizeof(dirs[0]), "%s", bindir);
 	snprintf(dirs[count++], sizeof(dirs[0]), "%s/lib", prefix);
 	if (strcmp(GPUCAP_INSTALL_LIBDIR, "lib") != 0)
 		snprintf(dirs[count++], sizeof(dirs[0]), "%s/%s", prefix, GPUCAP_INSTALL_LIBDIR);
+	snprintf(dirs[count++], sizeof(dirs[0]), "%s/%s", prefix, GPUCAP_INSTALL_PLUGINDIR);
 	for (size_t i = 0; i < count; i++) {
 		char candidate[sizeof(dirs[0]) + sizeof(CLI_PRELOAD_NAME) + 1];
 		if ((size_t)snprintf(candidate, sizeof(candidate), "%s/%s", dirs[i], CLI_PRELOAD_NAME) >=
@@ -96,10 +102,15 @@ int cli_find_preload_library(const char *command, char *path, size_t path_len)
 			    path);
 		return CLI_EXIT_OK;
 	}
+	char searched[sizeof(dirs)] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < count && used < sizeof(searched); i++)
+		used += (size_t)snprintf(searched + used, sizeof(searched) - used, "%s%s",
+		                         i == 0 ? "" : (i + 1 == count ? " or " : ", "), dirs[i]);
 	return cli_failure(command,
 	                   "cannot find " CLI_PRELOAD_NAME
-	                   " in %s%s%s or %s; install it next to gpucap or set GPUCAP_LIBRARY to its path",
-	                   dirs[0], count > 2 ? ", " : "", count > 2 ? dirs[1] : "", dirs[count - 1]);
+	                   " in %s; install it next to gpucap or set GPUCAP_LIBRARY to its path",
+	                   searched);
 }
 
 char *cli_preload_prepend(const char *library, const char *current)

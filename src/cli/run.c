@@ -331,7 +331,8 @@ const struct cli_command cli_command_run = {
         "\n"
         "A device already in the region keeps the region's limits: the first process\n"
         "registered them. run then says so, and 'gpucap set' changes them.\n"
-        "The library is looked up next to the gpucap binary (., ../lib, ../<libdir>);\n"
-        "set GPUCAP_LIBRARY to use another one.\n",
+        "The library is looked up next to the gpucap binary (., ../lib, ../<libdir>,\n"
+        "../<libdir>/gpucap, where the package puts it); set GPUCAP_LIBRARY to use\n"
+        "another one.\n",
     .run = run_run,
 };

@@ -2,6 +2,7 @@
 
 #include "labels.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,7 +88,74 @@ static bool split_component(const char *s, size_t len, struct exp_pod_labels *ou
 	return true;
 }
 
-static void default_rule(const char *path, struct exp_pod_labels *out)
+/* A pod UID as Kubernetes writes it: 8-4-4-4-12 lowercase hex digits. */
+#define POD_UID_LEN 36
+
+static bool pod_uid(const char *s, size_t len)
+{
+	if (len != POD_UID_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		char c = s[i];
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/* Namespace and pod of uid from the kubelet's NAMESPACE_POD_UID log
+ * directories; false (labels untouched) when none matches. One directory
+ * read per region and scrape: a node has a few hundred pods at most. */
+static bool pod_names_from_logs(const char *root, const char *uid, struct exp_pod_labels *out)
+{
+	DIR *dir = opendir(root ? root : EXP_POD_LOG_ROOT_DEFAULT);
+	if (!dir)
+		return false;
+	bool found = false;
+	struct dirent *entry;
+	while (!found && (entry = readdir(dir)) != NULL) {
+		const char *name = entry->d_name;
+		size_t len = strlen(name);
+		/* NAMESPACE _ POD _ UID: namespace and pod never contain '_'. */
+		if (len < POD_UID_LEN + 4 || name[len - POD_UID_LEN - 1] != '_' ||
+		    memcmp(name + len - POD_UID_LEN, uid, POD_UID_LEN) != 0)
+			continue;
+		const char *first = memchr(name, '_', len);
+		if (first == name + len - POD_UID_LEN - 1)
+			continue; /* no NAMESPACE_POD before the UID */
+		const char *pod = first + 1;
+		size_t ns_len = (size_t)(first - name);
+		size_t pod_len = len - POD_UID_LEN - 1 - (size_t)(pod - name);
+		if (!kube_name(name, ns_len) || !kube_name(pod, pod_len))
+			continue;
+		copy_part(out->kube_namespace, name, ns_len);
+		copy_part(out->pod, pod, pod_len);
+		found = true;
+	}
+	closedir(dir);
+	return found;
+}
+
+/* component: [s, s+len). Fills out when it reads PODUID_CONTAINER. */
+static bool split_uid_component(const struct exp_path_rule *rule, const char *s, size_t len,
+                                struct exp_pod_labels *out)
+{
+	if (len < POD_UID_LEN + 2 || s[POD_UID_LEN] != '_' || !pod_uid(s, POD_UID_LEN))
+		return false;
+	const char *container = s + POD_UID_LEN + 1;
+	size_t container_len = len - POD_UID_LEN - 1;
+	if (!kube_name(container, container_len))
+		return false;
+	char uid[POD_UID_LEN + 1];
+	memcpy(uid, s, POD_UID_LEN);
+	uid[POD_UID_LEN] = '\0';
+	copy_part(out->container, container, container_len);
+	pod_names_from_logs(rule ? rule->pod_log_root : NULL, uid, out);
+	return true;
+}
+
+static void default_rule(const struct exp_path_rule *rule, const char *path, struct exp_pod_labels *out)
 {
 	/* Directories only: the last component is the file itself. */
 	const char *end = strrchr(path, '/');
@@ -95,7 +163,8 @@ static void default_rule(const char *path, struct exp_pod_labels *out)
 		const char *start = end;
 		while (start > path && start[-1] != '/')
 			start--;
-		if (split_component(start, (size_t)(end - start), out))
+		size_t len = (size_t)(end - start);
+		if (split_component(start, len, out) || split_uid_component(rule, start, len, out))
 			return;
 		end = start > path ? start - 1 : NULL;
 	}
@@ -121,5 +190,5 @@ void exp_path_labels(const struct exp_path_rule *rule, const char *path, struct 
 	if (rule && rule->custom)
 		regex_rule(rule, path, out);
 	else
-		default_rule(path, out);
+		default_rule(rule, path, out);
 }

@@ -18,14 +18,25 @@ struct exp_pod_labels {
 	char container[EXP_LABEL_VALUE_MAX];
 };
 
+/* Where the kubelet keeps one directory per pod, named
+ * NAMESPACE_POD_UID: how a pod UID in a path becomes names without asking
+ * the API server. */
+#define EXP_POD_LOG_ROOT_DEFAULT "/var/log/pods"
+
 struct exp_path_rule {
 	bool custom; /* false: the default rule; true: regex below */
 	regex_t regex;
 	size_t groups; /* capture groups in regex */
+	/* The kubelet's pod log directory; NULL: EXP_POD_LOG_ROOT_DEFAULT. Set
+	 * after exp_path_rule_default or _compile. */
+	const char *pod_log_root;
 };
 
 /* The default rule: the deepest directory of the path named
- * NAMESPACE_POD_CONTAINER. */
+ * NAMESPACE_POD_CONTAINER, or PODUID_CONTAINER as HAMi's device plugin names
+ * them (/usr/local/vgpu/containers/<pod uid>_<container>/<device uuid>.cache),
+ * whose namespace and pod come from the directory
+ * <pod_log_root>/<namespace>_<pod>_<pod uid>. */
 void exp_path_rule_default(struct exp_path_rule *rule);
 
 /* A POSIX extended regular expression whose capture groups 1, 2 and 3 give

@@ -62,13 +62,46 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
     [EXP_HAMI_LAST_KERNEL] =
         {"hami_container_last_kernel_elapsed_seconds", "gauge",
          "HAMi-compatible name: seconds since a process of the container last launched a kernel."},
+    [EXP_HAMI_DEVICE_MEMORY] =
+        {"hami_container_device_memory_bytes", "gauge",
+         "HAMi-compatible name: bytes counted against the container's limit on the device."},
+    [EXP_HAMI_CONTEXT] =
+        {"hami_vgpu_memory_context_bytes", "gauge",
+         "HAMi-compatible name: bytes of CUDA contexts the container's processes hold on the device."},
+    [EXP_HAMI_MODULE] =
+        {"hami_vgpu_memory_module_bytes", "gauge",
+         "HAMi-compatible name: bytes of loaded modules the container's processes hold on the device."},
+    [EXP_HAMI_BUFFER] =
+        {"hami_vgpu_memory_buffer_bytes", "gauge",
+         "HAMi-compatible name: bytes of allocations (buffers) the container's processes hold on the device."},
+    [EXP_LEGACY_USED] = {"vGPU_device_memory_usage_in_bytes", "gauge",
+                         "HAMi's legacy name of hami_vgpu_memory_used_bytes."},
+    [EXP_LEGACY_LIMIT] = {"vGPU_device_memory_limit_in_bytes", "gauge",
+                          "HAMi's legacy name of hami_vgpu_memory_limit_bytes."},
+    [EXP_LEGACY_MEMORY_DESC] =
+        {"Device_memory_desc_of_container", "gauge",
+         "HAMi's legacy name: bytes counted against the limit, with the context, module, data and other bytes as labels."},
+    [EXP_LEGACY_UTILIZATION] = {"Device_utilization_desc_of_container", "gauge",
+                                "HAMi's legacy name of hami_container_device_utilization_ratio."},
+    [EXP_LEGACY_LAST_KERNEL] = {"Device_last_kernel_of_container", "gauge",
+                                "HAMi's legacy name of hami_container_last_kernel_elapsed_seconds."},
     [EXP_SCRAPE_DURATION] = {"gpucap_exporter_scrape_duration_seconds", "gauge",
                              "Time spent reading every region for this scrape, in seconds."},
 };
 
+/* Written once by the command line before the server thread starts (thread
+ * creation orders it before every read), read on each scrape. */
+static bool hami_legacy_names;
+
+void exp_render_set_hami_legacy(bool on)
+{
+	hami_legacy_names = on;
+}
+
 void exp_render_init(struct exp_render *render, bool hami_metrics)
 {
 	render->hami_metrics = hami_metrics;
+	render->hami_legacy = hami_metrics && hami_legacy_names;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	render->now_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
@@ -216,15 +249,35 @@ static void render_processes(struct exp_render *r, const char *path, const struc
 	}
 }
 
+/* HAMi's container series: its labels (namespace, pod, container,
+ * vdevice_index, device_uuid) after ours, or the legacy ones. */
+static void hami_open(struct exp_text *t, enum exp_family f, const char *path, const struct exp_pod_labels *l,
+                      uint32_t position, const struct gpucap_device_view *d, bool legacy, bool *first)
+{
+	if (!legacy) {
+		open_sample(t, f, path, l, first);
+		int_label(t, "vdevice_index", position, first);
+		label(t, "device_uuid", d->uuid, sizeof(d->uuid), first);
+		return;
+	}
+	exp_text_puts(t, families[f].name);
+	exp_text_puts(t, "{");
+	*first = true;
+	label(t, "region", path, SIZE_MAX, first);
+	label(t, "podnamespace", l->kube_namespace, sizeof(l->kube_namespace), first);
+	label(t, "podname", l->pod, sizeof(l->pod), first);
+	label(t, "ctrname", l->container, sizeof(l->container), first);
+	int_label(t, "vdeviceid", position, first);
+	label(t, "deviceuuid", d->uuid, sizeof(d->uuid), first);
+}
+
 static void hami_sample(struct exp_render *r, enum exp_family f, const char *path,
                         const struct exp_pod_labels *l, uint32_t position, const struct gpucap_device_view *d,
                         uint64_t value)
 {
 	struct exp_text *t = &r->family[f];
 	bool first;
-	open_sample(t, f, path, l, &first);
-	int_label(t, "vdevice_index", position, &first);
-	label(t, "device_uuid", d->uuid, sizeof(d->uuid), &first);
+	hami_open(t, f, path, l, position, d, f >= EXP_LEGACY_USED, &first);
 	close_uint(t, value);
 }
 
@@ -234,9 +287,7 @@ static void hami_decimal_sample(struct exp_render *r, enum exp_family f, const c
 {
 	struct exp_text *t = &r->family[f];
 	bool first;
-	open_sample(t, f, path, l, &first);
-	int_label(t, "vdevice_index", position, &first);
-	label(t, "device_uuid", d->uuid, sizeof(d->uuid), &first);
+	hami_open(t, f, path, l, position, d, f >= EXP_LEGACY_USED, &first);
 	close_decimal(t, value, decimals);
 }
 
@@ -251,6 +302,68 @@ static void device_decimal_sample(struct exp_render *r, enum exp_family f, const
 	label(t, "device_uuid", d->uuid, sizeof(d->uuid), &first);
 	int_label(t, "device_index", d->index, &first);
 	close_decimal(t, value, decimals);
+}
+
+/* Bytes of one kind the processes of the region hold on device i. */
+static uint64_t kind_total(const struct gpucap_snapshot *s, uint32_t i, int kind)
+{
+	uint64_t total = 0;
+	for (uint32_t p = 0; p < s->process_count; p++) {
+		const struct gpucap_process_device_view *use = process_device(s, &s->processes[p], i);
+		if (use && use->kind_bytes[kind] > 0)
+			total += (uint64_t)use->kind_bytes[kind];
+	}
+	return total;
+}
+
+/* HAMi's monitor's series for device i, under its current names and, on
+ * request, its legacy ones. */
+static void render_hami(struct exp_render *r, const char *path, const struct exp_pod_labels *l,
+                        const struct gpucap_snapshot *s, uint32_t i, uint64_t last_launch)
+{
+	const struct gpucap_device_view *d = &s->devices[i];
+	bool limited = d->limit_bytes < GPUCAP_UNLIMITED;
+	uint64_t context = kind_total(s, i, GPUCAP_KIND_CONTEXT);
+	uint64_t module = kind_total(s, i, GPUCAP_KIND_MODULE);
+	uint64_t data = kind_total(s, i, GPUCAP_KIND_DATA);
+	uint64_t since_kernel = 0;
+	if (last_launch && r->now_unix_ns > last_launch)
+		since_kernel = (r->now_unix_ns - last_launch) / 1000000000u;
+
+	hami_sample(r, EXP_HAMI_USED, path, l, i, d, d->charged_bytes);
+	hami_sample(r, EXP_HAMI_DEVICE_MEMORY, path, l, i, d, d->charged_bytes);
+	if (limited)
+		hami_sample(r, EXP_HAMI_LIMIT, path, l, i, d, d->limit_bytes);
+	hami_sample(r, EXP_HAMI_CONTEXT, path, l, i, d, context);
+	hami_sample(r, EXP_HAMI_MODULE, path, l, i, d, module);
+	hami_sample(r, EXP_HAMI_BUFFER, path, l, i, d, data);
+	if (d->sm_share_known)
+		hami_decimal_sample(r, EXP_HAMI_UTILIZATION, path, l, i, d, d->sm_share_ppm,
+		                    PPM_PERCENT_DECIMALS);
+	if (last_launch)
+		hami_sample(r, EXP_HAMI_LAST_KERNEL, path, l, i, d, since_kernel);
+	if (!r->hami_legacy)
+		return;
+
+	hami_sample(r, EXP_LEGACY_USED, path, l, i, d, d->charged_bytes);
+	if (limited)
+		hami_sample(r, EXP_LEGACY_LIMIT, path, l, i, d, d->limit_bytes);
+	/* The breakdown rides in labels, as HAMi's legacy series carried it;
+	 * "offset" is what the three kinds do not cover (idle reserves). */
+	struct exp_text *t = &r->family[EXP_LEGACY_MEMORY_DESC];
+	bool first;
+	hami_open(t, EXP_LEGACY_MEMORY_DESC, path, l, i, d, true, &first);
+	uint64_t kinds = context + module + data;
+	int_label(t, "context", (int64_t)context, &first);
+	int_label(t, "module", (int64_t)module, &first);
+	int_label(t, "data", (int64_t)data, &first);
+	int_label(t, "offset", d->charged_bytes > kinds ? (int64_t)(d->charged_bytes - kinds) : 0, &first);
+	close_uint(t, d->charged_bytes);
+	if (d->sm_share_known)
+		hami_decimal_sample(r, EXP_LEGACY_UTILIZATION, path, l, i, d, d->sm_share_ppm,
+		                    PPM_PERCENT_DECIMALS);
+	if (last_launch)
+		hami_sample(r, EXP_LEGACY_LAST_KERNEL, path, l, i, d, since_kernel);
 }
 
 static void render_devices(struct exp_render *r, const char *path, const struct exp_pod_labels *l,
@@ -288,19 +401,8 @@ static void render_devices(struct exp_render *r, const char *path, const struct 
 			device_decimal_sample(r, EXP_DEVICE_SM_SHARE, path, l, d, d->sm_share_ppm,
 			                      PPM_DECIMALS);
 
-		if (r->hami_metrics) {
-			hami_sample(r, EXP_HAMI_USED, path, l, i, d, d->charged_bytes);
-			if (limited)
-				hami_sample(r, EXP_HAMI_LIMIT, path, l, i, d, d->limit_bytes);
-			if (d->sm_share_known)
-				hami_decimal_sample(r, EXP_HAMI_UTILIZATION, path, l, i, d, d->sm_share_ppm,
-				                    PPM_PERCENT_DECIMALS);
-			if (last_launch)
-				hami_sample(r, EXP_HAMI_LAST_KERNEL, path, l, i, d,
-				            r->now_unix_ns > last_launch
-				                ? (r->now_unix_ns - last_launch) / 1000000000u
-				                : 0);
-		}
+		if (r->hami_metrics)
+			render_hami(r, path, l, s, i, last_launch);
 	}
 }
 

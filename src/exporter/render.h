@@ -34,12 +34,22 @@ enum exp_family {
 	EXP_HAMI_LIMIT,
 	EXP_HAMI_UTILIZATION,
 	EXP_HAMI_LAST_KERNEL,
+	EXP_HAMI_DEVICE_MEMORY,
+	EXP_HAMI_CONTEXT,
+	EXP_HAMI_MODULE,
+	EXP_HAMI_BUFFER,
+	EXP_LEGACY_USED,
+	EXP_LEGACY_LIMIT,
+	EXP_LEGACY_MEMORY_DESC,
+	EXP_LEGACY_UTILIZATION,
+	EXP_LEGACY_LAST_KERNEL,
 	EXP_SCRAPE_DURATION,
 	EXP_FAMILY_COUNT
 };
 
 struct exp_render {
 	bool hami_metrics;
+	bool hami_legacy; /* exp_render_set_hami_legacy, when hami_metrics */
 	/* Wall-clock time of the scrape (Unix ns), for HAMi's "seconds since the
 	 * last kernel"; exp_render_init sets it, tests may override it. */
 	uint64_t now_unix_ns;
@@ -47,6 +57,12 @@ struct exp_render {
 };
 
 void exp_render_init(struct exp_render *render, bool hami_metrics);
+
+/* Also emit the names HAMi's monitor used before 2026 (only with its legacy
+ * flag today), with their labels (podnamespace, podname, ctrname, vdeviceid,
+ * deviceuuid), next to the hami_* set. Set once, before the exporter serves:
+ * exp_render_init reads it on every scrape. */
+void exp_render_set_hami_legacy(bool on);
 
 /* Add one region's samples. snapshot NULL: the region could not be read this
  * scrape (up 0, no other samples but its error counter). */

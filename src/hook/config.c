@@ -3,6 +3,7 @@
  * limits file. */
 #include "config.h"
 #include "default_paths.h"
+#include "file_stat.h"
 #include "hook.h"
 #include "limits_file.h"
 #include "log.h"
@@ -11,8 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 extern char **environ;
+
+/* HAMi's device plugin mounts this host directory into every container it
+ * gives a GPU: the node directory there when GPUCAP_NODE_DIR is unset. */
+#define NODE_DIR_HAMI "/tmp/vgpulock"
 
 /* Accepted log levels, for messages. */
 #define LOG_LEVEL_FORMS "a whole number from 0 (errors only) to 4 (debug)"
@@ -46,6 +52,15 @@ static void report_limits(void *ctx, enum gpucap_limits_level level, const char 
 static void copy_string(char *dst, size_t len, const char *src)
 {
 	snprintf(dst, len, "%s", src);
+}
+
+/* GPUCAP_NODE_DIR unset (not empty: empty turns taking turns off) and
+ * HAMi's lock directory mounted: take turns there. */
+static void default_node_dir(struct gpucap_config *config)
+{
+	struct stat st;
+	if (gpucap_stat(NODE_DIR_HAMI, &st) == 0 && S_ISDIR(st.st_mode))
+		copy_string(config->node_dir, sizeof(config->node_dir), NODE_DIR_HAMI);
 }
 
 /* ---- Compute caps ------------------------------------------------------------ */
@@ -241,6 +256,8 @@ void gpucap_config_load(struct gpucap_config *config)
 		    "capped containers on a GPU do not take turns; set an absolute path (the node directory mounted into every container) or unset it");
 	else if (node_dir && *node_dir)
 		copy_string(config->node_dir, sizeof(config->node_dir), node_dir);
+	else if (!node_dir)
+		default_node_dir(config);
 
 	const char *visible = getenv("CUDA_VISIBLE_DEVICES");
 	if (visible) {

@@ -297,7 +297,7 @@ def test_run_sm_node_dir(h):
 
 # ---- help and docs -------------------------------------------------------------------
 
-COMMANDS = ("run", "status", "reap", "top", "set", "doctor", "exporter", "resolve")
+COMMANDS = ("run", "status", "reap", "top", "set", "doctor", "exporter", "resolve", "cdi")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
 
 

@@ -871,10 +871,19 @@ static struct turns read_turns(const char *path, uint64_t offset, uint64_t lengt
 static void test_turns(const char *mode)
 {
 	bool shared = strcmp(mode, "off") != 0;
+	/* "hami": GPUCAP_NODE_DIR unset and HAMi's /tmp/vgpulock present (run
+	 * in a private mount namespace with its own /tmp, see CMakeLists.txt). */
+	bool hami = strcmp(mode, "hami") == 0;
 	fresh_region();
 	char node[256], path30[256], path70[256], out30[256], out70[256];
-	snprintf(node, sizeof(node), "%s/node", region_dir);
-	CHECK(mkdir(node, 0755) == 0);
+	if (hami) {
+		struct stat lock_dir;
+		snprintf(node, sizeof(node), "/tmp/vgpulock");
+		CHECK(stat(node, &lock_dir) == 0 && S_ISDIR(lock_dir.st_mode));
+	} else {
+		snprintf(node, sizeof(node), "%s/node", region_dir);
+		CHECK(mkdir(node, 0755) == 0);
+	}
 	snprintf(path30, sizeof(path30), "%s/t30", region_dir);
 	snprintf(path70, sizeof(path70), "%s/t70", region_dir);
 	snprintf(out30, sizeof(out30), "%s/out30", region_dir);
@@ -882,7 +891,7 @@ static void test_turns(const char *mode)
 	char region30[300], region70[300], node_env[300];
 	snprintf(region30, sizeof(region30), "GPUCAP_REGION=%s", path30);
 	snprintf(region70, sizeof(region70), "GPUCAP_REGION=%s", path70);
-	snprintf(node_env, sizeof(node_env), "GPUCAP_NODE_DIR=%s", shared ? node : "");
+	snprintf(node_env, sizeof(node_env), "GPUCAP_NODE_DIR=%s", shared && !hami ? node : "");
 	const char *env30[] = {region30, "CUDA_DEVICE_SM_LIMIT=30", "FAKENVML_PROCESS_UTIL=unsupported",
 	                       node_env, NULL};
 	const char *env70[] = {region70, "CUDA_DEVICE_SM_LIMIT=70", "FAKENVML_PROCESS_UTIL=unsupported",
