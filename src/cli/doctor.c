@@ -5,8 +5,8 @@
 #include "cli.h"
 #include "format.h"
 #include "json.h"
-#include "limits_file.h"
 #include "options.h"
+#include "policy.h"
 #include "preload_library.h"
 #include "region_file.h"
 
@@ -232,9 +232,19 @@ static void check_permissions(struct doctor *d, const char *path)
 		    (unsigned)(ds.st_mode & 07777), (ds.st_mode & S_ISVTX) ? " (sticky)" : "");
 }
 
-static void check_region(struct doctor *d, const char *file)
+static void check_region(struct doctor *d, const struct gpucap_policy *policy)
 {
-	struct cli_region_path where = cli_region_path(file);
+	char origin[128];
+	if (policy->region_from.origin == GPUCAP_FROM_FILE)
+		snprintf(origin, sizeof(origin), "the limits file's region line %u",
+		         policy->region_from.line);
+	else
+		snprintf(origin, sizeof(origin), "%s",
+		         policy->region_from.name[0] ? policy->region_from.name : "default");
+	/* Refused: the policy's line says why and what to change. */
+	if (policy->region_refused)
+		return;
+	struct cli_region_path where = {policy->region_path, origin};
 	struct stat st;
 	if (lstat(where.path, &st) != 0 && errno == ENOENT) {
 		add(d, CHECK_WARN, "region",
@@ -300,15 +310,23 @@ static void check_region(struct doctor *d, const char *file)
 
 /* ---- Limits --------------------------------------------------------------- */
 
-static void collect_report(void *ctx, enum gpucap_limits_level level, const char *message)
+/* A problem the policy found with a setting. Those that fail devices closed
+ * fail the check; the others (the default is used instead) warn. */
+static void add_diag(struct doctor *d, const struct gpucap_diag *g)
 {
-	struct doctor *d = ctx;
-	/* The file's own verdict has its own line below. */
-	if (strstr(message, "limits file") || strstr(message, "GPUCAP_LIMITS_FILE"))
+	/* The file's own verdict has its own line in check_limits_file. */
+	if (g->setting == GPUCAP_SETTING_LIMITS_FILE)
 		return;
-	add(d, level == GPUCAP_LIMITS_ERROR ? CHECK_FAIL : CHECK_WARN, "limits",
-	    level == GPUCAP_LIMITS_ERROR ? "correct or unset the variable" : "rename or unset the variable",
-	    "%s", message);
+	bool closes = g->setting == GPUCAP_SETTING_MEMORY_LIMIT || g->setting == GPUCAP_SETTING_SM_LIMIT ||
+	              g->setting == GPUCAP_SETTING_CONTEXT_BYTES || g->setting == GPUCAP_SETTING_REGION;
+	bool fail = g->level == GPUCAP_DIAG_ERROR && closes;
+	const char *name =
+	    g->setting == GPUCAP_SETTING_REGION                                                  ? "region"
+	    : g->setting == GPUCAP_SETTING_MEMORY_LIMIT || g->setting == GPUCAP_SETTING_SM_LIMIT ? "limits"
+	                                                                                         : "settings";
+	add(d, fail ? CHECK_FAIL : CHECK_WARN, name,
+	    g->level == GPUCAP_DIAG_ERROR ? "correct or unset the variable" : "rename or unset the variable",
+	    "%s", g->text);
 }
 
 static void check_limits_file(struct doctor *d, const struct gpucap_limits_file *file)
@@ -342,63 +360,64 @@ static void check_limits_file(struct doctor *d, const struct gpucap_limits_file 
 		    "directory %s can be written by others than root: the limits file could be removed", dir);
 }
 
-static bool per_device(const struct gpucap_limit_choice *c)
+static bool per_device(const struct gpucap_policy_device *c)
 {
-	const char *underscore = strrchr(c->env_source, '_');
+	const char *underscore = strrchr(c->env_memory.name, '_');
 	bool env_dev = underscore && underscore[1] >= '0' && underscore[1] <= '9';
-	return env_dev || strchr(c->file_source, '.') || strchr(c->sm_source, '.') ||
-	       (c->fail_closed && strstr(c->why_closed, "LIMIT_"));
+	return env_dev || strchr(c->file_memory.name, '.') || strchr(c->sm_file.name, '.') ||
+	       (c->memory_closed && strstr(c->why_closed, "LIMIT_"));
 }
 
-static void describe_choice(struct doctor *d, const char *who, const struct gpucap_limit_choice *c,
+static void describe_choice(struct doctor *d, const char *who, const struct gpucap_policy_device *c,
                             const struct gpucap_limits_file *file)
 {
 	char limit[CLI_CELL_MAX], env[CLI_CELL_MAX], sm[CLI_CELL_MAX];
-	if (c->fail_closed) {
+	if (c->memory_closed) {
 		add(d, CHECK_FAIL, "limits", "fix the setting named here",
 		    "%s: capped at 0 bytes (fail closed) because %s", who, c->why_closed);
 		return;
 	}
 	char from[256] = "";
 	size_t used = 0;
-	if (c->file_source[0])
-		used += (size_t)snprintf(from + used, sizeof(from) - used, "%s (%s:%u)", c->file_source,
-		                         file->path, c->file_line);
-	if (c->env_source[0] && used < sizeof(from)) {
+	if (c->file_memory.name[0])
+		used += (size_t)snprintf(from + used, sizeof(from) - used, "%s (%s:%u)", c->file_memory.name,
+		                         file->path, c->file_memory.line);
+	if (c->env_memory.name[0] && used < sizeof(from)) {
 		bool env_wins = c->env_bytes < c->file_cap_bytes;
 		used += (size_t)snprintf(
-		    from + used, sizeof(from) - used, "%s%s=%s%s", used ? ", " : "", c->env_source,
+		    from + used, sizeof(from) - used, "%s%s=%s%s", used ? ", " : "", c->env_memory.name,
 		    cli_format_limit(c->env_bytes, env, sizeof(env)),
-		    c->file_source[0] ? (env_wins ? " (lower, wins)" : " (cannot raise it)") : "");
+		    c->file_memory.name[0] ? (env_wins ? " (lower, wins)" : " (cannot raise it)") : "");
 	}
 	add(d, CHECK_OK, "limits", NULL, "%s: memory %s%s%s; SM %s%s%s", who,
-	    cli_format_limit(c->limit_bytes, limit, sizeof(limit)), from[0] ? " from " : " (nothing sets it)",
-	    from, cli_format_sm_limit(c->sm_limit, sm, sizeof(sm)), c->sm_source[0] ? " from " : "",
-	    c->sm_source);
+	    cli_format_limit(c->memory_bytes, limit, sizeof(limit)),
+	    from[0] ? " from " : " (nothing sets it)", from,
+	    cli_format_sm_limit(c->sm_register, sm, sizeof(sm)), c->sm_file.name[0] ? " from " : "",
+	    c->sm_file.name);
 }
 
-static void check_limits(struct doctor *d)
+static void check_limits(struct doctor *d, const struct gpucap_policy *policy,
+                         const struct gpucap_limits_file *file)
 {
-	static struct gpucap_limits_file file;
-	static struct gpucap_limit_choice choice[GPUCAP_LIMITS_DEVICES];
-	gpucap_limits_file_load(secure_getenv("GPUCAP_LIMITS_FILE"), &file);
-	check_limits_file(d, &file);
-	gpucap_limits_resolve(environ, &file, choice, collect_report, d);
+	check_limits_file(d, file);
+	for (unsigned i = 0; i < policy->diag_count; i++)
+		add_diag(d, &policy->diags[i]);
 	int shared = -1;
 	bool any_per_device = false;
-	for (int i = 0; i < GPUCAP_LIMITS_DEVICES; i++) {
-		if (!per_device(&choice[i])) {
+	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
+		if (!per_device(&policy->device[i])) {
 			if (shared < 0)
 				shared = i;
 			continue;
 		}
 		char who[32];
 		snprintf(who, sizeof(who), "device %d", i);
-		describe_choice(d, who, &choice[i], &file);
+		describe_choice(d, who, &policy->device[i], file);
 		any_per_device = true;
 	}
 	if (shared >= 0)
-		describe_choice(d, any_per_device ? "other devices" : "every device", &choice[shared], &file);
+		describe_choice(d, any_per_device ? "other devices" : "every device", &policy->device[shared],
+		                file);
 }
 
 /* ---- Output --------------------------------------------------------------- */
@@ -485,8 +504,14 @@ static int doctor_run(int argc, char **argv)
 	check_library(&d, "nvml", "libnvidia-ml.so.1", "GPUCAP_REAL_LIBNVML",
 	              "nvidia-smi and NVML memory queries cannot run here");
 	check_preload(&d);
-	check_region(&d, file);
-	check_limits(&d);
+	/* Decided as the library would decide it, with --file for the region. */
+	static struct gpucap_limits_file limits;
+	static struct gpucap_policy policy;
+	gpucap_policy_load_file(environ, false, &limits);
+	struct gpucap_policy_input input = {.env = environ, .file = &limits, .region_flag = file};
+	gpucap_policy_resolve(&input, &policy);
+	check_region(&d, &policy);
+	check_limits(&d, &policy, &limits);
 	if (d.out_of_memory) {
 		free(d.checks);
 		return cli_failure(command, "out of memory while running the checks");

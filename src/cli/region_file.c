@@ -3,35 +3,21 @@
 #include "region_file.h"
 
 #include "cli.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *nonempty_env(const char *name)
-{
-	const char *value = getenv(name);
-	return value && value[0] ? value : NULL;
-}
+extern char **environ;
 
 struct cli_region_path cli_region_path(const char *flag_value)
 {
-	struct cli_region_path where;
-	const char *env;
-	if (flag_value) {
-		where.path = flag_value;
-		where.origin = "--file";
-	} else if ((env = nonempty_env("GPUCAP_REGION"))) {
-		where.path = env;
-		where.origin = "GPUCAP_REGION";
-	} else if ((env = nonempty_env("CUDA_DEVICE_MEMORY_SHARED_CACHE"))) {
-		where.path = env;
-		where.origin = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
-	} else {
-		where.path = GPUCAP_REGION_DEFAULT_PATH;
-		where.origin = "default";
-	}
+	struct gpucap_policy_input input = {.env = environ, .region_flag = flag_value};
+	struct gpucap_region_choice choice;
+	gpucap_policy_region(&input, &choice);
+	struct cli_region_path where = {choice.path, choice.name};
 	return where;
 }
 

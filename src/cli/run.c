@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "options.h"
 #include "parse.h"
+#include "policy.h"
 #include "preload_library.h"
 
 #include <gpucap/region.h>
@@ -126,27 +127,14 @@ static int set_region_file(const char *file)
 
 extern char **environ;
 
-/* Whether name is one of the limit variables the library reads besides
- * CUDA_DEVICE_MEMORY_LIMIT: GPUCAP_MEMORY_LIMIT, GPUCAP_MEMORY_LIMIT_<i> and
- * CUDA_DEVICE_MEMORY_LIMIT_<i>. */
+/* Whether name is one of the memory limit variables besides
+ * CUDA_DEVICE_MEMORY_LIMIT, which -m sets. */
 static bool is_other_limit_variable(const char *name, size_t len)
 {
-	static const char *const prefixes[] = {"GPUCAP_MEMORY_LIMIT", "CUDA_DEVICE_MEMORY_LIMIT"};
-	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-		size_t prefix_len = strlen(prefixes[i]);
-		if (len < prefix_len || strncmp(name, prefixes[i], prefix_len) != 0)
-			continue;
-		if (len == prefix_len)
-			return i == 0;
-		if (name[prefix_len] != '_' || len == prefix_len + 1)
-			continue;
-		size_t d = prefix_len + 1;
-		while (d < len && name[d] >= '0' && name[d] <= '9')
-			d++;
-		if (d == len)
-			return true;
-	}
-	return false;
+	const char *set_by_run = gpucap_settings[GPUCAP_SETTING_MEMORY_LIMIT].alias;
+	if (len == strlen(set_by_run) && strncmp(name, set_by_run, len) == 0)
+		return false;
+	return gpucap_policy_is_memory_variable(name, len);
 }
 
 /* The library lets per-device and GPUCAP_ variables win over
@@ -176,6 +164,24 @@ static int clear_other_limits(void)
 	}
 }
 
+/* Under a limits file the library refuses a region other than the file's;
+ * say so now rather than start a command that cannot allocate. */
+static int check_region_allowed(void)
+{
+	static struct gpucap_limits_file file;
+	static struct gpucap_policy policy;
+	gpucap_policy_load_file(environ, false, &file);
+	struct gpucap_policy_input input = {.env = environ, .file = &file};
+	gpucap_policy_resolve(&input, &policy);
+	if (!policy.region_refused)
+		return CLI_EXIT_OK;
+	for (unsigned i = 0; i < policy.diag_count; i++) {
+		if (policy.diags[i].setting == GPUCAP_SETTING_REGION)
+			return cli_failure(cli_command_run.name, "%s", policy.diags[i].text);
+	}
+	return cli_failure(cli_command_run.name, "the region is refused by the limits file %s", file.path);
+}
+
 static int prepare_environment(const struct run_request *request)
 {
 	char library[PATH_MAX];
@@ -198,6 +204,8 @@ static int prepare_environment(const struct run_request *request)
 		rc = set_variable("CUDA_VISIBLE_DEVICES", request->devices);
 	if (rc == CLI_EXIT_OK && request->file)
 		rc = set_region_file(request->file);
+	if (rc == CLI_EXIT_OK)
+		rc = check_region_allowed();
 	return rc;
 }
 

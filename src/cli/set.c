@@ -6,14 +6,16 @@
 #include "cli.h"
 #include "format.h"
 #include "json.h"
-#include "limits_file.h"
 #include "options.h"
 #include "parse.h"
+#include "policy.h"
 #include "region_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+extern char **environ;
 
 enum { OPT_JSON, OPT_FILE, OPT_MEMORY, OPT_SM, OPT_DEVICE };
 
@@ -267,7 +269,7 @@ static int apply(gpucap_region *region, const struct set_request *req, const str
 	 * for the report. Per-device entries depend on each process's CUDA
 	 * ordinals, so only the file-wide "memory" is compared. */
 	static struct gpucap_limits_file file;
-	gpucap_limits_file_load(getenv("GPUCAP_LIMITS_FILE"), &file);
+	gpucap_policy_load_file(environ, false, &file);
 	uint64_t file_cap = file.state == GPUCAP_LIMITS_FILE_LOADED && file.memory_all.set
 	                        ? file.memory_all.value
 	                        : GPUCAP_UNLIMITED;
