@@ -1,6 +1,6 @@
 /* gpucap doctor: check what gpucap depends on, one line per check, each
  * with its fix. */
-#define _GNU_SOURCE /* secure_getenv */
+#define _GNU_SOURCE
 
 #include "cli.h"
 #include "format.h"
@@ -75,7 +75,7 @@ __attribute__((format(printf, 5, 6))) static void add(struct doctor *d, enum che
 static void check_library(struct doctor *d, const char *name, const char *soname, const char *override_var,
                           const char *what)
 {
-	const char *override = secure_getenv(override_var);
+	const char *override = gpucap_policy_env_get(environ, override_var);
 	const char *path = override && override[0] ? override : soname;
 	void *handle = dlopen(path, RTLD_LAZY | RTLD_LOCAL);
 	if (handle) {

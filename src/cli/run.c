@@ -98,6 +98,8 @@ static int set_variable(const char *name, const char *value)
 	return CLI_EXIT_OK;
 }
 
+extern char **environ;
+
 /* The region path made absolute, since the command may change directory
  * before its first CUDA call. */
 static int set_region_file(const char *file)
@@ -117,15 +119,14 @@ static int set_region_file(const char *file)
 		if ((size_t)snprintf(absolute, sizeof(absolute), "%s/%s", cwd, file) >= sizeof(absolute))
 			return cli_failure(cli_command_run.name, "--file path is too long: %s", file);
 	}
-	int rc = set_variable("CUDA_DEVICE_MEMORY_SHARED_CACHE", absolute);
-	/* GPUCAP_REGION wins over CUDA_DEVICE_MEMORY_SHARED_CACHE; an inherited
-	 * one must not point the command at another file than --file. */
-	if (rc == CLI_EXIT_OK && getenv("GPUCAP_REGION"))
-		rc = set_variable("GPUCAP_REGION", absolute);
+	const struct gpucap_setting *region = &gpucap_settings[GPUCAP_SETTING_REGION];
+	int rc = set_variable(region->alias, absolute);
+	/* The gpucap name wins over the alias; an inherited one must not point
+	 * the command at another file than --file. */
+	if (rc == CLI_EXIT_OK && gpucap_policy_env_get(environ, region->name))
+		rc = set_variable(region->name, absolute);
 	return rc;
 }
-
-extern char **environ;
 
 /* Whether name is one of the memory limit variables besides
  * CUDA_DEVICE_MEMORY_LIMIT, which -m sets. */
