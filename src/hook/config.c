@@ -45,6 +45,7 @@ static void apply(const struct gpucap_policy *policy, const struct gpucap_limits
 	copy_string(config->region_path, sizeof(config->region_path), policy->region_path);
 	config->region_refused = policy->region_refused;
 	config->region_group_shared = policy->region_group;
+	gpucap_policy_region_hint(policy, config->region_hint, sizeof(config->region_hint));
 	copy_string(config->node_dir, sizeof(config->node_dir), policy->node_dir);
 	config->visible_devices_set = policy->visible_devices_set;
 	copy_string(config->visible_devices, sizeof(config->visible_devices), policy->visible_devices);

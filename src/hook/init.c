@@ -56,8 +56,10 @@ static void attach_region(void)
 		return;
 	}
 	gpucap_status st = gpucap_region_attach(&options, &region, err, sizeof(err));
+	bool hint = true;
 	if (st == GPUCAP_OK) {
 		st = bind_region(region, err, sizeof(err));
+		hint = st == GPUCAP_OK;
 		if (st != GPUCAP_OK) {
 			gpucap_region_detach(region);
 			region = NULL;
@@ -79,12 +81,15 @@ static void attach_region(void)
 	}
 	if (st != GPUCAP_OK) {
 		gpucap_binding_release(&binding);
-		/* The region's line already names the file and the fix. */
+		/* The region's line names the file and what is wrong with it. */
 		const char *why = err[0] ? err : gpucap_status_text(st);
 		if (strncmp(why, "gpucap: ", 8) == 0)
 			why += 8;
+		/* The policy adds which setting named the region; the binding's
+		 * line names the limits file and the fix itself. */
 		gpucap_log(GPUCAP_LOG_ERROR,
-		           "%s; failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY", why);
+		           "%s%s%s%s; failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY", why,
+		           hint ? " (" : "", hint ? gpucap.config.region_hint : "", hint ? ")" : "");
 		region = NULL;
 	}
 	gpucap.region = region;

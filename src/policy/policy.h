@@ -169,4 +169,10 @@ void gpucap_policy_region(const struct gpucap_policy_input *in, struct gpucap_re
  */
 void gpucap_policy_resolve(const struct gpucap_policy_input *in, struct gpucap_policy *out);
 
+/* For a region that cannot be attached: which setting named it and what to
+ * change, e.g. "the path comes from GPUCAP_REGION: point it at a region this
+ * user may use, or unset it". The region says what is wrong with the file;
+ * this says where its name came from. */
+void gpucap_policy_region_hint(const struct gpucap_policy *policy, char *buf, size_t len);
+
 #endif

@@ -450,6 +450,31 @@ static void resolve_region(const struct gpucap_policy_input *in, struct gpucap_p
 		     choice.env_name, choice.env_path);
 }
 
+void gpucap_policy_region_hint(const struct gpucap_policy *policy, char *buf, size_t len)
+{
+	const struct gpucap_source *from = &policy->region_from;
+	switch (from->origin) {
+	case GPUCAP_FROM_ENV:
+		snprintf(buf, len,
+		         "the path comes from %s: point it at a region this user may use, or unset it",
+		         from->name);
+		break;
+	case GPUCAP_FROM_FILE:
+		snprintf(buf, len,
+		         "the path comes from the limits file's region line %u: the node agent must fix the "
+		         "file or the region",
+		         from->line);
+		break;
+	case GPUCAP_FROM_FLAG:
+		snprintf(buf, len, "the path comes from --file: name another region");
+		break;
+	default:
+		snprintf(buf, len, "the path is the default: set %s to a region this user may use",
+		         gpucap_settings[GPUCAP_SETTING_REGION].name);
+		break;
+	}
+}
+
 void gpucap_policy_resolve(const struct gpucap_policy_input *in, struct gpucap_policy *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -53,6 +53,9 @@ struct gpucap_config {
 	 * no region is attached, every device fails closed. */
 	bool region_refused;
 	bool region_group_shared; /* GPUCAP_REGION_GROUP=1 */
+	/* Which setting named the region and what to change, for a region that
+	 * cannot be attached. */
+	char region_hint[256];
 	/* The limits file in force ("" when none): the region attached is
 	 * bound to it (src/policy/binding.h). */
 	char limits_file[4096];
