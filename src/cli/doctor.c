@@ -2,6 +2,7 @@
  * with its fix. */
 #define _GNU_SOURCE
 
+#include "binding.h"
 #include "cli.h"
 #include "format.h"
 #include "json.h"
@@ -232,7 +233,29 @@ static void check_permissions(struct doctor *d, const char *path)
 		    (unsigned)(ds.st_mode & 07777), (ds.st_mode & S_ISVTX) ? " (sticky)" : "");
 }
 
-static void check_region(struct doctor *d, const struct gpucap_policy *policy)
+/* Under a limits file: whether processes of another region still run
+ * under it, which makes new processes of this region fail closed. */
+static void check_binding(struct doctor *d, const char *limits_file, const char *region_path,
+                          uint64_t identity)
+{
+	int other = gpucap_binding_other_held(limits_file, identity);
+	if (other < 0)
+		add(d, CHECK_WARN, "binding",
+		    "check that the limits file is readable and on a local filesystem",
+		    "cannot ask which regions the processes under limits file %s use: %s", limits_file,
+		    strerror(errno));
+	else if (other)
+		add(d, CHECK_FAIL, "binding", "stop the processes started before the region was made again",
+		    "a live process under limits file %s uses another region than %s (it was deleted and "
+		    "made "
+		    "again): new processes fail closed until it exits",
+		    limits_file, region_path);
+	else
+		add(d, CHECK_OK, "binding", NULL, "every live process under limits file %s uses region %s",
+		    limits_file, region_path);
+}
+
+static void check_region(struct doctor *d, const struct gpucap_policy *policy, const char *limits_file)
 {
 	char origin[128];
 	if (policy->region_from.origin == GPUCAP_FROM_FILE)
@@ -267,6 +290,8 @@ static void check_region(struct doctor *d, const struct gpucap_policy *policy)
 		    message[0] ? message : gpucap_status_text(status), where.origin);
 		return;
 	}
+	if (limits_file)
+		check_binding(d, limits_file, where.path, gpucap_region_created_ns(region));
 	struct gpucap_snapshot *s = gpucap_region_snapshot(region);
 	gpucap_region_detach(region);
 	if (!s) {
@@ -510,7 +535,7 @@ static int doctor_run(int argc, char **argv)
 	gpucap_policy_load_file(environ, false, &limits);
 	struct gpucap_policy_input input = {.env = environ, .file = &limits, .region_flag = file};
 	gpucap_policy_resolve(&input, &policy);
-	check_region(&d, &policy);
+	check_region(&d, &policy, policy.file_in_force && !file ? limits.path : NULL);
 	check_limits(&d, &policy, &limits);
 	if (d.out_of_memory) {
 		free(d.checks);

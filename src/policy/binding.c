@@ -85,6 +85,21 @@ bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64
 	return false;
 }
 
+int gpucap_binding_other_held(const char *file_path, uint64_t region_identity)
+{
+	int fd = open(file_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	int64_t offset = gpucap_binding_offset(region_identity);
+	int held = held_by_other(fd, 0, offset);
+	if (held == 0)
+		held = held_by_other(fd, offset + 1, 0);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return held;
+}
+
 void gpucap_binding_release(struct gpucap_binding *b)
 {
 	if (b->fd >= 0)

@@ -49,6 +49,11 @@ int64_t gpucap_binding_offset(uint64_t region_identity);
 bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64_t region_identity, char *err,
                          size_t err_len);
 
+/* For tools: whether a live process under the limits file at file_path is
+ * bound to another region than the one with this identity (1), none is
+ * (0), or the kernel cannot say (-1, errno set). Takes no lock. */
+int gpucap_binding_other_held(const char *file_path, uint64_t region_identity);
+
 /* Drop the lock (at detach). */
 void gpucap_binding_release(struct gpucap_binding *b);
 

@@ -456,6 +456,9 @@ static void one_region_at_a_time(void **state)
 	assert_true(gpucap_binding_take(&a, lock_path, 1000, err, sizeof(err)));
 	/* Another process of the same region. */
 	assert_true(gpucap_binding_take(&b, lock_path, 1000, err, sizeof(err)));
+	/* What gpucap doctor asks, without a lock of its own. */
+	assert_int_equal(gpucap_binding_other_held(lock_path, 1000), 0);
+	assert_int_equal(gpucap_binding_other_held(lock_path, 2000), 1);
 	/* A process of another region (the first deleted and made again). */
 	assert_false(gpucap_binding_take(&c, lock_path, 2000, err, sizeof(err)));
 	assert_int_equal(c.fd, -1);
