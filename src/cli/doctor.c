@@ -238,7 +238,7 @@ static void check_permissions(struct doctor *d, const char *path)
 static void check_binding(struct doctor *d, const char *limits_file, const char *region_path,
                           uint64_t identity)
 {
-	int other = gpucap_binding_other_held(limits_file, identity);
+	int other = gpucap_binding_other_held(limits_file, gpucap_binding_scope(), identity);
 	if (other < 0)
 		add(d, CHECK_WARN, "binding",
 		    "check that the limits file is readable and on a local filesystem",

@@ -36,8 +36,8 @@ static gpucap_status bind_region(gpucap_region *region, char *err, size_t err_le
 {
 	if (!gpucap.config.limits_file[0])
 		return GPUCAP_OK;
-	if (gpucap_binding_take(&binding, gpucap.config.limits_file, gpucap_region_created_ns(region), err,
-	                        err_len))
+	if (gpucap_binding_take(&binding, gpucap.config.limits_file, gpucap_binding_scope(),
+	                        gpucap_region_created_ns(region), err, err_len))
 		return GPUCAP_OK;
 	return GPUCAP_ERR_INVALID;
 }

@@ -6,25 +6,49 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-int64_t gpucap_binding_offset(uint64_t region_identity)
+/* Offsets: [scope * 2^32 + 1, scope * 2^32 + 2^32) for 2^30 scopes, all
+ * below 2^62; the region's part is never 0. */
+#define REGION_BITS 32
+#define SCOPE_BITS  30
+
+static uint64_t mix(uint64_t x)
 {
-	/* A mix of all 64 bits, so identities that differ only in high bits
-	 * still differ after the mask. */
-	uint64_t x = region_identity;
 	x ^= x >> 33;
 	x *= UINT64_C(0xff51afd7ed558ccd);
 	x ^= x >> 33;
 	x *= UINT64_C(0xc4ceb9fe1a85ec53);
 	x ^= x >> 33;
-	return (int64_t)(x & ((UINT64_C(1) << 62) - 1)) + 1;
+	return x;
 }
 
-/* Whether another open file description holds a lock in [start, start+len)
- * (len 0: to the end of all offsets). -1 when the kernel cannot say. */
+static int64_t scope_start(uint64_t scope)
+{
+	return (int64_t)((mix(scope) & ((UINT64_C(1) << SCOPE_BITS) - 1)) << REGION_BITS);
+}
+
+int64_t gpucap_binding_offset(uint64_t scope, uint64_t region_identity)
+{
+	uint64_t part = mix(region_identity) & ((UINT64_C(1) << REGION_BITS) - 1);
+	return scope_start(scope) + (int64_t)(part ? part : 1);
+}
+
+uint64_t gpucap_binding_scope(void)
+{
+	struct stat st;
+	if (stat("/proc/self/ns/mnt", &st) != 0)
+		return 0;
+	return ((uint64_t)st.st_dev << 32) ^ (uint64_t)st.st_ino;
+}
+
+/* Whether another open file description holds a lock in [start, start+len).
+ * -1 when the kernel cannot say. */
 static int held_by_other(int fd, int64_t start, int64_t len)
 {
+	if (len <= 0)
+		return 0;
 	struct flock probe;
 	memset(&probe, 0, sizeof(probe));
 	probe.l_type = F_WRLCK;
@@ -36,10 +60,23 @@ static int held_by_other(int fd, int64_t start, int64_t len)
 	return probe.l_type != F_UNLCK;
 }
 
-bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64_t region_identity, char *err,
-                         size_t err_len)
+/* Whether a lock is held in the scope at another offset than own. */
+static int other_in_scope(int fd, uint64_t scope, int64_t own)
 {
-	b->fd = open(file_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int64_t start = scope_start(scope), end = start + (INT64_C(1) << REGION_BITS);
+	int held = held_by_other(fd, start, own - start);
+	return held == 0 ? held_by_other(fd, own + 1, end - own - 1) : held;
+}
+
+static int open_file(const char *path)
+{
+	return open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+}
+
+bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64_t scope,
+                         uint64_t region_identity, char *err, size_t err_len)
+{
+	b->fd = open_file(file_path);
 	if (b->fd < 0) {
 		snprintf(err, err_len,
 		         "cannot open limits file %s to bind this process to its region: %s; make the file "
@@ -47,7 +84,7 @@ bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64
 		         file_path, strerror(errno));
 		return false;
 	}
-	int64_t offset = gpucap_binding_offset(region_identity);
+	int64_t offset = gpucap_binding_offset(scope, region_identity);
 	struct flock own;
 	memset(&own, 0, sizeof(own));
 	own.l_type = F_RDLCK;
@@ -65,14 +102,14 @@ bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64
 		gpucap_binding_release(b);
 		return false;
 	}
-	int before = held_by_other(b->fd, 0, offset);
-	int after = before == 0 ? held_by_other(b->fd, offset + 1, 0) : before;
-	if (before == 0 && after == 0)
+	int other = other_in_scope(b->fd, scope, offset);
+	if (other == 0)
 		return true;
-	if (before < 0 || after < 0)
+	if (other < 0)
 		snprintf(err, err_len,
 		         "cannot query the locks of limits file %s: %s; the file must be on a filesystem "
-		         "with open file description locks",
+		         "with open "
+		         "file description locks",
 		         file_path, strerror(errno));
 	else
 		snprintf(
@@ -85,15 +122,12 @@ bool gpucap_binding_take(struct gpucap_binding *b, const char *file_path, uint64
 	return false;
 }
 
-int gpucap_binding_other_held(const char *file_path, uint64_t region_identity)
+int gpucap_binding_other_held(const char *file_path, uint64_t scope, uint64_t region_identity)
 {
-	int fd = open(file_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int fd = open_file(file_path);
 	if (fd < 0)
 		return -1;
-	int64_t offset = gpucap_binding_offset(region_identity);
-	int held = held_by_other(fd, 0, offset);
-	if (held == 0)
-		held = held_by_other(fd, offset + 1, 0);
+	int held = other_in_scope(fd, scope, gpucap_binding_offset(scope, region_identity));
 	int saved = errno;
 	close(fd);
 	errno = saved;

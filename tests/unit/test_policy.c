@@ -428,6 +428,10 @@ static void the_docs_list_exactly_the_table(void **state)
 
 static char lock_path[64];
 
+/* Two containers' mount namespaces. */
+#define SCOPE       UINT64_C(4026531841)
+#define OTHER_SCOPE UINT64_C(4026532999)
+
 static int make_lock_file(void **state)
 {
 	(void)state;
@@ -453,38 +457,62 @@ static void one_region_at_a_time(void **state)
 	(void)state;
 	char err[512];
 	struct gpucap_binding a = GPUCAP_BINDING_NONE, b = GPUCAP_BINDING_NONE, c = GPUCAP_BINDING_NONE;
-	assert_true(gpucap_binding_take(&a, lock_path, 1000, err, sizeof(err)));
+	assert_true(gpucap_binding_take(&a, lock_path, SCOPE, 1000, err, sizeof(err)));
 	/* Another process of the same region. */
-	assert_true(gpucap_binding_take(&b, lock_path, 1000, err, sizeof(err)));
+	assert_true(gpucap_binding_take(&b, lock_path, SCOPE, 1000, err, sizeof(err)));
 	/* What gpucap doctor asks, without a lock of its own. */
-	assert_int_equal(gpucap_binding_other_held(lock_path, 1000), 0);
-	assert_int_equal(gpucap_binding_other_held(lock_path, 2000), 1);
+	assert_int_equal(gpucap_binding_other_held(lock_path, SCOPE, 1000), 0);
+	assert_int_equal(gpucap_binding_other_held(lock_path, SCOPE, 2000), 1);
 	/* A process of another region (the first deleted and made again). */
-	assert_false(gpucap_binding_take(&c, lock_path, 2000, err, sizeof(err)));
+	assert_false(gpucap_binding_take(&c, lock_path, SCOPE, 2000, err, sizeof(err)));
 	assert_int_equal(c.fd, -1);
 	assert_non_null(strstr(err, lock_path));
 	assert_non_null(strstr(err, "uses another region"));
 	gpucap_binding_release(&a);
-	assert_false(gpucap_binding_take(&c, lock_path, 2000, err, sizeof(err)));
+	assert_false(gpucap_binding_take(&c, lock_path, SCOPE, 2000, err, sizeof(err)));
 	gpucap_binding_release(&b);
 	/* The old region's processes are gone. */
-	assert_true(gpucap_binding_take(&c, lock_path, 2000, err, sizeof(err)));
+	assert_true(gpucap_binding_take(&c, lock_path, SCOPE, 2000, err, sizeof(err)));
 	/* And now the old region is the other one, whether its offset is
 	 * above or below. */
-	assert_false(gpucap_binding_take(&a, lock_path, 1000, err, sizeof(err)));
-	assert_false(gpucap_binding_take(&a, lock_path, UINT64_MAX, err, sizeof(err)));
+	assert_false(gpucap_binding_take(&a, lock_path, SCOPE, 1000, err, sizeof(err)));
+	assert_false(gpucap_binding_take(&a, lock_path, SCOPE, UINT64_MAX, err, sizeof(err)));
 	gpucap_binding_release(&c);
+}
+
+/* One limits file mounted into two containers: each has its own region,
+ * and neither refuses the other. */
+static void containers_sharing_a_file_do_not_meet(void **state)
+{
+	(void)state;
+	char err[512];
+	struct gpucap_binding a = GPUCAP_BINDING_NONE, b = GPUCAP_BINDING_NONE, c = GPUCAP_BINDING_NONE;
+	assert_true(gpucap_binding_take(&a, lock_path, SCOPE, 1000, err, sizeof(err)));
+	assert_true(gpucap_binding_take(&b, lock_path, OTHER_SCOPE, 2000, err, sizeof(err)));
+	assert_int_equal(gpucap_binding_other_held(lock_path, OTHER_SCOPE, 2000), 0);
+	/* Within a container the rule still holds. */
+	assert_false(gpucap_binding_take(&c, lock_path, OTHER_SCOPE, 3000, err, sizeof(err)));
+	assert_false(gpucap_binding_take(&c, lock_path, SCOPE, 3000, err, sizeof(err)));
+	gpucap_binding_release(&a);
+	gpucap_binding_release(&b);
+	assert_true(gpucap_binding_scope() != 0);
 }
 
 static void offsets_spread_and_stay_in_range(void **state)
 {
 	(void)state;
 	uint64_t ids[] = {0, 1, 2, UINT64_C(1) << 62, UINT64_C(1) << 63, UINT64_MAX};
-	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-		int64_t off = gpucap_binding_offset(ids[i]);
-		assert_true(off >= 1 && off <= (INT64_C(1) << 62));
-		for (size_t j = 0; j < i; j++)
-			assert_true(off != gpucap_binding_offset(ids[j]));
+	uint64_t scopes[] = {0, SCOPE, OTHER_SCOPE, UINT64_MAX};
+	for (size_t s = 0; s < sizeof(scopes) / sizeof(scopes[0]); s++) {
+		for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+			int64_t off = gpucap_binding_offset(scopes[s], ids[i]);
+			assert_true(off >= 1 && off < (INT64_C(1) << 62));
+			for (size_t j = 0; j < i; j++)
+				assert_true(off != gpucap_binding_offset(scopes[s], ids[j]));
+			/* Another scope's offsets are another range. */
+			for (size_t t = 0; t < s; t++)
+				assert_true(off >> 32 != gpucap_binding_offset(scopes[t], ids[i]) >> 32);
+		}
 	}
 }
 
@@ -493,7 +521,7 @@ static void a_missing_file_cannot_bind(void **state)
 	(void)state;
 	char err[512];
 	struct gpucap_binding b = GPUCAP_BINDING_NONE;
-	assert_false(gpucap_binding_take(&b, "/nonexistent/gpucap/limits.conf", 1, err, sizeof(err)));
+	assert_false(gpucap_binding_take(&b, "/nonexistent/gpucap/limits.conf", SCOPE, 1, err, sizeof(err)));
 	assert_int_equal(b.fd, -1);
 	assert_non_null(strstr(err, "/nonexistent/gpucap/limits.conf"));
 }
@@ -517,6 +545,8 @@ int main(void)
 	    cmocka_unit_test(the_first_occurrence_counts),
 	    cmocka_unit_test(the_docs_list_exactly_the_table),
 	    cmocka_unit_test_setup_teardown(one_region_at_a_time, make_lock_file, remove_lock_file),
+	    cmocka_unit_test_setup_teardown(containers_sharing_a_file_do_not_meet, make_lock_file,
+	                                    remove_lock_file),
 	    cmocka_unit_test(offsets_spread_and_stay_in_range),
 	    cmocka_unit_test(a_missing_file_cannot_bind),
 	};
