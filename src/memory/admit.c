@@ -1,8 +1,8 @@
 /*
  * Admission: the charge to the region before an allocation, within the
  * region's limit (which the region lowers to the limits file's cap), and
- * its return; and the common
- * shape of the simple allocation paths (charge, allocate, track).
+ * its return; and the common shape of the simple allocation paths (charge,
+ * allocate, track).
  */
 #include "log.h"
 #include "memory_internal.h"
