@@ -1,13 +1,14 @@
 /* gpucap doctor: check what gpucap depends on, one line per check, each
  * with its fix. */
-#define _GNU_SOURCE /* secure_getenv */
+#define _GNU_SOURCE
 
+#include "binding.h"
 #include "cli.h"
 #include "default_paths.h"
 #include "format.h"
 #include "json.h"
-#include "limits_file.h"
 #include "options.h"
+#include "policy.h"
 #include "preload_library.h"
 #include "region_file.h"
 
@@ -76,7 +77,7 @@ __attribute__((format(printf, 5, 6))) static void add(struct doctor *d, enum che
 static void check_library(struct doctor *d, const char *name, const char *soname, const char *override_var,
                           const char *what)
 {
-	const char *override = secure_getenv(override_var);
+	const char *override = gpucap_policy_env_get(environ, override_var);
 	const char *path = override && override[0] ? override : soname;
 	void *handle = dlopen(path, RTLD_LAZY | RTLD_LOCAL);
 	if (handle) {
@@ -256,19 +257,16 @@ static void check_permissions(struct doctor *d, const char *path)
  * their environment says: the first process registered it, and only
  * "gpucap set" changes it. So the limits in force are the region's; where
  * this shell sets one memory limit for every device and it differs, say so. */
-static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *s, const char *path)
+static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *s, const char *path,
+                                const struct gpucap_policy *policy)
 {
-	static struct gpucap_limits_file file;
-	static struct gpucap_limit_choice choice[GPUCAP_LIMITS_DEVICES];
-	gpucap_limits_file_load(secure_getenv("GPUCAP_LIMITS_FILE"), &file);
-	gpucap_limits_resolve(environ, &file, choice, NULL, NULL);
-	const struct gpucap_limit_choice *shell = &choice[0];
-	for (int i = 1; i < GPUCAP_LIMITS_DEVICES && shell; i++) {
-		if (choice[i].limit_bytes != shell->limit_bytes)
+	const struct gpucap_policy_device *shell = &policy->device[0];
+	for (int i = 1; i < GPUCAP_MAX_DEVICES && shell; i++) {
+		if (policy->device[i].memory_bytes != shell->memory_bytes)
 			shell = NULL; /* per-ordinal settings: no one value to compare with */
 	}
 	/* Nothing set in this shell: it asks for nothing, so nothing differs. */
-	if (shell && (shell->fail_closed || (!shell->env_source[0] && !shell->file_source[0])))
+	if (shell && (shell->memory_closed || (!shell->env_memory.name[0] && !shell->file_memory.name[0])))
 		shell = NULL;
 	for (uint32_t i = 0; i < s->device_count; i++) {
 		const struct gpucap_device_view *dev = &s->devices[i];
@@ -276,13 +274,13 @@ static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *
 		cli_format_limit(dev->limit_bytes, limit, sizeof(limit));
 		cli_format_sm_limit(dev->sm_limit > 0 && dev->sm_limit < 100 ? dev->sm_limit : 0, sm,
 		                    sizeof(sm));
-		if (!shell || shell->limit_bytes == dev->limit_bytes) {
+		if (!shell || shell->memory_bytes == dev->limit_bytes) {
 			add(d, CHECK_OK, "limits", NULL,
 			    "in force on device %d (%.*s) of the region: memory %s, SM %s (the region's entry holds for every process on it)",
 			    dev->index, GPUCAP_UUID_MAX, dev->uuid, limit, sm);
 			continue;
 		}
-		cli_format_limit(shell->limit_bytes, asked, sizeof(asked));
+		cli_format_limit(shell->memory_bytes, asked, sizeof(asked));
 		char fix[512];
 		snprintf(
 		    fix, sizeof(fix),
@@ -291,13 +289,43 @@ static void check_region_limits(struct doctor *d, const struct gpucap_snapshot *
 		add(d, CHECK_WARN, "limits", fix,
 		    "in force on device %d (%.*s) of region %s: memory %s, SM %s; a process started from this shell asks for memory %s (%s), which does not apply there (the region's entry holds)",
 		    dev->index, GPUCAP_UUID_MAX, dev->uuid, path, limit, sm, asked,
-		    shell->env_source[0] ? shell->env_source : shell->file_source);
+		    shell->env_memory.name[0] ? shell->env_memory.name : shell->file_memory.name);
 	}
 }
 
-static void check_region(struct doctor *d, const char *file)
+/* Under a limits file: whether processes of another region still run
+ * under it, which makes new processes of this region fail closed. */
+static void check_binding(struct doctor *d, const char *limits_file, const char *region_path,
+                          uint64_t identity)
 {
-	struct cli_region_path where = cli_region_path(file);
+	int other = gpucap_binding_other_held(limits_file, gpucap_binding_scope(), identity);
+	if (other < 0)
+		add(d, CHECK_WARN, "binding",
+		    "check that the limits file is readable and on a local filesystem",
+		    "cannot ask which regions the processes under limits file %s use: %s", limits_file,
+		    strerror(errno));
+	else if (other)
+		add(d, CHECK_FAIL, "binding", "stop the processes started before the region was made again",
+		    "a live process under limits file %s uses another region than %s (it was deleted and made again): new processes fail closed until it exits",
+		    limits_file, region_path);
+	else
+		add(d, CHECK_OK, "binding", NULL, "every live process under limits file %s uses region %s",
+		    limits_file, region_path);
+}
+
+static void check_region(struct doctor *d, const struct gpucap_policy *policy, const char *limits_file)
+{
+	char origin[128];
+	if (policy->region_from.origin == GPUCAP_FROM_FILE)
+		snprintf(origin, sizeof(origin), "the limits file's region line %u",
+		         policy->region_from.line);
+	else
+		snprintf(origin, sizeof(origin), "%s",
+		         policy->region_from.name[0] ? policy->region_from.name : "default");
+	/* Refused: the policy's line says why and what to change. */
+	if (policy->region_refused)
+		return;
+	struct cli_region_path where = {policy->region_path, origin};
 	struct stat st;
 	if (lstat(where.path, &st) != 0 && errno == ENOENT) {
 		add(d, CHECK_WARN, "region",
@@ -319,6 +347,8 @@ static void check_region(struct doctor *d, const char *file)
 		    message[0] ? message : gpucap_status_text(status), where.origin);
 		return;
 	}
+	if (limits_file)
+		check_binding(d, limits_file, where.path, gpucap_region_created_ns(region));
 	struct gpucap_snapshot *s = gpucap_region_snapshot(region);
 	gpucap_region_detach(region);
 	if (!s) {
@@ -353,21 +383,29 @@ static void check_region(struct doctor *d, const char *file)
 	else
 		add(d, CHECK_OK, "host-pid", NULL, "every process has a host PID (%u processes)",
 		    (unsigned)s->process_count);
-	check_region_limits(d, s, where.path);
+	check_region_limits(d, s, where.path, policy);
 	gpucap_snapshot_free(s);
 }
 
 /* ---- Limits --------------------------------------------------------------- */
 
-static void collect_report(void *ctx, enum gpucap_limits_level level, const char *message)
+/* A problem the policy found with a setting. Those that fail devices closed
+ * fail the check; the others (the default is used instead) warn. */
+static void add_diag(struct doctor *d, const struct gpucap_diag *g)
 {
-	struct doctor *d = ctx;
-	/* The file's own verdict has its own line below. */
-	if (strstr(message, "limits file") || strstr(message, "GPUCAP_LIMITS_FILE"))
+	/* The file's own verdict has its own line in check_limits_file. */
+	if (g->setting == GPUCAP_SETTING_LIMITS_FILE)
 		return;
-	add(d, level == GPUCAP_LIMITS_ERROR ? CHECK_FAIL : CHECK_WARN, "limits",
-	    level == GPUCAP_LIMITS_ERROR ? "correct or unset the variable" : "rename or unset the variable",
-	    "%s", message);
+	bool closes = g->setting == GPUCAP_SETTING_MEMORY_LIMIT || g->setting == GPUCAP_SETTING_SM_LIMIT ||
+	              g->setting == GPUCAP_SETTING_CONTEXT_BYTES || g->setting == GPUCAP_SETTING_REGION;
+	bool fail = g->level == GPUCAP_DIAG_ERROR && closes;
+	const char *name =
+	    g->setting == GPUCAP_SETTING_REGION                                                  ? "region"
+	    : g->setting == GPUCAP_SETTING_MEMORY_LIMIT || g->setting == GPUCAP_SETTING_SM_LIMIT ? "limits"
+	                                                                                         : "settings";
+	add(d, fail ? CHECK_FAIL : CHECK_WARN, name,
+	    g->level == GPUCAP_DIAG_ERROR ? "correct or unset the variable" : "rename or unset the variable",
+	    "%s", g->text);
 }
 
 static void check_limits_file(struct doctor *d, const struct gpucap_limits_file *file)
@@ -401,63 +439,64 @@ static void check_limits_file(struct doctor *d, const struct gpucap_limits_file 
 		    "directory %s can be written by others than root: the limits file could be removed", dir);
 }
 
-static bool per_device(const struct gpucap_limit_choice *c)
+static bool per_device(const struct gpucap_policy_device *c)
 {
-	const char *underscore = strrchr(c->env_source, '_');
+	const char *underscore = strrchr(c->env_memory.name, '_');
 	bool env_dev = underscore && underscore[1] >= '0' && underscore[1] <= '9';
-	return env_dev || strchr(c->file_source, '.') || strchr(c->sm_source, '.') ||
-	       (c->fail_closed && strstr(c->why_closed, "LIMIT_"));
+	return env_dev || strchr(c->file_memory.name, '.') || strchr(c->sm_file.name, '.') ||
+	       (c->memory_closed && strstr(c->why_closed, "LIMIT_"));
 }
 
-static void describe_choice(struct doctor *d, const char *who, const struct gpucap_limit_choice *c,
+static void describe_choice(struct doctor *d, const char *who, const struct gpucap_policy_device *c,
                             const struct gpucap_limits_file *file)
 {
 	char limit[CLI_CELL_MAX], env[CLI_CELL_MAX], sm[CLI_CELL_MAX];
-	if (c->fail_closed) {
+	if (c->memory_closed) {
 		add(d, CHECK_FAIL, "limits", "fix the setting named here",
 		    "%s: capped at 0 bytes (fail closed) because %s", who, c->why_closed);
 		return;
 	}
 	char from[256] = "";
 	size_t used = 0;
-	if (c->file_source[0])
-		used += (size_t)snprintf(from + used, sizeof(from) - used, "%s (%s:%u)", c->file_source,
-		                         file->path, c->file_line);
-	if (c->env_source[0] && used < sizeof(from)) {
+	if (c->file_memory.name[0])
+		used += (size_t)snprintf(from + used, sizeof(from) - used, "%s (%s:%u)", c->file_memory.name,
+		                         file->path, c->file_memory.line);
+	if (c->env_memory.name[0] && used < sizeof(from)) {
 		bool env_wins = c->env_bytes < c->file_cap_bytes;
 		used += (size_t)snprintf(
-		    from + used, sizeof(from) - used, "%s%s=%s%s", used ? ", " : "", c->env_source,
+		    from + used, sizeof(from) - used, "%s%s=%s%s", used ? ", " : "", c->env_memory.name,
 		    cli_format_limit(c->env_bytes, env, sizeof(env)),
-		    c->file_source[0] ? (env_wins ? " (lower, wins)" : " (cannot raise it)") : "");
+		    c->file_memory.name[0] ? (env_wins ? " (lower, wins)" : " (cannot raise it)") : "");
 	}
 	add(d, CHECK_OK, "limits", NULL, "%s: memory %s%s%s; SM %s%s%s", who,
-	    cli_format_limit(c->limit_bytes, limit, sizeof(limit)), from[0] ? " from " : " (nothing sets it)",
-	    from, cli_format_sm_limit(c->sm_limit, sm, sizeof(sm)), c->sm_source[0] ? " from " : "",
-	    c->sm_source);
+	    cli_format_limit(c->memory_bytes, limit, sizeof(limit)),
+	    from[0] ? " from " : " (nothing sets it)", from,
+	    cli_format_sm_limit(c->sm_register, sm, sizeof(sm)), c->sm_file.name[0] ? " from " : "",
+	    c->sm_file.name);
 }
 
-static void check_limits(struct doctor *d)
+static void check_limits(struct doctor *d, const struct gpucap_policy *policy,
+                         const struct gpucap_limits_file *file)
 {
-	static struct gpucap_limits_file file;
-	static struct gpucap_limit_choice choice[GPUCAP_LIMITS_DEVICES];
-	gpucap_limits_file_load(secure_getenv("GPUCAP_LIMITS_FILE"), &file);
-	check_limits_file(d, &file);
-	gpucap_limits_resolve(environ, &file, choice, collect_report, d);
+	check_limits_file(d, file);
+	for (unsigned i = 0; i < policy->diag_count; i++)
+		add_diag(d, &policy->diags[i]);
 	int shared = -1;
 	bool any_per_device = false;
-	for (int i = 0; i < GPUCAP_LIMITS_DEVICES; i++) {
-		if (!per_device(&choice[i])) {
+	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
+		if (!per_device(&policy->device[i])) {
 			if (shared < 0)
 				shared = i;
 			continue;
 		}
 		char who[32];
 		snprintf(who, sizeof(who), "device %d", i);
-		describe_choice(d, who, &choice[i], &file);
+		describe_choice(d, who, &policy->device[i], file);
 		any_per_device = true;
 	}
 	if (shared >= 0)
-		describe_choice(d, any_per_device ? "other devices" : "every device", &choice[shared], &file);
+		describe_choice(d, any_per_device ? "other devices" : "every device", &policy->device[shared],
+		                file);
 }
 
 /* ---- Output --------------------------------------------------------------- */
@@ -544,8 +583,14 @@ static int doctor_run(int argc, char **argv)
 	check_library(&d, "nvml", "libnvidia-ml.so.1", "GPUCAP_REAL_LIBNVML",
 	              "nvidia-smi and NVML memory queries cannot run here");
 	check_preload(&d);
-	check_region(&d, file);
-	check_limits(&d);
+	/* Decided as the library would decide it, with --file for the region. */
+	static struct gpucap_limits_file limits;
+	static struct gpucap_policy policy;
+	gpucap_policy_load_file(environ, false, &limits);
+	struct gpucap_policy_input input = {.env = environ, .file = &limits, .region_flag = file};
+	gpucap_policy_resolve(&input, &policy);
+	check_region(&d, &policy, policy.file_in_force && !file ? limits.path : NULL);
+	check_limits(&d, &policy, &limits);
 	if (d.out_of_memory) {
 		free(d.checks);
 		return cli_failure(command, "out of memory while running the checks");

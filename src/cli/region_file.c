@@ -4,40 +4,26 @@
 
 #include "cli.h"
 #include "default_paths.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *nonempty_env(const char *name)
-{
-	const char *value = getenv(name);
-	return value && value[0] ? value : NULL;
-}
+extern char **environ;
 
 struct cli_region_path cli_region_path(const char *flag_value)
 {
-	struct cli_region_path where;
-	const char *env;
-	if (flag_value) {
-		where.path = flag_value;
-		where.origin = "--file";
-	} else if ((env = nonempty_env("GPUCAP_REGION"))) {
-		where.path = env;
-		where.origin = "GPUCAP_REGION";
-	} else if ((env = nonempty_env("CUDA_DEVICE_MEMORY_SHARED_CACHE"))) {
-		where.path = env;
-		where.origin = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
-	} else {
-		/* The library's own default (per user outside a container). */
-		static char default_path[4096];
-		char ignored[512];
-		gpucap_default_region_path(default_path, sizeof(default_path), false, ignored,
-		                           sizeof(ignored));
-		where.path = default_path;
-		where.origin = "default";
-	}
+	/* The library's own default (per user outside a container). */
+	static char default_region[4096];
+	char ignored[512];
+	gpucap_default_region_path(default_region, sizeof(default_region), false, ignored, sizeof(ignored));
+	struct gpucap_policy_input input = {
+	    .env = environ, .region_flag = flag_value, .default_region = default_region};
+	struct gpucap_region_choice choice;
+	gpucap_policy_region(&input, &choice);
+	struct cli_region_path where = {choice.path, choice.name};
 	return where;
 }
 

@@ -15,9 +15,10 @@ struct cli_region_path {
 };
 
 /*
- * The one place that decides the region path. Precedence:
- *   --file PATH > $GPUCAP_REGION > $CUDA_DEVICE_MEMORY_SHARED_CACHE > default.
- * An empty variable counts as unset. flag_value is the --file value or NULL.
+ * The region path, decided by src/policy (gpucap_policy_region) without a
+ * limits file: --file PATH > $GPUCAP_REGION >
+ * $CUDA_DEVICE_MEMORY_SHARED_CACHE > default. An empty variable counts as
+ * unset. flag_value is the --file value or NULL.
  */
 struct cli_region_path cli_region_path(const char *flag_value);
 

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "options.h"
 #include "parse.h"
+#include "policy.h"
 #include "preload_library.h"
 #include "region_file.h"
 #include "run_limits.h"
@@ -232,6 +233,24 @@ static int clear_other_limits(const struct limit_family *family)
 	}
 }
 
+/* Under a limits file the library refuses a region other than the file's;
+ * say so now rather than start a command that cannot allocate. */
+static int check_region_allowed(void)
+{
+	static struct gpucap_limits_file file;
+	static struct gpucap_policy policy;
+	gpucap_policy_load_file(environ, false, &file);
+	struct gpucap_policy_input input = {.env = environ, .file = &file};
+	gpucap_policy_resolve(&input, &policy);
+	if (!policy.region_refused)
+		return CLI_EXIT_OK;
+	for (unsigned i = 0; i < policy.diag_count; i++) {
+		if (policy.diags[i].setting == GPUCAP_SETTING_REGION)
+			return cli_failure(cli_command_run.name, "%s", policy.diags[i].text);
+	}
+	return cli_failure(cli_command_run.name, "the region is refused by the limits file %s", file.path);
+}
+
 static int prepare_environment(const struct run_request *request)
 {
 	char library[PATH_MAX];
@@ -263,6 +282,8 @@ static int prepare_environment(const struct run_request *request)
 		rc = set_region_file(request->file);
 	if (rc == CLI_EXIT_OK && request->node_dir)
 		rc = set_node_dir(request->node_dir);
+	if (rc == CLI_EXIT_OK)
+		rc = check_region_allowed();
 	return rc;
 }
 

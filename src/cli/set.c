@@ -7,14 +7,16 @@
 #include "default_paths.h"
 #include "format.h"
 #include "json.h"
-#include "limits_file.h"
 #include "options.h"
 #include "parse.h"
+#include "policy.h"
 #include "region_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+extern char **environ;
 
 enum { OPT_JSON, OPT_FILE, OPT_MEMORY, OPT_SM, OPT_DEVICE };
 
@@ -246,7 +248,7 @@ static bool print_json(const struct set_result *results, uint32_t count, const s
 }
 
 static int apply(gpucap_region *region, const struct set_request *req, const struct cli_region_path *where,
-                 const struct gpucap_snapshot *snapshot)
+                 const struct gpucap_snapshot *snapshot, const struct gpucap_limits_file *file)
 {
 	const char *command = cli_command_set.name;
 	const struct gpucap_device_view *chosen[64];
@@ -263,10 +265,8 @@ static int apply(gpucap_region *region, const struct set_request *req, const str
 	/* What a process on this node would be capped at by the limits file,
 	 * for the report. Per-device entries depend on each process's CUDA
 	 * ordinals, so only the file-wide "memory" is compared. */
-	static struct gpucap_limits_file file;
-	gpucap_limits_file_load(getenv("GPUCAP_LIMITS_FILE"), &file);
-	uint64_t file_cap = file.state == GPUCAP_LIMITS_FILE_LOADED && file.memory_all.set
-	                        ? file.memory_all.value
+	uint64_t file_cap = file->state == GPUCAP_LIMITS_FILE_LOADED && file->memory_all.set
+	                        ? file->memory_all.value
 	                        : GPUCAP_UNLIMITED;
 
 	struct set_result results[64];
@@ -308,7 +308,7 @@ static int apply(gpucap_region *region, const struct set_request *req, const str
 		if (!print_json(results, count, req, where->path, audit.path, file_cap))
 			return cli_failure(command, "cannot format the report for %s", where->path);
 	} else {
-		print_text(results, count, req, file_cap, &file);
+		print_text(results, count, req, file_cap, file);
 	}
 	return cli_finish_output(command);
 }
@@ -322,7 +322,23 @@ static int set_run(int argc, char **argv)
 	if (rc != CLI_EXIT_OK || done)
 		return rc;
 
-	struct cli_region_path where = cli_region_path(req.file);
+	/* The region as the library would pick it: --file, else the limits
+	 * file's, else the environment's. */
+	static struct gpucap_limits_file file;
+	static struct gpucap_policy policy;
+	gpucap_policy_load_file(environ, false, &file);
+	struct gpucap_policy_input input = {.env = environ, .file = &file, .region_flag = req.file};
+	gpucap_policy_resolve(&input, &policy);
+	for (unsigned i = 0; policy.region_refused && i < policy.diag_count; i++) {
+		if (policy.diags[i].setting == GPUCAP_SETTING_REGION)
+			return cli_failure(command, "%s; or name the region with --file",
+			                   policy.diags[i].text);
+	}
+	struct cli_region_path where = {policy.region_path, policy.region_from.origin == GPUCAP_FROM_FILE
+	                                                        ? "the limits file's region line"
+	                                                    : policy.region_from.name[0]
+	                                                        ? policy.region_from.name
+	                                                        : "default"};
 	gpucap_region *region;
 	rc = cli_region_attach(command, &where, false, &region);
 	if (rc != CLI_EXIT_OK)
@@ -332,7 +348,7 @@ static int set_run(int argc, char **argv)
 		gpucap_region_detach(region);
 		return cli_failure(command, "out of memory while copying region %s", where.path);
 	}
-	rc = apply(region, &req, &where, snapshot);
+	rc = apply(region, &req, &where, snapshot, &file);
 	gpucap_snapshot_free(snapshot);
 	gpucap_region_detach(region);
 	return rc;

@@ -94,3 +94,9 @@ bool gpucap_default_region_path(char *buf, size_t len, bool create_dir, char *er
 	bool in_container = uid != 0 && gpucap_in_container();
 	return gpucap_region_path_for("/tmp", uid, in_container, create_dir, buf, len, err, err_len);
 }
+
+bool gpucap_hami_node_dir_present(void)
+{
+	struct stat st;
+	return gpucap_stat("/tmp/vgpulock", &st) == 0 && S_ISDIR(st.st_mode);
+}

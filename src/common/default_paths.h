@@ -44,6 +44,11 @@ bool gpucap_in_container(void);
  */
 bool gpucap_default_region_path(char *buf, size_t len, bool create_dir, char *err, size_t err_len);
 
+/* Whether HAMi's lock directory (/tmp/vgpulock, which its device plugin
+ * mounts into every container it gives a GPU) is a directory here: the
+ * node directory by default (src/policy decides; this only looks). */
+bool gpucap_hami_node_dir_present(void);
+
 /* The rule itself, for tests: as above for a given user, container verdict
  * and temporary directory (tmp_dir is "/tmp" in gpucap_default_region_path). */
 bool gpucap_region_path_for(const char *tmp_dir, unsigned uid, bool in_container, bool create_dir, char *buf,

@@ -7,6 +7,7 @@
  * acquire load. A forked child goes back to NONE and initialises again on
  * its next call, attaching its own slot.
  */
+#include "binding.h"
 #include "calls.h"
 #include "compute.h"
 #include "hook.h"
@@ -26,19 +27,20 @@ atomic_int gpucap_init_state = GPUCAP_INIT_NONE;
 static _Thread_local bool this_thread_in_init;
 static atomic_bool atfork_registered;
 
-/* GPUCAP_REGION_GROUP=1 shares the region file with its group (0660). Read
- * once, at initialisation. */
-static bool gpucap_region_group_shared(void)
+/* This process's lock on the limits file, binding it to its region
+ * (src/policy/binding.h). */
+static struct gpucap_binding binding = GPUCAP_BINDING_NONE;
+
+/* Under a limits file, the region must be the container's one: no live
+ * process under the file may be bound to another. */
+static gpucap_status bind_region(gpucap_region *region, char *err, size_t err_len)
 {
-	const char *value = getenv("GPUCAP_REGION_GROUP");
-	if (!value || !*value || strcmp(value, "0") == 0)
-		return false;
-	if (strcmp(value, "1") == 0)
-		return true;
-	gpucap_log(GPUCAP_LOG_ERROR,
-	           "GPUCAP_REGION_GROUP=\"%s\" is not valid; expected 0 or 1; using 0 (private region)",
-	           value);
-	return false;
+	if (!gpucap.config.limits_file[0])
+		return GPUCAP_OK;
+	if (gpucap_binding_take(&binding, gpucap.config.limits_file, gpucap_binding_scope(),
+	                        gpucap_region_created_ns(region), err, err_len))
+		return GPUCAP_OK;
+	return GPUCAP_ERR_INVALID;
 }
 
 static void attach_region(void)
@@ -47,9 +49,23 @@ static void attach_region(void)
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = gpucap.config.region_path;
-	options.group_shared = gpucap_region_group_shared();
+	options.group_shared = gpucap.config.region_group_shared;
 	gpucap_region *region = NULL;
+	/* Refused by the policy, which has said why and what to change. */
+	if (gpucap.config.region_refused) {
+		gpucap.region = NULL;
+		return;
+	}
 	gpucap_status st = gpucap_region_attach(&options, &region, err, sizeof(err));
+	bool hint = true;
+	if (st == GPUCAP_OK) {
+		st = bind_region(region, err, sizeof(err));
+		hint = st == GPUCAP_OK;
+		if (st != GPUCAP_OK) {
+			gpucap_region_detach(region);
+			region = NULL;
+		}
+	}
 	if (st == GPUCAP_OK) {
 		struct gpucap_slot_identity id;
 		gpucap_identity_initial(&id);
@@ -64,12 +80,16 @@ static void attach_region(void)
 		}
 	}
 	if (st != GPUCAP_OK) {
-		/* The region's line already names the file and the fix. */
+		gpucap_binding_release(&binding);
+		/* The region's line names the file and what is wrong with it. */
 		const char *why = err[0] ? err : gpucap_status_text(st);
 		if (strncmp(why, "gpucap: ", 8) == 0)
 			why += 8;
+		/* The policy adds which setting named the region; the binding's
+		 * line names the limits file and the fix itself. */
 		gpucap_log(GPUCAP_LOG_ERROR,
-		           "%s; failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY", why);
+		           "%s%s%s%s; failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY", why,
+		           hint ? " (" : "", hint ? gpucap.config.region_hint : "", hint ? ")" : "");
 		region = NULL;
 	}
 	gpucap.region = region;
@@ -89,6 +109,7 @@ static void after_fork_child(void)
 	if (gpucap.region)
 		gpucap_region_abandon(gpucap.region);
 	gpucap.region = NULL;
+	gpucap_binding_forget(&binding);
 	this_thread_in_init = false;
 	atomic_store_explicit(&gpucap_init_state, GPUCAP_INIT_NONE, memory_order_release);
 }

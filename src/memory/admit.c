@@ -1,16 +1,13 @@
 /*
  * Admission: the charge to the region before an allocation, within the
- * region's limit and the limits file's cap, and its return; and the common
- * shape of the simple allocation paths (charge, allocate, track).
+ * region's limit (which the region lowers to the limits file's cap), and
+ * its return; and the common shape of the simple allocation paths (charge,
+ * allocate, track).
  */
 #include "log.h"
 #include "memory_internal.h"
 
 #include <stdlib.h>
-
-/* Per region device: the limits file's cap in this process, 0 for none.
- * Written when a device is resolved, before it is published. */
-static _Atomic uint64_t file_caps[GPUCAP_MAX_DEVICES];
 
 /* Registered once by the pools (gpucap_memory_start), before any charge. */
 static void (*before_refusal)(int region_index);
@@ -20,37 +17,13 @@ void gpucap_admit_before_refusal(void (*reclaim)(int region_index))
 	before_refusal = reclaim;
 }
 
-void gpucap_file_caps_reset(void)
-{
-	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++)
-		atomic_store_explicit(&file_caps[i], 0, memory_order_relaxed);
-}
-
 void gpucap_device_note_file_cap(int region_index, uint64_t cap)
 {
-	if (region_index < 0 || region_index >= GPUCAP_MAX_DEVICES || cap == 0 || cap >= GPUCAP_UNLIMITED)
-		return;
-	/* The region admits against the lower of its limit and this cap in one
-	 * CAS, so a raised region limit cannot lift the file's cap. */
-	gpucap_region_set_local_cap(memory_env.region, region_index, cap);
-	uint64_t current = atomic_load_explicit(&file_caps[region_index], memory_order_relaxed);
-	while ((current == 0 || cap < current) &&
-	       !atomic_compare_exchange_weak_explicit(&file_caps[region_index], &current, cap,
-	                                              memory_order_relaxed, memory_order_relaxed)) {
-	}
-}
-
-static uint64_t file_cap_of(int region_index)
-{
-	return region_index < GPUCAP_MAX_DEVICES
-	           ? atomic_load_explicit(&file_caps[region_index], memory_order_relaxed)
-	           : 0;
-}
-
-static gpucap_status reserve_capped(int region_index, gpucap_kind kind, uint64_t bytes, uint64_t cap)
-{
-	(void)cap; /* applied by the region through gpucap_region_set_local_cap */
-	return gpucap_reserve(memory_env.region, region_index, kind, bytes);
+	/* The one place the limits file's cap is enforced: the region admits
+	 * against the lower of its limit and this handle's cap in one CAS, so a
+	 * raised region limit cannot lift it, and reports it as the limit. */
+	if (region_index >= 0 && cap < GPUCAP_UNLIMITED)
+		gpucap_region_set_local_cap(memory_env.region, region_index, cap);
 }
 
 CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
@@ -59,22 +32,11 @@ CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 		return CUDA_SUCCESS;
 	if (region_index < 0 || !memory_env.region)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	uint64_t cap = file_cap_of(region_index);
-	if (cap && bytes > cap)
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	gpucap_status st = reserve_capped(region_index, kind, bytes, cap);
-	if (st == GPUCAP_ERR_OVER_LIMIT) {
-		/* Pools may have released memory since they were last asked, and
-		 * this process's idle reserve counts against the file's cap. */
-		if (before_refusal)
-			before_refusal(region_index);
-		if (cap) {
-			/* The region reclaims dead peers only before its own
-			 * refusals; the file's cap needs the same. */
-			gpucap_region_return_credit(memory_env.region, region_index);
-			gpucap_region_reclaim_dead(memory_env.region, NULL);
-		}
-		st = reserve_capped(region_index, kind, bytes, cap);
+	gpucap_status st = gpucap_reserve(memory_env.region, region_index, kind, bytes);
+	if (st == GPUCAP_ERR_OVER_LIMIT && before_refusal) {
+		/* Pools may have released memory since they were last asked. */
+		before_refusal(region_index);
+		st = gpucap_reserve(memory_env.region, region_index, kind, bytes);
 	}
 	return st == GPUCAP_OK ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
@@ -102,12 +64,9 @@ bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged)
 	/* A peer that exited still counts until someone sweeps; queries are
 	 * where users look, so let them start the (rate-limited) sweep. */
 	gpucap_region_maintain(memory_env.region);
-	if (!gpucap_region_device_usage(memory_env.region, region_index, limit, charged))
-		return false;
-	uint64_t cap = file_cap_of(region_index);
-	if (cap && cap < *limit)
-		*limit = cap;
-	return true;
+	/* The limit reported is the region's, already lowered to the limits
+	 * file's cap. */
+	return gpucap_region_device_usage(memory_env.region, region_index, limit, charged);
 }
 
 /* ---- Tracking helpers ------------------------------------------------------ */

@@ -54,12 +54,12 @@ void gpucap_unadmit_index(int region_index, gpucap_kind kind, uint64_t bytes);
  * back that is charged but no longer held (the pools register it). */
 void gpucap_admit_before_refusal(void (*reclaim)(int region_index));
 
-/* The limits file caps region device region_index at cap bytes in this
- * process, whatever the region's limit says (the smaller cap wins when
- * noted twice). */
+/* Hand the limits file's cap of region device region_index to the region,
+ * which enforces it on every reservation of this handle whatever the
+ * region's limit says (the smaller cap wins when noted twice). A forked
+ * child's new handle starts without caps; they are noted again as its
+ * devices resolve. */
 void gpucap_device_note_file_cap(int region_index, uint64_t cap);
-/* Forked child: the parent's file caps are noted again as devices resolve. */
-void gpucap_file_caps_reset(void);
 
 /* limit and charged bytes of a region device; false when unknown. The limit
  * is the region's, lowered to the limits file's cap. */

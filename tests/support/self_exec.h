@@ -56,9 +56,10 @@ static inline pid_t self_spawn(const char *self, const char *const *env, const c
 }
 
 /* Run self as a child and wait for it; its stderr goes into err (err_len
- * bytes, NUL-terminated) when err is given. Returns the exit status. */
-static inline int self_run(const char *self, char *err, size_t err_len, const char *const *env,
-                           const char *const *args)
+ * bytes, NUL-terminated) when err is given; before_exec (when given) runs in
+ * the child first, e.g. to become another user. Returns the exit status. */
+static inline int self_run_as(const char *self, char *err, size_t err_len, const char *const *env,
+                              const char *const *args, void (*before_exec)(void))
 {
 	int pipefd[2];
 	CHECK(pipe(pipefd) == 0);
@@ -68,6 +69,8 @@ static inline int self_run(const char *self, char *err, size_t err_len, const ch
 		close(pipefd[0]);
 		if (err)
 			dup2(pipefd[1], STDERR_FILENO);
+		if (before_exec)
+			before_exec();
 		self_exec(self, env, args);
 	}
 	close(pipefd[1]);
@@ -84,6 +87,12 @@ static inline int self_run(const char *self, char *err, size_t err_len, const ch
 		err[used] = '\0';
 	close(pipefd[0]);
 	return self_wait(pid);
+}
+
+static inline int self_run(const char *self, char *err, size_t err_len, const char *const *env,
+                           const char *const *args)
+{
+	return self_run_as(self, err, err_len, env, args, NULL);
 }
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * The settings of libgpucap.so, read once at initialisation (config.c):
+ * The settings of libgpucap.so, decided once at initialisation by
+ * src/policy (config.c hands it the environment and the limits file):
  * plain data. src/memory and src/compute read their part through the
  * pointers they are given when the library starts; nothing below src/hook
  * calls config.c.
@@ -48,6 +49,16 @@ struct gpucap_config {
 	struct gpucap_sm_config sm;
 	uint64_t context_bytes;
 	char region_path[4096];
+	/* The environment named another region than the limits file allows:
+	 * no region is attached, every device fails closed. */
+	bool region_refused;
+	bool region_group_shared; /* GPUCAP_REGION_GROUP=1 */
+	/* Which setting named the region and what to change, for a region that
+	 * cannot be attached. */
+	char region_hint[256];
+	/* The limits file in force ("" when none): the region attached is
+	 * bound to it (src/policy/binding.h). */
+	char limits_file[4096];
 	/* GPUCAP_NODE_DIR: the host directory of the node schedule files
 	 * (include/gpucap/schedule.h); empty: capped containers do not take
 	 * turns. */
@@ -57,8 +68,9 @@ struct gpucap_config {
 	int log_level;
 };
 
-/* Read the environment and the limits file once. Malformed values are
- * reported (one line each) and mark the affected devices fail-closed. */
+/* Read the environment and the limits file once and decide with
+ * gpucap_policy_resolve. Malformed values are reported (one line each) and
+ * mark the affected devices fail-closed. */
 void gpucap_config_load(struct gpucap_config *config);
 
 #endif

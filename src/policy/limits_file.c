@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-/* The limits file and the precedence of limits (limits_file.h). */
+/* The limits file (limits_file.h). */
 #include "limits_file.h"
 
 #include "file_stat.h"
@@ -14,7 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LINE_FORMS "expected \"memory = 8g\", \"memory.<i> = 4g\", \"sm = 50\" or \"sm.<i> = 30\""
+#define LINE_FORMS                                                                                           \
+	"expected \"memory = 8g\", \"memory.<i> = 4g\", \"sm = 50\", \"sm.<i> = 30\" or \"region = /path\""
 
 __attribute__((format(printf, 2, 3))) static void set_error(struct gpucap_limits_file *out, const char *fmt,
                                                             ...)
@@ -70,6 +71,29 @@ static struct gpucap_limits_entry *entry_for(struct gpucap_limits_file *out, con
 	return memory ? &out->memory[index] : &out->sm[index];
 }
 
+/* "region = /absolute/path": the region the container's processes must use. */
+static bool parse_region(const char *key, const char *value, const char *value_end, unsigned line,
+                         const char *path, struct gpucap_limits_file *out)
+{
+	size_t len = (size_t)(value_end - value);
+	(void)key;
+	if (out->region_line) {
+		set_error(out, "limits file %s:%u: \"region\" is already set on line %u; keep one of them",
+		          path, line, out->region_line);
+		return false;
+	}
+	if (len == 0 || value[0] != '/' || len >= sizeof(out->region)) {
+		set_error(out,
+		          "limits file %s:%u: \"region\" must be an absolute path of fewer than %zu bytes",
+		          path, line, sizeof(out->region));
+		return false;
+	}
+	memcpy(out->region, value, len);
+	out->region[len] = '\0';
+	out->region_line = line;
+	return true;
+}
+
 static bool parse_line(const char *begin, const char *end, unsigned line, const char *path,
                        struct gpucap_limits_file *out)
 {
@@ -88,6 +112,8 @@ static bool parse_line(const char *begin, const char *end, unsigned line, const 
 	const char *key = begin, *key_end = eq, *value = eq + 1, *value_end = end;
 	trim(&key, &key_end);
 	trim(&value, &value_end);
+	if (key_end - key == 6 && strncmp(key, "region", 6) == 0)
+		return parse_region(key, value, value_end, line, path, out);
 	bool is_memory = false;
 	struct gpucap_limits_entry *entry = entry_for(out, key, (size_t)(key_end - key), &is_memory);
 	if (!entry) {
@@ -239,176 +265,4 @@ void gpucap_limits_file_load(const char *override, struct gpucap_limits_file *ou
 		return;
 	}
 	reset(out, GPUCAP_LIMITS_FILE_DEFAULT, "default");
-}
-
-/* ---- Precedence ---------------------------------------------------------- */
-
-struct env_limit {
-	int state; /* 0 unset, 1 valid, -1 malformed */
-	uint64_t bytes;
-	char name[64];
-};
-
-__attribute__((format(printf, 4, 5))) static void say(gpucap_limits_report_fn report, void *ctx,
-                                                      enum gpucap_limits_level level, const char *fmt, ...)
-{
-	if (!report)
-		return;
-	char line[1024];
-	va_list args;
-	va_start(args, fmt);
-	vsnprintf(line, sizeof(line), fmt, args);
-	va_end(args);
-	report(ctx, level, line);
-}
-
-static void read_env_limit(const char *name, size_t name_len, const char *value, struct env_limit *out,
-                           gpucap_limits_report_fn report, void *ctx)
-{
-	snprintf(out->name, sizeof(out->name), "%.*s", (int)name_len, name);
-	uint64_t bytes;
-	if (!gpucap_parse_size(value, &bytes)) {
-		say(report, ctx, GPUCAP_LIMITS_ERROR,
-		    "%s=\"%s\" is not valid; expected %s; failing closed: the affected devices are capped at 0 bytes",
-		    out->name, value, GPUCAP_SIZE_FORMS);
-		out->state = -1;
-		return;
-	}
-	out->bytes = (bytes == 0 || bytes >= GPUCAP_BYTES_MAX) ? GPUCAP_UNLIMITED : bytes;
-	out->state = 1;
-}
-
-/* Whether entry is "NAME=..." exactly; the value in *value. */
-static bool env_is(const char *entry, const char *name, const char **value)
-{
-	size_t len = strlen(name);
-	if (strncmp(entry, name, len) != 0 || entry[len] != '=')
-		return false;
-	*value = entry + len + 1;
-	return true;
-}
-
-/* Per-device variables: PREFIX<i>=value with i a decimal CUDA ordinal. */
-static void scan_device_limits(char *const *env, const char *prefix, struct env_limit *limits,
-                               gpucap_limits_report_fn report, void *ctx)
-{
-	size_t prefix_len = strlen(prefix);
-	for (char *const *e = env; e && *e; e++) {
-		const char *entry = *e;
-		if (strncmp(entry, prefix, prefix_len) != 0)
-			continue;
-		const char *p = entry + prefix_len;
-		const char *eq = strchr(p, '=');
-		if (!eq || eq == p)
-			continue;
-		size_t name_len = (size_t)(eq - entry);
-		unsigned long index = 0;
-		bool digits = true;
-		for (const char *q = p; q < eq; q++) {
-			if (*q < '0' || *q > '9') {
-				digits = false;
-				break;
-			}
-			index = index * 10 + (unsigned long)(*q - '0');
-			if (index >= GPUCAP_LIMITS_DEVICES)
-				break;
-		}
-		if (!digits || index >= GPUCAP_LIMITS_DEVICES) {
-			say(report, ctx, GPUCAP_LIMITS_WARN,
-			    "%.*s is ignored: the suffix must be a CUDA device index from 0 to %d",
-			    (int)(name_len < 128 ? name_len : 128), entry, GPUCAP_LIMITS_DEVICES - 1);
-			continue;
-		}
-		read_env_limit(entry, name_len, eq + 1, &limits[index], report, ctx);
-	}
-}
-
-void gpucap_limits_resolve(char *const *env, const struct gpucap_limits_file *file,
-                           struct gpucap_limit_choice out[GPUCAP_LIMITS_DEVICES],
-                           gpucap_limits_report_fn report, void *ctx)
-{
-	static struct env_limit gpucap_dev[GPUCAP_LIMITS_DEVICES], hami_dev[GPUCAP_LIMITS_DEVICES];
-	memset(gpucap_dev, 0, sizeof(gpucap_dev));
-	memset(hami_dev, 0, sizeof(hami_dev));
-	scan_device_limits(env, "GPUCAP_MEMORY_LIMIT_", gpucap_dev, report, ctx);
-	scan_device_limits(env, "CUDA_DEVICE_MEMORY_LIMIT_", hami_dev, report, ctx);
-	struct env_limit gpucap_all, hami_all;
-	memset(&gpucap_all, 0, sizeof(gpucap_all));
-	memset(&hami_all, 0, sizeof(hami_all));
-	for (char *const *e = env; e && *e; e++) {
-		const char *value;
-		/* The first occurrence counts, as with getenv. */
-		if (!gpucap_all.name[0] && env_is(*e, "GPUCAP_MEMORY_LIMIT", &value))
-			read_env_limit("GPUCAP_MEMORY_LIMIT", 19, value, &gpucap_all, report, ctx);
-		else if (!hami_all.name[0] && env_is(*e, "CUDA_DEVICE_MEMORY_LIMIT", &value))
-			read_env_limit("CUDA_DEVICE_MEMORY_LIMIT", 24, value, &hami_all, report, ctx);
-	}
-
-	bool file_loaded = file && file->state == GPUCAP_LIMITS_FILE_LOADED;
-	bool file_refused = file && file->state == GPUCAP_LIMITS_FILE_REFUSED;
-	if (file_refused)
-		say(report, ctx, GPUCAP_LIMITS_ERROR, "%s; failing closed: every device is capped at 0 bytes",
-		    file->error);
-	else if (file && file->override_ignored)
-		say(report, ctx, GPUCAP_LIMITS_WARN,
-		    "GPUCAP_LIMITS_FILE is ignored: the node's limits file %s exists and always applies",
-		    GPUCAP_LIMITS_FILE_DEFAULT);
-
-	for (int i = 0; i < GPUCAP_LIMITS_DEVICES; i++) {
-		struct gpucap_limit_choice *c = &out[i];
-		memset(c, 0, sizeof(*c));
-		c->limit_bytes = GPUCAP_UNLIMITED;
-		c->file_cap_bytes = GPUCAP_UNLIMITED;
-		c->env_bytes = GPUCAP_UNLIMITED;
-
-		/* The environment: the first set wins; any malformed one that
-		 * names this device closes it, even if another would win. */
-		const struct env_limit *order[] = {&gpucap_dev[i], &hami_dev[i], &gpucap_all, &hami_all};
-		bool chosen = false;
-		for (size_t k = 0; k < 4; k++) {
-			if (order[k]->state < 0 && !c->fail_closed) {
-				c->fail_closed = true;
-				snprintf(c->why_closed, sizeof(c->why_closed), "%s is malformed",
-				         order[k]->name);
-			}
-			if (order[k]->state > 0 && !chosen) {
-				c->env_bytes = order[k]->bytes;
-				snprintf(c->env_source, sizeof(c->env_source), "%s", order[k]->name);
-				chosen = true;
-			}
-		}
-
-		/* The file: per device beats global; it caps the environment. */
-		if (file_loaded) {
-			const struct gpucap_limits_entry *m = file->memory[i].set    ? &file->memory[i]
-			                                      : file->memory_all.set ? &file->memory_all
-			                                                             : NULL;
-			if (m) {
-				c->file_cap_bytes = m->value;
-				c->file_line = m->line;
-				if (file->memory[i].set)
-					snprintf(c->file_source, sizeof(c->file_source), "memory.%d", i);
-				else
-					snprintf(c->file_source, sizeof(c->file_source), "memory");
-			}
-			const struct gpucap_limits_entry *s = file->sm[i].set    ? &file->sm[i]
-			                                      : file->sm_all.set ? &file->sm_all
-			                                                         : NULL;
-			if (s) {
-				c->sm_limit = (uint32_t)s->value;
-				if (file->sm[i].set)
-					snprintf(c->sm_source, sizeof(c->sm_source), "sm.%d", i);
-				else
-					snprintf(c->sm_source, sizeof(c->sm_source), "sm");
-			}
-		}
-		c->limit_bytes = c->env_bytes < c->file_cap_bytes ? c->env_bytes : c->file_cap_bytes;
-
-		if (file_refused && !c->fail_closed) {
-			c->fail_closed = true;
-			snprintf(c->why_closed, sizeof(c->why_closed), "the limits file is refused");
-		}
-		if (c->fail_closed)
-			c->limit_bytes = 0;
-	}
 }

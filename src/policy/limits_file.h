@@ -1,10 +1,7 @@
 /*
- * Where each device's limits come from: the node's limits file and the
- * environment, and the precedence between them (docs/configuration.md).
- *
- * Shared by libgpucap.so (src/hook/config.c) and "gpucap doctor", so that
- * what doctor explains is exactly what the library does. No state, no
- * logging: messages go to the caller's report function.
+ * The node's limits file: picking it, its trust checks and its lines
+ * (docs/configuration.md). What it means next to the environment is
+ * policy.h's business. No state, no logging: problems are in out->error.
  */
 #ifndef GPUCAP_LIMITS_FILE_H
 #define GPUCAP_LIMITS_FILE_H
@@ -45,6 +42,10 @@ struct gpucap_limits_file {
 	struct gpucap_limits_entry memory[GPUCAP_LIMITS_DEVICES];
 	struct gpucap_limits_entry sm_all;
 	struct gpucap_limits_entry sm[GPUCAP_LIMITS_DEVICES];
+	/* "region = PATH": the one region the container's processes may use
+	 * (absolute; "" when the file has no such line). */
+	char region[4096];
+	unsigned region_line;
 	/* REFUSED: one line naming the file (and line), the problem and the fix. */
 	char error[1024];
 };
@@ -68,44 +69,5 @@ void gpucap_limits_file_read(const char *path, const char *origin, struct gpucap
 /* Parse the text of a limits file (no checks on the file itself). Returns
  * false with out->error set on the first malformed line. */
 bool gpucap_limits_file_parse(const char *text, size_t len, const char *path, struct gpucap_limits_file *out);
-
-/* ---- Precedence ---------------------------------------------------------- */
-
-/* What one CUDA ordinal gets. */
-struct gpucap_limit_choice {
-	uint64_t limit_bytes; /* effective limit; GPUCAP_UNLIMITED: none; 0 when fail_closed */
-	bool fail_closed;
-	/* The limits file's memory cap for this ordinal (GPUCAP_UNLIMITED: none).
-	 * The library enforces it on every reservation, whatever the region's
-	 * limit says. */
-	uint64_t file_cap_bytes;
-	uint32_t sm_limit; /* percent; 0: none */
-	/* Explanations, for gpucap doctor. */
-	char env_source[64];  /* variable that gave the environment's limit; "" none */
-	uint64_t env_bytes;   /* its value (GPUCAP_UNLIMITED: none) */
-	char file_source[32]; /* "memory.3" or "memory"; "" none */
-	unsigned file_line;   /* line of file_source */
-	char sm_source[32];   /* "sm.3" or "sm"; "" none */
-	char why_closed[160]; /* fail_closed: which setting caused it */
-};
-
-enum gpucap_limits_level { GPUCAP_LIMITS_ERROR = 0, GPUCAP_LIMITS_WARN = 1 };
-
-/* Receives each problem as one line, without prefix. */
-typedef void (*gpucap_limits_report_fn)(void *ctx, enum gpucap_limits_level level, const char *message);
-
-/*
- * Decide every ordinal's limits from env (a NULL-terminated "NAME=value"
- * array such as environ) and file (NULL: no file). Precedence for the
- * environment, first set wins: GPUCAP_MEMORY_LIMIT_<i>,
- * CUDA_DEVICE_MEMORY_LIMIT_<i>, GPUCAP_MEMORY_LIMIT, CUDA_DEVICE_MEMORY_LIMIT.
- * A loaded file beats the environment: the effective limit is the smaller of
- * the file's (memory.<i>, else memory) and the environment's, so the
- * environment can only lower it. A refused file or a malformed variable
- * naming the ordinal fails it closed.
- */
-void gpucap_limits_resolve(char *const *env, const struct gpucap_limits_file *file,
-                           struct gpucap_limit_choice out[GPUCAP_LIMITS_DEVICES],
-                           gpucap_limits_report_fn report, void *ctx);
 
 #endif
