@@ -115,8 +115,9 @@ static gpucap_status own_error(int error, const char *dir, const char *name, cha
 		    dir, name);
 		return GPUCAP_ERR_PERMISSION;
 	case EISDIR:
-		say(why, why_len, "gpucap: schedule file %s/%s is not a regular file; remove it, it is recreated",
-		    dir, name);
+		say(why, why_len,
+		    "gpucap: schedule file %s/%s is not a regular file; remove it, it is recreated", dir,
+		    name);
 		return GPUCAP_ERR_PERMISSION;
 	case EACCES:
 	case EPERM:
@@ -348,6 +349,12 @@ int sched_own_write(const struct sched_own *own, struct sched_record *r)
 	ssize_t n =
 	    write_all(own->fd, r, sizeof(*r), SCHED_HEADER_SIZE + (uint64_t)own->record * SCHED_RECORD_SIZE);
 	return n < 0 ? (int)n : 0;
+}
+
+bool sched_own_lost(const struct sched_own *own)
+{
+	struct stat st;
+	return own->fd < 0 || gpucap_fstat(own->fd, &st) != 0 || st.st_nlink == 0;
 }
 
 void sched_own_close(int dirfd, struct sched_own *own)

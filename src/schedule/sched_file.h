@@ -41,6 +41,10 @@ gpucap_status sched_own_open(int dirfd, const char *dir, const char *gpu_uuid, u
 /* Write the own record (sealed here). 0 or -errno. */
 int sched_own_write(const struct sched_own *own, struct sched_record *r);
 
+/* The own file has no name any more (removed by root or by another
+ * container of this user), or was never opened. */
+bool sched_own_lost(const struct sched_own *own);
+
 /* Mark the record idle, give it back, and remove the file when no other
  * process uses it any more. */
 void sched_own_close(int dirfd, struct sched_own *own);

@@ -43,6 +43,7 @@ struct gpucap_sched {
 	char dir_name[4096];
 	char uuid[GPUCAP_UUID_MAX];
 	uint32_t euid;
+	uint64_t tenant;
 	struct sched_own own;
 	/* Stored by touch (any thread), read by refresh. */
 	_Atomic uint32_t duty_ppm;
@@ -136,6 +137,7 @@ gpucap_status gpucap_sched_open(const char *dir, const char *gpu_uuid, uint64_t 
 	snprintf(s->dir_name, sizeof(s->dir_name), "%s", dir);
 	snprintf(s->uuid, sizeof(s->uuid), "%s", gpu_uuid);
 	s->euid = gpucap_platform_euid();
+	s->tenant = tenant;
 	/* The directory is the node agent's choice and may be a link; every
 	 * file in it is then reached through this descriptor, never by path. */
 	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -209,7 +211,7 @@ void gpucap_sched_touch(gpucap_sched *s, uint32_t duty_ppm, uint32_t cap_ppm, ui
 static void write_own(struct gpucap_sched *s, uint32_t duty, uint32_t cap, uint64_t touched, uint64_t now_ns)
 {
 	struct sched_record r = s->written;
-	r.tenant = s->own.tenant;
+	r.tenant = s->tenant;
 	r.pid = gpucap_platform_pid();
 	r.duty_ppm = duty;
 	r.cap_ppm = cap;
@@ -258,18 +260,25 @@ uint32_t gpucap_sched_refresh(gpucap_sched *s, uint64_t now_ns, char *why, size_
 	uint32_t duty = atomic_load_explicit(&s->duty_ppm, memory_order_relaxed);
 	uint32_t cap = atomic_load_explicit(&s->cap_ppm, memory_order_relaxed);
 	uint64_t touched = atomic_load_explicit(&s->touched_ns, memory_order_relaxed);
+	if (sched_own_lost(&s->own)) {
+		/* Removed under us: made anew, or the others would stop seeing
+		 * this tenant. Until that works the tenant only reads. */
+		sched_own_forget(&s->own);
+		if (sched_own_open(s->dirfd, s->dir_name, s->uuid, s->tenant, &s->own, NULL, 0) == GPUCAP_OK)
+			s->ever_written = false;
+	}
 	write_own(s, duty, cap, touched, now_ns);
 
 	struct sched_scan_result scan =
-	    sched_scan_peers(s->dir, s->dirfd, s->dir_name, s->uuid, s->own.tenant, s->euid, now_ns,
+	    sched_scan_peers(s->dir, s->dirfd, s->dir_name, s->uuid, s->tenant, s->euid, now_ns,
 	                     s->entries + 1, GPUCAP_SCHED_PEERS_MAX, why, why_len);
 	/* The own entry comes from this process's memory, never from a file:
 	 * nothing anyone writes changes its length. */
 	uint32_t own_duty = sched_clamp_ppm(duty);
 	s->entries[0] =
-	    (struct sched_entry){s->own.tenant, s->euid, own_duty, cap ? sched_clamp_ppm(cap) : own_duty, 0};
+	    (struct sched_entry){s->tenant, s->euid, own_duty, cap ? sched_clamp_ppm(cap) : own_duty, 0};
 	struct sched_placement p;
-	sched_layout(s->entries, scan.peers + 1, s->own.tenant, &p);
+	sched_layout(s->entries, scan.peers + 1, s->tenant, &p);
 	publish(s, &p, now_ns);
 	return scan.refused;
 }

@@ -188,7 +188,16 @@ static void refresh_writes_own_record(void **state)
 	/* Idle for longer than a tenant counts: written idle. */
 	gpucap_sched_refresh(a, T0 + 3 * SEC, NULL, 0);
 	assert_int_equal(record_read(dir, uuid, 9, 0).active_ns, 0);
+	/* Removed under it: made anew at the next refresh, record written. */
+	assert_int_equal(unlink(tenant_path(dir, uuid, 9)), 0);
+	gpucap_sched_touch(a, 400000, 400000, T0 + 4 * SEC);
+	gpucap_sched_refresh(a, T0 + 4 * SEC, NULL, 0);
+	r = record_read(dir, uuid, 9, (unsigned)gpucap_sched_slot(a));
+	assert_true(sched_record_ok(&r));
+	assert_int_equal(r.active_ns, T0 + 4 * SEC);
+	assert_int_equal(r.duty_ppm, 400000);
 	gpucap_sched_close(a);
+	assert_int_equal(dir_entries(dir), 0);
 }
 
 static void two_tenants_lay_windows_end_to_end(void **state)
