@@ -11,7 +11,9 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,6 +495,60 @@ static void all_records_taken_is_full(void **state)
 		gpucap_sched_close(h[i]);
 }
 
+struct reader_args {
+	gpucap_sched *s;
+	_Atomic bool *stop;
+	unsigned bad, shared;
+};
+
+/* A gate's view: whatever refresh is publishing, a window is whole: as
+ * long as the duty asked for, inside the period. */
+static void *window_reader(void *arg)
+{
+	struct reader_args *a = arg;
+	/* Some reads after refresh stopped, which left the neighbour in. */
+	for (unsigned after = 0; !atomic_load(a->stop) || after++ < 100;) {
+		gpucap_sched_touch(a->s, 300000, 300000, T0);
+		struct gpucap_sched_window w;
+		gpucap_sched_window(a->s, 300000, T0, &w);
+		if (!w.shared)
+			continue;
+		a->shared++;
+		if (w.length_ns != 30 * MS || w.offset_ns + w.length_ns > PERIOD ||
+		    (w.offset_ns != 0 && w.offset_ns != 20 * MS))
+			a->bad++;
+	}
+	return NULL;
+}
+
+static void window_reads_never_wait_for_refresh(void **state)
+{
+	(void)state;
+	const char *dir = node_dir("concurrent");
+	const char *uuid = "GPU-concurrent";
+	gpucap_sched *a = sched_open_ok(dir, uuid, 9);
+	_Atomic bool stop = false;
+	struct reader_args args[2] = {{a, &stop, 0, 0}, {a, &stop, 0, 0}};
+	pthread_t threads[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&threads[i], NULL, window_reader, &args[i]), 0);
+	/* The neighbour comes and goes: the offset moves between 0 and 20 ms. */
+	for (int round = 0; round <= 200; round++) {
+		if (round % 2 == 0)
+			forge_peer(dir, uuid, 5, 200000, T0);
+		else
+			remove_peer(dir, uuid, 5);
+		gpucap_sched_refresh(a, T0, NULL, 0);
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(threads[i], NULL), 0);
+		assert_int_equal(args[i].bad, 0);
+		assert_true(args[i].shared > 0);
+	}
+	gpucap_sched_close(a);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -518,6 +574,7 @@ int main(void)
 	    cmocka_unit_test(own_name_taken_by_something_else_is_refused),
 	    cmocka_unit_test(bad_arguments_and_directories),
 	    cmocka_unit_test(all_records_taken_is_full),
+	    cmocka_unit_test(window_reads_never_wait_for_refresh),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
