@@ -33,7 +33,11 @@
 /* A file of this user's whose records were all idle this long, and that no
  * process holds open, is a dead tenant's: it is removed. */
 #define SCHED_STALE_NS UINT64_C(60000000000)
-#define OWN_OPEN_TRIES 4
+/* A writer's pwrite stamps its file's mtime at least every controller tick
+ * while its tenant is active: a file untouched this long (wall clock) has
+ * no active record and is not opened. */
+#define SCHED_IDLE_MTIME_NS (GPUCAP_SCHED_ACTIVE_NS + UINT64_C(1000000000))
+#define OWN_OPEN_TRIES      4
 /* Dead files tried for removal per scan: an idle live tenant's costs an
  * open and a refused lock each time. */
 #define SCHED_REMOVE_TRIES 4
@@ -476,10 +480,18 @@ static bool remove_stale(int dirfd, const char *name, const struct stat *seen)
 	return removed;
 }
 
+/* This user's own files, and everyone's for root (the kernel lets root
+ * remove them from a sticky directory too). */
+static bool may_remove(uint32_t owner, uint32_t euid)
+{
+	return owner == euid || euid == 0;
+}
+
 struct scan_state {
 	const char *dir_name;
 	char *why;
 	size_t why_len;
+	uint64_t wall_ns;
 	uint32_t remove_tries;
 	struct sched_scan_result result;
 };
@@ -507,6 +519,18 @@ static bool read_peer(struct scan_state *s, int dirfd, const char *name, unsigne
 	if (d_type != DT_REG && d_type != DT_UNKNOWN) {
 		refuse(s, name, "is not a regular file", 0);
 		return false;
+	}
+	/* Dead tenants' files, a directory's usual bulk, cost one stat each. */
+	struct stat seen;
+	if (stat_at(dirfd, name, &seen) == 0 && S_ISREG(seen.st_mode) && seen.st_mtim.tv_sec >= 0) {
+		uint64_t mtime =
+		    (uint64_t)seen.st_mtim.tv_sec * UINT64_C(1000000000) + (uint64_t)seen.st_mtim.tv_nsec;
+		if (mtime + SCHED_IDLE_MTIME_NS < s->wall_ns) {
+			if (mtime + SCHED_STALE_NS < s->wall_ns && may_remove((uint32_t)seen.st_uid, euid) &&
+			    s->remove_tries++ < SCHED_REMOVE_TRIES && remove_stale(dirfd, name, &seen))
+				s->result.removed++;
+			return false;
+		}
 	}
 	/* Non-blocking: a FIFO or device swapped in after the listing opens at
 	 * once and is refused by fstat. */
@@ -559,8 +583,9 @@ static bool read_peer(struct scan_state *s, int dirfd, const char *name, unsigne
 		*out = (struct sched_entry){tenant, (uint32_t)st.st_uid, r.duty_ppm, r.cap_ppm, 0};
 		return true;
 	}
-	if ((uint32_t)st.st_uid == euid && now_ns > SCHED_STALE_NS && r.newest_ns < now_ns - SCHED_STALE_NS &&
-	    s->remove_tries++ < SCHED_REMOVE_TRIES && remove_stale(dirfd, name, &st))
+	if (may_remove((uint32_t)st.st_uid, euid) && now_ns > SCHED_STALE_NS &&
+	    r.newest_ns < now_ns - SCHED_STALE_NS && s->remove_tries++ < SCHED_REMOVE_TRIES &&
+	    remove_stale(dirfd, name, &st))
 		s->result.removed++;
 	return false;
 }
@@ -577,7 +602,7 @@ struct sched_scan_result sched_scan_peers(DIR *dir, int dirfd, const char *dir_n
                                           uint64_t own_tenant, uint32_t euid, uint64_t now_ns,
                                           struct sched_entry *out, uint32_t max, char *why, size_t why_len)
 {
-	struct scan_state s = {dir_name, why, why_len, 0, {0, 0, 0}};
+	struct scan_state s = {dir_name, why, why_len, gpucap_clock_realtime_ns(), 0, {0, 0, 0}};
 	if (why && why_len)
 		why[0] = '\0';
 	unsigned char *buf = malloc(SCHED_FILE_SIZE);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sched_test.h"
@@ -130,6 +131,15 @@ void record_write(const char *dir, const char *uuid, uint64_t tenant, unsigned i
 {
 	raw_pwrite(tenant_path(dir, uuid, tenant), SCHED_HEADER_SIZE + (off_t)index * SCHED_RECORD_SIZE, r,
 	           sizeof(*r));
+}
+
+void set_mtime_ago(const char *path, int seconds)
+{
+	struct timespec t[2];
+	assert_int_equal(clock_gettime(CLOCK_REALTIME, &t[0]), 0);
+	t[0].tv_sec -= seconds;
+	t[1] = t[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
 }
 
 void make_file(const char *path, size_t len, mode_t mode)

@@ -41,6 +41,8 @@ void raw_pwrite(const char *path, off_t offset, const void *data, size_t len);
 struct sched_record record_read(const char *dir, const char *uuid, uint64_t tenant, unsigned index);
 void record_write(const char *dir, const char *uuid, uint64_t tenant, unsigned index,
                   const struct sched_record *r);
+/* Set path's mtime seconds before now. */
+void set_mtime_ago(const char *path, int seconds);
 /* A file of len zero bytes at path with mode. */
 void make_file(const char *path, size_t len, mode_t mode);
 

@@ -398,6 +398,24 @@ static void dead_tenants_files_are_removed(void **state)
 	forge_peer(dir, uuid, 5, 300000, now - 10 * SEC);
 	gpucap_sched_refresh(a, now, NULL, 0);
 	assert_int_equal(lstat(tenant_path(dir, uuid, 5), &st), 0);
+	/* A file nobody wrote for a while (wall clock: its mtime) has no
+	 * active record whatever it says: not even opened; after a minute
+	 * it is removed. */
+	forge_peer(dir, uuid, 5, 300000, now);
+	gpucap_sched_touch(a, 300000, 300000, now);
+	gpucap_sched_refresh(a, now, NULL, 0);
+	assert_true(window_of(a, 300000, now).shared);
+	set_mtime_ago(tenant_path(dir, uuid, 5), 10);
+	gpucap_sched_refresh(a, now, NULL, 0);
+	assert_false(window_of(a, 300000, now).shared);
+	assert_int_equal(lstat(tenant_path(dir, uuid, 5), &st), 0);
+	set_mtime_ago(tenant_path(dir, uuid, 5), 120);
+	gpucap_sched_refresh(a, now, NULL, 0);
+	assert_int_equal(lstat(tenant_path(dir, uuid, 5), &st), -1);
+	/* Not while a process uses it. */
+	set_mtime_ago(tenant_path(dir, uuid, 6), 120);
+	gpucap_sched_refresh(a, now, NULL, 0);
+	assert_int_equal(lstat(tenant_path(dir, uuid, 6), &st), 0);
 	gpucap_sched_close(six);
 	gpucap_sched_close(a);
 }
