@@ -112,11 +112,11 @@ static gpucap_status own_error(int error, const char *dir, const char *name, cha
 {
 	switch (error) {
 	case ELOOP:
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: schedule file %s/%s is a symbolic link; gpucap does not follow links there "
-		    "(remove "
-		    "it; it is recreated)",
+		    "gpucap: schedule file %s/%s is a symbolic link; gpucap does not follow links there (remove it; it is recreated)",
 		    dir, name);
+		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	case EISDIR:
 		say(why, why_len,
@@ -126,19 +126,20 @@ static gpucap_status own_error(int error, const char *dir, const char *name, cha
 	case EACCES:
 	case EPERM:
 	case EROFS:
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: cannot write schedule file %s/%s: %s; make GPUCAP_NODE_DIR writable by every "
-		    "container's user (mode 1777), or unset GPUCAP_NODE_DIR",
+		    "gpucap: cannot write schedule file %s/%s: %s; make GPUCAP_NODE_DIR writable by every container's user (mode 1777), or unset GPUCAP_NODE_DIR",
 		    dir, name, strerror(error));
+		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	case ENOSPC:
 	case EDQUOT:
 	case EFBIG:
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: cannot create schedule file %s/%s: %s; free space in GPUCAP_NODE_DIR (nothing "
-		    "was "
-		    "left behind; retried later)",
+		    "gpucap: cannot create schedule file %s/%s: %s; free space in GPUCAP_NODE_DIR (nothing was left behind; retried later)",
 		    dir, name, strerror(error));
+		/* clang-format on */
 		return GPUCAP_ERR_IO;
 	default:
 		say(why, why_len, "gpucap: cannot open schedule file %s/%s: %s", dir, name, strerror(error));
@@ -215,11 +216,11 @@ static gpucap_status check_own(int fd, const char *dir, const char *name, const 
 	}
 	uint32_t euid = gpucap_platform_euid();
 	if ((uint32_t)st->st_uid != euid) {
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: schedule file %s/%s belongs to uid %u, not to this process's uid %u; another "
-		    "user "
-		    "made it: remove it (and make GPUCAP_NODE_DIR sticky, mode 1777)",
+		    "gpucap: schedule file %s/%s belongs to uid %u, not to this process's uid %u; another user made it: remove it (and make GPUCAP_NODE_DIR sticky, mode 1777)",
 		    dir, name, (unsigned)st->st_uid, euid);
+		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	}
 	(void)fd;
@@ -305,11 +306,11 @@ static gpucap_status own_open_once(int dirfd, const char *dir, const char *gpu_u
 			return GPUCAP_ERR_BUSY;
 		}
 		close(fd);
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: schedule file %s/%s is damaged (%lld bytes) and in use by another process of "
-		    "this "
-		    "container; it is replaced once they stop",
+		    "gpucap: schedule file %s/%s is damaged (%lld bytes) and in use by another process of this container; it is replaced once they stop",
 		    dir, own->name, (long long)st.st_size);
+		/* clang-format on */
 		return GPUCAP_ERR_CORRUPT;
 	}
 	if ((st.st_mode & 07777) != 0644)
@@ -317,10 +318,11 @@ static gpucap_status own_open_once(int dirfd, const char *dir, const char *gpu_u
 	int record = claim_record(fd, own->tenant);
 	if (record < 0) {
 		close(fd);
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: schedule file %s/%s has no free record (%u processes of this container use this "
-		    "GPU); this process keeps its cap without taking turns",
+		    "gpucap: schedule file %s/%s has no free record (%u processes of this container use this GPU); this process keeps its cap without taking turns",
 		    dir, own->name, GPUCAP_SCHED_RECORDS);
+		/* clang-format on */
 		return GPUCAP_ERR_FULL;
 	}
 	own->fd = fd;

@@ -83,17 +83,19 @@ static bool uuid_ok(const char *uuid)
 static gpucap_status dir_error(int error, const char *dir, char *why, size_t why_len)
 {
 	if (error == ENOENT || error == ENOTDIR) {
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: GPUCAP_NODE_DIR %s is not an existing directory; create it (a host directory "
-		    "mounted into every container, mode 1777) or unset GPUCAP_NODE_DIR",
+		    "gpucap: GPUCAP_NODE_DIR %s is not an existing directory; create it (a host directory mounted into every container, mode 1777) or unset GPUCAP_NODE_DIR",
 		    dir);
+		/* clang-format on */
 		return GPUCAP_ERR_IO;
 	}
 	if (error == EACCES || error == EPERM) {
+		/* clang-format off */
 		say(why, why_len,
-		    "gpucap: cannot read GPUCAP_NODE_DIR %s: %s; make it readable and writable by every "
-		    "container's user (mode 1777), or unset GPUCAP_NODE_DIR",
+		    "gpucap: cannot read GPUCAP_NODE_DIR %s: %s; make it readable and writable by every container's user (mode 1777), or unset GPUCAP_NODE_DIR",
 		    dir, strerror(error));
+		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	}
 	say(why, why_len, "gpucap: cannot open GPUCAP_NODE_DIR %s: %s", dir, strerror(error));
