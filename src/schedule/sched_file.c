@@ -33,10 +33,11 @@
 /* A file of this user's whose records were all idle this long, and that no
  * process holds open, is a dead tenant's: it is removed. */
 #define SCHED_STALE_NS UINT64_C(60000000000)
-/* A writer's pwrite stamps its file's mtime at least every controller tick
- * while its tenant is active: a file untouched this long (wall clock) has
- * no active record and is not opened. */
-#define SCHED_IDLE_MTIME_NS (GPUCAP_SCHED_ACTIVE_NS + UINT64_C(1000000000))
+/* A writer's pwrite stamps its file's mtime at every controller tick (250
+ * ms) while its tenant is active: a file untouched this long (wall clock,
+ * with room for a stalled writer and a stepped clock) has no active record
+ * and is not opened. */
+#define SCHED_IDLE_MTIME_NS UINT64_C(10000000000)
 #define OWN_OPEN_TRIES      4
 /* Dead files tried for removal per scan: an idle live tenant's costs an
  * open and a refused lock each time. */

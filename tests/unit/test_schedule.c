@@ -405,7 +405,7 @@ static void dead_tenants_files_are_removed(void **state)
 	gpucap_sched_touch(a, 300000, 300000, now);
 	gpucap_sched_refresh(a, now, NULL, 0);
 	assert_true(window_of(a, 300000, now).shared);
-	set_mtime_ago(tenant_path(dir, uuid, 5), 10);
+	set_mtime_ago(tenant_path(dir, uuid, 5), 30);
 	gpucap_sched_refresh(a, now, NULL, 0);
 	assert_false(window_of(a, 300000, now).shared);
 	assert_int_equal(lstat(tenant_path(dir, uuid, 5), &st), 0);
