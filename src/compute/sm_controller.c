@@ -444,11 +444,13 @@ static void *gate_main(void *arg)
 	return NULL;
 }
 
-/* Capped devices this process launched on join the node schedule. */
+/* Joined devices publish their records and read the other tenants';
+ * capped devices this process launched on join the node schedule. */
 static void join_schedules(uint64_t now)
 {
 	if (!gpucap_sm_schedule_wanted() || !gpucap_sm_any_gate_used())
 		return;
+	gpucap_sm_schedule_refresh_all(now);
 	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
 		int region_index = gpucap_sm_region_index_of(d);
 		if (region_index < 0 || gpucap_sm_cap_of(d, region_index) >= 100)

@@ -18,6 +18,7 @@ static _Atomic(gpucap_sched *) handles[GPUCAP_MAX_DEVICES];
 /* The controller thread's own bookkeeping. */
 static uint64_t retry_at_ns[GPUCAP_MAX_DEVICES];
 static bool reported[GPUCAP_MAX_DEVICES];
+static bool refusal_reported[GPUCAP_MAX_DEVICES];
 
 gpucap_sched *gpucap_sm_schedule_of(int ordinal)
 {
@@ -47,6 +48,7 @@ static void join(int ordinal, int region_index, uint64_t now)
 	    gpucap_sched_open(compute_env.config->node_dir, uuid,
 	                      gpucap_region_created_ns(compute_env.region), &sched, why, sizeof(why));
 	if (st == GPUCAP_OK) {
+		gpucap_sched_refresh(sched, now, NULL, 0);
 		atomic_store_explicit(&handles[ordinal], sched, memory_order_release);
 		GPUCAP_LOG(GPUCAP_LOG_INFO,
 		           "device %d (region device %d) takes turns with other containers in %s (slot %d)",
@@ -59,6 +61,26 @@ static void join(int ordinal, int region_index, uint64_t now)
 		gpucap_log(GPUCAP_LOG_WARN,
 		           "%s (device %d keeps its cap without taking turns; retrying every 10 s)", why,
 		           ordinal);
+	}
+}
+
+/* Write this process's record, read the other tenants' files; a file
+ * refused there is reported once. */
+static void refresh(int ordinal, gpucap_sched *sched, uint64_t now)
+{
+	char why[512];
+	if (gpucap_sched_refresh(sched, now, why, sizeof(why)) > 0 && !refusal_reported[ordinal]) {
+		refusal_reported[ordinal] = true;
+		gpucap_log(GPUCAP_LOG_WARN, "%s", why);
+	}
+}
+
+void gpucap_sm_schedule_refresh_all(uint64_t now)
+{
+	for (int d = 0; d < GPUCAP_MAX_DEVICES; d++) {
+		gpucap_sched *sched = atomic_load_explicit(&handles[d], memory_order_relaxed);
+		if (sched)
+			refresh(d, sched, now);
 	}
 }
 
@@ -82,5 +104,6 @@ void gpucap_sm_schedule_after_fork(void)
 		gpucap_sched_forget(sched);
 		retry_at_ns[d] = 0;
 		reported[d] = false;
+		refusal_reported[d] = false;
 	}
 }

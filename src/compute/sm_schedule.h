@@ -27,6 +27,11 @@ bool gpucap_sm_schedule_wanted(void);
  * file soon and an unusable one every 10 s, reported once). */
 void gpucap_sm_schedule_join(int ordinal, int region_index, uint64_t now_ns);
 
+/* Controller thread: every joined device writes this process's record and
+ * reads the other tenants' files (gpucap_sched_refresh); a refused peer
+ * file is reported once per device. */
+void gpucap_sm_schedule_refresh_all(uint64_t now_ns);
+
 /* Forked child: the handles are the parent's. */
 void gpucap_sm_schedule_after_fork(void);
 

@@ -925,20 +925,26 @@ static void test_turns(const char *mode)
 	    stderr,
 	    "turns %s: cap 30: %u launches, %.1f%% in its window, busy %.2f; cap 70: %u launches, %.1f%% in its window, busy %.2f\n",
 	    mode, t30.launches, 100 * t30.in_window, t30.busy, t70.launches, 100 * t70.in_window, t70.busy);
-	char file[512];
-	snprintf(file, sizeof(file), "%s/gpucap-sched-%s", node, DEV_A);
+	/* Each tenant's own schedule file, named by its id. */
+	char files[2][512];
+	for (int i = 0; i < 2; i++)
+		snprintf(files[i], sizeof(files[i]), "%s/gpucap-sched-%s.%016llx", node, DEV_A,
+		         (unsigned long long)created[i]);
 	struct stat st;
 	CHECK(t30.launches > 100 && t70.launches > 100);
 	if (shared) {
-		CHECK(stat(file, &st) == 0 && st.st_size == 64 + 128 * 64);
+		for (int i = 0; i < 2; i++) {
+			CHECK(stat(files[i], &st) == 0 && st.st_size == 64 + 64 * 64 &&
+			      (st.st_mode & 07777) == 0644);
+			unlink(files[i]);
+		}
 		CHECK(t30.in_window > 0.95);
 		CHECK(t70.in_window > 0.95);
 		/* Each tenant's window is its duty: about 30% and 70% busy. */
 		CHECK(t30.busy > 0.15 && t30.busy < 0.40);
 		CHECK(t70.busy > 0.45 && t70.busy < 0.80);
-		unlink(file);
 	} else {
-		CHECK(stat(file, &st) != 0);
+		CHECK(stat(files[0], &st) != 0 && stat(files[1], &st) != 0);
 		/* Launches spread over the whole period. */
 		CHECK(t30.in_window < 0.8);
 	}
