@@ -34,6 +34,26 @@ cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib6
   cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/sm_gate.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/sm_gate" >>"$log" 2>&1 ||
   { say "FAIL compiling the driver-API tests (see $log)"; exit 1; }
 
+# The ABI subset (src/driver/cuda_abi.h and the hooked rows) against this
+# machine's real cuda.h and nvml.h: sizes, offsets, constants, signatures.
+for side in cuda nvml; do
+  header=$([ $side = nvml ] && echo nvml.h || echo cuda.h)
+  if [ ! -f "$cuda/include/$header" ]; then
+    record "ABI against the real $header: no $header in $cuda/include" 1
+    continue
+  fi
+  objs=()
+  for f in main ours real signatures; do
+    inc=(-I"$repo/tests/abi")
+    case $f in ours) inc+=(-I"$repo/src/driver") ;; real) inc+=(-I"$cuda/include") ;;
+      signatures) inc+=(-I"$cuda/include" -I"$repo/src/hook" -I"$repo/src/driver") ;; esac
+    cc -std=c11 -c $([ $side = nvml ] && echo -DABI_NVML) "${inc[@]}" "$repo/tests/abi/abi_$f.c" \
+      -o "$out/abi_${side}_$f.o" >>"$log" 2>&1 && objs+=("$out/abi_${side}_$f.o")
+  done
+  [ ${#objs[@]} -eq 4 ] && cc "${objs[@]}" -o "$out/abi_$side" >>"$log" 2>&1 && "$out/abi_$side" >>"$log" 2>&1
+  record "ABI subset and hooked rows agree with the real $header" $?
+done
+
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 capped() { # cap, region name, command...
