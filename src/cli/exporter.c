@@ -146,7 +146,7 @@ const struct cli_command cli_command_exporter = {
              "                           PODUID_CONTAINER as HAMi names them)\n"
              "  --pod-log-root DIR       the kubelet's pod log directory, whose\n"
              "                           NAMESPACE_POD_UID entries name HAMi's pod UIDs\n"
-             "                           (default " EXP_POD_LOG_ROOT_DEFAULT ")\n"
+             "                           (default /var/log/pods)\n"
              "  --resolve-host-pids      on each scrape, first record the host PIDs of\n"
              "                           processes in containers (as gpucap resolve does);\n"
              "                           opens the regions writable; run on the host\n"
