@@ -23,7 +23,21 @@ struct gpucap_region {
 	bool initialised_here;
 	/* This handle's own ceiling per device, below the shared limit. */
 	_Atomic uint64_t local_cap[REGION_MAX_DEVICES];
+	/* In-process claims on slots, taken before a slot lease and dropped
+	 * after it. A lease is an OFD lock: it belongs to the handle's open
+	 * file description, which every thread of this process shares, so the
+	 * kernel cannot tell two of our threads apart. The claim can: one
+	 * thread per slot per handle, and the lease then excludes every other
+	 * handle and process. */
+	_Atomic uint8_t slot_claim[REGION_MAX_SLOTS];
 };
+
+/* Take the in-process claim and then the lease of a slot; false when a
+ * thread of this handle or another process holds either. */
+bool slot_lease_take(struct gpucap_region *r, uint32_t slot);
+/* Drop the lease, then the claim (in that order: a thread that takes the
+ * claim next must not find the lease still ours, half dropped). */
+void slot_lease_drop(struct gpucap_region *r, uint32_t slot);
 
 /* A lane keeps a small reserve ("credit") so that threads reserve and release
  * on their own cache line. Credit counts against the limit like any charge;

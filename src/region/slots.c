@@ -62,6 +62,28 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 	return total_returned;
 }
 
+bool slot_lease_take(struct gpucap_region *r, uint32_t slot)
+{
+	uint8_t unclaimed = 0;
+	/* acquire: pairs with the release in slot_lease_drop, so this thread
+	 * sees every write the previous claimant made to the slot. */
+	if (!atomic_compare_exchange_strong_explicit(&r->slot_claim[slot], &unclaimed, 1,
+	                                             memory_order_acquire, memory_order_relaxed))
+		return false; /* another thread of this process works on it */
+	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) == 0)
+		return true;
+	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
+	return false;
+}
+
+void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
+{
+	gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
+	/* release: pairs with the acquire CAS in slot_lease_take; the next
+	 * claimant of this handle sees the slot as this thread left it. */
+	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
+}
+
 /* The caller holds the slot's lease and found it LIVE: its owner is gone. */
 static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
 {
@@ -84,8 +106,8 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 			continue;
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
 			continue;
-		if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
-			continue; /* alive, or being reclaimed by someone else */
+		if (!slot_lease_take(r, slot))
+			continue; /* alive, or being reclaimed by another thread or process */
 		/* Holding the lease, check again: another reclaimer may have
 		 * finished between our look and our lease. */
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE) {
@@ -95,7 +117,7 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 				report->bytes += bytes;
 			}
 		}
-		gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
+		slot_lease_drop(r, slot);
 	}
 	atomic_store_explicit(&r->header->last_sweep_ns, gpucap_clock_monotonic_ns(), memory_order_relaxed);
 	return GPUCAP_OK;
@@ -144,7 +166,7 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 /* Take the lease of one slot; true when the slot is now ours. */
 static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap_slot_identity *id)
 {
-	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
+	if (!slot_lease_take(r, slot))
 		return false;
 	/* A free slot's lanes were zeroed when it was freed (or are new). */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE)
@@ -241,6 +263,6 @@ void slot_release_own(struct gpucap_region *r)
 	uint32_t slot = (uint32_t)r->slot;
 	slot_return_all(r, slot, NULL);
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
-	gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
+	slot_lease_drop(r, slot);
 	r->slot = -1;
 }
