@@ -33,6 +33,16 @@
  * (an OFD byte-range lock on the region file). When the owner dies, for any
  * reason, the lease disappears and the slot's charges are returned exactly
  * once by whoever reclaims it. Process IDs are never used to decide liveness.
+ *
+ * Truncation: the file is shared with every process of the container, and a
+ * page of a shared mapping past the file's end raises SIGBUS. The region
+ * guards each mapping it makes (src/platform/mapping_guard.c): a SIGBUS at
+ * an address inside a region mapping makes the handle fail closed and puts
+ * private zero pages in place of the mapping, so the access completes; a
+ * SIGBUS anywhere else goes to the handler the application had installed
+ * before (or takes the default action). The SIGBUS handler is installed once
+ * per process, at the first attach, and chains to the previous one; an
+ * application that replaces it afterwards takes such faults itself.
  */
 #ifndef GPUCAP_REGION_H
 #define GPUCAP_REGION_H
@@ -137,6 +147,24 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
                                    char *err, size_t err_len);
 
 /*
+ * attach_retry_due: after an attach failed with GPUCAP_ERR_BUSY (another
+ * process initialised the file for longer than init_timeout_ms), whether the
+ * caller should try to attach again now. Callers keep one zeroed
+ * struct gpucap_attach_retry and ask where they would otherwise fail closed;
+ * the first retry is due 1 s after the first ask, then after 2, 4, ... up to
+ * 60 s, at most GPUCAP_ATTACH_RETRIES times in all. Among threads asking at
+ * once exactly one gets true per due time. Retry with a short
+ * init_timeout_ms: the caller is usually on an allocation path.
+ * now_ns: any monotonic clock (tests pass simulated time). Wait: none.
+ */
+#define GPUCAP_ATTACH_RETRIES 32u
+struct gpucap_attach_retry {
+	uint64_t next_ns; /* touched only by gpucap_attach_retry_due */
+	uint32_t tries;
+};
+bool gpucap_attach_retry_due(struct gpucap_attach_retry *retry, uint64_t now_ns);
+
+/*
  * claim_slot: take a process slot and its lease. A slot whose owner died is
  * reclaimed on the way (its charges returned) and reused. Call once per
  * process; a handle holds at most one slot.
@@ -239,6 +267,11 @@ struct gpucap_reclaim_report {
 	uint32_t slots;                /* dead slots reclaimed by this call */
 	uint64_t bytes;                /* bytes returned to the device totals */
 	uint64_t bytes_per_device[64]; /* indexed by device */
+	/* Damage healed on the way: dead slots whose state word was out of
+	 * range (reclaimed like dead ones), and negative ledgers of dead slots
+	 * written off without raising the device totals. */
+	uint32_t damaged_slots;
+	uint64_t damaged_bytes;
 };
 
 /*
@@ -249,6 +282,27 @@ struct gpucap_reclaim_report {
  * Wait: none (non-blocking lease probes).
  */
 gpucap_status gpucap_region_reclaim_dead(gpucap_region *region, struct gpucap_reclaim_report *report);
+
+struct gpucap_repair_report {
+	struct gpucap_reclaim_report reclaim; /* dead slots returned on the way */
+	uint32_t slot_states_repaired;        /* live owners' state words out of range, set LIVE */
+	uint32_t devices_repaired;            /* totals set to the sum of their ledgers */
+	uint64_t bytes_removed;               /* by which those totals fell */
+	uint64_t bytes_added;                 /* by which those totals rose */
+	/* What cannot be repaired now, and why: */
+	uint32_t live_negative_ledgers; /* a live owner's ledger is negative: stop that process */
+	uint32_t devices_unsettled;     /* the total kept moving: run the repair again */
+};
+
+/*
+ * repair: for a damaged region (tools such as gpucap reap). Reclaims dead
+ * slots (healing their damage, see gpucap_reclaim_report), sets out-of-range
+ * state words of live owners back to LIVE, and sets each device total that
+ * differs from the sum of its slots' ledgers to that sum, when the total
+ * holds still while the ledgers are read. Reports what it could not do.
+ * Needs a writable handle. Wait: none (bounded retries).
+ */
+gpucap_status gpucap_region_repair(gpucap_region *region, struct gpucap_repair_report *report);
 
 /*
  * maintain: reclaim dead slots if no process has swept in the last 100 ms.
@@ -331,6 +385,18 @@ void gpucap_region_detach(gpucap_region *region);
 /* After fork, in the child: drop the inherited handle without touching the
  * parent's slot or lease (the child claims its own slot on a new handle). */
 void gpucap_region_abandon(gpucap_region *region);
+
+/*
+ * failed: true when this handle has failed closed because its file was
+ * truncated or replaced while mapped; then writes one line into err naming
+ * the file and the fix. A truncated region never kills the process: the
+ * region guards its mappings (see "Truncation" at the top of this file), and
+ * from the fault on reserve returns GPUCAP_ERR_CORRUPT, release does nothing,
+ * snapshot returns NULL, and the handle stays failed until detached. The file
+ * is also compared with the mapping (size, magic) by maintain and snapshot,
+ * which catches a file cut and grown back. Wait: none (one load).
+ */
+bool gpucap_region_failed(const gpucap_region *region, char *err, size_t err_len);
 
 /* The path this handle is attached to. */
 const char *gpucap_region_path(const gpucap_region *region);

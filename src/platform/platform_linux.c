@@ -90,8 +90,10 @@ void *gpucap_platform_map(int fd, size_t len, bool writable, int *error)
 
 void gpucap_platform_unmap(void *addr, size_t len)
 {
-	if (addr)
-		munmap(addr, len);
+	if (!addr)
+		return;
+	gpucap_mapping_unguard(addr);
+	munmap(addr, len);
 }
 
 static struct flock lease_range(short type, uint64_t offset)

@@ -172,6 +172,15 @@ static gpucap_status check_owner(const struct gpucap_file_info *info, const stru
 		    path);
 		return GPUCAP_ERR_PERMISSION;
 	}
+	if (info->links != 1) {
+		/* A second name lets whoever made it swap what the first name
+		 * reaches, or make root tools act on a file they never named. */
+		say(err, err_len,
+		    "gpucap: region %s has %u names (hard links); gpucap uses only a file with one name: "
+		    "remove the other links, or remove the file and let gpucap create it",
+		    path, info->links);
+		return GPUCAP_ERR_PERMISSION;
+	}
 	if (o->observer || info->uid == gpucap_platform_euid())
 		return GPUCAP_OK;
 	/* Root tools (gpucap set, reap, resolve on a node) act on regions
@@ -228,13 +237,30 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 		say(err, err_len, "gpucap: cannot map region %s: %s", path, strerror(map_error));
 		return GPUCAP_ERR_IO;
 	}
+	_Atomic uint32_t truncated = 0;
+	if (gpucap_mapping_guard(base, geo.layout_size, &truncated) != 0) {
+		gpucap_platform_unmap(base, geo.layout_size);
+		say(err, err_len, "gpucap: cannot guard region %s: too many regions mapped in this process",
+		    path);
+		return GPUCAP_ERR_IO;
+	}
 	struct region_header *h = (struct region_header *)base;
 	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_relaxed);
+	/* release: pairs with the acquire load of state in a peer's
+	 * look_at_header (through pread, which orders as a read of the page). */
 	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_release);
 	fill_header(h, &geo);
-	/* The tables are all zeros: free devices and free slots. */
+	/* The tables are all zeros: free devices and free slots. release: the
+	 * header fields above are visible to whoever reads READY. */
 	atomic_store_explicit(&h->state, REGION_READY, memory_order_release);
 	gpucap_platform_unmap(base, geo.layout_size);
+	if (atomic_load(&truncated)) {
+		say(err, err_len,
+		    "gpucap: region %s was truncated by another process while it was being created; stop the "
+		    "processes using it and remove the file",
+		    path);
+		return GPUCAP_ERR_CORRUPT;
+	}
 	gpucap_platform_chmod(fd, o->group_shared ? 0660 : 0600);
 	return GPUCAP_OK;
 }
@@ -275,9 +301,46 @@ static gpucap_status map_ready(struct gpucap_region *r, const struct region_head
 	r->map_size = geo.layout_size;
 	r->geo = geo;
 	r->header = (struct region_header *)r->base;
+	if (gpucap_mapping_guard(r->base, r->map_size, &r->failed) != 0) {
+		say(err, err_len, "gpucap: cannot guard region %s: too many regions mapped in this process",
+		    r->path);
+		return GPUCAP_ERR_IO;
+	}
 	/* Validate the mapped header too: the file may have changed since. */
 	struct region_geometry mapped;
-	return validate_header(r->header, size, r->path, &mapped, err, err_len);
+	status = validate_header(r->header, size, r->path, &mapped, err, err_len);
+	if (region_failed(r)) {
+		say(err, err_len,
+		    "gpucap: region %s was truncated while it was being attached; stop the processes using "
+		    "it "
+		    "and remove the file",
+		    r->path);
+		return GPUCAP_ERR_CORRUPT;
+	}
+	return status;
+}
+
+void region_check_file(struct gpucap_region *r)
+{
+	if (region_failed(r))
+		return;
+	struct gpucap_file_info info;
+	/* A file cut and grown back to its size no longer holds our magic. */
+	if (gpucap_platform_fstat(r->fd, &info) != 0 || info.size != r->map_size ||
+	    atomic_load_explicit(&r->header->magic, memory_order_relaxed) != REGION_MAGIC ||
+	    atomic_load_explicit(&r->header->state, memory_order_relaxed) != REGION_READY)
+		atomic_store_explicit(&r->failed, 1, memory_order_relaxed);
+}
+
+bool gpucap_region_failed(const gpucap_region *r, char *err, size_t err_len)
+{
+	if (!r || !region_failed(r))
+		return false;
+	say(err, err_len,
+	    "gpucap: region %s was truncated or replaced while this process used it; failing closed (GPU "
+	    "memory allocations are refused): stop the processes using it and remove the file",
+	    r->path);
+	return true;
 }
 
 static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_region_options *o,
@@ -286,6 +349,7 @@ static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_re
 	uint32_t timeout_ms = o->init_timeout_ms ? o->init_timeout_ms : DEFAULT_INIT_TIMEOUT_MS;
 	uint64_t deadline = gpucap_clock_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
 	uint64_t backoff_ns = 20000;
+	int idle_looks = 0;
 	for (bool first = true;; first = false) {
 		int rc = first ? 0 : gpucap_platform_fstat(r->fd, &info);
 		if (rc != 0)
@@ -327,7 +391,20 @@ static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_re
 		case HEADER_NEEDS_INIT:
 			break;
 		}
-		if (!r->observer) {
+		if (r->observer || o->existing_only) {
+			/* Readers and tools that act on regions they found never
+			 * initialise one: they wait only for an initialiser that
+			 * holds the init lease now. */
+			/* Look twice: an initialiser may have finished between
+			 * the look at the header and the probe. */
+			if (gpucap_lease_probe(r->fd, LEASE_INIT) == 0 && ++idle_looks >= 2) {
+				say(err, err_len,
+				    "gpucap: region %s is empty or half made and no process is initialising "
+				    "it; nothing to read: a gpucap process creates it when it starts",
+				    r->path);
+				return GPUCAP_ERR_BUSY;
+			}
+		} else {
 			rc = gpucap_lease_try(r->fd, LEASE_INIT);
 			if (rc == 0) {
 				/* Look again under the lease: it may be ready now. */

@@ -72,10 +72,20 @@ static uint32_t clamp_sm(uint32_t sm_limit)
 	return (sm_limit == 0 || sm_limit > 100) ? 100 : sm_limit;
 }
 
+static int register_unchecked(gpucap_region *r, const char *uuid, uint64_t limit_bytes, uint32_t sm_limit);
+
 int gpucap_region_device_register(gpucap_region *r, const char *uuid, uint64_t limit_bytes, uint32_t sm_limit)
 {
 	if (!r || r->observer || !uuid_valid(uuid))
 		return -GPUCAP_ERR_INVALID;
+	if (region_failed(r))
+		return -GPUCAP_ERR_CORRUPT;
+	int index = register_unchecked(r, uuid, limit_bytes, sm_limit);
+	return region_failed(r) ? -GPUCAP_ERR_CORRUPT : index;
+}
+
+static int register_unchecked(gpucap_region *r, const char *uuid, uint64_t limit_bytes, uint32_t sm_limit)
+{
 	uint64_t key = uuid_key(uuid);
 	uint32_t capacity = r->geo.device_capacity;
 	for (uint32_t probe = 0; probe < capacity; probe++) {
@@ -107,7 +117,7 @@ int gpucap_region_device_register(gpucap_region *r, const char *uuid, uint64_t l
 
 int gpucap_region_device_find(const gpucap_region *r, const char *uuid)
 {
-	if (!r || !uuid_valid(uuid))
+	if (!r || region_failed(r) || !uuid_valid(uuid))
 		return -1;
 	uint64_t key = uuid_key(uuid);
 	uint32_t capacity = r->geo.device_capacity;
@@ -125,7 +135,7 @@ int gpucap_region_device_find(const gpucap_region *r, const char *uuid)
 
 gpucap_status gpucap_region_set_limit(gpucap_region *r, int device, uint64_t limit_bytes)
 {
-	if (!r || r->observer || !device_index_valid(r, device))
+	if (!r || r->observer || region_failed(r) || !device_index_valid(r, device))
 		return GPUCAP_ERR_INVALID;
 	atomic_store_explicit(&region_device(r, (uint32_t)device)->limit, clamp_limit(limit_bytes) + 1,
 	                      memory_order_release);
@@ -134,7 +144,7 @@ gpucap_status gpucap_region_set_limit(gpucap_region *r, int device, uint64_t lim
 
 gpucap_status gpucap_region_set_sm_limit(gpucap_region *r, int device, uint32_t sm_limit)
 {
-	if (!r || r->observer || !device_index_valid(r, device) || sm_limit > 100)
+	if (!r || r->observer || region_failed(r) || !device_index_valid(r, device) || sm_limit > 100)
 		return GPUCAP_ERR_INVALID;
 	atomic_store_explicit(&region_device(r, (uint32_t)device)->sm_limit, clamp_sm(sm_limit) + 1,
 	                      memory_order_release);
@@ -144,7 +154,7 @@ gpucap_status gpucap_region_set_sm_limit(gpucap_region *r, int device, uint32_t 
 bool gpucap_region_device_usage(const gpucap_region *r, int device, uint64_t *limit_bytes,
                                 uint64_t *charged_bytes)
 {
-	if (!r || !device_index_valid(r, device))
+	if (!r || region_failed(r) || !device_index_valid(r, device))
 		return false;
 	const struct device_entry *entry = region_device(r, (uint32_t)device);
 	if (limit_bytes)
@@ -154,9 +164,11 @@ bool gpucap_region_device_usage(const gpucap_region *r, int device, uint64_t *li
 		/* The caller's own idle reserve is memory it can still use. */
 		int64_t own_credit = 0;
 		for (uint32_t lane = 0; r->slot >= 0 && lane < r->geo.lanes; lane++)
-			own_credit += atomic_load_explicit(
-			    &region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device)->credit,
-			    memory_order_relaxed);
+			own_credit = sat_add_i64(
+			    own_credit,
+			    atomic_load_explicit(
+			        &region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device)->credit,
+			        memory_order_relaxed));
 		*charged_bytes = own_credit > 0 && (uint64_t)own_credit < charged
 		                     ? charged - (uint64_t)own_credit
 		                     : (own_credit > 0 ? 0 : charged);

@@ -30,7 +30,22 @@ struct gpucap_region {
 	 * thread per slot per handle, and the lease then excludes every other
 	 * handle and process. */
 	_Atomic uint8_t slot_claim[REGION_MAX_SLOTS];
+	/* Raised when the file was truncated under the mapping (by the mapping
+	 * guard, src/platform/mapping_guard.c) or found replaced: the mapping
+	 * then holds private zero pages and every operation fails closed. */
+	_Atomic uint32_t failed;
 };
+
+/* The handle failed closed: nothing it reads from the mapping is the file. */
+static inline bool region_failed(const struct gpucap_region *r)
+{
+	return atomic_load_explicit(&r->failed, memory_order_relaxed) != 0;
+}
+
+/* attach.c: compare the file's size and magic with the mapping (one fstat;
+ * maintain and snapshot call it, off the hot path), and fail closed on a
+ * change. */
+void region_check_file(struct gpucap_region *r);
 
 /* Take the in-process claim and then the lease of a slot; false when a
  * thread of this handle or another process holds either. */
@@ -83,6 +98,22 @@ static inline uint32_t lane_tag(const struct gpucap_region *r, uint32_t slot, ui
 	return slot * r->geo.lanes + lane + 1;
 }
 
+/* Sums of values read from the file saturate: a hostile or damaged file
+ * can hold any bits, and a sum must never overflow (undefined behaviour). */
+static inline int64_t sat_add_i64(int64_t a, int64_t b)
+{
+	int64_t sum;
+	if (!__builtin_add_overflow(a, b, &sum))
+		return sum;
+	return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+static inline uint64_t sat_add_u64(uint64_t a, uint64_t b)
+{
+	uint64_t sum;
+	return __builtin_add_overflow(a, b, &sum) ? UINT64_MAX : sum;
+}
+
 /* A device limit as stored (bytes + 1, 0 = unset) to bytes; unset fails closed. */
 static inline uint64_t stored_limit_bytes(uint64_t stored)
 {
@@ -120,8 +151,9 @@ bool lane_try_acquire(struct gpucap_region *r, uint32_t lane);
 void lane_release(struct gpucap_region *r, uint32_t lane);
 
 /* slots.c: return every charge of a slot whose lease the caller holds. Adds
- * the returned bytes per device to returned (may be NULL). */
-uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned);
+ * the returned bytes per device to returned (may be NULL), and to damaged
+ * (may be NULL) the bytes of negative ledgers written off. */
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged);
 
 /* slots.c: return everything the handle's own slot holds, free it and drop
  * its lease. */

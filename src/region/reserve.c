@@ -67,7 +67,19 @@ static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind
 	return status;
 }
 
+static gpucap_status reserve_unchecked(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes);
+
 gpucap_status gpucap_reserve(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
+{
+	if (r && region_failed(r))
+		return GPUCAP_ERR_CORRUPT;
+	gpucap_status status = reserve_unchecked(r, device, kind, bytes);
+	/* A truncation during the operation ran it on the guard's zero pages:
+	 * its answer is not the file's, so refuse. */
+	return r && region_failed(r) ? GPUCAP_ERR_CORRUPT : status;
+}
+
+static gpucap_status reserve_unchecked(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
 {
 	if (!arguments_valid(r, device, kind, bytes))
 		return (r && r->slot < 0) ? GPUCAP_ERR_NO_SLOT : GPUCAP_ERR_INVALID;
@@ -108,7 +120,7 @@ static void trim_credit(struct gpucap_region *r, uint32_t lane, uint32_t device)
 
 void gpucap_release(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
 {
-	if (!arguments_valid(r, device, kind, bytes) || bytes == 0)
+	if (!r || region_failed(r) || !arguments_valid(r, device, kind, bytes) || bytes == 0)
 		return;
 	uint32_t lane = lane_of_this_thread(r);
 	struct lane_device *own = region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device);
@@ -121,7 +133,7 @@ void gpucap_release(gpucap_region *r, int device, gpucap_kind kind, uint64_t byt
 
 void gpucap_region_return_credit(gpucap_region *r, int device)
 {
-	if (!r || r->slot < 0 || !device_index_valid(r, device))
+	if (!r || r->slot < 0 || region_failed(r) || !device_index_valid(r, device))
 		return;
 	for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 		struct lane_device *lane_device =

@@ -32,7 +32,19 @@ static void zero_lane_counters(struct gpucap_region *r, uint32_t slot)
  * frees), so the slot's charge is their sum. It is returned in one lane
  * operation on lane 0, which leaves the lanes summing to zero: a reclaimer
  * that dies half way leaves either the old sum or zero, never a partial. */
-uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
+/* The caller holds the slot's lease and no operation of the slot is pending
+ * (its tag was settled): nobody else writes these words. */
+static void zero_granted(struct gpucap_region *r, uint32_t slot, uint32_t device)
+{
+	for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
+		_Atomic uint64_t *granted = &region_lane_device(r, slot, lane, device)->granted;
+		uint64_t word = atomic_load_explicit(granted, memory_order_relaxed);
+		/* Same sequence: the next operation of a new owner follows on. */
+		atomic_store_explicit(granted, granted_word(0, granted_seq(word)), memory_order_release);
+	}
+}
+
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged)
 {
 	uint64_t total_returned = 0;
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++) {
@@ -46,10 +58,20 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 			/* lane_move clears a tag of its own lane before moving. */
 			lane_move(r, slot, tag - 1 - slot * r->geo.lanes, device, 0, false);
 		}
+		/* 16 lanes of 48-bit amounts: the sum cannot overflow. */
 		int64_t sum = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++)
 			sum += granted_amount(atomic_load_explicit(
 			    &region_lane_device(r, slot, lane, device)->granted, memory_order_acquire));
+		if (sum < 0) {
+			/* A slot never holds less than nothing: a negative ledger
+			 * is damage (a hostile or broken writer), and returning it
+			 * would raise the device total for good. Write it off. */
+			zero_granted(r, slot, device);
+			if (damaged)
+				*damaged = sat_add_u64(*damaged, (uint64_t)0 - (uint64_t)sum);
+			continue;
+		}
 		if (sum != 0)
 			lane_move(r, slot, 0, device, -sum, false);
 		if (sum > 0) {
@@ -84,10 +106,17 @@ void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
 	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
 }
 
-/* The caller holds the slot's lease and found it LIVE: its owner is gone. */
-static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
+/* The caller holds the slot's lease and found it not FREE (LIVE, or a value
+ * out of range that would otherwise hide its charges for good): its owner is
+ * gone. */
+static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot,
+                                  struct gpucap_reclaim_report *report)
 {
-	uint64_t bytes = slot_return_all(r, slot, returned);
+	uint32_t state = atomic_load_explicit(region_slot_state(r, slot), memory_order_relaxed);
+	if (report && state != SLOT_LIVE)
+		report->damaged_slots++;
+	uint64_t bytes = slot_return_all(r, slot, report ? report->bytes_per_device : NULL,
+	                                 report ? &report->damaged_bytes : NULL);
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
 	atomic_fetch_add_explicit(&r->header->reclaimed_slots_total, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->header->reclaimed_bytes_total, bytes, memory_order_relaxed);
@@ -100,18 +129,19 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 		memset(report, 0, sizeof(*report));
 	if (!r || r->observer)
 		return GPUCAP_ERR_INVALID;
-	uint64_t *per_device = report ? report->bytes_per_device : NULL;
+	if (region_failed(r))
+		return GPUCAP_ERR_CORRUPT;
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
 		if ((int)slot == r->slot)
 			continue;
-		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
 		if (!slot_lease_take(r, slot))
 			continue; /* alive, or being reclaimed by another thread or process */
 		/* Holding the lease, check again: another reclaimer may have
 		 * finished between our look and our lease. */
-		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE) {
-			uint64_t bytes = reclaim_held_slot(r, slot, per_device);
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE) {
+			uint64_t bytes = reclaim_held_slot(r, slot, report);
 			if (report) {
 				report->slots++;
 				report->bytes += bytes;
@@ -120,12 +150,20 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 		slot_lease_drop(r, slot);
 	}
 	atomic_store_explicit(&r->header->last_sweep_ns, gpucap_clock_monotonic_ns(), memory_order_relaxed);
+	if (region_failed(r)) {
+		if (report)
+			memset(report, 0, sizeof(*report));
+		return GPUCAP_ERR_CORRUPT;
+	}
 	return GPUCAP_OK;
 }
 
 void gpucap_region_maintain(gpucap_region *r)
 {
 	if (!r || r->observer)
+		return;
+	region_check_file(r);
+	if (region_failed(r))
 		return;
 	uint64_t now = gpucap_clock_monotonic_ns();
 	uint64_t last = atomic_load_explicit(&r->header->last_sweep_ns, memory_order_relaxed);
@@ -169,7 +207,7 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 	if (!slot_lease_take(r, slot))
 		return false;
 	/* A free slot's lanes were zeroed when it was freed (or are new). */
-	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE)
+	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
 	write_identity(r, slot, id);
 	r->slot = (int)slot;
@@ -187,6 +225,10 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 			                       : "this handle already holds a slot");
 		return GPUCAP_ERR_INVALID;
 	}
+	if (region_failed(r)) {
+		gpucap_region_failed(r, err, err_len);
+		return GPUCAP_ERR_CORRUPT;
+	}
 	uint32_t capacity = r->geo.slot_capacity;
 	/* Start at a different place per process so simultaneous starts
 	 * rarely try the same slot. */
@@ -196,13 +238,16 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 	for (int pass = 0; pass < 2; pass++) {
 		/* First pass: free slots; second: live-looking slots whose owner
 		 * may have died. */
-		uint32_t wanted = pass == 0 ? SLOT_FREE : SLOT_LIVE;
 		for (uint32_t i = 0; i < capacity; i++) {
 			uint32_t slot = (start + i) % capacity;
-			if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != wanted)
+			bool free_slot = atomic_load_explicit(region_slot_state(r, slot),
+			                                      memory_order_acquire) == SLOT_FREE;
+			if (free_slot != (pass == 0))
 				continue;
 			if (try_take(r, slot, id)) {
 				gpucap_region_maintain(r);
+				if (gpucap_region_failed(r, err, err_len))
+					return GPUCAP_ERR_CORRUPT;
 				return GPUCAP_OK;
 			}
 		}
@@ -218,7 +263,7 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 
 void gpucap_region_set_host_pid(gpucap_region *r, int32_t host_pid, gpucap_host_pid_source source)
 {
-	if (!r || r->slot < 0)
+	if (!r || r->slot < 0 || region_failed(r))
 		return;
 	struct slot_header *header = region_slot(r, (uint32_t)r->slot);
 	atomic_store_explicit(&header->host_pid_source, (uint32_t)source, memory_order_relaxed);
@@ -230,6 +275,8 @@ gpucap_status gpucap_region_resolve_host_pid(gpucap_region *r, uint32_t slot, ui
 {
 	if (!r || r->observer || slot >= r->geo.slot_capacity || host_pid <= 0)
 		return GPUCAP_ERR_INVALID;
+	if (region_failed(r))
+		return GPUCAP_ERR_CORRUPT;
 	struct slot_header *header = region_slot(r, slot);
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE ||
 	    atomic_load_explicit(&header->generation, memory_order_acquire) != generation)
@@ -245,7 +292,7 @@ gpucap_status gpucap_region_resolve_host_pid(gpucap_region *r, uint32_t slot, ui
 
 void gpucap_region_note_launch(gpucap_region *r, uint64_t unix_ns)
 {
-	if (!r || r->slot < 0)
+	if (!r || r->slot < 0 || region_failed(r))
 		return;
 	atomic_store_explicit(&region_slot(r, (uint32_t)r->slot)->last_launch_unix_ns, unix_ns,
 	                      memory_order_relaxed);
@@ -261,7 +308,7 @@ void slot_release_own(struct gpucap_region *r)
 	if (!r || r->slot < 0)
 		return;
 	uint32_t slot = (uint32_t)r->slot;
-	slot_return_all(r, slot, NULL);
+	slot_return_all(r, slot, NULL, NULL);
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
 	slot_lease_drop(r, slot);
 	r->slot = -1;

@@ -75,7 +75,7 @@ uint64_t gpucap_region_sm_tat(gpucap_region *r, int device, uint64_t now_ns)
 uint64_t gpucap_region_sm_charge(gpucap_region *r, int device, uint64_t on_start_ns, uint64_t busy_ns,
                                  uint32_t duty_ppm, uint64_t now_ns)
 {
-	if (!entry_of(r, device) || r->observer)
+	if (!entry_of(r, device) || r->observer || region_failed(r))
 		return 0;
 	struct device_entry *entry = region_device(r, (uint32_t)device);
 	if (duty_ppm == 0 || duty_ppm > GPUCAP_SM_PPM)
@@ -102,7 +102,7 @@ uint64_t gpucap_region_sm_charge(gpucap_region *r, int device, uint64_t on_start
 
 bool gpucap_region_sm_lease(gpucap_region *r, int device, uint64_t now_ns, uint64_t ttl_ns)
 {
-	if (!entry_of(r, device) || r->observer || r->slot < 0)
+	if (!entry_of(r, device) || r->observer || r->slot < 0 || region_failed(r))
 		return false;
 	struct device_entry *entry = region_device(r, (uint32_t)device);
 	uint64_t me = (uint64_t)r->slot + 1;

@@ -67,15 +67,22 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 		int64_t granted = pending_slot[device] == slot ? pending_amount[device] : 0, credit = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 			const struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
-			granted +=
-			    granted_amount(atomic_load_explicit(&lane_device->granted, memory_order_acquire));
-			credit += atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
+			granted = sat_add_i64(granted, granted_amount(atomic_load_explicit(
+			                                   &lane_device->granted, memory_order_acquire)));
+			credit = sat_add_i64(
+			    credit, atomic_load_explicit(&lane_device->credit, memory_order_relaxed));
 			for (unsigned kind = 0; kind < GPUCAP_KIND_COUNT; kind++)
-				out->kind_bytes[kind] += atomic_load_explicit(&lane_device->kind_bytes[kind],
-				                                              memory_order_relaxed);
+				out->kind_bytes[kind] =
+				    sat_add_i64(out->kind_bytes[kind],
+				                atomic_load_explicit(&lane_device->kind_bytes[kind],
+				                                     memory_order_relaxed));
 		}
 		out->charged_bytes = granted > 0 ? (uint64_t)granted : 0;
-		out->in_use_bytes = granted > credit ? (uint64_t)(granted - credit) : 0;
+		/* credit may be negative (a damaged file): in use is then at most
+		 * what is charged. */
+		out->in_use_bytes = credit <= 0        ? out->charged_bytes
+		                    : granted > credit ? (uint64_t)granted - (uint64_t)credit
+		                                       : 0;
 	}
 }
 
@@ -93,7 +100,8 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 	}
 	snap->process_count = 0;
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
-		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
+		/* Any state but FREE: an out-of-range one still holds charges. */
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
 		fill_process(r, slot, &snap->processes[snap->process_count++], pending_amount, pending_slot);
 	}
@@ -105,8 +113,10 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 			continue;
 		}
 		int64_t sum = pending_slot[d] == UINT32_MAX ? pending_amount[d] : 0;
-		for (uint32_t p = 0; p < snap->process_count; p++)
-			sum += (int64_t)snap->processes[p].devices[d].charged_bytes;
+		for (uint32_t p = 0; p < snap->process_count; p++) {
+			uint64_t charged = snap->processes[p].devices[d].charged_bytes;
+			sum = sat_add_i64(sum, charged > INT64_MAX ? INT64_MAX : (int64_t)charged);
+		}
 		if (sum < 0 || (uint64_t)sum != charge_total(before[d]))
 			consistent = false;
 	}
@@ -137,6 +147,9 @@ static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpuca
 struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 {
 	if (!r)
+		return NULL;
+	region_check_file(r);
+	if (region_failed(r))
 		return NULL;
 	struct gpucap_snapshot *snap = calloc(1, sizeof(*snap));
 	if (!snap)
@@ -190,7 +203,13 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		view->peak_bytes = atomic_load_explicit(&entry->peak, memory_order_relaxed);
 		view->charged_bytes = charged[device];
 		for (uint32_t p = 0; p < snap->process_count; p++)
-			view->in_use_bytes += snap->processes[p].devices[device].in_use_bytes;
+			view->in_use_bytes =
+			    sat_add_u64(view->in_use_bytes, snap->processes[p].devices[device].in_use_bytes);
+	}
+	if (region_failed(r)) {
+		/* Truncated while being copied: what was read is not the file. */
+		gpucap_snapshot_free(snap);
+		return NULL;
 	}
 	return snap;
 }
