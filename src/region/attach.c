@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_point.h"
 #include "platform.h"
 #include "region_internal.h"
 
@@ -218,6 +219,7 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 		return GPUCAP_ERR_INVALID;
 	}
 	struct region_geometry geo = region_geometry_for(devices, slots);
+	GPUCAP_CRASH_POINT("init.lease_taken");
 	int rc = gpucap_platform_reset_file(fd, geo.layout_size);
 	if (rc != 0) {
 		if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
@@ -244,15 +246,19 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 		    path);
 		return GPUCAP_ERR_IO;
 	}
+	GPUCAP_CRASH_POINT("init.file_sized");
 	struct region_header *h = (struct region_header *)base;
 	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_relaxed);
 	/* release: pairs with the acquire load of state in a peer's
 	 * look_at_header (through pread, which orders as a read of the page). */
 	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_release);
+	GPUCAP_CRASH_POINT("init.magic_written");
 	fill_header(h, &geo);
+	GPUCAP_CRASH_POINT("init.header_filled");
 	/* The tables are all zeros: free devices and free slots. release: the
 	 * header fields above are visible to whoever reads READY. */
 	atomic_store_explicit(&h->state, REGION_READY, memory_order_release);
+	GPUCAP_CRASH_POINT("init.ready");
 	gpucap_platform_unmap(base, geo.layout_size);
 	if (atomic_load(&truncated)) {
 		say(err, err_len,
@@ -301,6 +307,7 @@ static gpucap_status map_ready(struct gpucap_region *r, const struct region_head
 	r->map_size = geo.layout_size;
 	r->geo = geo;
 	r->header = (struct region_header *)r->base;
+	GPUCAP_CRASH_POINT("attach.mapped");
 	if (gpucap_mapping_guard(r->base, r->map_size, &r->failed) != 0) {
 		say(err, err_len, "gpucap: cannot guard region %s: too many regions mapped in this process",
 		    r->path);

@@ -5,8 +5,10 @@
  * words; this file is the only code that changes a device charge word or a
  * granted word.
  */
+#include <assert.h>
 #include <stdatomic.h>
 
+#include "crash_point.h"
 #include "region_internal.h"
 
 static bool tag_to_lane(const struct gpucap_region *r, uint32_t tag, uint32_t *slot, uint32_t *lane)
@@ -66,6 +68,7 @@ void settle_tagged(struct gpucap_region *r, uint32_t device, uint64_t observed)
 	int64_t amount;
 	if (!read_tagged_op(r, device, observed, &slot, &lane, &seq, &amount))
 		return;
+	GPUCAP_CRASH_POINT("charge.helper_settling");
 	apply_to_granted(region_lane_device(r, slot, lane, device), seq, amount);
 }
 
@@ -122,6 +125,7 @@ gpucap_status lane_move(struct gpucap_region *r, uint32_t slot, uint32_t lane, u
 	    (granted_seq(atomic_load_explicit(&lane_device->granted, memory_order_acquire)) + 1) & 0xffffu;
 	atomic_store_explicit(&header->op_amount, amount, memory_order_relaxed);
 	atomic_store_explicit(&header->op, op_word(device, seq), memory_order_release);
+	GPUCAP_CRASH_POINT("charge.record_written");
 
 	gpucap_status status = GPUCAP_OK;
 	for (;;) {
@@ -137,6 +141,8 @@ gpucap_status lane_move(struct gpucap_region *r, uint32_t slot, uint32_t lane, u
 				break;
 			}
 			next = total + (uint64_t)amount;
+			/* The cap: a growth lands only at or under the limit. */
+			assert(next <= limit);
 		} else {
 			uint64_t decrease = (uint64_t)(-amount);
 			if (decrease > total) {
@@ -154,8 +160,11 @@ gpucap_status lane_move(struct gpucap_region *r, uint32_t slot, uint32_t lane, u
 		}
 		if (atomic_compare_exchange_weak_explicit(&entry->charge, &word, charge_word(next, tag),
 		                                          memory_order_acq_rel, memory_order_acquire)) {
+			GPUCAP_CRASH_POINT("charge.total_moved");
 			apply_to_granted(lane_device, seq, amount);
+			GPUCAP_CRASH_POINT("charge.granted_applied");
 			clear_own_tag(entry, tag);
+			GPUCAP_CRASH_POINT("charge.tag_cleared");
 			if (amount > 0)
 				raise_peak(entry, next);
 			break;

@@ -2,8 +2,10 @@
  * touching only its own cache line; only when the credit runs out does it
  * move the device total (charge.c), taking a little extra credit while the
  * device is far from its limit. */
+#include <assert.h>
 #include <stdatomic.h>
 
+#include "crash_point.h"
 #include "region_internal.h"
 
 static bool arguments_valid(const struct gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
@@ -58,6 +60,7 @@ static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind
 		status = lane_move(r, slot, lane, device, (int64_t)bytes, true);
 	}
 	if (status == GPUCAP_OK) {
+		GPUCAP_CRASH_POINT("reserve.granted");
 		if (extra)
 			atomic_fetch_add_explicit(&lane_device->credit, (int64_t)extra, memory_order_relaxed);
 		atomic_fetch_add_explicit(&lane_device->kind_bytes[kind], (int64_t)bytes,
@@ -110,6 +113,9 @@ static void trim_credit(struct gpucap_region *r, uint32_t lane, uint32_t device)
 	while (credit > (int64_t)CREDIT_KEEP) {
 		if (atomic_compare_exchange_weak_explicit(&lane_device->credit, &credit, (int64_t)CREDIT_KEEP,
 		                                          memory_order_acq_rel, memory_order_relaxed)) {
+			/* Only credit above the keep is returned: a positive amount. */
+			assert(credit - (int64_t)CREDIT_KEEP > 0);
+			GPUCAP_CRASH_POINT("release.credit_trimmed");
 			lane_move(r, (uint32_t)r->slot, lane, device, -(credit - (int64_t)CREDIT_KEEP),
 			          false);
 			break;
@@ -143,6 +149,7 @@ void gpucap_region_return_credit(gpucap_region *r, int device)
 		if (!lane_try_acquire(r, lane))
 			continue;
 		int64_t credit = atomic_exchange_explicit(&lane_device->credit, 0, memory_order_acq_rel);
+		GPUCAP_CRASH_POINT("return_credit.taken");
 		if (credit > 0)
 			lane_move(r, (uint32_t)r->slot, lane, (uint32_t)device, -credit, false);
 		else if (credit < 0)

@@ -1,9 +1,11 @@
 /* Process slots and their leases: claiming a slot, returning a slot's
  * charges, reclaiming the slots of dead processes, and detaching. */
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "crash_point.h"
 #include "platform.h"
 #include "region_internal.h"
 
@@ -57,6 +59,7 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 			settle_tagged(r, device, word);
 			/* lane_move clears a tag of its own lane before moving. */
 			lane_move(r, slot, tag - 1 - slot * r->geo.lanes, device, 0, false);
+			GPUCAP_CRASH_POINT("return.tag_settled");
 		}
 		/* 16 lanes of 48-bit amounts: the sum cannot overflow. */
 		int64_t sum = 0;
@@ -74,12 +77,14 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 		}
 		if (sum != 0)
 			lane_move(r, slot, 0, device, -sum, false);
+		GPUCAP_CRASH_POINT("return.device_returned");
 		if (sum > 0) {
 			total_returned += (uint64_t)sum;
 			if (returned)
 				returned[device] += (uint64_t)sum;
 		}
 	}
+	GPUCAP_CRASH_POINT("return.before_zeroing");
 	zero_lane_counters(r, slot);
 	return total_returned;
 }
@@ -112,12 +117,16 @@ void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
 static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot,
                                   struct gpucap_reclaim_report *report)
 {
+	/* One reclaimer per slot: this thread holds the in-process claim, and
+	 * so the lease for this handle alone. */
+	assert(atomic_load_explicit(&r->slot_claim[slot], memory_order_relaxed) == 1);
 	uint32_t state = atomic_load_explicit(region_slot_state(r, slot), memory_order_relaxed);
 	if (report && state != SLOT_LIVE)
 		report->damaged_slots++;
 	uint64_t bytes = slot_return_all(r, slot, report ? report->bytes_per_device : NULL,
 	                                 report ? &report->damaged_bytes : NULL);
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
+	GPUCAP_CRASH_POINT("reclaim.slot_freed");
 	atomic_fetch_add_explicit(&r->header->reclaimed_slots_total, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->header->reclaimed_bytes_total, bytes, memory_order_relaxed);
 	return bytes;
@@ -138,6 +147,7 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 			continue;
 		if (!slot_lease_take(r, slot))
 			continue; /* alive, or being reclaimed by another thread or process */
+		GPUCAP_CRASH_POINT("reclaim.lease_taken");
 		/* Holding the lease, check again: another reclaimer may have
 		 * finished between our look and our lease. */
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE) {
@@ -165,6 +175,12 @@ void gpucap_region_maintain(gpucap_region *r)
 	region_check_file(r);
 	if (region_failed(r))
 		return;
+#ifdef GPUCAP_CRASH_POINTS
+	/* The crash-point build sweeps only when asked (reclaim_dead): an
+	 * election by the clock would make the Nth hit of a point differ from
+	 * run to run. */
+	return;
+#endif
 	uint64_t now = gpucap_clock_monotonic_ns();
 	uint64_t last = atomic_load_explicit(&r->header->last_sweep_ns, memory_order_relaxed);
 	if (last != 0 && now - last < ATTACH_SWEEP_INTERVAL_NS && now >= last)
@@ -198,7 +214,9 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->resolved_host, 0, memory_order_relaxed);
 	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
+	GPUCAP_CRASH_POINT("claim.identity_written");
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_LIVE, memory_order_release);
+	GPUCAP_CRASH_POINT("claim.slot_live");
 }
 
 /* Take the lease of one slot; true when the slot is now ours. */
@@ -206,6 +224,7 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 {
 	if (!slot_lease_take(r, slot))
 		return false;
+	GPUCAP_CRASH_POINT("claim.lease_taken");
 	/* A free slot's lanes were zeroed when it was freed (or are new). */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
@@ -235,6 +254,9 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 	uint64_t seed =
 	    (uint64_t)gpucap_platform_pid() * UINT64_C(0x9E3779B97F4A7C15) ^ gpucap_clock_monotonic_ns();
 	uint32_t start = (uint32_t)((seed >> 17) % capacity);
+#ifdef GPUCAP_CRASH_POINTS
+	start = 0; /* the same slots in every run of the crash-point harness */
+#endif
 	for (int pass = 0; pass < 2; pass++) {
 		/* First pass: free slots; second: live-looking slots whose owner
 		 * may have died. */
@@ -309,7 +331,9 @@ void slot_release_own(struct gpucap_region *r)
 		return;
 	uint32_t slot = (uint32_t)r->slot;
 	slot_return_all(r, slot, NULL, NULL);
+	GPUCAP_CRASH_POINT("detach.returned");
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
+	GPUCAP_CRASH_POINT("detach.slot_freed");
 	slot_lease_drop(r, slot);
 	r->slot = -1;
 }
