@@ -18,12 +18,22 @@
  *                                                          another process initialises
  *                                                          a new file
  *   device_register         any operation                  none (lock-free)
- *   reserve / release       any operation                  none (lock-free)
+ *   reserve / release       any operation                  none between processes (lock-free);
+ *                                                          within one, a thread yields only
+ *                                                          while all 16 lanes of its slot are
+ *                                                          busy (more than 16 of its own
+ *                                                          threads inside an operation), for
+ *                                                          its own threads, each a few steps
+ *                                                          from done
  *   snapshot                any operation                  none (bounded retries)
  *   reclaim_dead            any operation                  none (non-blocking leases)
  *   set_limit / set_sm      any operation                  none
  *   detach                  any operation on other handles none; the caller's own threads
  *                                                          must have stopped using it
+ *
+ * The protocol behind this table (who writes each word, linearization
+ * points, the release/acquire pairs, the bounds relied on) is argued in
+ * docs/region-protocol.md.
  *
  * Lock-free here means: a thread never waits for another thread or process
  * to make progress. A stalled or dead peer cannot block anyone; a CAS retry

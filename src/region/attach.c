@@ -249,14 +249,16 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 	GPUCAP_CRASH_POINT("init.file_sized");
 	struct region_header *h = (struct region_header *)base;
 	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_relaxed);
-	/* release: pairs with the acquire load of state in a peer's
-	 * look_at_header (through pread, which orders as a read of the page). */
+	/* Not ready yet: a peer that reads this state (look_at_header, through
+	 * pread of the same page) waits for the init lease to be free. */
 	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_release);
 	GPUCAP_CRASH_POINT("init.magic_written");
 	fill_header(h, &geo);
 	GPUCAP_CRASH_POINT("init.header_filled");
-	/* The tables are all zeros: free devices and free slots. release: the
-	 * header fields above are visible to whoever reads READY. */
+	/* The tables are all zeros: free devices and free slots. R1: the
+	 * header fields above are complete before READY; an attacher reads READY
+	 * (pread after the init lease is dropped, which orders it) and then
+	 * validates the mapped header again before any use (map_ready). */
 	atomic_store_explicit(&h->state, REGION_READY, memory_order_release);
 	GPUCAP_CRASH_POINT("init.ready");
 	gpucap_platform_unmap(base, geo.layout_size);

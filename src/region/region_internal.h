@@ -124,6 +124,7 @@ static inline uint64_t stored_limit_bytes(uint64_t stored)
  * ceiling. */
 static inline uint64_t effective_limit(const struct gpucap_region *r, uint32_t device)
 {
+	/* A4: pairs with R4 (register's CAS, set_limit's store). */
 	uint64_t limit =
 	    stored_limit_bytes(atomic_load_explicit(&region_device(r, device)->limit, memory_order_acquire));
 	uint64_t cap = atomic_load_explicit(&r->local_cap[device], memory_order_relaxed);

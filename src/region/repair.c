@@ -15,6 +15,7 @@ static void repair_live_states(struct gpucap_region *r, struct gpucap_repair_rep
 {
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
 		_Atomic uint32_t *state = region_slot_state(r, slot);
+		/* A6: pairs with the owner's R6 stores. */
 		uint32_t seen = atomic_load_explicit(state, memory_order_acquire);
 		if (seen == SLOT_FREE || seen == SLOT_LIVE)
 			continue;
@@ -34,10 +35,12 @@ static bool ledgers_sum(const struct gpucap_region *r, uint32_t device, int64_t 
 	int64_t total = 0;
 	bool sane = true;
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
+		/* A6. */
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
 		int64_t slot_sum = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++)
+			/* A10: pairs with R10. */
 			slot_sum += granted_amount(atomic_load_explicit(
 			    &region_lane_device(r, slot, lane, device)->granted, memory_order_acquire));
 		if (slot_sum < 0)
@@ -59,6 +62,8 @@ static void repair_total(struct gpucap_region *r, uint32_t device, struct gpucap
 	struct device_entry *entry = region_device(r, device);
 	int64_t previous_sum = -1;
 	for (int attempt = 0; attempt < REPAIR_TRIES; attempt++) {
+		/* A5: pairs with the last mover's R5; with the re-read below it
+		 * brackets the sum of the ledgers. */
 		uint64_t before = atomic_load_explicit(&entry->charge, memory_order_acquire);
 		if (charge_tag(before) != 0) {
 			settle_tagged(r, device, before);
@@ -66,6 +71,7 @@ static void repair_total(struct gpucap_region *r, uint32_t device, struct gpucap
 		}
 		int64_t sum;
 		bool sane = ledgers_sum(r, device, &sum);
+		/* A5: the second bracket. */
 		uint64_t after = atomic_load_explicit(&entry->charge, memory_order_acquire);
 		if (after != before) {
 			previous_sum = -1;
@@ -110,6 +116,7 @@ gpucap_status gpucap_region_repair(gpucap_region *r, struct gpucap_repair_report
 		return status;
 	repair_live_states(r, report);
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++)
+		/* A2: pairs with R2. */
 		if (atomic_load_explicit(&region_device(r, device)->key, memory_order_acquire) != 0)
 			repair_total(r, device, report);
 	if (region_failed(r)) {

@@ -18,6 +18,9 @@ static bool take_credit(struct lane_device *lane_device, uint64_t bytes)
 {
 	int64_t credit = atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
 	while (credit >= (int64_t)bytes) {
+		/* A12: pairs with the R12 release of the thread that returned
+		 * this credit (gpucap_release). The CAS is the linearization
+		 * point of a reserve from credit: the bytes are counted already. */
 		if (atomic_compare_exchange_weak_explicit(&lane_device->credit, &credit,
 		                                          credit - (int64_t)bytes, memory_order_acquire,
 		                                          memory_order_relaxed))
@@ -111,6 +114,8 @@ static void trim_credit(struct gpucap_region *r, uint32_t lane, uint32_t device)
 	struct lane_device *lane_device = region_lane_device(r, (uint32_t)r->slot, lane, device);
 	int64_t credit = atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
 	while (credit > (int64_t)CREDIT_KEEP) {
+		/* A12/R12 (acq_rel): takes the excess from every release before it;
+		 * only the lane's holder (A8) moves it to the device total. */
 		if (atomic_compare_exchange_weak_explicit(&lane_device->credit, &credit, (int64_t)CREDIT_KEEP,
 		                                          memory_order_acq_rel, memory_order_relaxed)) {
 			/* Only credit above the keep is returned: a positive amount. */
@@ -131,6 +136,9 @@ void gpucap_release(gpucap_region *r, int device, gpucap_kind kind, uint64_t byt
 	uint32_t lane = lane_of_this_thread(r);
 	struct lane_device *own = region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device);
 	atomic_fetch_sub_explicit(&own->kind_bytes[kind], (int64_t)bytes, memory_order_relaxed);
+	/* R12: the linearization point of a release (the bytes stay counted, as
+	 * idle credit); partners A12 in take_credit, trim_credit and
+	 * return_credit. */
 	int64_t credit =
 	    atomic_fetch_add_explicit(&own->credit, (int64_t)bytes, memory_order_release) + (int64_t)bytes;
 	if (credit > (int64_t)CREDIT_HIGH)
@@ -148,6 +156,7 @@ void gpucap_region_return_credit(gpucap_region *r, int device)
 			continue;
 		if (!lane_try_acquire(r, lane))
 			continue;
+		/* A12/R12: takes every release's credit before returning it. */
 		int64_t credit = atomic_exchange_explicit(&lane_device->credit, 0, memory_order_acq_rel);
 		GPUCAP_CRASH_POINT("return_credit.taken");
 		if (credit > 0)

@@ -42,6 +42,8 @@ static void zero_granted(struct gpucap_region *r, uint32_t slot, uint32_t device
 		_Atomic uint64_t *granted = &region_lane_device(r, slot, lane, device)->granted;
 		uint64_t word = atomic_load_explicit(granted, memory_order_relaxed);
 		/* Same sequence: the next operation of a new owner follows on. */
+		/* R10 (plain store; the reclaimer owns the dead slot's lanes, I3):
+		 * partners A10 in readers and the next owner's first lane_move. */
 		atomic_store_explicit(granted, granted_word(0, granted_seq(word)), memory_order_release);
 	}
 }
@@ -51,8 +53,10 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 	uint64_t total_returned = 0;
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++) {
 		struct device_entry *entry = region_device(r, device);
+		/* A2: pairs with the registrant's R2 key CAS. */
 		if (atomic_load_explicit(&entry->key, memory_order_acquire) == 0)
 			continue;
+		/* A5: pairs with the R5 CAS that may have left this slot's tag. */
 		uint64_t word = atomic_load_explicit(&entry->charge, memory_order_acquire);
 		uint32_t tag = charge_tag(word);
 		if (tag > slot * r->geo.lanes && tag <= (slot + 1) * r->geo.lanes) {
@@ -64,6 +68,8 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 		/* 16 lanes of 48-bit amounts: the sum cannot overflow. */
 		int64_t sum = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++)
+			/* A10: pairs with R10 of the user or a helper: every applied
+			 * operation of the slot is in the sum (I1). */
 			sum += granted_amount(atomic_load_explicit(
 			    &region_lane_device(r, slot, lane, device)->granted, memory_order_acquire));
 		if (sum < 0) {
@@ -92,13 +98,14 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 bool slot_lease_take(struct gpucap_region *r, uint32_t slot)
 {
 	uint8_t unclaimed = 0;
-	/* acquire: pairs with the release in slot_lease_drop, so this thread
-	 * sees every write the previous claimant made to the slot. */
+	/* A11: pairs with R11 in slot_lease_drop, so this thread sees every
+	 * write the previous claimant of this handle made to the slot (I5). */
 	if (!atomic_compare_exchange_strong_explicit(&r->slot_claim[slot], &unclaimed, 1,
 	                                             memory_order_acquire, memory_order_relaxed))
 		return false; /* another thread of this process works on it */
 	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) == 0)
 		return true;
+	/* R11: nothing was written; the claim is free again. */
 	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
 	return false;
 }
@@ -106,8 +113,8 @@ bool slot_lease_take(struct gpucap_region *r, uint32_t slot)
 void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
 {
 	gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
-	/* release: pairs with the acquire CAS in slot_lease_take; the next
-	 * claimant of this handle sees the slot as this thread left it. */
+	/* R11: partner A11 in slot_lease_take; the next claimant of this
+	 * handle sees the slot as this thread left it, lease dropped (I5). */
 	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
 }
 
@@ -125,6 +132,8 @@ static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot,
 		report->damaged_slots++;
 	uint64_t bytes = slot_return_all(r, slot, report ? report->bytes_per_device : NULL,
 	                                 report ? &report->damaged_bytes : NULL);
+	/* R6: I6, the lanes sum to zero before the slot reads FREE; partners
+	 * A6 in claim_slot, reclaim_dead and snapshots. */
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
 	GPUCAP_CRASH_POINT("reclaim.slot_freed");
 	atomic_fetch_add_explicit(&r->header->reclaimed_slots_total, 1, memory_order_relaxed);
@@ -143,6 +152,7 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
 		if ((int)slot == r->slot)
 			continue;
+		/* A6: pairs with R6 of the owner's claim (LIVE) or a reclaimer's FREE. */
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
 		if (!slot_lease_take(r, slot))
@@ -150,6 +160,9 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 		GPUCAP_CRASH_POINT("reclaim.lease_taken");
 		/* Holding the lease, check again: another reclaimer may have
 		 * finished between our look and our lease. */
+		/* A6 again, under the lease and the in-process claim (I5): a
+		 * reclaimer that finished before us stored FREE (R6) before
+		 * dropping the lease. */
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE) {
 			uint64_t bytes = reclaim_held_slot(r, slot, report);
 			if (report) {
@@ -215,6 +228,7 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
 	GPUCAP_CRASH_POINT("claim.identity_written");
+	/* R6: the identity above is complete before anyone sees LIVE (A6). */
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_LIVE, memory_order_release);
 	GPUCAP_CRASH_POINT("claim.slot_live");
 }
@@ -226,6 +240,8 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 		return false;
 	GPUCAP_CRASH_POINT("claim.lease_taken");
 	/* A free slot's lanes were zeroed when it was freed (or are new). */
+	/* A6: pairs with R6; anything but FREE under our lease is a dead
+	 * owner's slot to return first. */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
 	write_identity(r, slot, id);
@@ -262,6 +278,7 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 		 * may have died. */
 		for (uint32_t i = 0; i < capacity; i++) {
 			uint32_t slot = (start + i) % capacity;
+			/* A6: pairs with R6 (LIVE at claim, FREE at detach or reclaim). */
 			bool free_slot = atomic_load_explicit(region_slot_state(r, slot),
 			                                      memory_order_acquire) == SLOT_FREE;
 			if (free_slot != (pass == 0))
@@ -289,6 +306,8 @@ void gpucap_region_set_host_pid(gpucap_region *r, int32_t host_pid, gpucap_host_
 		return;
 	struct slot_header *header = region_slot(r, (uint32_t)r->slot);
 	atomic_store_explicit(&header->host_pid_source, (uint32_t)source, memory_order_relaxed);
+	/* R7-like: publishes host_pid_source with the pid; readers load the
+	 * pid with acquire (fill_process). */
 	atomic_store_explicit(&header->host_pid, host_pid, memory_order_release);
 }
 
@@ -300,13 +319,17 @@ gpucap_status gpucap_region_resolve_host_pid(gpucap_region *r, uint32_t slot, ui
 	if (region_failed(r))
 		return GPUCAP_ERR_CORRUPT;
 	struct slot_header *header = region_slot(r, slot);
+	/* A6 and the generation (relaxed increment published by R6): the
+	 * resolver writes only for the owner it matched. */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE ||
 	    atomic_load_explicit(&header->generation, memory_order_acquire) != generation)
 		return GPUCAP_ERR_STALE;
 	/* Tagged with the generation, so a write that loses a race with the
 	 * slot's reuse is ignored by readers rather than naming the new owner. */
 	uint64_t word = ((uint64_t)generation << 32) | (uint32_t)host_pid;
+	/* R7: partner A7 in fill_process, which reads the generation with it. */
 	atomic_store_explicit(&header->resolved_host, word, memory_order_release);
+	/* Re-check: a reuse that raced the store shows a new generation. */
 	return atomic_load_explicit(&header->generation, memory_order_acquire) == generation
 	           ? GPUCAP_OK
 	           : GPUCAP_ERR_STALE;
@@ -332,6 +355,7 @@ void slot_release_own(struct gpucap_region *r)
 	uint32_t slot = (uint32_t)r->slot;
 	slot_return_all(r, slot, NULL, NULL);
 	GPUCAP_CRASH_POINT("detach.returned");
+	/* R6: I6, our lanes were returned above. */
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
 	GPUCAP_CRASH_POINT("detach.slot_freed");
 	slot_lease_drop(r, slot);
