@@ -18,7 +18,8 @@ struct gpucap_file_info {
 	uint32_t links; /* hard links (names) */
 };
 
-/* Open the region file without following a final symbolic link, close-on-exec.
+/* Open the region file without following a final symbolic link, without
+ * blocking (O_NONBLOCK: a FIFO cannot hang it), close-on-exec.
  * Returns an fd or -errno. With create, a missing file is created with mode. */
 int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode);
 int gpucap_platform_fstat(int fd, struct gpucap_file_info *info);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "crash_point.h"
+#include "leased_file.h"
 #include "platform.h"
 #include "region_internal.h"
 
@@ -163,39 +164,37 @@ static gpucap_status open_error(int error, const char *path, bool writable, char
 	}
 }
 
-static gpucap_status check_owner(const struct gpucap_file_info *info, const struct gpucap_region_options *o,
-                                 const char *path, char *err, size_t err_len)
+/* The one-line message for a file the safe open refused. */
+static gpucap_status file_refused(gpucap_file_check check, int error, const struct gpucap_file_info *info,
+                                  const char *path, bool writable, char *err, size_t err_len)
 {
-	if (!info->regular) {
+	switch (check) {
+	case GPUCAP_FILE_OK:
+		return GPUCAP_OK;
+	case GPUCAP_FILE_OPEN_FAILED:
+		return open_error(error, path, writable, err, err_len);
+	case GPUCAP_FILE_SYMLINK:
+		return open_error(ELOOP, path, writable, err, err_len);
+	case GPUCAP_FILE_NOT_REGULAR:
 		say(err, err_len,
 		    "gpucap: region %s is not a regular file; point CUDA_DEVICE_MEMORY_SHARED_CACHE at a "
 		    "file path",
 		    path);
 		return GPUCAP_ERR_PERMISSION;
-	}
-	if (info->links != 1) {
-		/* A second name lets whoever made it swap what the first name
-		 * reaches, or make root tools act on a file they never named. */
+	case GPUCAP_FILE_LINKS:
 		say(err, err_len,
 		    "gpucap: region %s has %u names (hard links); gpucap uses only a file with one name: "
 		    "remove the other links, or remove the file and let gpucap create it",
 		    path, info->links);
 		return GPUCAP_ERR_PERMISSION;
+	case GPUCAP_FILE_OWNER:
+		say(err, err_len,
+		    "gpucap: region %s is owned by uid %u, not by you (uid %u); use a path of your own, or "
+		    "have its owner share it with your group (GPUCAP_REGION_GROUP=1)",
+		    path, info->uid, gpucap_platform_euid());
+		return GPUCAP_ERR_PERMISSION;
 	}
-	if (o->observer || info->uid == gpucap_platform_euid())
-		return GPUCAP_OK;
-	/* Root tools (gpucap set, reap, resolve on a node) act on regions
-	 * that containers' users own; they take no slot and create nothing. */
-	if (o->existing_only && gpucap_platform_euid() == 0)
-		return GPUCAP_OK;
-	if (o->group_shared && gpucap_platform_in_group(info->gid) && (info->mode & 0060) == 0060)
-		return GPUCAP_OK;
-	say(err, err_len,
-	    "gpucap: region %s is owned by uid %u, not by you (uid %u); use a path of your own, or have its "
-	    "owner "
-	    "share it with your group (GPUCAP_REGION_GROUP=1)",
-	    path, info->uid, gpucap_platform_euid());
-	return GPUCAP_ERR_PERMISSION;
+	return GPUCAP_ERR_IO;
 }
 
 static bool all_zero(const void *data, size_t len)
@@ -234,16 +233,11 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 		return GPUCAP_ERR_IO;
 	}
 	int map_error = 0;
-	uint8_t *base = gpucap_platform_map(fd, geo.layout_size, true, &map_error);
-	if (!base) {
-		say(err, err_len, "gpucap: cannot map region %s: %s", path, strerror(map_error));
-		return GPUCAP_ERR_IO;
-	}
 	_Atomic uint32_t truncated = 0;
-	if (gpucap_mapping_guard(base, geo.layout_size, &truncated) != 0) {
-		gpucap_platform_unmap(base, geo.layout_size);
-		say(err, err_len, "gpucap: cannot guard region %s: too many regions mapped in this process",
-		    path);
+	uint8_t *base = gpucap_map_guarded(fd, geo.layout_size, true, &truncated, &map_error);
+	if (!base) {
+		say(err, err_len, "gpucap: cannot map region %s: %s", path,
+		    map_error == ENOSPC ? "too many regions mapped in this process" : strerror(map_error));
 		return GPUCAP_ERR_IO;
 	}
 	GPUCAP_CRASH_POINT("init.file_sized");
@@ -301,20 +295,16 @@ static gpucap_status map_ready(struct gpucap_region *r, const struct region_head
 	if (status != GPUCAP_OK)
 		return status;
 	int map_error = 0;
-	r->base = gpucap_platform_map(r->fd, geo.layout_size, !r->observer, &map_error);
+	r->base = gpucap_map_guarded(r->fd, geo.layout_size, !r->observer, &r->failed, &map_error);
 	if (!r->base) {
-		say(err, err_len, "gpucap: cannot map region %s: %s", r->path, strerror(map_error));
+		say(err, err_len, "gpucap: cannot map region %s: %s", r->path,
+		    map_error == ENOSPC ? "too many regions mapped in this process" : strerror(map_error));
 		return GPUCAP_ERR_IO;
 	}
 	r->map_size = geo.layout_size;
 	r->geo = geo;
 	r->header = (struct region_header *)r->base;
 	GPUCAP_CRASH_POINT("attach.mapped");
-	if (gpucap_mapping_guard(r->base, r->map_size, &r->failed) != 0) {
-		say(err, err_len, "gpucap: cannot guard region %s: too many regions mapped in this process",
-		    r->path);
-		return GPUCAP_ERR_IO;
-	}
 	/* Validate the mapped header too: the file may have changed since. */
 	struct region_geometry mapped;
 	status = validate_header(r->header, size, r->path, &mapped, err, err_len);
@@ -483,19 +473,22 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
 		atomic_init(&r->local_cap[d], GPUCAP_BYTES_MAX);
 	r->observer = o->observer;
 	r->slot = -1;
-	r->fd = gpucap_platform_open(path, !o->observer && !o->existing_only, !o->observer,
-	                             o->group_shared ? 0660 : 0600);
-	gpucap_status status;
-	if (r->fd < 0) {
-		status = open_error(-r->fd, path, !o->observer, err, err_len);
-	} else {
-		struct gpucap_file_info info;
-		int rc = gpucap_platform_fstat(r->fd, &info);
-		status = rc != 0 ? open_error(-rc, path, !o->observer, err, err_len)
-		                 : check_owner(&info, o, path, err, err_len);
-		if (status == GPUCAP_OK)
-			status = attach_loop(r, o, info, err, err_len);
-	}
+	/* Observers read any file; root tools (gpucap set, reap, resolve on a
+	 * node) act on regions that containers' users own, taking no slot and
+	 * creating nothing. */
+	struct gpucap_file_rules rules = {
+	    .create = !o->observer && !o->existing_only,
+	    .writable = !o->observer,
+	    .mode = o->group_shared ? 0660 : 0600,
+	    .group_shared = o->group_shared,
+	    .any_owner = o->observer || (o->existing_only && gpucap_platform_euid() == 0),
+	};
+	struct gpucap_file_info info;
+	int error = 0;
+	gpucap_file_check check = gpucap_file_open(path, &rules, &r->fd, &info, &error);
+	gpucap_status status = file_refused(check, error, &info, path, !o->observer, err, err_len);
+	if (status == GPUCAP_OK)
+		status = attach_loop(r, o, info, err, err_len);
 	if (status != GPUCAP_OK) {
 		gpucap_platform_unmap(r->base, r->map_size);
 		gpucap_platform_close(r->fd);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "crash_point.h"
+#include "leased_file.h"
 #include "platform.h"
 #include "region_internal.h"
 
@@ -97,25 +98,12 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 
 bool slot_lease_take(struct gpucap_region *r, uint32_t slot)
 {
-	uint8_t unclaimed = 0;
-	/* A11: pairs with R11 in slot_lease_drop, so this thread sees every
-	 * write the previous claimant of this handle made to the slot (I5). */
-	if (!atomic_compare_exchange_strong_explicit(&r->slot_claim[slot], &unclaimed, 1,
-	                                             memory_order_acquire, memory_order_relaxed))
-		return false; /* another thread of this process works on it */
-	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) == 0)
-		return true;
-	/* R11: nothing was written; the claim is free again. */
-	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
-	return false;
+	return gpucap_slot_lease_take(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot));
 }
 
 void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
 {
-	gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
-	/* R11: partner A11 in slot_lease_take; the next claimant of this
-	 * handle sees the slot as this thread left it, lease dropped (I5). */
-	atomic_store_explicit(&r->slot_claim[slot], 0, memory_order_release);
+	gpucap_slot_lease_drop(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot));
 }
 
 /* The caller holds the slot's lease and found it not FREE (LIVE, or a value
