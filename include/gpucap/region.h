@@ -157,6 +157,48 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
                                    char *err, size_t err_len);
 
 /*
+ * attach_detailed: attach, reporting a refusal as data: the status, what is
+ * wrong (a gpucap_region_problem) and one line naming the file and the
+ * problem, without a fix. The caller adds the fix that fits how it was told
+ * the path (a variable, a flag, a config file): gpucap_region_problem_hint
+ * gives the default, which names CUDA_DEVICE_MEMORY_SHARED_CACHE.
+ * gpucap_region_attach is this plus that default hint, as one line.
+ */
+typedef enum gpucap_region_problem {
+	GPUCAP_PROBLEM_NONE = 0,
+	GPUCAP_PROBLEM_INVALID,      /* a bad argument */
+	GPUCAP_PROBLEM_PATH,         /* the path is empty or too long */
+	GPUCAP_PROBLEM_CAPACITY,     /* more slots or devices than a region holds */
+	GPUCAP_PROBLEM_SYMLINK,      /* the path is a symbolic link */
+	GPUCAP_PROBLEM_NOT_REGULAR,  /* a directory, FIFO, device or socket */
+	GPUCAP_PROBLEM_LINKS,        /* the file has more than one name */
+	GPUCAP_PROBLEM_OWNER,        /* owned by another user, not shared with us */
+	GPUCAP_PROBLEM_MISSING,      /* no such file (and not creating) */
+	GPUCAP_PROBLEM_NO_DIRECTORY, /* its directory does not exist */
+	GPUCAP_PROBLEM_ACCESS,       /* permission denied */
+	GPUCAP_PROBLEM_READ_ONLY,    /* read-only file system */
+	GPUCAP_PROBLEM_NO_SPACE,     /* no space to create it */
+	GPUCAP_PROBLEM_VERSION,      /* another format version */
+	GPUCAP_PROBLEM_FOREIGN,      /* not a gpucap region */
+	GPUCAP_PROBLEM_CORRUPT,      /* a damaged header */
+	GPUCAP_PROBLEM_TRUNCATED,    /* shorter than its header says */
+	GPUCAP_PROBLEM_EMPTY,        /* not initialised, and nobody initialising it */
+	GPUCAP_PROBLEM_INIT_TIMEOUT, /* another process initialised it for too long */
+	GPUCAP_PROBLEM_SYSTEM,       /* a system call failed (the detail says which) */
+} gpucap_region_problem;
+
+struct gpucap_region_error {
+	gpucap_status status;
+	gpucap_region_problem problem;
+	char detail[640]; /* "region PATH has 2 names (hard links); ...", no "gpucap: " prefix, no fix */
+};
+
+gpucap_status gpucap_region_attach_detailed(const struct gpucap_region_options *options, gpucap_region **out,
+                                            struct gpucap_region_error *error);
+/* The default fix for a problem (naming CUDA_DEVICE_MEMORY_SHARED_CACHE), or "". */
+const char *gpucap_region_problem_hint(gpucap_region_problem problem);
+
+/*
  * attach_retry_due: after an attach failed with GPUCAP_ERR_BUSY (another
  * process initialised the file for longer than init_timeout_ms), whether the
  * caller should try to attach again now. Callers keep one zeroed

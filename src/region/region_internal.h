@@ -11,6 +11,24 @@
 #include "gpucap/region.h"
 #include "layout.h"
 
+/* Internal functions shared by the files of src/region keep short names in
+ * the code, and carry the gpucap_region_ prefix in the archive, so that
+ * libgpucap-region.a exports nothing a program linking it could clash with. */
+#define device_index_valid    gpucap_region_device_index_valid
+#define device_uuid_read      gpucap_region_device_uuid_read
+#define lane_acquire          gpucap_region_lane_acquire
+#define lane_move             gpucap_region_lane_move
+#define lane_of_this_thread   gpucap_region_lane_of_this_thread
+#define lane_release          gpucap_region_lane_release
+#define lane_try_acquire      gpucap_region_lane_try_acquire
+#define pending_tagged_amount gpucap_region_pending_tagged_amount
+#define region_check_file     gpucap_region_check_file
+#define settle_tagged         gpucap_region_settle_tagged
+#define slot_lease_drop       gpucap_region_slot_lease_drop
+#define slot_lease_take       gpucap_region_slot_lease_take
+#define slot_release_own      gpucap_region_slot_release_own
+#define slot_return_all       gpucap_region_slot_return_all
+
 struct gpucap_region {
 	char path[4096];
 	int fd;

@@ -102,6 +102,15 @@ static void a_region_with_two_names_is_refused(void **state)
 	char err[512] = "";
 	assert_int_equal(gpucap_region_attach(&options, &r, err, sizeof(err)), GPUCAP_ERR_PERMISSION);
 	assert_non_null(strstr(err, "hard links"));
+	assert_non_null(strstr(err, "remove the other links")); /* the default fix */
+	/* As data: the problem, and a line without a fix for the caller to add. */
+	struct gpucap_region_error error;
+	assert_int_equal(gpucap_region_attach_detailed(&options, &r, &error), GPUCAP_ERR_PERMISSION);
+	assert_int_equal(error.status, GPUCAP_ERR_PERMISSION);
+	assert_int_equal(error.problem, GPUCAP_PROBLEM_LINKS);
+	assert_non_null(strstr(error.detail, other));
+	assert_null(strstr(error.detail, "remove"));
+	assert_null(strstr(error.detail, "gpucap: "));
 	options.existing_only = true;
 	assert_int_equal(gpucap_region_attach(&options, &r, err, sizeof(err)), GPUCAP_ERR_PERMISSION);
 }
