@@ -225,8 +225,9 @@ static gpucap_status initialise(int fd, const struct gpucap_region_options *o, c
 	GPUCAP_CRASH_POINT("init.file_sized");
 	struct region_header *h = (struct region_header *)base;
 	atomic_store_explicit(&h->magic, REGION_MAGIC, memory_order_relaxed);
-	/* Not ready yet: a peer that reads this state (look_at_header, through
-	 * pread of the same page) waits for the init lease to be free. */
+	/* Not ready yet (the first store of R1's pair; READY below is the one
+	 * readers act on): a peer that reads this state (look_at_header,
+	 * through pread of the same page) waits for the init lease. */
 	atomic_store_explicit(&h->state, REGION_INITIALIZING, memory_order_release);
 	GPUCAP_CRASH_POINT("init.magic_written");
 	fill_header(h, &geo);

@@ -21,7 +21,8 @@ static void repair_live_states(struct gpucap_region *r, struct gpucap_repair_rep
 			continue;
 		if (gpucap_lease_probe(r->fd, LEASE_SLOT(slot)) != 1)
 			continue; /* dead: reclaim_dead returned it; or free now */
-		/* acq_rel: pairs with the owner's release stores of its state. */
+		/* R6/A6 (acq_rel): pairs with the owner's release stores of its
+		 * state; it cannot undo the owner's FREE (the CAS then fails). */
 		if (atomic_compare_exchange_strong_explicit(state, &seen, SLOT_LIVE, memory_order_acq_rel,
 		                                            memory_order_acquire))
 			report->slot_states_repaired++;
@@ -88,8 +89,8 @@ static void repair_total(struct gpucap_region *r, uint32_t device, struct gpucap
 			continue;
 		}
 		uint64_t fixed = (uint64_t)sum > GPUCAP_BYTES_MAX ? GPUCAP_BYTES_MAX : (uint64_t)sum;
-		/* acq_rel: the same CAS every operation on the total uses; it
-		 * fails if any of them landed since `before`. */
+		/* R5 (acq_rel): the same CAS every operation on the total uses;
+		 * it fails if any of them landed since `before` (I1 restored). */
 		if (atomic_compare_exchange_strong_explicit(&entry->charge, &before, charge_word(fixed, 0),
 		                                            memory_order_acq_rel, memory_order_acquire)) {
 			report->devices_repaired++;

@@ -92,6 +92,8 @@ uint64_t gpucap_region_sm_charge(gpucap_region *r, int device, uint64_t on_start
 	/* S1 acquire: the clock as the last charge left it. */
 	uint64_t tat = atomic_load_explicit(&entry->sm_tat_ns, memory_order_acquire);
 	uint64_t next;
+	/* S1 (acq_rel CAS): every concurrent charge lands, each on the clock
+	 * the previous one left. */
 	do {
 		uint64_t base = sane_tat(tat, now_ns);
 		if (base < on_start_ns)

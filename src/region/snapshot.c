@@ -38,7 +38,7 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	view->generation = atomic_load_explicit(&header->generation, memory_order_relaxed);
 	view->pid = atomic_load_explicit(&header->pid, memory_order_relaxed);
 	/* Acquire: pairs with the owner's release store in set_host_pid,
-	 * so the source read above belongs to this pid. */
+	 * so the source read next belongs to this pid. */
 	view->host_pid = atomic_load_explicit(&header->host_pid, memory_order_acquire);
 	uint32_t source = atomic_load_explicit(&header->host_pid_source, memory_order_relaxed);
 	view->host_pid_source =
