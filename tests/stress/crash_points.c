@@ -14,12 +14,15 @@
  * instant in every run. Two helper processes die at "charge.total_moved"
  * with their tag on the device word, so the victim's own operations settle
  * another lane's operation and its reclaim returns a slot with an
- * operation in flight. The script runs in two modes: the victim creates
- * the region, or joins one where a live peer holds bytes.
+ * operation in flight. The script runs in three modes: the victim creates
+ * the region, joins one where a live peer holds bytes, or joins with a
+ * second thread of its own reserving, releasing and reclaiming beside the
+ * script.
  *
  *   crash_points [--max-hits N] [--verbose]
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,8 +71,52 @@ static const char *const points[] = {
 };
 #define POINT_COUNT (sizeof(points) / sizeof(points[0]))
 
-enum mode { MODE_CREATE, MODE_JOIN };
-static const char *const mode_names[] = {"create", "join"};
+/* create: the victim creates the region; join: it joins one where a live
+ * peer holds bytes; join-threads: as join, and a second thread of the victim
+ * reserves, releases and reclaims beside the script the whole time (each
+ * point is then killed at its first hit, which the script always reaches,
+ * whichever thread gets there first). */
+enum mode { MODE_CREATE, MODE_JOIN, MODE_JOIN_THREADS };
+static const char *const mode_names[] = {"create", "join", "join-threads"};
+
+struct sibling {
+	gpucap_region *region;
+	int device;
+	_Atomic int stop;
+	pthread_t thread;
+	bool running;
+};
+
+static void *sibling_work(void *arg)
+{
+	struct sibling *s = arg;
+	for (unsigned step = 1; !atomic_load(&s->stop); step++) {
+		if (gpucap_reserve(s->region, s->device, GPUCAP_KIND_DATA, 64 * 1024) == GPUCAP_OK)
+			gpucap_release(s->region, s->device, GPUCAP_KIND_DATA, 64 * 1024);
+		if (step % 16 == 0)
+			gpucap_region_reclaim_dead(s->region, NULL);
+	}
+	return NULL;
+}
+
+static void sibling_start(struct sibling *s, bool wanted)
+{
+	atomic_store(&s->stop, 0);
+	s->running = wanted && pthread_create(&s->thread, NULL, sibling_work, s) == 0;
+}
+
+/* Before a fork (the helper must start from a one-thread process) and before
+ * detach (no thread may use the handle then). */
+static void sibling_stop(struct sibling *s)
+{
+	if (!s->running)
+		return;
+	atomic_store(&s->stop, 1);
+	pthread_join(s->thread, NULL);
+	s->running = false;
+}
+
+static bool victim_threaded;
 
 static struct {
 	unsigned long max_hits;
@@ -118,6 +165,10 @@ static int victim(const char *path)
 	if (device < 0)
 		return 81;
 	helper_dies_mid_charge(path);
+	static struct sibling sibling;
+	sibling.region = r;
+	sibling.device = device;
+	sibling_start(&sibling, victim_threaded);
 	if (gpucap_reserve(r, device, GPUCAP_KIND_DATA, 100 * 1024) != GPUCAP_OK ||
 	    gpucap_reserve(r, device, GPUCAP_KIND_DATA, 3 * MiB) != GPUCAP_OK ||
 	    gpucap_reserve(r, device, GPUCAP_KIND_MODULE, 5 * MiB) != GPUCAP_OK)
@@ -129,18 +180,22 @@ static int victim(const char *path)
 	 * the second's, with its operation still tagged on the device word. */
 	if (gpucap_region_reclaim_dead(r, NULL) != GPUCAP_OK)
 		return 83;
+	sibling_stop(&sibling);
 	helper_dies_mid_charge(path);
+	sibling_start(&sibling, victim_threaded);
 	if (gpucap_region_reclaim_dead(r, NULL) != GPUCAP_OK)
 		return 84;
+	sibling_stop(&sibling);
 	gpucap_region_detach(r);
 	gpucap_crash_points_report();
 	return 0;
 }
 
-static pid_t spawn_victim(const char *path, const char *crash_at, int counts_fd)
+static pid_t spawn_victim(const char *path, const char *crash_at, int counts_fd, bool threaded)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
+		victim_threaded = threaded;
 		if (crash_at)
 			setenv("GPUCAP_CRASH_AT", crash_at, 1);
 		else
@@ -162,12 +217,12 @@ struct hit_count {
 };
 
 /* Run the script to the end and read how often each point was hit. */
-static int count_hits(const char *path, struct hit_count *counts)
+static int count_hits(const char *path, struct hit_count *counts, bool threaded)
 {
 	int channel[2];
 	if (pipe(channel) != 0)
 		return -1;
-	pid_t pid = spawn_victim(path, NULL, channel[1]);
+	pid_t pid = spawn_victim(path, NULL, channel[1], threaded);
 	close(channel[1]);
 	int status = wait_child(pid);
 	FILE *in = fdopen(channel[0], "r");
@@ -251,7 +306,7 @@ static int run_one(enum mode mode, const char *crash_at, bool expect_kill)
 	const char *path = scratch_path("crash-point-region");
 	unlink(path);
 	gpucap_region *peer = NULL;
-	if (mode == MODE_JOIN) {
+	if (mode != MODE_CREATE) {
 		peer = attach_or_die(path);
 		int device;
 		if (gpucap_region_claim_slot(peer, NULL, NULL, 0) != GPUCAP_OK ||
@@ -261,7 +316,7 @@ static int run_one(enum mode mode, const char *crash_at, bool expect_kill)
 			return 1;
 		}
 	}
-	int status = wait_child(spawn_victim(path, crash_at, -1));
+	int status = wait_child(spawn_victim(path, crash_at, -1, mode == MODE_JOIN_THREADS));
 	int failures = 0;
 	char what[128];
 	snprintf(what, sizeof(what), "%s, killed at %s", mode_names[mode], crash_at ? crash_at : "(none)");
@@ -297,17 +352,17 @@ int main(int argc, char **argv)
 	}
 	int failures = 0, runs = 0;
 	bool reached[POINT_COUNT] = {false};
-	for (int mode = MODE_CREATE; mode <= MODE_JOIN; mode++) {
+	for (int mode = MODE_CREATE; mode <= MODE_JOIN_THREADS; mode++) {
 		struct hit_count counts[MAX_COUNTED];
 		const char *path = scratch_path("crash-point-count");
 		unlink(path);
 		gpucap_region *peer = NULL;
-		if (mode == MODE_JOIN) {
+		if (mode != MODE_CREATE) {
 			peer = attach_or_die(path);
 			if (gpucap_region_claim_slot(peer, NULL, NULL, 0) != GPUCAP_OK)
 				return 1;
 		}
-		int n = count_hits(path, counts);
+		int n = count_hits(path, counts, mode == MODE_JOIN_THREADS);
 		gpucap_region_detach(peer);
 		if (n < 0)
 			return 1;
@@ -328,7 +383,8 @@ int main(int argc, char **argv)
 			unsigned long hits = hits_of(counts, n, points[p]);
 			if (hits)
 				reached[p] = true;
-			for (unsigned long hit = 1; hit <= hits && hit <= cfg.max_hits; hit++) {
+			unsigned long max_hit = mode == MODE_JOIN_THREADS ? 1 : cfg.max_hits;
+			for (unsigned long hit = 1; hit <= hits && hit <= max_hit; hit++) {
 				char crash_at[80];
 				snprintf(crash_at, sizeof(crash_at), "%s:%lu", points[p], hit);
 				failures += run_one((enum mode)mode, crash_at, true);
