@@ -314,8 +314,7 @@ bool gpucap_region_failed(const gpucap_region *r, char *err, size_t err_len)
 	if (!r || !region_failed(r))
 		return false;
 	say(err, err_len,
-	    "gpucap: region %s was truncated or replaced while this process used it; failing closed (GPU "
-	    "memory allocations are refused): stop the processes using it and remove the file",
+	    "gpucap: region %s was truncated or replaced while this process used it; failing closed (GPU memory allocations are refused): stop the processes using it and remove the file",
 	    r->path);
 	return true;
 }
@@ -366,10 +365,10 @@ static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_re
 			/* Look twice: an initialiser may have finished between
 			 * the look at the header and the probe. */
 			if (gpucap_lease_probe(r->fd, LEASE_INIT) == 0 && ++idle_looks >= 2) {
-				fail(e, GPUCAP_PROBLEM_EMPTY,
-				     "region %s is empty or half made and no process is initialising it; "
-				     "nothing to read",
-				     r->path);
+				fail(
+				    e, GPUCAP_PROBLEM_EMPTY,
+				    "region %s is empty or half made and no process is initialising it; nothing to read",
+				    r->path);
 				return GPUCAP_ERR_BUSY;
 			}
 		} else {
@@ -500,22 +499,19 @@ const char *gpucap_region_problem_hint(gpucap_region_problem problem)
 	case GPUCAP_PROBLEM_LINKS:
 		return "remove the other links, or remove the file and let gpucap create it";
 	case GPUCAP_PROBLEM_OWNER:
-		return "use a path of your own, or have its owner share it with your group "
-		       "(GPUCAP_REGION_GROUP=1)";
+		return "use a path of your own, or have its owner share it with your group (GPUCAP_REGION_GROUP=1)";
 	case GPUCAP_PROBLEM_MISSING:
 		return "no gpucap process has used this path yet";
 	case GPUCAP_PROBLEM_NO_DIRECTORY:
 		return "create it or point CUDA_DEVICE_MEMORY_SHARED_CACHE at an existing directory";
 	case GPUCAP_PROBLEM_ACCESS:
-		return "the file must be yours and its directory writable, or point "
-		       "CUDA_DEVICE_MEMORY_SHARED_CACHE at a path you own";
+		return "the file must be yours and its directory writable, or point CUDA_DEVICE_MEMORY_SHARED_CACHE at a path you own";
 	case GPUCAP_PROBLEM_READ_ONLY:
 		return "point CUDA_DEVICE_MEMORY_SHARED_CACHE at a writable directory such as /tmp";
 	case GPUCAP_PROBLEM_NO_SPACE:
 		return "free space or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere";
 	case GPUCAP_PROBLEM_VERSION:
-		return "stop the processes using it and remove the file, or point "
-		       "CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere";
+		return "stop the processes using it and remove the file, or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere";
 	case GPUCAP_PROBLEM_FOREIGN:
 		return "remove it or point CUDA_DEVICE_MEMORY_SHARED_CACHE elsewhere";
 	case GPUCAP_PROBLEM_CORRUPT:

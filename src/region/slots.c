@@ -280,11 +280,10 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 		}
 	}
 	if (err && err_len)
-		snprintf(err, err_len,
-		         "gpucap: region %s: all %u process slots are held by live processes; stop some, or "
-		         "create "
-		         "the region with more slots",
-		         r->path, capacity);
+		snprintf(
+		    err, err_len,
+		    "gpucap: region %s: all %u process slots are held by live processes; stop some, or create the region with more slots",
+		    r->path, capacity);
 	return GPUCAP_ERR_FULL;
 }
 

@@ -161,8 +161,7 @@ static int check_round(gpucap_region *observer, int device, int round)
 	    s->process_count != (uint32_t)cfg.processes) {
 		fprintf(
 		    stderr,
-		    "round %d: INVARIANT BROKEN consistent=%d charged=%llu slots=%llu in_use=%llu held=%lld "
-		    "limit=%llu processes=%u\n",
+		    "round %d: INVARIANT BROKEN consistent=%d charged=%llu slots=%llu in_use=%llu held=%lld limit=%llu processes=%u\n",
 		    round, s->consistent, (unsigned long long)charged, (unsigned long long)slots_charged,
 		    (unsigned long long)in_use, (long long)held, (unsigned long long)cfg.limit,
 		    s->process_count);
@@ -241,13 +240,12 @@ int main(int argc, char **argv)
 		}
 	struct gpucap_snapshot *s = gpucap_region_snapshot(observer);
 	uint64_t final_charged = s->device_count ? s->devices[0].charged_bytes : 0;
-	printf("stress: %llu steps, %llu refusals at the limit, %llu over-limit observations, final charged "
-	       "%llu, "
-	       "processes left %u\n",
-	       (unsigned long long)atomic_load(&control->steps),
-	       (unsigned long long)atomic_load(&control->refusals),
-	       (unsigned long long)atomic_load(&control->over_limit), (unsigned long long)final_charged,
-	       s->process_count);
+	printf(
+	    "stress: %llu steps, %llu refusals at the limit, %llu over-limit observations, final charged %llu, processes left %u\n",
+	    (unsigned long long)atomic_load(&control->steps),
+	    (unsigned long long)atomic_load(&control->refusals),
+	    (unsigned long long)atomic_load(&control->over_limit), (unsigned long long)final_charged,
+	    s->process_count);
 	if (final_charged != 0 || s->process_count != 0 || atomic_load(&control->over_limit) != 0)
 		failures++;
 	if (atomic_load(&control->refusals) == 0) {

@@ -50,8 +50,7 @@ static const char usage_text[] =
     "  --seed N          seed of the victims and delays (default 1)\n"
     "  --max-delay-us U  longest pause between two kills (default 3000)\n"
     "  --check-every C   stop the world and check every C kills (default 10; 0: never)\n"
-    "  --stop-percent P  share of victims SIGSTOPped (then continued or killed) instead of killed (default "
-    "10)\n"
+    "  --stop-percent P  share of victims SIGSTOPped (then continued or killed) instead of killed (default 10)\n"
     "\n"
     "Exit status 0 when every check held; a failing run prints its seed.\n";
 
@@ -483,11 +482,11 @@ int main(int argc, char **argv)
 		       (unsigned long long)cfg.max_delay_us, (unsigned long long)cfg.limit,
 		       (unsigned long long)cfg.seed);
 	else
-		printf("torture: %d workers x %d threads, %llu kills, max delay %llu us, limit %llu, seed "
-		       "%llu\n",
-		       cfg.workers, cfg.threads, (unsigned long long)cfg.kills,
-		       (unsigned long long)cfg.max_delay_us, (unsigned long long)cfg.limit,
-		       (unsigned long long)cfg.seed);
+		printf(
+		    "torture: %d workers x %d threads, %llu kills, max delay %llu us, limit %llu, seed %llu\n",
+		    cfg.workers, cfg.threads, (unsigned long long)cfg.kills,
+		    (unsigned long long)cfg.max_delay_us, (unsigned long long)cfg.limit,
+		    (unsigned long long)cfg.seed);
 	fflush(stdout);
 	control = mmap(NULL, sizeof(*control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	gpucap_region *observer = test_attach(cfg.path);
@@ -513,33 +512,31 @@ int main(int argc, char **argv)
 		underflows = atomic_load(&((const struct region_header *)peek.base)->underflows);
 	gpucap_region_detach(observer);
 
-	printf("torture: kills %llu, stops %llu, dead slots reclaimed %llu, reclaim calls %llu, ops %llu, "
-	       "max op "
-	       "%.3f ms, max attach %.3f ms\n",
-	       (unsigned long long)atomic_load(&control->kills),
-	       (unsigned long long)atomic_load(&control->stops), (unsigned long long)reclaimed,
-	       (unsigned long long)atomic_load(&control->reclaim_calls),
-	       (unsigned long long)atomic_load(&control->ops), (double)atomic_load(&control->max_op_ns) / 1e6,
-	       (double)atomic_load(&control->max_attach_ns) / 1e6);
-	printf("torture: slow ops from preemption or stops (not blocking) %llu, slept in the kernel in "
-	       "multi-threaded workers %llu\n",
-	       (unsigned long long)atomic_load(&control->preempted),
-	       (unsigned long long)atomic_load(&control->kernel_sleeps));
-	printf("torture: stop-the-world checks %llu: over limit %llu, total != sum of ledgers %llu, holdings "
-	       "over "
-	       "limit %llu, holdings over ledger %llu\n",
-	       (unsigned long long)atomic_load(&control->checks),
-	       (unsigned long long)atomic_load(&control->check_over_limit),
-	       (unsigned long long)atomic_load(&control->check_inconsistent),
-	       (unsigned long long)atomic_load(&control->check_holdings_over_limit),
-	       (unsigned long long)atomic_load(&control->check_holdings_over_ledger));
-	printf("torture: blocked>100ms %llu, leaked bytes %llu, over-limit %llu, underflows %llu, corrupt "
-	       "snapshots %llu (of %llu consistent, %llu taken)\n",
-	       (unsigned long long)atomic_load(&control->blocked), (unsigned long long)leaked,
-	       (unsigned long long)atomic_load(&control->over_limit), (unsigned long long)underflows,
-	       (unsigned long long)atomic_load(&control->corrupt_snapshots),
-	       (unsigned long long)atomic_load(&control->consistent_snapshots),
-	       (unsigned long long)atomic_load(&control->snapshots));
+	printf(
+	    "torture: kills %llu, stops %llu, dead slots reclaimed %llu, reclaim calls %llu, ops %llu, max op %.3f ms, max attach %.3f ms\n",
+	    (unsigned long long)atomic_load(&control->kills),
+	    (unsigned long long)atomic_load(&control->stops), (unsigned long long)reclaimed,
+	    (unsigned long long)atomic_load(&control->reclaim_calls),
+	    (unsigned long long)atomic_load(&control->ops), (double)atomic_load(&control->max_op_ns) / 1e6,
+	    (double)atomic_load(&control->max_attach_ns) / 1e6);
+	printf(
+	    "torture: slow ops from preemption or stops (not blocking) %llu, slept in the kernel in multi-threaded workers %llu\n",
+	    (unsigned long long)atomic_load(&control->preempted),
+	    (unsigned long long)atomic_load(&control->kernel_sleeps));
+	printf(
+	    "torture: stop-the-world checks %llu: over limit %llu, total != sum of ledgers %llu, holdings over limit %llu, holdings over ledger %llu\n",
+	    (unsigned long long)atomic_load(&control->checks),
+	    (unsigned long long)atomic_load(&control->check_over_limit),
+	    (unsigned long long)atomic_load(&control->check_inconsistent),
+	    (unsigned long long)atomic_load(&control->check_holdings_over_limit),
+	    (unsigned long long)atomic_load(&control->check_holdings_over_ledger));
+	printf(
+	    "torture: blocked>100ms %llu, leaked bytes %llu, over-limit %llu, underflows %llu, corrupt snapshots %llu (of %llu consistent, %llu taken)\n",
+	    (unsigned long long)atomic_load(&control->blocked), (unsigned long long)leaked,
+	    (unsigned long long)atomic_load(&control->over_limit), (unsigned long long)underflows,
+	    (unsigned long long)atomic_load(&control->corrupt_snapshots),
+	    (unsigned long long)atomic_load(&control->consistent_snapshots),
+	    (unsigned long long)atomic_load(&control->snapshots));
 	bool checks_held = atomic_load(&control->check_over_limit) == 0 &&
 	                   atomic_load(&control->check_inconsistent) == 0 &&
 	                   atomic_load(&control->check_holdings_over_limit) == 0 &&
