@@ -275,7 +275,7 @@ static int check_invariant(const char *path, gpucap_region *peer, uint64_t peer_
 		failures++;
 	}
 	gpucap_snapshot_free(s);
-	struct region_peek peek;
+	struct region_peek peek = {0};
 	if (region_peek_open(&peek, path) == 0) {
 		uint64_t underflows = atomic_load(&((const struct region_header *)peek.base)->underflows);
 		if (underflows) {

@@ -241,7 +241,7 @@ static int worker(int index, uint64_t seed)
 	while (attach_ns > max_attach &&
 	       !atomic_compare_exchange_weak(&control->max_attach_ns, &max_attach, attach_ns)) {
 	}
-	struct region_peek peek;
+	struct region_peek peek = {0};
 	if (device < 0 || region_peek_open(&peek, cfg.path) != 0)
 		return 2;
 	struct worker_thread threads[MAX_THREADS];
@@ -506,7 +506,7 @@ int main(int argc, char **argv)
 	uint64_t leaked = s->device_count ? s->devices[0].charged_bytes : 0;
 	uint64_t reclaimed = s->reclaimed_slots_total;
 	gpucap_snapshot_free(s);
-	struct region_peek peek;
+	struct region_peek peek = {0};
 	uint64_t underflows = UINT64_MAX;
 	if (region_peek_open(&peek, cfg.path) == 0)
 		underflows = atomic_load(&((const struct region_header *)peek.base)->underflows);

@@ -94,7 +94,7 @@ static void threads_of_one_process_reclaim_each_dead_slot_once(void **state)
 	assert_true(device >= 0);
 	assert_int_equal(gpucap_reserve(r, device, GPUCAP_KIND_DATA, LIVE_HOLDING), GPUCAP_OK);
 	uint32_t own = (uint32_t)gpucap_region_slot_index(r);
-	struct region_peek peek;
+	struct region_peek peek = {0};
 	assert_int_equal(region_peek_open(&peek, path), 0);
 	const struct region_header *header = (const struct region_header *)peek.base;
 	/* Several rounds: one round of a racy reclaim can come out right. */
