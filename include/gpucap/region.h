@@ -18,12 +18,22 @@
  *                                                          another process initialises
  *                                                          a new file
  *   device_register         any operation                  none (lock-free)
- *   reserve / release       any operation                  none (lock-free)
+ *   reserve / release       any operation                  none between processes (lock-free);
+ *                                                          within one, a thread yields only
+ *                                                          while all 16 lanes of its slot are
+ *                                                          busy (more than 16 of its own
+ *                                                          threads inside an operation), for
+ *                                                          its own threads, each a few steps
+ *                                                          from done
  *   snapshot                any operation                  none (bounded retries)
  *   reclaim_dead            any operation                  none (non-blocking leases)
  *   set_limit / set_sm      any operation                  none
  *   detach                  any operation on other handles none; the caller's own threads
  *                                                          must have stopped using it
+ *
+ * The protocol behind this table (who writes each word, linearization
+ * points, the release/acquire pairs, the bounds relied on) is argued in
+ * docs/region-protocol.md.
  *
  * Lock-free here means: a thread never waits for another thread or process
  * to make progress. A stalled or dead peer cannot block anyone; a CAS retry
@@ -33,6 +43,16 @@
  * (an OFD byte-range lock on the region file). When the owner dies, for any
  * reason, the lease disappears and the slot's charges are returned exactly
  * once by whoever reclaims it. Process IDs are never used to decide liveness.
+ *
+ * Truncation: the file is shared with every process of the container, and a
+ * page of a shared mapping past the file's end raises SIGBUS. The region
+ * guards each mapping it makes (src/platform/mapping_guard.c): a SIGBUS at
+ * an address inside a region mapping makes the handle fail closed and puts
+ * private zero pages in place of the mapping, so the access completes; a
+ * SIGBUS anywhere else goes to the handler the application had installed
+ * before (or takes the default action). The SIGBUS handler is installed once
+ * per process, at the first attach, and chains to the previous one; an
+ * application that replaces it afterwards takes such faults itself.
  */
 #ifndef GPUCAP_REGION_H
 #define GPUCAP_REGION_H
@@ -140,6 +160,66 @@ gpucap_status gpucap_region_attach(const struct gpucap_region_options *options, 
                                    char *err, size_t err_len);
 
 /*
+ * attach_detailed: attach, reporting a refusal as data: the status, what is
+ * wrong (a gpucap_region_problem) and one line naming the file and the
+ * problem, without a fix. The caller adds the fix that fits how it was told
+ * the path (a variable, a flag, a config file): gpucap_region_problem_hint
+ * gives the default, which names CUDA_DEVICE_MEMORY_SHARED_CACHE.
+ * gpucap_region_attach is this plus that default hint, as one line.
+ */
+typedef enum gpucap_region_problem {
+	GPUCAP_PROBLEM_NONE = 0,
+	GPUCAP_PROBLEM_INVALID,      /* a bad argument */
+	GPUCAP_PROBLEM_PATH,         /* the path is empty or too long */
+	GPUCAP_PROBLEM_CAPACITY,     /* more slots or devices than a region holds */
+	GPUCAP_PROBLEM_SYMLINK,      /* the path is a symbolic link */
+	GPUCAP_PROBLEM_NOT_REGULAR,  /* a directory, FIFO, device or socket */
+	GPUCAP_PROBLEM_LINKS,        /* the file has more than one name */
+	GPUCAP_PROBLEM_OWNER,        /* owned by another user, not shared with us */
+	GPUCAP_PROBLEM_MISSING,      /* no such file (and not creating) */
+	GPUCAP_PROBLEM_NO_DIRECTORY, /* its directory does not exist */
+	GPUCAP_PROBLEM_ACCESS,       /* permission denied */
+	GPUCAP_PROBLEM_READ_ONLY,    /* read-only file system */
+	GPUCAP_PROBLEM_NO_SPACE,     /* no space to create it */
+	GPUCAP_PROBLEM_VERSION,      /* another format version */
+	GPUCAP_PROBLEM_FOREIGN,      /* not a gpucap region */
+	GPUCAP_PROBLEM_CORRUPT,      /* a damaged header */
+	GPUCAP_PROBLEM_TRUNCATED,    /* shorter than its header says */
+	GPUCAP_PROBLEM_EMPTY,        /* not initialised, and nobody initialising it */
+	GPUCAP_PROBLEM_INIT_TIMEOUT, /* another process initialised it for too long */
+	GPUCAP_PROBLEM_SYSTEM,       /* a system call failed (the detail says which) */
+} gpucap_region_problem;
+
+struct gpucap_region_error {
+	gpucap_status status;
+	gpucap_region_problem problem;
+	char detail[640]; /* "region PATH has 2 names (hard links); ...", no "gpucap: " prefix, no fix */
+};
+
+gpucap_status gpucap_region_attach_detailed(const struct gpucap_region_options *options, gpucap_region **out,
+                                            struct gpucap_region_error *error);
+/* The default fix for a problem (naming CUDA_DEVICE_MEMORY_SHARED_CACHE), or "". */
+const char *gpucap_region_problem_hint(gpucap_region_problem problem);
+
+/*
+ * attach_retry_due: after an attach failed with GPUCAP_ERR_BUSY (another
+ * process initialised the file for longer than init_timeout_ms), whether the
+ * caller should try to attach again now. Callers keep one zeroed
+ * struct gpucap_attach_retry and ask where they would otherwise fail closed;
+ * the first retry is due 1 s after the first ask, then after 2, 4, ... up to
+ * 60 s, at most GPUCAP_ATTACH_RETRIES times in all. Among threads asking at
+ * once exactly one gets true per due time. Retry with a short
+ * init_timeout_ms: the caller is usually on an allocation path.
+ * now_ns: any monotonic clock (tests pass simulated time). Wait: none.
+ */
+#define GPUCAP_ATTACH_RETRIES 32u
+struct gpucap_attach_retry {
+	uint64_t next_ns; /* touched only by gpucap_attach_retry_due */
+	uint32_t tries;
+};
+bool gpucap_attach_retry_due(struct gpucap_attach_retry *retry, uint64_t now_ns);
+
+/*
  * claim_slot: take a process slot and its lease. A slot whose owner died is
  * reclaimed on the way (its charges returned) and reused. Call once per
  * process; a handle holds at most one slot.
@@ -242,6 +322,11 @@ struct gpucap_reclaim_report {
 	uint32_t slots;                                /* dead slots reclaimed by this call */
 	uint64_t bytes;                                /* bytes returned to the device totals */
 	uint64_t bytes_per_device[GPUCAP_MAX_DEVICES]; /* indexed by device */
+	/* Damage healed on the way: dead slots whose state word was out of
+	 * range (reclaimed like dead ones), and negative ledgers of dead slots
+	 * written off without raising the device totals. */
+	uint32_t damaged_slots;
+	uint64_t damaged_bytes;
 };
 
 /*
@@ -252,6 +337,27 @@ struct gpucap_reclaim_report {
  * Wait: none (non-blocking lease probes).
  */
 gpucap_status gpucap_region_reclaim_dead(gpucap_region *region, struct gpucap_reclaim_report *report);
+
+struct gpucap_repair_report {
+	struct gpucap_reclaim_report reclaim; /* dead slots returned on the way */
+	uint32_t slot_states_repaired;        /* live owners' state words out of range, set LIVE */
+	uint32_t devices_repaired;            /* totals set to the sum of their ledgers */
+	uint64_t bytes_removed;               /* by which those totals fell */
+	uint64_t bytes_added;                 /* by which those totals rose */
+	/* What cannot be repaired now, and why: */
+	uint32_t live_negative_ledgers; /* a live owner's ledger is negative: stop that process */
+	uint32_t devices_unsettled;     /* the total kept moving: run the repair again */
+};
+
+/*
+ * repair: for a damaged region (tools such as gpucap reap). Reclaims dead
+ * slots (healing their damage, see gpucap_reclaim_report), sets out-of-range
+ * state words of live owners back to LIVE, and sets each device total that
+ * differs from the sum of its slots' ledgers to that sum, when the total
+ * holds still while the ledgers are read. Reports what it could not do.
+ * Needs a writable handle. Wait: none (bounded retries).
+ */
+gpucap_status gpucap_region_repair(gpucap_region *region, struct gpucap_repair_report *report);
 
 /*
  * maintain: reclaim dead slots if no process has swept in the last 100 ms.
@@ -334,6 +440,18 @@ void gpucap_region_detach(gpucap_region *region);
 /* After fork, in the child: drop the inherited handle without touching the
  * parent's slot or lease (the child claims its own slot on a new handle). */
 void gpucap_region_abandon(gpucap_region *region);
+
+/*
+ * failed: true when this handle has failed closed because its file was
+ * truncated or replaced while mapped; then writes one line into err naming
+ * the file and the fix. A truncated region never kills the process: the
+ * region guards its mappings (see "Truncation" at the top of this file), and
+ * from the fault on reserve returns GPUCAP_ERR_CORRUPT, release does nothing,
+ * snapshot returns NULL, and the handle stays failed until detached. The file
+ * is also compared with the mapping (size, magic) by maintain and snapshot,
+ * which catches a file cut and grown back. Wait: none (one load).
+ */
+bool gpucap_region_failed(const gpucap_region *region, char *err, size_t err_len);
 
 /* The path this handle is attached to. */
 const char *gpucap_region_path(const gpucap_region *region);

@@ -3,6 +3,7 @@
 #ifndef GPUCAP_PLATFORM_H
 #define GPUCAP_PLATFORM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,7 +18,8 @@ struct gpucap_file_info {
 	uint32_t links; /* hard links (names) */
 };
 
-/* Open the region file without following a final symbolic link, close-on-exec.
+/* Open the region file without following a final symbolic link, without
+ * blocking (O_NONBLOCK: a FIFO cannot hang it), close-on-exec.
  * Returns an fd or -errno. With create, a missing file is created with mode. */
 int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode);
 int gpucap_platform_fstat(int fd, struct gpucap_file_info *info);
@@ -32,7 +34,19 @@ ssize_t gpucap_platform_pread(int fd, void *buf, size_t len, uint64_t offset);
 int gpucap_platform_reset_file(int fd, uint64_t size);
 
 void *gpucap_platform_map(int fd, size_t len, bool writable, int *error);
+/* Unmaps, and drops the mapping's guard if it has one. */
 void gpucap_platform_unmap(void *addr, size_t len);
+
+/* Mapping guard (mapping_guard.c): from now on, a SIGBUS at an address in
+ * [base, base + len) (the file was truncated under the mapping) raises
+ * *failed and replaces the whole range with private zero pages, so the
+ * faulting access completes instead of killing the process. The owner of the
+ * mapping checks *failed after each operation and fails closed. SIGBUS at
+ * any other address goes to the handler installed before (or the default
+ * action). 0, -EINVAL, or -ENOSPC when 256 mappings are guarded already. */
+int gpucap_mapping_guard(void *base, size_t len, _Atomic uint32_t *failed);
+/* Stop guarding the mapping at base (before unmapping it). */
+void gpucap_mapping_unguard(void *base);
 
 /* Leases: exclusive OFD byte-range locks. The kernel drops them when the last
  * descriptor of the open file description closes, including on SIGKILL.

@@ -15,7 +15,10 @@
 
 int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode)
 {
-	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+	/* O_NONBLOCK: a FIFO planted at the path must not hang the open (the
+	 * caller then refuses it after fstat); it changes nothing for a
+	 * regular file. */
+	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
 	if (create)
 		flags |= O_CREAT;
 	int fd;
@@ -90,8 +93,10 @@ void *gpucap_platform_map(int fd, size_t len, bool writable, int *error)
 
 void gpucap_platform_unmap(void *addr, size_t len)
 {
-	if (addr)
-		munmap(addr, len);
+	if (!addr)
+		return;
+	gpucap_mapping_unguard(addr);
+	munmap(addr, len);
 }
 
 static struct flock lease_range(short type, uint64_t offset)

@@ -22,6 +22,8 @@ bool lane_try_acquire(struct gpucap_region *r, uint32_t lane)
 {
 	struct lane_header *header = region_lane(r, (uint32_t)r->slot, lane);
 	uint32_t expected = 0;
+	/* A8: pairs with the R8 release in lane_release, so this thread sees
+	 * the lane's credit and record as its previous user left them (I3). */
 	return atomic_compare_exchange_strong_explicit(&header->busy, &expected, 1, memory_order_acquire,
 	                                               memory_order_relaxed);
 }
@@ -44,5 +46,6 @@ uint32_t lane_acquire(struct gpucap_region *r)
 
 void lane_release(struct gpucap_region *r, uint32_t lane)
 {
+	/* R8: partner A8 in lane_try_acquire. */
 	atomic_store_explicit(&region_lane(r, (uint32_t)r->slot, lane)->busy, 0, memory_order_release);
 }

@@ -11,6 +11,24 @@
 #include "gpucap/region.h"
 #include "layout.h"
 
+/* Internal functions shared by the files of src/region keep short names in
+ * the code, and carry the gpucap_region_ prefix in the archive, so that
+ * libgpucap-region.a exports nothing a program linking it could clash with. */
+#define device_index_valid    gpucap_region_device_index_valid
+#define device_uuid_read      gpucap_region_device_uuid_read
+#define lane_acquire          gpucap_region_lane_acquire
+#define lane_move             gpucap_region_lane_move
+#define lane_of_this_thread   gpucap_region_lane_of_this_thread
+#define lane_release          gpucap_region_lane_release
+#define lane_try_acquire      gpucap_region_lane_try_acquire
+#define pending_tagged_amount gpucap_region_pending_tagged_amount
+#define region_check_file     gpucap_region_check_file
+#define settle_tagged         gpucap_region_settle_tagged
+#define slot_lease_drop       gpucap_region_slot_lease_drop
+#define slot_lease_take       gpucap_region_slot_lease_take
+#define slot_release_own      gpucap_region_slot_release_own
+#define slot_return_all       gpucap_region_slot_return_all
+
 struct gpucap_region {
 	char path[4096];
 	int fd;
@@ -23,7 +41,36 @@ struct gpucap_region {
 	bool initialised_here;
 	/* This handle's own ceiling per device, below the shared limit. */
 	_Atomic uint64_t local_cap[REGION_MAX_DEVICES];
+	/* In-process claims on slots, taken before a slot lease and dropped
+	 * after it. A lease is an OFD lock: it belongs to the handle's open
+	 * file description, which every thread of this process shares, so the
+	 * kernel cannot tell two of our threads apart. The claim can: one
+	 * thread per slot per handle, and the lease then excludes every other
+	 * handle and process. */
+	_Atomic uint8_t slot_claim[REGION_MAX_SLOTS];
+	/* Raised when the file was truncated under the mapping (by the mapping
+	 * guard, src/platform/mapping_guard.c) or found replaced: the mapping
+	 * then holds private zero pages and every operation fails closed. */
+	_Atomic uint32_t failed;
 };
+
+/* The handle failed closed: nothing it reads from the mapping is the file. */
+static inline bool region_failed(const struct gpucap_region *r)
+{
+	return atomic_load_explicit(&r->failed, memory_order_relaxed) != 0;
+}
+
+/* attach.c: compare the file's size and magic with the mapping (one fstat;
+ * maintain and snapshot call it, off the hot path), and fail closed on a
+ * change. */
+void region_check_file(struct gpucap_region *r);
+
+/* Take the in-process claim and then the lease of a slot; false when a
+ * thread of this handle or another process holds either. */
+bool slot_lease_take(struct gpucap_region *r, uint32_t slot);
+/* Drop the lease, then the claim (in that order: a thread that takes the
+ * claim next must not find the lease still ours, half dropped). */
+void slot_lease_drop(struct gpucap_region *r, uint32_t slot);
 
 /* A lane keeps a small reserve ("credit") so that threads reserve and release
  * on their own cache line. Credit counts against the limit like any charge;
@@ -69,6 +116,22 @@ static inline uint32_t lane_tag(const struct gpucap_region *r, uint32_t slot, ui
 	return slot * r->geo.lanes + lane + 1;
 }
 
+/* Sums of values read from the file saturate: a hostile or damaged file
+ * can hold any bits, and a sum must never overflow (undefined behaviour). */
+static inline int64_t sat_add_i64(int64_t a, int64_t b)
+{
+	int64_t sum;
+	if (!__builtin_add_overflow(a, b, &sum))
+		return sum;
+	return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+static inline uint64_t sat_add_u64(uint64_t a, uint64_t b)
+{
+	uint64_t sum;
+	return __builtin_add_overflow(a, b, &sum) ? UINT64_MAX : sum;
+}
+
 /* A device limit as stored (bytes + 1, 0 = unset) to bytes; unset fails closed. */
 static inline uint64_t stored_limit_bytes(uint64_t stored)
 {
@@ -79,6 +142,7 @@ static inline uint64_t stored_limit_bytes(uint64_t stored)
  * ceiling. */
 static inline uint64_t effective_limit(const struct gpucap_region *r, uint32_t device)
 {
+	/* A4: pairs with R4 (register's CAS, set_limit's store). */
 	uint64_t limit =
 	    stored_limit_bytes(atomic_load_explicit(&region_device(r, device)->limit, memory_order_acquire));
 	uint64_t cap = atomic_load_explicit(&r->local_cap[device], memory_order_relaxed);
@@ -106,8 +170,9 @@ bool lane_try_acquire(struct gpucap_region *r, uint32_t lane);
 void lane_release(struct gpucap_region *r, uint32_t lane);
 
 /* slots.c: return every charge of a slot whose lease the caller holds. Adds
- * the returned bytes per device to returned (may be NULL). */
-uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned);
+ * the returned bytes per device to returned (may be NULL), and to damaged
+ * (may be NULL) the bytes of negative ledgers written off. */
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged);
 
 /* slots.c: return everything the handle's own slot holds, free it and drop
  * its lease. */

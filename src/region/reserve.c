@@ -2,8 +2,10 @@
  * touching only its own cache line; only when the credit runs out does it
  * move the device total (charge.c), taking a little extra credit while the
  * device is far from its limit. */
+#include <assert.h>
 #include <stdatomic.h>
 
+#include "crash_point.h"
 #include "region_internal.h"
 
 static bool arguments_valid(const struct gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
@@ -16,6 +18,9 @@ static bool take_credit(struct lane_device *lane_device, uint64_t bytes)
 {
 	int64_t credit = atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
 	while (credit >= (int64_t)bytes) {
+		/* A12: pairs with the R12 release of the thread that returned
+		 * this credit (gpucap_release). The CAS is the linearization
+		 * point of a reserve from credit: the bytes are counted already. */
 		if (atomic_compare_exchange_weak_explicit(&lane_device->credit, &credit,
 		                                          credit - (int64_t)bytes, memory_order_acquire,
 		                                          memory_order_relaxed))
@@ -58,6 +63,7 @@ static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind
 		status = lane_move(r, slot, lane, device, (int64_t)bytes, true);
 	}
 	if (status == GPUCAP_OK) {
+		GPUCAP_CRASH_POINT("reserve.granted");
 		if (extra)
 			atomic_fetch_add_explicit(&lane_device->credit, (int64_t)extra, memory_order_relaxed);
 		atomic_fetch_add_explicit(&lane_device->kind_bytes[kind], (int64_t)bytes,
@@ -67,7 +73,19 @@ static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind
 	return status;
 }
 
+static gpucap_status reserve_unchecked(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes);
+
 gpucap_status gpucap_reserve(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
+{
+	if (r && region_failed(r))
+		return GPUCAP_ERR_CORRUPT;
+	gpucap_status status = reserve_unchecked(r, device, kind, bytes);
+	/* A truncation during the operation ran it on the guard's zero pages:
+	 * its answer is not the file's, so refuse. */
+	return r && region_failed(r) ? GPUCAP_ERR_CORRUPT : status;
+}
+
+static gpucap_status reserve_unchecked(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
 {
 	if (!arguments_valid(r, device, kind, bytes))
 		return (r && r->slot < 0) ? GPUCAP_ERR_NO_SLOT : GPUCAP_ERR_INVALID;
@@ -96,8 +114,13 @@ static void trim_credit(struct gpucap_region *r, uint32_t lane, uint32_t device)
 	struct lane_device *lane_device = region_lane_device(r, (uint32_t)r->slot, lane, device);
 	int64_t credit = atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
 	while (credit > (int64_t)CREDIT_KEEP) {
+		/* A12/R12 (acq_rel): takes the excess from every release before it;
+		 * only the lane's holder (A8) moves it to the device total. */
 		if (atomic_compare_exchange_weak_explicit(&lane_device->credit, &credit, (int64_t)CREDIT_KEEP,
 		                                          memory_order_acq_rel, memory_order_relaxed)) {
+			/* Only credit above the keep is returned: a positive amount. */
+			assert(credit - (int64_t)CREDIT_KEEP > 0);
+			GPUCAP_CRASH_POINT("release.credit_trimmed");
 			lane_move(r, (uint32_t)r->slot, lane, device, -(credit - (int64_t)CREDIT_KEEP),
 			          false);
 			break;
@@ -108,11 +131,14 @@ static void trim_credit(struct gpucap_region *r, uint32_t lane, uint32_t device)
 
 void gpucap_release(gpucap_region *r, int device, gpucap_kind kind, uint64_t bytes)
 {
-	if (!arguments_valid(r, device, kind, bytes) || bytes == 0)
+	if (!r || region_failed(r) || !arguments_valid(r, device, kind, bytes) || bytes == 0)
 		return;
 	uint32_t lane = lane_of_this_thread(r);
 	struct lane_device *own = region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device);
 	atomic_fetch_sub_explicit(&own->kind_bytes[kind], (int64_t)bytes, memory_order_relaxed);
+	/* R12: the linearization point of a release (the bytes stay counted, as
+	 * idle credit); partners A12 in take_credit, trim_credit and
+	 * return_credit. */
 	int64_t credit =
 	    atomic_fetch_add_explicit(&own->credit, (int64_t)bytes, memory_order_release) + (int64_t)bytes;
 	if (credit > (int64_t)CREDIT_HIGH)
@@ -121,7 +147,7 @@ void gpucap_release(gpucap_region *r, int device, gpucap_kind kind, uint64_t byt
 
 void gpucap_region_return_credit(gpucap_region *r, int device)
 {
-	if (!r || r->slot < 0 || !device_index_valid(r, device))
+	if (!r || r->slot < 0 || region_failed(r) || !device_index_valid(r, device))
 		return;
 	for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 		struct lane_device *lane_device =
@@ -130,7 +156,9 @@ void gpucap_region_return_credit(gpucap_region *r, int device)
 			continue;
 		if (!lane_try_acquire(r, lane))
 			continue;
+		/* A12/R12: takes every release's credit before returning it. */
 		int64_t credit = atomic_exchange_explicit(&lane_device->credit, 0, memory_order_acq_rel);
+		GPUCAP_CRASH_POINT("return_credit.taken");
 		if (credit > 0)
 			lane_move(r, (uint32_t)r->slot, lane, (uint32_t)device, -credit, false);
 		else if (credit < 0)

@@ -1,9 +1,12 @@
 /* Process slots and their leases: claiming a slot, returning a slot's
  * charges, reclaiming the slots of dead processes, and detaching. */
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "crash_point.h"
+#include "leased_file.h"
 #include "platform.h"
 #include "region_internal.h"
 
@@ -32,41 +35,95 @@ static void zero_lane_counters(struct gpucap_region *r, uint32_t slot)
  * frees), so the slot's charge is their sum. It is returned in one lane
  * operation on lane 0, which leaves the lanes summing to zero: a reclaimer
  * that dies half way leaves either the old sum or zero, never a partial. */
-uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
+/* The caller holds the slot's lease and no operation of the slot is pending
+ * (its tag was settled): nobody else writes these words. */
+static void zero_granted(struct gpucap_region *r, uint32_t slot, uint32_t device)
+{
+	for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
+		_Atomic uint64_t *granted = &region_lane_device(r, slot, lane, device)->granted;
+		uint64_t word = atomic_load_explicit(granted, memory_order_relaxed);
+		/* Same sequence: the next operation of a new owner follows on. */
+		/* R10 (plain store; the reclaimer owns the dead slot's lanes, I3):
+		 * partners A10 in readers and the next owner's first lane_move. */
+		atomic_store_explicit(granted, granted_word(0, granted_seq(word)), memory_order_release);
+	}
+}
+
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged)
 {
 	uint64_t total_returned = 0;
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++) {
 		struct device_entry *entry = region_device(r, device);
+		/* A2: pairs with the registrant's R2 key CAS. */
 		if (atomic_load_explicit(&entry->key, memory_order_acquire) == 0)
 			continue;
+		/* A5: pairs with the R5 CAS that may have left this slot's tag. */
 		uint64_t word = atomic_load_explicit(&entry->charge, memory_order_acquire);
 		uint32_t tag = charge_tag(word);
 		if (tag > slot * r->geo.lanes && tag <= (slot + 1) * r->geo.lanes) {
 			settle_tagged(r, device, word);
 			/* lane_move clears a tag of its own lane before moving. */
 			lane_move(r, slot, tag - 1 - slot * r->geo.lanes, device, 0, false);
+			GPUCAP_CRASH_POINT("return.tag_settled");
 		}
+		/* 16 lanes of 48-bit amounts: the sum cannot overflow. */
 		int64_t sum = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++)
+			/* A10: pairs with R10 of the user or a helper: every applied
+			 * operation of the slot is in the sum (I1). */
 			sum += granted_amount(atomic_load_explicit(
 			    &region_lane_device(r, slot, lane, device)->granted, memory_order_acquire));
+		if (sum < 0) {
+			/* A slot never holds less than nothing: a negative ledger
+			 * is damage (a hostile or broken writer), and returning it
+			 * would raise the device total for good. Write it off. */
+			zero_granted(r, slot, device);
+			if (damaged)
+				*damaged = sat_add_u64(*damaged, (uint64_t)0 - (uint64_t)sum);
+			continue;
+		}
 		if (sum != 0)
 			lane_move(r, slot, 0, device, -sum, false);
+		GPUCAP_CRASH_POINT("return.device_returned");
 		if (sum > 0) {
 			total_returned += (uint64_t)sum;
 			if (returned)
 				returned[device] += (uint64_t)sum;
 		}
 	}
+	GPUCAP_CRASH_POINT("return.before_zeroing");
 	zero_lane_counters(r, slot);
 	return total_returned;
 }
 
-/* The caller holds the slot's lease and found it LIVE: its owner is gone. */
-static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
+bool slot_lease_take(struct gpucap_region *r, uint32_t slot)
 {
-	uint64_t bytes = slot_return_all(r, slot, returned);
+	return gpucap_slot_lease_take(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot));
+}
+
+void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
+{
+	gpucap_slot_lease_drop(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot));
+}
+
+/* The caller holds the slot's lease and found it not FREE (LIVE, or a value
+ * out of range that would otherwise hide its charges for good): its owner is
+ * gone. */
+static uint64_t reclaim_held_slot(struct gpucap_region *r, uint32_t slot,
+                                  struct gpucap_reclaim_report *report)
+{
+	/* One reclaimer per slot: this thread holds the in-process claim, and
+	 * so the lease for this handle alone. */
+	assert(atomic_load_explicit(&r->slot_claim[slot], memory_order_relaxed) == 1);
+	uint32_t state = atomic_load_explicit(region_slot_state(r, slot), memory_order_relaxed);
+	if (report && state != SLOT_LIVE)
+		report->damaged_slots++;
+	uint64_t bytes = slot_return_all(r, slot, report ? report->bytes_per_device : NULL,
+	                                 report ? &report->damaged_bytes : NULL);
+	/* R6: I6, the lanes sum to zero before the slot reads FREE; partners
+	 * A6 in claim_slot, reclaim_dead and snapshots. */
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
+	GPUCAP_CRASH_POINT("reclaim.slot_freed");
 	atomic_fetch_add_explicit(&r->header->reclaimed_slots_total, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->header->reclaimed_bytes_total, bytes, memory_order_relaxed);
 	return bytes;
@@ -78,26 +135,37 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 		memset(report, 0, sizeof(*report));
 	if (!r || r->observer)
 		return GPUCAP_ERR_INVALID;
-	uint64_t *per_device = report ? report->bytes_per_device : NULL;
+	if (region_failed(r))
+		return GPUCAP_ERR_CORRUPT;
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
 		if ((int)slot == r->slot)
 			continue;
-		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
+		/* A6: pairs with R6 of the owner's claim (LIVE) or a reclaimer's FREE. */
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
-		if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
-			continue; /* alive, or being reclaimed by someone else */
+		if (!slot_lease_take(r, slot))
+			continue; /* alive, or being reclaimed by another thread or process */
+		GPUCAP_CRASH_POINT("reclaim.lease_taken");
 		/* Holding the lease, check again: another reclaimer may have
 		 * finished between our look and our lease. */
-		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE) {
-			uint64_t bytes = reclaim_held_slot(r, slot, per_device);
+		/* A6 again, under the lease and the in-process claim (I5): a
+		 * reclaimer that finished before us stored FREE (R6) before
+		 * dropping the lease. */
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE) {
+			uint64_t bytes = reclaim_held_slot(r, slot, report);
 			if (report) {
 				report->slots++;
 				report->bytes += bytes;
 			}
 		}
-		gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
+		slot_lease_drop(r, slot);
 	}
 	atomic_store_explicit(&r->header->last_sweep_ns, gpucap_clock_monotonic_ns(), memory_order_relaxed);
+	if (region_failed(r)) {
+		if (report)
+			memset(report, 0, sizeof(*report));
+		return GPUCAP_ERR_CORRUPT;
+	}
 	return GPUCAP_OK;
 }
 
@@ -105,6 +173,15 @@ void gpucap_region_maintain(gpucap_region *r)
 {
 	if (!r || r->observer)
 		return;
+	region_check_file(r);
+	if (region_failed(r))
+		return;
+#ifdef GPUCAP_CRASH_POINTS
+	/* The crash-point build sweeps only when asked (reclaim_dead): an
+	 * election by the clock would make the Nth hit of a point differ from
+	 * run to run. */
+	return;
+#endif
 	uint64_t now = gpucap_clock_monotonic_ns();
 	uint64_t last = atomic_load_explicit(&r->header->last_sweep_ns, memory_order_relaxed);
 	if (last != 0 && now - last < ATTACH_SWEEP_INTERVAL_NS && now >= last)
@@ -138,16 +215,22 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->resolved_host, 0, memory_order_relaxed);
 	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
+	GPUCAP_CRASH_POINT("claim.identity_written");
+	/* R6: the identity above is complete before anyone sees LIVE (A6). */
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_LIVE, memory_order_release);
+	GPUCAP_CRASH_POINT("claim.slot_live");
 }
 
 /* Take the lease of one slot; true when the slot is now ours. */
 static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap_slot_identity *id)
 {
-	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
+	if (!slot_lease_take(r, slot))
 		return false;
+	GPUCAP_CRASH_POINT("claim.lease_taken");
 	/* A free slot's lanes were zeroed when it was freed (or are new). */
-	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE)
+	/* A6: pairs with R6; anything but FREE under our lease is a dead
+	 * owner's slot to return first. */
+	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
 	write_identity(r, slot, id);
 	r->slot = (int)slot;
@@ -165,22 +248,33 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 			                       : "this handle already holds a slot");
 		return GPUCAP_ERR_INVALID;
 	}
+	if (region_failed(r)) {
+		gpucap_region_failed(r, err, err_len);
+		return GPUCAP_ERR_CORRUPT;
+	}
 	uint32_t capacity = r->geo.slot_capacity;
 	/* Start at a different place per process so simultaneous starts
 	 * rarely try the same slot. */
 	uint64_t seed =
 	    (uint64_t)gpucap_platform_pid() * UINT64_C(0x9E3779B97F4A7C15) ^ gpucap_clock_monotonic_ns();
 	uint32_t start = (uint32_t)((seed >> 17) % capacity);
+#ifdef GPUCAP_CRASH_POINTS
+	start = 0; /* the same slots in every run of the crash-point harness */
+#endif
 	for (int pass = 0; pass < 2; pass++) {
 		/* First pass: free slots; second: live-looking slots whose owner
 		 * may have died. */
-		uint32_t wanted = pass == 0 ? SLOT_FREE : SLOT_LIVE;
 		for (uint32_t i = 0; i < capacity; i++) {
 			uint32_t slot = (start + i) % capacity;
-			if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != wanted)
+			/* A6: pairs with R6 (LIVE at claim, FREE at detach or reclaim). */
+			bool free_slot = atomic_load_explicit(region_slot_state(r, slot),
+			                                      memory_order_acquire) == SLOT_FREE;
+			if (free_slot != (pass == 0))
 				continue;
 			if (try_take(r, slot, id)) {
 				gpucap_region_maintain(r);
+				if (gpucap_region_failed(r, err, err_len))
+					return GPUCAP_ERR_CORRUPT;
 				return GPUCAP_OK;
 			}
 		}
@@ -195,10 +289,12 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 
 void gpucap_region_set_host_pid(gpucap_region *r, int32_t host_pid, gpucap_host_pid_source source)
 {
-	if (!r || r->slot < 0)
+	if (!r || r->slot < 0 || region_failed(r))
 		return;
 	struct slot_header *header = region_slot(r, (uint32_t)r->slot);
 	atomic_store_explicit(&header->host_pid_source, (uint32_t)source, memory_order_relaxed);
+	/* R7-like: publishes host_pid_source with the pid; readers load the
+	 * pid with acquire (fill_process). */
 	atomic_store_explicit(&header->host_pid, host_pid, memory_order_release);
 }
 
@@ -207,14 +303,20 @@ gpucap_status gpucap_region_resolve_host_pid(gpucap_region *r, uint32_t slot, ui
 {
 	if (!r || r->observer || slot >= r->geo.slot_capacity || host_pid <= 0)
 		return GPUCAP_ERR_INVALID;
+	if (region_failed(r))
+		return GPUCAP_ERR_CORRUPT;
 	struct slot_header *header = region_slot(r, slot);
+	/* A6 and the generation (relaxed increment published by R6): the
+	 * resolver writes only for the owner it matched. */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE ||
 	    atomic_load_explicit(&header->generation, memory_order_acquire) != generation)
 		return GPUCAP_ERR_STALE;
 	/* Tagged with the generation, so a write that loses a race with the
 	 * slot's reuse is ignored by readers rather than naming the new owner. */
 	uint64_t word = ((uint64_t)generation << 32) | (uint32_t)host_pid;
+	/* R7: partner A7 in fill_process, which reads the generation with it. */
 	atomic_store_explicit(&header->resolved_host, word, memory_order_release);
+	/* Re-check: a reuse that raced the store shows a new generation. */
 	return atomic_load_explicit(&header->generation, memory_order_acquire) == generation
 	           ? GPUCAP_OK
 	           : GPUCAP_ERR_STALE;
@@ -222,7 +324,7 @@ gpucap_status gpucap_region_resolve_host_pid(gpucap_region *r, uint32_t slot, ui
 
 void gpucap_region_note_launch(gpucap_region *r, uint64_t unix_ns)
 {
-	if (!r || r->slot < 0)
+	if (!r || r->slot < 0 || region_failed(r))
 		return;
 	atomic_store_explicit(&region_slot(r, (uint32_t)r->slot)->last_launch_unix_ns, unix_ns,
 	                      memory_order_relaxed);
@@ -238,8 +340,11 @@ void slot_release_own(struct gpucap_region *r)
 	if (!r || r->slot < 0)
 		return;
 	uint32_t slot = (uint32_t)r->slot;
-	slot_return_all(r, slot, NULL);
+	slot_return_all(r, slot, NULL, NULL);
+	GPUCAP_CRASH_POINT("detach.returned");
+	/* R6: I6, our lanes were returned above. */
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_FREE, memory_order_release);
-	gpucap_lease_drop(r->fd, LEASE_SLOT(slot));
+	GPUCAP_CRASH_POINT("detach.slot_freed");
+	slot_lease_drop(r, slot);
 	r->slot = -1;
 }

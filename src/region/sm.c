@@ -43,8 +43,9 @@ uint32_t gpucap_region_sm_duty(const gpucap_region *r, int device)
 {
 	if (!r || device < 0 || (uint32_t)device >= r->geo.device_capacity)
 		return 0;
+	/* S3 acquire: pairs with the release store in sm_publish. */
 	uint32_t duty =
-	    atomic_load_explicit(&region_device(r, (uint32_t)device)->sm_duty_ppm, memory_order_relaxed);
+	    atomic_load_explicit(&region_device(r, (uint32_t)device)->sm_duty_ppm, memory_order_acquire);
 	return duty <= GPUCAP_SM_PPM ? duty : 0;
 }
 
@@ -61,12 +62,15 @@ uint64_t gpucap_region_sm_tat(gpucap_region *r, int device, uint64_t now_ns)
 	if (!ro)
 		return 0;
 	struct device_entry *entry = region_device(r, (uint32_t)device);
+	/* S1 acquire: pairs with the S1 CAS of the last charge. */
 	uint64_t tat = atomic_load_explicit(&entry->sm_tat_ns, memory_order_acquire);
 	uint64_t sane = sane_tat(tat, now_ns);
 	/* Repair a corrupt far-future clock once, so that every later reader
 	 * sees a sane one (a peer's concurrent charge wins the CAS and is sane
 	 * by construction). */
 	if (sane != tat && !r->observer)
+		/* S1 (acq_rel CAS): a concurrent charge wins and is sane by
+		 * construction. */
 		atomic_compare_exchange_strong_explicit(&entry->sm_tat_ns, &tat, sane, memory_order_acq_rel,
 		                                        memory_order_acquire);
 	return sane;
@@ -75,7 +79,7 @@ uint64_t gpucap_region_sm_tat(gpucap_region *r, int device, uint64_t now_ns)
 uint64_t gpucap_region_sm_charge(gpucap_region *r, int device, uint64_t on_start_ns, uint64_t busy_ns,
                                  uint32_t duty_ppm, uint64_t now_ns)
 {
-	if (!entry_of(r, device) || r->observer)
+	if (!entry_of(r, device) || r->observer || region_failed(r))
 		return 0;
 	struct device_entry *entry = region_device(r, (uint32_t)device);
 	if (duty_ppm == 0 || duty_ppm > GPUCAP_SM_PPM)
@@ -85,8 +89,11 @@ uint64_t gpucap_region_sm_charge(gpucap_region *r, int device, uint64_t on_start
 	/* busy <= 1e10 and PPM = 1e6: the product fits in 64 bits. */
 	uint64_t debt = busy_ns * GPUCAP_SM_PPM / duty_ppm;
 	uint64_t ceiling = now_ns + GPUCAP_SM_MAX_DEBT_NS;
+	/* S1 acquire: the clock as the last charge left it. */
 	uint64_t tat = atomic_load_explicit(&entry->sm_tat_ns, memory_order_acquire);
 	uint64_t next;
+	/* S1 (acq_rel CAS): every concurrent charge lands, each on the clock
+	 * the previous one left. */
 	do {
 		uint64_t base = sane_tat(tat, now_ns);
 		if (base < on_start_ns)
@@ -102,7 +109,7 @@ uint64_t gpucap_region_sm_charge(gpucap_region *r, int device, uint64_t on_start
 
 bool gpucap_region_sm_lease(gpucap_region *r, int device, uint64_t now_ns, uint64_t ttl_ns)
 {
-	if (!entry_of(r, device) || r->observer || r->slot < 0)
+	if (!entry_of(r, device) || r->observer || r->slot < 0 || region_failed(r))
 		return false;
 	struct device_entry *entry = region_device(r, (uint32_t)device);
 	uint64_t me = (uint64_t)r->slot + 1;
@@ -113,6 +120,7 @@ bool gpucap_region_sm_lease(gpucap_region *r, int device, uint64_t now_ns, uint6
 	if (ttl_ms > LEASE_MAX_MS)
 		ttl_ms = LEASE_MAX_MS;
 	uint64_t want = ((now_ms + ttl_ms) << LEASE_OWNER_BITS) | me;
+	/* S2 acquire: pairs with the S2 CAS of the last lease holder. */
 	uint64_t current = atomic_load_explicit(&entry->sm_lease, memory_order_acquire);
 	for (;;) {
 		uint64_t until = current >> LEASE_OWNER_BITS;
@@ -120,6 +128,8 @@ bool gpucap_region_sm_lease(gpucap_region *r, int device, uint64_t now_ns, uint6
 		bool corrupt = until > now_ms + LEASE_MAX_MS;
 		if (owner != me && owner != 0 && until > now_ms && !corrupt)
 			return false;
+		/* S2 (acq_rel CAS): one holder at a time; the holder's later
+		 * publishes (S3) follow its taking the lease. */
 		if (atomic_compare_exchange_weak_explicit(&entry->sm_lease, &current, want,
 		                                          memory_order_acq_rel, memory_order_acquire))
 			return true;
@@ -145,6 +155,9 @@ void gpucap_region_sm_publish(gpucap_region *r, int device, uint32_t duty_ppm, u
 	atomic_store_explicit(&entry->sm_share_ppm, clamp_ppm(share_ppm), memory_order_relaxed);
 	atomic_store_explicit(&entry->sm_state, state, memory_order_relaxed);
 	atomic_store_explicit(&entry->sm_integral_ppm, integral_ppm, memory_order_relaxed);
+	/* S3 release: the share, state and integral stored above are visible
+	 * to a reader whose acquire load of the duty (gpucap_region_sm_duty)
+	 * sees this value. */
 	atomic_store_explicit(&entry->sm_duty_ppm, clamp_ppm(duty_ppm), memory_order_release);
 }
 
@@ -183,7 +196,9 @@ bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, 
 	out->weight_ppm =
 	    weight >= GPUCAP_SM_WEIGHT_MIN_PPM && weight <= GPUCAP_SM_WEIGHT_MAX_PPM ? weight : 0;
 	out->busy_ns = atomic_load_explicit(&entry->sm_busy_ns, memory_order_relaxed);
+	/* S1 acquire. */
 	out->tat_ns = sane_tat(atomic_load_explicit(&entry->sm_tat_ns, memory_order_acquire), now_ns);
+	/* S2 acquire. */
 	uint64_t lease = atomic_load_explicit(&entry->sm_lease, memory_order_acquire);
 	uint64_t until_ms = lease >> LEASE_OWNER_BITS;
 	uint64_t owner = lease & LEASE_OWNER_MASK;
@@ -192,6 +207,7 @@ bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, 
 		out->lease_until_ns = until_ms * 1000000u;
 		out->lease_slot = (int32_t)(owner - 1);
 	}
+	/* A3: pairs with R3 in uuid_write. */
 	if (atomic_load_explicit(&entry->uuid_ready, memory_order_acquire))
 		device_uuid_read(entry, out->uuid);
 	return true;

@@ -37,6 +37,8 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	view->slot = slot;
 	view->generation = atomic_load_explicit(&header->generation, memory_order_relaxed);
 	view->pid = atomic_load_explicit(&header->pid, memory_order_relaxed);
+	/* Acquire: pairs with the owner's release store in set_host_pid,
+	 * so the source read next belongs to this pid. */
 	view->host_pid = atomic_load_explicit(&header->host_pid, memory_order_acquire);
 	uint32_t source = atomic_load_explicit(&header->host_pid_source, memory_order_relaxed);
 	view->host_pid_source =
@@ -44,6 +46,8 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	if (view->host_pid <= 0)
 		view->host_pid_source = GPUCAP_HOST_PID_UNKNOWN;
 	if (view->host_pid_source == GPUCAP_HOST_PID_UNKNOWN) {
+		/* A7: pairs with the resolver's R7; the generation in the word tells
+		 * whether it names this owner. */
 		uint64_t resolved = atomic_load_explicit(&header->resolved_host, memory_order_acquire);
 		int32_t host_pid = (int32_t)(uint32_t)resolved;
 		if ((uint32_t)(resolved >> 32) == view->generation && host_pid > 0) {
@@ -67,15 +71,23 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 		int64_t granted = pending_slot[device] == slot ? pending_amount[device] : 0, credit = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 			const struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
-			granted +=
-			    granted_amount(atomic_load_explicit(&lane_device->granted, memory_order_acquire));
-			credit += atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
+			/* A10: pairs with R10 (user or helper). */
+			granted = sat_add_i64(granted, granted_amount(atomic_load_explicit(
+			                                   &lane_device->granted, memory_order_acquire)));
+			credit = sat_add_i64(
+			    credit, atomic_load_explicit(&lane_device->credit, memory_order_relaxed));
 			for (unsigned kind = 0; kind < GPUCAP_KIND_COUNT; kind++)
-				out->kind_bytes[kind] += atomic_load_explicit(&lane_device->kind_bytes[kind],
-				                                              memory_order_relaxed);
+				out->kind_bytes[kind] =
+				    sat_add_i64(out->kind_bytes[kind],
+				                atomic_load_explicit(&lane_device->kind_bytes[kind],
+				                                     memory_order_relaxed));
 		}
 		out->charged_bytes = granted > 0 ? (uint64_t)granted : 0;
-		out->in_use_bytes = granted > credit ? (uint64_t)(granted - credit) : 0;
+		/* credit may be negative (a damaged file): in use is then at most
+		 * what is charged. */
+		out->in_use_bytes = credit <= 0        ? out->charged_bytes
+		                    : granted > credit ? (uint64_t)granted - (uint64_t)credit
+		                                       : 0;
 	}
 }
 
@@ -88,25 +100,32 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 	int64_t pending_amount[REGION_MAX_DEVICES];
 	uint32_t pending_slot[REGION_MAX_DEVICES];
 	for (uint32_t d = 0; d < devices; d++) {
+		/* A5: pairs with the last mover's R5; with the re-read below it
+		 * brackets the slot reads (no move in between: I1 must add up). */
 		before[d] = atomic_load_explicit(&region_device(r, d)->charge, memory_order_acquire);
 		pending_amount[d] = pending_for(r, d, before[d], &pending_slot[d]);
 	}
 	snap->process_count = 0;
 	for (uint32_t slot = 0; slot < r->geo.slot_capacity; slot++) {
-		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_LIVE)
+		/* Any state but FREE: an out-of-range one still holds charges. */
+		/* A6: pairs with R6 of claims, detaches and reclaims. */
+		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
 		fill_process(r, slot, &snap->processes[snap->process_count++], pending_amount, pending_slot);
 	}
 	bool consistent = true;
 	for (uint32_t d = 0; d < devices; d++) {
+		/* A5 again: the second bracket. */
 		after[d] = atomic_load_explicit(&region_device(r, d)->charge, memory_order_acquire);
 		if (after[d] != before[d]) {
 			consistent = false;
 			continue;
 		}
 		int64_t sum = pending_slot[d] == UINT32_MAX ? pending_amount[d] : 0;
-		for (uint32_t p = 0; p < snap->process_count; p++)
-			sum += (int64_t)snap->processes[p].devices[d].charged_bytes;
+		for (uint32_t p = 0; p < snap->process_count; p++) {
+			uint64_t charged = snap->processes[p].devices[d].charged_bytes;
+			sum = sat_add_i64(sum, charged > INT64_MAX ? INT64_MAX : (int64_t)charged);
+		}
 		if (sum < 0 || (uint64_t)sum != charge_total(before[d]))
 			consistent = false;
 	}
@@ -137,6 +156,9 @@ static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpuca
 struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 {
 	if (!r)
+		return NULL;
+	region_check_file(r);
+	if (region_failed(r))
 		return NULL;
 	struct gpucap_snapshot *snap = calloc(1, sizeof(*snap));
 	if (!snap)
@@ -176,6 +198,7 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 	snap->device_count = 0;
 	for (uint32_t device = 0; device < devices; device++) {
 		const struct device_entry *entry = region_device(r, device);
+		/* A2: pairs with R2. */
 		if (atomic_load_explicit(&entry->key, memory_order_acquire) == 0)
 			continue;
 		struct gpucap_device_view *view = &snap->devices[snap->device_count++];
@@ -183,6 +206,7 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		view->index = (int)device;
 		device_uuid_read(entry, view->uuid);
 		view->limit_bytes =
+		    /* A4: pairs with R4. */
 		    stored_limit_bytes(atomic_load_explicit(&entry->limit, memory_order_acquire));
 		uint32_t sm = atomic_load_explicit(&entry->sm_limit, memory_order_relaxed);
 		view->sm_limit = sm == 0 ? 100 : sm - 1;
@@ -190,7 +214,13 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		view->peak_bytes = atomic_load_explicit(&entry->peak, memory_order_relaxed);
 		view->charged_bytes = charged[device];
 		for (uint32_t p = 0; p < snap->process_count; p++)
-			view->in_use_bytes += snap->processes[p].devices[device].in_use_bytes;
+			view->in_use_bytes =
+			    sat_add_u64(view->in_use_bytes, snap->processes[p].devices[device].in_use_bytes);
+	}
+	if (region_failed(r)) {
+		/* Truncated while being copied: what was read is not the file. */
+		gpucap_snapshot_free(snap);
+		return NULL;
 	}
 	return snap;
 }

@@ -1,0 +1,92 @@
+/*
+ * Leased files: the pieces every gpucap file shared between processes needs
+ * (the accounting region, the node schedule), in one place:
+ *
+ *   - the safe open: no symbolic link, never blocking (a FIFO planted at the
+ *     path cannot hang the caller), fstat of the opened descriptor, a regular
+ *     file only, one name (link count 1), and the owner check;
+ *   - create-once under a lease: exactly one process initialises a new or
+ *     half-made file, the others wait for it a bounded time;
+ *   - magic and version checks;
+ *   - slot leases: an OFD lease plus an in-process claim, so that the
+ *     exclusion holds between the threads of one process too;
+ *   - the SIGBUS-safe read of a mapping another party may truncate
+ *     (mapping_guard.c): map and guard in one call, and a copy that says
+ *     whether the mapping stayed whole.
+ *
+ * Errors come back as codes; callers turn them into their own one-line
+ * message (which variable to change, which file to remove).
+ */
+#ifndef GPUCAP_LEASED_FILE_H
+#define GPUCAP_LEASED_FILE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform.h"
+
+typedef enum gpucap_file_check {
+	GPUCAP_FILE_OK = 0,
+	GPUCAP_FILE_OPEN_FAILED, /* open(2) failed: see the errno */
+	GPUCAP_FILE_SYMLINK,     /* the path is a symbolic link */
+	GPUCAP_FILE_NOT_REGULAR, /* a FIFO, device, socket or directory */
+	GPUCAP_FILE_LINKS,       /* more than one name (or none left) */
+	GPUCAP_FILE_OWNER,       /* owned by another user, not shared with us */
+} gpucap_file_check;
+
+struct gpucap_file_rules {
+	bool create;       /* create a missing file with mode */
+	bool writable;     /* open read-write */
+	uint32_t mode;     /* for create */
+	bool group_shared; /* accept a file of our group with mode g+rw */
+	bool any_owner;    /* accept any owner (observers, root tools) */
+};
+
+/* Open path by the rules. On GPUCAP_FILE_OK *fd is open and *info filled;
+ * otherwise *fd is -1 and *error holds the errno for OPEN_FAILED. */
+gpucap_file_check gpucap_file_open(const char *path, const struct gpucap_file_rules *rules, int *fd,
+                                   struct gpucap_file_info *info, int *error);
+
+/* What a header's magic word says, for formats whose magic ends in a
+ * version: the low family_bits name the format, the rest the version. */
+typedef enum gpucap_magic_verdict {
+	GPUCAP_MAGIC_MATCH = 0,
+	GPUCAP_MAGIC_EMPTY,         /* zero: never initialised */
+	GPUCAP_MAGIC_OTHER_VERSION, /* our format, another version */
+	GPUCAP_MAGIC_FOREIGN,       /* not ours */
+} gpucap_magic_verdict;
+gpucap_magic_verdict gpucap_magic_check(uint64_t found, uint64_t expected, unsigned family_bits);
+
+/*
+ * Create-once: make the file at fd ready, exactly once among all processes.
+ * is_ready(fd, arg) says whether it is; initialise(fd, arg) makes it so and
+ * is called only with the init lease (OFD lock at lease_offset) held and the
+ * file still not ready. Others wait (sleeping, backing off) while a process
+ * holds the lease, at most timeout_ms; an initialiser that died is replaced
+ * (its lease is gone). Returns 0 when ready, -EBUSY on timeout, -EPERM when
+ * the file is not ready and the caller may not initialise (may_initialise
+ * false and nobody initialising), or initialise's own negative result.
+ */
+int gpucap_file_init_once(int fd, uint64_t lease_offset, bool may_initialise, uint32_t timeout_ms,
+                          bool (*is_ready)(int fd, void *arg), int (*initialise)(int fd, void *arg),
+                          void *arg);
+
+/* Slot leases: take the in-process claim (*claim, one per slot per open
+ * file description) and then the OFD lease at offset; false when a thread
+ * of this process or another process holds either. Drop releases the lease
+ * and then the claim. */
+bool gpucap_slot_lease_take(int fd, _Atomic uint8_t *claim, uint64_t offset);
+void gpucap_slot_lease_drop(int fd, _Atomic uint8_t *claim, uint64_t offset);
+
+/* Map len bytes of fd shared, guarded (mapping_guard.c): *failed is raised
+ * if the file is cut under the mapping. NULL and *error on failure. Unmap
+ * with gpucap_platform_unmap. */
+void *gpucap_map_guarded(int fd, size_t len, bool writable, _Atomic uint32_t *failed, int *error);
+
+/* Copy len bytes out of a guarded mapping; false when the file was cut (the
+ * copy then holds zeros where the pages went and must not be used). */
+bool gpucap_guarded_copy(void *dst, const void *src, size_t len, const _Atomic uint32_t *failed);
+
+#endif
