@@ -17,8 +17,10 @@ struct gpucap_file_info {
 	uint32_t links; /* hard links (names) */
 };
 
-/* Open the region file without following a final symbolic link, close-on-exec.
- * Returns an fd or -errno. With create, a missing file is created with mode. */
+/* Open the region file without following a final symbolic link, without
+ * blocking (a FIFO in its place returns at once), close-on-exec, never as a
+ * controlling terminal. Callers fstat the descriptor and refuse anything but
+ * a regular file. Returns an fd or -errno. With create, a missing file is created with mode. */
 int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode);
 int gpucap_platform_fstat(int fd, struct gpucap_file_info *info);
 /* Set the exact permission bits (umask does not apply). 0 or -errno. */

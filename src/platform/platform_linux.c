@@ -15,7 +15,9 @@
 
 int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode)
 {
-	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+	/* O_NONBLOCK: a FIFO swapped in for the file must not block the open;
+	 * the caller's fstat then refuses anything but a regular file. */
+	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
 	if (create)
 		flags |= O_CREAT;
 	int fd;

@@ -13,6 +13,7 @@
 #include "collect.h"
 #include "exporter.h"
 #include "labels.h"
+#include "region_reader.h"
 #include "render.h"
 #include "text.h"
 
@@ -633,10 +634,10 @@ static void test_fault_guard(void **state)
 	close(fd);
 	for (int round = 0; round < 3; round++) {
 		struct truncation t = {.path = path};
-		assert_false(exp_run_guarded(read_truncated, &t));
+		assert_false(reader_run_guarded(read_truncated, &t));
 		assert_false(t.finished);
 		t.sum = 0;
-		assert_true(exp_run_guarded(add_one, &t));
+		assert_true(reader_run_guarded(add_one, &t));
 		assert_true(t.finished);
 		assert_int_equal(t.sum, 1);
 	}
