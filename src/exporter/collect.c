@@ -77,7 +77,7 @@ static enum read_outcome read_region(const struct exp_collector *c, const char *
 	*out = NULL;
 	struct reader_attach how = {.observer = !c->resolve_host_pids, .init_timeout_ms = ATTACH_TIMEOUT_MS};
 	gpucap_region *region = NULL;
-	enum reader_result result = reader_attach(path, &how, &region, err, err_len);
+	enum reader_result result = reader_attach(path, &how, &region, NULL, err, err_len);
 	if (result == READER_GONE)
 		return READ_GONE;
 	if (result != READER_OK)
@@ -96,9 +96,7 @@ static enum read_outcome read_region(const struct exp_collector *c, const char *
 	uint64_t series = region_series(snapshot);
 	if (series > c->budget.region_series) {
 		snprintf(err, err_len,
-		         "region %s lists %u processes on %u devices, more than the %zu samples the exporter "
-		         "reports "
-		         "for one region; it is left out: reap or remove it",
+		         "region %s lists %u processes on %u devices, more than the %zu samples the exporter reports for one region; it is left out: reap or remove it",
 		         path, snapshot->process_count, snapshot->device_count, c->budget.region_series);
 		gpucap_snapshot_free(snapshot);
 		return READ_FAILED;
@@ -278,9 +276,7 @@ char *exp_collector_scrape(struct exp_collector *c, size_t *len)
 		}
 		if (over_budget) {
 			snprintf(err, sizeof(err),
-			         "region %s was not read on this scrape: the scrape reached its budget (%zu "
-			         "bytes or "
-			         "%.1f s) first; it is read first on the next one",
+			         "region %s was not read on this scrape: the scrape reached its budget (%zu bytes or %.1f s) first; it is read first on the next one",
 			         state->path, c->budget.scrape_bytes, (double)c->budget.scrape_ns / 1e9);
 			outcome = READ_FAILED;
 		} else {

@@ -75,8 +75,7 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 		return refuse_kind(path, opened.st_mode, err, err_len);
 	if (opened.st_nlink != 1) {
 		snprintf(err, err_len,
-		         "region %s has %lu hard links; a region file has exactly one: remove the other "
-		         "names or the file",
+		         "region %s has %lu hard links; a region file has exactly one: remove the other names or the file",
 		         path, (unsigned long)opened.st_nlink);
 		return READER_PATH_REFUSED;
 	}
@@ -169,8 +168,12 @@ static void attach_guarded(void *arg)
 }
 
 enum reader_result reader_attach(const char *path, const struct reader_attach *how, gpucap_region **out,
-                                 char *err, size_t err_len)
+                                 gpucap_status *status, char *err, size_t err_len)
 {
+	gpucap_status ignored;
+	if (!status)
+		status = &ignored;
+	*status = GPUCAP_ERR_IO;
 	*out = NULL;
 	err[0] = '\0';
 	switch (reader_check_path(path, err, err_len)) {
@@ -180,6 +183,7 @@ enum reader_result reader_attach(const char *path, const struct reader_attach *h
 		snprintf(err, err_len, "no region file at %s", path);
 		return READER_GONE;
 	case READER_PATH_REFUSED:
+		*status = GPUCAP_ERR_PERMISSION;
 		return READER_FAILED;
 	}
 	struct attach_job job;
@@ -197,6 +201,7 @@ enum reader_result reader_attach(const char *path, const struct reader_attach *h
 		         path);
 		return READER_FAILED;
 	}
+	*status = job.status;
 	if (job.status != GPUCAP_OK) {
 		/* It vanished between the check and the open: gone, not broken. */
 		struct stat st;
@@ -247,7 +252,7 @@ enum reader_result reader_read(const char *path, unsigned init_timeout_ms, struc
 	*out = NULL;
 	struct reader_attach how = {.observer = true, .init_timeout_ms = init_timeout_ms};
 	gpucap_region *region = NULL;
-	enum reader_result result = reader_attach(path, &how, &region, err, err_len);
+	enum reader_result result = reader_attach(path, &how, &region, NULL, err, err_len);
 	if (result != READER_OK)
 		return result;
 	*out = reader_snapshot(region, err, err_len);

@@ -65,10 +65,13 @@ struct reader_attach {
  * guard, existing files only. Observers map it read-only; the others map it
  * writable, for the root tools that record host PIDs, set limits or reclaim.
  * On READER_OK every later access to *out must run under reader_run_guarded
- * too. err gets one line on failure, without the "gpucap: " prefix.
+ * too. err gets one line on failure, without the "gpucap: " prefix. status
+ * (may be NULL) gets the region code's verdict: GPUCAP_ERR_PERMISSION for a
+ * path refused before opening, GPUCAP_ERR_IO for one that is gone or
+ * shrank under the reader.
  */
 enum reader_result reader_attach(const char *path, const struct reader_attach *how, gpucap_region **out,
-                                 char *err, size_t err_len);
+                                 gpucap_status *status, char *err, size_t err_len);
 
 /* Copy the region under the guard. NULL when memory ran out or the file
  * shrank during the copy; err then says which. */
