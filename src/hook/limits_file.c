@@ -301,11 +301,11 @@ static void scan_device_limits(char *const *env, const char *prefix, struct env_
 			continue;
 		const char *p = entry + prefix_len;
 		const char *eq = strchr(p, '=');
-		if (!eq || eq == p)
+		if (!eq)
 			continue;
 		size_t name_len = (size_t)(eq - entry);
 		unsigned long index = 0;
-		bool digits = true;
+		bool digits = eq != p; /* an empty suffix is no ordinal: warned about below */
 		for (const char *q = p; q < eq; q++) {
 			if (*q < '0' || *q > '9') {
 				digits = false;
