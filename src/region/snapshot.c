@@ -21,6 +21,14 @@ static int64_t pending_for(const struct gpucap_region *r, uint32_t device, uint6
 	return amount;
 }
 
+static int64_t add_saturating(int64_t a, int64_t b)
+{
+	int64_t sum;
+	if (!__builtin_add_overflow(a, b, &sum))
+		return sum;
+	return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
 static void read_comm(const struct slot_header *header, char *out)
 {
 	uint64_t words[GPUCAP_COMM_MAX / 8];
@@ -67,15 +75,17 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 		int64_t granted = pending_slot[device] == slot ? pending_amount[device] : 0, credit = 0;
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 			const struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
-			granted +=
-			    granted_amount(atomic_load_explicit(&lane_device->granted, memory_order_acquire));
-			credit += atomic_load_explicit(&lane_device->credit, memory_order_relaxed);
+			/* Saturating: a hostile file must not overflow the sums. */
+			granted = add_saturating(
+			    granted, granted_amount(atomic_load_explicit(&lane_device->granted, memory_order_acquire)));
+			credit = add_saturating(credit, atomic_load_explicit(&lane_device->credit, memory_order_relaxed));
 			for (unsigned kind = 0; kind < GPUCAP_KIND_COUNT; kind++)
-				out->kind_bytes[kind] += atomic_load_explicit(&lane_device->kind_bytes[kind],
-				                                              memory_order_relaxed);
+				out->kind_bytes[kind] = add_saturating(
+				    out->kind_bytes[kind],
+				    atomic_load_explicit(&lane_device->kind_bytes[kind], memory_order_relaxed));
 		}
 		out->charged_bytes = granted > 0 ? (uint64_t)granted : 0;
-		out->in_use_bytes = granted > credit ? (uint64_t)(granted - credit) : 0;
+		out->in_use_bytes = granted > credit ? (uint64_t)granted - (uint64_t)credit : 0;
 	}
 }
 
