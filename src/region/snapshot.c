@@ -76,13 +76,15 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 		for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
 			const struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
 			/* Saturating: a hostile file must not overflow the sums. */
-			granted = add_saturating(
-			    granted, granted_amount(atomic_load_explicit(&lane_device->granted, memory_order_acquire)));
-			credit = add_saturating(credit, atomic_load_explicit(&lane_device->credit, memory_order_relaxed));
+			granted = add_saturating(granted, granted_amount(atomic_load_explicit(
+			                                      &lane_device->granted, memory_order_acquire)));
+			credit = add_saturating(
+			    credit, atomic_load_explicit(&lane_device->credit, memory_order_relaxed));
 			for (unsigned kind = 0; kind < GPUCAP_KIND_COUNT; kind++)
-				out->kind_bytes[kind] = add_saturating(
-				    out->kind_bytes[kind],
-				    atomic_load_explicit(&lane_device->kind_bytes[kind], memory_order_relaxed));
+				out->kind_bytes[kind] =
+				    add_saturating(out->kind_bytes[kind],
+				                   atomic_load_explicit(&lane_device->kind_bytes[kind],
+				                                        memory_order_relaxed));
 		}
 		out->charged_bytes = granted > 0 ? (uint64_t)granted : 0;
 		out->in_use_bytes = granted > credit ? (uint64_t)granted - (uint64_t)credit : 0;
