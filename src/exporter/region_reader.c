@@ -83,6 +83,10 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 		snprintf(err, err_len, "region %s was replaced while it was being opened; try again", path);
 		return READER_PATH_REFUSED;
 	}
+	if (opened.st_size == 0) {
+		snprintf(err, err_len, "region %s is empty (0 bytes): a process may be creating it right now; try again, or remove the file if it stays empty", path);
+		return READER_PATH_EMPTY;
+	}
 	return READER_PATH_OK;
 }
 
@@ -184,6 +188,9 @@ enum reader_result reader_attach(const char *path, const struct reader_attach *h
 		return READER_GONE;
 	case READER_PATH_REFUSED:
 		*status = GPUCAP_ERR_PERMISSION;
+		return READER_FAILED;
+	case READER_PATH_EMPTY:
+		*status = GPUCAP_ERR_BUSY;
 		return READER_FAILED;
 	}
 	struct attach_job job;

@@ -25,6 +25,7 @@
 enum reader_path {
 	READER_PATH_OK,      /* a regular file with one link */
 	READER_PATH_GONE,    /* nothing there (ENOENT, ENOTDIR) */
+	READER_PATH_EMPTY,   /* 0 bytes: being created right now, or abandoned */
 	READER_PATH_REFUSED, /* anything else: err says what and how to fix it */
 };
 
@@ -32,8 +33,10 @@ enum reader_path {
  * Look at the path without following a link, then open it read-only with
  * O_NOFOLLOW|O_NONBLOCK|O_NOCTTY and check the open descriptor: a regular
  * file, one link, the same file the first look saw. Nothing but a regular
- * file is ever opened, and no open can block. err gets one line (no
- * "gpucap: " prefix) unless READER_PATH_OK.
+ * file is ever opened, and no open can block. An empty file is reported at
+ * once (READER_PATH_EMPTY), never waited for or initialised: the tools only
+ * read regions that exist. err gets one line (no "gpucap: " prefix) unless
+ * READER_PATH_OK.
  */
 enum reader_path reader_check_path(const char *path, char *err, size_t err_len);
 
@@ -67,8 +70,8 @@ struct reader_attach {
  * On READER_OK every later access to *out must run under reader_run_guarded
  * too. err gets one line on failure, without the "gpucap: " prefix. status
  * (may be NULL) gets the region code's verdict: GPUCAP_ERR_PERMISSION for a
- * path refused before opening, GPUCAP_ERR_IO for one that is gone or
- * shrank under the reader.
+ * path refused before opening, GPUCAP_ERR_BUSY for an empty file,
+ * GPUCAP_ERR_IO for one that is gone or shrank under the reader.
  */
 enum reader_result reader_attach(const char *path, const struct reader_attach *how, gpucap_region **out,
                                  gpucap_status *status, char *err, size_t err_len);

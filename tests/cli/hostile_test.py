@@ -5,6 +5,8 @@
                  should be: every command refuses it in one line, without
                  hanging and without opening it (inotify sees no open).
   hard_link      a region file with a second name is refused.
+  empty_file     an existing empty file is refused at once and stays empty
+                 (no command initialises what it did not create).
   audit_fifo     a FIFO planted at <region>.audit: `set` refuses, changes
                  nothing, does not hang.
   truncation     a tenant truncates and regrows its region while status,
@@ -123,6 +125,22 @@ def test_hard_link(h):
         check_refused(run(h, *args), f"gpucap {' '.join(args)} on a file with two links", "hard links")
 
 
+def test_empty_file(h):
+    """An existing empty file is never initialised or waited for: every
+    command says it is empty, and it stays empty."""
+    region = os.path.join(h.tmp, "empty.cache")
+    open(region, "w").close()
+    for args in commands(region):
+        res = run(h, *args)
+        what = f"gpucap {' '.join(args)} on an empty file"
+        if args[0] == "doctor":
+            check(any(line.startswith("fail  region:") and "empty" in line for line in res.stdout.splitlines()),
+                  f"{what}: {res.stdout!r}")
+        else:
+            check_refused(res, what, region, "empty")
+        check_equal(os.path.getsize(region), 0, f"size after {what}")
+
+
 def test_audit_fifo(h):
     region = os.path.join(h.tmp, "region.cache")
     h.actor(region, "device", UUID_A, "1g")
@@ -185,7 +203,8 @@ def test_truncation(h):
     check_equal(resolver.returncode, 0, "gpucap resolve --watch exit code on SIGINT")
 
 
-TESTS = {"special_files": test_special_files, "hard_link": test_hard_link, "audit_fifo": test_audit_fifo,
+TESTS = {"special_files": test_special_files, "hard_link": test_hard_link, "empty_file": test_empty_file,
+         "audit_fifo": test_audit_fifo,
          "truncation": test_truncation}
 
 

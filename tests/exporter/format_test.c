@@ -616,7 +616,7 @@ static unsigned regions_up(const char *text, char paths[][512], int count, unsig
 	unsigned up = 0;
 	*which = 0;
 	for (int i = 0; i < count; i++) {
-		char line[1024];
+		char line[3072];
 		snprintf(line, sizeof(line), "\ngpucap_region_up{region=\"%s\"} 1\n", paths[i]);
 		if (strstr(text, line)) {
 			up++;
@@ -655,7 +655,7 @@ static void test_collector_budget(void **state)
 	char *text = scrape(c);
 	assert_int_equal(regions_up(text, paths, REGIONS, &which), REGIONS - 1);
 	assert_int_equal(which, (1u << REGIONS) - 2);
-	char line[1024];
+	char line[3072];
 	snprintf(line, sizeof(line), "gpucap_region_up{region=\"%s\"} 0", paths[0]);
 	assert_has_line(text, line);
 	free(text);
