@@ -66,6 +66,9 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 	struct stat opened;
 	int rc = fstat(fd, &opened);
 	int saved = errno;
+	/* The first bytes, for a header nobody has written yet. */
+	unsigned char head[64];
+	ssize_t head_len = rc == 0 && S_ISREG(opened.st_mode) ? pread(fd, head, sizeof(head), 0) : 0;
 	close(fd);
 	if (rc != 0) {
 		snprintf(err, err_len, "cannot look at region %s: %s", path, strerror(saved));
@@ -74,9 +77,7 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 	if (!S_ISREG(opened.st_mode))
 		return refuse_kind(path, opened.st_mode, err, err_len);
 	if (opened.st_nlink != 1) {
-		snprintf(err, err_len,
-		         "region %s has %lu hard links; a region file has exactly one: remove the other names or the file",
-		         path, (unsigned long)opened.st_nlink);
+		snprintf(err, err_len, "region %s has %lu hard links; a region file has exactly one: remove the other names or the file", path, (unsigned long)opened.st_nlink);
 		return READER_PATH_REFUSED;
 	}
 	if (opened.st_dev != seen.st_dev || opened.st_ino != seen.st_ino) {
@@ -85,6 +86,15 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 	}
 	if (opened.st_size == 0) {
 		snprintf(err, err_len, "region %s is empty (0 bytes): a process may be creating it right now; try again, or remove the file if it stays empty", path);
+		return READER_PATH_EMPTY;
+	}
+	bool blank = head_len > 0;
+	for (ssize_t i = 0; blank && i < head_len; i++)
+		blank = head[i] == 0;
+	if (blank) {
+		/* What a creator that died before writing leaves behind; the tools
+		 * never initialise a region they did not create. */
+		snprintf(err, err_len, "region %s has a blank header: a process may be creating it right now; try again, or remove the file if it stays that way", path);
 		return READER_PATH_EMPTY;
 	}
 	return READER_PATH_OK;

@@ -25,7 +25,7 @@
 enum reader_path {
 	READER_PATH_OK,      /* a regular file with one link */
 	READER_PATH_GONE,    /* nothing there (ENOENT, ENOTDIR) */
-	READER_PATH_EMPTY,   /* 0 bytes: being created right now, or abandoned */
+	READER_PATH_EMPTY,   /* 0 bytes or a blank header: being created, or abandoned */
 	READER_PATH_REFUSED, /* anything else: err says what and how to fix it */
 };
 
@@ -33,9 +33,9 @@ enum reader_path {
  * Look at the path without following a link, then open it read-only with
  * O_NOFOLLOW|O_NONBLOCK|O_NOCTTY and check the open descriptor: a regular
  * file, one link, the same file the first look saw. Nothing but a regular
- * file is ever opened, and no open can block. An empty file is reported at
- * once (READER_PATH_EMPTY), never waited for or initialised: the tools only
- * read regions that exist. err gets one line (no "gpucap: " prefix) unless
+ * file is ever opened, and no open can block. An empty file, or one whose
+ * first bytes are all zero, is reported at once (READER_PATH_EMPTY), never
+ * waited for or initialised: the tools only read regions that exist. err gets one line (no "gpucap: " prefix) unless
  * READER_PATH_OK.
  */
 enum reader_path reader_check_path(const char *path, char *err, size_t err_len);

@@ -128,17 +128,23 @@ def test_hard_link(h):
 def test_empty_file(h):
     """An existing empty file is never initialised or waited for: every
     command says it is empty, and it stays empty."""
-    region = os.path.join(h.tmp, "empty.cache")
-    open(region, "w").close()
-    for args in commands(region):
-        res = run(h, *args)
-        what = f"gpucap {' '.join(args)} on an empty file"
-        if args[0] == "doctor":
-            check(any(line.startswith("fail  region:") and "empty" in line for line in res.stdout.splitlines()),
-                  f"{what}: {res.stdout!r}")
-        else:
-            check_refused(res, what, region, "empty")
-        check_equal(os.path.getsize(region), 0, f"size after {what}")
+    empty = os.path.join(h.tmp, "empty.cache")
+    open(empty, "w").close()
+    blank = os.path.join(h.tmp, "blank.cache")  # a creator died before writing
+    with open(blank, "wb") as f:
+        f.write(bytes(8192))
+    for region, needle in ((empty, "empty"), (blank, "blank header")):
+        for args in commands(region):
+            res = run(h, *args)
+            what = f"gpucap {' '.join(args)} on {os.path.basename(region)}"
+            if args[0] == "doctor":
+                check(any(line.startswith("fail  region:") and needle in line
+                          for line in res.stdout.splitlines()), f"{what}: {res.stdout!r}")
+            else:
+                check_refused(res, what, region, needle)
+        with open(region, "rb") as f:
+            content = f.read()
+        check(not any(content), f"{region} was written to: {len(content)} bytes, not all zero")
 
 
 def test_audit_fifo(h):
