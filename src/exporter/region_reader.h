@@ -35,8 +35,8 @@ enum reader_path {
  * file, one link, the same file the first look saw. Nothing but a regular
  * file is ever opened, and no open can block. An empty file, or one whose
  * first bytes are all zero, is reported at once (READER_PATH_EMPTY), never
- * waited for or initialised: the tools only read regions that exist. err gets one line (no "gpucap: " prefix) unless
- * READER_PATH_OK.
+ * waited for or initialised: the tools only read regions that exist. err gets one line (no "gpucap: " prefix)
+ * unless READER_PATH_OK.
  */
 enum reader_path reader_check_path(const char *path, char *err, size_t err_len);
 
