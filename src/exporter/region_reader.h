@@ -77,7 +77,9 @@ enum reader_result reader_attach(const char *path, const struct reader_attach *h
                                  gpucap_status *status, char *err, size_t err_len);
 
 /* Copy the region under the guard. NULL when memory ran out or the file
- * shrank during the copy; err then says which. */
+ * shrank during the copy; err then says which. A copy cut short by the
+ * fault is not freed (nothing reaches it any more): a known, bounded leak
+ * per truncation. */
 struct gpucap_snapshot *reader_snapshot(gpucap_region *region, char *err, size_t err_len);
 
 /* reader_attach as an observer, reader_snapshot, detach. */
