@@ -112,35 +112,56 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
  * directories the containers can write, so a tenant must not be able to kill
  * the node's tools that way: reads are bracketed by sigsetjmp and the
  * handler jumps back when the fault happens inside a guarded call on the
- * same thread. Anywhere else SIGBUS keeps its default action. */
+ * same thread. Any other SIGBUS goes to the handler that was installed
+ * before ours (the region code may guard its own mappings), or gets the
+ * default action. A handler that chains back to ours would make a cycle: a
+ * per-thread depth count cuts it, giving the fault the default action. */
 
 static _Thread_local sigjmp_buf *volatile fault_jump;
+static _Thread_local int passing_on;
+static struct sigaction previous_action; /* written before ours is installed */
 
-static void on_sigbus(int sig)
+static void on_sigbus(int sig, siginfo_t *info, void *context)
 {
 	sigjmp_buf *jump = fault_jump;
 	if (jump) {
 		fault_jump = NULL;
 		siglongjmp(*jump, 1);
 	}
-	/* Not ours: restore the default action; returning re-runs the faulting
+	const struct sigaction *prev = &previous_action;
+	bool chained = passing_on == 0 && ((prev->sa_flags & SA_SIGINFO)
+	                                       ? prev->sa_sigaction != NULL && prev->sa_sigaction != on_sigbus
+	                                       : prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN);
+	if (chained) {
+		passing_on++;
+		if (prev->sa_flags & SA_SIGINFO)
+			prev->sa_sigaction(sig, info, context);
+		else
+			prev->sa_handler(sig);
+		passing_on--;
+		return;
+	}
+	/* Nobody's: restore the default action; returning re-runs the faulting
 	 * access, which then terminates the process as usual. */
 	signal(sig, SIG_DFL);
 }
 
 void reader_install_fault_guard(void)
 {
-	/* Look rather than remember: someone else (a test framework, a
-	 * library) may have replaced the handler since. */
+	/* Look rather than remember: someone else (a test framework, the
+	 * region code) may have replaced the handler since; it is then the one
+	 * chained to. The tools install it from one thread, before any other. */
 	struct sigaction current;
-	if (sigaction(SIGBUS, NULL, &current) == 0 && !(current.sa_flags & SA_SIGINFO) &&
-	    current.sa_handler == on_sigbus)
+	if (sigaction(SIGBUS, NULL, &current) != 0)
 		return;
+	if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_sigbus)
+		return;
+	previous_action = current;
 	struct sigaction action;
 	memset(&action, 0, sizeof(action));
-	action.sa_handler = on_sigbus;
+	action.sa_sigaction = on_sigbus;
 	sigemptyset(&action.sa_mask);
-	action.sa_flags = SA_NODEFER;
+	action.sa_flags = SA_SIGINFO | SA_NODEFER;
 	sigaction(SIGBUS, &action, NULL);
 }
 

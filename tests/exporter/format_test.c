@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -744,6 +745,49 @@ static void test_fault_guard(void **state)
 	unlink(path);
 }
 
+/* A handler installed before the guard: it gets the faults outside guarded
+ * calls (the region code guards its own mappings this way). */
+static sigjmp_buf previous_jump;
+static volatile sig_atomic_t previous_calls;
+
+static void previous_handler(int sig, siginfo_t *info, void *context)
+{
+	(void)sig;
+	(void)info;
+	(void)context;
+	previous_calls++;
+	siglongjmp(previous_jump, 1);
+}
+
+static void test_fault_guard_chains(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/gpucap-exporter-chain-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	struct sigaction action, saved;
+	memset(&action, 0, sizeof(action));
+	action.sa_sigaction = previous_handler;
+	action.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&action.sa_mask);
+	assert_int_equal(sigaction(SIGBUS, &action, &saved), 0);
+	reader_install_fault_guard();
+
+	struct truncation t = {.path = path};
+	assert_false(reader_run_guarded(read_truncated, &t)); /* inside: the guard's */
+	assert_int_equal(previous_calls, 0);
+	if (sigsetjmp(previous_jump, 1) == 0) {
+		read_truncated(&t); /* outside: the previous handler's */
+		fail_msg("reading past the end of a truncated file did not fault");
+	}
+	assert_int_equal(previous_calls, 1);
+	assert_false(t.finished);
+
+	sigaction(SIGBUS, &saved, NULL);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -753,7 +797,8 @@ int main(void)
 	    cmocka_unit_test(test_render_down_and_many), cmocka_unit_test(test_render_nothing),
 	    cmocka_unit_test(test_default_rule),         cmocka_unit_test(test_regex_rule),
 	    cmocka_unit_test(test_parse_listen),         cmocka_unit_test(test_collector_files),
-	    cmocka_unit_test(test_fault_guard),          cmocka_unit_test(test_collector_budget),
+	    cmocka_unit_test(test_fault_guard),          cmocka_unit_test(test_fault_guard_chains),
+	    cmocka_unit_test(test_collector_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
