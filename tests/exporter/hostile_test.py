@@ -148,14 +148,14 @@ def test_connection_flood(h):
     try:
         for _ in range(100):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.2", 0))  # the flooding client's own address
+            held.append(s)
             s.settimeout(HANG_GUARD_S)
             try:
+                s.bind(("127.0.0.2", 0))  # the flooding client's own address
                 s.connect(("127.0.0.1", port))
                 s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
             except OSError:
                 pass  # refused once over the client's limit: that is the point
-            held.append(s)
         for _ in range(5):
             text = h.scrape(port)
             check('gpucap_region_up{region="%s"} 1' % region in text.splitlines(),
