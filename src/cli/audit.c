@@ -23,7 +23,17 @@ bool cli_audit_open(const char *command, const char *region_path, struct cli_aud
 	mode_t mode = 0600;
 	if (stat(region_path, &region) == 0 && (region.st_mode & 0040))
 		mode = 0640;
-	int fd = open(audit->path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
+	/* The region's directory may belong to a tenant: never open anything
+	 * there but a regular file, and never block in the open (a FIFO). */
+	struct stat seen;
+	if (lstat(audit->path, &seen) == 0 && !S_ISREG(seen.st_mode)) {
+		cli_failure(command,
+		            "the audit log %s is not a regular file; no limit was changed (remove it)",
+		            audit->path);
+		return false;
+	}
+	int fd = open(audit->path,
+	              O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
 	if (fd < 0) {
 		int error = errno;
 		cli_failure(
@@ -33,11 +43,11 @@ bool cli_audit_open(const char *command, const char *region_path, struct cli_aud
 		return false;
 	}
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
 		close(fd);
 		cli_failure(
 		    command,
-		    "the audit log %s is not a regular file of yours; no limit was changed (remove it or fix its owner)",
+		    "the audit log %s is not a regular file of yours with one link; no limit was changed (remove it or fix its owner)",
 		    audit->path);
 		return false;
 	}

@@ -12,6 +12,8 @@
 #include "preload_library.h"
 #include "region_file.h"
 
+#include <region_reader.h>
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -334,25 +336,21 @@ static void check_region(struct doctor *d, const struct gpucap_policy *policy, c
 		return;
 	}
 	check_permissions(d, where.path);
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = where.path;
-	options.observer = true;
-	gpucap_region *region = NULL;
+	struct gpucap_snapshot *s = NULL;
 	char err[1024] = "";
-	gpucap_status status = gpucap_region_attach(&options, &region, err, sizeof(err));
-	if (status != GPUCAP_OK) {
-		const char *message = strncmp(err, "gpucap: ", 8) == 0 ? err + 8 : err;
-		add(d, CHECK_FAIL, "region", NULL, "%s (path from %s)",
-		    message[0] ? message : gpucap_status_text(status), where.origin);
+	struct reader_attach how = {.observer = true, .init_timeout_ms = 0};
+	gpucap_region *region = NULL;
+	gpucap_status status;
+	if (reader_attach(where.path, &how, &region, &status, err, sizeof(err)) != READER_OK) {
+		add(d, CHECK_FAIL, "region", NULL, "%s (path from %s)", err, where.origin);
 		return;
 	}
 	if (limits_file)
 		check_binding(d, limits_file, where.path, gpucap_region_created_ns(region));
-	struct gpucap_snapshot *s = gpucap_region_snapshot(region);
+	s = reader_snapshot(region, err, sizeof(err));
 	gpucap_region_detach(region);
 	if (!s) {
-		add(d, CHECK_FAIL, "region", NULL, "out of memory while copying region %s", where.path);
+		add(d, CHECK_FAIL, "region", NULL, "%s (path from %s)", err, where.origin);
 		return;
 	}
 	uint32_t dead = 0, unknown_host = 0;

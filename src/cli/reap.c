@@ -7,6 +7,8 @@
 #include "options.h"
 #include "region_file.h"
 
+#include <region_reader.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +68,20 @@ static bool print_json(const struct gpucap_reclaim_report *report, const char *p
 	return json_finish(&w);
 }
 
+/* The reclaim touches the mapping: it runs under the SIGBUS guard, its
+ * results kept in the job, not in locals. */
+struct reclaim_job {
+	gpucap_region *region;
+	struct gpucap_reclaim_report report;
+	gpucap_status status;
+};
+
+static void reclaim_guarded(void *arg)
+{
+	struct reclaim_job *job = arg;
+	job->status = gpucap_region_reclaim_dead(job->region, &job->report);
+}
+
 static int reap_run(int argc, char **argv)
 {
 	const char *command = cli_command_reap.name;
@@ -79,9 +95,15 @@ static int reap_run(int argc, char **argv)
 	int rc = cli_region_attach(command, &where, false, &region);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	struct gpucap_reclaim_report report;
-	memset(&report, 0, sizeof(report));
-	gpucap_status status = gpucap_region_reclaim_dead(region, &report);
+	struct reclaim_job job;
+	memset(&job, 0, sizeof(job));
+	job.region = region;
+	if (!cli_region_guarded(command, region, reclaim_guarded, &job)) {
+		gpucap_region_abandon(region);
+		return CLI_EXIT_FAILURE;
+	}
+	struct gpucap_reclaim_report report = job.report;
+	gpucap_status status = job.status;
 	if (status != GPUCAP_OK) {
 		rc = cli_failure(command, "cannot reclaim dead slots in %s: %s", where.path,
 		                 gpucap_status_text(status));
@@ -92,7 +114,8 @@ static int reap_run(int argc, char **argv)
 	if (flags.json) {
 		/* Only for the device UUIDs; a snapshot that fails leaves them empty
 		 * rather than hiding what was reclaimed. */
-		struct gpucap_snapshot *snapshot = gpucap_region_snapshot(region);
+		char ignored[1024];
+		struct gpucap_snapshot *snapshot = reader_snapshot(region, ignored, sizeof(ignored));
 		printed = print_json(&report, where.path, snapshot, stdout);
 		gpucap_snapshot_free(snapshot);
 	} else {

@@ -6,10 +6,9 @@
 #include "default_paths.h"
 #include "policy.h"
 
-#include <errno.h>
+#include <region_reader.h>
+
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
 extern char **environ;
 
@@ -27,44 +26,39 @@ struct cli_region_path cli_region_path(const char *flag_value)
 	return where;
 }
 
-static void flatten(char *text)
-{
-	for (; *text; text++) {
-		if (*text == '\n' || *text == '\r')
-			*text = ' ';
-	}
-}
-
 int cli_region_attach(const char *command, const struct cli_region_path *where, bool observer,
                       gpucap_region **out)
 {
-	struct stat st;
-	if (lstat(where->path, &st) != 0 && errno == ENOENT) {
+	struct reader_attach how = {.observer = observer, .init_timeout_ms = 0};
+	char err[1024] = "";
+	switch (reader_attach(where->path, &how, out, NULL, err, sizeof(err))) {
+	case READER_OK:
+		return CLI_EXIT_OK;
+	case READER_GONE:
 		return cli_failure(
 		    command,
 		    "no region file at %s (path from %s); start a gpucap-limited process first or name the right file with --file or GPUCAP_REGION",
 		    where->path, where->origin);
+	case READER_FAILED:
+		break;
 	}
+	return cli_failure(command, "%s (path from %s)", err, where->origin);
+}
 
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = where->path;
-	options.observer = observer;
-	options.existing_only = true; /* the commands never create a region */
-
+struct gpucap_snapshot *cli_region_snapshot(const char *command, gpucap_region *region)
+{
 	char err[1024] = "";
-	gpucap_status status = gpucap_region_attach(&options, out, err, sizeof(err));
-	if (status == GPUCAP_OK)
-		return CLI_EXIT_OK;
-	*out = NULL;
-	flatten(err);
-	/* The library's messages carry their own "gpucap: " prefix; ours already
-	 * names gpucap and the command. */
-	const char *message = err;
-	if (strncmp(message, "gpucap: ", 8) == 0)
-		message += 8;
-	if (message[0])
-		return cli_failure(command, "%s (path from %s)", message, where->origin);
-	return cli_failure(command, "cannot attach to region %s (path from %s): %s", where->path,
-	                   where->origin, gpucap_status_text(status));
+	struct gpucap_snapshot *snapshot = reader_snapshot(region, err, sizeof(err));
+	if (!snapshot)
+		cli_failure(command, "%s", err);
+	return snapshot;
+}
+
+bool cli_region_guarded(const char *command, gpucap_region *region, void (*fn)(void *), void *arg)
+{
+	if (reader_run_guarded(fn, arg))
+		return true;
+	cli_failure(command, "region %s shrank while it was being used (SIGBUS): it was truncated",
+	            gpucap_region_path(region));
+	return false;
 }

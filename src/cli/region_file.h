@@ -23,13 +23,22 @@ struct cli_region_path {
 struct cli_region_path cli_region_path(const char *flag_value);
 
 /*
- * Attach to the region. Observers map it read-only and never create it; a
- * non-observer attach still refuses to create a missing file, since the CLI
- * inspecting a path that does not exist means the path is wrong.
- * On failure prints one line and returns CLI_EXIT_FAILURE; CLI_EXIT_OK with
- * *out set otherwise.
+ * Attach to the region through src/exporter/region_reader.h: the path is
+ * opened only if it is a regular file with one link, never blocking, and the
+ * attach runs under the SIGBUS guard. Observers map it read-only; nobody
+ * creates it, since the CLI inspecting a path that does not exist means the
+ * path is wrong. On failure prints one line and returns CLI_EXIT_FAILURE;
+ * CLI_EXIT_OK with *out set otherwise.
  */
 int cli_region_attach(const char *command, const struct cli_region_path *where, bool observer,
                       gpucap_region **out);
+
+/* Copy the region under the SIGBUS guard; NULL after printing one line. */
+struct gpucap_snapshot *cli_region_snapshot(const char *command, gpucap_region *region);
+
+/* Run fn(arg), which uses the region's mapping, under the SIGBUS guard
+ * (region_reader.h says what fn may keep in locals). False after printing
+ * one line if the file shrank under it. */
+bool cli_region_guarded(const char *command, gpucap_region *region, void (*fn)(void *), void *arg);
 
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <host_pids.h>
+#include <region_reader.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,23 +39,40 @@ struct resolve_request {
 	long interval_ms;
 };
 
+/* The pass writes the mapping: it runs under the SIGBUS guard, its results
+ * kept in the job, not in locals. */
+struct resolve_job {
+	gpucap_region *region;
+	struct gpucap_resolve_counts *counts;
+	gpucap_status status;
+};
+
+static void resolve_guarded(void *arg)
+{
+	struct resolve_job *job = arg;
+	job->status = gpucap_resolve_host_pids(job->region, job->counts);
+}
+
 /* One region: attach writable (existing file only), one pass, detach. */
 static gpucap_status resolve_one(const char *path, struct gpucap_resolve_counts *counts, char *err,
                                  size_t err_len)
 {
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = path;
-	options.existing_only = true;
+	struct reader_attach how = {.observer = false, .init_timeout_ms = 0};
 	gpucap_region *region = NULL;
-	gpucap_status status = gpucap_region_attach(&options, &region, err, err_len);
-	if (status != GPUCAP_OK)
-		return status;
-	status = gpucap_resolve_host_pids(region, counts);
+	gpucap_status status;
+	if (reader_attach(path, &how, &region, &status, err, err_len) != READER_OK)
+		return status == GPUCAP_OK ? GPUCAP_ERR_IO : status;
+	struct resolve_job job = {.region = region, .counts = counts, .status = GPUCAP_ERR_IO};
+	if (!reader_run_guarded(resolve_guarded, &job)) {
+		gpucap_region_abandon(region);
+		snprintf(err, err_len, "region %s shrank while it was being read (SIGBUS): it was truncated",
+		         path);
+		return GPUCAP_ERR_IO;
+	}
 	gpucap_region_detach(region);
-	if (status != GPUCAP_OK)
+	if (job.status != GPUCAP_OK)
 		snprintf(err, err_len, "region %s: cannot read /proc or the region file", path);
-	return status;
+	return job.status;
 }
 
 static void print_counts_json(struct json_writer *w, const char *path, const struct gpucap_resolve_counts *c)

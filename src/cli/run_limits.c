@@ -2,6 +2,8 @@
 
 #include "run_limits.h"
 
+#include <region_reader.h>
+
 #include "format.h"
 #include "utf8.h"
 
@@ -59,21 +61,11 @@ unsigned run_warn_region_limits(const char *path, const char *origin,
 {
 	if (!request->memory && !request->sm)
 		return 0;
-	struct stat st;
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-		return 0;
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = path;
-	options.observer = true;
-	options.existing_only = true;
-	gpucap_region *region = NULL;
+	/* A region a tenant can write is read as the node's tools read one: no
+	 * FIFO opened, one link, a truncation fails the read, not run. */
+	struct gpucap_snapshot *snapshot = NULL;
 	char err[512];
-	if (gpucap_region_attach(&options, &region, err, sizeof(err)) != GPUCAP_OK)
-		return 0;
-	struct gpucap_snapshot *snapshot = gpucap_region_snapshot(region);
-	gpucap_region_detach(region);
-	if (!snapshot)
+	if (reader_read(path, 0, &snapshot, err, sizeof(err)) != READER_OK)
 		return 0;
 	unsigned printed = 0;
 	for (uint32_t i = 0; i < snapshot->device_count; i++)

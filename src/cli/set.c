@@ -247,6 +247,38 @@ static bool print_json(const struct set_result *results, uint32_t count, const s
 	return json_finish(&w);
 }
 
+/* One limit change; it writes the mapping, so it runs under the SIGBUS
+ * guard with its result kept here. */
+struct limit_job {
+	gpucap_region *region;
+	int device;
+	bool sm;
+	uint64_t memory_bytes;
+	uint32_t sm_limit;
+	gpucap_status status;
+};
+
+static void set_limit_guarded(void *arg)
+{
+	struct limit_job *job = arg;
+	job->status = job->sm ? gpucap_region_set_sm_limit(job->region, job->device, job->sm_limit)
+	                      : gpucap_region_set_limit(job->region, job->device, job->memory_bytes);
+}
+
+/* GPUCAP_ERR_IO when the file shrank under the change (already reported). */
+static gpucap_status set_limit(gpucap_region *region, int device, bool sm, uint64_t memory_bytes,
+                               uint32_t sm_limit, bool *faulted)
+{
+	struct limit_job job = {.region = region,
+	                        .device = device,
+	                        .sm = sm,
+	                        .memory_bytes = memory_bytes,
+	                        .sm_limit = sm_limit,
+	                        .status = GPUCAP_ERR_IO};
+	*faulted = !cli_region_guarded(cli_command_set.name, region, set_limit_guarded, &job);
+	return job.status;
+}
+
 static int apply(gpucap_region *region, const struct set_request *req, const struct cli_region_path *where,
                  const struct gpucap_snapshot *snapshot, const struct gpucap_limits_file *file)
 {
@@ -278,7 +310,12 @@ static int apply(gpucap_region *region, const struct set_request *req, const str
 		r->old_limit = r->new_limit = d->limit_bytes;
 		r->old_sm = r->new_sm = d->sm_limit;
 		if (req->memory) {
-			gpucap_status st = gpucap_region_set_limit(region, d->index, req->memory_bytes);
+			bool faulted;
+			gpucap_status st = set_limit(region, d->index, false, req->memory_bytes, 0, &faulted);
+			if (faulted) {
+				rc = CLI_EXIT_FAILURE;
+				break;
+			}
 			if (st != GPUCAP_OK) {
 				rc =
 				    cli_failure(command, "cannot set the memory limit of device %d in %s: %s",
@@ -290,7 +327,12 @@ static int apply(gpucap_region *region, const struct set_request *req, const str
 				rc = CLI_EXIT_FAILURE;
 		}
 		if (req->sm && rc == CLI_EXIT_OK) {
-			gpucap_status st = gpucap_region_set_sm_limit(region, d->index, req->sm_limit);
+			bool faulted;
+			gpucap_status st = set_limit(region, d->index, true, 0, req->sm_limit, &faulted);
+			if (faulted) {
+				rc = CLI_EXIT_FAILURE;
+				break;
+			}
 			if (st != GPUCAP_OK) {
 				rc = cli_failure(command, "cannot set the SM limit of device %d in %s: %s",
 				                 d->index, where->path, gpucap_status_text(st));
@@ -343,10 +385,10 @@ static int set_run(int argc, char **argv)
 	rc = cli_region_attach(command, &where, false, &region);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	struct gpucap_snapshot *snapshot = gpucap_region_snapshot(region);
+	struct gpucap_snapshot *snapshot = cli_region_snapshot(command, region);
 	if (!snapshot) {
 		gpucap_region_detach(region);
-		return cli_failure(command, "out of memory while copying region %s", where.path);
+		return CLI_EXIT_FAILURE;
 	}
 	rc = apply(region, &req, &where, snapshot, &file);
 	gpucap_snapshot_free(snapshot);

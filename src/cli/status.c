@@ -21,10 +21,10 @@ static int status_run(int argc, char **argv)
 	int rc = cli_region_attach(command, &where, true, &region);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	struct gpucap_snapshot *snapshot = gpucap_region_snapshot(region);
+	struct gpucap_snapshot *snapshot = cli_region_snapshot(command, region);
 	if (!snapshot) {
 		gpucap_region_detach(region);
-		return cli_failure(command, "out of memory while copying region %s", where.path);
+		return CLI_EXIT_FAILURE;
 	}
 	bool rendered =
 	    flags.json ? status_render_json(snapshot, stdout) : status_render_text(snapshot, stdout);

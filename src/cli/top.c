@@ -13,6 +13,8 @@
 #include "region_file.h"
 #include "status_render.h"
 
+#include <region_reader.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -140,24 +142,13 @@ static struct top_region *frame_add(struct top_frame *frame, const char *path)
 /* Attach as an observer and copy; false with the reason and status kept. */
 static bool load_region(struct top_region *r, gpucap_status *status)
 {
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = r->path;
-	options.observer = true;
+	struct reader_attach how = {.observer = true, .init_timeout_ms = 0};
 	gpucap_region *region = NULL;
-	*status = gpucap_region_attach(&options, &region, r->error, sizeof(r->error));
-	if (*status != GPUCAP_OK) {
-		if (!r->error[0])
-			snprintf(r->error, sizeof(r->error), "%s", gpucap_status_text(*status));
+	if (reader_attach(r->path, &how, &region, status, r->error, sizeof(r->error)) != READER_OK)
 		return false;
-	}
-	r->snapshot = gpucap_region_snapshot(region);
+	r->snapshot = reader_snapshot(region, r->error, sizeof(r->error));
 	gpucap_region_detach(region);
-	if (!r->snapshot) {
-		snprintf(r->error, sizeof(r->error), "out of memory while copying the region");
-		return false;
-	}
-	return true;
+	return r->snapshot != NULL;
 }
 
 /* Every region below dir. Files that are not gpucap regions are counted;
@@ -219,11 +210,9 @@ static int load_frame(const struct top_request *req, struct top_frame *frame)
 		return cli_failure(cli_command_top.name, "out of memory while reading %s", where.path);
 	}
 	r->label = r->path;
-	r->snapshot = gpucap_region_snapshot(region);
+	r->snapshot = cli_region_snapshot(cli_command_top.name, region);
 	gpucap_region_detach(region);
-	if (!r->snapshot)
-		return cli_failure(cli_command_top.name, "out of memory while copying region %s", where.path);
-	return CLI_EXIT_OK;
+	return r->snapshot ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }
 
 /* ---- JSON ----------------------------------------------------------------- */

@@ -11,8 +11,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <host_pids.h>
-#include <setjmp.h>
-#include <signal.h>
+#include <region_reader.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,170 +40,101 @@ struct exp_collector {
 	bool resolve_host_pids;
 	struct path_state *states; /* sorted by path (strcmp) */
 	size_t state_count;
+	struct exp_budget budget;
+	uint64_t (*clock_ns)(void *context);
+	void *clock_context;
+	/* Where the next scrape starts reading, so that regions left unread when
+	 * a scrape ran out of budget are read first next time. */
+	size_t next_first;
 };
-
-/* ---- SIGBUS guard -------------------------------------------------------
- * Regions are memory-mapped. If a file is truncated while it is mapped,
- * reading past the new end raises SIGBUS. The region files live in
- * directories the containers can write, so a tenant must not be able to kill
- * the node's exporter that way: reads are bracketed by sigsetjmp and the
- * handler jumps back when the fault happens inside a guarded read on the
- * same thread. Anywhere else SIGBUS keeps its default action. */
-
-static _Thread_local sigjmp_buf *volatile fault_jump;
-
-static void on_sigbus(int sig)
-{
-	sigjmp_buf *jump = fault_jump;
-	if (jump) {
-		fault_jump = NULL;
-		siglongjmp(*jump, 1);
-	}
-	/* Not ours: restore the default action; returning re-runs the faulting
-	 * access, which then terminates the process as usual. */
-	signal(sig, SIG_DFL);
-}
-
-void exp_install_fault_guard(void)
-{
-	/* Look rather than remember: someone else (a test framework, a
-	 * library) may have replaced the handler since. */
-	struct sigaction current;
-	if (sigaction(SIGBUS, NULL, &current) == 0 && !(current.sa_flags & SA_SIGINFO) &&
-	    current.sa_handler == on_sigbus)
-		return;
-	struct sigaction action;
-	memset(&action, 0, sizeof(action));
-	action.sa_handler = on_sigbus;
-	sigemptyset(&action.sa_mask);
-	action.sa_flags = SA_NODEFER;
-	sigaction(SIGBUS, &action, NULL);
-}
 
 /* ---- reading one region ------------------------------------------------- */
 
 enum read_outcome { READ_OK, READ_FAILED, READ_GONE };
 
-static void tidy_message(char *text)
+/* Samples one region adds: per process one per device plus its liveness and
+ * last launch, per device at most ten, and a few for the region. */
+static uint64_t region_series(const struct gpucap_snapshot *s)
 {
-	static const char prefix[] = "gpucap: ";
-	if (strncmp(text, prefix, sizeof(prefix) - 1) == 0)
-		memmove(text, text + sizeof(prefix) - 1, strlen(text) - (sizeof(prefix) - 1) + 1);
-	for (char *p = text; *p; p++) {
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	}
+	uint64_t devices = s->device_count;
+	return (uint64_t)s->process_count * (devices + 2) + devices * 10 + 8;
 }
 
-bool exp_run_guarded(void (*fn)(void *), void *arg)
-{
-	exp_install_fault_guard();
-	sigjmp_buf jump;
-	if (sigsetjmp(jump, 1) != 0)
-		return false; /* fault_jump was cleared by the handler */
-	fault_jump = &jump;
-	fn(arg);
-	fault_jump = NULL;
-	return true;
-}
-
-/* One read. Everything the fault path needs is in memory reached through
- * job, never in locals that a longjmp would clobber. */
-struct read_job {
-	const char *path;
-	bool resolve_host_pids;
-	char *err;
-	size_t err_len;
-	gpucap_status status;
-	gpucap_region *volatile region;
-	struct gpucap_snapshot *volatile snapshot;
+/* Record the host PIDs first (writable attach), then copy. */
+struct resolve_job {
+	gpucap_region *region;
 };
 
-/* Attach as an observer and copy; when resolving host PIDs, attach
- * writable (an existing file only) and record them first. */
-static void attach_and_copy(void *arg)
+static void resolve_guarded(void *arg)
 {
-	struct read_job *job = arg;
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = job->path;
-	options.observer = !job->resolve_host_pids;
-	options.existing_only = true;
-	options.init_timeout_ms = ATTACH_TIMEOUT_MS;
-	gpucap_region *attached = NULL;
-	job->status = gpucap_region_attach(&options, &attached, job->err, job->err_len);
-	job->region = attached;
-	if (job->status != GPUCAP_OK)
-		return;
-	if (job->resolve_host_pids)
-		gpucap_resolve_host_pids(attached, NULL); /* what stays unknown shows as unknown */
-	job->snapshot = gpucap_region_snapshot(attached);
+	struct resolve_job *job = arg;
+	gpucap_resolve_host_pids(job->region, NULL); /* what stays unknown shows as unknown */
 }
 
-static enum read_outcome read_guarded(const char *path, bool resolve_host_pids, struct gpucap_snapshot **out,
-                                      char *err, size_t err_len)
+static enum read_outcome read_region(const struct exp_collector *c, const char *path,
+                                     struct gpucap_snapshot **out, char *err, size_t err_len)
 {
-	struct read_job job;
-	memset(&job, 0, sizeof(job));
-	job.path = path;
-	job.resolve_host_pids = resolve_host_pids;
-	job.err = err;
-	job.err_len = err_len;
-	err[0] = '\0';
-	bool completed = exp_run_guarded(attach_and_copy, &job);
-	if (job.region)
-		gpucap_region_detach(job.region);
-	if (!completed) {
-		/* A snapshot half copied when the fault hit is not freed: it is
-		 * unreachable from here. This only happens when a file is
-		 * truncated while it is being read. */
+	*out = NULL;
+	struct reader_attach how = {.observer = !c->resolve_host_pids, .init_timeout_ms = ATTACH_TIMEOUT_MS};
+	gpucap_region *region = NULL;
+	enum reader_result result = reader_attach(path, &how, &region, NULL, err, err_len);
+	if (result == READER_GONE)
+		return READ_GONE;
+	if (result != READER_OK)
+		return READ_FAILED;
+	struct resolve_job job = {.region = region};
+	if (c->resolve_host_pids && !reader_run_guarded(resolve_guarded, &job)) {
+		gpucap_region_abandon(region);
 		snprintf(err, err_len, "region %s shrank while it was being read (SIGBUS): it was truncated",
 		         path);
 		return READ_FAILED;
 	}
-	if (job.status != GPUCAP_OK) {
-		/* It vanished between the glob and the open: gone, not broken. */
-		struct stat st;
-		if (job.status == GPUCAP_ERR_IO && lstat(path, &st) != 0 && errno == ENOENT)
-			return READ_GONE;
-		if (!err[0])
-			snprintf(err, err_len, "cannot read region %s: %s", path,
-			         gpucap_status_text(job.status));
-		tidy_message(err);
+	struct gpucap_snapshot *snapshot = reader_snapshot(region, err, err_len);
+	gpucap_region_detach(region);
+	if (!snapshot)
+		return READ_FAILED;
+	uint64_t series = region_series(snapshot);
+	if (series > c->budget.region_series) {
+		snprintf(err, err_len,
+		         "region %s lists %u processes on %u devices, more than the %zu samples the exporter reports for one region; it is left out: reap or remove it",
+		         path, snapshot->process_count, snapshot->device_count, c->budget.region_series);
+		gpucap_snapshot_free(snapshot);
 		return READ_FAILED;
 	}
-	if (!job.snapshot) {
-		snprintf(err, err_len, "cannot copy region %s: out of memory", path);
-		return READ_FAILED;
-	}
-	*out = job.snapshot;
+	*out = snapshot;
 	return READ_OK;
 }
 
-static enum read_outcome read_region(const char *path, bool resolve_host_pids, struct gpucap_snapshot **out,
-                                     char *err, size_t err_len)
+/* ---- the collector ------------------------------------------------------ */
+
+static uint64_t monotonic_ns(void *context)
 {
-	*out = NULL;
-	struct stat st;
-	if (lstat(path, &st) != 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return READ_GONE;
-		snprintf(err, err_len, "cannot look at region %s: %s", path, strerror(errno));
-		return READ_FAILED;
-	}
-	/* Opening a FIFO or device would block or have side effects; the
-	 * region code would refuse them anyway, after the open. */
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, err_len, "region %s is not a regular file%s; check the --regions pattern", path,
-		         S_ISDIR(st.st_mode)   ? " but a directory"
-		         : S_ISLNK(st.st_mode) ? " but a symbolic link"
-		                               : "");
-		return READ_FAILED;
-	}
-	return read_guarded(path, resolve_host_pids, out, err, err_len);
+	(void)context;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- the collector ------------------------------------------------------ */
+struct exp_budget exp_budget_default(void)
+{
+	struct exp_budget budget = {
+	    .region_series = EXP_BUDGET_REGION_SERIES,
+	    .scrape_bytes = EXP_BUDGET_SCRAPE_BYTES,
+	    .scrape_ns = EXP_BUDGET_SCRAPE_NS,
+	};
+	return budget;
+}
+
+void exp_collector_set_budget(struct exp_collector *c, const struct exp_budget *budget)
+{
+	c->budget = *budget;
+}
+
+void exp_collector_set_clock(struct exp_collector *c, uint64_t (*clock_ns)(void *context), void *context)
+{
+	c->clock_ns = clock_ns ? clock_ns : monotonic_ns;
+	c->clock_context = clock_ns ? context : NULL;
+}
 
 void exp_collector_resolve_host_pids(struct exp_collector *c, bool on)
 {
@@ -220,7 +150,9 @@ struct exp_collector *exp_collector_new(const char *pattern, const struct exp_pa
 	c->pattern = pattern;
 	c->rule = rule;
 	c->hami_metrics = hami_metrics;
-	exp_install_fault_guard();
+	c->budget = exp_budget_default();
+	c->clock_ns = monotonic_ns;
+	reader_install_fault_guard();
 	return c;
 }
 
@@ -246,13 +178,6 @@ static int compare_paths(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Log a failure only when it differs from the last one logged for the path,
  * and a recovery once. */
 static void note_outcome(struct path_state *state, enum read_outcome outcome, const char *err)
@@ -273,9 +198,17 @@ static void note_outcome(struct path_state *state, enum read_outcome outcome, co
 	state->last_error = strdup(err); /* NULL on OOM: logs again next time */
 }
 
+static size_t rendered_bytes(const struct exp_render *render)
+{
+	size_t bytes = 0;
+	for (int f = 0; f < EXP_FAMILY_COUNT; f++)
+		bytes += render->family[f].len;
+	return bytes;
+}
+
 char *exp_collector_scrape(struct exp_collector *c, size_t *len)
 {
-	double started = now_seconds();
+	uint64_t started = c->clock_ns(c->clock_context);
 	glob_t matches;
 	memset(&matches, 0, sizeof(matches));
 	int rc = glob(c->pattern, GLOB_NOSORT, NULL, &matches);
@@ -323,12 +256,32 @@ char *exp_collector_scrape(struct exp_collector *c, size_t *len)
 
 	struct exp_render render;
 	exp_render_init(&render, c->hami_metrics);
-	for (size_t i = 0; i < c->state_count; i++) {
+	/* Start where the last scrape ran out of budget, if it did. */
+	size_t first = c->next_first < c->state_count ? c->next_first : 0;
+	c->next_first = 0;
+	bool over_budget = false;
+	for (size_t k = 0; k < c->state_count; k++) {
+		size_t i = (first + k) % c->state_count;
 		struct path_state *state = &c->states[i];
 		struct gpucap_snapshot *snapshot = NULL;
 		char err[1024];
-		enum read_outcome outcome =
-		    read_region(state->path, c->resolve_host_pids, &snapshot, err, sizeof(err));
+		enum read_outcome outcome;
+		if (!over_budget) {
+			uint64_t spent_ns = c->clock_ns(c->clock_context) - started;
+			size_t bytes = rendered_bytes(&render);
+			if (spent_ns >= c->budget.scrape_ns || bytes >= c->budget.scrape_bytes) {
+				over_budget = true;
+				c->next_first = i;
+			}
+		}
+		if (over_budget) {
+			snprintf(err, sizeof(err),
+			         "region %s was not read on this scrape: the scrape reached its budget (%zu bytes or %.1f s) first; it is read first on the next one",
+			         state->path, c->budget.scrape_bytes, (double)c->budget.scrape_ns / 1e9);
+			outcome = READ_FAILED;
+		} else {
+			outcome = read_region(c, state->path, &snapshot, err, sizeof(err));
+		}
 		if (outcome == READ_GONE)
 			continue; /* deleted since the glob: nothing to report */
 		note_outcome(state, outcome, err);
@@ -339,7 +292,8 @@ char *exp_collector_scrape(struct exp_collector *c, size_t *len)
 	}
 	struct exp_text out;
 	exp_text_init(&out);
-	if (!exp_render_finish(&render, now_seconds() - started, &out)) {
+	double seconds = (double)(c->clock_ns(c->clock_context) - started) / 1e9;
+	if (!exp_render_finish(&render, seconds, &out)) {
 		exp_text_free(&out);
 		return NULL;
 	}

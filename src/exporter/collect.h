@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct exp_collector;
 
@@ -27,14 +28,29 @@ void exp_collector_resolve_host_pids(struct exp_collector *collector, bool on);
  * changes. Not thread-safe: one scrape at a time per collector. */
 char *exp_collector_scrape(struct exp_collector *collector, size_t *len);
 
-/* Run fn(arg) under the SIGBUS guard (installed first if need be). Returns
- * false if fn faulted with SIGBUS, in which case it was cut short. Other
- * threads and code outside such a call keep the default SIGBUS action. */
-bool exp_run_guarded(void (*fn)(void *), void *arg);
+/*
+ * What one scrape may cost, so that no tenant's region file can make the
+ * exposition huge or the scrape slow for everyone:
+ *   region_series  a region that would add more samples is reported as not
+ *                  readable (gpucap_region_up 0) and logged;
+ *   scrape_bytes,  once the exposition is this large, or the scrape has
+ *   scrape_ns      taken this long, the remaining regions are reported as
+ *                  not read this time; the next scrape starts with them.
+ */
+struct exp_budget {
+	size_t region_series;
+	size_t scrape_bytes;
+	uint64_t scrape_ns;
+};
+#define EXP_BUDGET_REGION_SERIES ((size_t)20000)
+#define EXP_BUDGET_SCRAPE_BYTES  ((size_t)16 << 20)
+#define EXP_BUDGET_SCRAPE_NS     (UINT64_C(5) * 1000000000u)
+struct exp_budget exp_budget_default(void);
+void exp_collector_set_budget(struct exp_collector *collector, const struct exp_budget *budget);
 
-/* Install the SIGBUS guard that turns a region file truncated under the
- * exporter's feet into a read error for that region instead of a crash.
- * Idempotent; exp_collector_new and exp_run_guarded call it. */
-void exp_install_fault_guard(void);
+/* The clock the scrape's time budget and duration are measured with
+ * (nanoseconds, monotonic); NULL restores CLOCK_MONOTONIC. For tests. */
+void exp_collector_set_clock(struct exp_collector *collector, uint64_t (*clock_ns)(void *context),
+                             void *context);
 
 #endif

@@ -175,6 +175,21 @@ static enum MHD_Result respond(struct MHD_Connection *connection, unsigned statu
 	return result;
 }
 
+/* Several threads serve connections; scrapes take turns on the lock. */
+struct scrape_server {
+	struct exp_collector *collector;
+	pthread_mutex_t scrape_lock;
+};
+
+/* Connections: a few threads, so that a client that is slow to send its
+ * request or to read the answer holds a connection, never the server; a
+ * limit per client address, so that one client cannot take every
+ * connection; and a timeout that closes idle ones. */
+#define SERVER_THREADS            4u
+#define SERVER_CONNECTIONS        256u
+#define SERVER_CONNECTIONS_PER_IP 16u
+#define SERVER_IDLE_TIMEOUT_S     10u
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *connection, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **request_state)
@@ -182,7 +197,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *connection, cons
 	(void)version;
 	(void)upload_data;
 	(void)request_state;
-	struct exp_collector *collector = cls;
+	struct scrape_server *server = cls;
 	static const char text_type[] = "text/plain; charset=utf-8";
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
 		static char not_allowed[] = "only GET and HEAD are served\n";
@@ -195,7 +210,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *connection, cons
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		size_t len = 0;
-		char *body = exp_collector_scrape(collector, &len);
+		/* The collector reads one scrape at a time; the budget bounds how
+		 * long another request waits here. */
+		pthread_mutex_lock(&server->scrape_lock);
+		char *body = exp_collector_scrape(server->collector, &len);
+		pthread_mutex_unlock(&server->scrape_lock);
 		if (!body) {
 			static char oom[] = "gpucap exporter: out of memory while reading the regions\n";
 			exp_log("out of memory while reading the regions");
@@ -245,16 +264,19 @@ enum exporter_result exporter_serve(const struct exporter_config *config, char *
 	signal(SIGPIPE, SIG_IGN);
 	pthread_sigmask(SIG_BLOCK, &stop, &previous);
 
+	struct scrape_server server = {.collector = collector};
+	pthread_mutex_init(&server.scrape_lock, NULL);
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
 	if (config->listen.addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	/* One polling thread: requests are handled one at a time, which is what
-	 * the collector (not thread-safe) needs. */
 	struct MHD_Daemon *daemon =
-	    MHD_start_daemon(flags, 0, NULL, NULL, handle, collector, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
-	                     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-	                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	    MHD_start_daemon(flags, 0, NULL, NULL, handle, &server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+	                     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, SERVER_THREADS,
+	                     MHD_OPTION_CONNECTION_TIMEOUT, SERVER_IDLE_TIMEOUT_S,
+	                     MHD_OPTION_CONNECTION_LIMIT, SERVER_CONNECTIONS,
+	                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, SERVER_CONNECTIONS_PER_IP, MHD_OPTION_END);
 	if (!daemon) {
+		pthread_mutex_destroy(&server.scrape_lock);
 		pthread_sigmask(SIG_SETMASK, &previous, NULL);
 		close(fd);
 		exp_collector_free(collector);
@@ -268,6 +290,7 @@ enum exporter_result exporter_serve(const struct exporter_config *config, char *
 		;
 	exp_log("stopping on signal %d", sig);
 	MHD_stop_daemon(daemon); /* closes the listening socket */
+	pthread_mutex_destroy(&server.scrape_lock);
 	pthread_sigmask(SIG_SETMASK, &previous, NULL);
 	exp_collector_free(collector);
 	return EXPORTER_OK;

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 #include "collect.h"
 #include "exporter.h"
 #include "labels.h"
+#include "region_reader.h"
 #include "render.h"
 #include "text.h"
 
@@ -600,6 +602,106 @@ struct truncation {
 	volatile bool finished;
 };
 
+/* A clock that advances one second each time it is read. */
+static uint64_t stepping_clock(void *context)
+{
+	uint64_t *now = context;
+	*now += 1000000000u;
+	return *now;
+}
+
+/* How many of the paths are reported up (1), and which (bit i: paths[i]). */
+static unsigned regions_up(const char *text, char paths[][512], int count, unsigned *which)
+{
+	unsigned up = 0;
+	*which = 0;
+	for (int i = 0; i < count; i++) {
+		char line[3072];
+		snprintf(line, sizeof(line), "\ngpucap_region_up{region=\"%s\"} 1\n", paths[i]);
+		if (strstr(text, line)) {
+			up++;
+			*which |= 1u << i;
+		}
+	}
+	return up;
+}
+
+static void test_collector_budget(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/gpucap-exporter-budget-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	enum { REGIONS = 5 };
+	char paths[REGIONS][512], pattern[512];
+	for (int i = 0; i < REGIONS; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "%s/r%d", dir, i);
+		make_region(paths[i], "GPU-budget", 1 << 30, 1 << 20);
+	}
+	/* r0 gets two more processes and a second device: the largest. */
+	make_region(paths[0], "GPU-budget-2", 1 << 30, 1 << 20);
+	make_region(paths[0], "GPU-budget", 1 << 30, 1 << 20);
+	snprintf(pattern, sizeof(pattern), "%s/r*", dir);
+	struct exp_path_rule rule;
+	exp_path_rule_default(&rule);
+	unsigned which;
+
+	/* Samples per region: r0 (3 processes, 2 devices) is over, the others
+	 * (1 process, 1 device) are not. */
+	struct exp_collector *c = exp_collector_new(pattern, &rule, false);
+	assert_non_null(c);
+	struct exp_budget budget = exp_budget_default();
+	budget.region_series = 30;
+	exp_collector_set_budget(c, &budget);
+	char *text = scrape(c);
+	assert_int_equal(regions_up(text, paths, REGIONS, &which), REGIONS - 1);
+	assert_int_equal(which, (1u << REGIONS) - 2);
+	char line[3072];
+	snprintf(line, sizeof(line), "gpucap_region_up{region=\"%s\"} 0", paths[0]);
+	assert_has_line(text, line);
+	free(text);
+	exp_collector_free(c);
+
+	/* Time: each clock read is a second later; 2.5 s lets two regions be
+	 * read, the rest are reported down and read first on the next scrape. */
+	c = exp_collector_new(pattern, &rule, false);
+	assert_non_null(c);
+	uint64_t now = 0;
+	exp_collector_set_clock(c, stepping_clock, &now);
+	budget = exp_budget_default();
+	budget.scrape_ns = 2500000000u;
+	exp_collector_set_budget(c, &budget);
+	unsigned seen = 0;
+	for (int round = 0; round < 3; round++) {
+		text = scrape(c);
+		assert_int_equal(regions_up(text, paths, REGIONS, &which), 2);
+		if (round < 2)
+			assert_int_equal(which & seen, 0); /* different regions each time */
+		seen |= which;
+		for (int i = 0; i < REGIONS; i++) {
+			snprintf(line, sizeof(line), "gpucap_region_up{region=\"%s\"}", paths[i]);
+			assert_non_null(strstr(text, line)); /* every region has its sample */
+		}
+		free(text);
+	}
+	assert_int_equal(seen, (1u << REGIONS) - 1); /* every region read in turn */
+	exp_collector_free(c);
+
+	/* Bytes: past the first region the exposition is over budget. */
+	c = exp_collector_new(pattern, &rule, false);
+	assert_non_null(c);
+	budget = exp_budget_default();
+	budget.scrape_bytes = 1;
+	exp_collector_set_budget(c, &budget);
+	text = scrape(c);
+	assert_int_equal(regions_up(text, paths, REGIONS, &which), 1);
+	free(text);
+	exp_collector_free(c);
+
+	for (int i = 0; i < REGIONS; i++)
+		unlink(paths[i]);
+	rmdir(dir);
+}
+
 /* Map two pages of a file, truncate it, read the second page: SIGBUS. */
 static void read_truncated(void *arg)
 {
@@ -632,13 +734,56 @@ static void test_fault_guard(void **state)
 	close(fd);
 	for (int round = 0; round < 3; round++) {
 		struct truncation t = {.path = path};
-		assert_false(exp_run_guarded(read_truncated, &t));
+		assert_false(reader_run_guarded(read_truncated, &t));
 		assert_false(t.finished);
 		t.sum = 0;
-		assert_true(exp_run_guarded(add_one, &t));
+		assert_true(reader_run_guarded(add_one, &t));
 		assert_true(t.finished);
 		assert_int_equal(t.sum, 1);
 	}
+	unlink(path);
+}
+
+/* A handler installed before the guard: it gets the faults outside guarded
+ * calls (the region code guards its own mappings this way). */
+static sigjmp_buf previous_jump;
+static volatile sig_atomic_t previous_calls;
+
+static void previous_handler(int sig, siginfo_t *info, void *context)
+{
+	(void)sig;
+	(void)info;
+	(void)context;
+	previous_calls++;
+	siglongjmp(previous_jump, 1);
+}
+
+static void test_fault_guard_chains(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/gpucap-exporter-chain-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	struct sigaction action, saved;
+	memset(&action, 0, sizeof(action));
+	action.sa_sigaction = previous_handler;
+	action.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&action.sa_mask);
+	assert_int_equal(sigaction(SIGBUS, &action, &saved), 0);
+	reader_install_fault_guard();
+
+	struct truncation t = {.path = path};
+	assert_false(reader_run_guarded(read_truncated, &t)); /* inside: the guard's */
+	assert_int_equal(previous_calls, 0);
+	if (sigsetjmp(previous_jump, 1) == 0) {
+		read_truncated(&t); /* outside: the previous handler's */
+		fail_msg("reading past the end of a truncated file did not fault");
+	}
+	assert_int_equal(previous_calls, 1);
+	assert_false(t.finished);
+
+	sigaction(SIGBUS, &saved, NULL);
 	unlink(path);
 }
 
@@ -651,7 +796,8 @@ int main(void)
 	    cmocka_unit_test(test_render_down_and_many), cmocka_unit_test(test_render_nothing),
 	    cmocka_unit_test(test_default_rule),         cmocka_unit_test(test_regex_rule),
 	    cmocka_unit_test(test_parse_listen),         cmocka_unit_test(test_collector_files),
-	    cmocka_unit_test(test_fault_guard),
+	    cmocka_unit_test(test_fault_guard),          cmocka_unit_test(test_fault_guard_chains),
+	    cmocka_unit_test(test_collector_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -727,6 +727,14 @@ static void test_malformed(void)
 	CHECK_EQ(1, count_lines(err));
 	CHECK(strstr(err, "GPUCAP_MEMORY_LIMIT_1") && strstr(err, "-5"));
 
+	/* An empty ordinal suffix is ignored with one line saying so. */
+	const char *no_ordinal[] = {"CUDA_DEVICE_MEMORY_LIMIT=8g", "CUDA_DEVICE_MEMORY_LIMIT_=1m",
+	                            "GPUCAP_CONTEXT_BYTES=0", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), no_ordinal, args));
+	fprintf(stderr, "child said: %s", err);
+	CHECK_EQ(1, count_lines(err));
+	CHECK(strstr(err, "CUDA_DEVICE_MEMORY_LIMIT_ is ignored") && strstr(err, "suffix"));
+
 	const char *context[] = {"GPUCAP_CONTEXT_BYTES=lots", NULL};
 	CHECK_EQ(3, run_self(err, sizeof(err), context, args));
 	CHECK_EQ(1, count_lines(err));
