@@ -28,15 +28,14 @@
  */
 #define _GNU_SOURCE
 #include "gate.h"
+#include "clock.h"
 #include "log.h"
 #include "sm_schedule.h"
 #include "wake.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
-#include <time.h>
 
 atomic_uint gpucap_sm_armed = 1;
 
@@ -72,11 +71,11 @@ struct gate {
 	/* What finished phases did, and a calibration burst (gate.h). */
 	_Atomic uint64_t work_busy_ns;
 	_Atomic uint64_t work_launches;
-	_Atomic uint64_t probe_hold_ns;
-	_Atomic uint64_t probe_measure_ns;
-	_Atomic uint64_t probe_end_ns;
-	_Atomic uint64_t probe_busy_ns;
-	_Atomic uint64_t probe_launches;
+	_Atomic uint64_t burst_hold_ns;
+	_Atomic uint64_t burst_measure_ns;
+	_Atomic uint64_t burst_end_ns;
+	_Atomic uint64_t burst_busy_ns;
+	_Atomic uint64_t burst_launches;
 	/* A phase inside a node-schedule window (sm_schedule.h) ends by the
 	 * window's end and with a budget cut to fit; 0: an ordinal phase. Such
 	 * a phase is not charged to the virtual clock: the window is the duty. */
@@ -122,23 +121,17 @@ static atomic_bool drain_timeout_logged;
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+	return gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC);
 }
 
 static uint64_t real_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+	return gpucap_clock_now(GPUCAP_CLOCK_REALTIME);
 }
 
 static void sleep_ns(uint64_t ns)
 {
-	struct timespec ts = {(time_t)(ns / UINT64_C(1000000000)), (long)(ns % UINT64_C(1000000000))};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
+	gpucap_clock_sleep(ns);
 }
 
 /* ---- The armed flag (kept current by the gate thread)
@@ -477,7 +470,7 @@ static void open_next(struct gate *g, uint64_t st)
 {
 	atomic_store_explicit(&g->state, (st | 1) + 1, memory_order_release);
 	pthread_mutex_lock(&g->lock);
-	pthread_cond_broadcast(&g->cond);
+	gpucap_clock_wake_all(&g->cond);
 	pthread_mutex_unlock(&g->lock);
 }
 
@@ -511,9 +504,9 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
 	uint32_t duty = duty_of(region_index, cap);
 	/* A calibration burst's phases were paid for by its hold. */
-	uint64_t burst_end = atomic_load_explicit(&g->probe_end_ns, memory_order_acquire);
+	uint64_t burst_end = atomic_load_explicit(&g->burst_end_ns, memory_order_acquire);
 	bool in_burst =
-	    start >= atomic_load_explicit(&g->probe_hold_ns, memory_order_relaxed) && start < burst_end;
+	    start >= atomic_load_explicit(&g->burst_hold_ns, memory_order_relaxed) && start < burst_end;
 	bool windowed = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed) != 0;
 	if (compute_env.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst &&
 	    !windowed)
@@ -521,9 +514,9 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	if (launches > 0 && busy > 0) {
 		atomic_fetch_add_explicit(&g->work_busy_ns, busy, memory_order_relaxed);
 		atomic_fetch_add_explicit(&g->work_launches, launches, memory_order_relaxed);
-		if (in_burst && start >= atomic_load_explicit(&g->probe_measure_ns, memory_order_relaxed)) {
-			atomic_fetch_add_explicit(&g->probe_busy_ns, busy, memory_order_relaxed);
-			atomic_fetch_add_explicit(&g->probe_launches, launches, memory_order_relaxed);
+		if (in_burst && start >= atomic_load_explicit(&g->burst_measure_ns, memory_order_relaxed)) {
+			atomic_fetch_add_explicit(&g->burst_busy_ns, busy, memory_order_relaxed);
+			atomic_fetch_add_explicit(&g->burst_launches, launches, memory_order_relaxed);
 		}
 	}
 	if (by_launch)
@@ -720,7 +713,7 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 {
 	*end_ns = 0;
 	*budget = 0;
-	uint64_t hold = atomic_load_explicit(&g->probe_hold_ns, memory_order_acquire);
+	uint64_t hold = atomic_load_explicit(&g->burst_hold_ns, memory_order_acquire);
 	if (now < hold)
 		return hold;
 	gpucap_sched *sched = gpucap_sm_schedule_of(ordinal);
@@ -754,7 +747,7 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 			return open;
 		}
 	}
-	if (now < atomic_load_explicit(&g->probe_end_ns, memory_order_relaxed))
+	if (now < atomic_load_explicit(&g->burst_end_ns, memory_order_relaxed))
 		return now; /* in a burst: back to back */
 	uint64_t tat = gpucap_region_sm_tat(compute_env.region, region_index, now);
 	return tat > now + SM_TAT_SLACK_NS ? tat : now;
@@ -792,12 +785,10 @@ static void wait_phase(struct gate *g, uint64_t st, uint64_t give_up)
 		uint64_t now = mono_ns();
 		if (now >= give_up)
 			break;
-		/* The condition variable runs on CLOCK_REALTIME: short steps keep
-		 * a clock jump harmless, and the broadcast normally ends the wait. */
+		/* Short steps keep a jump of the wall clock harmless (the
+		 * condition variable runs on it); the wake normally ends the wait. */
 		uint64_t step = give_up - now < UINT64_C(50000000) ? give_up - now : UINT64_C(50000000);
-		uint64_t at = real_ns() + step;
-		struct timespec ts = {(time_t)(at / UINT64_C(1000000000)), (long)(at % UINT64_C(1000000000))};
-		pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+		gpucap_clock_wait(&g->cond, &g->lock, now + step);
 	}
 	pthread_mutex_unlock(&g->lock);
 }
@@ -939,7 +930,7 @@ void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out)
 	out->launches = atomic_load_explicit(&gates[ordinal].work_launches, memory_order_relaxed);
 }
 
-bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns)
+bool gpucap_sm_burst_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns)
 {
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES ||
 	    !atomic_load_explicit(&gates[ordinal].used, memory_order_acquire))
@@ -947,21 +938,21 @@ bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, u
 	struct gate *g = &gates[ordinal];
 	/* The window before the hold: a phase that finishes now started before
 	 * measure_ns and never adds to the new sums. */
-	atomic_store_explicit(&g->probe_busy_ns, 0, memory_order_relaxed);
-	atomic_store_explicit(&g->probe_launches, 0, memory_order_relaxed);
-	atomic_store_explicit(&g->probe_measure_ns, measure_ns, memory_order_relaxed);
-	atomic_store_explicit(&g->probe_end_ns, end_ns, memory_order_release);
-	atomic_store_explicit(&g->probe_hold_ns, hold_ns, memory_order_release);
+	atomic_store_explicit(&g->burst_busy_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->burst_launches, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->burst_measure_ns, measure_ns, memory_order_relaxed);
+	atomic_store_explicit(&g->burst_end_ns, end_ns, memory_order_release);
+	atomic_store_explicit(&g->burst_hold_ns, hold_ns, memory_order_release);
 	return true;
 }
 
-void gpucap_sm_probe_result(int ordinal, struct gpucap_sm_work *out)
+void gpucap_sm_burst_result(int ordinal, struct gpucap_sm_work *out)
 {
 	out->busy_ns = out->launches = 0;
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
 		return;
-	out->busy_ns = atomic_load_explicit(&gates[ordinal].probe_busy_ns, memory_order_relaxed);
-	out->launches = atomic_load_explicit(&gates[ordinal].probe_launches, memory_order_relaxed);
+	out->busy_ns = atomic_load_explicit(&gates[ordinal].burst_busy_ns, memory_order_relaxed);
+	out->launches = atomic_load_explicit(&gates[ordinal].burst_launches, memory_order_relaxed);
 }
 
 bool gpucap_sm_any_gate_used(void)
@@ -982,8 +973,8 @@ void gpucap_sm_gates_after_fork(void)
 		atomic_store_explicit(&g->recording, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_busy_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_launches, 0, memory_order_relaxed);
-		atomic_store_explicit(&g->probe_hold_ns, 0, memory_order_relaxed);
-		atomic_store_explicit(&g->probe_end_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->burst_hold_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->burst_end_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);
 		atomic_store_explicit(&g->budget, SM_BUDGET_INITIAL, memory_order_relaxed);
 		atomic_store_explicit(&g->phase_end_ns, 0, memory_order_relaxed);
