@@ -4,7 +4,6 @@
 #include "compute_internal.h"
 #include "driver.h"
 #include "gate.h"
-#include "log.h"
 #include "sm_controller.h"
 #include "sm_schedule.h"
 #include "wake.h"
@@ -20,10 +19,8 @@ void gpucap_compute_start(const struct gpucap_config *config, gpucap_region *reg
 	/* Tests only: the fake driver's simulated clock (src/platform/clock.h
 	 * says why this cannot happen with a real driver). Looked up before the
 	 * first launch starts gpucap's threads. */
-	if (gpucap_clock_test_requested() &&
-	    gpucap_clock_adopt(gpucap_driver_symbol(GPUCAP_LIB_CUDA, GPUCAP_TEST_CLOCK_SYMBOL)))
-		gpucap_log(GPUCAP_LOG_INFO, "SM caps run on the driver's simulated clock (%s=%s)",
-		           GPUCAP_TEST_CLOCK_ENV, GPUCAP_TEST_CLOCK_VALUE);
+	if (gpucap_clock_test_requested())
+		gpucap_clock_adopt(gpucap_driver_symbol(GPUCAP_LIB_CUDA, GPUCAP_TEST_CLOCK_SYMBOL));
 }
 
 void gpucap_compute_gate(CUstream hStream, bool per_thread)

@@ -440,10 +440,12 @@ static bool start_thread(void *(*fn)(void *), atomic_bool *running, const char *
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_t thread;
 	atomic_store_explicit(running, true, memory_order_seq_cst);
+	gpucap_clock_thread_starting();
 	int rc = pthread_create(&thread, &attr, fn, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc == 0)
 		return true;
+	gpucap_clock_thread_start_failed();
 	atomic_store_explicit(running, false, memory_order_seq_cst);
 	gpucap_log(GPUCAP_LOG_WARN, "SM cap: cannot start the %s thread (%s); %s", what, strerror(rc),
 	           running == &gpucap_sm_gate_running ? "launching threads drain their own phases"

@@ -81,6 +81,20 @@ void gpucap_clock_wake_all(pthread_cond_t *cond)
 	pthread_cond_broadcast(cond);
 }
 
+void gpucap_clock_thread_starting(void)
+{
+	const struct gpucap_clock_ops *o = ops();
+	if (o)
+		o->thread_starting();
+}
+
+void gpucap_clock_thread_start_failed(void)
+{
+	const struct gpucap_clock_ops *o = ops();
+	if (o)
+		o->thread_start_failed();
+}
+
 bool gpucap_clock_test_requested(void)
 {
 	const char *value = getenv(GPUCAP_TEST_CLOCK_ENV);
@@ -91,7 +105,7 @@ bool gpucap_clock_adopt(const struct gpucap_clock_ops *o)
 {
 	if (!gpucap_clock_test_requested() || !o || o->magic != GPUCAP_TEST_CLOCK_MAGIC ||
 	    o->version != GPUCAP_TEST_CLOCK_VERSION || o->size != sizeof(*o) || !o->now || !o->sleep_until ||
-	    !o->wait || !o->wake_all)
+	    !o->wait || !o->wake_all || !o->thread_starting || !o->thread_start_failed)
 		return false;
 	atomic_store_explicit(&simulated, o, memory_order_release);
 	return true;

@@ -44,13 +44,21 @@ void gpucap_clock_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, uint64_t de
  * (so none of them is between its check and its wait). */
 void gpucap_clock_wake_all(pthread_cond_t *cond);
 
+/* A thread is about to be created (call before pthread_create): a
+ * simulated clock counts it as running from now on, so that time does not
+ * move while it has yet to run. */
+void gpucap_clock_thread_starting(void);
+
+/* The pthread_create after gpucap_clock_thread_starting failed. */
+void gpucap_clock_thread_start_failed(void);
+
 /* ---- The test seam ------------------------------------------------------ */
 
 #define GPUCAP_TEST_CLOCK_ENV     "GPUCAP_TEST_CLOCK"
 #define GPUCAP_TEST_CLOCK_VALUE   "simulated"
 #define GPUCAP_TEST_CLOCK_SYMBOL  "gpucap_test_clock"
 #define GPUCAP_TEST_CLOCK_MAGIC   UINT64_C(0x6770756361706b31) /* "gpucapk1" */
-#define GPUCAP_TEST_CLOCK_VERSION 1u
+#define GPUCAP_TEST_CLOCK_VERSION 2u
 
 struct gpucap_clock_ops {
 	uint64_t magic;   /* GPUCAP_TEST_CLOCK_MAGIC */
@@ -60,6 +68,8 @@ struct gpucap_clock_ops {
 	void (*sleep_until)(uint64_t deadline_ns);
 	void (*wait)(pthread_cond_t *cond, pthread_mutex_t *mutex, uint64_t deadline_ns);
 	void (*wake_all)(pthread_cond_t *cond);
+	void (*thread_starting)(void);
+	void (*thread_start_failed)(void);
 };
 
 /* Whether the environment asks for the simulated clock (cheap; the caller

@@ -225,6 +225,19 @@ FAKE_EXPORT void fakenvml_set_process_util(unsigned int pid, unsigned int sm)
 	pthread_mutex_unlock(&util_lock);
 }
 
+/* The fake CUDA driver's clock (tests/fakedriver/fake_clock.h), which may be
+ * simulated; the system's when that library is not loaded. */
+static uint64_t fake_clock(bool realtime)
+{
+	uint64_t (*now)(void) =
+	    (uint64_t(*)(void))dlsym(RTLD_DEFAULT, realtime ? "fakeclock_realtime_now" : "fakeclock_now");
+	if (now)
+		return now();
+	struct timespec ts;
+	clock_gettime(realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Device 0's busy percent since the previous call (caller holds util_lock). */
 static unsigned int measured_util(void)
 {
@@ -232,9 +245,7 @@ static unsigned int measured_util(void)
 	uint64_t (*busy_ns)(int) = (uint64_t(*)(int))dlsym(RTLD_DEFAULT, "fakecuda_busy_ns");
 	if (!busy_ns)
 		return 0;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t now = fake_clock(false);
 	uint64_t busy = busy_ns(0);
 	unsigned int percent = 0;
 	if (last_ns && now > last_ns && busy >= last_busy)
@@ -253,10 +264,7 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 	pthread_mutex_lock(&util_lock);
 	util_load_locked();
 	nvmlReturn_t r = NVML_SUCCESS;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	unsigned long long now_us =
-	    (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u;
+	unsigned long long now_us = fake_clock(true) / 1000u;
 	unsigned int n = (unsigned int)util_count;
 	if (util_unsupported) {
 		r = NVML_ERROR_NOT_SUPPORTED;
