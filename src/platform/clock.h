@@ -11,8 +11,9 @@
  *     gpucap_test_clock, a struct gpucap_clock_ops whose magic and version
  *     match. Only the test double of the driver (tests/fakedriver) does; a
  *     real libcuda.so.1 never does, so the variable alone changes nothing.
- * The choice is made once, at start-up (gpucap_clock_adopt), before any
- * thread of gpucap's runs, and never changes afterwards.
+ * The choice is made at start-up (gpucap_clock_adopt), before any thread of
+ * gpucap's runs. src/platform's own clocks and sleeps (platform.h) come
+ * through here too, so the region's waits follow the same clock.
  */
 #ifndef GPUCAP_PLATFORM_CLOCK_H
 #define GPUCAP_PLATFORM_CLOCK_H
@@ -76,9 +77,11 @@ struct gpucap_clock_ops {
  * then looks the symbol up in the driver it loaded). */
 bool gpucap_clock_test_requested(void);
 
-/* Use ops (the driver's gpucap_test_clock symbol, or NULL) from now on, if
- * the environment asks for it and ops is a valid table. Returns whether the
- * simulated clock is in use. Call once, before gpucap's threads start. */
+/* Use ops (the driver's gpucap_test_clock symbol, or a unit test's table)
+ * from now on, if the environment asks for it and ops is a valid table.
+ * Returns whether the simulated clock is in use. Call before gpucap's
+ * threads start. NULL (with the variable set): back to the system's clocks,
+ * for a unit test that simulated time for one case. */
 bool gpucap_clock_adopt(const struct gpucap_clock_ops *ops);
 
 #endif
