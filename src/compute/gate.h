@@ -18,20 +18,13 @@
 #define GPUCAP_COMPUTE_GATE_H
 
 #include "compute_internal.h"
+#include "gate_rules.h"
 #include "sm_work.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Wall time of an ON phase. Short enough that a throttled program sees a
- * smooth rate (a 30% cap is 4 ms on, about 9 ms off), long enough that the
- * drain (a few microseconds of driver calls) costs under 1%. */
-#define SM_QUANTUM_NS UINT64_C(4000000)
-/* Launch budget of a first phase; then learnt so that one phase queues about
- * one quantum of GPU work. */
-#define SM_BUDGET_INITIAL 16u
-#define SM_BUDGET_MAX     65536u
 /* Streams tracked per device and phase (more are counted, not drained: the
  * phase is then charged its wall time). */
 #define SM_STREAMS 16

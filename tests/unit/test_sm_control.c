@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "gate_rules.h"
 #include "sm_control.h"
 
 #define MS  UINT64_C(1000000)
@@ -317,6 +318,87 @@ static void no_window_no_decision(void **state)
 	assert_false(sm_control_due(&p.state, p.in.now_ns + SM_STEP_NS - 1));
 }
 
+/* ---- The gate's decisions (gate_rules.h) ---------------------------------- */
+
+static void gate_duty_follows_the_controller(void **state)
+{
+	(void)state;
+	assert_int_equal(sm_gate_duty(100, 100, 0), PPM);
+	assert_int_equal(sm_gate_duty(30, 30, 0), 300000);      /* unset: the cap */
+	assert_int_equal(sm_gate_duty(30, 30, 450000), 450000); /* the controller's */
+	assert_int_equal(sm_gate_duty(20, 30, 450000), 200000); /* own ceiling: open loop */
+}
+
+static void gate_budget_fills_a_quantum(void **state)
+{
+	(void)state;
+	/* 16 launches of 1 ms: 4 fit a quantum, down at once. */
+	assert_int_equal(sm_gate_budget_next(16, 16, 16 * MS), 4);
+	/* 16 launches of 10 us: 400 fit, up by doubling only. */
+	assert_int_equal(sm_gate_budget_next(16, 16, 160000), 32);
+	assert_int_equal(sm_gate_budget_next(16, 0, 0), 16);
+	assert_int_equal(sm_gate_budget_next(16, 1, 100 * MS), 1);
+	assert_int_equal(sm_gate_budget_next(SM_BUDGET_MAX, SM_BUDGET_MAX, 1000), SM_BUDGET_MAX);
+}
+
+static void gate_polls_grow_with_the_drain(void **state)
+{
+	(void)state;
+	assert_true(sm_gate_poll_step(0, 0) == SM_POLL_MIN_NS);
+	assert_true(sm_gate_poll_step(0, 32 * MS) == MS);
+	assert_true(sm_gate_poll_step(0, 10 * SEC) == SM_POLL_MAX_NS);
+}
+
+static void gate_window_phase_fits_the_window(void **state)
+{
+	(void)state;
+	uint64_t end;
+	uint32_t budget;
+	/* 10 ms left, 1 ms per launch: 10 launches, ends with the window. */
+	assert_true(sm_gate_window_phase(SEC, SEC + 10 * MS, MS, 16, &end, &budget));
+	assert_true(end == SEC + 10 * MS);
+	assert_int_equal(budget, 10);
+	/* A long window: one turn quantum at most. */
+	assert_true(sm_gate_window_phase(SEC, SEC + SEC, MS, 16, &end, &budget));
+	assert_true(end == SEC + SM_TURN_QUANTUM_NS);
+	/* Not even one launch fits. */
+	assert_false(sm_gate_window_phase(SEC, SEC + 400000, MS, 16, &end, &budget));
+	/* Unknown launch length: the learnt budget, scaled. */
+	assert_true(sm_gate_window_phase(SEC, SEC + 2 * MS, 0, 16, &end, &budget));
+	assert_int_equal(budget, 8);
+	/* The virtual clock opens phases, past a slack. */
+	assert_true(sm_gate_clock_open(SEC + SM_TAT_SLACK_NS, SEC) == SEC);
+	assert_true(sm_gate_clock_open(SEC + 5 * MS, SEC) == SEC + 5 * MS);
+}
+
+static void gate_accounts_phases(void **state)
+{
+	(void)state;
+	struct sm_gate_account a;
+	struct sm_gate_phase p = {.start_ns = 10 * SEC, .busy_ns = MS, .launches = 4, .duty_ppm = 300000};
+	sm_gate_account(&p, &a);
+	assert_true(a.charge && a.count && !a.in_burst && !a.burst_work);
+	p.windowed = true; /* a node-schedule window is the duty */
+	sm_gate_account(&p, &a);
+	assert_false(a.charge);
+	assert_true(a.count);
+	p.windowed = false;
+	p.burst_hold_ns = 9 * SEC;
+	p.burst_measure_ns = 10 * SEC;
+	p.burst_end_ns = 11 * SEC;
+	sm_gate_account(&p, &a);
+	assert_true(!a.charge && a.in_burst && a.burst_work);
+	p.start_ns = 9 * SEC + 1; /* first half of the burst: not measured */
+	sm_gate_account(&p, &a);
+	assert_true(!a.charge && a.in_burst && !a.burst_work);
+	p.start_ns = 11 * SEC; /* after it: charged again */
+	sm_gate_account(&p, &a);
+	assert_true(a.charge && !a.in_burst);
+	p.duty_ppm = PPM; /* no cap: nothing to charge */
+	sm_gate_account(&p, &a);
+	assert_false(a.charge);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +413,11 @@ int main(void)
 	    cmocka_unit_test(calibration_burst_waits_for_quiet),
 	    cmocka_unit_test(calibration_burst_too_short_retries),
 	    cmocka_unit_test(no_window_no_decision),
+	    cmocka_unit_test(gate_duty_follows_the_controller),
+	    cmocka_unit_test(gate_budget_fills_a_quantum),
+	    cmocka_unit_test(gate_polls_grow_with_the_drain),
+	    cmocka_unit_test(gate_window_phase_fits_the_window),
+	    cmocka_unit_test(gate_accounts_phases),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
