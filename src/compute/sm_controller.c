@@ -375,6 +375,7 @@ static void control(uint64_t now)
 static void *gate_main(void *arg)
 {
 	(void)arg;
+	gpucap_clock_thread_begin();
 	pthread_setname_np(pthread_self(), "gpucap-gate");
 	gpucap_sm_thread_relaxed();
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
@@ -408,6 +409,7 @@ static void join_schedules(uint64_t now)
 static void *controller_main(void *arg)
 {
 	(void)arg;
+	gpucap_clock_thread_begin();
 	pthread_setname_np(pthread_self(), "gpucap-sm");
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
 		control(mono_ns());

@@ -95,6 +95,13 @@ void gpucap_clock_thread_start_failed(void)
 		o->thread_start_failed();
 }
 
+void gpucap_clock_thread_begin(void)
+{
+	const struct gpucap_clock_ops *o = ops();
+	if (o)
+		o->thread_begin();
+}
+
 bool gpucap_clock_test_requested(void)
 {
 	const char *value = getenv(GPUCAP_TEST_CLOCK_ENV);
@@ -109,7 +116,7 @@ bool gpucap_clock_adopt(const struct gpucap_clock_ops *o)
 	}
 	if (!gpucap_clock_test_requested() || !o || o->magic != GPUCAP_TEST_CLOCK_MAGIC ||
 	    o->version != GPUCAP_TEST_CLOCK_VERSION || o->size != sizeof(*o) || !o->now || !o->sleep_until ||
-	    !o->wait || !o->wake_all || !o->thread_starting || !o->thread_start_failed)
+	    !o->wait || !o->wake_all || !o->thread_starting || !o->thread_start_failed || !o->thread_begin)
 		return false;
 	atomic_store_explicit(&simulated, o, memory_order_release);
 	return true;

@@ -53,13 +53,17 @@ void gpucap_clock_thread_starting(void);
 /* The pthread_create after gpucap_clock_thread_starting failed. */
 void gpucap_clock_thread_start_failed(void);
 
+/* First call of a thread announced by gpucap_clock_thread_starting: it takes
+ * the place its creator counted for it. */
+void gpucap_clock_thread_begin(void);
+
 /* ---- The test seam ------------------------------------------------------ */
 
 #define GPUCAP_TEST_CLOCK_ENV     "GPUCAP_TEST_CLOCK"
 #define GPUCAP_TEST_CLOCK_VALUE   "simulated"
 #define GPUCAP_TEST_CLOCK_SYMBOL  "gpucap_test_clock"
 #define GPUCAP_TEST_CLOCK_MAGIC   UINT64_C(0x6770756361706b31) /* "gpucapk1" */
-#define GPUCAP_TEST_CLOCK_VERSION 2u
+#define GPUCAP_TEST_CLOCK_VERSION 3u
 
 struct gpucap_clock_ops {
 	uint64_t magic;   /* GPUCAP_TEST_CLOCK_MAGIC */
@@ -71,6 +75,7 @@ struct gpucap_clock_ops {
 	void (*wake_all)(pthread_cond_t *cond);
 	void (*thread_starting)(void);
 	void (*thread_start_failed)(void);
+	void (*thread_begin)(void);
 };
 
 /* Whether the environment asks for the simulated clock (cheap; the caller

@@ -199,11 +199,7 @@ static void enter(struct sim *s)
 	if (registered)
 		return;
 	registered = true;
-	struct proc *p = &s->procs[proc_index(s)];
-	if (p->starting > 0)
-		p->starting--; /* already counted by its creator */
-	else
-		p->running++;
+	s->procs[proc_index(s)].running++;
 	pthread_setspecific(thread_key, (void *)1);
 }
 
@@ -399,9 +395,28 @@ FAKE_EXPORT void fakeclock_thread_starting(void)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
+	enter(s); /* the creator itself, before it counts the new thread */
 	struct proc *p = &s->procs[proc_index(s)];
 	p->running++;
 	p->starting++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+FAKE_EXPORT void fakeclock_thread_begin(void)
+{
+	struct sim *s = get();
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (!registered) {
+		registered = true;
+		pthread_setspecific(thread_key, (void *)1);
+		struct proc *p = &s->procs[proc_index(s)];
+		if (p->starting > 0)
+			p->starting--; /* its creator counted it already */
+		else
+			p->running++;
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -523,4 +538,5 @@ FAKE_EXPORT const struct gpucap_clock_ops gpucap_test_clock = {
     .wake_all = seam_wake_all,
     .thread_starting = fakeclock_thread_starting,
     .thread_start_failed = fakeclock_thread_start_failed,
+    .thread_begin = fakeclock_thread_begin,
 };

@@ -33,6 +33,8 @@ void fakeclock_sleep(uint64_t ns);
  * first uses the clock (else time could move before it ever ran). */
 void fakeclock_thread_starting(void);
 void fakeclock_thread_start_failed(void);
+/* The new thread's first call: it takes the place counted for it. */
+void fakeclock_thread_begin(void);
 /* The calling thread blocks outside the clock (pthread_join, waitpid):
  * time may move without it meanwhile. */
 void fakeclock_idle_begin(void);

@@ -788,6 +788,7 @@ struct launcher {
 static void *launch_loop(void *arg)
 {
 	struct launcher *l = arg;
+	fakeclock_thread_begin();
 	CU(cuCtxSetCurrent(l->ctx));
 	CUstream s = NULL;
 	if (!l->per_thread)

@@ -349,6 +349,7 @@ static const struct gpucap_clock_ops sim_clock = {
     sim_nothing,
     sim_thread,
     sim_thread,
+    sim_thread,
 };
 
 static void live_initialiser_wait_is_bounded(void **state)
