@@ -1,6 +1,7 @@
 /*
- * The SM controller: one background thread per process, off every launch
- * path (docs/compute-caps.md).
+ * The plumbing around the SM controller (docs/compute-caps.md): gpucap's
+ * two background threads, NVML, the region's controller lease. The control
+ * law itself is the pure step in sm_control.c.
  *
  * Two threads, both off every launch path, started by the first gated
  * launch (never by a process that does not launch; a forked child starts
