@@ -1,6 +1,8 @@
 /* The compute layer's entry points (compute.h): its life cycle and the way
  * a launch reaches the gate. */
+#include "clock.h"
 #include "compute_internal.h"
+#include "driver.h"
 #include "gate.h"
 #include "sm_controller.h"
 #include "sm_schedule.h"
@@ -14,6 +16,11 @@ void gpucap_compute_start(const struct gpucap_config *config, gpucap_region *reg
 	compute_env.config = config;
 	compute_env.region = region;
 	compute_env.device_of = device_of;
+	/* Tests only: the fake driver's simulated clock (src/platform/clock.h
+	 * says why this cannot happen with a real driver). Looked up before the
+	 * first launch starts gpucap's threads. */
+	if (gpucap_clock_test_requested())
+		gpucap_clock_adopt(gpucap_driver_symbol(GPUCAP_LIB_CUDA, GPUCAP_TEST_CLOCK_SYMBOL));
 }
 
 void gpucap_compute_gate(CUstream hStream, bool per_thread)

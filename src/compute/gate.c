@@ -28,27 +28,17 @@
  */
 #define _GNU_SOURCE
 #include "gate.h"
+#include "clock.h"
 #include "log.h"
 #include "sm_schedule.h"
 #include "wake.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
-#include <time.h>
 
 atomic_uint gpucap_sm_armed = 1;
 
-/* Longest phase inside a node-schedule window. */
-#define SM_TURN_QUANTUM_NS UINT64_C(16000000)
-/* The first launch of a phase waits when the clock is further ahead than
- * this (a few timer slacks: shorter sleeps would oversleep anyway). */
-#define SM_TAT_SLACK_NS UINT64_C(100000)
-/* Drain polling: from POLL_MIN, growing with the drain so that the error on
- * the measured busy time stays near 3% (it only ever makes busy longer). */
-#define SM_POLL_MIN_NS UINT64_C(20000)
-#define SM_POLL_MAX_NS UINT64_C(2000000)
 /* Waiting for a drain to leave a stream being destroyed. */
 #define SM_GONE_WAIT_NS UINT64_C(100000000)
 
@@ -72,11 +62,11 @@ struct gate {
 	/* What finished phases did, and a calibration burst (gate.h). */
 	_Atomic uint64_t work_busy_ns;
 	_Atomic uint64_t work_launches;
-	_Atomic uint64_t probe_hold_ns;
-	_Atomic uint64_t probe_measure_ns;
-	_Atomic uint64_t probe_end_ns;
-	_Atomic uint64_t probe_busy_ns;
-	_Atomic uint64_t probe_launches;
+	_Atomic uint64_t burst_hold_ns;
+	_Atomic uint64_t burst_measure_ns;
+	_Atomic uint64_t burst_end_ns;
+	_Atomic uint64_t burst_busy_ns;
+	_Atomic uint64_t burst_launches;
 	/* A phase inside a node-schedule window (sm_schedule.h) ends by the
 	 * window's end and with a budget cut to fit; 0: an ordinal phase. Such
 	 * a phase is not charged to the virtual clock: the window is the duty. */
@@ -122,23 +112,17 @@ static atomic_bool drain_timeout_logged;
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+	return gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC);
 }
 
 static uint64_t real_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+	return gpucap_clock_now(GPUCAP_CLOCK_REALTIME);
 }
 
 static void sleep_ns(uint64_t ns)
 {
-	struct timespec ts = {(time_t)(ns / UINT64_C(1000000000)), (long)(ns % UINT64_C(1000000000))};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
+	gpucap_clock_sleep(ns);
 }
 
 /* ---- The armed flag (kept current by the gate thread)
@@ -179,11 +163,8 @@ static uint32_t duty_of(int region_index, uint32_t cap)
 {
 	if (cap >= 100)
 		return GPUCAP_SM_PPM;
-	uint32_t region_cap = gpucap_region_sm_limit(compute_env.region, region_index);
-	if (cap < region_cap)
-		return cap * (GPUCAP_SM_PPM / 100);
-	uint32_t duty = gpucap_region_sm_duty(compute_env.region, region_index);
-	return duty ? duty : cap * (GPUCAP_SM_PPM / 100);
+	return sm_gate_duty(cap, gpucap_region_sm_limit(compute_env.region, region_index),
+	                    gpucap_region_sm_duty(compute_env.region, region_index));
 }
 
 /* ---- Driver helpers ------------------------------------------------------------ */
@@ -304,8 +285,7 @@ static void abandon_events(CUevent *events, int n)
  * often, so that the measured busy time is at most ~3% long. */
 static uint64_t poll_step(uint64_t begin, uint64_t now)
 {
-	uint64_t step = (now - begin) / 32;
-	return step < SM_POLL_MIN_NS ? SM_POLL_MIN_NS : step > SM_POLL_MAX_NS ? SM_POLL_MAX_NS : step;
+	return sm_gate_poll_step(begin, now);
 }
 
 /* Poll until all are done or the drain's time is up; returns when they were
@@ -476,24 +456,14 @@ static void open_next(struct gate *g, uint64_t st)
 {
 	atomic_store_explicit(&g->state, (st | 1) + 1, memory_order_release);
 	pthread_mutex_lock(&g->lock);
-	pthread_cond_broadcast(&g->cond);
+	gpucap_clock_wake_all(&g->cond);
 	pthread_mutex_unlock(&g->lock);
 }
 
 static void learn_budget(struct gate *g, uint32_t launches, uint64_t busy)
 {
-	if (launches == 0 || busy == 0)
-		return;
-	/* Launches that queue one quantum of GPU work at the rate just seen.
-	 * Down at once (a deep queue makes long phases), up by doubling. */
-	uint64_t fit = (uint64_t)launches * SM_QUANTUM_NS / busy;
 	uint32_t budget = atomic_load_explicit(&g->budget, memory_order_relaxed);
-	uint64_t next = fit < budget ? fit : (fit < (uint64_t)budget * 2 ? fit : (uint64_t)budget * 2);
-	if (next < 1)
-		next = 1;
-	if (next > SM_BUDGET_MAX)
-		next = SM_BUDGET_MAX;
-	atomic_store_explicit(&g->budget, (uint32_t)next, memory_order_relaxed);
+	atomic_store_explicit(&g->budget, sm_gate_budget_next(budget, launches, busy), memory_order_relaxed);
 }
 
 /* The drain of phase st is over at end: charge busy = end - phase start,
@@ -509,21 +479,29 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 	int region_index = atomic_load_explicit(&g->region_index, memory_order_relaxed);
 	uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
 	uint32_t duty = duty_of(region_index, cap);
-	/* A calibration burst's phases were paid for by its hold. */
-	uint64_t burst_end = atomic_load_explicit(&g->probe_end_ns, memory_order_acquire);
-	bool in_burst =
-	    start >= atomic_load_explicit(&g->probe_hold_ns, memory_order_relaxed) && start < burst_end;
-	bool windowed = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed) != 0;
-	if (compute_env.region && region_index >= 0 && duty < GPUCAP_SM_PPM && busy > 0 && !in_burst &&
-	    !windowed)
+	struct sm_gate_phase phase = {
+	    .start_ns = start,
+	    .busy_ns = busy,
+	    .launches = launches,
+	    .duty_ppm = duty,
+	    .windowed = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed) != 0,
+	    /* Acquire: pairs with the release stores of gpucap_sm_burst_start, so
+	     * a burst's bounds are seen together with its reset sums. */
+	    .burst_hold_ns = atomic_load_explicit(&g->burst_hold_ns, memory_order_acquire),
+	    .burst_measure_ns = atomic_load_explicit(&g->burst_measure_ns, memory_order_relaxed),
+	    .burst_end_ns = atomic_load_explicit(&g->burst_end_ns, memory_order_relaxed),
+	};
+	struct sm_gate_account account;
+	sm_gate_account(&phase, &account);
+	if (compute_env.region && region_index >= 0 && account.charge)
 		gpucap_region_sm_charge(compute_env.region, region_index, start, busy, duty, mono_ns());
-	if (launches > 0 && busy > 0) {
+	if (account.count) {
 		atomic_fetch_add_explicit(&g->work_busy_ns, busy, memory_order_relaxed);
 		atomic_fetch_add_explicit(&g->work_launches, launches, memory_order_relaxed);
-		if (in_burst && start >= atomic_load_explicit(&g->probe_measure_ns, memory_order_relaxed)) {
-			atomic_fetch_add_explicit(&g->probe_busy_ns, busy, memory_order_relaxed);
-			atomic_fetch_add_explicit(&g->probe_launches, launches, memory_order_relaxed);
-		}
+	}
+	if (account.burst_work) {
+		atomic_fetch_add_explicit(&g->burst_busy_ns, busy, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->burst_launches, launches, memory_order_relaxed);
 	}
 	if (by_launch)
 		learn_budget(g, launches, busy);
@@ -719,7 +697,7 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 {
 	*end_ns = 0;
 	*budget = 0;
-	uint64_t hold = atomic_load_explicit(&g->probe_hold_ns, memory_order_acquire);
+	uint64_t hold = atomic_load_explicit(&g->burst_hold_ns, memory_order_acquire);
 	if (now < hold)
 		return hold;
 	gpucap_sched *sched = gpucap_sm_schedule_of(ordinal);
@@ -731,32 +709,18 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 			uint64_t until;
 			uint64_t open = gpucap_sched_next_open(&w, now, &until);
 			if (open == now) {
-				/* In a window a phase may last SM_TURN_QUANTUM_NS
-				 * (fewer drains, so fewer idle gaps), never past the
-				 * window's end. */
-				uint64_t left = until - now;
-				if (left > SM_TURN_QUANTUM_NS)
-					left = SM_TURN_QUANTUM_NS;
-				/* Launches that fill it, to the nearest: the last one
-				 * ends on either side of the window's end alike. */
 				uint64_t per = atomic_load_explicit(&g->per_launch_ns, memory_order_relaxed);
-				uint64_t fit = per ? (left + per / 2) / per
-				                   : atomic_load_explicit(&g->budget, memory_order_relaxed) *
-				                         left / SM_QUANTUM_NS;
-				if (fit >= 1) {
-					*end_ns = now + left;
-					*budget = fit > SM_BUDGET_MAX ? SM_BUDGET_MAX : (uint32_t)fit;
+				uint32_t learnt = atomic_load_explicit(&g->budget, memory_order_relaxed);
+				if (sm_gate_window_phase(now, until, per, learnt, end_ns, budget))
 					return now;
-				}
 				open = gpucap_sched_next_open(&w, until, &until);
 			}
 			return open;
 		}
 	}
-	if (now < atomic_load_explicit(&g->probe_end_ns, memory_order_relaxed))
+	if (now < atomic_load_explicit(&g->burst_end_ns, memory_order_relaxed))
 		return now; /* in a burst: back to back */
-	uint64_t tat = gpucap_region_sm_tat(compute_env.region, region_index, now);
-	return tat > now + SM_TAT_SLACK_NS ? tat : now;
+	return sm_gate_clock_open(gpucap_region_sm_tat(compute_env.region, region_index, now), now);
 }
 
 /* The caller holds the closing bit: wait until a phase may start, in steps
@@ -791,12 +755,10 @@ static void wait_phase(struct gate *g, uint64_t st, uint64_t give_up)
 		uint64_t now = mono_ns();
 		if (now >= give_up)
 			break;
-		/* The condition variable runs on CLOCK_REALTIME: short steps keep
-		 * a clock jump harmless, and the broadcast normally ends the wait. */
+		/* Short steps keep a jump of the wall clock harmless (the
+		 * condition variable runs on it); the wake normally ends the wait. */
 		uint64_t step = give_up - now < UINT64_C(50000000) ? give_up - now : UINT64_C(50000000);
-		uint64_t at = real_ns() + step;
-		struct timespec ts = {(time_t)(at / UINT64_C(1000000000)), (long)(at % UINT64_C(1000000000))};
-		pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+		gpucap_clock_wait(&g->cond, &g->lock, now + step);
 	}
 	pthread_mutex_unlock(&g->lock);
 }
@@ -938,7 +900,7 @@ void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out)
 	out->launches = atomic_load_explicit(&gates[ordinal].work_launches, memory_order_relaxed);
 }
 
-bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns)
+bool gpucap_sm_burst_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns)
 {
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES ||
 	    !atomic_load_explicit(&gates[ordinal].used, memory_order_acquire))
@@ -946,21 +908,25 @@ bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, u
 	struct gate *g = &gates[ordinal];
 	/* The window before the hold: a phase that finishes now started before
 	 * measure_ns and never adds to the new sums. */
-	atomic_store_explicit(&g->probe_busy_ns, 0, memory_order_relaxed);
-	atomic_store_explicit(&g->probe_launches, 0, memory_order_relaxed);
-	atomic_store_explicit(&g->probe_measure_ns, measure_ns, memory_order_relaxed);
-	atomic_store_explicit(&g->probe_end_ns, end_ns, memory_order_release);
-	atomic_store_explicit(&g->probe_hold_ns, hold_ns, memory_order_release);
+	atomic_store_explicit(&g->burst_busy_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->burst_launches, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->burst_measure_ns, measure_ns, memory_order_relaxed);
+	atomic_store_explicit(&g->burst_end_ns, end_ns, memory_order_release);
+	/* Release, last: pairs with the acquire loads of burst_hold_ns in
+	 * phase_not_before and finish_phase. A launch or drain that sees the new
+	 * hold also sees the new end and measure bounds and the zeroed sums, so
+	 * no phase of the new burst is summed against the old bounds. */
+	atomic_store_explicit(&g->burst_hold_ns, hold_ns, memory_order_release);
 	return true;
 }
 
-void gpucap_sm_probe_result(int ordinal, struct gpucap_sm_work *out)
+void gpucap_sm_burst_result(int ordinal, struct gpucap_sm_work *out)
 {
 	out->busy_ns = out->launches = 0;
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
 		return;
-	out->busy_ns = atomic_load_explicit(&gates[ordinal].probe_busy_ns, memory_order_relaxed);
-	out->launches = atomic_load_explicit(&gates[ordinal].probe_launches, memory_order_relaxed);
+	out->busy_ns = atomic_load_explicit(&gates[ordinal].burst_busy_ns, memory_order_relaxed);
+	out->launches = atomic_load_explicit(&gates[ordinal].burst_launches, memory_order_relaxed);
 }
 
 bool gpucap_sm_any_gate_used(void)
@@ -981,8 +947,8 @@ void gpucap_sm_gates_after_fork(void)
 		atomic_store_explicit(&g->recording, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_busy_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_launches, 0, memory_order_relaxed);
-		atomic_store_explicit(&g->probe_hold_ns, 0, memory_order_relaxed);
-		atomic_store_explicit(&g->probe_end_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->burst_hold_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->burst_end_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);
 		atomic_store_explicit(&g->budget, SM_BUDGET_INITIAL, memory_order_relaxed);
 		atomic_store_explicit(&g->phase_end_ns, 0, memory_order_relaxed);

@@ -18,19 +18,13 @@
 #define GPUCAP_COMPUTE_GATE_H
 
 #include "compute_internal.h"
+#include "gate_rules.h"
+#include "sm_work.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Wall time of an ON phase. Short enough that a throttled program sees a
- * smooth rate (a 30% cap is 4 ms on, about 9 ms off), long enough that the
- * drain (a few microseconds of driver calls) costs under 1%. */
-#define SM_QUANTUM_NS UINT64_C(4000000)
-/* Launch budget of a first phase; then learnt so that one phase queues about
- * one quantum of GPU work. */
-#define SM_BUDGET_INITIAL 16u
-#define SM_BUDGET_MAX     65536u
 /* Streams tracked per device and phase (more are counted, not drained: the
  * phase is then charged its wall time). */
 #define SM_STREAMS 16
@@ -62,12 +56,6 @@ void gpucap_sm_gates_after_fork(void);
 
 /* ---- Between the gate and the controller (gate.c) ---------------------- */
 
-/* GPU work a gate saw: the busy time and launches of its finished phases. */
-struct gpucap_sm_work {
-	uint64_t busy_ns;
-	uint64_t launches;
-};
-
 /* The region device a CUDA ordinal's gate throttles; -1 before its first
  * launch. */
 int gpucap_sm_region_index_of(int ordinal);
@@ -84,11 +72,11 @@ void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out);
  * weight"): no phase starts before hold_ns; from then until end_ns phases
  * run back to back, without waiting for the virtual clock and without
  * charging it (the hold paid for them in advance); the phases that start in
- * [measure_ns, end_ns) are summed for gpucap_sm_probe_result. False for an
+ * [measure_ns, end_ns) are summed for gpucap_sm_burst_result. False for an
  * ordinal this process never launched on.
  */
-bool gpucap_sm_probe_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns);
-void gpucap_sm_probe_result(int ordinal, struct gpucap_sm_work *out);
+bool gpucap_sm_burst_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns);
+void gpucap_sm_burst_result(int ordinal, struct gpucap_sm_work *out);
 
 /* This process's SM cap for a CUDA ordinal at a region device, percent
  * (1..100, 100: none): the region's live limit, lowered by the process's

@@ -1,6 +1,7 @@
 /*
- * The SM controller: one background thread per process, off every launch
- * path (docs/compute-caps.md).
+ * The plumbing around the SM controller (docs/compute-caps.md): gpucap's
+ * two background threads, NVML, the region's controller lease. The control
+ * law itself is the pure step in sm_control.c.
  *
  * Two threads, both off every launch path, started by the first gated
  * launch (never by a process that does not launch; a forked child starts
@@ -11,33 +12,25 @@
  * `gpucap set --sm` reaches running processes within a tick) and runs the
  * drains of the gates (gate.c) in relaxed capture mode.
  *
- * The controller thread ("gpucap-sm"), every SM_TICK_NS,
- *   - for each throttled device, tries the device's controller lease in
- *     the region. The one holder per container and device reads NVML's
- *     per-process utilisation every SM_STEP_NS, sums its container's
- *     processes and the others, and sets the duty the gates apply:
- *
- *         target = cap / weight              (sm_weight.h)
- *         duty   = clamp(target + I, target / 2, 100%)
- *         I     += k * (target - share)    (k larger downwards; back-computed
- *                                           from the clamp: no wind-up)
- *
- *     Alone on the GPU the feed-forward duty = target is already right and
- *     I only trims the measuring bias; next to another tenant the ON phases
- *     are shared and I raises the duty until the share reaches the target.
- *     The weight turns the cap, a share of the GPU's full-load work, into a
- *     share of its time. Without NVML it runs open loop and says so.
+ * The controller thread ("gpucap-sm"), every SM_TICK_NS, tries for each
+ * throttled device the device's controller lease in the region. The one
+ * holder per container and device reads NVML's per-process utilisation
+ * every SM_STEP_NS, sums its container's processes and the others, hands
+ * that to the pure control step (sm_control.h) and carries out its
+ * decision: the duty the gates apply, a calibration burst, the weight.
+ * Without NVML the step runs open loop and this file says so.
  *
  * NVML calls can be slow (initialisation takes up to a second); they never
  * hold up a drain, which is why the two are separate threads.
  */
 #define _GNU_SOURCE
 #include "sm_controller.h"
+#include "clock.h"
 #include "gate.h"
 #include "log.h"
 #include "proc_ids.h"
+#include "sm_control.h"
 #include "sm_schedule.h"
-#include "sm_weight.h"
 #include "wake.h"
 
 #include <errno.h>
@@ -46,22 +39,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#define SM_TICK_NS        UINT64_C(250000000)  /* armed flag, lease renewal */
-#define SM_STEP_NS        UINT64_C(500000000)  /* one control step per device */
-#define SM_LEASE_TTL_NS   UINT64_C(1200000000) /* a dead owner is replaced after this */
-#define SM_PEERS_NS       UINT64_C(2000000000) /* refresh of the container's PIDs */
-#define SM_ELASTIC_NS     UINT64_C(1000000000) /* foreign use must be absent this long */
-#define SM_ELASTIC_PPM    50000u               /* "foreign use": at least 5% */
-#define SM_IDLE_PPM       5000u                /* below 0.5%: the container is idle */
-#define SM_MISMATCH_PPM   20000u               /* gates busy 2% while NVML shows nothing */
-#define SM_GAIN_UP_PPM    250000u              /* k when the share is below the cap */
-#define SM_GAIN_DOWN_PPM  500000u              /* k when above: overshoot ends fast */
-#define SM_TURNS_FULL_PPM 950000u              /* taking turns, the GPU is at full load */
-#define SM_MAX_SAMPLES    1024u
-#define SM_MAX_PEERS      1024u
+#define SM_TICK_NS       UINT64_C(250000000)  /* armed flag, lease renewal */
+#define SM_NAP_NS        UINT64_C(10000000)   /* the controller thread's sleep, checking for exit */
+#define SM_LEASE_TTL_NS  UINT64_C(1200000000) /* a dead owner is replaced after this */
+#define SM_PEERS_NS      UINT64_C(2000000000) /* refresh of the container's PIDs */
+#define OTHERS_LAUNCH_NS UINT64_C(2000000000) /* a peer that launched this recently is active */
+#define SM_MAX_SAMPLES   1024u
+#define SM_MAX_PEERS     1024u
 
 /* ---- Thread state ---------------------------------------------------------------- */
 
@@ -73,20 +59,12 @@ static atomic_bool atexit_registered;
 /* Per region device, owned by the controller thread alone. */
 struct ctl_device {
 	bool owner;
-	int32_t integral_ppm;
-	uint32_t share_ppm;
-	bool share_known;
-	uint64_t last_step_ns;
-	uint64_t last_busy_ns;
-	uint64_t last_foreign_ns;
+	struct sm_control_state control;
+	int ordinal; /* this process's CUDA ordinal of the device; -1: unknown */
 	unsigned long long last_sample_us;
 	char uuid[GPUCAP_UUID_MAX];
 	nvmlDevice_t nvml;
-	int nvml_state;    /* 0 unknown, 1 usable, -1 unusable (open loop) */
-	uint32_t cap_seen; /* the cap (ppm) the integral was built for */
-	struct sm_weight weight;
-	unsigned mismatches;
-	unsigned steps; /* since this process took the lease */
+	int nvml_state; /* 0 unknown, 1 usable, -1 unusable (open loop) */
 	bool logged;
 };
 
@@ -105,16 +83,12 @@ static nvmlProcessUtilizationSample_t samples[SM_MAX_SAMPLES];
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+	return gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC);
 }
 
 static unsigned long long real_us(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u;
+	return (unsigned long long)(gpucap_clock_now(GPUCAP_CLOCK_REALTIME) / 1000u);
 }
 
 /* ---- Who belongs to the container --------------------------------------------------- */
@@ -255,123 +229,94 @@ static bool measure(struct ctl_device *c, uint32_t *mine, uint32_t *foreign)
 	return true;
 }
 
-/* ---- One control step --------------------------------------------------------------- */
-
-static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+/* Whether no other process of the container launched recently: a burst
+ * must be the container's only work, and the gate measures this process's. */
+static bool only_launcher(void)
 {
-	return v < lo ? lo : v > hi ? hi : v;
+	struct gpucap_snapshot *snap = gpucap_region_snapshot(compute_env.region);
+	if (!snap)
+		return false;
+	uint64_t now = gpucap_clock_now(GPUCAP_CLOCK_REALTIME);
+	bool alone = true;
+	for (uint32_t i = 0; i < snap->process_count && alone; i++) {
+		const struct gpucap_process_view *p = &snap->processes[i];
+		if (p->alive && !p->self && p->last_launch_unix_ns &&
+		    p->last_launch_unix_ns + OTHERS_LAUNCH_NS > now)
+			alone = false;
+	}
+	gpucap_snapshot_free(snap);
+	return alone;
+}
+
+/* ---- One control step: the inputs in, the decision out ------------------------------- */
+
+static void control_inputs(const struct ctl_device *c, const struct gpucap_sm_state *st, uint64_t now,
+                           struct sm_control_inputs *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->now_ns = now;
+	in->cap_ppm = st->sm_limit * (GPUCAP_SM_PPM / 100);
+	in->duty_ppm = st->duty_ppm;
+	in->busy_ns = st->busy_ns;
+	in->tat_ns = st->tat_ns;
+	in->elastic = compute_env.config->sm.policy == GPUCAP_SM_POLICY_ELASTIC;
+	in->calibrate = compute_env.config->sm.calibrate;
+	in->launching = c->ordinal >= 0;
+}
+
+static void say_step(int d, const struct ctl_device *c, const struct sm_control_inputs *in,
+                     const struct sm_control_decision *out)
+{
+	uint32_t weight = c->control.weight.weight_ppm ? c->control.weight.weight_ppm : GPUCAP_SM_PPM;
+	bool frozen = out->weight.frozen && !in->turns;
+	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
+	           "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
+	           d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, in->mine_ppm / 1e4,
+	           out->gate_ppm / 1e4, in->foreign_ppm / 1e4, out->duty_ppm / 1e4,
+	           frozen      ? " (calibrating)"
+	           : in->turns ? " (taking turns)"
+	                       : "");
+	if (out->weight.publish)
+		GPUCAP_LOG(GPUCAP_LOG_DEBUG,
+		           "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, %.1f us capped)",
+		           d, out->weight.weight_ppm / 1e6, out->weight.measured_ppm / 1e6,
+		           out->weight.full_per_launch_ns / 1e3, out->weight.capped_per_launch_ns / 1e3);
 }
 
 static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, uint64_t now)
 {
-	int64_t cap = (int64_t)st->sm_limit * (GPUCAP_SM_PPM / 100);
-	uint64_t window = now - c->last_step_ns;
-	if (window == 0)
+	struct sm_control_inputs in;
+	control_inputs(c, st, now, &in);
+	in.measured = measure(c, &in.mine_ppm, &in.foreign_ppm);
+	uint32_t applied = in.duty_ppm ? in.duty_ppm : in.cap_ppm;
+	in.turns = gpucap_sm_schedule_shared(c->ordinal, applied, now, &in.turns_caps_ppm);
+	gpucap_sm_work_totals(c->ordinal, &in.work);
+	gpucap_sm_burst_result(c->ordinal, &in.burst);
+	/* A snapshot, only when a burst could start from this step. */
+	in.alone = in.calibrate && in.launching && in.measured && !in.turns && only_launcher();
+
+	struct sm_control_decision out;
+	sm_control_step(&in, &c->control, &out);
+	if (!out.publish)
 		return;
-	/* What the gates charged: the container's busy time as they see it. */
-	uint64_t busy = st->busy_ns - c->last_busy_ns;
-	c->last_busy_ns = st->busy_ns;
-	c->last_step_ns = now;
-	uint64_t gate_ppm64 = busy * 1000u / (window / 1000u ? window / 1000u : 1);
-	if (c->cap_seen && (uint32_t)cap != c->cap_seen) {
-		/* A new cap: the bias the integral trims scales with it. */
-		c->integral_ppm = (int32_t)((int64_t)c->integral_ppm * cap / (int64_t)c->cap_seen);
-		sm_weight_soon(&c->weight, now);
+	if (out.warn_mismatch && !c->logged) {
+		c->logged = true;
+		gpucap_log(GPUCAP_LOG_WARN,
+		           "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
+		           c->uuid);
 	}
-	c->cap_seen = (uint32_t)cap;
-	uint32_t gate_ppm = gate_ppm64 > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)gate_ppm64;
-
-	uint32_t mine = 0, foreign = 0;
-	bool closed = measure(c, &mine, &foreign);
-	/* NVML that sees none of the container's kernels while the gates are
-	 * busy is not attributing them to us (a PID it names differently):
-	 * integrating that would lift the cap. Open loop until it agrees. */
-	if (closed && mine < SM_IDLE_PPM && gate_ppm >= SM_MISMATCH_PPM) {
-		closed = false;
-		if (++c->mismatches == 4 && !c->logged) {
-			c->logged = true;
-			gpucap_log(
-			    GPUCAP_LOG_WARN,
-			    "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
-			    c->uuid);
-		}
-	} else if (closed) {
-		c->mismatches = 0;
+	if (out.warn_elastic_blind && !elastic_logged) {
+		elastic_logged = true;
+		gpucap_log(GPUCAP_LOG_WARN, "SM policy elastic needs NVML to see other tenants; holding the cap strictly");
 	}
-
-	uint32_t share = closed ? mine : gate_ppm;
-	c->share_ppm = c->share_known ? (c->share_ppm + share) / 2 : share;
-	c->share_known = true;
-	uint32_t flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
-	gpucap_sm_source source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
-
-	if (compute_env.config->sm.policy == GPUCAP_SM_POLICY_ELASTIC) {
-		if (!closed) {
-			if (!elastic_logged) {
-				elastic_logged = true;
-				gpucap_log(
-				    GPUCAP_LOG_WARN,
-				    "SM policy elastic needs NVML to see other tenants; holding the cap strictly");
-			}
-		} else {
-			if (foreign >= SM_ELASTIC_PPM)
-				c->last_foreign_ns = now;
-			if (now - c->last_foreign_ns >= SM_ELASTIC_NS) {
-				gpucap_region_sm_publish(compute_env.region, d, GPUCAP_SM_PPM, c->share_ppm,
-				                         source, flags | GPUCAP_SM_FLAG_ELASTIC_OPEN,
-				                         c->integral_ppm);
-				return;
-			}
-		}
-	}
-
-	/* Taking turns with other containers (sm_schedule.h), the window is
-	 * an exact time share by construction: the feed-forward alone. NVML's
-	 * per-process samples alias with the schedule's period and would pull
-	 * the duty anywhere. Caps that fill the GPU keep it at full load, where
-	 * a busy second is worth one (the work weight applies to idle gaps). */
-	uint32_t applied = st->duty_ppm ? st->duty_ppm : (uint32_t)cap;
-	uint32_t caps = 0;
-	bool turns = gpucap_sm_schedule_shared(gpucap_sm_ordinal_of(d), applied, now, &caps);
-	/* No burst starts while taking turns (the others count as busy); one
-	 * already under way is finished. */
-	struct sm_weight_inputs in = {d, applied, turns ? GPUCAP_SM_PPM : foreign, closed, st->tat_ns};
-	bool frozen = sm_weight_step(&c->weight, &in, now) && !turns;
-	int64_t target =
-	    turns && caps >= SM_TURNS_FULL_PPM ? cap : sm_weight_target(&c->weight, (uint32_t)cap);
-
-	int64_t integral = c->integral_ppm;
-	if (turns) {
-		integral = 0;
-	} else if (!closed) {
-		integral = 0; /* open loop: feed-forward only */
-	} else if (frozen || c->steps++ == 0) {
-		/* A calibration burst, or NVML's first window (it began before
-		 * the launches): the share says nothing about the duty. */
-	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
-		integral /= 2; /* idle: forget the correction rather than wind it up */
-	} else {
-		int64_t error = target - (int64_t)mine;
-		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
-		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
-	}
-	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);
-	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
-	c->integral_ppm = (int32_t)integral;
-	GPUCAP_LOG(
-	    GPUCAP_LOG_DEBUG,
-	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
-	    d, cap / 1e4, (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / 1e6, target / 1e4,
-	    mine / 1e4, gate_ppm / 1e4, foreign / 1e4, duty / 1e4,
-	    frozen  ? " (calibrating)"
-	    : turns ? " (taking turns)"
-	            : "");
-	/* Shown as a share of the full-load work, like the cap. */
-	uint64_t shown = (uint64_t)c->share_ppm *
-	                 (c->weight.weight_ppm ? c->weight.weight_ppm : GPUCAP_SM_PPM) / GPUCAP_SM_PPM;
-	gpucap_region_sm_publish(compute_env.region, d, (uint32_t)duty,
-	                         shown > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)shown, source, flags,
-	                         c->integral_ppm);
+	if (out.weight.start)
+		gpucap_sm_burst_start(c->ordinal, out.weight.hold_ns, out.weight.measure_ns,
+		                      out.weight.end_ns);
+	if (out.weight.publish)
+		gpucap_region_sm_publish_weight(compute_env.region, d, out.weight.weight_ppm);
+	say_step(d, c, &in, &out);
+	gpucap_region_sm_publish(compute_env.region, d, out.duty_ppm, out.share_ppm, out.source, out.flags,
+	                         out.integral_ppm);
 }
 
 static void control(uint64_t now)
@@ -403,17 +348,17 @@ static void control(uint64_t now)
 			memset(c, 0, sizeof(*c));
 			c->owner = true;
 			snprintf(c->uuid, sizeof(c->uuid), "%s", st.uuid);
-			c->integral_ppm = st.integral_ppm;
-			c->cap_seen = st.sm_limit * (GPUCAP_SM_PPM / 100);
-			sm_weight_reset(&c->weight, st.weight_ppm, now);
-			c->last_step_ns = now;
-			c->last_busy_ns = st.busy_ns;
-			c->last_foreign_ns = now;
+			c->ordinal = -1;
+			struct sm_control_inputs in;
+			control_inputs(c, &st, now, &in);
+			sm_control_reset(&c->control, &in, st.integral_ppm, st.weight_ppm);
 			c->last_sample_us = real_us();
 			continue;
 		}
-		if (now - c->last_step_ns < SM_STEP_NS)
+		if (!sm_control_due(&c->control, now))
 			continue;
+		if (c->ordinal < 0)
+			c->ordinal = gpucap_sm_ordinal_of(d);
 		if (!peers_fresh) {
 			refresh_peers(now);
 			peers_fresh = true;
@@ -427,6 +372,7 @@ static void control(uint64_t now)
 static void *gate_main(void *arg)
 {
 	(void)arg;
+	gpucap_clock_thread_begin();
 	pthread_setname_np(pthread_self(), "gpucap-gate");
 	gpucap_sm_thread_relaxed();
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
@@ -462,16 +408,15 @@ static void join_schedules(uint64_t now)
 static void *controller_main(void *arg)
 {
 	(void)arg;
+	gpucap_clock_thread_begin();
 	pthread_setname_np(pthread_self(), "gpucap-sm");
 	while (!atomic_load_explicit(&stopping, memory_order_acquire)) {
 		control(mono_ns());
 		join_schedules(mono_ns());
 		for (uint64_t slept = 0;
 		     slept < SM_TICK_NS && !atomic_load_explicit(&stopping, memory_order_acquire);
-		     slept += UINT64_C(10000000)) {
-			struct timespec ts = {0, 10000000};
-			nanosleep(&ts, NULL);
-		}
+		     slept += SM_NAP_NS)
+			gpucap_clock_sleep(SM_NAP_NS);
 	}
 	atomic_store_explicit(&ctl_running, false, memory_order_release);
 	return NULL;
@@ -485,10 +430,8 @@ static void stop_at_exit(void)
 	gpucap_sm_wake_interrupt();
 	for (int i = 0; i < 100 && (atomic_load_explicit(&gpucap_sm_gate_running, memory_order_acquire) ||
 	                            atomic_load_explicit(&ctl_running, memory_order_acquire));
-	     i++) {
-		struct timespec ts = {0, 1000000};
-		nanosleep(&ts, NULL);
-	}
+	     i++)
+		gpucap_clock_sleep(UINT64_C(1000000));
 }
 
 static bool start_thread(void *(*fn)(void *), atomic_bool *running, const char *what)
@@ -498,10 +441,12 @@ static bool start_thread(void *(*fn)(void *), atomic_bool *running, const char *
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_t thread;
 	atomic_store_explicit(running, true, memory_order_seq_cst);
+	gpucap_clock_thread_starting();
 	int rc = pthread_create(&thread, &attr, fn, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc == 0)
 		return true;
+	gpucap_clock_thread_start_failed();
 	atomic_store_explicit(running, false, memory_order_seq_cst);
 	gpucap_log(GPUCAP_LOG_WARN, "SM cap: cannot start the %s thread (%s); %s", what, strerror(rc),
 	           running == &gpucap_sm_gate_running ? "launching threads drain their own phases"

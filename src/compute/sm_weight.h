@@ -1,6 +1,8 @@
 /*
  * The work weight of a capped busy second (docs/compute-caps.md, "Work
- * weight"), owned by the SM controller thread.
+ * weight"): a pure part of the SM controller (sm_control.h). No clock, no
+ * thread, no driver or region call: the caller hands in what it saw and
+ * carries out the outcome.
  *
  * A GPU that idles between a capped container's ON phases stays cool and
  * runs its kernels at a higher clock than one held at full load (an H200
@@ -24,28 +26,72 @@
 #ifndef GPUCAP_COMPUTE_SM_WEIGHT_H
 #define GPUCAP_COMPUTE_SM_WEIGHT_H
 
-#include "gate.h"
+#include "sm_work.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SM_BURST_FIRST_NS  UINT64_C(500000000)   /* a new holder, or a new cap, waits this long */
+#define SM_BURST_PERIOD_NS UINT64_C(30000000000) /* then measures again this often */
+#define SM_BURST_RETRY_NS  UINT64_C(5000000000)  /* sooner: too little was measured */
+#define SM_BURST_DRIFT_NS  UINT64_C(10000000000) /* sooner: a new workload */
+#define SM_BURST_DRIFT_PPM 250000u               /* per-launch time moved 25%: a new workload */
+/* The GPU's power management takes ~100 ms to pull the clock down to its
+ * full-load value, and another limit acts near 1 s (an H200; bench/results):
+ * a burst is as long as the hold allows, up to 1 s, and its second half is
+ * measured. */
+#define SM_BURST_NS           UINT64_C(1000000000)
+#define SM_BURST_MIN_NS       UINT64_C(80000000)
+#define SM_BURST_MAX_HOLD_NS  UINT64_C(1000000000) /* within one of the gate's waits (SM_SLEEP_MAX_NS) */
+#define SM_BURST_QUIET_PPM    20000u               /* others must use less than 2% */
+#define SM_BURST_MIN_LAUNCHES 8u
+#define SM_BURST_FINISH_NS    UINT64_C(50000000)   /* the burst's last phases drain */
+#define SM_BURST_FREEZE_NS    UINT64_C(1000000000) /* NVML's averages still hold the burst */
 
 struct sm_weight {
 	uint32_t weight_ppm; /* 0: not measured (1.0) */
-	uint64_t next_probe_ns;
-	uint64_t probe_end_ns;    /* a burst runs until then; 0: none */
+	uint64_t next_burst_ns;
+	uint64_t burst_end_ns;    /* a burst runs until then; 0: none */
 	uint64_t freeze_until_ns; /* NVML's figures still hold the burst */
 	uint64_t per_launch_ns;   /* busy per launch before the last burst */
 	struct gpucap_sm_work before;
 	/* This process's work totals at the last control step. */
 	struct gpucap_sm_work last;
 	uint64_t last_ns;
-	int ordinal; /* -1: unknown */
 };
 
 /* What a control step knows. */
 struct sm_weight_inputs {
-	int device;           /* region device index */
+	uint64_t now_ns;
 	uint32_t duty_ppm;    /* the duty the gates apply now */
 	uint32_t foreign_ppm; /* others' SM share */
 	bool measured;        /* NVML figures (foreign_ppm) are real */
+	bool calibrate;       /* bursts allowed (GPUCAP_SM_CALIBRATE) */
 	uint64_t tat_ns;      /* the device's virtual clock */
+	/* This process gated launches on the device: work holds its totals
+	 * and burst the sums of the current burst's measured phases. */
+	bool launching;
+	struct gpucap_sm_work work;
+	struct gpucap_sm_work burst;
+	/* No other process of the container launched recently. */
+	bool alone;
+};
+
+/* What the caller carries out. */
+struct sm_weight_outcome {
+	bool frozen; /* the integral must not move: a burst runs, or NVML still holds it */
+	/* A burst ended with a figure: publish weight_ppm. */
+	bool publish;
+	uint32_t weight_ppm;
+	uint32_t measured_ppm; /* this burst's own figure */
+	uint64_t full_per_launch_ns;
+	uint64_t capped_per_launch_ns;
+	/* Start a burst on the gate: hold until hold_ns, run back to back until
+	 * end_ns, measure the phases that start from measure_ns. */
+	bool start;
+	uint64_t hold_ns;
+	uint64_t measure_ns;
+	uint64_t end_ns;
 };
 
 /* A new holder: start from the weight the region holds. */
@@ -54,10 +100,9 @@ void sm_weight_reset(struct sm_weight *w, uint32_t published_ppm, uint64_t now_n
 /* The cap changed: measure again soon. */
 void sm_weight_soon(struct sm_weight *w, uint64_t now_ns);
 
-/* One control step: finish a burst that ended (publishing the weight),
- * or start one when due. True while the integral must not move (a burst
- * runs, or NVML's averages still contain it). */
-bool sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, uint64_t now_ns);
+/* One control step: finish a burst that ended (publishing the weight), or
+ * start one when due. */
+void sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, struct sm_weight_outcome *out);
 
 /* The time share that delivers cap_ppm of the full-load work. */
 uint32_t sm_weight_target(const struct sm_weight *w, uint32_t cap_ppm);

@@ -9,9 +9,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "wake.h"
+#include "clock.h"
 
 #include <pthread.h>
-#include <time.h>
 
 atomic_bool gpucap_sm_gate_running;
 
@@ -21,13 +21,6 @@ static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
  * deadline launches asked for since it last looked at the gates. */
 static _Atomic uint64_t wake_at_ns = UINT64_MAX;
 static _Atomic uint64_t kick_ns = UINT64_MAX;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
 
 bool gpucap_sm_gate_thread_running(void)
 {
@@ -50,18 +43,10 @@ void gpucap_sm_wake_sleep(uint64_t wake, const atomic_bool *stopping)
 		wake = kicked;
 		atomic_store_explicit(&wake_at_ns, wake, memory_order_seq_cst);
 	}
-	uint64_t now = mono_ns();
-	if (wake > now && !atomic_load_explicit(stopping, memory_order_acquire)) {
-		/* The condition variable runs on CLOCK_REALTIME; the wait is
-		 * short, and a kick or the next tick corrects any jump. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t at =
-		    (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec + (wake - now);
-		ts.tv_sec = (time_t)(at / UINT64_C(1000000000));
-		ts.tv_nsec = (long)(at % UINT64_C(1000000000));
-		pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
-	}
+	/* The wait is short (a tick at most): a kick or the next tick corrects
+	 * any jump of the wall clock the condition variable runs on. */
+	if (!atomic_load_explicit(stopping, memory_order_acquire))
+		gpucap_clock_wait(&wake_cond, &wake_lock, wake);
 	atomic_store_explicit(&wake_at_ns, 0, memory_order_seq_cst);
 	pthread_mutex_unlock(&wake_lock);
 }
@@ -79,14 +64,14 @@ void gpucap_sm_gate_thread_kick(uint64_t deadline_ns)
 		return;
 	pthread_mutex_lock(&wake_lock);
 	if (atomic_load_explicit(&wake_at_ns, memory_order_seq_cst) > deadline_ns)
-		pthread_cond_signal(&wake_cond);
+		gpucap_clock_wake_all(&wake_cond);
 	pthread_mutex_unlock(&wake_lock);
 }
 
 void gpucap_sm_wake_interrupt(void)
 {
 	pthread_mutex_lock(&wake_lock);
-	pthread_cond_signal(&wake_cond);
+	gpucap_clock_wake_all(&wake_cond);
 	pthread_mutex_unlock(&wake_lock);
 }
 

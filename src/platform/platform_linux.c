@@ -1,4 +1,5 @@
 #define _GNU_SOURCE /* F_OFD_SETLK, F_OFD_GETLK */
+#include "clock.h"
 #include "platform.h"
 
 #include "file_stat.h"
@@ -141,28 +142,21 @@ void gpucap_lease_drop(int fd, uint64_t offset)
 	}
 }
 
-static uint64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
+/* Clocks and sleeps go through the clock seam (clock.h), which tests may
+ * replace with simulated time. */
 uint64_t gpucap_clock_monotonic_ns(void)
 {
-	return clock_ns(CLOCK_MONOTONIC);
+	return gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC);
 }
 
 uint64_t gpucap_clock_realtime_ns(void)
 {
-	return clock_ns(CLOCK_REALTIME);
+	return gpucap_clock_now(GPUCAP_CLOCK_REALTIME);
 }
 
 void gpucap_sleep_ns(uint64_t ns)
 {
-	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
+	gpucap_clock_sleep(ns);
 }
 
 bool gpucap_platform_in_group(uint32_t gid)

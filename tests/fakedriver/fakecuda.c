@@ -26,6 +26,7 @@
  * captures, is counted as a capture violation for the tests.
  */
 #include "cuda_abi.h"
+#include "fake_clock.h"
 #include "fake_common.h"
 
 #include <pthread.h>
@@ -1093,11 +1094,11 @@ FAKE_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode
 	return CUDA_SUCCESS;
 }
 
+/* The fake GPU runs on the fake clock (fake_clock.h): simulated time under
+ * GPUCAP_TEST_CLOCK=simulated, the system's otherwise. */
 static uint64_t mono_now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return fakeclock_now();
 }
 
 /* The stream a handle names for this thread; caller holds lock. NULL when
@@ -1241,6 +1242,10 @@ enum { L_KERNEL, L_KERNEL_PTSZ, L_EX, L_EX_PTSZ, L_COOP, L_COOP_PTSZ, L_GRAPH, L
 /* Like the driver's push buffer: a launch blocks while this much work is
  * queued on the device. */
 #define QUEUE_MAX_NS 50000000ull
+/* On simulated time a launch costs the launching thread this much, as the
+ * driver's CPU work does (otherwise a loop of empty launches never lets
+ * time move). */
+#define LAUNCH_CPU_NS 2000ull
 
 static CUresult launch(int kind, uint64_t work_ns, CUstream h, bool per_thread)
 {
@@ -1259,10 +1264,10 @@ static CUresult launch(int kind, uint64_t work_ns, CUstream h, bool per_thread)
 			backlog = dev_busy_until[s->ordinal] - now - QUEUE_MAX_NS;
 	}
 	pthread_mutex_unlock(&lock);
-	if (backlog) {
-		struct timespec ts = {(time_t)(backlog / 1000000000u), (long)(backlog % 1000000000u)};
-		nanosleep(&ts, NULL);
-	}
+	if (backlog)
+		fakeclock_sleep(backlog);
+	else if (fakeclock_simulated())
+		fakeclock_sleep(LAUNCH_CPU_NS);
 	return r;
 }
 
@@ -1541,12 +1546,7 @@ static void stream_wait_done(CUstream stream, bool per_thread)
 	if (s)
 		until = is_legacy(stream, per_thread) ? dev_busy_until[s->ordinal] : s->last_end_ns;
 	pthread_mutex_unlock(&lock);
-	uint64_t now = mono_now();
-	if (until > now) {
-		struct timespec ts = {(time_t)((until - now) / 1000000000u),
-		                      (long)((until - now) % 1000000000u)};
-		nanosleep(&ts, NULL);
-	}
+	fakeclock_sleep_until(until);
 }
 
 FAKE_EXPORT CUresult cuCtxSynchronize(void)
@@ -1563,16 +1563,24 @@ FAKE_EXPORT CUresult cuCtxSynchronize(void)
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&lock);
+	fake_clock_fork_prepare(); /* the clock's lock nests inside ours */
 }
 
-static void fork_release(void)
+static void fork_parent(void)
 {
+	fake_clock_fork_parent();
+	pthread_mutex_unlock(&lock);
+}
+
+static void fork_child(void)
+{
+	fake_clock_fork_child();
 	pthread_mutex_unlock(&lock);
 }
 
 __attribute__((constructor)) static void fake_atfork(void)
 {
-	pthread_atfork(fork_prepare, fork_release, fork_release);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ---- Test hooks for launches ------------------------------------------------ */

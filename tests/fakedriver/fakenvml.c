@@ -225,22 +225,49 @@ FAKE_EXPORT void fakenvml_set_process_util(unsigned int pid, unsigned int sm)
 	pthread_mutex_unlock(&util_lock);
 }
 
+/* The fake CUDA driver's clock (tests/fakedriver/fake_clock.h), which may be
+ * simulated; the system's when that library is not loaded. */
+static uint64_t fake_clock(bool realtime)
+{
+	uint64_t (*now)(void) =
+	    (uint64_t(*)(void))dlsym(RTLD_DEFAULT, realtime ? "fakeclock_realtime_now" : "fakeclock_now");
+	if (now)
+		return now();
+	struct timespec ts;
+	clock_gettime(realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The fake GPU's state, read before util_lock is taken: the fake driver's
+ * lock and clock nest outside it (fork handlers), never inside. */
+struct gpu_reading {
+	uint64_t now_ns;
+	uint64_t busy_ns;
+	bool known;
+};
+
+static struct gpu_reading read_gpu(void)
+{
+	struct gpu_reading g = {fake_clock(false), 0, false};
+	uint64_t (*busy_ns)(int) = (uint64_t(*)(int))dlsym(RTLD_DEFAULT, "fakecuda_busy_ns");
+	if (busy_ns) {
+		g.busy_ns = busy_ns(0);
+		g.known = true;
+	}
+	return g;
+}
+
 /* Device 0's busy percent since the previous call (caller holds util_lock). */
-static unsigned int measured_util(void)
+static unsigned int measured_util(struct gpu_reading g)
 {
 	static uint64_t last_busy, last_ns;
-	uint64_t (*busy_ns)(int) = (uint64_t(*)(int))dlsym(RTLD_DEFAULT, "fakecuda_busy_ns");
-	if (!busy_ns)
+	if (!g.known)
 		return 0;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	uint64_t busy = busy_ns(0);
 	unsigned int percent = 0;
-	if (last_ns && now > last_ns && busy >= last_busy)
-		percent = (unsigned int)((busy - last_busy) * 100u / (now - last_ns));
-	last_busy = busy;
-	last_ns = now;
+	if (last_ns && g.now_ns > last_ns && g.busy_ns >= last_busy)
+		percent = (unsigned int)((g.busy_ns - last_busy) * 100u / (g.now_ns - last_ns));
+	last_busy = g.busy_ns;
+	last_ns = g.now_ns;
 	return percent > 100 ? 100 : percent;
 }
 
@@ -250,13 +277,11 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 {
 	if (!valid(device) || !count)
 		return NVML_ERROR_INVALID_ARGUMENT;
+	unsigned long long now_us = fake_clock(true) / 1000u;
+	struct gpu_reading gpu = read_gpu();
 	pthread_mutex_lock(&util_lock);
 	util_load_locked();
 	nvmlReturn_t r = NVML_SUCCESS;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	unsigned long long now_us =
-	    (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u;
 	unsigned int n = (unsigned int)util_count;
 	if (util_unsupported) {
 		r = NVML_ERROR_NOT_SUPPORTED;
@@ -270,7 +295,7 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 			memset(&samples[i], 0, sizeof(samples[i]));
 			samples[i].pid = util[i].pid;
 			samples[i].timeStamp = now_us;
-			samples[i].smUtil = util[i].sm == UTIL_MEASURED ? measured_util() : util[i].sm;
+			samples[i].smUtil = util[i].sm == UTIL_MEASURED ? measured_util(gpu) : util[i].sm;
 		}
 		*count = n;
 	}

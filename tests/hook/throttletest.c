@@ -10,10 +10,17 @@
  * is never disturbed; policies, per-device variables, live changes, every
  * launch entry point and every lookup route reach the gate. Busy fractions
  * are checked loosely (a 30% cap must stay clearly under 60%).
+ *
+ * Every duration here is simulated time (GPUCAP_TEST_CLOCK=simulated, see
+ * tests/fakedriver/fake_clock.h): the fake GPU, gpucap's gate and threads
+ * and this program all run on the fake driver's clock, which moves only
+ * while every thread waits. So the figures do not depend on how loaded the
+ * machine is; a thread that blocks outside the clock (a join) says so.
  */
 #define _GNU_SOURCE
 #include "check.h"
 #include "cuda_api.h"
+#include "fake_clock.h"
 #include "gpucap/region.h"
 #include "hook_scratch.h"
 #include "layout.h"
@@ -46,17 +53,32 @@ static void fresh_region(void)
 	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
 }
 
+/* Simulated time: the fake driver's clock. */
 static uint64_t now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return fakeclock_now();
 }
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
+	fakeclock_sleep((uint64_t)ms * MS);
+}
+
+/* Wait for a thread, outside the simulated clock. */
+static void join(pthread_t thread)
+{
+	fakeclock_idle_begin();
+	pthread_join(thread, NULL);
+	fakeclock_idle_end();
+}
+
+/* Wait for a child process, outside the simulated clock. */
+static pid_t wait_child(pid_t pid, int *status)
+{
+	fakeclock_idle_begin();
+	pid_t got = waitpid(pid, status, 0);
+	fakeclock_idle_end();
+	return got;
 }
 
 static CUcontext start_device(int ordinal)
@@ -260,7 +282,30 @@ static void set_sm_limit(const char *uuid, uint32_t percent)
 /* Run this program with args in a child (tests/support/self_exec.h). */
 static int run_self(char *err, size_t err_len, const char *const *env, const char *const *args)
 {
-	return self_run(self_path, err, err_len, env, args);
+	int pipefd[2];
+	CHECK(pipe(pipefd) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(pipefd[0]);
+		dup2(pipefd[1], STDERR_FILENO);
+		self_exec(self_path, env, args);
+	}
+	close(pipefd[1]);
+	size_t used = 0;
+	char buf[512];
+	ssize_t got;
+	while ((got = read(pipefd[0], buf, sizeof(buf))) > 0) {
+		if (used + (size_t)got < err_len) {
+			memcpy(err + used, buf, (size_t)got);
+			used += (size_t)got;
+		}
+	}
+	err[used] = '\0';
+	close(pipefd[0]);
+	int status;
+	CHECK(wait_child(pid, &status) == pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static unsigned count_lines(const char *text)
@@ -720,6 +765,7 @@ struct launcher {
 static void *launch_loop(void *arg)
 {
 	struct launcher *l = arg;
+	fakeclock_thread_begin();
 	CU(cuCtxSetCurrent(l->ctx));
 	CUstream s = NULL;
 	if (!l->per_thread)
@@ -746,6 +792,7 @@ static void test_threads(void)
 		l[i].ctx = ctx;
 		l[i].stop = 0;
 		l[i].per_thread = i == T - 1;
+		fakeclock_thread_starting();
 		CHECK(pthread_create(&th[i], NULL, launch_loop, &l[i]) == 0);
 	}
 	/* Meanwhile streams come and go with work in the current phase. */
@@ -762,7 +809,7 @@ static void test_threads(void)
 	for (int i = 0; i < T; i++)
 		__atomic_store_n(&l[i].stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < T; i++)
-		pthread_join(th[i], NULL);
+		join(th[i]);
 	fprintf(stderr, "threads: busy %.2f\n", busy);
 	CHECK_EQ(0, fakecuda_stat("use_after_destroy"));
 	CHECK(fakecuda_stat("event_records") > 0);
@@ -794,7 +841,7 @@ static void test_fork(void)
 		_exit(0);
 	}
 	int status;
-	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(wait_child(pid, &status) == pid);
 	CHECK(WIFEXITED(status));
 	CHECK_EQ(0, WEXITSTATUS(status));
 }
@@ -888,21 +935,36 @@ static void test_turns(const char *mode)
 	snprintf(path70, sizeof(path70), "%s/t70", region_dir);
 	snprintf(out30, sizeof(out30), "%s/out30", region_dir);
 	snprintf(out70, sizeof(out70), "%s/out70", region_dir);
+	/* The two tenants share one simulated clock, as they share the GPU's
+	 * time on a real node. */
+	char clock_path[256], clock_env[300];
+	snprintf(clock_path, sizeof(clock_path), "%s/clock", region_dir);
+	snprintf(clock_env, sizeof(clock_env), "%s=%s", FAKE_CLOCK_FILE_ENV, clock_path);
 	char region30[300], region70[300], node_env[300];
 	snprintf(region30, sizeof(region30), "GPUCAP_REGION=%s", path30);
 	snprintf(region70, sizeof(region70), "GPUCAP_REGION=%s", path70);
 	snprintf(node_env, sizeof(node_env), "GPUCAP_NODE_DIR=%s", shared && !hami ? node : "");
-	const char *env30[] = {region30, "CUDA_DEVICE_SM_LIMIT=30", "FAKENVML_PROCESS_UTIL=unsupported",
-	                       node_env, NULL};
-	const char *env70[] = {region70, "CUDA_DEVICE_SM_LIMIT=70", "FAKENVML_PROCESS_UTIL=unsupported",
-	                       node_env, NULL};
+	const char *env30[] = {region30,
+	                       "CUDA_DEVICE_SM_LIMIT=30",
+	                       "FAKENVML_PROCESS_UTIL=unsupported",
+	                       node_env,
+	                       clock_env,
+	                       FAKE_CLOCK_PARTIES_ENV "=2",
+	                       NULL};
+	const char *env70[] = {region70,
+	                       "CUDA_DEVICE_SM_LIMIT=70",
+	                       "FAKENVML_PROCESS_UTIL=unsupported",
+	                       node_env,
+	                       clock_env,
+	                       FAKE_CLOCK_PARTIES_ENV "=2",
+	                       NULL};
 	const char *args30[] = {"turns-child", out30, NULL};
 	const char *args70[] = {"turns-child", out70, NULL};
 	pid_t a = spawn_self(env30, args30);
 	pid_t b = spawn_self(env70, args70);
 	int status;
-	CHECK(waitpid(a, &status, 0) == a && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK(waitpid(b, &status, 0) == b && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(wait_child(a, &status) == a && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(wait_child(b, &status) == b && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
 	/* Who goes first: the lower region creation time. */
 	uint64_t created[2];
@@ -950,6 +1012,7 @@ static void test_turns(const char *mode)
 	}
 	unlink(out30);
 	unlink(out70);
+	unlink(clock_path);
 	unlink(path30);
 	unlink(path70);
 	char audit[320];

@@ -1,0 +1,152 @@
+/*
+ * One control step of the SM controller (sm_control.h). Pure: the same
+ * inputs and state give the same decision.
+ */
+#include "sm_control.h"
+
+#include <string.h>
+
+void sm_control_reset(struct sm_control_state *s, const struct sm_control_inputs *in, int32_t integral_ppm,
+                      uint32_t weight_ppm)
+{
+	memset(s, 0, sizeof(*s));
+	s->integral_ppm = integral_ppm;
+	s->cap_seen = in->cap_ppm;
+	sm_weight_reset(&s->weight, weight_ppm, in->now_ns);
+	s->last_step_ns = in->now_ns;
+	s->last_busy_ns = in->busy_ns;
+	s->last_foreign_ns = in->now_ns;
+}
+
+bool sm_control_due(const struct sm_control_state *s, uint64_t now_ns)
+{
+	return now_ns - s->last_step_ns >= SM_STEP_NS;
+}
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The share the gates charged over the window, in ppm. */
+static uint32_t gate_share(uint64_t busy, uint64_t window)
+{
+	uint64_t ppm = busy * 1000u / (window / 1000u ? window / 1000u : 1);
+	return ppm > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)ppm;
+}
+
+void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state *s,
+                     struct sm_control_decision *out)
+{
+	memset(out, 0, sizeof(*out));
+	uint64_t now = in->now_ns;
+	int64_t cap = in->cap_ppm;
+	uint64_t window = now - s->last_step_ns;
+	if (window == 0)
+		return;
+	/* What the gates charged: the container's busy time as they see it. */
+	uint64_t busy = in->busy_ns - s->last_busy_ns;
+	s->last_busy_ns = in->busy_ns;
+	s->last_step_ns = now;
+	uint32_t gate_ppm = gate_share(busy, window);
+	if (s->cap_seen && in->cap_ppm != s->cap_seen) {
+		/* A new cap: the bias the integral trims scales with it. */
+		s->integral_ppm = (int32_t)((int64_t)s->integral_ppm * cap / (int64_t)s->cap_seen);
+		sm_weight_soon(&s->weight, now);
+	}
+	s->cap_seen = in->cap_ppm;
+	out->gate_ppm = gate_ppm;
+
+	uint32_t mine = in->measured ? in->mine_ppm : 0;
+	uint32_t foreign = in->measured ? in->foreign_ppm : 0;
+	bool closed = in->measured;
+	/* NVML that sees none of the container's kernels while the gates are
+	 * busy is not attributing them to us (a PID it names differently):
+	 * integrating that would lift the cap. Open loop until it agrees. */
+	if (closed && mine < SM_IDLE_PPM && gate_ppm >= SM_MISMATCH_PPM) {
+		closed = false;
+		out->warn_mismatch = ++s->mismatches == SM_MISMATCH_WARN;
+	} else if (closed) {
+		s->mismatches = 0;
+	}
+	out->closed = closed;
+
+	uint32_t share = closed ? mine : gate_ppm;
+	s->share_ppm = s->share_known ? (s->share_ppm + share) / 2 : share;
+	s->share_known = true;
+	out->flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
+	out->source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
+
+	if (in->elastic) {
+		if (!closed) {
+			out->warn_elastic_blind = true;
+		} else {
+			if (foreign >= SM_ELASTIC_PPM)
+				s->last_foreign_ns = now;
+			if (now - s->last_foreign_ns >= SM_ELASTIC_NS) {
+				out->publish = true;
+				out->duty_ppm = GPUCAP_SM_PPM;
+				out->share_ppm = s->share_ppm;
+				out->flags |= GPUCAP_SM_FLAG_ELASTIC_OPEN;
+				out->integral_ppm = s->integral_ppm;
+				out->target_ppm = GPUCAP_SM_PPM;
+				return;
+			}
+		}
+	}
+
+	/* Taking turns with other containers, the window is an exact time
+	 * share by construction: the feed-forward alone. NVML's per-process
+	 * samples alias with the schedule's period and would pull the duty
+	 * anywhere. Caps that fill the GPU keep it at full load, where a busy
+	 * second is worth one (the work weight applies to idle gaps). No burst
+	 * starts while taking turns (the others count as busy); one already
+	 * under way is finished. */
+	bool turns = in->turns;
+	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
+	struct sm_weight_inputs w = {
+	    .now_ns = now,
+	    .duty_ppm = applied,
+	    .foreign_ppm = turns ? GPUCAP_SM_PPM : foreign,
+	    .measured = closed,
+	    .calibrate = in->calibrate,
+	    .tat_ns = in->tat_ns,
+	    .launching = in->launching,
+	    .work = in->work,
+	    .burst = in->burst,
+	    .alone = in->alone,
+	};
+	sm_weight_step(&s->weight, &w, &out->weight);
+	bool frozen = out->weight.frozen && !turns;
+	int64_t target = turns && in->turns_caps_ppm >= SM_TURNS_FULL_PPM
+	                     ? cap
+	                     : sm_weight_target(&s->weight, in->cap_ppm);
+
+	int64_t integral = s->integral_ppm;
+	if (turns) {
+		integral = 0;
+	} else if (!closed) {
+		integral = 0; /* open loop: feed-forward only */
+	} else if (frozen || s->steps++ == 0) {
+		/* A calibration burst, or NVML's first window (it began before
+		 * the launches): the share says nothing about the duty. */
+	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
+		integral /= 2; /* idle: forget the correction rather than wind it up */
+	} else {
+		int64_t error = target - (int64_t)mine;
+		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
+		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
+	}
+	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);
+	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
+	s->integral_ppm = (int32_t)integral;
+
+	/* Shown as a share of the full-load work, like the cap. */
+	uint32_t weight = s->weight.weight_ppm ? s->weight.weight_ppm : GPUCAP_SM_PPM;
+	uint64_t shown = (uint64_t)s->share_ppm * weight / GPUCAP_SM_PPM;
+	out->publish = true;
+	out->duty_ppm = (uint32_t)duty;
+	out->share_ppm = shown > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)shown;
+	out->integral_ppm = s->integral_ppm;
+	out->target_ppm = (uint32_t)target;
+}

@@ -1,0 +1,108 @@
+/*
+ * The SM controller as a pure function (docs/compute-caps.md): one control
+ * step of one device maps what was measured and the controller's state to
+ * the duty the gates apply. No thread, clock, driver, NVML or region call
+ * happens in here; sm_controller.c gathers the inputs, calls
+ * sm_control_step and carries out the decision, and the unit tests
+ * (tests/unit/test_sm_control.c) drive it directly.
+ *
+ *     target = cap / weight              (sm_weight.h)
+ *     duty   = clamp(target + I, target / 2, 100%)
+ *     I     += k * (target - share)      (k larger downwards; back-computed
+ *                                         from the clamp: no wind-up)
+ *
+ * Alone on the GPU the feed-forward duty = target is already right and I
+ * only trims the measuring bias; next to another tenant the ON phases are
+ * shared and I raises the duty until the share reaches the target. Without
+ * NVML figures it runs open loop (feed-forward only); taking turns on a node
+ * schedule, the window is the share, so feed-forward only as well.
+ */
+#ifndef GPUCAP_COMPUTE_SM_CONTROL_H
+#define GPUCAP_COMPUTE_SM_CONTROL_H
+
+#include "gpucap/region.h"
+#include "sm_weight.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SM_STEP_NS        UINT64_C(500000000)  /* one control step per device */
+#define SM_ELASTIC_NS     UINT64_C(1000000000) /* foreign use must be absent this long */
+#define SM_ELASTIC_PPM    50000u               /* "foreign use": at least 5% */
+#define SM_IDLE_PPM       5000u                /* below 0.5%: the container is idle */
+#define SM_MISMATCH_PPM   20000u               /* gates busy 2% while NVML shows nothing */
+#define SM_MISMATCH_WARN  4u                   /* steps of mismatch before it is reported */
+#define SM_GAIN_UP_PPM    250000u              /* k when the share is below the cap */
+#define SM_GAIN_DOWN_PPM  500000u              /* k when above: overshoot ends fast */
+#define SM_TURNS_FULL_PPM 950000u              /* taking turns, the GPU is at full load */
+
+/* One device's controller, owned by the lease holder's controller thread. */
+struct sm_control_state {
+	int32_t integral_ppm;
+	uint32_t share_ppm; /* smoothed */
+	bool share_known;
+	uint64_t last_step_ns;
+	uint64_t last_busy_ns; /* the container's charged busy total at the last step */
+	uint64_t last_foreign_ns;
+	uint32_t cap_seen; /* the cap (ppm) the integral was built for */
+	unsigned mismatches;
+	unsigned steps; /* since this process took the lease */
+	struct sm_weight weight;
+};
+
+struct sm_control_inputs {
+	uint64_t now_ns;
+	uint32_t cap_ppm;  /* the region's live limit, 1..99% in ppm */
+	uint32_t duty_ppm; /* the duty published now; 0: unset (the cap applies) */
+	uint64_t busy_ns;  /* the container's busy total, as the gates charged it */
+	uint64_t tat_ns;   /* the device's virtual clock */
+	bool elastic;      /* GPUCAP_SM_POLICY=elastic */
+	bool calibrate;    /* calibration bursts allowed */
+	/* NVML's per-process utilisation over the window: the container's and
+	 * the others' share. measured false: NVML cannot tell (open loop). */
+	bool measured;
+	uint32_t mine_ppm;
+	uint32_t foreign_ppm;
+	/* The node schedule: the device takes turns with other tenants, whose
+	 * active caps sum to turns_caps_ppm. */
+	bool turns;
+	uint32_t turns_caps_ppm;
+	/* This process's gate on the device (sm_weight_inputs). */
+	bool launching;
+	struct gpucap_sm_work work;
+	struct gpucap_sm_work burst;
+	bool alone;
+};
+
+struct sm_control_decision {
+	/* Publish to the region (gpucap_region_sm_publish). */
+	bool publish;
+	uint32_t duty_ppm;
+	uint32_t share_ppm; /* shown as a share of the full-load work, like the cap */
+	gpucap_sm_source source;
+	uint32_t flags; /* GPUCAP_SM_FLAG_* */
+	int32_t integral_ppm;
+	/* The calibration burst to start or the weight to publish. */
+	struct sm_weight_outcome weight;
+	/* Reasons to say something (the caller says each once). */
+	bool warn_mismatch;      /* NVML sees none of the container's kernels */
+	bool warn_elastic_blind; /* elastic without NVML: the cap holds */
+	/* For the debug line. */
+	uint32_t target_ppm;
+	uint32_t gate_ppm;
+	bool closed;
+};
+
+/* A new lease holder: carry on from the published integral and weight; judge
+ * elastic from now on (others may be busy). */
+void sm_control_reset(struct sm_control_state *s, const struct sm_control_inputs *in, int32_t integral_ppm,
+                      uint32_t weight_ppm);
+
+/* Whether a step is due at now. */
+bool sm_control_due(const struct sm_control_state *s, uint64_t now_ns);
+
+/* One control step. */
+void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state *s,
+                     struct sm_control_decision *out);
+
+#endif

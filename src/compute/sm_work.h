@@ -1,0 +1,17 @@
+/*
+ * GPU work as the gates count it: plain data shared by the gate (gate.c),
+ * which adds finished phases up, and the pure controller (sm_control.h),
+ * which turns totals into windows.
+ */
+#ifndef GPUCAP_COMPUTE_SM_WORK_H
+#define GPUCAP_COMPUTE_SM_WORK_H
+
+#include <stdint.h>
+
+/* The busy time and launches of finished phases. */
+struct gpucap_sm_work {
+	uint64_t busy_ns;
+	uint64_t launches;
+};
+
+#endif

@@ -1,0 +1,423 @@
+/*
+ * The SM controller's pure step (src/compute/sm_control.h), driven directly:
+ * a plant stands in for the GPU and NVML, time is a number.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <string.h>
+
+#include "gate_rules.h"
+#include "sm_control.h"
+
+#define MS  UINT64_C(1000000)
+#define SEC UINT64_C(1000000000)
+#define PPM GPUCAP_SM_PPM
+
+/* A device under control: time, what the gates charged, the published duty. */
+struct plant {
+	struct sm_control_inputs in;
+	struct sm_control_state state;
+	struct sm_control_decision out;
+	uint32_t duty_ppm; /* published; 0 before the first step */
+};
+
+static void plant_start(struct plant *p, uint32_t cap_percent)
+{
+	memset(p, 0, sizeof(*p));
+	p->in.now_ns = 1000 * SEC;
+	p->in.cap_ppm = cap_percent * (PPM / 100);
+	p->in.launching = true;
+	sm_control_reset(&p->state, &p->in, 0, 0);
+}
+
+/* One step SM_STEP_NS later. The gates were busy the duty of the window;
+ * NVML saw the container get share_permille of each duty unit (another
+ * tenant shares the ON phases), others foreign_ppm. */
+static void plant_step(struct plant *p, unsigned share_permille, uint32_t foreign_ppm)
+{
+	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
+	p->in.now_ns += SM_STEP_NS;
+	p->in.busy_ns += SM_STEP_NS * duty / PPM;
+	p->in.duty_ppm = p->duty_ppm;
+	p->in.measured = true;
+	uint64_t mine = (uint64_t)duty * share_permille / 1000;
+	p->in.mine_ppm = mine > PPM ? PPM : (uint32_t)mine;
+	p->in.foreign_ppm = foreign_ppm;
+	p->in.work.busy_ns = p->in.busy_ns;
+	p->in.work.launches += 500;
+	assert_true(sm_control_due(&p->state, p->in.now_ns));
+	sm_control_step(&p->in, &p->state, &p->out);
+	assert_true(p->out.publish);
+	p->duty_ppm = p->out.duty_ppm;
+}
+
+static uint32_t abs_diff(uint32_t a, uint32_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/* Next to another tenant the container gets 60% of its ON time: the
+ * integral raises the duty until the share is the cap, and stays there. */
+static void integral_converges_to_the_cap(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 40; i++)
+		plant_step(&p, 600, 0);
+	uint32_t share = (uint32_t)((uint64_t)p.duty_ppm * 600 / 1000);
+	assert_true(abs_diff(share, 300000) < 5000);
+	assert_true(abs_diff(p.duty_ppm, 500000) < 8000);
+	assert_int_equal(p.out.integral_ppm, (int32_t)p.duty_ppm - 300000);
+	assert_int_equal(p.out.source, GPUCAP_SM_SOURCE_NVML);
+	assert_int_equal(p.out.flags, 0);
+	/* Alone (the share is the duty) it comes back down to the cap. */
+	for (int i = 0; i < 40; i++)
+		plant_step(&p, 1000, 0);
+	assert_true(abs_diff(p.duty_ppm, 300000) < 5000);
+}
+
+/* A share that never comes (10% of the duty): the duty stops at 100% and
+ * the integral at 100% - target, so it comes down at once when the share
+ * does; a share far above: the duty stops at half the target. */
+static void clamps_stop_the_integral(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 40);
+	for (int i = 0; i < 30; i++)
+		plant_step(&p, 100, 0);
+	assert_int_equal(p.duty_ppm, PPM);
+	assert_int_equal(p.out.integral_ppm, (int32_t)(PPM - 400000));
+	plant_step(&p, 1000, 0); /* full duty, all of it ours: 100% against 40% */
+	assert_true(p.duty_ppm < PPM * 8 / 10);
+
+	plant_start(&p, 40);
+	for (int i = 0; i < 30; i++)
+		plant_step(&p, 3000, 0);
+	assert_int_equal(p.duty_ppm, 200000);
+	assert_int_equal(p.out.integral_ppm, -200000);
+}
+
+/* A live cap change scales the integral with the cap. */
+static void live_cap_change_scales_the_integral(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 40; i++)
+		plant_step(&p, 600, 0);
+	int32_t before = p.state.integral_ppm;
+	assert_true(before > 150000);
+	p.in.cap_ppm = 600000;
+	plant_step(&p, 600, 0);
+	/* Scaled by 60/30, then one step of the law at the new target. */
+	assert_true(p.state.cap_seen == 600000);
+	assert_true(p.out.target_ppm == 600000);
+	assert_true(p.out.integral_ppm > before);
+	for (int i = 0; i < 40; i++)
+		plant_step(&p, 600, 0);
+	assert_int_equal(p.duty_ppm, PPM); /* 60% of ON time never reaches 60% */
+}
+
+/* No NVML: open loop, the duty is the cap, the gates' share is shown. */
+static void open_loop_is_feed_forward(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	p.state.integral_ppm = 50000; /* left by an earlier holder */
+	p.in.now_ns += SM_STEP_NS;
+	p.in.busy_ns += SM_STEP_NS * 3 / 10;
+	p.in.measured = false;
+	sm_control_step(&p.in, &p.state, &p.out);
+	assert_true(p.out.publish);
+	assert_int_equal(p.out.duty_ppm, 300000);
+	assert_int_equal(p.out.integral_ppm, 0);
+	assert_int_equal(p.out.flags, GPUCAP_SM_FLAG_OPEN_LOOP);
+	assert_int_equal(p.out.source, GPUCAP_SM_SOURCE_GATE);
+	assert_true(abs_diff(p.out.share_ppm, 300000) < 1000);
+}
+
+/* NVML that sees nothing of a busy container: open loop, said on the 4th. */
+static void nvml_blind_to_us_is_open_loop(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	unsigned warned = 0;
+	for (int i = 0; i < 6; i++) {
+		plant_step(&p, 0, 0);
+		assert_int_equal(p.out.flags, GPUCAP_SM_FLAG_OPEN_LOOP);
+		assert_int_equal(p.duty_ppm, 300000);
+		warned += p.out.warn_mismatch;
+		if (p.out.warn_mismatch)
+			assert_int_equal(i, 3);
+	}
+	assert_int_equal(warned, 1);
+}
+
+/* Elastic: nobody else for a second opens the cap; someone else closes it. */
+static void elastic_opens_when_alone(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	p.in.elastic = true;
+	plant_step(&p, 1000, 0);
+	assert_false(p.out.flags & GPUCAP_SM_FLAG_ELASTIC_OPEN); /* 0.5 s alone */
+	plant_step(&p, 1000, 0);
+	assert_true(p.out.flags & GPUCAP_SM_FLAG_ELASTIC_OPEN);
+	assert_int_equal(p.duty_ppm, PPM);
+	plant_step(&p, 1000, 100000); /* another tenant at 10% */
+	assert_false(p.out.flags & GPUCAP_SM_FLAG_ELASTIC_OPEN);
+	assert_true(p.duty_ppm < PPM);
+	plant_step(&p, 1000, 0);
+	assert_false(p.out.flags & GPUCAP_SM_FLAG_ELASTIC_OPEN); /* not a second yet */
+	/* Without NVML elastic cannot see others: the cap holds, and it says so. */
+	plant_start(&p, 30);
+	p.in.elastic = true;
+	p.in.now_ns += 3 * SEC;
+	p.in.measured = false;
+	sm_control_step(&p.in, &p.state, &p.out);
+	assert_true(p.out.warn_elastic_blind);
+	assert_int_equal(p.out.duty_ppm, 300000);
+}
+
+/* Taking turns: the window is the share; feed-forward only, and caps that
+ * fill the GPU ignore the weight. */
+static void taking_turns_is_feed_forward(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	sm_control_reset(&p.state, &p.in, 80000, 1500000);
+	p.in.turns = true;
+	p.in.turns_caps_ppm = 600000;
+	for (int i = 0; i < 10; i++) {
+		plant_step(&p, 500, 0);
+		assert_int_equal(p.out.integral_ppm, 0);
+		assert_int_equal(p.duty_ppm, 200000); /* 30% / 1.5 */
+	}
+	p.in.turns_caps_ppm = 1000000;
+	plant_step(&p, 500, 0);
+	assert_int_equal(p.duty_ppm, 300000);
+	assert_false(p.out.weight.start); /* no burst while taking turns */
+}
+
+/* Calibration bursts: due 0.5 s after a new holder, held for burst x
+ * (1/duty - 1) past the virtual clock, frozen while NVML holds it, then the
+ * weight is full-load busy per launch / capped busy per launch. */
+static void calibration_burst_is_scheduled_and_measured(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 40);
+	p.in.calibrate = true;
+	p.in.alone = true;
+	plant_step(&p, 1000, 0); /* the first window: no span yet */
+	assert_false(p.out.weight.start);
+	plant_step(&p, 1000, 0);
+	assert_true(p.out.weight.start);
+	uint64_t now = p.in.now_ns;
+	/* duty 40%: a 1 s burst costs a 1.5 s hold, within SM_BURST_MAX_HOLD_NS? no:
+	 * the burst shrinks to what a 1 s hold affords (1 s x 0.4 / 0.6). */
+	uint64_t burst = SM_BURST_MAX_HOLD_NS * 400000 / 600000;
+	uint64_t hold = now + burst * 600000 / 400000;
+	assert_true(p.out.weight.hold_ns == hold);
+	assert_true(p.out.weight.measure_ns == hold + burst / 2);
+	assert_true(p.out.weight.end_ns == hold + burst);
+	assert_true(p.out.weight.frozen);
+	int32_t integral = p.state.integral_ppm;
+	/* Frozen until the burst is over: the integral does not move. */
+	while (p.in.now_ns + SM_STEP_NS < hold + burst + SM_BURST_FINISH_NS) {
+		plant_step(&p, 300, 0);
+		assert_int_equal(p.state.integral_ppm, integral);
+		assert_false(p.out.weight.publish);
+	}
+	/* The burst ran its launches 1.5x faster than the capped ones. */
+	uint64_t capped_per_launch = p.state.weight.before.busy_ns / p.state.weight.before.launches;
+	p.in.burst.launches = 1000;
+	p.in.burst.busy_ns = 1000 * capped_per_launch * 3 / 2;
+	plant_step(&p, 1000, 0);
+	assert_true(p.out.weight.publish);
+	assert_true(abs_diff(p.out.weight.weight_ppm, 1500000) < 2000);
+	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_PERIOD_NS);
+	/* The target is now cap / weight. */
+	assert_true(abs_diff(p.out.target_ppm, 266666) < 1000);
+}
+
+/* No burst when it would not measure full load alone. */
+static void calibration_burst_waits_for_quiet(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 40);
+	p.in.calibrate = true;
+	p.in.alone = false; /* another process of the container launches */
+	plant_step(&p, 1000, 0);
+	plant_step(&p, 1000, 0);
+	assert_false(p.out.weight.start);
+	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_RETRY_NS);
+
+	plant_start(&p, 40);
+	p.in.calibrate = true;
+	p.in.alone = true;
+	plant_step(&p, 1000, SM_BURST_QUIET_PPM); /* another tenant at 2% */
+	plant_step(&p, 1000, SM_BURST_QUIET_PPM);
+	assert_false(p.out.weight.start);
+
+	plant_start(&p, 40);
+	p.in.alone = true; /* calibration off */
+	for (int i = 0; i < 10; i++) {
+		plant_step(&p, 1000, 0);
+		assert_false(p.out.weight.start);
+	}
+
+	/* A cap this low would stall for more than a second: not now. */
+	plant_start(&p, 5);
+	p.in.calibrate = true;
+	p.in.alone = true;
+	plant_step(&p, 1000, 0);
+	plant_step(&p, 1000, 0);
+	assert_false(p.out.weight.start);
+	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_PERIOD_NS);
+}
+
+/* A burst that measured too little asks again soon and publishes nothing. */
+static void calibration_burst_too_short_retries(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 40);
+	p.in.calibrate = true;
+	p.in.alone = true;
+	plant_step(&p, 1000, 0);
+	plant_step(&p, 1000, 0);
+	assert_true(p.out.weight.start);
+	uint64_t end = p.out.weight.end_ns;
+	while (p.in.now_ns < end + SM_BURST_FINISH_NS)
+		plant_step(&p, 1000, 0);
+	assert_false(p.out.weight.publish);
+	assert_int_equal(p.state.weight.weight_ppm, 0);
+	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_RETRY_NS);
+}
+
+/* The same time twice is no window: nothing to publish. */
+static void no_window_no_decision(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	sm_control_step(&p.in, &p.state, &p.out);
+	assert_false(p.out.publish);
+	assert_false(sm_control_due(&p.state, p.in.now_ns + SM_STEP_NS - 1));
+}
+
+/* ---- The gate's decisions (gate_rules.h) ---------------------------------- */
+
+static void gate_duty_follows_the_controller(void **state)
+{
+	(void)state;
+	assert_int_equal(sm_gate_duty(100, 100, 0), PPM);
+	assert_int_equal(sm_gate_duty(30, 30, 0), 300000);      /* unset: the cap */
+	assert_int_equal(sm_gate_duty(30, 30, 450000), 450000); /* the controller's */
+	assert_int_equal(sm_gate_duty(20, 30, 450000), 200000); /* own ceiling: open loop */
+}
+
+static void gate_budget_fills_a_quantum(void **state)
+{
+	(void)state;
+	/* 16 launches of 1 ms: 4 fit a quantum, down at once. */
+	assert_int_equal(sm_gate_budget_next(16, 16, 16 * MS), 4);
+	/* 16 launches of 10 us: 400 fit, up by doubling only. */
+	assert_int_equal(sm_gate_budget_next(16, 16, 160000), 32);
+	assert_int_equal(sm_gate_budget_next(16, 0, 0), 16);
+	assert_int_equal(sm_gate_budget_next(16, 1, 100 * MS), 1);
+	assert_int_equal(sm_gate_budget_next(SM_BUDGET_MAX, SM_BUDGET_MAX, 1000), SM_BUDGET_MAX);
+}
+
+static void gate_polls_grow_with_the_drain(void **state)
+{
+	(void)state;
+	assert_true(sm_gate_poll_step(0, 0) == SM_POLL_MIN_NS);
+	assert_true(sm_gate_poll_step(0, 32 * MS) == MS);
+	assert_true(sm_gate_poll_step(0, 10 * SEC) == SM_POLL_MAX_NS);
+}
+
+static void gate_window_phase_fits_the_window(void **state)
+{
+	(void)state;
+	uint64_t end;
+	uint32_t budget;
+	/* 10 ms left, 1 ms per launch: 10 launches, ends with the window. */
+	assert_true(sm_gate_window_phase(SEC, SEC + 10 * MS, MS, 16, &end, &budget));
+	assert_true(end == SEC + 10 * MS);
+	assert_int_equal(budget, 10);
+	/* A long window: one turn quantum at most. */
+	assert_true(sm_gate_window_phase(SEC, SEC + SEC, MS, 16, &end, &budget));
+	assert_true(end == SEC + SM_TURN_QUANTUM_NS);
+	/* Not even one launch fits. */
+	assert_false(sm_gate_window_phase(SEC, SEC + 400000, MS, 16, &end, &budget));
+	/* Unknown launch length: the learnt budget, scaled. */
+	assert_true(sm_gate_window_phase(SEC, SEC + 2 * MS, 0, 16, &end, &budget));
+	assert_int_equal(budget, 8);
+	/* The virtual clock opens phases, past a slack. */
+	assert_true(sm_gate_clock_open(SEC + SM_TAT_SLACK_NS, SEC) == SEC);
+	assert_true(sm_gate_clock_open(SEC + 5 * MS, SEC) == SEC + 5 * MS);
+}
+
+static void gate_accounts_phases(void **state)
+{
+	(void)state;
+	struct sm_gate_account a;
+	struct sm_gate_phase p = {.start_ns = 10 * SEC, .busy_ns = MS, .launches = 4, .duty_ppm = 300000};
+	sm_gate_account(&p, &a);
+	assert_true(a.charge && a.count && !a.in_burst && !a.burst_work);
+	p.windowed = true; /* a node-schedule window is the duty */
+	sm_gate_account(&p, &a);
+	assert_false(a.charge);
+	assert_true(a.count);
+	p.windowed = false;
+	p.burst_hold_ns = 9 * SEC;
+	p.burst_measure_ns = 10 * SEC;
+	p.burst_end_ns = 11 * SEC;
+	sm_gate_account(&p, &a);
+	assert_true(!a.charge && a.in_burst && a.burst_work);
+	p.start_ns = 9 * SEC + 1; /* first half of the burst: not measured */
+	sm_gate_account(&p, &a);
+	assert_true(!a.charge && a.in_burst && !a.burst_work);
+	p.start_ns = 11 * SEC; /* after it: charged again */
+	sm_gate_account(&p, &a);
+	assert_true(a.charge && !a.in_burst);
+	p.duty_ppm = PPM; /* no cap: nothing to charge */
+	sm_gate_account(&p, &a);
+	assert_false(a.charge);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(integral_converges_to_the_cap),
+	    cmocka_unit_test(clamps_stop_the_integral),
+	    cmocka_unit_test(live_cap_change_scales_the_integral),
+	    cmocka_unit_test(open_loop_is_feed_forward),
+	    cmocka_unit_test(nvml_blind_to_us_is_open_loop),
+	    cmocka_unit_test(elastic_opens_when_alone),
+	    cmocka_unit_test(taking_turns_is_feed_forward),
+	    cmocka_unit_test(calibration_burst_is_scheduled_and_measured),
+	    cmocka_unit_test(calibration_burst_waits_for_quiet),
+	    cmocka_unit_test(calibration_burst_too_short_retries),
+	    cmocka_unit_test(no_window_no_decision),
+	    cmocka_unit_test(gate_duty_follows_the_controller),
+	    cmocka_unit_test(gate_budget_fills_a_quantum),
+	    cmocka_unit_test(gate_polls_grow_with_the_drain),
+	    cmocka_unit_test(gate_window_phase_fits_the_window),
+	    cmocka_unit_test(gate_accounts_phases),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
