@@ -32,7 +32,7 @@ static void zero_lane_counters(struct gpucap_region *r, uint32_t slot)
  * frees), so the slot's charge is their sum. It is returned in one lane
  * operation on lane 0, which leaves the lanes summing to zero: a reclaimer
  * that dies half way leaves either the old sum or zero, never a partial. */
-uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
+uint64_t slot_return_charges(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
 {
 	uint64_t total_returned = 0;
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++) {
@@ -58,6 +58,12 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 				returned[device] += (uint64_t)sum;
 		}
 	}
+	return total_returned;
+}
+
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned)
+{
+	uint64_t total_returned = slot_return_charges(r, slot, returned);
 	zero_lane_counters(r, slot);
 	return total_returned;
 }
@@ -137,6 +143,7 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->pid_ns_inode, id ? id->pid_ns_inode : 0, memory_order_relaxed);
 	atomic_store_explicit(&header->resolved_host, 0, memory_order_relaxed);
 	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&header->refusals, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
 	atomic_store_explicit(region_slot_state(r, slot), SLOT_LIVE, memory_order_release);
 }
@@ -146,9 +153,10 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 {
 	if (gpucap_lease_try(r->fd, LEASE_SLOT(slot)) != 0)
 		return false;
-	/* A free slot's lanes were zeroed when it was freed (or are new). */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_LIVE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
+	else
+		zero_lane_counters(r, slot); /* a retired owner left its lanes held */
 	write_identity(r, slot, id);
 	r->slot = (int)slot;
 	return true;
