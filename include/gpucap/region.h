@@ -169,10 +169,12 @@ gpucap_status gpucap_region_resolve_host_pid(gpucap_region *region, uint32_t slo
 
 /*
  * note_refusal: count one allocation refused to this process on device (a
- * relaxed add to this process's slot and to the device's total). For the
+ * relaxed add to this process's slot and to the device's total). False,
+ * counting nothing, without a slot or once the handle is retired (the
+ * process is exiting: what fails then is not over any limit). For the
  * refusal path only. Wait: none.
  */
-void gpucap_region_note_refusal(gpucap_region *region, int device);
+bool gpucap_region_note_refusal(gpucap_region *region, int device);
 
 /* note_launch: record when this process last launched work (relaxed store
  * into its own slot; callers rate-limit it). Wait: none. */

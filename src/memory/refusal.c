@@ -100,13 +100,14 @@ void gpucap_refusal_note(int region_index, const struct gpucap_device *dev, uint
 {
 	if (!api)
 		api = "allocation";
-	if (memory_env.region && region_index >= 0)
-		gpucap_region_note_refusal(memory_env.region, region_index);
+	bool counted = memory_env.region && region_index >= 0 &&
+	               gpucap_region_note_refusal(memory_env.region, region_index);
 	GPUCAP_LOG(GPUCAP_LOG_DEBUG, "refused %llu bytes (%s) on region device %d", (unsigned long long)bytes,
 	           api, region_index);
 	/* A device that fails closed had its error line at start-up, naming the
-	 * cause; a warning would add nothing. */
-	if (region_index < 0 || !memory_env.region || (dev && dev->fail_closed))
+	 * cause, and a process that is exiting refuses what it no longer
+	 * accounts for: a warning would add nothing. */
+	if (!counted || (dev && dev->fail_closed))
 		return;
 	/* Relaxed: the flag orders nothing else; the exchange alone makes one
 	 * refusal the first. */

@@ -14,14 +14,17 @@
  * lanes' sum cannot overflow. */
 #define RETIRED_CREDIT (-(INT64_C(1) << 58))
 
-void gpucap_region_note_refusal(gpucap_region *r, int device)
+bool gpucap_region_note_refusal(gpucap_region *r, int device)
 {
-	if (!r || r->slot < 0 || r->observer)
-		return;
+	if (!r || r->slot < 0 || r->observer || atomic_load_explicit(&r->retired, memory_order_relaxed))
+		return false;
+	/* Relaxed: counters that order nothing; readers take them as they find
+	 * them. */
 	atomic_fetch_add_explicit(&region_slot(r, (uint32_t)r->slot)->refusals, 1, memory_order_relaxed);
 	if (device_index_valid(r, device))
 		atomic_fetch_add_explicit(&region_device(r, (uint32_t)device)->refusals, 1,
 		                          memory_order_relaxed);
+	return true;
 }
 
 static bool take_lane(struct gpucap_region *r, uint32_t lane)
