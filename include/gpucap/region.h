@@ -24,6 +24,9 @@
  *   set_limit / set_sm      any operation                  none
  *   detach                  any operation on other handles none; the caller's own threads
  *                                                          must have stopped using it
+ *   retire                  any operation, the caller's    bounded: while its own threads
+ *                           own threads' included          finish a lane operation
+ *   note_refusal            any operation                  none (two relaxed adds)
  *
  * Lock-free here means: a thread never waits for another thread or process
  * to make progress. A stalled or dead peer cannot block anyone; a CAS retry
