@@ -24,8 +24,9 @@
  *   set_limit / set_sm      any operation                  none
  *   detach                  any operation on other handles none; the caller's own threads
  *                                                          must have stopped using it
- *   retire                  any operation, the caller's    bounded: while its own threads
- *                           own threads' included          finish a lane operation
+ *   retire                  any operation, the caller's    about 1 s at most, only while
+ *                           own threads' included          its own threads finish a lane
+ *                                                          operation
  *   note_refusal            any operation                  none (two relaxed adds)
  *
  * Lock-free here means: a thread never waits for another thread or process
@@ -353,10 +354,11 @@ void gpucap_region_detach(gpucap_region *region);
  * may still touch it, and no sweeper sees a dead slot. From then on,
  * through this handle, a reservation that needs the device total fails
  * (GPUCAP_ERR_NO_SLOT), a reservation from idle reserve finds none, and a
- * release returns nothing (the slot's bytes went back already). Waits a
- * bounded time for this process's threads to leave the slot's lanes (each a
- * few steps from done); returns false, having changed nothing, when one does
- * not (the slot is then reclaimed after exit, as for a killed process).
+ * release returns nothing (the slot's bytes went back already). Waits for
+ * this process's threads to leave the slot's lanes (each a few steps from
+ * done), about a second at most; returns false, having changed nothing, when
+ * one does not (the slot is then reclaimed after exit, as for a killed
+ * process).
  */
 bool gpucap_region_retire(gpucap_region *region);
 

@@ -3,11 +3,15 @@
 #include <sched.h>
 #include <stdatomic.h>
 
+#include "platform.h"
 #include "region_internal.h"
 
-/* How many times retire looks at a lane another thread of this process is
- * using before giving up (each such thread is a few steps from done). */
-#define RETIRE_LANE_TRIES 4096
+/* How long retire waits for this process's threads to leave the slot's
+ * lanes: each is a few steps from done, but may be preempted there, so after
+ * a few yields retire sleeps a millisecond at a time, about a second in all,
+ * before it gives up (a thread stopped inside a lane operation). */
+#define RETIRE_YIELDS 1024
+#define RETIRE_SLEEPS 1000
 
 /* Idle reserve a retired slot shows: so negative that a reservation from
  * reserve fails, releases (which add to it) never make it usable, and the 16
@@ -27,14 +31,20 @@ bool gpucap_region_note_refusal(gpucap_region *r, int device)
 	return true;
 }
 
-static bool take_lane(struct gpucap_region *r, uint32_t lane)
+/* waited counts the attempts made so far, over every lane. */
+static bool take_lane(struct gpucap_region *r, uint32_t lane, unsigned *waited)
 {
-	for (int i = 0; i < RETIRE_LANE_TRIES; i++) {
+	for (;;) {
 		if (lane_try_acquire(r, lane))
 			return true;
-		sched_yield();
+		if (*waited >= RETIRE_YIELDS + RETIRE_SLEEPS)
+			return false;
+		if (++*waited <= RETIRE_YIELDS) {
+			sched_yield();
+		} else {
+			gpucap_sleep_ns(1000 * 1000);
+		}
 	}
-	return false;
 }
 
 bool gpucap_region_retire(gpucap_region *r)
@@ -46,8 +56,9 @@ bool gpucap_region_retire(gpucap_region *r)
 	 * that finds every lane held from now on gives up instead of waiting
 	 * for lanes that are never released. */
 	atomic_store_explicit(&r->retired, true, memory_order_release);
+	unsigned waited = 0;
 	for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
-		if (take_lane(r, lane))
+		if (take_lane(r, lane, &waited))
 			continue;
 		/* A thread stays inside a lane operation (stopped in a signal
 		 * handler, say): leave the slot as it is, for the sweepers. */

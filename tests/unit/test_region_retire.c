@@ -188,10 +188,11 @@ static void retire_under_running_threads(void **state)
 			assert_int_equal(pthread_create(&threads[i], NULL, churn, &work[i]), 0);
 		}
 		sched_yield();
-		assert_true(gpucap_region_retire(me));
+		bool retired = gpucap_region_retire(me);
 		atomic_store(&stop, true);
 		for (int i = 0; i < THREADS; i++)
 			assert_int_equal(pthread_join(threads[i], NULL), 0);
+		assert_true(retired);
 		struct totals t = totals(peer, dev);
 		assert_int_equal(t.processes, 1);
 		assert_int_equal(t.charged, 2 * MiB);
