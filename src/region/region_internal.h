@@ -114,7 +114,9 @@ void lane_release(struct gpucap_region *r, uint32_t lane);
  * the returned bytes per device to returned (may be NULL). */
 uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned);
 /* slots.c: the same, leaving the lanes' counters and busy flags as they are
- * (the caller holds every lane). */
+ * (the caller holds every lane). Only gpucap_-prefixed symbols leave the
+ * library. */
+#define slot_return_charges gpucap_region_slot_return_charges
 uint64_t slot_return_charges(struct gpucap_region *r, uint32_t slot, uint64_t *returned);
 
 /* slots.c: return everything the handle's own slot holds, free it and drop
