@@ -30,6 +30,10 @@
  *   set_limit / set_sm      any operation                  none
  *   detach                  any operation on other handles none; the caller's own threads
  *                                                          must have stopped using it
+ *   retire                  any operation, the caller's    about 1 s at most, only while
+ *                           own threads' included          its own threads finish a lane
+ *                                                          operation
+ *   note_refusal            any operation                  none (two relaxed adds)
  *
  * The protocol behind this table (who writes each word, linearization
  * points, the release/acquire pairs, the bounds relied on) is argued in
@@ -247,6 +251,15 @@ void gpucap_region_set_host_pid(gpucap_region *region, int32_t host_pid, gpucap_
 gpucap_status gpucap_region_resolve_host_pid(gpucap_region *region, uint32_t slot, uint32_t generation,
                                              int32_t host_pid);
 
+/*
+ * note_refusal: count one allocation refused to this process on device (a
+ * relaxed add to this process's slot and to the device's total). False,
+ * counting nothing, without a slot or once the handle is retired (the
+ * process is exiting: what fails then is not over any limit). For the
+ * refusal path only. Wait: none.
+ */
+bool gpucap_region_note_refusal(gpucap_region *region, int device);
+
 /* note_launch: record when this process last launched work (relaxed store
  * into its own slot; callers rate-limit it). Wait: none. */
 void gpucap_region_note_launch(gpucap_region *region, uint64_t unix_ns);
@@ -377,9 +390,10 @@ struct gpucap_device_view {
 	uint64_t in_use_bytes;  /* sum of the processes' in-use bytes */
 	uint64_t peak_bytes;
 	uint32_t sm_limit;
-	uint32_t sm_duty_ppm;  /* current throttle duty, parts per million */
-	uint32_t sm_share_ppm; /* achieved SM share over the last ~second, ppm */
-	bool sm_share_known;   /* false: no measurement yet */
+	uint32_t sm_duty_ppm;    /* current throttle duty, parts per million */
+	uint32_t sm_share_ppm;   /* achieved SM share over the last ~second, ppm */
+	bool sm_share_known;     /* false: no measurement yet */
+	uint64_t refusals_total; /* allocations refused on this device since the region was made */
 };
 
 struct gpucap_process_device_view {
@@ -399,6 +413,7 @@ struct gpucap_process_view {
 	uint64_t started_unix_ns;
 	uint64_t pid_ns_inode;        /* 0: unknown */
 	uint64_t last_launch_unix_ns; /* 0: never launched */
+	uint64_t refusals;            /* allocations refused to this process, every device */
 	char comm[GPUCAP_COMM_MAX];
 	/* [device_capacity], indexed by device index (as in gpucap_device_view) */
 	struct gpucap_process_device_view *devices;
@@ -436,6 +451,22 @@ void gpucap_snapshot_free(struct gpucap_snapshot *snapshot);
  * handle. A process that exits without detaching is reclaimed by its peers.
  */
 void gpucap_region_detach(gpucap_region *region);
+
+/*
+ * retire: for a process that is exiting while its other threads may still
+ * run. Returns every byte this handle's slot holds, exactly once, and frees
+ * the slot, but keeps the mapping and the lease: the lease goes with the
+ * process, so no other process reuses the slot while a thread of this one
+ * may still touch it, and no sweeper sees a dead slot. From then on,
+ * through this handle, a reservation that needs the device total fails
+ * (GPUCAP_ERR_NO_SLOT), a reservation from idle reserve finds none, and a
+ * release returns nothing (the slot's bytes went back already). Waits for
+ * this process's threads to leave the slot's lanes (each a few steps from
+ * done), about a second at most; returns false, having changed nothing, when
+ * one does not (the slot is then reclaimed after exit, as for a killed
+ * process).
+ */
+bool gpucap_region_retire(gpucap_region *region);
 
 /* After fork, in the child: drop the inherited handle without touching the
  * parent's slot or lease (the child claims its own slot on a new handle). */

@@ -40,8 +40,9 @@ const struct cli_command cli_command_status = {
     .summary = "show devices, limits and the processes charged to them",
     .usage = "usage: gpucap status [--json] [--file PATH]\n"
              "\n"
-             "Show each device (limit, charged, in use, peak, SM limit) and each process\n"
-             "slot (pid, host pid, alive or dead awaiting reclaim, bytes per device by kind).\n"
+             "Show each device (limit, charged, in use, peak, SM limit, allocations refused)\n"
+             "and each process slot (pid, host pid, alive or dead awaiting reclaim,\n"
+             "allocations refused, bytes per device by kind).\n"
              "Reads the region without changing it.\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"

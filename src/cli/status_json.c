@@ -66,6 +66,7 @@ void status_json_device_members(struct json_writer *w, const struct gpucap_devic
 		json_key(w, "sm_share_ratio");
 		json_null(w);
 	}
+	json_member_uint(w, "refusals_total", d->refusals_total);
 }
 
 static void render_device(struct json_writer *w, const struct gpucap_device_view *d)
@@ -97,6 +98,7 @@ static void render_process(struct json_writer *w, const struct gpucap_process_vi
 		json_uint(w, p->last_launch_unix_ns);
 	else
 		json_null(w);
+	json_member_uint(w, "refusals", p->refusals);
 	json_key(w, "devices");
 	json_array_begin(w);
 	for (uint32_t i = 0; i < snapshot->device_count; i++) {

@@ -49,18 +49,19 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		fputs("devices: none registered yet\n", out);
 		return true;
 	}
-	static const char *const headers[] = {"DEVICE", "UUID",     "LIMIT",   "CHARGED", "IN USE",
-	                                      "PEAK",   "SM LIMIT", "SM DUTY", "SM SHARE"};
-	struct cli_table *table = cli_table_new(9, headers, "rlrrrrrrr");
+	static const char *const headers[] = {"DEVICE", "UUID",     "LIMIT",   "CHARGED",  "IN USE",
+	                                      "PEAK",   "SM LIMIT", "SM DUTY", "SM SHARE", "REFUSED"};
+	struct cli_table *table = cli_table_new(10, headers, "rlrrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;
 	for (uint32_t i = 0; i < snapshot->device_count && ok; i++) {
 		const struct gpucap_device_view *d = &snapshot->devices[i];
 		char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
-		    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX];
+		    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX], refused[24];
 		char duty[CLI_CELL_MAX] = "-", share[CLI_CELL_MAX] = "n/a";
 		snprintf(index, sizeof(index), "%d", d->index);
+		snprintf(refused, sizeof(refused), "%" PRIu64, d->refusals_total);
 		utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
 		/* No SM limit: no throttle, so no duty to show. */
 		if (!cli_sm_limit_is_none(d->sm_limit))
@@ -77,6 +78,7 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		    cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
 		    duty,
 		    share,
+		    refused,
 		};
 		ok = cli_table_add_row(table, cells);
 	}
@@ -92,7 +94,9 @@ static bool add_process_rows(struct cli_table *table, const struct gpucap_proces
                              const struct gpucap_snapshot *snapshot, uint64_t now_ns)
 {
 	uint32_t device_count = snapshot->device_count;
-	char slot[16], pid[16], host_pid[64], comm[GPUCAP_COMM_MAX + 1], last_kernel[CLI_CELL_MAX];
+	char slot[16], pid[16], host_pid[64], comm[GPUCAP_COMM_MAX + 1], last_kernel[CLI_CELL_MAX],
+	    refused[24];
+	snprintf(refused, sizeof(refused), "%" PRIu64, p->refusals);
 	status_format_age(p->last_launch_unix_ns, now_ns, last_kernel, sizeof(last_kernel));
 	snprintf(slot, sizeof(slot), "%u", (unsigned)p->slot);
 	snprintf(pid, sizeof(pid), "%d", (int)p->pid);
@@ -126,6 +130,7 @@ static bool add_process_rows(struct cli_table *table, const struct gpucap_proces
 		    first ? state : "",
 		    first ? comm : "",
 		    first ? last_kernel : "",
+		    first ? refused : "",
 		    device,
 		    charged,
 		    in_use,
@@ -146,10 +151,10 @@ static bool render_processes(const struct gpucap_snapshot *snapshot, FILE *out)
 		fputs("processes: none attached\n", out);
 		return true;
 	}
-	static const char *const headers[] = {"SLOT",    "PID",         "HOST PID", "STATE",
-	                                      "COMMAND", "LAST KERNEL", "DEVICE",   "CHARGED",
-	                                      "IN USE",  "CONTEXT",     "MODULE",   "DATA"};
-	struct cli_table *table = cli_table_new(12, headers, "rrlllrrrrrrr");
+	static const char *const headers[] = {"SLOT",        "PID",     "HOST PID", "STATE",   "COMMAND",
+	                                      "LAST KERNEL", "REFUSED", "DEVICE",   "CHARGED", "IN USE",
+	                                      "CONTEXT",     "MODULE",  "DATA"};
+	struct cli_table *table = cli_table_new(13, headers, "rrlllrrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;

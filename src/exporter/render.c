@@ -44,6 +44,9 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
     [EXP_DEVICE_SM_SHARE] =
         {"gpucap_device_sm_share_ratio", "gauge",
          "Share of the device's SMs the region's processes achieved over about the last second, 0 to 1; absent until measured."},
+    [EXP_DEVICE_REFUSALS] =
+        {"gpucap_allocation_refusals_total", "counter",
+         "Allocations refused on the device because they would pass its memory limit, since the region was created."},
     [EXP_PROCESS_IN_USE] = {"gpucap_process_memory_in_use_bytes", "gauge",
                             "Bytes a process has in use on a device."},
     [EXP_PROCESS_ALIVE] =
@@ -52,6 +55,9 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
     [EXP_PROCESS_LAST_LAUNCH] =
         {"gpucap_process_last_launch_timestamp_seconds", "gauge",
          "Unix time at which the process last launched work on a GPU; absent if it never did."},
+    [EXP_PROCESS_REFUSALS] =
+        {"gpucap_process_allocation_refusals_total", "counter",
+         "Allocations refused to the process because they would pass a memory limit, on every device."},
     [EXP_HAMI_USED] = {"hami_vgpu_memory_used_bytes", "gauge",
                        "HAMi-compatible name: bytes counted against the container's limit on the device."},
     [EXP_HAMI_LIMIT] = {"hami_vgpu_memory_limit_bytes", "gauge",
@@ -235,6 +241,10 @@ static void render_processes(struct exp_render *r, const char *path, const struc
 			/* Microseconds: what a float64 of a Unix time still holds. */
 			close_decimal(t, p->last_launch_unix_ns / 1000u, 6);
 		}
+		t = &r->family[EXP_PROCESS_REFUSALS];
+		open_sample(t, EXP_PROCESS_REFUSALS, path, l, &first);
+		process_labels(t, p, &first);
+		close_uint(t, p->refusals);
 		for (uint32_t d = 0; d < s->device_count; d++) {
 			const struct gpucap_process_device_view *use = process_device(s, p, d);
 			if (!use || !touches(use))
@@ -400,6 +410,7 @@ static void render_devices(struct exp_render *r, const char *path, const struct 
 		if (d->sm_share_known)
 			device_decimal_sample(r, EXP_DEVICE_SM_SHARE, path, l, d, d->sm_share_ppm,
 			                      PPM_DECIMALS);
+		device_sample(r, EXP_DEVICE_REFUSALS, path, l, d, d->refusals_total);
 
 		if (r->hami_metrics)
 			render_hami(r, path, l, s, i, last_launch);

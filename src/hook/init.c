@@ -26,6 +26,8 @@ atomic_int gpucap_init_state = GPUCAP_INIT_NONE;
 
 static _Thread_local bool this_thread_in_init;
 static atomic_bool atfork_registered;
+/* The process whose initialisation claimed gpucap.region's slot. */
+static pid_t slot_owner;
 
 /* This process's lock on the limits file, binding it to its region
  * (src/policy/binding.h). */
@@ -152,7 +154,32 @@ static void initialise(void)
 		pthread_atfork(NULL, NULL, after_fork_child);
 	if (!gpucap_real[GPUCAP_ID_cuMemAlloc_v2])
 		GPUCAP_LOG(GPUCAP_LOG_DETAIL, "%s", gpucap_driver_error(GPUCAP_LIB_CUDA));
+	slot_owner = getpid();
 	GPUCAP_LOG(GPUCAP_LOG_INFO, "initialised: region %s", gpucap.config.region_path);
+}
+
+/* A process that exits normally gives its charges and its slot back as it
+ * goes, so that nothing waits for a sweep (processes that are killed, or
+ * leave through _exit, are still swept by their peers). Other threads, the
+ * application's or the SM controller's, may still run: retiring keeps the
+ * mapping, and an allocation after it fails closed (a free returns
+ * nothing: the bytes went back with the slot). A forked child never
+ * initialised holds no slot of its own (the parent's was abandoned), and one
+ * that did retires only its own. */
+__attribute__((destructor)) static void return_slot_at_exit(void)
+{
+	/* Acquire: partner of the release that published READY, and with it
+	 * gpucap.region. */
+	if (atomic_load_explicit(&gpucap_init_state, memory_order_acquire) != GPUCAP_INIT_READY)
+		return;
+	if (!gpucap.region || slot_owner != getpid())
+		return;
+	if (gpucap_region_retire(gpucap.region))
+		GPUCAP_LOG(GPUCAP_LOG_DEBUG, "exit: charges and slot returned to region %s",
+		           gpucap.config.region_path);
+	else
+		GPUCAP_LOG(GPUCAP_LOG_DEBUG, "exit: slot left for the sweepers of region %s",
+		           gpucap.config.region_path);
 }
 
 bool gpucap_init_slow(void)

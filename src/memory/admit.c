@@ -121,8 +121,7 @@ CUresult gpucap_simple_admit(const struct simple_alloc *a, struct gpucap_track_e
 	if (r != CUDA_SUCCESS) {
 		free(*entry);
 		*entry = NULL;
-		GPUCAP_LOG(GPUCAP_LOG_DEBUG, "refused %llu bytes on device %d: over the limit",
-		           (unsigned long long)a->bytes, a->dev->ordinal);
+		gpucap_refusal_note(a->dev->region_index, a->dev, a->bytes, a->api);
 	}
 	return r;
 }

@@ -18,7 +18,7 @@ CUresult on_mem_alloc(CUresult (*real)(CUdeviceptr *, size_t), CUdeviceptr *dptr
 {
 	if (!dptr)
 		return CUDA_ERROR_INVALID_VALUE;
-	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, NULL};
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, NULL, "cuMemAlloc"};
 	struct gpucap_device *dev;
 	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
 		return real(dptr, bytesize); /* the driver reports the error */
@@ -46,7 +46,7 @@ CUresult on_mem_alloc_pitch(CUresult (*real)(CUdeviceptr *, size_t *, size_t, si
 	uint64_t first = gpucap_mul_sat(WidthInBytes, Height);
 	if (first == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
 		return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev};
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, first, dev, "cuMemAllocPitch"};
 	struct gpucap_track_entry *entry;
 	CUresult r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
@@ -56,6 +56,7 @@ CUresult on_mem_alloc_pitch(CUresult (*real)(CUdeviceptr *, size_t *, size_t, si
 		uint64_t exact = gpucap_mul_sat(*pPitch, Height);
 		if (exact > first) {
 			if (gpucap_admit(dev, GPUCAP_KIND_DATA, exact - first) != CUDA_SUCCESS) {
+				gpucap_refusal_note(dev->region_index, dev, exact, a.api);
 				gpucap_fn_cuMemFree_v2 real_free = GPUCAP_REAL(cuMemFree_v2);
 				if (real_free)
 					real_free(*dptr);
@@ -79,7 +80,7 @@ CUresult on_mem_alloc_managed(CUresult (*real)(CUdeviceptr *, size_t, unsigned i
 	struct gpucap_device *dev;
 	if (bytesize == 0 || gpucap_device_current(&dev) != CUDA_SUCCESS)
 		return real(dptr, bytesize, flags);
-	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, dev};
+	struct simple_alloc a = {GPUCAP_TRACK_PTR, GPUCAP_KIND_DATA, bytesize, dev, "cuMemAllocManaged"};
 	struct gpucap_track_entry *entry;
 	CUresult r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
@@ -144,7 +145,7 @@ CUresult on_mem_create(CUresult (*real)(CUmemGenericAllocationHandle *, size_t, 
 	if (size == 0 || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
 	    gpucap_device_get(prop->location.id, &dev) != CUDA_SUCCESS)
 		return real(handle, size, prop, flags);
-	struct simple_alloc a = {GPUCAP_TRACK_HANDLE, GPUCAP_KIND_DATA, size, dev};
+	struct simple_alloc a = {GPUCAP_TRACK_HANDLE, GPUCAP_KIND_DATA, size, dev, "cuMemCreate"};
 	struct gpucap_track_entry *entry;
 	CUresult r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
@@ -264,7 +265,7 @@ static uint64_t level_bytes(uint64_t width, uint64_t height, uint64_t depth, CUa
 }
 
 static CUresult array_path(CUresult (*call)(void *), void *ctx, uint64_t bytes, enum gpucap_track_tag tag,
-                           const void *out_handle, bool *passthrough)
+                           const char *api, const void *out_handle, bool *passthrough)
 {
 	struct gpucap_device *dev;
 	*passthrough = false;
@@ -272,7 +273,7 @@ static CUresult array_path(CUresult (*call)(void *), void *ctx, uint64_t bytes, 
 		*passthrough = true;
 		return CUDA_SUCCESS;
 	}
-	struct simple_alloc a = {tag, GPUCAP_KIND_DATA, bytes, dev};
+	struct simple_alloc a = {tag, GPUCAP_KIND_DATA, bytes, dev, api};
 	struct gpucap_track_entry *entry;
 	CUresult r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
@@ -320,7 +321,8 @@ CUresult on_array_create(CUresult (*real)(CUarray *, const CUDA_ARRAY_DESCRIPTOR
 	struct array_call c = {{.create = real}, pHandle, desc, 0};
 	bool pass;
 	uint64_t bytes = level_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels);
-	CUresult r = array_path(call_array_create, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
+	CUresult r =
+	    array_path(call_array_create, &c, bytes, GPUCAP_TRACK_ARRAY, "cuArrayCreate", pHandle, &pass);
 	return pass ? real(pHandle, desc) : r;
 }
 
@@ -332,7 +334,8 @@ CUresult on_array3d_create(CUresult (*real)(CUarray *, const CUDA_ARRAY3D_DESCRI
 	struct array_call c = {{.create3d = real}, pHandle, desc, 0};
 	bool pass;
 	uint64_t bytes = level_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels);
-	CUresult r = array_path(call_array3d_create, &c, bytes, GPUCAP_TRACK_ARRAY, pHandle, &pass);
+	CUresult r =
+	    array_path(call_array3d_create, &c, bytes, GPUCAP_TRACK_ARRAY, "cuArray3DCreate", pHandle, &pass);
 	return pass ? real(pHandle, desc) : r;
 }
 
@@ -365,7 +368,8 @@ CUresult on_mipmapped_array_create(CUresult (*real)(CUmipmappedArray *, const CU
 	struct array_call c = {{.mipmapped = real}, pHandle, desc, numMipmapLevels};
 	bool pass;
 	uint64_t bytes = mipmapped_bytes(desc, numMipmapLevels);
-	CUresult r = array_path(call_mipmapped_create, &c, bytes, GPUCAP_TRACK_MIPMAP, pHandle, &pass);
+	CUresult r = array_path(call_mipmapped_create, &c, bytes, GPUCAP_TRACK_MIPMAP,
+	                        "cuMipmappedArrayCreate", pHandle, &pass);
 	return pass ? real(pHandle, desc, numMipmapLevels) : r;
 }
 
@@ -435,8 +439,8 @@ static CUresult ctx_create(CUresult (*call)(void *), struct ctx_call *c)
 	CUresult r = gpucap_device_get(c->dev, &dev);
 	if (r != CUDA_SUCCESS)
 		return call(c); /* the driver reports the bad device */
-	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, memory_env.config->context_bytes,
-	                         dev};
+	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, memory_env.config->context_bytes, dev,
+	                         "cuCtxCreate"};
 	struct gpucap_track_entry *entry;
 	r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
@@ -493,6 +497,8 @@ CUresult on_primary_ctx_retain(CUresult (*real)(CUcontext *, CUdevice), CUcontex
 	bool first = dev->primary_refs == 0;
 	if (first)
 		r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, bytes);
+	if (first && r != CUDA_SUCCESS)
+		gpucap_refusal_note(dev->region_index, dev, bytes, "cuDevicePrimaryCtxRetain");
 	if (r == CUDA_SUCCESS) {
 		r = real(pctx, ordinal);
 		if (r == CUDA_SUCCESS)

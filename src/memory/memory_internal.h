@@ -71,6 +71,7 @@ struct simple_alloc {
 	gpucap_kind kind;
 	uint64_t bytes;
 	const struct gpucap_device *dev;
+	const char *api; /* the entry point, for the refusal's warning */
 };
 
 /* A fresh entry and the charge for a: CUDA_SUCCESS, or the refusal (no
@@ -93,6 +94,16 @@ void gpucap_track_release(struct gpucap_track_entry *entry);
  * removed from the map before the call, or NULL): r CUDA_SUCCESS gives the
  * charge back, anything else puts the entry back. */
 void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r);
+
+/* ---- Refusals (refusal.c) --------------------------------------------------- */
+
+/* An allocation of bytes through api was refused on region device
+ * region_index (dev: its CUDA device when known, else NULL): count it in the
+ * region and, for the first refusal of the process, print why. Refusal path
+ * only. */
+void gpucap_refusal_note(int region_index, const struct gpucap_device *dev, uint64_t bytes, const char *api);
+/* Forked child: its first refusal is printed again. */
+void gpucap_refusal_after_fork(void);
 
 /* ---- Pools (pools.c) --------------------------------------------------------- */
 

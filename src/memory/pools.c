@@ -228,8 +228,8 @@ static uint64_t pool_take_spare(struct gpucap_pool *pool, uint64_t want)
 	return take;
 }
 
-/* Admit bytes for an allocation from pool. */
-static CUresult pool_admit(struct gpucap_pool *pool, uint64_t bytes)
+/* Admit bytes for an allocation from pool (through api, named in a refusal). */
+static CUresult pool_admit(struct gpucap_pool *pool, uint64_t bytes, const char *api)
 {
 	if (pool->charged_to_device) {
 		uint64_t taken = pool_take_spare(pool, bytes);
@@ -241,6 +241,7 @@ static CUresult pool_admit(struct gpucap_pool *pool, uint64_t bytes)
 		}
 		if (r != CUDA_SUCCESS) {
 			pool_give_spare(pool, taken);
+			gpucap_refusal_note(pool->region_index, NULL, bytes, api);
 			return r;
 		}
 	}
@@ -305,12 +306,12 @@ CUresult on_mem_pool_create(CUresult (*real)(CUmemoryPool *, const CUmemPoolProp
 }
 
 static CUresult pool_alloc(struct gpucap_pool *pool, CUdeviceptr *dptr, size_t bytesize,
-                           CUresult (*call)(void *), void *ctx)
+                           CUresult (*call)(void *), void *ctx, const char *api)
 {
 	struct gpucap_track_entry *entry = gpucap_track_new();
 	if (!entry)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	CUresult r = pool_admit(pool, bytesize);
+	CUresult r = pool_admit(pool, bytesize, api);
 	if (r != CUDA_SUCCESS) {
 		free(entry);
 		return r;
@@ -364,7 +365,7 @@ CUresult on_mem_alloc_async(CUresult (*real)(CUdeviceptr *, size_t, CUstream), C
 	if (!pool)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	struct async_call c = {{.current = real}, dptr, bytesize, NULL, hStream};
-	return pool_alloc(pool, dptr, bytesize, call_alloc_async, &c);
+	return pool_alloc(pool, dptr, bytesize, call_alloc_async, &c, "cuMemAllocAsync");
 }
 
 CUresult on_mem_alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
@@ -387,7 +388,7 @@ CUresult on_mem_alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CU
 			return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	struct async_call c = {{.from_pool = real}, dptr, bytesize, pool_handle, hStream};
-	return pool_alloc(pool, dptr, bytesize, call_alloc_from_pool_async, &c);
+	return pool_alloc(pool, dptr, bytesize, call_alloc_from_pool_async, &c, "cuMemAllocFromPoolAsync");
 }
 
 CUresult on_mem_pool_trim_to(CUresult (*real)(CUmemoryPool, size_t), CUmemoryPool pool_handle,

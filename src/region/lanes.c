@@ -40,6 +40,10 @@ uint32_t lane_acquire(struct gpucap_region *r)
 			if (lane_try_acquire(r, lane))
 				return lane;
 		}
+		/* A retired handle holds every lane for good (retire.c). Acquire:
+		 * partner of the release store there. */
+		if (atomic_load_explicit(&r->retired, memory_order_acquire))
+			return LANE_NONE;
 		sched_yield();
 	}
 }

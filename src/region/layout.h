@@ -120,13 +120,17 @@ struct device_entry {
 	_Atomic uint32_t sm_state;       /* SM_STATE_* bits (sm.c) */
 	_Atomic int32_t sm_integral_ppm; /* controller's integral term */
 	_Atomic uint32_t sm_weight_ppm;  /* work weight of a busy second (sm.c); 0: unset, 1.0 */
-	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 44];
+	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 44 - 12];
+	/* Allocations refused on this device over the region's life (relaxed
+	 * adds by the refusing process; files made before hold 0). */
+	_Atomic uint64_t refusals;
 	/* On its own cache line: the only word contended across processes. */
 	_Atomic uint64_t charge;
 	uint8_t pad1[56];
 };
 _Static_assert(sizeof(struct device_entry) == 256, "device entry layout");
 _Static_assert(offsetof(struct device_entry, charge) == 192, "charge on its own cache line");
+_Static_assert(offsetof(struct device_entry, refusals) == 184, "refusals in the former padding");
 
 struct slot_header {
 	uint32_t reserved0; /* the state lives in the slot states table */
@@ -143,9 +147,13 @@ struct slot_header {
 	 * low 32. A value whose generation is not the slot's is stale. */
 	_Atomic uint64_t resolved_host;
 	_Atomic uint64_t last_launch_unix_ns; /* 0: no kernel launched yet */
-	uint8_t pad[256 - 88];
+	/* Allocations refused to this owner (relaxed adds by the owner; zeroed
+	 * when the slot is claimed; files made before hold 0). */
+	_Atomic uint64_t refusals;
+	uint8_t pad[256 - 96];
 };
 _Static_assert(sizeof(struct slot_header) == 256, "slot header layout");
+_Static_assert(offsetof(struct slot_header, refusals) == 88, "refusals in the former padding");
 
 enum slot_state {
 	SLOT_FREE = 0,

@@ -39,6 +39,9 @@ struct gpucap_region {
 	struct region_geometry geo;
 	int slot; /* -1: none */
 	bool initialised_here;
+	/* Set by gpucap_region_retire: the slot went back while this process's
+	 * threads may still run; its lanes stay held for good. */
+	_Atomic bool retired;
 	/* This handle's own ceiling per device, below the shared limit. */
 	_Atomic uint64_t local_cap[REGION_MAX_DEVICES];
 	/* In-process claims on slots, taken before a slot lease and dropped
@@ -165,6 +168,8 @@ int64_t pending_tagged_amount(const struct gpucap_region *r, uint32_t device, ui
 
 /* lanes.c: lane choice for the calling thread. */
 uint32_t lane_of_this_thread(const struct gpucap_region *r);
+/* LANE_NONE: every lane is held and the handle is retired. */
+#define LANE_NONE UINT32_MAX
 uint32_t lane_acquire(struct gpucap_region *r);
 bool lane_try_acquire(struct gpucap_region *r, uint32_t lane);
 void lane_release(struct gpucap_region *r, uint32_t lane);
@@ -173,6 +178,11 @@ void lane_release(struct gpucap_region *r, uint32_t lane);
  * the returned bytes per device to returned (may be NULL), and to damaged
  * (may be NULL) the bytes of negative ledgers written off. */
 uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged);
+/* slots.c: the same, leaving the lanes' counters and busy flags as they are
+ * (the caller holds every lane). Only gpucap_-prefixed symbols leave the
+ * library. */
+#define slot_return_charges gpucap_region_slot_return_charges
+uint64_t slot_return_charges(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged);
 
 /* slots.c: return everything the handle's own slot holds, free it and drop
  * its lease. */

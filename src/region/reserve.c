@@ -54,6 +54,8 @@ static uint64_t extra_credit(const struct gpucap_region *r, uint32_t device, uin
 static gpucap_status grant(struct gpucap_region *r, uint32_t device, gpucap_kind kind, uint64_t bytes)
 {
 	uint32_t lane = lane_acquire(r);
+	if (lane == LANE_NONE)
+		return GPUCAP_ERR_NO_SLOT; /* the slot went back as the process exits */
 	uint32_t slot = (uint32_t)r->slot;
 	struct lane_device *lane_device = region_lane_device(r, slot, lane, device);
 	uint64_t extra = extra_credit(r, device, bytes);

@@ -49,7 +49,7 @@ static void zero_granted(struct gpucap_region *r, uint32_t slot, uint32_t device
 	}
 }
 
-uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged)
+uint64_t slot_return_charges(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged)
 {
 	uint64_t total_returned = 0;
 	for (uint32_t device = 0; device < r->geo.device_capacity; device++) {
@@ -91,6 +91,12 @@ uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *retur
 				returned[device] += (uint64_t)sum;
 		}
 	}
+	return total_returned;
+}
+
+uint64_t slot_return_all(struct gpucap_region *r, uint32_t slot, uint64_t *returned, uint64_t *damaged)
+{
+	uint64_t total_returned = slot_return_charges(r, slot, returned, damaged);
 	GPUCAP_CRASH_POINT("return.before_zeroing");
 	zero_lane_counters(r, slot);
 	return total_returned;
@@ -214,6 +220,7 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->pid_ns_inode, id ? id->pid_ns_inode : 0, memory_order_relaxed);
 	atomic_store_explicit(&header->resolved_host, 0, memory_order_relaxed);
 	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&header->refusals, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
 	GPUCAP_CRASH_POINT("claim.identity_written");
 	/* R6: the identity above is complete before anyone sees LIVE (A6). */
@@ -227,11 +234,14 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 	if (!slot_lease_take(r, slot))
 		return false;
 	GPUCAP_CRASH_POINT("claim.lease_taken");
-	/* A free slot's lanes were zeroed when it was freed (or are new). */
+	/* A reclaimed slot's lanes were zeroed when it was freed; a retired
+	 * one (its owner exited normally) still holds them: zero them here. */
 	/* A6: pairs with R6; anything but FREE under our lease is a dead
 	 * owner's slot to return first. */
 	if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) != SLOT_FREE)
 		reclaim_held_slot(r, slot, NULL); /* its owner died */
+	else
+		zero_lane_counters(r, slot); /* a retired owner left its lanes held */
 	write_identity(r, slot, id);
 	r->slot = (int)slot;
 	return true;

@@ -59,6 +59,7 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	}
 	view->pid_ns_inode = atomic_load_explicit(&header->pid_ns_inode, memory_order_relaxed);
 	view->last_launch_unix_ns = atomic_load_explicit(&header->last_launch_unix_ns, memory_order_relaxed);
+	view->refusals = atomic_load_explicit(&header->refusals, memory_order_relaxed);
 	view->started_unix_ns = atomic_load_explicit(&header->started_unix_ns, memory_order_relaxed);
 	read_comm(header, view->comm);
 	view->self = (int)slot == r->slot;
@@ -212,6 +213,7 @@ struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)
 		view->sm_limit = sm == 0 ? 100 : sm - 1;
 		fill_sm(r, device, view, now_ns);
 		view->peak_bytes = atomic_load_explicit(&entry->peak, memory_order_relaxed);
+		view->refusals_total = atomic_load_explicit(&entry->refusals, memory_order_relaxed);
 		view->charged_bytes = charged[device];
 		for (uint32_t p = 0; p < snap->process_count; p++)
 			view->in_use_bytes =

@@ -155,10 +155,11 @@ STATUS_SPEC = {"schema_version": (int,), "path": (str,), "format_version": (int,
                "reclaimed_bytes_total": (int,), "devices": (list,), "processes": (list,)}
 DEVICE_SPEC = {"index": (int,), "uuid": (str,), "limit_bytes": (int, None), "charged_bytes": (int,),
                "in_use_bytes": (int,), "peak_bytes": (int,), "sm_limit_percent": (int, None),
-               "sm_duty_ratio": (int, float), "sm_share_ratio": (int, float, None)}
+               "sm_duty_ratio": (int, float), "sm_share_ratio": (int, float, None), "refusals_total": (int,)}
 PROCESS_SPEC = {"slot": (int,), "generation": (int,), "pid": (int,), "host_pid": (int, None),
                 "host_pid_source": (str,), "alive": (bool,), "comm": (str,),
-                "started_unix_ns": (int,), "last_launch_unix_ns": (int, None), "devices": (list,)}
+                "started_unix_ns": (int,), "last_launch_unix_ns": (int, None), "refusals": (int,),
+                "devices": (list,)}
 PROCESS_DEVICE_SPEC = {"index": (int,), "charged_bytes": (int,), "in_use_bytes": (int,),
                        "context_bytes": (int,), "module_bytes": (int,), "data_bytes": (int,)}
 REAP_SPEC = {"schema_version": (int,), "path": (str,), "reclaimed_slots": (int,),
@@ -300,24 +301,24 @@ def test_status_text(h):
     header = next((l for l in lines if l.startswith("DEVICE")), None)
     check(header is not None, f"no device table in:\n{res.stdout}")
     check_equal(split_row(header), ["DEVICE", "UUID", "LIMIT", "CHARGED", "IN USE", "PEAK", "SM LIMIT",
-                                    "SM DUTY", "SM SHARE"], "device header")
-    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 9 and r[1].startswith("GPU-")}
+                                    "SM DUTY", "SM SHARE", "REFUSED"], "device header")
+    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 10 and r[1].startswith("GPU-")}
     check_equal(rows[UUID_A][2:5], ["1 GiB", "153 MiB", "153 MiB"], "device A row")
-    check_equal(rows[UUID_A][6:], ["none", "-", "n/a"], "device A SM limit, duty and share")
+    check_equal(rows[UUID_A][6:], ["none", "-", "n/a", "0"], "device A SM limit, duty, share and refusals")
     check_equal(rows[UUID_B][2:5], ["unlimited", "10 MiB", "10 MiB"], "device B row")
     dev_a_index, dev_b_index = rows[UUID_A][0], rows[UUID_B][0]
 
     header = next((l for l in lines if l.startswith("SLOT")), None)
     check(header is not None, f"no process table in:\n{res.stdout}")
-    check_equal(split_row(header), ["SLOT", "PID", "HOST PID", "STATE", "COMMAND", "LAST KERNEL", "DEVICE",
-                                    "CHARGED", "IN USE", "CONTEXT", "MODULE", "DATA"], "process header")
+    check_equal(split_row(header), ["SLOT", "PID", "HOST PID", "STATE", "COMMAND", "LAST KERNEL", "REFUSED",
+                                    "DEVICE", "CHARGED", "IN USE", "CONTEXT", "MODULE", "DATA"], "process header")
     start = lines.index(header)
     table = [split_row(l) for l in lines[start + 1:]]
-    a_rows = [r for r in table if len(r) == 12 and r[1] == str(pop.a.pid)]
+    a_rows = [r for r in table if len(r) == 13 and r[1] == str(pop.a.pid)]
     check_equal(a_rows, [[str(pop.a_slot), str(pop.a.pid), f"{pop.a.pid} (same pid namespace)", "alive",
-                          "region_actor", "-", dev_a_index, "102 MiB", "102 MiB", "2 MiB", "0 B", "100 MiB"]],
+                          "region_actor", "-", "0", dev_a_index, "102 MiB", "102 MiB", "2 MiB", "0 B", "100 MiB"]],
                 "actor A row")
-    b_at = next((i for i, r in enumerate(table) if len(r) == 12 and r[1] == str(pop.b.pid)), None)
+    b_at = next((i for i, r in enumerate(table) if len(r) == 13 and r[1] == str(pop.b.pid)), None)
     check(b_at is not None, f"no row for actor B in:\n{res.stdout}")
     b_rows = [table[b_at]] + ([table[b_at + 1]] if b_at + 1 < len(table) else [])
     by_device = {r[-6]: r[-6:] for r in b_rows}
@@ -335,11 +336,11 @@ def test_status_text(h):
     res = h.cli("status", "--file", pop.region)
     check_equal((res.returncode, res.stderr), (0, ""), "status after set --sm")
     rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
-            if len(r) == 9 and r[1].startswith("GPU-")}
+            if len(r) == 10 and r[1].startswith("GPU-")}
     check_equal(rows[UUID_A][6], "30%", "device A SM limit after set --sm")
     check(re.fullmatch(r"\d{1,3}\.\d%", rows[UUID_A][7]), f"device A SM duty: {rows[UUID_A]!r}")
     check_equal(rows[UUID_A][8], "n/a", "device A SM share before any measurement")
-    check_equal(rows[UUID_B][6:], ["none", "-", "n/a"], "device B keeps no SM limit")
+    check_equal(rows[UUID_B][6:], ["none", "-", "n/a", "0"], "device B keeps no SM limit")
 
 
 def test_status_empty_region(h):

@@ -513,10 +513,10 @@ def sm_views(args):
         out = subprocess.run([h.gpucap, "status", "--file", region], capture_output=True, text=True, timeout=10)
         check(out.returncode == 0, "gpucap status: %s" % out.stderr)
         rows = [cells(l) for l in out.stdout.splitlines()]
-        dev = {r[1]: r for r in rows if len(r) == 9 and r[1].startswith("GPU-sm-")}
+        dev = {r[1]: r for r in rows if len(r) == 10 and r[1].startswith("GPU-sm-")}
         check(dev["GPU-sm-aaaa"][6] == "30%" and dev["GPU-sm-aaaa"][8] == "n/a", "status device row %s" % dev)
-        check(dev["GPU-sm-bbbb"][6:] == ["none", "-", "n/a"], "status device row %s" % dev)
-        proc = {r[1]: r for r in rows if len(r) == 12 and r[1].isdigit()}
+        check(dev["GPU-sm-bbbb"][6:] == ["none", "-", "n/a", "0"], "status device row %s" % dev)
+        proc = {r[1]: r for r in rows if len(r) == 13 and r[1].isdigit()}
         check(2.5 <= age_seconds(proc[str(a.pid)][5]) < 12.5, "status last kernel: %s" % proc[str(a.pid)])
         check(proc[str(b.pid)][5] == "-", "status last kernel of a process that never launched: %s" % proc)
 
