@@ -1,8 +1,9 @@
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 
 #include "fuzz_file.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,12 +11,29 @@
 static char dir[64];
 static char path[128];
 
+static int remove_entry(const char *name, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	remove(name);
+	return 0;
+}
+
+/* At a normal exit (libFuzzer's, after its runs) the scratch directory
+ * goes; after a crash it stays, with the input that caused it. */
+static void remove_dir(void)
+{
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *fuzz_dir(void)
 {
 	if (!dir[0]) {
 		snprintf(dir, sizeof(dir), "/tmp/gpucap-fuzz-XXXXXX");
 		if (!mkdtemp(dir))
 			abort(); /* the harness cannot run at all */
+		atexit(remove_dir);
 	}
 	return dir;
 }

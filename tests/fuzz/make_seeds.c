@@ -1,13 +1,17 @@
 /*
  * Writes the binary seeds of corpus/region and corpus/schedule: small but
  * complete files as the library makes them, so the fuzzer starts from
- * valid layouts. Run once after a format change:
+ * valid layouts. The schedule seeds are a peer tenant's files as
+ * fuzz_schedule reads them (fuzz_schedule.h). Run once after a format
+ * change:
  *   fuzz_make_seeds tests/fuzz/corpus
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <gpucap/region.h>
 #include <gpucap/schedule.h>
+
+#include "fuzz_schedule.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +57,56 @@ static int make_region(const char *path)
 	return 0;
 }
 
+/* One schedule seed: the peer tenant's file with one process record per
+ * entry of duties (0 ends the list, at most 4), each touched at touched_ns
+ * (0: claimed, never touched) and written by a refresh at that time. */
+static int make_schedule_seed(const char *dir, const char *corpus, const char *seed, const uint32_t *duties,
+                              uint64_t touched_ns)
+{
+	gpucap_sched *processes[4] = {NULL, NULL, NULL, NULL};
+	char why[512], from[512], to[4096];
+	int rc = 0;
+	for (int i = 0; i < 4 && duties[i] && rc == 0; i++) {
+		if (gpucap_sched_open(dir, FUZZ_SCHED_GPU, FUZZ_SCHED_PEER_TENANT, &processes[i], why,
+		                      sizeof(why)) != GPUCAP_OK) {
+			fprintf(stderr, "fuzz_make_seeds: %s\n", why);
+			rc = 1;
+			break;
+		}
+		if (touched_ns) {
+			gpucap_sched_touch(processes[i], duties[i], duties[i], touched_ns);
+			gpucap_sched_refresh(processes[i], touched_ns, why, sizeof(why));
+		}
+	}
+	if (rc == 0) {
+		snprintf(from, sizeof(from), "%s/%s", dir, FUZZ_SCHED_PEER_NAME);
+		snprintf(to, sizeof(to), "%s/schedule/%s", corpus, seed);
+		rc = copy_file(from, to, -1);
+	}
+	for (int i = 0; i < 4; i++)
+		gpucap_sched_close(processes[i]); /* the last removes the file */
+	return rc;
+}
+
+static int make_schedule_seeds(const char *dir, const char *corpus)
+{
+	static const uint32_t one[] = {300000, 0}, two[] = {200000, 500000, 0}, most[] = {900000, 0};
+	const uint64_t now = FUZZ_SCHED_NOW_NS, second = UINT64_C(1000000000);
+	/* Active: one process, two of them, and a duty that with the harness's
+	 * own 30% overfills the period. */
+	if (make_schedule_seed(dir, corpus, "one-tenant", one, now - second / 100) ||
+	    make_schedule_seed(dir, corpus, "two-processes", two, now - second / 100) ||
+	    make_schedule_seed(dir, corpus, "over-period", most, now - second / 100))
+		return 1;
+	/* Not active: idle a while (kept), never active (removed as dead), and
+	 * stamped in the future (not believed). */
+	if (make_schedule_seed(dir, corpus, "idle-tenant", one, now - 30 * second) ||
+	    make_schedule_seed(dir, corpus, "never-active", one, 0) ||
+	    make_schedule_seed(dir, corpus, "future-stamp", one, now + second))
+		return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -74,19 +128,7 @@ int main(int argc, char **argv)
 		return 1;
 	unlink(region);
 
-	gpucap_sched *sched = NULL;
-	char why[512];
-	if (gpucap_sched_open(dir, "GPU-seed", 7, &sched, why, sizeof(why)) != GPUCAP_OK) {
-		fprintf(stderr, "fuzz_make_seeds: %s\n", why);
-		return 1;
-	}
-	gpucap_sched_touch(sched, 300000, 300000, 1000000000u);
-	char sched_path[256];
-	snprintf(sched_path, sizeof(sched_path), "%s/%sGPU-seed", dir, GPUCAP_SCHED_FILE_PREFIX);
-	snprintf(target, sizeof(target), "%s/schedule/one-tenant", argv[1]);
-	int rc = copy_file(sched_path, target, -1);
-	gpucap_sched_close(sched);
-	unlink(sched_path);
+	int rc = make_schedule_seeds(dir, argv[1]);
 	rmdir(dir);
 	return rc;
 }
