@@ -7,7 +7,9 @@
 #include "log.h"
 #include "memory_internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Registered once by the pools (gpucap_memory_start), before any charge. */
 static void (*before_refusal)(int region_index);
@@ -26,6 +28,20 @@ void gpucap_device_note_file_cap(int region_index, uint64_t cap)
 		gpucap_region_set_local_cap(memory_env.region, region_index, cap);
 }
 
+/* The region file was truncated or replaced under this process: every
+ * charge fails closed from now on. Said once, in the region's own words;
+ * only refusals come here, never the success path. */
+static void report_failed_region(void)
+{
+	static atomic_bool reported;
+	if (atomic_exchange_explicit(&reported, true, memory_order_relaxed))
+		return;
+	char why[512];
+	if (!gpucap_region_failed(memory_env.region, why, sizeof(why)))
+		return;
+	gpucap_log(GPUCAP_LOG_ERROR, "%s", strncmp(why, "gpucap: ", 8) == 0 ? why + 8 : why);
+}
+
 CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 {
 	if (bytes == 0)
@@ -38,6 +54,8 @@ CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 		before_refusal(region_index);
 		st = gpucap_reserve(memory_env.region, region_index, kind, bytes);
 	}
+	if (st == GPUCAP_ERR_CORRUPT)
+		report_failed_region();
 	return st == GPUCAP_OK ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
 

@@ -537,6 +537,34 @@ static void test_context_oom(void)
 	CHECK_EQ(0, mine().in_use);
 }
 
+/* A tenant truncates the region under a running process (`truncate -s 0`):
+ * the process lives on, every allocation fails closed, and it says so once. */
+static int child_truncated(void)
+{
+	start_device(0);
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, MiB));
+	CHECK(truncate(region_path, 0) == 0);
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 8 * MiB));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 8 * MiB));
+	size_t free_bytes = 0, total_bytes = 0;
+	cuMemGetInfo_v2(&free_bytes, &total_bytes);
+	return 0;
+}
+
+static void test_truncated(void)
+{
+	fresh_region();
+	char err[4096];
+	char region[256];
+	snprintf(region, sizeof(region), "GPUCAP_REGION=%s", region_path);
+	const char *env[] = {region, "CUDA_DEVICE_MEMORY_LIMIT=64m", "GPUCAP_CONTEXT_BYTES=0", NULL};
+	const char *args[] = {"child-truncated", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), env, args));
+	CHECK(strstr(err, "was truncated or replaced while this process used it") != NULL);
+	CHECK_EQ(1, count_lines(err));
+}
+
 /* ---- Views --------------------------------------------------------------------- */
 
 static void test_views(void)
@@ -1238,6 +1266,7 @@ static const struct test_case cases[] = {
     {"errors", test_errors},
     {"context-oom", test_context_oom},
     {"driver-oom", test_driver_oom},
+    {"truncated", test_truncated},
     {"pool-sync", test_pool_sync},
     {"views", test_views},
     {"views-unlimited", test_views_unlimited},
@@ -1278,6 +1307,8 @@ int main(int argc, char **argv)
 		return child_fork_orphan();
 	if (strcmp(argv[1], "child-identity") == 0)
 		return child_identity();
+	if (strcmp(argv[1], "child-truncated") == 0)
+		return child_truncated();
 	if (strcmp(argv[1], "child-identity-hold") == 0)
 		return child_identity_hold();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
