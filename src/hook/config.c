@@ -267,6 +267,7 @@ void gpucap_config_load(struct gpucap_config *config)
 		uint64_t bytes;
 		if (gpucap_parse_size(ctx, &bytes)) {
 			config->context_bytes = bytes;
+			config->context_bytes_set = true;
 		} else {
 			report_malformed("GPUCAP_CONTEXT_BYTES", ctx, GPUCAP_SIZE_FORMS,
 			                 "failing closed: every device is capped at 0 bytes");

@@ -22,6 +22,7 @@ void gpucap_memory_after_fork(void)
 	gpucap_track_forget_all();
 	gpucap_pools_forget_all();
 	gpucap_devices_reset();
+	gpucap_reconcile_after_fork();
 	gpucap_file_caps_reset();
 	memory_env.region = NULL;
 }

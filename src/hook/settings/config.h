@@ -47,6 +47,8 @@ struct gpucap_config {
 	struct gpucap_device_config device[GPUCAP_MAX_DEVICES];
 	struct gpucap_sm_config sm;
 	uint64_t context_bytes;
+	/* GPUCAP_CONTEXT_BYTES was given: it overrides the measured size. */
+	bool context_bytes_set;
 	char region_path[4096];
 	/* GPUCAP_NODE_DIR: the host directory of the node schedule files
 	 * (include/gpucap/schedule.h); empty: capped containers do not take
