@@ -228,7 +228,7 @@ def test_status_json(h):
     check_status_schema(doc)
     check_equal(doc["schema_version"], 1, "schema_version")
     check_equal(doc["path"], pop.region, "path")
-    check_equal(doc["format_version"], 1, "format_version")
+    check_equal(doc["format_version"], 2, "format_version")
     check(doc["consistent"], "a quiet region must read consistently")
     check(doc["created_unix_ns"] > 0, "created_unix_ns must be set")
     devices = device_by_uuid(doc)
