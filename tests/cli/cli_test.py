@@ -288,7 +288,7 @@ def test_status_text(h):
     res = h.cli("status", "--file", pop.region)
     check_equal((res.returncode, res.stderr), (0, ""), "status exit code and stderr")
     lines = res.stdout.splitlines()
-    check(lines[0].startswith(f"region:    {pop.region} (format 1, created "), f"first line: {lines[0]!r}")
+    check(lines[0].startswith(f"region:    {pop.region} (format 2, created "), f"first line: {lines[0]!r}")
     check(any(l.startswith("slots:     2 in use of ") and l.endswith(", 1 dead awaiting reclaim")
               for l in lines), "slots summary line")
     check(any(l.startswith("hint:") and "gpucap reap" in l for l in lines), "the reap hint for a dead slot")
