@@ -34,11 +34,22 @@ struct nvmlDevice_st {
 };
 
 static struct nvmlDevice_st handles[FAKE_MAX_DEVICES];
-static bool initialised;
+/* gpucap's reconciler and its SM controller initialise NVML from their own
+ * threads, possibly at once: the setup runs once, under setup_lock. */
+static atomic_bool initialised;
+static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool set_up;
 static unsigned long long total, used;
 
 FAKE_EXPORT nvmlReturn_t nvmlInit_v2(void)
 {
+	pthread_mutex_lock(&setup_lock);
+	if (set_up) {
+		initialised = true;
+		pthread_mutex_unlock(&setup_lock);
+		return NVML_SUCCESS;
+	}
+	set_up = true;
 	fake_devices_load();
 	for (int i = 0; i < FAKE_MAX_DEVICES; i++)
 		handles[i].index = i;
@@ -47,6 +58,7 @@ FAKE_EXPORT nvmlReturn_t nvmlInit_v2(void)
 	total = t ? strtoull(t, NULL, 0) : (16ull << 30);
 	used = u ? strtoull(u, NULL, 0) : 0;
 	initialised = true;
+	pthread_mutex_unlock(&setup_lock);
 	return NVML_SUCCESS;
 }
 
