@@ -359,6 +359,9 @@ static void test_graph_memory(void)
 	still_allocates(CAP - 64 * MiB);
 	CU(cuGraphExecDestroy(e));
 	CU(cuGraphExecDestroy(e2));
+	CU(cuGraphDestroy(g));
+	CU(cuGraphDestroy(g2));
+	CU(cuGraphDestroy(big));
 }
 
 /* ---- Pools ------------------------------------------------------------------------------- */
