@@ -56,13 +56,21 @@ CUresult on_ctx_set_limit(CUresult (*real)(CUlimit, size_t), CUlimit limit, size
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	CUresult r = real(limit, value);
-	if (!gpucap_reconcile(dev) && r == CUDA_SUCCESS && value > old) {
+	if (r != CUDA_SUCCESS) {
+		if (after > before)
+			gpucap_reconcile_undeclare(dev, after - before);
+		return r;
+	}
+	if (after < before)
+		gpucap_reconcile_undeclare(dev, before - after);
+	if (!gpucap_reconcile(dev) && value > old) {
+		/* Over the cap with what the driver really took: undo. */
 		real(limit, old);
+		if (after > before)
+			gpucap_reconcile_undeclare(dev, after - before);
 		gpucap_reconcile(dev);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
-	if (r != CUDA_SUCCESS)
-		gpucap_reconcile(dev); /* gives the declared charge back */
 	return r;
 }
 

@@ -116,6 +116,9 @@ bool gpucap_reconcile(struct gpucap_device *dev);
 /* Charge bytes a call declares it will take, as the driver's, before the
  * call; the next reconciliation replaces it with the truth. */
 CUresult gpucap_reconcile_declare(struct gpucap_device *dev, uint64_t bytes);
+/* Give back bytes declared earlier (at most what is charged as the
+ * driver's): the call failed, or a limit was lowered. */
+void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes);
 /* What a new context on dev is charged: GPUCAP_CONTEXT_BYTES when given,
  * else the size measured on the device (kept in the region), else the
  * default. */

@@ -205,6 +205,19 @@ CUresult gpucap_reconcile_declare(struct gpucap_device *dev, uint64_t bytes)
 	return r;
 }
 
+void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes)
+{
+	if (bytes == 0 || dev->fail_closed || dev->region_index < 0)
+		return;
+	struct truth_dev *t = &truth[dev->ordinal];
+	pthread_mutex_lock(&t->lock);
+	if (bytes > t->driver_charged)
+		bytes = t->driver_charged;
+	gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_DRIVER, bytes);
+	t->driver_charged -= bytes;
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* ---- Contexts ------------------------------------------------------------------- */
 
 uint64_t gpucap_context_estimate(const struct gpucap_device *dev)

@@ -417,6 +417,8 @@ static void test_hot_path(void)
 		CU(cuMemFree_v2(p));
 		CU(cuMemAllocAsync(&p, MiB, NULL));
 		CU(cuMemFreeAsync(p, NULL));
+		/* Refusals do not ask either. */
+		CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 3 * GiB));
 	}
 	CHECK_EQ(before, fakenvml_stat("process_queries"));
 	/* And the reconciler does ask, once per period. */
