@@ -301,6 +301,22 @@ static void test_reconciled(void)
 	still_allocates(768 * MiB);
 }
 
+/* The driver grows the stack at a launch whose kernels need more, and never
+ * shrinks it: caught by reconciliation. */
+static void test_stack_growth(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	setenv("FAKECUDA_LAUNCH_STACK_BYTES", "2048", 1); /* 1 KiB more per thread: 264 MiB */
+	start_device();
+	CU(cuLaunchKernel((CUfunction)1, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+	periods(2);
+	CHECK_EQ(1024 * 132 * 2048, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUdeviceptr p;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, CAP - 200 * MiB));
+	still_allocates(CAP - 300 * MiB);
+}
+
 /* ---- Graph memory ------------------------------------------------------------------------ */
 
 static CUgraph graph_with_allocs(uint64_t each, int nodes)
@@ -357,6 +373,20 @@ static void test_graph_memory(void)
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
 	CU(cuDeviceGraphMemTrim(0));
 	still_allocates(CAP - 64 * MiB);
+	/* A launch (no upload) reserves too: charged by reconciliation. */
+	CUgraph g3 = graph_with_allocs(GiB, 1);
+	CUgraphExec e3;
+	CU(cuGraphInstantiateWithFlags(&e3, g3, 0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CU(cuGraphLaunch(e3, NULL));
+	CU(cuStreamSynchronize(NULL));
+	periods(2);
+	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 1100 * MiB));
+	CU(cuDeviceGraphMemTrim(0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CU(cuGraphExecDestroy(e3));
+	CU(cuGraphDestroy(g3));
 	CU(cuGraphExecDestroy(e));
 	CU(cuGraphExecDestroy(e2));
 	CU(cuGraphDestroy(g));
@@ -435,6 +465,7 @@ static const struct {
     {"set-limit", test_set_limit},
     {"module-eager", test_module_eager},
     {"reconciled", test_reconciled},
+    {"stack-growth", test_stack_growth},
     {"graph-memory", test_graph_memory},
     {"pool-threshold", test_pool_threshold},
     {"hot-path", test_hot_path},
