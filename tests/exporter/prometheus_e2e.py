@@ -516,7 +516,7 @@ def sm_views(args):
         dev = {r[1]: r for r in rows if len(r) == 9 and r[1].startswith("GPU-sm-")}
         check(dev["GPU-sm-aaaa"][6] == "30%" and dev["GPU-sm-aaaa"][8] == "n/a", "status device row %s" % dev)
         check(dev["GPU-sm-bbbb"][6:] == ["none", "-", "n/a"], "status device row %s" % dev)
-        proc = {r[1]: r for r in rows if len(r) == 12 and r[1].isdigit()}
+        proc = {r[1]: r for r in rows if len(r) == 13 and r[1].isdigit()}
         check(2.5 <= age_seconds(proc[str(a.pid)][5]) < 12.5, "status last kernel: %s" % proc[str(a.pid)])
         check(proc[str(b.pid)][5] == "-", "status last kernel of a process that never launched: %s" % proc)
 
