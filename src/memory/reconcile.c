@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define RECONCILE_PERIOD_NS UINT64_C(100000000)
-#define MAX_PROCESSES       256
+#define MAX_PROCESSES       1024
 
 struct truth_dev {
 	pthread_mutex_t lock;
@@ -90,29 +90,46 @@ static bool nvml_ready(void)
 	return state > 0;
 }
 
-/* NVML's used memory for this process on dev; false when NVML cannot say. */
-static bool nvml_truth(const struct gpucap_device *dev, uint64_t *bytes)
+enum truth_answer {
+	TRUTH_KNOWN,       /* *bytes is NVML's figure */
+	TRUTH_UNSUPPORTED, /* NVML cannot say here: use the driver's attributes */
+	TRUTH_FAILED,      /* this query failed: change nothing */
+};
+
+/* NVML's used memory for this process on dev. */
+static enum truth_answer nvml_truth(const struct gpucap_device *dev, uint64_t *bytes)
 {
 	if (!nvml_ready())
-		return false;
+		return TRUTH_UNSUPPORTED;
 	nvmlDevice_t handle;
 	if (GPUCAP_REAL(nvmlDeviceGetHandleByUUID)(dev->uuid, &handle) != NVML_SUCCESS)
-		return false;
-	static _Thread_local nvmlProcessInfo_t infos[MAX_PROCESSES];
+		return TRUTH_FAILED;
+	nvmlProcessInfo_t *infos = calloc(MAX_PROCESSES, sizeof(*infos));
+	if (!infos)
+		return TRUTH_FAILED;
 	unsigned int count = MAX_PROCESSES;
-	if (GPUCAP_REAL(nvmlDeviceGetComputeRunningProcesses_v3)(handle, &count, infos) != NVML_SUCCESS)
-		return false;
-	*bytes = 0;
-	for (unsigned int i = 0; i < count && i < MAX_PROCESSES; i++) {
-		if ((pid_t)infos[i].pid == getpid()) {
-			/* Some drivers cannot tell per-process figures: all ones. */
-			if (infos[i].usedGpuMemory == ~0ull)
-				return false;
-			*bytes = infos[i].usedGpuMemory;
-			return true;
-		}
+	nvmlReturn_t r = GPUCAP_REAL(nvmlDeviceGetComputeRunningProcesses_v3)(handle, &count, infos);
+	enum truth_answer answer = TRUTH_KNOWN;
+	if (r != NVML_SUCCESS) {
+		answer = r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_FUNCTION_NOT_FOUND
+		             ? TRUTH_UNSUPPORTED
+		             : TRUTH_FAILED;
+		count = 0;
 	}
-	return true; /* not listed: holds nothing */
+	*bytes = 0; /* not listed: holds nothing */
+	pid_t self = getpid();
+	for (unsigned int i = 0; i < count && i < MAX_PROCESSES; i++) {
+		if ((pid_t)infos[i].pid != self)
+			continue;
+		/* Some drivers cannot tell per-process figures: all ones. */
+		if (infos[i].usedGpuMemory == ~0ull)
+			answer = TRUTH_UNSUPPORTED;
+		else
+			*bytes = infos[i].usedGpuMemory;
+		break;
+	}
+	free(infos);
+	return answer;
 }
 
 /* Memory this process holds on dev, as the ledger says, by kind. */
@@ -126,15 +143,22 @@ static uint64_t ledger_of(const struct gpucap_device *dev, int64_t kinds[GPUCAP_
 	return sum > 0 ? (uint64_t)sum : 0;
 }
 
-/* What the driver holds beyond the ledger: from NVML, else the graph pool. */
+/* What the driver holds beyond the ledger: from NVML, else (where NVML
+ * cannot say at all) the graph pool. False: nothing known this time. */
 static bool driver_target(const struct gpucap_device *dev, uint64_t *target)
 {
 	uint64_t truth_bytes;
 	int64_t kinds[GPUCAP_KIND_COUNT];
-	if (nvml_truth(dev, &truth_bytes)) {
+	switch (nvml_truth(dev, &truth_bytes)) {
+	case TRUTH_KNOWN: {
 		uint64_t ledger = ledger_of(dev, kinds);
 		*target = truth_bytes > ledger ? truth_bytes - ledger : 0;
 		return true;
+	}
+	case TRUTH_FAILED:
+		return false;
+	case TRUTH_UNSUPPORTED:
+		break;
 	}
 	gpucap_fn_cuDeviceGetGraphMemAttribute graph = GPUCAP_REAL(cuDeviceGetGraphMemAttribute);
 	cuuint64_t reserved = 0;
@@ -241,7 +265,7 @@ uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged)
 	uint64_t bytes = charged;
 	uint64_t truth_bytes;
 	int64_t kinds[GPUCAP_KIND_COUNT];
-	if (!t->measured && nvml_truth(dev, &truth_bytes)) {
+	if (!t->measured && nvml_truth(dev, &truth_bytes) == TRUTH_KNOWN) {
 		t->measured = true;
 		/* The ledger holds this context at its estimate: the rest is
 		 * what the process had before. */
