@@ -4,7 +4,7 @@
  * then fills what is left of the cap with cuMemAlloc until refused, and holds
  * it all while tests/gpu/run.sh reads the process's real usage from outside
  * (nvidia-smi, without the preload). Prints "holding" and waits for its
- * standard input to close.
+ * standard input to close ("holding PID").
  *
  *   hidden_memory MODE [FATBIN]
  *   module FATBIN  load a module with a 1.5 GiB __device__ array and launch
@@ -12,7 +12,8 @@
  *   heap FATBIN    malloc heap 3 GiB (must be refused), then 512 MiB and a
  *                  kernel that calls malloc
  *   stack FATBIN   stack 32 KiB per thread (must be refused), then a kernel
- *                  that needs stack
+ *   stack-grow FATBIN  a kernel that needs 4 KiB of stack a thread: the driver
+ *                  grows the stack at the launch, caught by reconciliation
  *   pool FATBIN    the default pool keeps everything (release threshold
  *                  UINT64_MAX), 64 rounds of 256 MiB async alloc, kernel, free
  *   ctx8           8 contexts by cuCtxCreate (CUDA 13: v4, NULL params)
@@ -78,7 +79,7 @@ static void fill(void)
 		if (again == CUDA_SUCCESS)
 			n++;
 	}
-	printf("holding\n");
+	printf("holding %d\n", (int)getpid());
 	fflush(stdout);
 	char c;
 	while (read(0, &c, 1) > 0) {
@@ -120,6 +121,12 @@ int main(int argc, char **argv)
 	} else if (strcmp(mode, "stack") == 0) {
 		expect("stack 32 KiB", cuCtxSetLimit(CU_LIMIT_STACK_SIZE, 32 * 1024),
 		       CUDA_ERROR_OUT_OF_MEMORY);
+		CUfunction f = function(&module, fatbin, "nothing");
+		if (f)
+			expect("launch nothing", cuLaunchKernel(f, 132, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL),
+			       CUDA_SUCCESS);
+		cuCtxSynchronize();
+	} else if (strcmp(mode, "stack-grow") == 0) {
 		CUfunction f = function(&module, fatbin, "stack_user");
 		CUdeviceptr out;
 		if (f && cuMemAlloc(&out, 4096) == CUDA_SUCCESS) {

@@ -143,13 +143,19 @@ hold_check() { # name, cap, allowed excess in MiB, env/command...
   local fifo="$scratch/hold-$name" txt="$out/hidden-$name.txt"
   mkfifo "$fifo"
   capped "$hcap" "hidden-$name" "$@" <"$fifo" >"$txt" 2>>"$log" &
-  local pid=$! w
+  local job=$! w pid=""
   exec {w}>"$fifo"
-  for _ in $(seq 600); do grep -q '^holding' "$txt" 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-  local used
-  used=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits | awk -F', *' -v p=$pid '$1 == p {print $2}')
+  for _ in $(seq 600); do
+    pid=$(awk '/^holding/ {print $2}' "$txt" 2>/dev/null)
+    [ -n "$pid" ] && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.1
+  done
+  local used=""
+  [ -n "$pid" ] && used=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits |
+    awk -F', *' -v p="$pid" '$1 == p {print $2}')
   exec {w}>&-
-  wait $pid
+  wait $job
   local status=$?
   cat "$txt" >>"$log"
   say "  $name: real ${used:-?} MiB, cap $((hcap >> 20)) MiB (+${slack} MiB allowed), $(grep -E '^filled' "$txt")"
@@ -165,7 +171,9 @@ if "$cuda/bin/nvcc" -fatbin -DBIG -o "$out/big.fatbin" "$repo/tests/gpu/hidden_m
   hold_check heap $cap 0 "$out/hidden_memory" heap "$out/small.fatbin"
   record "malloc heap 3 GiB refused with OUT_OF_MEMORY; 512 MiB and a malloc kernel: real usage within the cap" $?
   hold_check stack $cap 0 "$out/hidden_memory" stack "$out/small.fatbin"
-  record "stack 32 KiB per thread refused with OUT_OF_MEMORY; a kernel that needs stack: real usage within the cap" $?
+  record "stack 32 KiB per thread refused with OUT_OF_MEMORY, then a kernel: real usage within the cap" $?
+  hold_check stack-grow $cap 1536 "$out/hidden_memory" stack-grow "$out/small.fatbin"
+  record "a kernel that needs 4 KiB of stack a thread (the driver grows the stack): real usage over the cap by at most that growth, nothing admitted after" $?
   hold_check pool $cap 0 "$out/hidden_memory" pool "$out/small.fatbin"
   record "a pool that keeps everything, 64 rounds of 256 MiB: real usage within the cap" $?
   hold_check ctx8 $rcap 0 "$out/hidden_memory" ctx8
