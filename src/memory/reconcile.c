@@ -44,6 +44,14 @@ static struct truth_dev truth[GPUCAP_MAX_DEVICES] = {
     [0 ... GPUCAP_MAX_DEVICES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
 };
 static atomic_bool thread_started;
+/* At exit the driver libraries' destructors may run: the thread must not be
+ * inside NVML or the driver then. stopping and in_step are a Dekker pair
+ * (both seq_cst): the thread raises in_step then reads stopping; exit raises
+ * stopping then reads in_step. So either the thread sees stopping and takes
+ * no step, or exit sees the step and waits (bounded) for its end. */
+static atomic_bool stopping;
+static atomic_bool in_step;
+static atomic_bool atexit_registered;
 static atomic_int nvml_state; /* 0 unknown, 1 ready, -1 unavailable */
 
 /* ---- The clock seam ----------------------------------------------------------
@@ -295,6 +303,11 @@ static void *reconciler(void *arg)
 	sleep_fn sleep_for = (sleep_fn)arg;
 	for (;;) {
 		sleep_for(RECONCILE_PERIOD_NS);
+		atomic_store(&in_step, true); /* partner: stop_at_exit's load of in_step */
+		if (atomic_load(&stopping)) { /* partner: stop_at_exit's store of stopping */
+			atomic_store(&in_step, false);
+			return NULL;
+		}
 		for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
 			if (!atomic_load_explicit(&truth[i].active, memory_order_relaxed))
 				continue;
@@ -302,8 +315,18 @@ static void *reconciler(void *arg)
 			if (gpucap_device_get(i, &dev) == CUDA_SUCCESS)
 				gpucap_reconcile(dev);
 		}
+		atomic_store(&in_step, false);
 	}
 	return NULL;
+}
+
+static void stop_at_exit(void)
+{
+	atomic_store(&stopping, true);                           /* partner: the thread's load of stopping */
+	for (int i = 0; i < 200 && atomic_load(&in_step); i++) { /* partner: the thread's store of in_step */
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
 }
 
 void gpucap_reconcile_device_active(const struct gpucap_device *dev)
@@ -314,6 +337,8 @@ void gpucap_reconcile_device_active(const struct gpucap_device *dev)
 	atomic_store_explicit(&truth[dev->ordinal].active, true, memory_order_relaxed);
 	if (atomic_exchange(&thread_started, true))
 		return;
+	if (!atomic_exchange(&atexit_registered, true))
+		atexit(stop_at_exit);
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
