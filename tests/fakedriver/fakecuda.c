@@ -15,6 +15,11 @@
  *                         kernels this much faster (1500: 1.5x), like a GPU
  *                         whose clock is only pulled down by sustained load;
  *                         default 1000 (none). See boosted().
+ *   FAKECUDA_CTX_V4_FORWARDS=1  cuCtxCreate_v4 with NULL params creates the
+ *                         context through cuCtxCreate_v3, looked up by name
+ *
+ * What a process holds beyond its allocations (contexts, limits, module
+ * globals, graph pools, hidden memory) and the knobs for it: fake_usage.c.
  *
  * Launches run on a simulated clock: a kernel's CUfunction (and a graph's
  * CUgraphExec from fakecuda_graph_exec) is its duration in microseconds.
