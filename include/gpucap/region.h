@@ -70,7 +70,7 @@ extern "C" {
 #endif
 
 #define GPUCAP_REGION_DEFAULT_PATH   "/tmp/cudevshr.cache"
-#define GPUCAP_REGION_FORMAT_VERSION 1u
+#define GPUCAP_REGION_FORMAT_VERSION 2u
 
 /* Largest byte count the region can hold for one device (256 TiB - 1). A
  * limit at or above it means "no limit". */
@@ -102,7 +102,10 @@ typedef enum gpucap_kind {
 	GPUCAP_KIND_CONTEXT = 0,
 	GPUCAP_KIND_MODULE = 1,
 	GPUCAP_KIND_DATA = 2,
-	GPUCAP_KIND_COUNT = 3,
+	/* What the driver holds for the process beyond every intercepted
+	 * charge (its own per-process figure less the rest of the ledger). */
+	GPUCAP_KIND_DRIVER = 3,
+	GPUCAP_KIND_COUNT = 4,
 } gpucap_kind;
 
 /* How a slot's host PID was learnt (see gpucap status). */
@@ -299,6 +302,23 @@ gpucap_status gpucap_reserve(gpucap_region *region, int device, gpucap_kind kind
 
 /* release: return bytes reserved earlier. Same ordering and wait as reserve. */
 void gpucap_release(gpucap_region *region, int device, gpucap_kind kind, uint64_t bytes);
+
+/* own_kind_bytes: this process's in-use bytes on device, by kind (summed
+ * over its lanes; relaxed loads, not a consistent cut). False without a
+ * slot or for an invalid index. Wait: none. */
+bool gpucap_region_own_kind_bytes(const gpucap_region *region, int device, int64_t out[GPUCAP_KIND_COUNT]);
+
+/* Largest context footprint the region records (a larger value read from
+ * the file is treated as unset). */
+#define GPUCAP_CONTEXT_BYTES_MAX (UINT64_C(16) << 30)
+
+/* context_bytes: the measured device-memory footprint of one context on
+ * device, as the first process to measure it noted it; 0 when unknown or
+ * invalid. note_context_bytes records it (rounded up to KiB; 0 or more
+ * than GPUCAP_CONTEXT_BYTES_MAX is ignored). Relaxed: a hint for the next
+ * process's first charge. Wait: none. */
+uint64_t gpucap_region_context_bytes(const gpucap_region *region, int device);
+void gpucap_region_note_context_bytes(gpucap_region *region, int device, uint64_t bytes);
 
 /*
  * return_credit: give back every byte this process holds in reserve on the

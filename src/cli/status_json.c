@@ -112,6 +112,7 @@ static void render_process(struct json_writer *w, const struct gpucap_process_vi
 		json_member_int(w, "context_bytes", d->kind_bytes[GPUCAP_KIND_CONTEXT]);
 		json_member_int(w, "module_bytes", d->kind_bytes[GPUCAP_KIND_MODULE]);
 		json_member_int(w, "data_bytes", d->kind_bytes[GPUCAP_KIND_DATA]);
+		json_member_int(w, "driver_bytes", d->kind_bytes[GPUCAP_KIND_DRIVER]);
 		json_object_end(w);
 	}
 	json_array_end(w);

@@ -111,7 +111,8 @@ static bool add_process_rows(struct cli_table *table, const struct gpucap_proces
 	bool first = true;
 	for (uint32_t i = 0; i < device_count || first; i++) {
 		char device[16] = "-", charged[CLI_CELL_MAX] = "0 B", in_use[CLI_CELL_MAX] = "0 B",
-		     context[CLI_CELL_MAX] = "0 B", module[CLI_CELL_MAX] = "0 B", data[CLI_CELL_MAX] = "0 B";
+		     context[CLI_CELL_MAX] = "0 B", module[CLI_CELL_MAX] = "0 B", data[CLI_CELL_MAX] = "0 B",
+		     driver[CLI_CELL_MAX] = "0 B";
 		if (i < device_count) {
 			const struct gpucap_process_device_view *d = cli_process_device(snapshot, p, i);
 			if (!d || !cli_process_touches_device(d))
@@ -122,6 +123,7 @@ static bool add_process_rows(struct cli_table *table, const struct gpucap_proces
 			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_CONTEXT], context, sizeof(context));
 			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_MODULE], module, sizeof(module));
 			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_DATA], data, sizeof(data));
+			cli_format_signed_bytes(d->kind_bytes[GPUCAP_KIND_DRIVER], driver, sizeof(driver));
 		}
 		const char *cells[] = {
 		    first ? slot : "",
@@ -137,6 +139,7 @@ static bool add_process_rows(struct cli_table *table, const struct gpucap_proces
 		    context,
 		    module,
 		    data,
+		    driver,
 		};
 		if (!cli_table_add_row(table, cells))
 			return false;
@@ -153,8 +156,8 @@ static bool render_processes(const struct gpucap_snapshot *snapshot, FILE *out)
 	}
 	static const char *const headers[] = {"SLOT",        "PID",     "HOST PID", "STATE",   "COMMAND",
 	                                      "LAST KERNEL", "REFUSED", "DEVICE",   "CHARGED", "IN USE",
-	                                      "CONTEXT",     "MODULE",  "DATA"};
-	struct cli_table *table = cli_table_new(13, headers, "rrlllrrrrrrrr");
+	                                      "CONTEXT",     "MODULE",  "DATA",     "DRIVER"};
+	struct cli_table *table = cli_table_new(14, headers, "rrlllrrrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;

@@ -49,6 +49,9 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
          "Allocations refused on the device because they would pass its memory limit, since the region was created."},
     [EXP_PROCESS_IN_USE] = {"gpucap_process_memory_in_use_bytes", "gauge",
                             "Bytes a process has in use on a device."},
+    [EXP_PROCESS_DRIVER] =
+        {"gpucap_process_memory_driver_bytes", "gauge",
+         "Bytes the driver holds for a process on a device that no allocation call asked for (part of in use); absent while none."},
     [EXP_PROCESS_ALIVE] =
         {"gpucap_process_alive", "gauge",
          "1 while the process owning the slot is alive, 0 once it died and its charges await reclaim."},
@@ -255,6 +258,15 @@ static void render_processes(struct exp_render *r, const char *path, const struc
 			label(t, "device_uuid", s->devices[d].uuid, sizeof(s->devices[d].uuid), &first);
 			int_label(t, "device_index", s->devices[d].index, &first);
 			close_uint(t, use->in_use_bytes);
+			if (use->kind_bytes[GPUCAP_KIND_DRIVER] > 0) {
+				t = &r->family[EXP_PROCESS_DRIVER];
+				open_sample(t, EXP_PROCESS_DRIVER, path, l, &first);
+				process_labels(t, p, &first);
+				label(t, "device_uuid", s->devices[d].uuid, sizeof(s->devices[d].uuid),
+				      &first);
+				int_label(t, "device_index", s->devices[d].index, &first);
+				close_uint(t, (uint64_t)use->kind_bytes[GPUCAP_KIND_DRIVER]);
+			}
 		}
 	}
 }

@@ -42,6 +42,7 @@ static void apply(const struct gpucap_policy *policy, const struct gpucap_limits
 	config->sm.policy = (enum gpucap_sm_policy)policy->sm_policy;
 	config->sm.calibrate = policy->sm_calibrate;
 	config->context_bytes = policy->context_bytes;
+	config->context_bytes_set = policy->context_bytes_set;
 	config->log_level = policy->log_level;
 	copy_string(config->region_path, sizeof(config->region_path), policy->region_path);
 	config->region_refused = policy->region_refused;

@@ -394,10 +394,23 @@ CUresult on_mipmapped_array_destroy(CUresult (*real)(CUmipmappedArray), CUmipmap
 
 /* ---- Contexts ---------------------------------------------------------------
  *
- * A context costs device memory by itself. gpucap charges
- * GPUCAP_CONTEXT_BYTES (default 640 MiB) per context: at cuCtxCreate until
- * cuCtxDestroy, and for a primary context from this process's first retain
- * until its last release. */
+ * A context costs device memory by itself. It is charged, at cuCtxCreate
+ * (every version) and cuGreenCtxCreate until its destroy, and for a primary
+ * context from this process's first retain until its last release, at the
+ * size measured on the device (gpucap_context_estimate); this process's
+ * first context on a device is measured from the driver's own figure and its
+ * charge moved to what it really takes.
+ *
+ * A driver may create a context through another entry point of its own (a
+ * cuCtxCreate_v4 that calls the older versions by their exported names, or
+ * retains the primary context): a context creation already under way on
+ * this thread passes straight to the driver, so one context is charged
+ * once, and tracked under its handle once. Without this guard the nested
+ * call charged a second (and third) context and tracked the same handle
+ * twice: creations were refused with room left, and a destroy gave back only
+ * one of the charges. */
+
+static _Thread_local int creating_context;
 
 struct ctx_call {
 	union {
@@ -436,16 +449,21 @@ static CUresult ctx_create(CUresult (*call)(void *), struct ctx_call *c)
 	if (!c->pctx)
 		return CUDA_ERROR_INVALID_VALUE;
 	struct gpucap_device *dev;
-	CUresult r = gpucap_device_get(c->dev, &dev);
-	if (r != CUDA_SUCCESS)
-		return call(c); /* the driver reports the bad device */
-	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, memory_env.config->context_bytes, dev,
+	if (creating_context || gpucap_device_get(c->dev, &dev) != CUDA_SUCCESS)
+		return call(c); /* nested in a creation under way, or a bad device the driver reports */
+	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, gpucap_context_estimate(dev), dev,
 	                         "cuCtxCreate"};
 	struct gpucap_track_entry *entry;
-	r = gpucap_simple_admit(&a, &entry);
+	CUresult r = gpucap_simple_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
 		return r;
+	creating_context++;
 	r = call(c);
+	creating_context--;
+	if (r == CUDA_SUCCESS) {
+		gpucap_reconcile_device_active(dev);
+		a.bytes = gpucap_context_measure(dev, a.bytes);
+	}
 	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*c->pctx : 0);
 	return r;
 }
@@ -489,22 +507,29 @@ CUresult on_primary_ctx_retain(CUresult (*real)(CUcontext *, CUdevice), CUcontex
 	if (!pctx)
 		return CUDA_ERROR_INVALID_VALUE;
 	struct gpucap_device *dev;
-	CUresult r = gpucap_device_get(ordinal, &dev);
-	if (r != CUDA_SUCCESS)
+	if (creating_context || gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS)
 		return real(pctx, ordinal);
-	uint64_t bytes = memory_env.config->context_bytes;
+	CUresult r = CUDA_SUCCESS;
 	pthread_mutex_lock(&dev->primary_lock);
 	bool first = dev->primary_refs == 0;
+	uint64_t bytes = first ? gpucap_context_estimate(dev) : dev->primary_bytes;
 	if (first)
 		r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, bytes);
 	if (first && r != CUDA_SUCCESS)
 		gpucap_refusal_note(dev->region_index, dev, bytes, "cuDevicePrimaryCtxRetain");
 	if (r == CUDA_SUCCESS) {
+		creating_context++;
 		r = real(pctx, ordinal);
-		if (r == CUDA_SUCCESS)
+		creating_context--;
+		if (r == CUDA_SUCCESS) {
 			dev->primary_refs++;
-		else if (first)
+			if (first) {
+				gpucap_reconcile_device_active(dev);
+				dev->primary_bytes = gpucap_context_measure(dev, bytes);
+			}
+		} else if (first) {
 			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes);
+		}
 	}
 	pthread_mutex_unlock(&dev->primary_lock);
 	return r;
@@ -522,10 +547,44 @@ CUresult on_primary_ctx_release(CUresult (*real)(CUdevice), CUdevice ordinal)
 	CUresult r = real(ordinal);
 	if (r == CUDA_SUCCESS && dev->primary_refs > 0) {
 		dev->primary_refs--;
-		if (dev->primary_refs == 0)
-			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT,
-			                     memory_env.config->context_bytes);
+		if (dev->primary_refs == 0) {
+			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, dev->primary_bytes);
+			dev->primary_bytes = 0;
+		}
 	}
 	pthread_mutex_unlock(&dev->primary_lock);
+	return r;
+}
+
+/* Green contexts: charged like any context, tracked by handle. */
+CUresult on_green_ctx_create(CUresult (*real)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned int),
+                             CUgreenCtx *phCtx, CUdevResourceDesc desc, CUdevice ordinal, unsigned int flags)
+{
+	struct gpucap_device *dev;
+	if (!phCtx || creating_context || gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS)
+		return real(phCtx, desc, ordinal, flags);
+	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, gpucap_context_estimate(dev), dev,
+	                         "cuGreenCtxCreate"};
+	struct gpucap_track_entry *entry;
+	CUresult r = gpucap_simple_admit(&a, &entry);
+	if (r != CUDA_SUCCESS)
+		return r;
+	creating_context++;
+	r = real(phCtx, desc, ordinal, flags);
+	creating_context--;
+	if (r == CUDA_SUCCESS) {
+		gpucap_reconcile_device_active(dev);
+		a.bytes = gpucap_context_measure(dev, a.bytes);
+	}
+	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*phCtx : 0);
+	return r;
+}
+
+CUresult on_green_ctx_destroy(CUresult (*real)(CUgreenCtx), CUgreenCtx hCtx)
+{
+	struct gpucap_track_entry *entry =
+	    hCtx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)hCtx) : NULL;
+	CUresult r = real(hCtx);
+	gpucap_track_settle(entry, r);
 	return r;
 }

@@ -124,6 +124,7 @@ void gpucap_devices_reset(void)
 		devices[i].region_index = -1;
 		devices[i].fail_closed = false;
 		devices[i].primary_refs = 0;
+		devices[i].primary_bytes = 0;
 		pthread_mutex_init(&devices[i].primary_lock, NULL);
 	}
 }

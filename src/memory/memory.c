@@ -23,5 +23,6 @@ void gpucap_memory_after_fork(void)
 	gpucap_pools_forget_all();
 	gpucap_devices_reset();
 	gpucap_refusal_after_fork();
+	gpucap_reconcile_after_fork();
 	memory_env.region = NULL;
 }

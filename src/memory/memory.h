@@ -101,6 +101,45 @@ CUresult on_ctx_create_v4(CUresult (*real)(CUcontext *, CUctxCreateParams *, uns
 CUresult on_ctx_destroy(CUresult (*real)(CUcontext), CUcontext ctx);
 CUresult on_primary_ctx_retain(CUresult (*real)(CUcontext *, CUdevice), CUcontext *pctx, CUdevice dev);
 CUresult on_primary_ctx_release(CUresult (*real)(CUdevice), CUdevice dev);
+CUresult on_green_ctx_create(CUresult (*real)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned int),
+                             CUgreenCtx *phCtx, CUdevResourceDesc desc, CUdevice dev, unsigned int flags);
+CUresult on_green_ctx_destroy(CUresult (*real)(CUgreenCtx), CUgreenCtx hCtx);
+CUresult on_ctx_set_limit(CUresult (*real)(CUlimit, size_t), CUlimit limit, size_t value);
+CUresult on_module_load(CUresult (*real)(CUmodule *, const char *), CUmodule *module, const char *fname);
+CUresult on_module_load_data(CUresult (*real)(CUmodule *, const void *), CUmodule *module, const void *image);
+CUresult on_module_load_data_ex(CUresult (*real)(CUmodule *, const void *, unsigned int, CUjit_option *,
+                                                 void **),
+                                CUmodule *module, const void *image, unsigned int numOptions,
+                                CUjit_option *options, void **optionValues);
+CUresult on_module_load_fat_binary(CUresult (*real)(CUmodule *, const void *), CUmodule *module,
+                                   const void *fatCubin);
+CUresult on_library_load_data(CUresult (*real)(CUlibrary *, const void *, CUjit_option *, void **,
+                                               unsigned int, CUlibraryOption *, void **, unsigned int),
+                              CUlibrary *library, const void *code, CUjit_option *jitOptions,
+                              void **jitOptionsValues, unsigned int numJitOptions,
+                              CUlibraryOption *libraryOptions, void **libraryOptionValues,
+                              unsigned int numLibraryOptions);
+CUresult on_library_load_from_file(CUresult (*real)(CUlibrary *, const char *, CUjit_option *, void **,
+                                                    unsigned int, CUlibraryOption *, void **, unsigned int),
+                                   CUlibrary *library, const char *fileName, CUjit_option *jitOptions,
+                                   void **jitOptionsValues, unsigned int numJitOptions,
+                                   CUlibraryOption *libraryOptions, void **libraryOptionValues,
+                                   unsigned int numLibraryOptions);
+CUresult on_graph_add_mem_alloc_node(CUresult (*real)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+                                                      CUDA_MEM_ALLOC_NODE_PARAMS *),
+                                     CUgraphNode *phGraphNode, CUgraph hGraph,
+                                     const CUgraphNode *dependencies, size_t numDependencies,
+                                     CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams);
+CUresult on_graph_instantiate_with_flags(CUresult (*real)(CUgraphExec *, CUgraph, unsigned long long),
+                                         CUgraphExec *phGraphExec, CUgraph hGraph, unsigned long long flags);
+CUresult on_graph_instantiate_with_params(CUresult (*real)(CUgraphExec *, CUgraph,
+                                                           CUDA_GRAPH_INSTANTIATE_PARAMS *),
+                                          CUgraphExec *phGraphExec, CUgraph hGraph,
+                                          CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams);
+CUresult on_graph_upload(CUresult (*real)(CUgraphExec, CUstream), CUgraphExec hGraphExec, CUstream hStream);
+CUresult on_device_graph_mem_trim(CUresult (*real)(CUdevice), CUdevice device);
+CUresult on_mem_pool_set_attribute(CUresult (*real)(CUmemoryPool, CUmemPool_attribute, void *),
+                                   CUmemoryPool pool, CUmemPool_attribute attr, void *value);
 CUresult on_mem_get_info(CUresult (*real)(size_t *, size_t *), size_t *freeBytes, size_t *totalBytes);
 CUresult on_mem_get_info_v1(CUresult (*real)(unsigned int *, unsigned int *), unsigned int *freeBytes,
                             unsigned int *totalBytes);

@@ -31,6 +31,7 @@ struct gpucap_device {
 	char uuid[GPUCAP_UUID_MAX];
 	pthread_mutex_t primary_lock;
 	int primary_refs;
+	uint64_t primary_bytes; /* what the primary context is charged; under primary_lock */
 };
 
 /* The device for a CUDA ordinal, resolved on first use (UUID, region entry).
@@ -113,6 +114,32 @@ void gpucap_pools_reconcile_all(int region_index);
 void gpucap_pools_forget_all(void);
 /* A tracked pointer from a pool was freed: bytes go back to it. */
 void gpucap_pool_return(struct gpucap_pool *pool, uint64_t bytes);
+
+/* ---- The driver's truth (reconcile.c) ------------------------------------------- */
+
+/* A context exists on dev: the reconciler thread (started on the first
+ * call) looks at the device from now on. */
+void gpucap_reconcile_device_active(const struct gpucap_device *dev);
+/* Anchor dev's driver charge to the driver's own figure for this process.
+ * False when the container has no room for all of it (then what fits is
+ * charged: further allocations are refused). Never on an allocation path. */
+bool gpucap_reconcile(struct gpucap_device *dev);
+/* Charge bytes a call declares it will take, as the driver's, before the
+ * call; the next reconciliation replaces it with the truth. */
+CUresult gpucap_reconcile_declare(struct gpucap_device *dev, uint64_t bytes);
+/* Give back bytes declared earlier (at most what is charged as the
+ * driver's): the call failed, or a limit was lowered. */
+void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes);
+/* What a new context on dev is charged: GPUCAP_CONTEXT_BYTES when given,
+ * else the size measured on the device (kept in the region), else the
+ * default. */
+uint64_t gpucap_context_estimate(const struct gpucap_device *dev);
+/* Just after this process's first context on dev, charged `charged`:
+ * measure it from the driver's figure, keep the size in the region and
+ * move the charge to it. Returns the context's charge now. */
+uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged);
+/* Forked child: no thread, nothing measured, nothing charged. */
+void gpucap_reconcile_after_fork(void);
 
 /* Saturating product. */
 static inline uint64_t gpucap_mul_sat(uint64_t a, uint64_t b)

@@ -73,8 +73,16 @@ static bool device_use(int region_index, struct device_use *use)
 
 static void warn_first(int region_index, const struct gpucap_device *dev, uint64_t bytes, const char *api)
 {
-	char where[48], request[32], cap_text[32], own_text[32], total_text[32];
-	human_bytes(bytes, request, sizeof(request));
+	char where[48], request[64], cap_text[32], own_text[32], total_text[32];
+	/* Memory the driver takes behind a call (module globals, graph pools)
+	 * has no size the call declares: say so rather than "0 B". */
+	if (bytes) {
+		char human[32];
+		snprintf(request, sizeof(request), "%s (%llu bytes)",
+		         human_bytes(bytes, human, sizeof(human)), (unsigned long long)bytes);
+	} else {
+		snprintf(request, sizeof(request), "the memory the driver took for it");
+	}
 	if (dev)
 		snprintf(where, sizeof(where), "device %d", dev->ordinal);
 	else
@@ -89,9 +97,9 @@ static void warn_first(int region_index, const struct gpucap_device *dev, uint64
 	const char *uuid = dev && dev->uuid[0] ? dev->uuid : use.uuid[0] ? use.uuid : "UUID unknown";
 	GPUCAP_LOG(
 	    GPUCAP_LOG_WARN,
-	    "allocation refused: %s of %s (%llu bytes) on %s (%s) would pass its cap of %s; in use: %s by this process, %s by the container (%u process%s); later refusals in this process are counted, not printed; see `gpucap status --file %s`",
-	    api, request, (unsigned long long)bytes, where, uuid,
-	    human_bytes(limit, cap_text, sizeof(cap_text)), human_bytes(use.own, own_text, sizeof(own_text)),
+	    "allocation refused: %s of %s on %s (%s) would pass its cap of %s; in use: %s by this process, %s by the container (%u process%s); later refusals in this process are counted, not printed; see `gpucap status --file %s`",
+	    api, request, where, uuid, human_bytes(limit, cap_text, sizeof(cap_text)),
+	    human_bytes(use.own, own_text, sizeof(own_text)),
 	    human_bytes(use.total, total_text, sizeof(total_text)), (unsigned)use.holders,
 	    use.holders == 1 ? "" : "es", gpucap_region_path(memory_env.region));
 }

@@ -147,6 +147,9 @@ struct gpucap_policy {
 	bool region_group;
 	char node_dir[4096]; /* "": no turns */
 	uint64_t context_bytes;
+	/* GPUCAP_CONTEXT_BYTES was given (valid): the charge per context is
+	 * that, never the measured footprint. */
+	bool context_bytes_set;
 	bool visible_devices_set;
 	char visible_devices[1024];
 	/* A limits file is loaded: its cap binds the container (binding.h). */

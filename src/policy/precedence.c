@@ -376,8 +376,12 @@ static void resolve_context_bytes(const struct gpucap_policy_input *in, struct g
 	out->context_bytes = GPUCAP_POLICY_CONTEXT_BYTES;
 	const char *name;
 	const char *value = lookup(in, GPUCAP_SETTING_CONTEXT_BYTES, false, &name);
-	if (!value || gpucap_parse_size(value, &out->context_bytes))
+	if (!value)
 		return;
+	if (gpucap_parse_size(value, &out->context_bytes)) {
+		out->context_bytes_set = true;
+		return;
+	}
 	out->context_bytes = GPUCAP_POLICY_CONTEXT_BYTES;
 	diag(out, GPUCAP_DIAG_ERROR, GPUCAP_SETTING_CONTEXT_BYTES,
 	     "%s=\"%.200s\" is not valid; expected %s; failing closed: every device is capped at 0 bytes",

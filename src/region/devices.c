@@ -204,3 +204,39 @@ void gpucap_region_set_local_cap(gpucap_region *r, int device, uint64_t cap)
 	                                              memory_order_relaxed, memory_order_relaxed)) {
 	}
 }
+
+bool gpucap_region_own_kind_bytes(const gpucap_region *r, int device, int64_t out[GPUCAP_KIND_COUNT])
+{
+	for (unsigned kind = 0; kind < GPUCAP_KIND_COUNT; kind++)
+		out[kind] = 0;
+	if (!r || r->slot < 0 || !device_index_valid(r, device))
+		return false;
+	for (uint32_t lane = 0; lane < r->geo.lanes; lane++) {
+		const struct lane_device *lane_device =
+		    region_lane_device(r, (uint32_t)r->slot, lane, (uint32_t)device);
+		for (unsigned kind = 0; kind < GPUCAP_KIND_COUNT; kind++)
+			out[kind] +=
+			    atomic_load_explicit(&lane_device->kind_bytes[kind], memory_order_relaxed);
+	}
+	return true;
+}
+
+uint64_t gpucap_region_context_bytes(const gpucap_region *r, int device)
+{
+	if (!r || !device_index_valid(r, device))
+		return 0;
+	/* From the shared file: anything past the maximum is treated as unset. */
+	uint64_t bytes = (uint64_t)atomic_load_explicit(&region_device(r, (uint32_t)device)->context_kib,
+	                                                memory_order_relaxed)
+	                 << 10;
+	return bytes <= GPUCAP_CONTEXT_BYTES_MAX ? bytes : 0;
+}
+
+void gpucap_region_note_context_bytes(gpucap_region *r, int device, uint64_t bytes)
+{
+	if (!r || r->observer || !device_index_valid(r, device) || bytes == 0 ||
+	    bytes > GPUCAP_CONTEXT_BYTES_MAX)
+		return;
+	atomic_store_explicit(&region_device(r, (uint32_t)device)->context_kib,
+	                      (uint32_t)((bytes + 1023) >> 10), memory_order_relaxed);
+}

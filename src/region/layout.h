@@ -120,7 +120,8 @@ struct device_entry {
 	_Atomic uint32_t sm_state;       /* SM_STATE_* bits (sm.c) */
 	_Atomic int32_t sm_integral_ppm; /* controller's integral term */
 	_Atomic uint32_t sm_weight_ppm;  /* work weight of a busy second (sm.c); 0: unset, 1.0 */
-	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 44 - 12];
+	_Atomic uint32_t context_kib;    /* measured footprint of one context, KiB; 0: unknown */
+	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 48 - 8];
 	/* Allocations refused on this device over the region's life (relaxed
 	 * adds by the refusing process; files made before hold 0). */
 	_Atomic uint64_t refusals;
@@ -203,7 +204,7 @@ struct lane_device {
 	_Atomic int64_t credit;   /* granted but not in use: the lane's reserve */
 	_Atomic int64_t kind_bytes[GPUCAP_KIND_COUNT];
 };
-_Static_assert(sizeof(struct lane_device) == 40, "lane device layout");
+_Static_assert(sizeof(struct lane_device) == 48, "lane device layout");
 
 /* Sizes, offsets and the header checksum for a given capacity. */
 struct region_geometry {

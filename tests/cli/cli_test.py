@@ -233,7 +233,7 @@ def test_status_json(h):
     check_status_schema(doc)
     check_equal(doc["schema_version"], 1, "schema_version")
     check_equal(doc["path"], pop.region, "path")
-    check_equal(doc["format_version"], 1, "format_version")
+    check_equal(doc["format_version"], 2, "format_version")
     check(doc["consistent"], "a quiet region must read consistently")
     check(doc["created_unix_ns"] > 0, "created_unix_ns must be set")
     devices = device_by_uuid(doc)
@@ -293,7 +293,7 @@ def test_status_text(h):
     res = h.cli("status", "--file", pop.region)
     check_equal((res.returncode, res.stderr), (0, ""), "status exit code and stderr")
     lines = res.stdout.splitlines()
-    check(lines[0].startswith(f"region:    {pop.region} (format 1, created "), f"first line: {lines[0]!r}")
+    check(lines[0].startswith(f"region:    {pop.region} (format 2, created "), f"first line: {lines[0]!r}")
     check(any(l.startswith("slots:     2 in use of ") and l.endswith(", 1 dead awaiting reclaim")
               for l in lines), "slots summary line")
     check(any(l.startswith("hint:") and "gpucap reap" in l for l in lines), "the reap hint for a dead slot")
@@ -311,23 +311,25 @@ def test_status_text(h):
     header = next((l for l in lines if l.startswith("SLOT")), None)
     check(header is not None, f"no process table in:\n{res.stdout}")
     check_equal(split_row(header), ["SLOT", "PID", "HOST PID", "STATE", "COMMAND", "LAST KERNEL", "REFUSED",
-                                    "DEVICE", "CHARGED", "IN USE", "CONTEXT", "MODULE", "DATA"], "process header")
+                                    "DEVICE", "CHARGED", "IN USE", "CONTEXT", "MODULE", "DATA", "DRIVER"],
+                "process header")
     start = lines.index(header)
     table = [split_row(l) for l in lines[start + 1:]]
-    a_rows = [r for r in table if len(r) == 13 and r[1] == str(pop.a.pid)]
+    a_rows = [r for r in table if len(r) == 14 and r[1] == str(pop.a.pid)]
     check_equal(a_rows, [[str(pop.a_slot), str(pop.a.pid), f"{pop.a.pid} (same pid namespace)", "alive",
-                          "region_actor", "-", "0", dev_a_index, "102 MiB", "102 MiB", "2 MiB", "0 B", "100 MiB"]],
+                          "region_actor", "-", "0", dev_a_index, "102 MiB", "102 MiB", "2 MiB", "0 B", "100 MiB",
+                          "0 B"]],
                 "actor A row")
-    b_at = next((i for i, r in enumerate(table) if len(r) == 13 and r[1] == str(pop.b.pid)), None)
+    b_at = next((i for i, r in enumerate(table) if len(r) == 14 and r[1] == str(pop.b.pid)), None)
     check(b_at is not None, f"no row for actor B in:\n{res.stdout}")
     b_rows = [table[b_at]] + ([table[b_at + 1]] if b_at + 1 < len(table) else [])
-    by_device = {r[-6]: r[-6:] for r in b_rows}
+    by_device = {r[-7]: r[-7:] for r in b_rows}
     check_equal(table[b_at][3], "dead, awaiting reclaim", "actor B state")
-    check_equal(by_device.get(dev_a_index), [dev_a_index, "51 MiB", "51 MiB", "0 B", "1 MiB", "50 MiB"],
+    check_equal(by_device.get(dev_a_index), [dev_a_index, "51 MiB", "51 MiB", "0 B", "1 MiB", "50 MiB", "0 B"],
                 "actor B on device A")
-    check_equal(by_device.get(dev_b_index), [dev_b_index, "10 MiB", "10 MiB", "0 B", "0 B", "10 MiB"],
+    check_equal(by_device.get(dev_b_index), [dev_b_index, "10 MiB", "10 MiB", "0 B", "0 B", "10 MiB", "0 B"],
                 "actor B on device B (continuation row)")
-    check_equal(len(table[b_at + 1]) if b_at + 1 < len(table) else 0, 6, "continuation row width")
+    check_equal(len(table[b_at + 1]) if b_at + 1 < len(table) else 0, 7, "continuation row width")
 
     # An SM limit set live shows with the throttle's duty; the share stays
     # n/a until the library has measured it.

@@ -322,7 +322,7 @@ def test_doctor_region(h):
     pop = Populated(h)
     rc, lines = doctor_lines(h, "--file", pop.region, GPUCAP_LIBRARY=h.fake_preload)
     text = "\n".join(lines)
-    check(f"ok    region: {pop.region} attaches (path from --file): format 1, 2 devices, 2 processes" in lines,
+    check(f"ok    region: {pop.region} attaches (path from --file): format 2, 2 devices, 2 processes" in lines,
           text)
     check("warn  region: 1 dead slot awaiting reclaim still holds memory; fix: run 'gpucap reap'" in lines, text)
     check(f"ok    permissions: region {pop.region}: owner uid {os.geteuid()}, mode 0600" in lines, text)

@@ -29,7 +29,7 @@ static int fail(const char *what, const char *detail)
 
 static bool parse_kind(const char *text, gpucap_kind *kind)
 {
-	static const char *const names[] = {"context", "module", "data"};
+	static const char *const names[GPUCAP_KIND_COUNT] = {"context", "module", "data", "driver"};
 	for (int k = 0; k < GPUCAP_KIND_COUNT; k++) {
 		if (strcmp(text, names[k]) == 0) {
 			*kind = (gpucap_kind)k;

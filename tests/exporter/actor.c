@@ -7,7 +7,7 @@
  *   device UUID LIMIT SM   register UUID with LIMIT bytes ("unlimited" for
  *                          none) and SM percent (0: none); later reserves
  *                          charge it
- *   reserve KIND BYTES     KIND: context, module or data
+ *   reserve KIND BYTES     KIND: context, module, data or driver
  *   launch UNIX_NS         record UNIX_NS as the time of the last kernel
  *                          launch (as the library does on each launch)
  */
@@ -41,7 +41,7 @@ static int parse_u64(const char *text, uint64_t *out)
 
 static int run_steps(gpucap_region *region, int argc, char **argv)
 {
-	static const char *const kinds[] = {"context", "module", "data"};
+	static const char *const kinds[GPUCAP_KIND_COUNT] = {"context", "module", "data", "driver"};
 	int device = -1;
 	int registered[64];
 	int registered_count = 0;

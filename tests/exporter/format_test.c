@@ -210,7 +210,8 @@ static void make_snapshot(struct fixture *f)
 	snprintf(f->processes[0].comm, sizeof(f->processes[0].comm), "tr\"ain\\er");
 	f->usage[0][5].charged_bytes = 106954752;
 	f->usage[0][5].in_use_bytes = 104857600;
-	f->usage[0][5].kind_bytes[GPUCAP_KIND_DATA] = 104857600;
+	f->usage[0][5].kind_bytes[GPUCAP_KIND_DATA] = 100663296;
+	f->usage[0][5].kind_bytes[GPUCAP_KIND_DRIVER] = 4194304;
 	f->processes[1] = (struct gpucap_process_view){.slot = 6,
 	                                               .pid = 18,
 	                                               .host_pid = 0,
@@ -303,6 +304,11 @@ static void test_render_snapshot(void **state)
 	assert_no_substring(text,
 	                    "slot=\"4\",pid=\"17\",host_pid=\"4242\",comm=\"tr\\\"ain\\\\er\",device_uuid="
 	                    "\"GPU-bbbb\"");
+	/* What the driver holds beyond the ledger, only where there is some. */
+	assert_has_line(text, "gpucap_process_memory_driver_bytes{" R
+	                      ",slot=\"4\",pid=\"17\",host_pid=\"4242\",comm=\"tr\\\"ain\\\\er\","
+	                      "device_uuid=\"GPU-aaaa\",device_index=\"5\"} 4194304");
+	assert_no_substring(text, "gpucap_process_memory_driver_bytes{" R ",slot=\"6\"");
 	/* The last launch as a Unix time in seconds (to the microsecond), only
 	 * for a process that launched something. */
 	assert_has_line(text, "# TYPE gpucap_process_last_launch_timestamp_seconds gauge");

@@ -15,6 +15,11 @@
  *                         kernels this much faster (1500: 1.5x), like a GPU
  *                         whose clock is only pulled down by sustained load;
  *                         default 1000 (none). See boosted().
+ *   FAKECUDA_CTX_V4_FORWARDS=1  cuCtxCreate_v4 with NULL params creates the
+ *                         context through cuCtxCreate_v3, looked up by name
+ *
+ * What a process holds beyond its allocations (contexts, limits, module
+ * globals, graph pools, hidden memory) and the knobs for it: fake_usage.c.
  *
  * Launches run on a simulated clock: a kernel's CUfunction (and a graph's
  * CUgraphExec from fakecuda_graph_exec) is its duration in microseconds.
@@ -28,7 +33,9 @@
 #include "cuda_abi.h"
 #include "fake_clock.h"
 #include "fake_common.h"
+#include "fake_usage.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -56,6 +63,7 @@ struct fake_pool {
 	int ordinal;
 	uint64_t reserved;
 	uint64_t used;
+	uint64_t release_threshold; /* kept at a synchronisation */
 	bool is_default;
 	bool destroyed;
 };
@@ -252,6 +260,7 @@ static CUresult ctx_create(CUcontext *pctx, CUdevice dev)
 	ctx->ordinal = dev;
 	current = ctx;
 	*pctx = (CUcontext)ctx;
+	fake_usage_context(dev, +1);
 	return CUDA_SUCCESS;
 }
 
@@ -276,11 +285,21 @@ FAKE_EXPORT CUresult cuCtxCreate_v3(CUcontext *pctx, CUexecAffinityParam *params
 	return ctx_create(pctx, dev);
 }
 
+/* FAKECUDA_CTX_V4_FORWARDS=1: a driver whose cuCtxCreate_v4 creates the
+ * context through its own older entry point, looked up by name (so an
+ * interposed wrapper sees a second creation nested in the first). */
 FAKE_EXPORT CUresult cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *params, unsigned int flags,
                                     CUdevice dev)
 {
+	const char *forward = getenv("FAKECUDA_CTX_V4_FORWARDS");
+	if (!params && forward && strcmp(forward, "1") == 0) {
+		CUresult (*v3)(CUcontext *, CUexecAffinityParam *, int, unsigned int, CUdevice) =
+		    (CUresult(*)(CUcontext *, CUexecAffinityParam *, int, unsigned int, CUdevice))dlsym(
+		        RTLD_DEFAULT, "cuCtxCreate_v3");
+		if (v3)
+			return v3(pctx, NULL, 0, flags, dev);
+	}
 	(void)params;
-	(void)flags;
 	return ctx_create(pctx, dev);
 }
 
@@ -293,6 +312,7 @@ static CUresult ctx_destroy(CUcontext c)
 	if (current == ctx)
 		current = NULL;
 	ctx->magic = 0;
+	fake_usage_context(ctx->ordinal, -1);
 	free(ctx->legacy);
 	free(ctx);
 	return CUDA_SUCCESS;
@@ -345,8 +365,10 @@ FAKE_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 		return CUDA_ERROR_INVALID_VALUE;
 	NEED_DEV(dev);
 	pthread_mutex_lock(&lock);
-	devs[dev].primary.refs++;
+	bool first = devs[dev].primary.refs++ == 0;
 	pthread_mutex_unlock(&lock);
+	if (first)
+		fake_usage_context(dev, +1);
 	*pctx = (CUcontext)&devs[dev].primary;
 	return CUDA_SUCCESS;
 }
@@ -361,7 +383,10 @@ static CUresult primary_release(CUdevice dev)
 		r = CUDA_ERROR_INVALID_CONTEXT;
 	else
 		devs[dev].primary.refs--;
+	bool last = r == CUDA_SUCCESS && devs[dev].primary.refs == 0;
 	pthread_mutex_unlock(&lock);
+	if (last)
+		fake_usage_context(dev, -1);
 	return r;
 }
 
@@ -821,11 +846,26 @@ FAKE_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribut
 	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
 		*(cuuint64_t *)value = p->used;
 		break;
+	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+		*(cuuint64_t *)value = p->release_threshold;
+		break;
 	default:
 		r = CUDA_ERROR_INVALID_VALUE;
 	}
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+FAKE_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+	NEED_INIT();
+	struct fake_pool *p = (struct fake_pool *)pool;
+	if (!p || !value || attr != CU_MEMPOOL_ATTR_RELEASE_THRESHOLD)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&lock);
+	p->release_threshold = *(cuuint64_t *)value;
+	pthread_mutex_unlock(&lock);
+	return CUDA_SUCCESS;
 }
 
 static CUresult pool_alloc(CUdeviceptr *dptr, size_t bytes, struct fake_pool *pool)
@@ -907,7 +947,7 @@ FAKE_EXPORT CUresult cuStreamSynchronize(CUstream stream)
 	stream_wait_done(stream, false);
 	pthread_mutex_lock(&lock);
 	for (int i = 0; i < visible_count; i++)
-		pool_trim_locked(&devs[i].default_pool, 0);
+		pool_trim_locked(&devs[i].default_pool, devs[i].default_pool.release_threshold);
 	pthread_mutex_unlock(&lock);
 	return CUDA_SUCCESS;
 }
@@ -1271,7 +1311,7 @@ static CUresult launch(int kind, uint64_t work_ns, CUstream h, bool per_thread)
 	return r;
 }
 
-#define KERNEL_NS(f) ((uint64_t)(uintptr_t)(f)*1000u)
+#define KERNEL_NS(f) fake_usage_launch(f)
 
 FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
                                     unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared,
@@ -1329,6 +1369,7 @@ static CUresult graph_launch(int kind, CUgraphExec exec, CUstream h, bool per_th
 	struct fake_graph *g = (struct fake_graph *)exec;
 	if (!g || g->magic != GRAPH_MAGIC)
 		return CUDA_ERROR_INVALID_VALUE;
+	fake_usage_graph_launched(exec);
 	return launch(kind, g->work_ns, h, per_thread);
 }
 
@@ -1417,6 +1458,7 @@ FAKE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph grap
 	struct fake_graph *e = calloc(1, sizeof(*e));
 	*e = *g;
 	*exec = (CUgraphExec)e;
+	fake_usage_graph_instantiated(graph, *exec);
 	return CUDA_SUCCESS;
 }
 
@@ -1426,7 +1468,18 @@ static CUresult graph_free(void *p)
 	if (!g || g->magic != GRAPH_MAGIC)
 		return CUDA_ERROR_INVALID_VALUE;
 	g->magic = 0;
+	fake_usage_graph_forget(g);
 	free(g);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuGraphCreate(CUgraph *phGraph, unsigned int flags)
+{
+	if (!phGraph || flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct fake_graph *g = calloc(1, sizeof(*g));
+	g->magic = GRAPH_MAGIC;
+	*phGraph = (CUgraph)g;
 	return CUDA_SUCCESS;
 }
 
@@ -1628,6 +1681,21 @@ FAKE_EXPORT uint64_t fakecuda_stat(const char *name)
 }
 
 /* ---- Test hooks (not driver API) ------------------------------------------ */
+
+int fake_current_ordinal(void)
+{
+	return current ? current->ordinal : -1;
+}
+
+int fake_visible_count(void)
+{
+	return visible_count;
+}
+
+int fake_physical_of(int ordinal)
+{
+	return ordinal >= 0 && ordinal < visible_count ? devs[ordinal].physical : -1;
+}
 
 /* Bytes the fake device has handed out, for tests. */
 FAKE_EXPORT uint64_t fakecuda_device_used(int ordinal)

@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,11 +34,22 @@ struct nvmlDevice_st {
 };
 
 static struct nvmlDevice_st handles[FAKE_MAX_DEVICES];
-static bool initialised;
+/* gpucap's reconciler and its SM controller initialise NVML from their own
+ * threads, possibly at once: the setup runs once, under setup_lock. */
+static atomic_bool initialised;
+static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool set_up;
 static unsigned long long total, used;
 
 FAKE_EXPORT nvmlReturn_t nvmlInit_v2(void)
 {
+	pthread_mutex_lock(&setup_lock);
+	if (set_up) {
+		initialised = true;
+		pthread_mutex_unlock(&setup_lock);
+		return NVML_SUCCESS;
+	}
+	set_up = true;
 	fake_devices_load();
 	for (int i = 0; i < FAKE_MAX_DEVICES; i++)
 		handles[i].index = i;
@@ -46,6 +58,7 @@ FAKE_EXPORT nvmlReturn_t nvmlInit_v2(void)
 	total = t ? strtoull(t, NULL, 0) : (16ull << 30);
 	used = u ? strtoull(u, NULL, 0) : 0;
 	initialised = true;
+	pthread_mutex_unlock(&setup_lock);
 	return NVML_SUCCESS;
 }
 
@@ -301,6 +314,49 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 	}
 	pthread_mutex_unlock(&util_lock);
 	return r;
+}
+
+/* ---- Per-process memory -------------------------------------------------------
+ *
+ * This process (getpid(), as NVML names it inside a PID namespace) is listed
+ * on a device where it holds anything, with what the fake CUDA driver says
+ * it holds there in all (fake_usage.c). Other processes are not modelled.
+ * FAKENVML_PROCESSES=unsupported makes the call fail. */
+
+static _Atomic uint64_t process_queries;
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+                                                                 nvmlProcessInfo_t *infos)
+{
+	process_queries++;
+	if (!valid(device) || !infoCount)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	const char *mode = getenv("FAKENVML_PROCESSES");
+	if (mode && strcmp(mode, "unsupported") == 0)
+		return NVML_ERROR_NOT_SUPPORTED;
+	int (*process_used)(int, uint64_t *) =
+	    (int (*)(int, uint64_t *))dlsym(RTLD_DEFAULT, "fakecuda_process_used_physical");
+	uint64_t bytes = 0;
+	unsigned int n = process_used && process_used(device->index, &bytes) ? 1u : 0u;
+	if (*infoCount < n || (n && !infos)) {
+		*infoCount = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	if (n) {
+		memset(&infos[0], 0, sizeof(infos[0]));
+		infos[0].pid = (unsigned int)getpid();
+		infos[0].usedGpuMemory = bytes;
+	}
+	*infoCount = n;
+	return NVML_SUCCESS;
+}
+
+/* Counters for the tests: "process_queries", the calls above. */
+FAKE_EXPORT uint64_t fakenvml_stat(const char *name)
+{
+	if (name && strcmp(name, "process_queries") == 0)
+		return process_queries;
+	return 0;
 }
 
 #define FAKE_ROWS_NVML

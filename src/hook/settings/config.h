@@ -48,6 +48,8 @@ struct gpucap_config {
 	struct gpucap_device_config device[GPUCAP_MAX_DEVICES];
 	struct gpucap_sm_config sm;
 	uint64_t context_bytes;
+	/* GPUCAP_CONTEXT_BYTES was given: it overrides the measured size. */
+	bool context_bytes_set;
 	char region_path[4096];
 	/* The environment named another region than the limits file allows:
 	 * no region is attached, every device fails closed. */

@@ -1,0 +1,351 @@
+/*
+ * The ledger anchored to the driver's truth.
+ *
+ * The ledger (what the intercepted calls charged) is the hot path. What the
+ * driver holds for the process beyond it (context growth, limits, module
+ * globals, graph pools, a library's own allocations) is learnt from the
+ * driver's own per-process figure, NVML's used memory for getpid() (inside
+ * a PID namespace NVML names processes as the namespace sees them), and
+ * charged as GPUCAP_KIND_DRIVER: truth - (every other kind this process
+ * holds), never below 0. Where NVML cannot say, the graph pool's reserved
+ * size (cuDeviceGetGraphMemAttribute) is what is charged; pools follow
+ * their own reserved size in pools.c.
+ *
+ * This runs off the allocation paths only: on gpucap's reconciler thread
+ * (every RECONCILE_PERIOD_NS, started with the first context) and right
+ * after the calls that take memory behind the allocation APIs (behind.c).
+ * One mutex per device orders this process's steps for that device; no
+ * allocation or free ever takes it, and nothing here is shared between
+ * processes other than the region's own lock-free charge.
+ */
+#define _GNU_SOURCE
+#include "clock.h"
+#include "driver.h"
+#include "log.h"
+#include "memory_internal.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RECONCILE_PERIOD_NS UINT64_C(100000000)
+#define MAX_PROCESSES       1024
+
+struct truth_dev {
+	pthread_mutex_t lock;
+	atomic_bool active;      /* a context exists: the thread looks at it */
+	uint64_t driver_charged; /* charged as GPUCAP_KIND_DRIVER; under lock */
+	bool measured;           /* the first context was measured; under lock */
+	bool over_logged;
+};
+
+static struct truth_dev truth[GPUCAP_MAX_DEVICES] = {
+    [0 ... GPUCAP_MAX_DEVICES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
+};
+static atomic_bool thread_started;
+/* At exit the driver libraries' destructors may run: the thread must not be
+ * inside NVML or the driver then. stopping and in_step are a Dekker pair
+ * (both seq_cst): the thread raises in_step then reads stopping; exit raises
+ * stopping then reads in_step. So either the thread sees stopping and takes
+ * no step, or exit sees the step and waits (bounded) for its end. */
+static atomic_bool stopping;
+static atomic_bool in_step;
+static atomic_bool atexit_registered;
+static atomic_int nvml_state; /* 0 unknown, 1 ready, -1 unavailable */
+
+/* The thread sleeps one period between steps, through the platform's clock
+ * seam (src/platform/clock.h): a test runs it on the test double's
+ * simulated time, as it does the compute threads. */
+
+/* ---- The truth ------------------------------------------------------------------ */
+
+static bool nvml_ready(void)
+{
+	int state = atomic_load(&nvml_state);
+	if (state == 0) {
+		gpucap_fn_nvmlInit_v2 init = GPUCAP_REAL(nvmlInit_v2);
+		state = init && init() == NVML_SUCCESS && GPUCAP_REAL(nvmlDeviceGetHandleByUUID) &&
+		                GPUCAP_REAL(nvmlDeviceGetComputeRunningProcesses_v3)
+		            ? 1
+		            : -1;
+		atomic_store(&nvml_state, state);
+	}
+	return state > 0;
+}
+
+enum truth_answer {
+	TRUTH_KNOWN,       /* *bytes is NVML's figure */
+	TRUTH_UNSUPPORTED, /* NVML cannot say here: use the driver's attributes */
+	TRUTH_FAILED,      /* this query failed: change nothing */
+};
+
+/* NVML's used memory for this process on dev. */
+static enum truth_answer nvml_truth(const struct gpucap_device *dev, uint64_t *bytes)
+{
+	if (!nvml_ready())
+		return TRUTH_UNSUPPORTED;
+	nvmlDevice_t handle;
+	if (GPUCAP_REAL(nvmlDeviceGetHandleByUUID)(dev->uuid, &handle) != NVML_SUCCESS)
+		return TRUTH_FAILED;
+	nvmlProcessInfo_t *infos = calloc(MAX_PROCESSES, sizeof(*infos));
+	if (!infos)
+		return TRUTH_FAILED;
+	unsigned int count = MAX_PROCESSES;
+	nvmlReturn_t r = GPUCAP_REAL(nvmlDeviceGetComputeRunningProcesses_v3)(handle, &count, infos);
+	enum truth_answer answer = TRUTH_KNOWN;
+	if (r != NVML_SUCCESS) {
+		answer = r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_FUNCTION_NOT_FOUND
+		             ? TRUTH_UNSUPPORTED
+		             : TRUTH_FAILED;
+		count = 0;
+	}
+	*bytes = 0; /* not listed: holds nothing */
+	pid_t self = getpid();
+	for (unsigned int i = 0; i < count && i < MAX_PROCESSES; i++) {
+		if ((pid_t)infos[i].pid != self)
+			continue;
+		/* Some drivers cannot tell per-process figures: all ones. */
+		if (infos[i].usedGpuMemory == ~0ull)
+			answer = TRUTH_UNSUPPORTED;
+		else
+			*bytes = infos[i].usedGpuMemory;
+		break;
+	}
+	free(infos);
+	return answer;
+}
+
+/* Memory this process holds on dev, as the ledger says, by kind. */
+static uint64_t ledger_of(const struct gpucap_device *dev, int64_t kinds[GPUCAP_KIND_COUNT])
+{
+	gpucap_region_own_kind_bytes(memory_env.region, dev->region_index, kinds);
+	int64_t sum = 0;
+	for (int k = 0; k < GPUCAP_KIND_COUNT; k++)
+		if (k != GPUCAP_KIND_DRIVER)
+			sum += kinds[k];
+	return sum > 0 ? (uint64_t)sum : 0;
+}
+
+/* What the driver holds beyond the ledger: from NVML, else (where NVML
+ * cannot say at all) the graph pool. False: nothing known this time. */
+static bool driver_target(const struct gpucap_device *dev, uint64_t *target)
+{
+	uint64_t truth_bytes;
+	int64_t kinds[GPUCAP_KIND_COUNT];
+	switch (nvml_truth(dev, &truth_bytes)) {
+	case TRUTH_KNOWN: {
+		uint64_t ledger = ledger_of(dev, kinds);
+		*target = truth_bytes > ledger ? truth_bytes - ledger : 0;
+		return true;
+	}
+	case TRUTH_FAILED:
+		return false;
+	case TRUTH_UNSUPPORTED:
+		break;
+	}
+	gpucap_fn_cuDeviceGetGraphMemAttribute graph = GPUCAP_REAL(cuDeviceGetGraphMemAttribute);
+	cuuint64_t reserved = 0;
+	if (graph && graph(dev->ordinal, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved) == CUDA_SUCCESS) {
+		*target = reserved;
+		return true;
+	}
+	return false;
+}
+
+/* Move the driver charge to target (caller holds t->lock). False when the
+ * container has no room for all of it: what fits is charged, so every
+ * further allocation is refused until memory is given back. */
+static bool settle_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t target)
+{
+	if (target < t->driver_charged) {
+		gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_DRIVER, t->driver_charged - target);
+		t->driver_charged = target;
+		t->over_logged = false;
+		return true;
+	}
+	uint64_t need = target - t->driver_charged;
+	if (need == 0 || gpucap_admit_index(dev->region_index, GPUCAP_KIND_DRIVER, need) == CUDA_SUCCESS) {
+		t->driver_charged = target;
+		return true;
+	}
+	uint64_t limit, charged;
+	if (gpucap_device_usage(dev->region_index, &limit, &charged) && charged < limit) {
+		uint64_t room = limit - charged < need ? limit - charged : need;
+		if (gpucap_admit_index(dev->region_index, GPUCAP_KIND_DRIVER, room) == CUDA_SUCCESS)
+			t->driver_charged += room;
+	}
+	if (!t->over_logged) {
+		t->over_logged = true;
+		gpucap_log(
+		    GPUCAP_LOG_WARN,
+		    "device %d: the driver holds %llu bytes for this process that no allocation call asked for, and the container has no room for them; further allocations are refused until memory is freed",
+		    dev->ordinal, (unsigned long long)target);
+	}
+	return false;
+}
+
+bool gpucap_reconcile(struct gpucap_device *dev)
+{
+	if (dev->fail_closed || dev->region_index < 0 || dev->ordinal < 0 ||
+	    dev->ordinal >= GPUCAP_MAX_DEVICES)
+		return true;
+	struct truth_dev *t = &truth[dev->ordinal];
+	pthread_mutex_lock(&t->lock);
+	uint64_t target;
+	bool fits = true;
+	if (driver_target(dev, &target))
+		fits = settle_locked(dev, t, target);
+	pthread_mutex_unlock(&t->lock);
+	return fits;
+}
+
+CUresult gpucap_reconcile_declare(struct gpucap_device *dev, uint64_t bytes)
+{
+	if (bytes == 0 || dev->fail_closed || dev->region_index < 0)
+		return dev->fail_closed ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_SUCCESS;
+	struct truth_dev *t = &truth[dev->ordinal];
+	pthread_mutex_lock(&t->lock);
+	CUresult r = gpucap_admit_index(dev->region_index, GPUCAP_KIND_DRIVER, bytes);
+	if (r == CUDA_SUCCESS)
+		t->driver_charged += bytes;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes)
+{
+	if (bytes == 0 || dev->fail_closed || dev->region_index < 0)
+		return;
+	struct truth_dev *t = &truth[dev->ordinal];
+	pthread_mutex_lock(&t->lock);
+	if (bytes > t->driver_charged)
+		bytes = t->driver_charged;
+	gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_DRIVER, bytes);
+	t->driver_charged -= bytes;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- Contexts ------------------------------------------------------------------- */
+
+uint64_t gpucap_context_estimate(const struct gpucap_device *dev)
+{
+	if (memory_env.config->context_bytes_set || dev->region_index < 0)
+		return memory_env.config->context_bytes;
+	uint64_t measured = gpucap_region_context_bytes(memory_env.region, dev->region_index);
+	return measured ? measured : memory_env.config->context_bytes;
+}
+
+/* Contexts measured below this are not believed (a driver that reports
+ * nothing per process). */
+#define CONTEXT_MEASURED_MIN (UINT64_C(16) << 20)
+
+uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged)
+{
+	if (memory_env.config->context_bytes_set || dev->fail_closed || dev->region_index < 0)
+		return charged;
+	struct truth_dev *t = &truth[dev->ordinal];
+	pthread_mutex_lock(&t->lock);
+	uint64_t bytes = charged;
+	uint64_t truth_bytes;
+	int64_t kinds[GPUCAP_KIND_COUNT];
+	if (!t->measured && nvml_truth(dev, &truth_bytes) == TRUTH_KNOWN) {
+		t->measured = true;
+		/* The ledger holds this context at its estimate: the rest is
+		 * what the process had before. */
+		uint64_t ledger = ledger_of(dev, kinds);
+		uint64_t before = ledger > charged ? ledger - charged : 0;
+		uint64_t measured = truth_bytes > before ? truth_bytes - before : 0;
+		if (measured >= CONTEXT_MEASURED_MIN && measured <= GPUCAP_CONTEXT_BYTES_MAX) {
+			bytes = measured;
+			gpucap_region_note_context_bytes(memory_env.region, dev->region_index, measured);
+			GPUCAP_LOG(GPUCAP_LOG_DETAIL, "device %d: a context measured %llu bytes",
+			           dev->ordinal, (unsigned long long)measured);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (bytes > charged &&
+	    gpucap_admit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes - charged) != CUDA_SUCCESS)
+		return charged; /* what does not fit is charged by reconciliation */
+	if (bytes < charged)
+		gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, charged - bytes);
+	return bytes;
+}
+
+/* ---- The thread --------------------------------------------------------------- */
+
+static void *reconciler(void *arg)
+{
+	(void)arg;
+	gpucap_clock_thread_begin();
+	for (;;) {
+		gpucap_clock_sleep(RECONCILE_PERIOD_NS);
+		atomic_store(&in_step, true); /* partner: stop_at_exit's load of in_step */
+		if (atomic_load(&stopping)) { /* partner: stop_at_exit's store of stopping */
+			atomic_store(&in_step, false);
+			return NULL;
+		}
+		for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
+			if (!atomic_load_explicit(&truth[i].active, memory_order_relaxed))
+				continue;
+			struct gpucap_device *dev;
+			if (gpucap_device_get(i, &dev) == CUDA_SUCCESS)
+				gpucap_reconcile(dev);
+		}
+		atomic_store(&in_step, false);
+	}
+	return NULL;
+}
+
+static void stop_at_exit(void)
+{
+	atomic_store(&stopping, true);                           /* partner: the thread's load of stopping */
+	for (int i = 0; i < 200 && atomic_load(&in_step); i++) { /* partner: the thread's store of in_step */
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+void gpucap_reconcile_device_active(const struct gpucap_device *dev)
+{
+	if (dev->fail_closed || dev->region_index < 0 || dev->ordinal < 0 ||
+	    dev->ordinal >= GPUCAP_MAX_DEVICES)
+		return;
+	atomic_store_explicit(&truth[dev->ordinal].active, true, memory_order_relaxed);
+	if (atomic_exchange(&thread_started, true))
+		return;
+	if (!atomic_exchange(&atexit_registered, true))
+		atexit(stop_at_exit);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* The application's signals are not ours to take. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t thread;
+	gpucap_clock_thread_starting();
+	int err = pthread_create(&thread, &attr, reconciler, NULL);
+	if (err != 0)
+		gpucap_clock_thread_start_failed();
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (err != 0)
+		gpucap_log(
+		    GPUCAP_LOG_WARN,
+		    "cannot start the memory reconciler thread (error %d): memory the driver takes behind the allocation calls is charged only at the calls gpucap knows",
+		    err);
+}
+
+void gpucap_reconcile_after_fork(void)
+{
+	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
+		pthread_mutex_init(&truth[i].lock, NULL);
+		atomic_store(&truth[i].active, false);
+		truth[i].driver_charged = 0;
+		truth[i].measured = false;
+		truth[i].over_logged = false;
+	}
+	atomic_store(&thread_started, false);
+}

@@ -1,0 +1,180 @@
+#define _POSIX_C_SOURCE 200809L
+/*
+ * Takes device memory through one surface the allocation calls do not name,
+ * then fills what is left of the cap with cuMemAlloc until refused, and holds
+ * it all while tests/gpu/run.sh reads the process's real usage from outside
+ * (nvidia-smi, without the preload). Prints "holding" and waits for its
+ * standard input to close ("holding PID").
+ *
+ *   hidden_memory MODE [FATBIN]
+ *   module FATBIN  load a module with a 1.5 GiB __device__ array and launch
+ *                  from it (CUDA_MODULE_LOADING decides when it is placed)
+ *   heap FATBIN    malloc heap 3 GiB (must be refused), then 512 MiB and a
+ *                  kernel that calls malloc
+ *   stack FATBIN   stack 32 KiB per thread (must be refused), then a kernel
+ *   stack-grow FATBIN  a kernel that needs 4 KiB of stack a thread: the driver
+ *                  grows the stack at the launch, caught by reconciliation
+ *   pool FATBIN    the default pool keeps everything (release threshold
+ *                  UINT64_MAX), 64 rounds of 256 MiB async alloc, kernel, free
+ *   ctx8           8 contexts by cuCtxCreate (CUDA 13: v4, NULL params)
+ *
+ * Exit 0 when the fill ended with CUDA_ERROR_OUT_OF_MEMORY and the process
+ * could still allocate under the cap afterwards, and each refusal asked of
+ * the mode came (out of memory, not another error).
+ */
+#include <cuda.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB (UINT64_C(1) << 20)
+
+static int failures;
+
+static void expect(const char *what, CUresult got, CUresult want)
+{
+	printf("%s: %d%s\n", what, (int)got, got == want ? "" : " (unexpected)");
+	failures += got != want;
+}
+
+static void pause_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static CUfunction function(CUmodule *module, const char *fatbin, const char *name)
+{
+	CUfunction f = NULL;
+	CUresult r = cuModuleLoad(module, fatbin);
+	printf("load %s: %d\n", fatbin, (int)r);
+	if (r == CUDA_SUCCESS && cuModuleGetFunction(&f, *module, name) != CUDA_SUCCESS)
+		f = NULL;
+	return f;
+}
+
+/* Fill the cap: 64 MiB chunks, then 1 MiB ones. */
+static void fill(void)
+{
+	static CUdeviceptr held[1 << 16];
+	size_t n = 0;
+	uint64_t bytes = 0;
+	CUresult r = CUDA_SUCCESS;
+	for (uint64_t chunk = 64 * MiB; chunk >= MiB; chunk /= 64) {
+		while (n < sizeof(held) / sizeof(held[0]) &&
+		       (r = cuMemAlloc(&held[n], chunk)) == CUDA_SUCCESS) {
+			n++;
+			bytes += chunk;
+		}
+	}
+	printf("filled %llu MiB\n", (unsigned long long)(bytes >> 20));
+	expect("the fill ends", r, CUDA_ERROR_OUT_OF_MEMORY);
+	if (n > 0) {
+		cuMemFree(held[--n]);
+		CUresult again = cuMemAlloc(&held[n], MiB);
+		expect("still allocates under the cap", again, CUDA_SUCCESS);
+		if (again == CUDA_SUCCESS)
+			n++;
+	}
+	printf("holding %d\n", (int)getpid());
+	fflush(stdout);
+	char c;
+	while (read(0, &c, 1) > 0) {
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: hidden_memory MODE [FATBIN]\n");
+		return 2;
+	}
+	const char *mode = argv[1], *fatbin = argc > 2 ? argv[2] : "";
+	CUdevice dev;
+	CUcontext primary;
+	if (cuInit(0) || cuDeviceGet(&dev, 0) || cuDevicePrimaryCtxRetain(&primary, dev) ||
+	    cuCtxSetCurrent(primary))
+		return 3;
+	CUmodule module;
+	if (strcmp(mode, "module") == 0) {
+		CUfunction f = function(&module, fatbin, "touch_big");
+		if (f) {
+			expect("launch touch_big",
+			       cuLaunchKernel(f, 1536, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL), CUDA_SUCCESS);
+			cuCtxSynchronize();
+			pause_ms(300); /* the reconciler's period is 100 ms */
+		}
+	} else if (strcmp(mode, "heap") == 0) {
+		expect("malloc heap 3 GiB", cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 3072 * MiB),
+		       CUDA_ERROR_OUT_OF_MEMORY);
+		expect("malloc heap 512 MiB", cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 512 * MiB),
+		       CUDA_SUCCESS);
+		CUfunction f = function(&module, fatbin, "heap_user");
+		if (f)
+			expect("launch heap_user", cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL),
+			       CUDA_SUCCESS);
+		cuCtxSynchronize();
+		pause_ms(300);
+	} else if (strcmp(mode, "stack") == 0) {
+		expect("stack 32 KiB", cuCtxSetLimit(CU_LIMIT_STACK_SIZE, 32 * 1024),
+		       CUDA_ERROR_OUT_OF_MEMORY);
+		CUfunction f = function(&module, fatbin, "nothing");
+		if (f)
+			expect("launch nothing", cuLaunchKernel(f, 132, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL),
+			       CUDA_SUCCESS);
+		cuCtxSynchronize();
+	} else if (strcmp(mode, "stack-grow") == 0) {
+		CUfunction f = function(&module, fatbin, "stack_user");
+		CUdeviceptr out;
+		if (f && cuMemAlloc(&out, 4096) == CUDA_SUCCESS) {
+			int n = 3;
+			void *params[] = {&n, &out};
+			expect("launch stack_user",
+			       cuLaunchKernel(f, 132, 1, 1, 256, 1, 1, 0, NULL, params, NULL), CUDA_SUCCESS);
+		}
+		cuCtxSynchronize();
+		pause_ms(300); /* the stack the launch grew is reconciled */
+	} else if (strcmp(mode, "pool") == 0) {
+		CUmemoryPool pool;
+		cuuint64_t keep_all = UINT64_MAX;
+		expect("default pool", cuDeviceGetDefaultMemPool(&pool, dev), CUDA_SUCCESS);
+		expect("release threshold",
+		       cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep_all),
+		       CUDA_SUCCESS);
+		CUfunction f = function(&module, fatbin, "nothing");
+		for (int round = 0; round < 64; round++) {
+			CUdeviceptr p;
+			CUresult r = cuMemAllocAsync(&p, 256 * MiB, NULL);
+			if (r != CUDA_SUCCESS) {
+				expect("async alloc", r, CUDA_SUCCESS);
+				break;
+			}
+			if (f)
+				cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+			cuMemFreeAsync(p, NULL);
+		}
+		cuCtxSynchronize();
+	} else if (strcmp(mode, "ctx8") == 0) {
+		CUcontext c[8];
+		int made = 0;
+		for (int i = 0; i < 8; i++) {
+			CUresult r = cuCtxCreate(&c[i], NULL, 0, dev);
+			expect("cuCtxCreate", r, CUDA_SUCCESS);
+			if (r != CUDA_SUCCESS)
+				break;
+			made++;
+		}
+		printf("contexts created: %d\n", made);
+		for (int i = 0; i < made; i++)
+			cuCtxDestroy(c[i]);
+		cuCtxSetCurrent(primary);
+	} else {
+		fprintf(stderr, "unknown mode %s\n", mode);
+		return 2;
+	}
+	fill();
+	return failures ? 1 : 0;
+}

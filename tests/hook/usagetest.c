@@ -1,0 +1,503 @@
+/*
+ * Memory the driver takes behind the allocation APIs, on the fake driver's
+ * model of per-process usage (tests/fakedriver/fake_usage.c): contexts at
+ * their measured size, the calls that take memory (limits, modules,
+ * libraries, graph memory, pool thresholds) refused with
+ * CUDA_ERROR_OUT_OF_MEMORY when they would pass the cap, and memory no call
+ * names charged by reconciliation within a bounded number of reconciler
+ * periods of simulated time (GPUCAP_TEST_CLOCK=simulated: no wall clock is
+ * read). After every refusal the process still allocates under the cap.
+ *
+ * usage: usagetest CASE (one case per process; the environment is set
+ * before the first driver call, when gpucap reads it).
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "cuda_api.h"
+#include "fake_clock.h"
+#include "gpucap/region.h"
+#include "hook_scratch.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB    (UINT64_C(1) << 20)
+#define GiB    (UINT64_C(1) << 30)
+#define DEV_A  "GPU-00000000-0000-0000-0000-0000000000a0"
+#define PERIOD UINT64_C(100000000) /* the reconciler's period */
+#define CAP    (2 * GiB)
+
+static char region_dir[128];
+static char region_path[192];
+static char self_path[4096];
+
+static void fresh_region(void)
+{
+	hook_scratch_region("usagetest", "USAGETEST_KEEP", region_dir, sizeof(region_dir), region_path,
+	                    sizeof(region_path));
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "2g", 1);
+	setenv("GPUCAP_TEST_CLOCK", "simulated", 1);
+}
+
+static CUcontext start_device(void)
+{
+	CU(cuInit(0));
+	CUcontext ctx;
+	CU(cuDevicePrimaryCtxRetain(&ctx, 0));
+	CU(cuCtxSetCurrent(ctx));
+	return ctx;
+}
+
+/* ---- The region as an observer sees it ---------------------------------------- */
+
+struct charges {
+	int64_t kind[GPUCAP_KIND_COUNT];
+	uint64_t device_charged;
+	uint64_t context_measured;
+};
+
+static struct charges charges_of(pid_t pid)
+{
+	struct charges c;
+	memset(&c, 0, sizeof(c));
+	struct gpucap_region_options o;
+	memset(&o, 0, sizeof(o));
+	o.path = region_path;
+	o.observer = true;
+	gpucap_region *r = NULL;
+	char err[256];
+	CHECK(gpucap_region_attach(&o, &r, err, sizeof(err)) == GPUCAP_OK);
+	struct gpucap_snapshot *s = gpucap_region_snapshot(r);
+	CHECK(s != NULL);
+	int dev = -1;
+	for (uint32_t i = 0; i < s->device_count; i++) {
+		if (strcmp(s->devices[i].uuid, DEV_A) == 0) {
+			dev = s->devices[i].index;
+			c.device_charged = s->devices[i].charged_bytes;
+		}
+	}
+	for (uint32_t p = 0; dev >= 0 && p < s->process_count; p++)
+		if (s->processes[p].pid == pid && s->processes[p].alive)
+			memcpy(c.kind, s->processes[p].devices[dev].kind_bytes, sizeof(c.kind));
+	if (dev >= 0)
+		c.context_measured = gpucap_region_context_bytes(r, dev);
+	gpucap_snapshot_free(s);
+	gpucap_region_detach(r);
+	return c;
+}
+
+static struct charges mine(void)
+{
+	return charges_of(getpid());
+}
+
+/* Let the reconciler run n periods of simulated time, each step finished:
+ * this thread sleeps on the test double's clock, which moves only while
+ * every thread using it waits, so the reconciler's steps fall at whole
+ * periods and this thread wakes half a period after the n-th. */
+static void periods(int n)
+{
+	fakeclock_sleep((uint64_t)n * PERIOD + PERIOD / 2);
+}
+
+/* What the process really holds (the fake driver's figure, which its NVML
+ * reports) stays within the cap. */
+static void real_within_cap(void)
+{
+	uint64_t used = fakecuda_process_used(0);
+	if (used > CAP)
+		fprintf(stderr, "the process holds %llu bytes, over the %llu-byte cap\n",
+		        (unsigned long long)used, (unsigned long long)CAP);
+	CHECK(used <= CAP);
+}
+
+/* The process still allocates under the cap, and gives it back. */
+static void still_allocates(uint64_t bytes)
+{
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, bytes));
+	CU(cuMemFree_v2(p));
+}
+
+/* ---- Contexts ---------------------------------------------------------------------- */
+
+/* 8 contexts by CUDA 13's cuCtxCreate (v4, NULL params) under a cap with
+ * room, on a driver whose v4 creates through its own v3 entry point: all
+ * succeed, each is charged once at its measured size, and every charge
+ * comes back exactly on destroy. */
+static void test_ctx_v4(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "8g", 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1); /* 518 MiB */
+	setenv("FAKECUDA_CTX_V4_FORWARDS", "1", 1);
+	CU(cuInit(0));
+	CUcontext c[8];
+	for (int i = 0; i < 8; i++)
+		CU(cuCtxCreate_v4(&c[i], NULL, 0, 0));
+	struct charges now = mine();
+	CHECK_EQ(8 * 518 * MiB, now.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(518 * MiB, now.context_measured);
+	CHECK(fakecuda_process_used(0) <= 8 * GiB);
+	for (int i = 0; i < 8; i++)
+		CU(cuCtxDestroy_v2(c[i]));
+	now = mine();
+	CHECK_EQ(0, now.kind[GPUCAP_KIND_CONTEXT]);
+	periods(1);
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUcontext last;
+	CU(cuCtxCreate_v4(&last, NULL, 0, 0));
+	still_allocates(7 * GiB);
+	CU(cuCtxDestroy_v2(last));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
+}
+
+/* The first measurement replaces the estimate and is kept in the region;
+ * the next process is charged the measured size from its first context,
+ * even where it cannot measure; GPUCAP_CONTEXT_BYTES overrides both. */
+static int child_context_charge(void)
+{
+	start_device();
+	struct charges c = mine();
+	printf("%lld\n", (long long)c.kind[GPUCAP_KIND_CONTEXT]);
+	return 0;
+}
+
+static long long context_charge_of_child(const char *extra_env)
+{
+	char cmd[4096 + 256];
+	snprintf(cmd, sizeof(cmd), "%s %s child-context-charge", extra_env, self_path);
+	FILE *f = popen(cmd, "r");
+	CHECK(f != NULL);
+	long long v = -1;
+	CHECK(fscanf(f, "%lld", &v) == 1);
+	CHECK(pclose(f) == 0);
+	return v;
+}
+
+static void test_context_measured(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	start_device();
+	struct charges c = mine();
+	CHECK_EQ(518 * MiB, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(518 * MiB, c.context_measured);
+	periods(2);
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	/* A process that cannot measure starts from the region's figure. */
+	CHECK_EQ(518 * MiB, context_charge_of_child("FAKENVML_PROCESSES=unsupported"));
+	/* The override wins over the measurement. */
+	CHECK_EQ(100 * MiB, context_charge_of_child("GPUCAP_CONTEXT_BYTES=100m"));
+	/* A green context is a context. */
+	CUgreenCtx g;
+	CU(cuGreenCtxCreate(&g, NULL, 0, 0));
+	CHECK_EQ(2 * 518 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CU(cuGreenCtxDestroy(g));
+	CHECK_EQ(518 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+}
+
+/* ---- Limits ------------------------------------------------------------------------- */
+
+static void test_set_limit(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	start_device();
+	size_t v;
+	/* The malloc heap declares its size: 3 GiB is refused before the call,
+	 * and the old limit stays. */
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 3 * GiB));
+	CU(cuCtxGetLimit(&v, CU_LIMIT_MALLOC_HEAP_SIZE));
+	CHECK_EQ(8 * MiB, v);
+	real_within_cap();
+	still_allocates(CAP - 64 * MiB);
+	/* 32 KiB of stack for every resident thread: about 8.6 GiB. */
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuCtxSetLimit(CU_LIMIT_STACK_SIZE, 32 * 1024));
+	CU(cuCtxGetLimit(&v, CU_LIMIT_STACK_SIZE));
+	CHECK_EQ(1024, v);
+	real_within_cap();
+	/* A heap that fits is charged as the driver's, and held against
+	 * allocations. */
+	CU(cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 1 * GiB));
+	CHECK(mine().kind[GPUCAP_KIND_DRIVER] >= (int64_t)(GiB - 8 * MiB));
+	CUdeviceptr p;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 1100 * MiB));
+	real_within_cap();
+	still_allocates(512 * MiB);
+	/* Pending launches declare no size: measured after the call, undone. */
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY,
+	         cuCtxSetLimit(CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT, 1u << 20));
+	CU(cuCtxGetLimit(&v, CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT));
+	CHECK_EQ(2048, v);
+	real_within_cap();
+	/* Back down: the charge follows. */
+	CU(cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 8 * MiB));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	still_allocates(CAP - 64 * MiB);
+}
+
+/* ---- Modules and libraries ------------------------------------------------------------ */
+
+static void test_module_eager(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	setenv("FAKECUDA_MODULE_LAZY", "0", 1);
+	setenv("FAKECUDA_MODULE_GLOBAL_BYTES", "2684354560", 1); /* 2.5 GiB of __device__ globals */
+	start_device();
+	CUmodule m;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuModuleLoadData(&m, "image"));
+	real_within_cap();
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuModuleLoad(&m, "file.cubin"));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuModuleLoadDataEx(&m, "image", 0, NULL, NULL));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuModuleLoadFatBinary(&m, "fatbin"));
+	CUlibrary l;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuLibraryLoadData(&l, "image", NULL, NULL, 0, NULL, NULL, 0));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY,
+	         cuLibraryLoadFromFile(&l, "lib.cubin", NULL, NULL, 0, NULL, NULL, 0));
+	real_within_cap();
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	still_allocates(CAP - 64 * MiB);
+}
+
+/* A module loaded lazily places its globals at its first launch, and a
+ * launch grows the stack: no call gpucap names. The reconciler charges it
+ * within two periods; then what does not fit is refused. */
+static void test_reconciled(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	setenv("FAKECUDA_MODULE_GLOBAL_BYTES", "1610612736", 1); /* 1.5 GiB */
+	start_device();
+	CUmodule m;
+	CU(cuModuleLoadData(&m, "image"));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUfunction f;
+	CU(cuModuleGetFunction(&f, m, "kernel"));
+	CU(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+	periods(2);
+	CHECK_EQ(3 * GiB / 2, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUdeviceptr p;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 768 * MiB));
+	real_within_cap();
+	still_allocates(256 * MiB);
+	/* Memory taken through no API at all, past the cap: within two
+	 * periods nothing more is admitted. Real usage exceeds the cap by no
+	 * more than that one call. */
+	fakecuda_hidden_take(0, GiB);
+	periods(2);
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
+	CHECK(fakecuda_process_used(0) <= CAP + GiB);
+	CHECK(charges_of(getpid()).device_charged >= CAP - 4 * MiB);
+	/* Given back (the module unloaded): room again after reconciliation. */
+	CU(cuModuleUnload(m));
+	periods(2);
+	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	still_allocates(768 * MiB);
+}
+
+/* The driver grows the stack at a launch whose kernels need more, and never
+ * shrinks it: caught by reconciliation. */
+static void test_stack_growth(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	setenv("FAKECUDA_LAUNCH_STACK_BYTES", "2048", 1); /* 1 KiB more per thread: 264 MiB */
+	start_device();
+	CU(cuLaunchKernel((CUfunction)1, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+	periods(2);
+	CHECK_EQ(1024 * 132 * 2048, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUdeviceptr p;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, CAP - 200 * MiB));
+	still_allocates(CAP - 300 * MiB);
+}
+
+/* ---- Graph memory ------------------------------------------------------------------------ */
+
+static CUgraph graph_with_allocs(uint64_t each, int nodes)
+{
+	CUgraph g;
+	CU(cuGraphCreate(&g, 0));
+	for (int i = 0; i < nodes; i++) {
+		CUDA_MEM_ALLOC_NODE_PARAMS params;
+		memset(&params, 0, sizeof(params));
+		params.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+		params.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		params.poolProps.location.id = 0;
+		params.bytesize = each;
+		CUgraphNode node;
+		CU(cuGraphAddMemAllocNode(&node, g, NULL, 0, &params));
+	}
+	return g;
+}
+
+static void test_graph_memory(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	start_device();
+	/* A node that declares more than the room is refused at once. */
+	CUgraph big;
+	CU(cuGraphCreate(&big, 0));
+	CUDA_MEM_ALLOC_NODE_PARAMS params;
+	memset(&params, 0, sizeof(params));
+	params.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	params.bytesize = 3 * GiB;
+	CUgraphNode node;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphAddMemAllocNode(&node, big, NULL, 0, &params));
+	/* Upload reserves the graph pool: charged right after the call. */
+	CUgraph g = graph_with_allocs(768 * MiB, 2);
+	CUgraphExec e;
+	CU(cuGraphInstantiateWithFlags(&e, g, 0));
+	CU(cuGraphUpload(e, NULL));
+	CHECK_EQ(1536 * MiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUdeviceptr p;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 768 * MiB));
+	real_within_cap();
+	/* Trimmed: given back at once. */
+	CU(cuDeviceGraphMemTrim(0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	still_allocates(CAP - 64 * MiB);
+	/* Each node fits, the graph does not: the upload is refused. */
+	CUgraph g2 = graph_with_allocs(1280 * MiB, 2);
+	CUgraphExec e2;
+	CUDA_GRAPH_INSTANTIATE_PARAMS ip;
+	memset(&ip, 0, sizeof(ip));
+	CU(cuGraphInstantiateWithParams(&e2, g2, &ip));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphUpload(e2, NULL));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
+	CU(cuDeviceGraphMemTrim(0));
+	still_allocates(CAP - 64 * MiB);
+	/* A launch (no upload) reserves too: charged by reconciliation. */
+	CUgraph g3 = graph_with_allocs(GiB, 1);
+	CUgraphExec e3;
+	CU(cuGraphInstantiateWithFlags(&e3, g3, 0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CU(cuGraphLaunch(e3, NULL));
+	CU(cuStreamSynchronize(NULL));
+	periods(2);
+	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 1100 * MiB));
+	CU(cuDeviceGraphMemTrim(0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CU(cuGraphExecDestroy(e3));
+	CU(cuGraphDestroy(g3));
+	CU(cuGraphExecDestroy(e));
+	CU(cuGraphExecDestroy(e2));
+	CU(cuGraphDestroy(g));
+	CU(cuGraphDestroy(g2));
+	CU(cuGraphDestroy(big));
+}
+
+/* ---- Pools ------------------------------------------------------------------------------- */
+
+/* A pool that keeps everything (release threshold UINT64_MAX): 64 rounds of
+ * 256 MiB never hold more than the cap, and what the pool keeps is held
+ * against plain allocations. */
+static void test_pool_threshold(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	start_device();
+	CUmemoryPool pool;
+	CU(cuDeviceGetMemPool(&pool, 0));
+	cuuint64_t keep_all = UINT64_MAX;
+	CU(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep_all));
+	for (int round = 0; round < 64; round++) {
+		CUdeviceptr p[7];
+		int n = round % 7 + 1;
+		for (int i = 0; i < n; i++)
+			CU(cuMemAllocAsync(&p[i], 256 * MiB, NULL));
+		for (int i = 0; i < n; i++)
+			CU(cuMemFreeAsync(p[i], NULL));
+		CU(cuStreamSynchronize(NULL));
+		real_within_cap();
+	}
+	/* The pool keeps 7 x 256 MiB: reused without a second charge, and held
+	 * against a plain allocation. */
+	CUdeviceptr q;
+	CU(cuMemAllocAsync(&q, 1792 * MiB, NULL));
+	real_within_cap();
+	CU(cuMemFreeAsync(q, NULL));
+	CU(cuStreamSynchronize(NULL));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&q, 512 * MiB));
+	real_within_cap();
+	CU(cuMemPoolTrimTo(pool, 0));
+	still_allocates(CAP - 64 * MiB);
+}
+
+/* ---- No NVML on the allocation path ------------------------------------------------------- */
+
+static void test_hot_path(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	start_device();
+	uint64_t before = fakenvml_stat("process_queries");
+	uint64_t t0 = fakeclock_now();
+	for (int i = 0; i < 10000; i++) {
+		CUdeviceptr p;
+		CU(cuMemAlloc_v2(&p, MiB));
+		CU(cuMemFree_v2(p));
+		CU(cuMemAllocAsync(&p, MiB, NULL));
+		CU(cuMemFreeAsync(p, NULL));
+		/* Refusals do not ask either. */
+		CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 3 * GiB));
+	}
+	/* The fake driver's stream-ordered calls take simulated time, so the
+	 * reconciler may take a step or two meanwhile; a query on the path
+	 * itself would show as 10,000 or more. At most one per period passed. */
+	uint64_t periods_passed = (fakeclock_now() - t0) / PERIOD;
+	CHECK(periods_passed < 1000); /* else the bound below could not tell */
+	CHECK(fakenvml_stat("process_queries") - before <= periods_passed + 1);
+	/* And the reconciler does ask, once per period. */
+	periods(3);
+	CHECK(fakenvml_stat("process_queries") >= before + 3);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} cases[] = {
+    {"ctx-v4", test_ctx_v4},
+    {"context-measured", test_context_measured},
+    {"set-limit", test_set_limit},
+    {"module-eager", test_module_eager},
+    {"reconciled", test_reconciled},
+    {"stack-growth", test_stack_growth},
+    {"graph-memory", test_graph_memory},
+    {"pool-threshold", test_pool_threshold},
+    {"hot-path", test_hot_path},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s CASE\n", argv[0]);
+		return 2;
+	}
+	ssize_t len = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+	CHECK(len > 0);
+	self_path[len] = '\0';
+	const char *inherited = getenv("GPUCAP_REGION");
+	if (inherited)
+		snprintf(region_path, sizeof(region_path), "%s", inherited);
+	/* This thread counts as running on the simulated clock from here on:
+	 * time moves only while it waits (periods()). */
+	(void)fakeclock_now();
+	if (strcmp(argv[1], "child-context-charge") == 0)
+		return child_context_charge();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (strcmp(argv[1], cases[i].name) == 0) {
+			cases[i].fn();
+			return 0;
+		}
+	}
+	fprintf(stderr, "unknown case %s\n", argv[1]);
+	return 2;
+}
