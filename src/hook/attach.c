@@ -166,6 +166,9 @@ static bool retry_once(void)
 		                   "failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY");
 		return false;
 	}
+	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
+	           "region %s: still being initialised by another process; tried again, failing closed",
+	           gpucap.config.region_path);
 	/* Read only: the schedule's words belong to gpucap_attach_retry_due. */
 	if (__atomic_load_n(&schedule.tries, __ATOMIC_RELAXED) >= GPUCAP_ATTACH_RETRIES) {
 		atomic_store_explicit(&retry_wanted, false, memory_order_relaxed);

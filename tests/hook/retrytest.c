@@ -9,7 +9,8 @@
  * on the fake driver's simulated clock (GPUCAP_TEST_CLOCK=simulated): time
  * moves only when the test sleeps, so "not due yet" and "due" are exact.
  *
- *   gpucap_retrytest retry            one thread
+ *   gpucap_retrytest retry            one thread; a first retry finds the
+ *                                     initialiser still stopped
  *   gpucap_retrytest retry-threads    threads race to the retry
  */
 #define _GNU_SOURCE
@@ -180,13 +181,21 @@ static int child_retry(bool threads)
 	CU(cuCtxSetCurrent(ctx));
 	CUdeviceptr p;
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
+	if (!threads) {
+		/* The first retry (due 1 s after the first refusal) finds the
+		 * initialiser still stopped: a short wait, refused, silently. */
+		fakeclock_sleep(1100 * MS);
+		CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
+	}
 	/* The initialiser dies (or is killed): its lease goes with it. */
 	kill_initialiser();
-	/* Not due yet: the simulated clock has not moved since the first
-	 * refusal started the schedule. */
+	/* Not due yet: the simulated clock has not moved since the last
+	 * retry (or the first refusal, which started the schedule). */
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
-	fakeclock_sleep(1100 * MS); /* the first retry is due 1 s after the first refusal */
+	/* The next retry is due 1 s after the first refusal, or 2 s after the
+	 * first retry. */
+	fakeclock_sleep((threads ? 1100 : 2100) * MS);
 	if (threads) {
 		unsigned admitted = race(ctx);
 		fprintf(stdout, "%u of 8 racing threads admitted\n", admitted);
