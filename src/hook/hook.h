@@ -70,7 +70,8 @@ void gpucap_attach_at_start(void);
 /* The retry the memory layer asks for on its refusal paths: true when this
  * call attached the region and published it to every layer. At most one
  * thread tries at a time, when the schedule says one is due; the others
- * return false at once. Waits at most GPUCAP_ATTACH_RETRY_WAIT_MS. */
+ * return false at once. Waits at most GPUCAP_ATTACH_RETRY_WAIT_MS and one
+ * backoff step of the attach (about a millisecond). */
 bool gpucap_attach_again(void);
 #define GPUCAP_ATTACH_RETRY_WAIT_MS 5u
 /* Forked child: forget the parent's binding and retry state. */
