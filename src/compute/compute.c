@@ -14,7 +14,8 @@ void gpucap_compute_start(const struct gpucap_config *config, gpucap_region *reg
                           gpucap_compute_device_fn device_of)
 {
 	compute_env.config = config;
-	compute_env.region = region;
+	/* Relaxed: the library's READY (release) publishes it. */
+	atomic_store_explicit(&compute_env.region, region, memory_order_relaxed);
 	compute_env.device_of = device_of;
 	/* Tests only: the fake driver's simulated clock (src/platform/clock.h
 	 * says why this cannot happen with a real driver). Looked up before the
@@ -40,5 +41,13 @@ void gpucap_compute_after_fork(void)
 	gpucap_sm_wake_after_fork();
 	/* Last: it sets the armed flag again, so the next launch looks. */
 	gpucap_sm_gates_after_fork();
-	compute_env.region = NULL;
+	atomic_store_explicit(&compute_env.region, NULL, memory_order_relaxed); /* the child is alone */
+}
+
+void gpucap_compute_region_arrived(gpucap_region *region)
+{
+	/* Release: partner of every (seq_cst) read of compute_env.region; the
+	 * region is attached and holds its slot before a gate uses it. The
+	 * gate thread sees it at its next tick (gpucap_sm_refresh_armed). */
+	atomic_store_explicit(&compute_env.region, region, memory_order_release);
 }

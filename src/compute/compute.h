@@ -24,6 +24,10 @@ typedef bool (*gpucap_compute_device_fn)(int ordinal, int *region_index, char uu
  * the life of the process; region is NULL when nothing is shared. */
 void gpucap_compute_start(const struct gpucap_config *config, gpucap_region *region,
                           gpucap_compute_device_fn device_of);
+/* The region, attached after start-up (the attach at start-up timed out on
+ * another process initialising the file): from now on the SM caps it holds
+ * apply. Once per process. */
+void gpucap_compute_region_arrived(gpucap_region *region);
 
 /* Nonzero: some launch may have to be throttled (or nothing is known yet);
  * launches take the slow path. Starts at 1 so that the first launch looks;

@@ -8,10 +8,15 @@
 #include "compute.h"
 
 /* The process as the compute layer sees it (gpucap_compute_start). Written
- * before the library publishes READY; read-only after. */
+ * before the library publishes READY; read-only after, but for region. */
 struct compute_env {
 	const struct gpucap_config *config;
-	gpucap_region *region; /* NULL: nothing shared to throttle against */
+	/* NULL: nothing shared to throttle against. Set at start-up, or later,
+	 * once, by an attach tried again (gpucap_compute_region_arrived, a
+	 * release store): it only goes from NULL to a region, so a reader that
+	 * saw it set keeps seeing it. Plain reads are seq_cst loads, which
+	 * pair with that release. */
+	_Atomic(gpucap_region *) region;
 	gpucap_compute_device_fn device_of;
 };
 

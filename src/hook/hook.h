@@ -54,10 +54,28 @@ void *gpucap_wrapper_for_real(void *real);
 
 struct gpucap_state {
 	struct gpucap_config config;
-	gpucap_region *region; /* NULL: every device fails closed */
+	/* NULL: every device fails closed. Set at initialisation, or later,
+	 * once, by an attach tried again (attach.c, a release store). */
+	_Atomic(gpucap_region *) region;
 };
 
 extern struct gpucap_state gpucap;
+
+/* ---- The region (attach.c) ------------------------------------------------- */
+
+/* Attach the region at initialisation (bound to the limits file, a slot
+ * claimed) into gpucap.region, or say why not and fail closed; when another
+ * process was initialising the file for too long, arm the retry. */
+void gpucap_attach_at_start(void);
+/* The retry the memory layer asks for on its refusal paths: true when this
+ * call attached the region and published it to every layer. At most one
+ * thread tries at a time, when the schedule says one is due; the others
+ * return false at once. Waits at most GPUCAP_ATTACH_RETRY_WAIT_MS and one
+ * backoff step of the attach (about a millisecond). */
+bool gpucap_attach_again(void);
+#define GPUCAP_ATTACH_RETRY_WAIT_MS 5u
+/* Forked child: forget the parent's binding and retry state. */
+void gpucap_attach_after_fork(void);
 
 /* Make sure the process is initialised. Returns false only when called
  * from inside the initialisation itself (the caller then passes through). */

@@ -7,7 +7,6 @@
  * acquire load. A forked child goes back to NONE and initialises again on
  * its next call, attaching its own slot.
  */
-#include "binding.h"
 #include "calls.h"
 #include "compute.h"
 #include "hook.h"
@@ -26,76 +25,9 @@ atomic_int gpucap_init_state = GPUCAP_INIT_NONE;
 
 static _Thread_local bool this_thread_in_init;
 static atomic_bool atfork_registered;
-/* The process whose initialisation claimed gpucap.region's slot. */
+/* The process whose initialisation claimed gpucap.region's slot (or whose
+ * retry did, later: the same process). */
 static pid_t slot_owner;
-
-/* This process's lock on the limits file, binding it to its region
- * (src/policy/binding.h). */
-static struct gpucap_binding binding = GPUCAP_BINDING_NONE;
-
-/* Under a limits file, the region must be the container's one: no live
- * process under the file may be bound to another. */
-static gpucap_status bind_region(gpucap_region *region, char *err, size_t err_len)
-{
-	if (!gpucap.config.limits_file[0])
-		return GPUCAP_OK;
-	if (gpucap_binding_take(&binding, gpucap.config.limits_file, gpucap_binding_scope(),
-	                        gpucap_region_created_ns(region), err, err_len))
-		return GPUCAP_OK;
-	return GPUCAP_ERR_INVALID;
-}
-
-static void attach_region(void)
-{
-	char err[512] = "";
-	struct gpucap_region_options options;
-	memset(&options, 0, sizeof(options));
-	options.path = gpucap.config.region_path;
-	options.group_shared = gpucap.config.region_group_shared;
-	gpucap_region *region = NULL;
-	/* Refused by the policy, which has said why and what to change. */
-	if (gpucap.config.region_refused) {
-		gpucap.region = NULL;
-		return;
-	}
-	gpucap_status st = gpucap_region_attach(&options, &region, err, sizeof(err));
-	bool hint = true;
-	if (st == GPUCAP_OK) {
-		st = bind_region(region, err, sizeof(err));
-		hint = st == GPUCAP_OK;
-		if (st != GPUCAP_OK) {
-			gpucap_region_detach(region);
-			region = NULL;
-		}
-	}
-	if (st == GPUCAP_OK) {
-		struct gpucap_slot_identity id;
-		gpucap_identity_initial(&id);
-		if (id.host_pid_source == GPUCAP_HOST_PID_UNKNOWN)
-			GPUCAP_LOG(
-			    GPUCAP_LOG_INFO,
-			    "host PID not known inside this PID namespace; per-process attribution on the host waits for `gpucap resolve --watch` or `gpucap exporter` running on the host (compute caps do not need it)");
-		st = gpucap_region_claim_slot(region, &id, err, sizeof(err));
-		if (st != GPUCAP_OK) {
-			gpucap_region_detach(region);
-			region = NULL;
-		}
-	}
-	if (st != GPUCAP_OK) {
-		gpucap_binding_release(&binding);
-		/* The region's line names the file and what is wrong with it. */
-		const char *why = err[0] ? err : gpucap_status_text(st);
-		if (strncmp(why, "gpucap: ", 8) == 0)
-			why += 8;
-		/* The policy adds which setting named the region; the binding's
-		 * line names the limits file and the fix itself. */
-		gpucap_log(GPUCAP_LOG_ERROR,
-		           "%s%s%s%s; failing closed: every allocation returns CUDA_ERROR_OUT_OF_MEMORY", why,
-		           hint ? " (" : "", hint ? gpucap.config.region_hint : "", hint ? ")" : "");
-		region = NULL;
-	}
-	gpucap.region = region;
-}
 
 /* The child of fork has one thread and a copy of everything; it must not
  * touch the parent's slot, allocations or locks (another thread may have
@@ -108,10 +40,11 @@ static void after_fork_child(void)
 	 * detaches it (that would return the parent's charges) nor keeps its
 	 * descriptor (that would keep the parent's lease alive after the parent
 	 * dies). It attaches its own on its next call. */
-	if (gpucap.region)
-		gpucap_region_abandon(gpucap.region);
-	gpucap.region = NULL;
-	gpucap_binding_forget(&binding);
+	gpucap_region *inherited = atomic_load_explicit(&gpucap.region, memory_order_relaxed);
+	if (inherited)
+		gpucap_region_abandon(inherited);
+	atomic_store_explicit(&gpucap.region, NULL, memory_order_relaxed);
+	gpucap_attach_after_fork();
 	this_thread_in_init = false;
 	atomic_store_explicit(&gpucap_init_state, GPUCAP_INIT_NONE, memory_order_release);
 }
@@ -140,13 +73,18 @@ static void initialise(void)
 {
 	gpucap_config_load(&gpucap.config);
 	resolve_real();
-	if (!gpucap.region)
-		attach_region();
+	gpucap_region *region = atomic_load_explicit(&gpucap.region, memory_order_relaxed);
+	if (!region) {
+		gpucap_attach_at_start();
+		region = atomic_load_explicit(&gpucap.region, memory_order_relaxed);
+	}
 	/* Data flows one way: the memory and compute layers are told what they
 	 * need, and the layer that owns the devices answers the gate's
-	 * questions about them through this process's own wiring. */
-	gpucap_memory_start(&gpucap.config, gpucap.region);
-	gpucap_compute_start(&gpucap.config, gpucap.region, gpucap_memory_device);
+	 * questions about them through this process's own wiring; the memory
+	 * layer asks for the region again the same way. */
+	gpucap_memory_start(&gpucap.config, region);
+	gpucap_memory_retry_with(gpucap_attach_again);
+	gpucap_compute_start(&gpucap.config, region, gpucap_memory_device);
 	static const struct gpucap_memory_observer observer = {gpucap_sm_context_gone, gpucap_sm_device_gone};
 	gpucap_memory_observe(&observer);
 	bool expected = false;
@@ -172,9 +110,12 @@ __attribute__((destructor)) static void return_slot_at_exit(void)
 	 * gpucap.region. */
 	if (atomic_load_explicit(&gpucap_init_state, memory_order_acquire) != GPUCAP_INIT_READY)
 		return;
-	if (!gpucap.region || slot_owner != getpid())
+	/* Acquire: partner of the release store of a region attached late
+	 * (attach.c). */
+	gpucap_region *region = atomic_load_explicit(&gpucap.region, memory_order_acquire);
+	if (!region || slot_owner != getpid())
 		return;
-	if (gpucap_region_retire(gpucap.region))
+	if (gpucap_region_retire(region))
 		GPUCAP_LOG(GPUCAP_LOG_DEBUG, "exit: charges and slot returned to region %s",
 		           gpucap.config.region_path);
 	else

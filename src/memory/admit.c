@@ -19,15 +19,6 @@ void gpucap_admit_before_refusal(void (*reclaim)(int region_index))
 	before_refusal = reclaim;
 }
 
-void gpucap_device_note_file_cap(int region_index, uint64_t cap)
-{
-	/* The one place the limits file's cap is enforced: the region admits
-	 * against the lower of its limit and this handle's cap in one CAS, so a
-	 * raised region limit cannot lift it, and reports it as the limit. */
-	if (region_index >= 0 && cap < GPUCAP_UNLIMITED)
-		gpucap_region_set_local_cap(memory_env.region, region_index, cap);
-}
-
 /* The region file was truncated or replaced under this process: every
  * charge fails closed from now on. Said once, in the region's own words;
  * only refusals come here, never the success path. */
@@ -46,7 +37,13 @@ CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 {
 	if (bytes == 0)
 		return CUDA_SUCCESS;
-	if (region_index < 0 || !memory_env.region)
+	if (!memory_region()) {
+		/* The attach may be due again (rate-limited); this charge has no
+		 * device entry to go to either way. */
+		gpucap_region_retry();
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	if (region_index < 0)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	gpucap_status st = gpucap_reserve(memory_env.region, region_index, kind, bytes);
 	if (st == GPUCAP_ERR_OVER_LIMIT && before_refusal) {
@@ -63,7 +60,9 @@ CUresult gpucap_admit(const struct gpucap_device *dev, gpucap_kind kind, uint64_
 {
 	if (bytes == 0)
 		return CUDA_SUCCESS;
-	if (dev->fail_closed)
+	/* A device waiting for a region that has come (or comes now) is
+	 * registered and charged. */
+	if (dev->fail_closed && !gpucap_device_retry(dev))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	return gpucap_admit_index(dev->region_index, kind, bytes);
 }

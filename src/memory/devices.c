@@ -37,7 +37,35 @@ static const char *uuid_prefix(const char *hex_part)
 	return "GPU";
 }
 
-static CUresult resolve(struct gpucap_device *dev, CUdevice ordinal)
+void gpucap_device_note_file_cap(int region_index, uint64_t cap)
+{
+	/* The one place the limits file's cap is enforced: the region admits
+	 * against the lower of its limit and this handle's cap in one CAS, so a
+	 * raised region limit cannot lift it, and reports it as the limit. */
+	if (region_index >= 0 && cap < GPUCAP_UNLIMITED)
+		gpucap_region_set_local_cap(memory_env.region, region_index, cap);
+}
+
+/* Register dev in region with its configured limits. The index is stored
+ * before fail_closed is cleared (seq_cst, both): a thread that sees the
+ * device charged sees its entry. */
+static void register_device(struct gpucap_device *dev, gpucap_region *region)
+{
+	const struct gpucap_device_config *cfg = &memory_env.config->device[dev->ordinal];
+	int index = gpucap_region_device_register(region, dev->uuid, cfg->limit_bytes, cfg->sm_limit);
+	if (index < 0) {
+		gpucap_log(GPUCAP_LOG_ERROR,
+		           "cannot register device %d (%s) in the region: %s; failing closed for it",
+		           dev->ordinal, dev->uuid, gpucap_status_text((gpucap_status)-index));
+		return;
+	}
+	atomic_store(&dev->region_index, index);
+	gpucap_device_note_file_cap(index, cfg->file_cap_bytes);
+	atomic_store(&dev->fail_closed, false);
+}
+
+/* *awaiting: the device fails closed only for want of a region. */
+static CUresult resolve(struct gpucap_device *dev, CUdevice ordinal, bool *awaiting)
 {
 	CUuuid uuid;
 	CUresult r = CUDA_ERROR_NOT_FOUND;
@@ -55,26 +83,37 @@ static CUresult resolve(struct gpucap_device *dev, CUdevice ordinal)
 	format_uuid(&uuid, uuid_prefix(plain + 4), dev->uuid, sizeof(dev->uuid));
 	dev->ordinal = ordinal;
 	const struct gpucap_device_config *cfg = &memory_env.config->device[ordinal];
-	dev->fail_closed = cfg->fail_closed || !memory_env.region;
-	dev->region_index = -1;
+	gpucap_region *region = memory_region();
+	atomic_store(&dev->fail_closed, true);
+	atomic_store(&dev->region_index, -1);
+	*awaiting = !region && !cfg->fail_closed;
 	/* A fail-closed device is refused locally and never registered, so a
 	 * malformed variable here cannot set the limit other processes see. */
-	if (memory_env.region && !cfg->fail_closed) {
-		int index = gpucap_region_device_register(memory_env.region, dev->uuid, cfg->limit_bytes,
-		                                          cfg->sm_limit);
-		if (index < 0) {
-			gpucap_log(GPUCAP_LOG_ERROR,
-			           "cannot register device %d (%s) in the region: %s; failing closed for it",
-			           ordinal, dev->uuid, gpucap_status_text((gpucap_status)-index));
-			dev->fail_closed = true;
-		} else {
-			dev->region_index = index;
-			gpucap_device_note_file_cap(index, cfg->file_cap_bytes);
-		}
-	}
+	if (region && !cfg->fail_closed)
+		register_device(dev, region);
 	GPUCAP_LOG(GPUCAP_LOG_DETAIL, "device %d is %s (region entry %d)", ordinal, dev->uuid,
-	           dev->region_index);
+	           atomic_load(&dev->region_index));
 	return CUDA_SUCCESS;
+}
+
+/* A device resolved while the process had no region, now that it has one
+ * (an attach tried again): registered by the thread that takes it out of
+ * AWAITING_REGION; the others use it as it is meanwhile, failing closed. */
+static void register_late(struct gpucap_device *dev)
+{
+	gpucap_region *region = memory_region();
+	if (!region)
+		return;
+	int expected = DEVICE_AWAITING_REGION;
+	/* Acquire: partner of the release that published the resolution. */
+	if (!atomic_compare_exchange_strong_explicit(&dev->state, &expected, DEVICE_REGISTERING,
+	                                             memory_order_acquire, memory_order_relaxed))
+		return;
+	register_device(dev, region);
+	GPUCAP_LOG(GPUCAP_LOG_DETAIL, "device %d is %s (region entry %d, registered late)", dev->ordinal,
+	           dev->uuid, atomic_load(&dev->region_index));
+	/* Release: partner of the acquire loads in gpucap_device_get. */
+	atomic_store_explicit(&dev->state, DEVICE_READY, memory_order_release);
 }
 
 CUresult gpucap_device_get(CUdevice ordinal, struct gpucap_device **out)
@@ -84,20 +123,33 @@ CUresult gpucap_device_get(CUdevice ordinal, struct gpucap_device **out)
 	struct gpucap_device *dev = &devices[ordinal];
 	for (;;) {
 		int state = atomic_load_explicit(&dev->state, memory_order_acquire);
-		if (state == 2) {
+		if (state == DEVICE_READY) {
 			*out = dev;
 			return CUDA_SUCCESS;
 		}
-		if (state == 0) {
-			int expected = 0;
-			if (!atomic_compare_exchange_strong(&dev->state, &expected, 1))
+		if (state == DEVICE_UNKNOWN) {
+			int expected = DEVICE_UNKNOWN;
+			if (!atomic_compare_exchange_strong(&dev->state, &expected, DEVICE_RESOLVING))
 				continue;
-			CUresult r = resolve(dev, ordinal);
+			bool awaiting = false;
+			CUresult r = resolve(dev, ordinal, &awaiting);
 			/* A driver error (not initialised, bad ordinal) is the caller's
 			 * answer; try again next time. */
-			atomic_store_explicit(&dev->state, r == CUDA_SUCCESS ? 2 : 0, memory_order_release);
+			int next = r != CUDA_SUCCESS ? DEVICE_UNKNOWN
+			           : awaiting        ? DEVICE_AWAITING_REGION
+			                             : DEVICE_READY;
+			atomic_store_explicit(&dev->state, next, memory_order_release);
 			if (r != CUDA_SUCCESS)
 				return r;
+			/* The region may have come while it was resolved. */
+			if (awaiting)
+				register_late(dev);
+			*out = dev;
+			return CUDA_SUCCESS;
+		}
+		if (state == DEVICE_AWAITING_REGION || state == DEVICE_REGISTERING) {
+			if (state == DEVICE_AWAITING_REGION)
+				register_late(dev);
 			*out = dev;
 			return CUDA_SUCCESS;
 		}
@@ -120,9 +172,9 @@ CUresult gpucap_device_current(struct gpucap_device **out)
 void gpucap_devices_reset(void)
 {
 	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
-		atomic_store(&devices[i].state, 0);
-		devices[i].region_index = -1;
-		devices[i].fail_closed = false;
+		atomic_store(&devices[i].state, DEVICE_UNKNOWN);
+		atomic_store(&devices[i].region_index, -1);
+		atomic_store(&devices[i].fail_closed, false);
 		devices[i].primary_refs = 0;
 		devices[i].primary_bytes = 0;
 		pthread_mutex_init(&devices[i].primary_lock, NULL);
@@ -139,4 +191,17 @@ bool gpucap_memory_device(int ordinal, int *region_index, char uuid[GPUCAP_UUID_
 	if (uuid)
 		memcpy(uuid, dev->uuid, GPUCAP_UUID_MAX);
 	return dev->region_index >= 0;
+}
+
+bool gpucap_device_retry(const struct gpucap_device *dev)
+{
+	if (!gpucap_region_retry())
+		return false;
+	/* Getting the device again registers it if it was waiting for the
+	 * region (register_late); the device of an ordinal is always the same
+	 * object. */
+	struct gpucap_device *again;
+	if (gpucap_device_get(dev->ordinal, &again) != CUDA_SUCCESS || again != dev)
+		return false;
+	return !atomic_load(&again->fail_closed);
 }

@@ -7,7 +7,8 @@ struct memory_env memory_env;
 void gpucap_memory_start(const struct gpucap_config *config, gpucap_region *region)
 {
 	memory_env.config = config;
-	memory_env.region = region;
+	/* Relaxed: the library's READY (release) publishes it. */
+	atomic_store_explicit(&memory_env.region, region, memory_order_relaxed);
 	/* Before a refusal the pools give back what they no longer hold. */
 	gpucap_admit_before_refusal(gpucap_pools_reconcile_all);
 }
@@ -24,5 +25,6 @@ void gpucap_memory_after_fork(void)
 	gpucap_devices_reset();
 	gpucap_refusal_after_fork();
 	gpucap_reconcile_after_fork();
-	memory_env.region = NULL;
+	/* The child is alone (fork keeps one thread). */
+	atomic_store_explicit(&memory_env.region, NULL, memory_order_relaxed);
 }

@@ -24,6 +24,16 @@
  * the life of the process; region is NULL when every device fails closed. */
 void gpucap_memory_start(const struct gpucap_config *config, gpucap_region *region);
 
+/* How to try the region's attach again, when the one at start-up timed out
+ * on another process initialising the file: called on refusal paths only,
+ * true when it attached (and published the region through
+ * gpucap_memory_region_arrived). Set before the library is ready. */
+void gpucap_memory_retry_with(bool (*attach_again)(void));
+/* The region, attached after start-up, bound and holding its slot: from now
+ * on devices are charged, those resolved without it included (each is
+ * registered at its next use). Once per process. */
+void gpucap_memory_region_arrived(gpucap_region *region);
+
 /* Told before a context is destroyed and before a device's primary context
  * is released for the last time (the SM gate forgets their streams). Set by
  * the layer above; NULL: nobody to tell. */

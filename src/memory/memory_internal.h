@@ -12,26 +12,63 @@
 #include <stdatomic.h>
 
 /* The process as the memory layer sees it (gpucap_memory_start). Written
- * before the library publishes READY; read-only after. */
+ * before the library publishes READY; read-only after, but for region. */
 struct memory_env {
 	const struct gpucap_config *config;
-	gpucap_region *region; /* NULL: every device fails closed */
+	/* NULL: every device fails closed. Set at start-up, or later, once, by
+	 * an attach tried again (gpucap_memory_region_arrived): it only goes
+	 * from NULL to a region (a forked child, alone, sets it back). Read it
+	 * through memory_region(); a plain read is a seq_cst load, also
+	 * correct. */
+	_Atomic(gpucap_region *) region;
 	struct gpucap_memory_observer observer;
+	/* Tries the attach again (gpucap_memory_retry_with); NULL: never. */
+	bool (*attach_again)(void);
 };
 
 extern struct memory_env memory_env;
 
+/* The region, or NULL. Acquire: partner of the release store in
+ * gpucap_memory_region_arrived; whoever sees a region sees it attached,
+ * bound to the limits file and holding its slot. A plain load on x86-64. */
+static inline gpucap_region *memory_region(void)
+{
+	return atomic_load_explicit(&memory_env.region, memory_order_acquire);
+}
+
+/* ---- A region that came late (late_region.c) ------------------------------ */
+
+/* Whether the process has its region now: it had it, or this call attached
+ * it (rate-limited, one thread at a time; the others return false at once).
+ * Refusal paths only. */
+bool gpucap_region_retry(void);
+
 /* ---- Devices (devices.c) --------------------------------------------------- */
 
 struct gpucap_device {
-	atomic_int state; /* 0 unknown, 1 resolving, 2 ready */
+	atomic_int state; /* enum gpucap_device_state */
 	int ordinal;
-	int region_index; /* -1: cannot be charged, fails closed */
-	bool fail_closed;
+	/* Both are set once at resolution; a device resolved while the process
+	 * had no region (state AWAITING_REGION) gets them again once, when the
+	 * region comes: region_index from -1 to its entry, then fail_closed to
+	 * false (seq_cst stores, in that order: whoever sees fail_closed false
+	 * sees the index). */
+	_Atomic int region_index; /* -1: cannot be charged, fails closed */
+	atomic_bool fail_closed;
 	char uuid[GPUCAP_UUID_MAX];
 	pthread_mutex_t primary_lock;
 	int primary_refs;
 	uint64_t primary_bytes; /* what the primary context is charged; under primary_lock */
+};
+
+enum gpucap_device_state {
+	DEVICE_UNKNOWN = 0,
+	DEVICE_RESOLVING = 1,
+	DEVICE_READY = 2,
+	/* Resolved, failing closed, while the process had no region: registered
+	 * at its first use once the region has come. */
+	DEVICE_AWAITING_REGION = 3,
+	DEVICE_REGISTERING = 4, /* one thread registers it; others see it fail closed */
 };
 
 /* The device for a CUDA ordinal, resolved on first use (UUID, region entry).
@@ -41,6 +78,16 @@ CUresult gpucap_device_get(CUdevice ordinal, struct gpucap_device **out);
 CUresult gpucap_device_current(struct gpucap_device **out);
 /* Forget every resolved device (forked child). */
 void gpucap_devices_reset(void);
+/* For a device that fails closed: true when, after gpucap_region_retry, it
+ * can be charged (it was waiting for the region and is now registered).
+ * Refusal paths only. */
+bool gpucap_device_retry(const struct gpucap_device *dev);
+/* Hand the limits file's cap of region device region_index to the region,
+ * which enforces it on every reservation of this handle whatever the
+ * region's limit says (the smaller cap wins when noted twice). A forked
+ * child's new handle starts without caps; they are noted again as its
+ * devices resolve. */
+void gpucap_device_note_file_cap(int region_index, uint64_t cap);
 
 /* ---- Admission (admit.c) --------------------------------------------------- */
 
@@ -54,13 +101,6 @@ void gpucap_unadmit_index(int region_index, gpucap_kind kind, uint64_t bytes);
 /* Called before a refusal on region device region_index, to give memory
  * back that is charged but no longer held (the pools register it). */
 void gpucap_admit_before_refusal(void (*reclaim)(int region_index));
-
-/* Hand the limits file's cap of region device region_index to the region,
- * which enforces it on every reservation of this handle whatever the
- * region's limit says (the smaller cap wins when noted twice). A forked
- * child's new handle starts without caps; they are noted again as its
- * devices resolve. */
-void gpucap_device_note_file_cap(int region_index, uint64_t cap);
 
 /* limit and charged bytes of a region device; false when unknown. The limit
  * is the region's, lowered to the limits file's cap. */
