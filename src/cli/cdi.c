@@ -106,23 +106,12 @@ static int parse_request(int argc, char **argv, struct cdi_request *req, int *ex
 	const char *command = cli_command_cdi.name;
 	memset(req, 0, sizeof(*req));
 	req->preload_file = DEFAULT_PRELOAD_FILE;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, cdi_options, sizeof(cdi_options) / sizeof(cdi_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR) {
-			*exit_code = CLI_EXIT_USAGE;
-			return false;
-		}
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_cdi.usage, stdout);
-			*exit_code = cli_finish_output(command);
-			return false;
-		}
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_cdi, argc, argv, cdi_options, CLI_OPTION_COUNT(cdi_options),
+	                     false);
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		switch (id) {
 		case OPT_NAME:
 			req->name = value;
@@ -163,8 +152,8 @@ static int parse_request(int argc, char **argv, struct cdi_request *req, int *ex
 			break;
 		}
 	}
-	if (!cli_no_operands_left(&parser)) {
-		*exit_code = CLI_EXIT_USAGE;
+	if (loop.stop) {
+		*exit_code = loop.exit_code;
 		return false;
 	}
 	if (!req->name) {

@@ -548,31 +548,22 @@ static const struct cli_option doctor_options[] = {
 static int doctor_run(int argc, char **argv)
 {
 	const char *command = cli_command_doctor.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_doctor, argc, argv, doctor_options,
+	                     CLI_OPTION_COUNT(doctor_options), false);
 	bool json = false;
 	const char *file = NULL;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, doctor_options,
-		                         sizeof(doctor_options) / sizeof(doctor_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_doctor.usage, stdout);
-			return cli_finish_output(command);
-		}
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		if (id == OPT_PROBE)
 			return probe_child();
 		if (id == OPT_JSON)
 			json = true;
 		else
-			file = value;
+			file = loop.value;
 	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	if (loop.stop)
+		return loop.exit_code;
 
 	struct doctor d;
 	memset(&d, 0, sizeof(d));

@@ -36,20 +36,12 @@ static int exporter_run(int argc, char **argv)
 	const char *listen = EXPORTER_DEFAULT_LISTEN, *regions = NULL, *label_regex = NULL;
 	const char *pod_log_root = NULL;
 	bool hami = false, resolve = false, hami_legacy = false;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, exporter_options,
-		                         sizeof(exporter_options) / sizeof(exporter_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_exporter.usage, stdout);
-			return cli_finish_output(command);
-		}
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_exporter, argc, argv, exporter_options,
+	                     CLI_OPTION_COUNT(exporter_options), false);
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		if (id == OPT_LISTEN)
 			listen = value;
 		else if (id == OPT_REGIONS)
@@ -65,8 +57,8 @@ static int exporter_run(int argc, char **argv)
 		else
 			label_regex = value;
 	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	if (loop.stop)
+		return loop.exit_code;
 	if (!regions || !regions[0])
 		return cli_usage_error(
 		    command, "--regions GLOB is required, e.g. --regions '/var/lib/gpucap/*/cudevshr.cache'");

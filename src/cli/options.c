@@ -133,6 +133,42 @@ bool cli_no_operands_left(const struct cli_parser *parser)
 	return false;
 }
 
+void cli_option_loop_init(struct cli_option_loop *loop, const struct cli_command *command, int argc,
+                          char **argv, const struct cli_option *options, unsigned count,
+                          bool operands_allowed)
+{
+	cli_parser_init(&loop->parser, command->name, argc, argv, operands_allowed);
+	loop->command = command;
+	loop->options = options;
+	loop->count = count;
+	loop->value = NULL;
+	loop->stop = false;
+	loop->exit_code = CLI_EXIT_OK;
+}
+
+static int stop_loop(struct cli_option_loop *loop, int exit_code)
+{
+	loop->stop = true;
+	loop->exit_code = exit_code;
+	return CLI_OPT_END;
+}
+
+int cli_option_loop_next(struct cli_option_loop *loop)
+{
+	if (loop->stop)
+		return CLI_OPT_END;
+	int id = cli_next_option(&loop->parser, loop->options, loop->count, &loop->value);
+	if (id == CLI_OPT_ERROR)
+		return stop_loop(loop, CLI_EXIT_USAGE);
+	if (id == CLI_OPT_HELP) {
+		fputs(loop->command->usage, stdout);
+		return stop_loop(loop, cli_finish_output(loop->command->name));
+	}
+	if (id == CLI_OPT_END && !loop->parser.operands_allowed && !cli_no_operands_left(&loop->parser))
+		return stop_loop(loop, CLI_EXIT_USAGE);
+	return id;
+}
+
 enum { REGION_FLAG_JSON, REGION_FLAG_FILE };
 
 static const struct cli_option region_flag_options[] = {
@@ -143,34 +179,18 @@ static const struct cli_option region_flag_options[] = {
 bool cli_parse_region_flags(const struct cli_command *command, int argc, char **argv,
                             struct cli_region_flags *flags, int *exit_code)
 {
-	struct cli_parser parser;
-	cli_parser_init(&parser, command->name, argc, argv, false);
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, command, argc, argv, region_flag_options,
+	                     CLI_OPTION_COUNT(region_flag_options), false);
 	flags->json = false;
 	flags->file = NULL;
-	for (;;) {
-		const char *value;
-		int id =
-		    cli_next_option(&parser, region_flag_options,
-		                    sizeof(region_flag_options) / sizeof(region_flag_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR) {
-			*exit_code = CLI_EXIT_USAGE;
-			return false;
-		}
-		if (id == CLI_OPT_HELP) {
-			fputs(command->usage, stdout);
-			*exit_code = cli_finish_output(command->name);
-			return false;
-		}
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		if (id == REGION_FLAG_JSON)
 			flags->json = true;
 		else
-			flags->file = value;
+			flags->file = loop.value;
 	}
-	if (!cli_no_operands_left(&parser)) {
-		*exit_code = CLI_EXIT_USAGE;
-		return false;
-	}
-	return true;
+	*exit_code = loop.exit_code;
+	return !loop.stop;
 }

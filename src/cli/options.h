@@ -44,6 +44,43 @@ int cli_next_option(struct cli_parser *parser, const struct cli_option *options,
  * argument is left (e.g. "status -- extra"). Returns true when none is. */
 bool cli_no_operands_left(const struct cli_parser *parser);
 
+/*
+ * The option loop every command runs, written once:
+ *
+ *	struct cli_option_loop loop;
+ *	cli_option_loop_init(&loop, &cli_command_NAME, argc, argv, NAME_options,
+ *	                     CLI_OPTION_COUNT(NAME_options), false);
+ *	int id;
+ *	while ((id = cli_option_loop_next(&loop)) >= 0)
+ *		... use id and loop.value ...
+ *	if (loop.stop)
+ *		return loop.exit_code;
+ *
+ * -h/--help prints command->usage and stops with the exit code of writing
+ * it; a mistake has had its one line and stops with CLI_EXIT_USAGE. For a
+ * command without operands an argument left after "--" is such a mistake;
+ * with operands loop.parser.index is the first one.
+ */
+struct cli_option_loop {
+	struct cli_parser parser;
+	const struct cli_command *command;
+	const struct cli_option *options;
+	unsigned count;
+	const char *value; /* the value of the option just returned; NULL for a flag */
+	bool stop;         /* the command must return exit_code now */
+	int exit_code;
+};
+
+#define CLI_OPTION_COUNT(table) ((unsigned)(sizeof(table) / sizeof((table)[0])))
+
+void cli_option_loop_init(struct cli_option_loop *loop, const struct cli_command *command, int argc,
+                          char **argv, const struct cli_option *options, unsigned count,
+                          bool operands_allowed);
+
+/* The next option's id (>= 0); CLI_OPT_END once the options are over or the
+ * loop had to stop (loop->stop). */
+int cli_option_loop_next(struct cli_option_loop *loop);
+
 /* The flags of the commands that read a region: [--json] [-f|--file PATH]. */
 struct cli_region_flags {
 	bool json;

@@ -136,22 +136,14 @@ static void sleep_ms(long ms)
 static int parse_request(int argc, char **argv, struct resolve_request *req, int *exit_code)
 {
 	const char *command = cli_command_resolve.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_resolve, argc, argv, resolve_options,
+	                     CLI_OPTION_COUNT(resolve_options), false);
 	memset(req, 0, sizeof(*req));
 	req->interval_ms = 200;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, resolve_options,
-		                         sizeof(resolve_options) / sizeof(resolve_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return *exit_code = CLI_EXIT_USAGE, false;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_resolve.usage, stdout);
-			return *exit_code = cli_finish_output(command), false;
-		}
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		if (id == OPT_REGIONS || id == OPT_FILE) {
 			if (req->pattern)
 				return *exit_code =
@@ -174,8 +166,8 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 				       false;
 		}
 	}
-	if (!cli_no_operands_left(&parser))
-		return *exit_code = CLI_EXIT_USAGE, false;
+	if (loop.stop)
+		return *exit_code = loop.exit_code, false;
 	if (!req->pattern || !req->pattern[0])
 		return *exit_code = cli_usage_error(command, "--regions GLOB or --file PATH is required"),
 		       false;

@@ -42,25 +42,16 @@ struct run_request {
 	char **argv; /* the command */
 };
 
-static int parse_request(int argc, char **argv, struct run_request *request, bool *help)
+static int parse_request(int argc, char **argv, struct run_request *request, bool *done)
 {
 	const char *command = cli_command_run.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, true);
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_run, argc, argv, run_options, CLI_OPTION_COUNT(run_options),
+	                     true);
 	memset(request, 0, sizeof(*request));
-	*help = false;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, run_options, sizeof(run_options) / sizeof(run_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			*help = true;
-			return CLI_EXIT_OK;
-		}
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		if (id == OPT_MEMORY)
 			request->memory = value;
 		else if (id == OPT_SM)
@@ -72,6 +63,9 @@ static int parse_request(int argc, char **argv, struct run_request *request, boo
 		else if (id == OPT_NODE_DIR)
 			request->node_dir = value;
 	}
+	*done = loop.stop;
+	if (loop.stop)
+		return loop.exit_code;
 	if (request->memory) {
 		if (!gpucap_parse_size(request->memory, &request->memory_bytes))
 			return cli_usage_error(command,
@@ -106,10 +100,10 @@ static int parse_request(int argc, char **argv, struct run_request *request, boo
 		return cli_usage_error(command, "--devices needs a list such as 0,1 or a GPU UUID");
 	if (request->file && request->file[0] == '\0')
 		return cli_usage_error(command, "--file needs a path");
-	if (parser.index >= argc)
+	if (loop.parser.index >= argc)
 		return cli_usage_error(
 		    command, "missing the command to run, e.g. gpucap run -m 8g -- python train.py");
-	request->argv = argv + parser.index;
+	request->argv = argv + loop.parser.index;
 	return CLI_EXIT_OK;
 }
 
@@ -305,14 +299,10 @@ static void warn_region_limits(const struct run_request *request)
 static int run_run(int argc, char **argv)
 {
 	struct run_request request;
-	bool help;
-	int rc = parse_request(argc, argv, &request, &help);
-	if (rc != CLI_EXIT_OK)
+	bool done;
+	int rc = parse_request(argc, argv, &request, &done);
+	if (rc != CLI_EXIT_OK || done)
 		return rc;
-	if (help) {
-		fputs(cli_command_run.usage, stdout);
-		return cli_finish_output(cli_command_run.name);
-	}
 	rc = prepare_environment(&request);
 	if (rc != CLI_EXIT_OK)
 		return rc;

@@ -45,24 +45,14 @@ struct set_result {
 static int parse_request(int argc, char **argv, struct set_request *req, bool *done)
 {
 	const char *command = cli_command_set.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_set, argc, argv, set_options, CLI_OPTION_COUNT(set_options),
+	                     false);
 	memset(req, 0, sizeof(*req));
 	req->device = "all";
-	*done = false;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, set_options, sizeof(set_options) / sizeof(set_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_set.usage, stdout);
-			*done = true;
-			return cli_finish_output(command);
-		}
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		switch (id) {
 		case OPT_JSON:
 			req->json = true;
@@ -81,8 +71,9 @@ static int parse_request(int argc, char **argv, struct set_request *req, bool *d
 			break;
 		}
 	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	*done = loop.stop;
+	if (loop.stop)
+		return loop.exit_code;
 	if (!req->memory && !req->sm)
 		return cli_usage_error(command,
 		                       "nothing to change: give --memory SIZE, --sm PERCENT or both");
@@ -382,14 +373,10 @@ static int set_run(int argc, char **argv)
 	                                                        ? policy.region_from.name
 	                                                        : "default"};
 	gpucap_region *region;
-	rc = cli_region_attach(command, &where, false, &region);
+	struct gpucap_snapshot *snapshot;
+	rc = cli_region_attach_snapshot(command, &where, false, &region, &snapshot);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	struct gpucap_snapshot *snapshot = cli_region_snapshot(command, region);
-	if (!snapshot) {
-		gpucap_region_detach(region);
-		return CLI_EXIT_FAILURE;
-	}
 	rc = apply(region, &req, &where, snapshot, &file);
 	gpucap_snapshot_free(snapshot);
 	gpucap_region_detach(region);

@@ -53,24 +53,15 @@ static void on_signal(int signo)
 static int parse_request(int argc, char **argv, struct top_request *req, bool *done)
 {
 	const char *command = cli_command_top.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_top, argc, argv, top_options, CLI_OPTION_COUNT(top_options),
+	                     false);
 	memset(req, 0, sizeof(*req));
 	req->interval = 1.0;
 	*done = false;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, top_options, sizeof(top_options) / sizeof(top_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_top.usage, stdout);
-			*done = true;
-			return cli_finish_output(command);
-		}
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		switch (id) {
 		case OPT_JSON:
 			req->json = true;
@@ -112,8 +103,9 @@ static int parse_request(int argc, char **argv, struct top_request *req, bool *d
 		}
 		}
 	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	*done = loop.stop;
+	if (loop.stop)
+		return loop.exit_code;
 	if (req->file && req->dir)
 		return cli_usage_error(command, "--file and --dir exclude each other; give one");
 	return CLI_EXIT_OK;
