@@ -537,31 +537,22 @@ static bool print_json(const struct doctor *d, bool healthy)
 	return json_finish(&w);
 }
 
-enum { OPT_JSON, OPT_FILE, OPT_PROBE };
-
-static const struct cli_option doctor_options[] = {
-    {"json", 0, false, OPT_JSON},
-    {"file", 'f', true, OPT_FILE},
-    {"preload-probe", 0, false, OPT_PROBE}, /* internal: the child of the preload check */
-};
+enum { OPT_PROBE };
 
 static int doctor_run(int argc, char **argv)
 {
 	const char *command = cli_command_doctor.name;
+	bool json = false;
+	const char *file = NULL;
+	const struct cli_option doctor_options[] = {
+	    CLI_STORE_FLAG("json", 0, &json), CLI_STORE_VALUE("file", 'f', &file),
+	    CLI_OPTION_FLAG("preload-probe", 0, OPT_PROBE), /* internal: the child of the preload check */
+	};
 	struct cli_option_loop loop;
 	cli_option_loop_init(&loop, &cli_command_doctor, argc, argv, doctor_options,
 	                     CLI_OPTION_COUNT(doctor_options), false);
-	bool json = false;
-	const char *file = NULL;
-	int id;
-	while ((id = cli_option_loop_next(&loop)) >= 0) {
-		if (id == OPT_PROBE)
-			return probe_child();
-		if (id == OPT_JSON)
-			json = true;
-		else
-			file = loop.value;
-	}
+	if (cli_option_loop_next(&loop) == OPT_PROBE)
+		return probe_child();
 	if (loop.stop)
 		return loop.exit_code;
 

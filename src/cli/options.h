@@ -14,7 +14,30 @@ struct cli_option {
 	char short_name;       /* 0: none */
 	bool takes_value;
 	int id; /* returned by cli_next_option; must be >= 0 */
+	/* For cli_option_loop: where it stores the option itself instead of
+	 * returning its id, a flag as true, a value as typed. NULL: returned. */
+	bool *flag;
+	const char **value;
 };
+
+/* Table entries: options the command handles by id, and options the loop
+ * stores. */
+#define CLI_OPTION_FLAG(long_name, short_name, id)                                                           \
+	{                                                                                                    \
+		(long_name), (short_name), false, (id), NULL, NULL                                           \
+	}
+#define CLI_OPTION_VALUE(long_name, short_name, id)                                                          \
+	{                                                                                                    \
+		(long_name), (short_name), true, (id), NULL, NULL                                            \
+	}
+#define CLI_STORE_FLAG(long_name, short_name, target)                                                        \
+	{                                                                                                    \
+		(long_name), (short_name), false, 0, (target), NULL                                          \
+	}
+#define CLI_STORE_VALUE(long_name, short_name, target)                                                       \
+	{                                                                                                    \
+		(long_name), (short_name), true, 0, NULL, (target)                                           \
+	}
 
 enum {
 	CLI_OPT_END = -1,   /* no more options; parser.index is the first operand */
@@ -30,6 +53,7 @@ struct cli_parser {
 	/* true: the first operand ends the options ("run CMD ..."); false: any
 	 * operand is a usage error. */
 	bool operands_allowed;
+	const struct cli_option *matched; /* the option cli_next_option last returned */
 };
 
 void cli_parser_init(struct cli_parser *parser, const char *command, int argc, char **argv,
@@ -52,7 +76,7 @@ bool cli_no_operands_left(const struct cli_parser *parser);
  *	                     CLI_OPTION_COUNT(NAME_options), false);
  *	int id;
  *	while ((id = cli_option_loop_next(&loop)) >= 0)
- *		... use id and loop.value ...
+ *		... handle the options without a target: id and loop.value ...
  *	if (loop.stop)
  *		return loop.exit_code;
  *
@@ -77,8 +101,9 @@ void cli_option_loop_init(struct cli_option_loop *loop, const struct cli_command
                           char **argv, const struct cli_option *options, unsigned count,
                           bool operands_allowed);
 
-/* The next option's id (>= 0); CLI_OPT_END once the options are over or the
- * loop had to stop (loop->stop). */
+/* The next option's id (>= 0), storing the options with a flag or value
+ * target on the way; CLI_OPT_END once the options are over or the loop had
+ * to stop (loop->stop). */
 int cli_option_loop_next(struct cli_option_loop *loop);
 
 /* The flags of the commands that read a region: [--json] [-f|--file PATH]. */

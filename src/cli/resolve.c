@@ -16,12 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-enum { OPT_REGIONS, OPT_FILE, OPT_WATCH, OPT_INTERVAL, OPT_JSON };
-
-static const struct cli_option resolve_options[] = {
-    {"regions", 'r', true, OPT_REGIONS}, {"file", 'f', true, OPT_FILE}, {"watch", 'w', false, OPT_WATCH},
-    {"interval", 0, true, OPT_INTERVAL}, {"json", 0, false, OPT_JSON},
-};
+enum { OPT_REGIONS, OPT_FILE, OPT_INTERVAL };
 
 static volatile sig_atomic_t stop_requested;
 
@@ -136,11 +131,16 @@ static void sleep_ms(long ms)
 static int parse_request(int argc, char **argv, struct resolve_request *req, int *exit_code)
 {
 	const char *command = cli_command_resolve.name;
+	memset(req, 0, sizeof(*req));
+	req->interval_ms = 200;
+	const struct cli_option resolve_options[] = {
+	    CLI_OPTION_VALUE("regions", 'r', OPT_REGIONS), CLI_OPTION_VALUE("file", 'f', OPT_FILE),
+	    CLI_STORE_FLAG("watch", 'w', &req->watch),     CLI_OPTION_VALUE("interval", 0, OPT_INTERVAL),
+	    CLI_STORE_FLAG("json", 0, &req->json),
+	};
 	struct cli_option_loop loop;
 	cli_option_loop_init(&loop, &cli_command_resolve, argc, argv, resolve_options,
 	                     CLI_OPTION_COUNT(resolve_options), false);
-	memset(req, 0, sizeof(*req));
-	req->interval_ms = 200;
 	int id;
 	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		const char *value = loop.value;
@@ -151,10 +151,6 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 				       false;
 			req->pattern = value;
 			req->single_file = id == OPT_FILE;
-		} else if (id == OPT_WATCH) {
-			req->watch = true;
-		} else if (id == OPT_JSON) {
-			req->json = true;
 		} else {
 			char *end;
 			req->interval_ms = strtol(value, &end, 10);

@@ -23,14 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { OPT_MEMORY, OPT_SM, OPT_DEVICES, OPT_FILE, OPT_NODE_DIR };
-
-static const struct cli_option run_options[] = {
-    {"memory", 'm', true, OPT_MEMORY},   {"sm", 0, true, OPT_SM},
-    {"devices", 0, true, OPT_DEVICES},   {"file", 'f', true, OPT_FILE},
-    {"node-dir", 0, true, OPT_NODE_DIR},
-};
-
 struct run_request {
 	const char *memory; /* as typed, NULL: leave the limit alone */
 	uint64_t memory_bytes;
@@ -45,24 +37,17 @@ struct run_request {
 static int parse_request(int argc, char **argv, struct run_request *request, bool *done)
 {
 	const char *command = cli_command_run.name;
+	memset(request, 0, sizeof(*request));
+	const struct cli_option run_options[] = {
+	    CLI_STORE_VALUE("memory", 'm', &request->memory),   CLI_STORE_VALUE("sm", 0, &request->sm),
+	    CLI_STORE_VALUE("devices", 0, &request->devices),   CLI_STORE_VALUE("file", 'f', &request->file),
+	    CLI_STORE_VALUE("node-dir", 0, &request->node_dir),
+	};
 	struct cli_option_loop loop;
 	cli_option_loop_init(&loop, &cli_command_run, argc, argv, run_options, CLI_OPTION_COUNT(run_options),
 	                     true);
-	memset(request, 0, sizeof(*request));
-	int id;
-	while ((id = cli_option_loop_next(&loop)) >= 0) {
-		const char *value = loop.value;
-		if (id == OPT_MEMORY)
-			request->memory = value;
-		else if (id == OPT_SM)
-			request->sm = value;
-		else if (id == OPT_DEVICES)
-			request->devices = value;
-		else if (id == OPT_FILE)
-			request->file = value;
-		else if (id == OPT_NODE_DIR)
-			request->node_dir = value;
-	}
+	/* Every option of run is stored by the loop: it returns only at the end. */
+	cli_option_loop_next(&loop);
 	*done = loop.stop;
 	if (loop.stop)
 		return loop.exit_code;

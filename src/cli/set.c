@@ -18,13 +18,6 @@
 
 extern char **environ;
 
-enum { OPT_JSON, OPT_FILE, OPT_MEMORY, OPT_SM, OPT_DEVICE };
-
-static const struct cli_option set_options[] = {
-    {"json", 0, false, OPT_JSON}, {"file", 'f', true, OPT_FILE},     {"memory", 'm', true, OPT_MEMORY},
-    {"sm", 0, true, OPT_SM},      {"device", 'd', true, OPT_DEVICE},
-};
-
 struct set_request {
 	bool json;
 	const char *file;
@@ -45,32 +38,18 @@ struct set_result {
 static int parse_request(int argc, char **argv, struct set_request *req, bool *done)
 {
 	const char *command = cli_command_set.name;
+	memset(req, 0, sizeof(*req));
+	req->device = "all";
+	const struct cli_option set_options[] = {
+	    CLI_STORE_FLAG("json", 0, &req->json),        CLI_STORE_VALUE("file", 'f', &req->file),
+	    CLI_STORE_VALUE("memory", 'm', &req->memory), CLI_STORE_VALUE("sm", 0, &req->sm),
+	    CLI_STORE_VALUE("device", 'd', &req->device),
+	};
 	struct cli_option_loop loop;
 	cli_option_loop_init(&loop, &cli_command_set, argc, argv, set_options, CLI_OPTION_COUNT(set_options),
 	                     false);
-	memset(req, 0, sizeof(*req));
-	req->device = "all";
-	int id;
-	while ((id = cli_option_loop_next(&loop)) >= 0) {
-		const char *value = loop.value;
-		switch (id) {
-		case OPT_JSON:
-			req->json = true;
-			break;
-		case OPT_FILE:
-			req->file = value;
-			break;
-		case OPT_MEMORY:
-			req->memory = value;
-			break;
-		case OPT_SM:
-			req->sm = value;
-			break;
-		case OPT_DEVICE:
-			req->device = value;
-			break;
-		}
-	}
+	/* Every option of set is stored by the loop: it returns only at the end. */
+	cli_option_loop_next(&loop);
 	*done = loop.stop;
 	if (loop.stop)
 		return loop.exit_code;

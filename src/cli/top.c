@@ -26,12 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OPT_JSON, OPT_FILE, OPT_DIR, OPT_INTERVAL, OPT_ONCE, OPT_SORT };
-
-static const struct cli_option top_options[] = {
-    {"json", 0, false, OPT_JSON},          {"file", 'f', true, OPT_FILE}, {"dir", 0, true, OPT_DIR},
-    {"interval", 'n', true, OPT_INTERVAL}, {"once", 0, false, OPT_ONCE},  {"sort", 's', true, OPT_SORT},
-};
+enum { OPT_INTERVAL, OPT_SORT };
 
 struct top_request {
 	bool json;
@@ -53,28 +48,21 @@ static void on_signal(int signo)
 static int parse_request(int argc, char **argv, struct top_request *req, bool *done)
 {
 	const char *command = cli_command_top.name;
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_top, argc, argv, top_options, CLI_OPTION_COUNT(top_options),
-	                     false);
 	memset(req, 0, sizeof(*req));
 	req->interval = 1.0;
 	*done = false;
+	const struct cli_option top_options[] = {
+	    CLI_STORE_FLAG("json", 0, &req->json), CLI_STORE_VALUE("file", 'f', &req->file),
+	    CLI_STORE_VALUE("dir", 0, &req->dir),  CLI_OPTION_VALUE("interval", 'n', OPT_INTERVAL),
+	    CLI_STORE_FLAG("once", 0, &req->once), CLI_OPTION_VALUE("sort", 's', OPT_SORT),
+	};
+	struct cli_option_loop loop;
+	cli_option_loop_init(&loop, &cli_command_top, argc, argv, top_options, CLI_OPTION_COUNT(top_options),
+	                     false);
 	int id;
 	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		const char *value = loop.value;
 		switch (id) {
-		case OPT_JSON:
-			req->json = true;
-			break;
-		case OPT_ONCE:
-			req->once = true;
-			break;
-		case OPT_FILE:
-			req->file = value;
-			break;
-		case OPT_DIR:
-			req->dir = value;
-			break;
 		case OPT_SORT: {
 			int found = -1;
 			for (int k = 0; k < TOP_SORT_COUNT; k++) {
