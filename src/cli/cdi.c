@@ -95,9 +95,7 @@ static int parse_request(int argc, char **argv, struct cdi_request *req, int *ex
 	    CLI_STORE_VALUE("limits-file", 0, &req->limits_file),
 	    CLI_STORE_VALUE("output", 'o', &req->output),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_cdi, argc, argv, cdi_options, CLI_OPTION_COUNT(cdi_options),
-	                     false);
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_cdi, argc, argv, cdi_options, false);
 	int id;
 	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		const char *value = loop.value;

@@ -548,9 +548,7 @@ static int doctor_run(int argc, char **argv)
 	    CLI_STORE_FLAG("json", 0, &json), CLI_STORE_VALUE("file", 'f', &file),
 	    CLI_OPTION_FLAG("preload-probe", 0, OPT_PROBE), /* internal: the child of the preload check */
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_doctor, argc, argv, doctor_options,
-	                     CLI_OPTION_COUNT(doctor_options), false);
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_doctor, argc, argv, doctor_options, false);
 	if (cli_option_loop_next(&loop) == OPT_PROBE)
 		return probe_child();
 	if (loop.stop)
@@ -603,9 +601,7 @@ const struct cli_command cli_command_doctor = {
              "Exits 1 when any check fails (warnings do not).\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md)\n"
-             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
-             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "  -h, --help       show this help\n",
+    /* -f and -h read as in every command on one region */
+    CLI_FILE_AND_HELP_USAGE,
     .run = doctor_run,
 };

@@ -27,9 +27,8 @@ static int exporter_run(int argc, char **argv)
 	    CLI_OPTION_FLAG("hami-legacy-metrics", 0, OPT_HAMI_LEGACY),
 	    CLI_STORE_VALUE("pod-log-root", 0, &pod_log_root),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_exporter, argc, argv, exporter_options,
-	                     CLI_OPTION_COUNT(exporter_options), false);
+	struct cli_option_loop loop =
+	    CLI_OPTION_LOOP(&cli_command_exporter, argc, argv, exporter_options, false);
 	/* --hami-legacy-metrics is the one option the loop returns: it turns on
 	 * both kinds of HAMi metrics. */
 	while (cli_option_loop_next(&loop) == OPT_HAMI_LEGACY)

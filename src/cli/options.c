@@ -141,17 +141,13 @@ bool cli_no_operands_left(const struct cli_parser *parser)
 	return false;
 }
 
-void cli_option_loop_init(struct cli_option_loop *loop, const struct cli_command *command, int argc,
-                          char **argv, const struct cli_option *options, unsigned count,
-                          bool operands_allowed)
+struct cli_option_loop cli_option_loop_start(const struct cli_command *command, int argc, char **argv,
+                                             const struct cli_option *options, unsigned count,
+                                             bool operands_allowed)
 {
-	cli_parser_init(&loop->parser, command->name, argc, argv, operands_allowed);
-	loop->command = command;
-	loop->options = options;
-	loop->count = count;
-	loop->value = NULL;
-	loop->stop = false;
-	loop->exit_code = CLI_EXIT_OK;
+	struct cli_option_loop loop = {.command = command, .options = options, .count = count};
+	cli_parser_init(&loop.parser, command->name, argc, argv, operands_allowed);
+	return loop;
 }
 
 static int stop_loop(struct cli_option_loop *loop, int exit_code)
@@ -185,6 +181,13 @@ int cli_option_loop_next(struct cli_option_loop *loop)
 	return id;
 }
 
+bool cli_option_loop_run(struct cli_option_loop *loop)
+{
+	/* Every option has a target: the loop returns only at the end. */
+	cli_option_loop_next(loop);
+	return !loop->stop;
+}
+
 bool cli_parse_region_flags(const struct cli_command *command, int argc, char **argv,
                             struct cli_region_flags *flags, int *exit_code)
 {
@@ -194,10 +197,8 @@ bool cli_parse_region_flags(const struct cli_command *command, int argc, char **
 	    CLI_STORE_FLAG("json", 0, &flags->json),
 	    CLI_STORE_VALUE("file", 'f', &flags->file),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, command, argc, argv, options, CLI_OPTION_COUNT(options), false);
-	/* Both options are stored by the loop: it returns only at the end. */
-	cli_option_loop_next(&loop);
+	struct cli_option_loop loop = CLI_OPTION_LOOP(command, argc, argv, options, false);
+	bool go_on = cli_option_loop_run(&loop);
 	*exit_code = loop.exit_code;
-	return !loop.stop;
+	return go_on;
 }

@@ -5,6 +5,8 @@
 #ifndef GPUCAP_CLI_OPTIONS_H
 #define GPUCAP_CLI_OPTIONS_H
 
+#include "default_paths.h"
+
 #include <stdbool.h>
 
 struct cli_command;
@@ -71,9 +73,8 @@ bool cli_no_operands_left(const struct cli_parser *parser);
 /*
  * The option loop every command runs, written once:
  *
- *	struct cli_option_loop loop;
- *	cli_option_loop_init(&loop, &cli_command_NAME, argc, argv, NAME_options,
- *	                     CLI_OPTION_COUNT(NAME_options), false);
+ *	struct cli_option_loop loop =
+ *	    CLI_OPTION_LOOP(&cli_command_NAME, argc, argv, NAME_options, false);
  *	int id;
  *	while ((id = cli_option_loop_next(&loop)) >= 0)
  *		... handle the options without a target: id and loop.value ...
@@ -97,14 +98,30 @@ struct cli_option_loop {
 
 #define CLI_OPTION_COUNT(table) ((unsigned)(sizeof(table) / sizeof((table)[0])))
 
-void cli_option_loop_init(struct cli_option_loop *loop, const struct cli_command *command, int argc,
-                          char **argv, const struct cli_option *options, unsigned count,
-                          bool operands_allowed);
+/* The loop over the options of table, an array (not a pointer). */
+#define CLI_OPTION_LOOP(command, argc, argv, table, operands_allowed)                                        \
+	cli_option_loop_start((command), (argc), (argv), (table), CLI_OPTION_COUNT(table), (operands_allowed))
+
+struct cli_option_loop cli_option_loop_start(const struct cli_command *command, int argc, char **argv,
+                                             const struct cli_option *options, unsigned count,
+                                             bool operands_allowed);
 
 /* The next option's id (>= 0), storing the options with a flag or value
  * target on the way; CLI_OPT_END once the options are over or the loop had
  * to stop (loop->stop). */
 int cli_option_loop_next(struct cli_option_loop *loop);
+
+/* The whole loop, for a table whose every option has a target. True when the
+ * command goes on; false when it must return loop->exit_code. */
+bool cli_option_loop_run(struct cli_option_loop *loop);
+
+/* The usage lines of -f/--file and -h/--help, the same in every command
+ * that reads one region. */
+#define CLI_FILE_AND_HELP_USAGE                                                                              \
+	"  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"                                    \
+	"                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"                                        \
+	"                   " GPUCAP_DEFAULT_REGION_HELP ")\n"                                               \
+	"  -h, --help       show this help\n"
 
 /* The flags of the commands that read a region: [--json] [-f|--file PATH]. */
 struct cli_region_flags {

@@ -133,9 +133,7 @@ const struct cli_command cli_command_reap = {
              "charges to the device totals. Safe to run at any time, alongside anything.\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
-             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
-             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "  -h, --help       show this help\n",
+    /* -f and -h read as in every command on one region */
+    CLI_FILE_AND_HELP_USAGE,
     .run = reap_run,
 };

@@ -138,9 +138,8 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 	    CLI_STORE_FLAG("watch", 'w', &req->watch),     CLI_OPTION_VALUE("interval", 0, OPT_INTERVAL),
 	    CLI_STORE_FLAG("json", 0, &req->json),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_resolve, argc, argv, resolve_options,
-	                     CLI_OPTION_COUNT(resolve_options), false);
+	struct cli_option_loop loop =
+	    CLI_OPTION_LOOP(&cli_command_resolve, argc, argv, resolve_options, false);
 	int id;
 	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		const char *value = loop.value;

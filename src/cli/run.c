@@ -43,13 +43,9 @@ static int parse_request(int argc, char **argv, struct run_request *request, boo
 	    CLI_STORE_VALUE("devices", 0, &request->devices),   CLI_STORE_VALUE("file", 'f', &request->file),
 	    CLI_STORE_VALUE("node-dir", 0, &request->node_dir),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_run, argc, argv, run_options, CLI_OPTION_COUNT(run_options),
-	                     true);
-	/* Every option of run is stored by the loop: it returns only at the end. */
-	cli_option_loop_next(&loop);
-	*done = loop.stop;
-	if (loop.stop)
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_run, argc, argv, run_options, true);
+	*done = !cli_option_loop_run(&loop);
+	if (*done)
 		return loop.exit_code;
 	if (request->memory) {
 		if (!gpucap_parse_size(request->memory, &request->memory_bytes))

@@ -45,13 +45,9 @@ static int parse_request(int argc, char **argv, struct set_request *req, bool *d
 	    CLI_STORE_VALUE("memory", 'm', &req->memory), CLI_STORE_VALUE("sm", 0, &req->sm),
 	    CLI_STORE_VALUE("device", 'd', &req->device),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_set, argc, argv, set_options, CLI_OPTION_COUNT(set_options),
-	                     false);
-	/* Every option of set is stored by the loop: it returns only at the end. */
-	cli_option_loop_next(&loop);
-	*done = loop.stop;
-	if (loop.stop)
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_set, argc, argv, set_options, false);
+	*done = !cli_option_loop_run(&loop);
+	if (*done)
 		return loop.exit_code;
 	if (!req->memory && !req->sm)
 		return cli_usage_error(command,

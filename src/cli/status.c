@@ -38,9 +38,7 @@ const struct cli_command cli_command_status = {
              "Reads the region without changing it.\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
-             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
-             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "  -h, --help       show this help\n",
+    /* -f and -h read as in every command on one region */
+    CLI_FILE_AND_HELP_USAGE,
     .run = status_run,
 };

@@ -56,9 +56,7 @@ static int parse_request(int argc, char **argv, struct top_request *req, bool *d
 	    CLI_STORE_VALUE("dir", 0, &req->dir),  CLI_OPTION_VALUE("interval", 'n', OPT_INTERVAL),
 	    CLI_STORE_FLAG("once", 0, &req->once), CLI_OPTION_VALUE("sort", 's', OPT_SORT),
 	};
-	struct cli_option_loop loop;
-	cli_option_loop_init(&loop, &cli_command_top, argc, argv, top_options, CLI_OPTION_COUNT(top_options),
-	                     false);
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_top, argc, argv, top_options, false);
 	int id;
 	while ((id = cli_option_loop_next(&loop)) >= 0) {
 		const char *value = loop.value;
