@@ -227,13 +227,7 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		const struct gpucap_process_view *p = &s->processes[i];
 		json_object_begin(w);
 		json_member_uint(w, "slot", p->slot);
-		json_member_int(w, "pid", p->pid);
-		json_key(w, "host_pid");
-		if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
-			json_int(w, p->host_pid);
-		else
-			json_null(w);
-		json_member_string(w, "host_pid_source", cli_host_pid_source_key(p->host_pid_source));
+		status_json_pid_members(w, p);
 		json_key(w, "comm");
 		json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
 		json_member_bool(w, "alive", p->alive);
@@ -241,13 +235,8 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		/* last_launch_unix_ns is the name status --json uses; the older
 		 * last_kernel_unix_ns stays until the next schema version. */
 		static const char *const launch_names[] = {"last_launch_unix_ns", "last_kernel_unix_ns"};
-		for (size_t k = 0; k < 2; k++) {
-			json_key(w, launch_names[k]);
-			if (p->last_launch_unix_ns)
-				json_uint(w, p->last_launch_unix_ns);
-			else
-				json_null(w);
-		}
+		for (size_t k = 0; k < 2; k++)
+			status_json_member_time(w, launch_names[k], p->last_launch_unix_ns);
 		json_key(w, "devices");
 		json_array_begin(w);
 		for (uint32_t k = 0; k < s->device_count; k++) {
@@ -255,9 +244,7 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 			if (!d || !cli_process_touches_device(d))
 				continue;
 			json_object_begin(w);
-			json_member_int(w, "index", s->devices[k].index);
-			json_member_uint(w, "charged_bytes", d->charged_bytes);
-			json_member_uint(w, "in_use_bytes", d->in_use_bytes);
+			status_json_process_device_members(w, s, k, d);
 			json_object_end(w);
 		}
 		json_array_end(w);
