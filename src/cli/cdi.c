@@ -40,29 +40,7 @@
 #define CONTAINER_LIMITS_FILE "/etc/gpucap/limits.conf"
 #define DEFAULT_PRELOAD_FILE  "/etc/gpucap/cdi/ld.so.preload"
 
-enum {
-	OPT_NAME,
-	OPT_MEMORY,
-	OPT_SM,
-	OPT_LIBRARY,
-	OPT_PRELOAD_FILE,
-	OPT_REGION_DIR,
-	OPT_NODE_DIR,
-	OPT_LIMITS_FILE,
-	OPT_OUTPUT,
-};
-
-static const struct cli_option cdi_options[] = {
-    {"name", 'n', true, OPT_NAME},
-    {"memory", 'm', true, OPT_MEMORY},
-    {"sm", 0, true, OPT_SM},
-    {"library", 0, true, OPT_LIBRARY},
-    {"preload-file", 0, true, OPT_PRELOAD_FILE},
-    {"region-dir", 0, true, OPT_REGION_DIR},
-    {"node-dir", 0, true, OPT_NODE_DIR},
-    {"limits-file", 0, true, OPT_LIMITS_FILE},
-    {"output", 'o', true, OPT_OUTPUT},
-};
+enum { OPT_MEMORY, OPT_SM };
 
 struct cdi_request {
 	const char *name;
@@ -106,65 +84,39 @@ static int parse_request(int argc, char **argv, struct cdi_request *req, int *ex
 	const char *command = cli_command_cdi.name;
 	memset(req, 0, sizeof(*req));
 	req->preload_file = DEFAULT_PRELOAD_FILE;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, cdi_options, sizeof(cdi_options) / sizeof(cdi_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR) {
-			*exit_code = CLI_EXIT_USAGE;
-			return false;
-		}
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_cdi.usage, stdout);
-			*exit_code = cli_finish_output(command);
-			return false;
-		}
-		switch (id) {
-		case OPT_NAME:
-			req->name = value;
-			break;
-		case OPT_MEMORY:
+	const struct cli_option cdi_options[] = {
+	    CLI_STORE_VALUE("name", 'n', &req->name),
+	    CLI_OPTION_VALUE("memory", 'm', OPT_MEMORY),
+	    CLI_OPTION_VALUE("sm", 0, OPT_SM),
+	    CLI_STORE_VALUE("library", 0, &req->library),
+	    CLI_STORE_VALUE("preload-file", 0, &req->preload_file),
+	    CLI_STORE_VALUE("region-dir", 0, &req->region_dir),
+	    CLI_STORE_VALUE("node-dir", 0, &req->node_dir),
+	    CLI_STORE_VALUE("limits-file", 0, &req->limits_file),
+	    CLI_STORE_VALUE("output", 'o', &req->output),
+	};
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_cdi, argc, argv, cdi_options, false);
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
+		if (id == OPT_MEMORY) {
 			if (!gpucap_parse_size(value, &req->memory_bytes)) {
 				*exit_code = cli_usage_error(command, "--memory '%s' is not %s", value,
 				                             GPUCAP_SIZE_FORMS);
 				return false;
 			}
 			req->has_memory = true;
-			break;
-		case OPT_SM:
+		} else {
 			if (!gpucap_parse_percent(value, &req->sm_percent)) {
 				*exit_code = cli_usage_error(command, "--sm '%s' is not %s", value,
 				                             GPUCAP_PERCENT_FORMS);
 				return false;
 			}
 			req->has_sm = true;
-			break;
-		case OPT_LIBRARY:
-			req->library = value;
-			break;
-		case OPT_PRELOAD_FILE:
-			req->preload_file = value;
-			break;
-		case OPT_REGION_DIR:
-			req->region_dir = value;
-			break;
-		case OPT_NODE_DIR:
-			req->node_dir = value;
-			break;
-		case OPT_LIMITS_FILE:
-			req->limits_file = value;
-			break;
-		default:
-			req->output = value;
-			break;
 		}
 	}
-	if (!cli_no_operands_left(&parser)) {
-		*exit_code = CLI_EXIT_USAGE;
+	if (loop.stop) {
+		*exit_code = loop.exit_code;
 		return false;
 	}
 	if (!req->name) {

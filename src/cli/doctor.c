@@ -537,42 +537,22 @@ static bool print_json(const struct doctor *d, bool healthy)
 	return json_finish(&w);
 }
 
-enum { OPT_JSON, OPT_FILE, OPT_PROBE };
-
-static const struct cli_option doctor_options[] = {
-    {"json", 0, false, OPT_JSON},
-    {"file", 'f', true, OPT_FILE},
-    {"preload-probe", 0, false, OPT_PROBE}, /* internal: the child of the preload check */
-};
+enum { OPT_PROBE };
 
 static int doctor_run(int argc, char **argv)
 {
 	const char *command = cli_command_doctor.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
 	bool json = false;
 	const char *file = NULL;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, doctor_options,
-		                         sizeof(doctor_options) / sizeof(doctor_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_doctor.usage, stdout);
-			return cli_finish_output(command);
-		}
-		if (id == OPT_PROBE)
-			return probe_child();
-		if (id == OPT_JSON)
-			json = true;
-		else
-			file = value;
-	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	const struct cli_option doctor_options[] = {
+	    CLI_STORE_FLAG("json", 0, &json), CLI_STORE_VALUE("file", 'f', &file),
+	    CLI_OPTION_FLAG("preload-probe", 0, OPT_PROBE), /* internal: the child of the preload check */
+	};
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_doctor, argc, argv, doctor_options, false);
+	if (cli_option_loop_next(&loop) == OPT_PROBE)
+		return probe_child();
+	if (loop.stop)
+		return loop.exit_code;
 
 	struct doctor d;
 	memset(&d, 0, sizeof(d));
@@ -621,9 +601,7 @@ const struct cli_command cli_command_doctor = {
              "Exits 1 when any check fails (warnings do not).\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md)\n"
-             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
-             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "  -h, --help       show this help\n",
+    /* -f and -h read as in every command on one region */
+    CLI_FILE_AND_HELP_USAGE,
     .run = doctor_run,
 };

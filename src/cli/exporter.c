@@ -10,25 +10,7 @@
 #include <host_pids.h>
 #include <render.h>
 
-enum {
-	OPT_LISTEN,
-	OPT_REGIONS,
-	OPT_HAMI,
-	OPT_LABEL_FROM_PATH,
-	OPT_RESOLVE,
-	OPT_HAMI_LEGACY,
-	OPT_POD_LOG_ROOT
-};
-
-static const struct cli_option exporter_options[] = {
-    {"listen", 'l', true, OPT_LISTEN},
-    {"regions", 'r', true, OPT_REGIONS},
-    {"hami-metrics", 0, false, OPT_HAMI},
-    {"label-from-path", 0, true, OPT_LABEL_FROM_PATH},
-    {"resolve-host-pids", 0, false, OPT_RESOLVE},
-    {"hami-legacy-metrics", 0, false, OPT_HAMI_LEGACY},
-    {"pod-log-root", 0, true, OPT_POD_LOG_ROOT},
-};
+enum { OPT_HAMI_LEGACY };
 
 static int exporter_run(int argc, char **argv)
 {
@@ -36,37 +18,23 @@ static int exporter_run(int argc, char **argv)
 	const char *listen = EXPORTER_DEFAULT_LISTEN, *regions = NULL, *label_regex = NULL;
 	const char *pod_log_root = NULL;
 	bool hami = false, resolve = false, hami_legacy = false;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, exporter_options,
-		                         sizeof(exporter_options) / sizeof(exporter_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_exporter.usage, stdout);
-			return cli_finish_output(command);
-		}
-		if (id == OPT_LISTEN)
-			listen = value;
-		else if (id == OPT_REGIONS)
-			regions = value;
-		else if (id == OPT_HAMI)
-			hami = true;
-		else if (id == OPT_RESOLVE)
-			resolve = true;
-		else if (id == OPT_HAMI_LEGACY)
-			hami = hami_legacy = true;
-		else if (id == OPT_POD_LOG_ROOT)
-			pod_log_root = value;
-		else
-			label_regex = value;
-	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	const struct cli_option exporter_options[] = {
+	    CLI_STORE_VALUE("listen", 'l', &listen),
+	    CLI_STORE_VALUE("regions", 'r', &regions),
+	    CLI_STORE_FLAG("hami-metrics", 0, &hami),
+	    CLI_STORE_VALUE("label-from-path", 0, &label_regex),
+	    CLI_STORE_FLAG("resolve-host-pids", 0, &resolve),
+	    CLI_OPTION_FLAG("hami-legacy-metrics", 0, OPT_HAMI_LEGACY),
+	    CLI_STORE_VALUE("pod-log-root", 0, &pod_log_root),
+	};
+	struct cli_option_loop loop =
+	    CLI_OPTION_LOOP(&cli_command_exporter, argc, argv, exporter_options, false);
+	/* --hami-legacy-metrics is the one option the loop returns: it turns on
+	 * both kinds of HAMi metrics. */
+	while (cli_option_loop_next(&loop) == OPT_HAMI_LEGACY)
+		hami = hami_legacy = true;
+	if (loop.stop)
+		return loop.exit_code;
 	if (!regions || !regions[0])
 		return cli_usage_error(
 		    command, "--regions GLOB is required, e.g. --regions '/var/lib/gpucap/*/cudevshr.cache'");

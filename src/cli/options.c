@@ -13,6 +13,7 @@ void cli_parser_init(struct cli_parser *parser, const char *command, int argc, c
 	parser->argv = argv;
 	parser->index = 1;
 	parser->operands_allowed = operands_allowed;
+	parser->matched = NULL;
 }
 
 static const struct cli_option *find_long(const struct cli_option *options, unsigned count, const char *name,
@@ -33,6 +34,12 @@ static const struct cli_option *find_short(const struct cli_option *options, uns
 			return &options[i];
 	}
 	return NULL;
+}
+
+static int matched(struct cli_parser *parser, const struct cli_option *option)
+{
+	parser->matched = option;
+	return option->id;
 }
 
 static int take_value(struct cli_parser *parser, const char *shown, const char **value)
@@ -63,15 +70,15 @@ static int parse_long(struct cli_parser *parser, const char *arg, const struct c
 			cli_usage_error(parser->command, "option '--%s' takes no value", option->long_name);
 			return CLI_OPT_ERROR;
 		}
-		return option->id;
+		return matched(parser, option);
 	}
 	if (equals) {
 		*value = equals + 1;
-		return option->id;
+		return matched(parser, option);
 	}
 	if (take_value(parser, arg, value) != 0)
 		return CLI_OPT_ERROR;
-	return option->id;
+	return matched(parser, option);
 }
 
 static int parse_short(struct cli_parser *parser, const char *arg, const struct cli_option *options,
@@ -91,21 +98,22 @@ static int parse_short(struct cli_parser *parser, const char *arg, const struct 
 			cli_usage_error(parser->command, "unknown option '%s'", arg);
 			return CLI_OPT_ERROR;
 		}
-		return option->id;
+		return matched(parser, option);
 	}
 	if (arg[2] != '\0') {
 		*value = arg + 2;
-		return option->id;
+		return matched(parser, option);
 	}
 	if (take_value(parser, arg, value) != 0)
 		return CLI_OPT_ERROR;
-	return option->id;
+	return matched(parser, option);
 }
 
 int cli_next_option(struct cli_parser *parser, const struct cli_option *options, unsigned count,
                     const char **value)
 {
 	*value = NULL;
+	parser->matched = NULL;
 	if (parser->index >= parser->argc)
 		return CLI_OPT_END;
 	const char *arg = parser->argv[parser->index];
@@ -133,44 +141,64 @@ bool cli_no_operands_left(const struct cli_parser *parser)
 	return false;
 }
 
-enum { REGION_FLAG_JSON, REGION_FLAG_FILE };
+struct cli_option_loop cli_option_loop_start(const struct cli_command *command, int argc, char **argv,
+                                             const struct cli_option *options, unsigned count,
+                                             bool operands_allowed)
+{
+	struct cli_option_loop loop = {.command = command, .options = options, .count = count};
+	cli_parser_init(&loop.parser, command->name, argc, argv, operands_allowed);
+	return loop;
+}
 
-static const struct cli_option region_flag_options[] = {
-    {"json", 0, false, REGION_FLAG_JSON},
-    {"file", 'f', true, REGION_FLAG_FILE},
-};
+static int stop_loop(struct cli_option_loop *loop, int exit_code)
+{
+	loop->stop = true;
+	loop->exit_code = exit_code;
+	return CLI_OPT_END;
+}
+
+int cli_option_loop_next(struct cli_option_loop *loop)
+{
+	if (loop->stop)
+		return CLI_OPT_END;
+	int id = cli_next_option(&loop->parser, loop->options, loop->count, &loop->value);
+	for (const struct cli_option *option = loop->parser.matched;
+	     option && (option->flag || option->value); option = loop->parser.matched) {
+		if (option->flag)
+			*option->flag = true;
+		else
+			*option->value = loop->value;
+		id = cli_next_option(&loop->parser, loop->options, loop->count, &loop->value);
+	}
+	if (id == CLI_OPT_ERROR)
+		return stop_loop(loop, CLI_EXIT_USAGE);
+	if (id == CLI_OPT_HELP) {
+		fputs(loop->command->usage, stdout);
+		return stop_loop(loop, cli_finish_output(loop->command->name));
+	}
+	if (id == CLI_OPT_END && !loop->parser.operands_allowed && !cli_no_operands_left(&loop->parser))
+		return stop_loop(loop, CLI_EXIT_USAGE);
+	return id;
+}
+
+bool cli_option_loop_run(struct cli_option_loop *loop)
+{
+	/* Every option has a target: the loop returns only at the end. */
+	cli_option_loop_next(loop);
+	return !loop->stop;
+}
 
 bool cli_parse_region_flags(const struct cli_command *command, int argc, char **argv,
                             struct cli_region_flags *flags, int *exit_code)
 {
-	struct cli_parser parser;
-	cli_parser_init(&parser, command->name, argc, argv, false);
 	flags->json = false;
 	flags->file = NULL;
-	for (;;) {
-		const char *value;
-		int id =
-		    cli_next_option(&parser, region_flag_options,
-		                    sizeof(region_flag_options) / sizeof(region_flag_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR) {
-			*exit_code = CLI_EXIT_USAGE;
-			return false;
-		}
-		if (id == CLI_OPT_HELP) {
-			fputs(command->usage, stdout);
-			*exit_code = cli_finish_output(command->name);
-			return false;
-		}
-		if (id == REGION_FLAG_JSON)
-			flags->json = true;
-		else
-			flags->file = value;
-	}
-	if (!cli_no_operands_left(&parser)) {
-		*exit_code = CLI_EXIT_USAGE;
-		return false;
-	}
-	return true;
+	const struct cli_option options[] = {
+	    CLI_STORE_FLAG("json", 0, &flags->json),
+	    CLI_STORE_VALUE("file", 'f', &flags->file),
+	};
+	struct cli_option_loop loop = CLI_OPTION_LOOP(command, argc, argv, options, false);
+	bool go_on = cli_option_loop_run(&loop);
+	*exit_code = loop.exit_code;
+	return go_on;
 }

@@ -86,14 +86,11 @@ static int reap_run(int argc, char **argv)
 {
 	const char *command = cli_command_reap.name;
 	struct cli_region_flags flags;
-	int exit_code;
-	if (!cli_parse_region_flags(&cli_command_reap, argc, argv, &flags, &exit_code))
-		return exit_code;
-
-	struct cli_region_path where = cli_region_path(flags.file);
+	struct cli_region_path where;
 	gpucap_region *region;
-	int rc = cli_region_attach(command, &where, false, &region);
-	if (rc != CLI_EXIT_OK)
+	int rc;
+	if (!cli_region_command_open(&cli_command_reap, argc, argv, false, &flags, &where, &region, NULL,
+	                             &rc))
 		return rc;
 	struct reclaim_job job;
 	memset(&job, 0, sizeof(job));
@@ -136,9 +133,7 @@ const struct cli_command cli_command_reap = {
              "charges to the device totals. Safe to run at any time, alongside anything.\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
-             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
-             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "  -h, --help       show this help\n",
+    /* -f and -h read as in every command on one region */
+    CLI_FILE_AND_HELP_USAGE,
     .run = reap_run,
 };

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "default_paths.h"
+#include "options.h"
 #include "policy.h"
 
 #include <region_reader.h>
@@ -61,4 +62,28 @@ bool cli_region_guarded(const char *command, gpucap_region *region, void (*fn)(v
 	cli_failure(command, "region %s shrank while it was being used (SIGBUS): it was truncated",
 	            gpucap_region_path(region));
 	return false;
+}
+
+int cli_region_attach_snapshot(const char *command, const struct cli_region_path *where, bool observer,
+                               gpucap_region **region, struct gpucap_snapshot **snapshot)
+{
+	int rc = cli_region_attach(command, where, observer, region);
+	if (rc != CLI_EXIT_OK || !snapshot)
+		return rc;
+	*snapshot = cli_region_snapshot(command, *region);
+	if (*snapshot)
+		return CLI_EXIT_OK;
+	gpucap_region_detach(*region);
+	return CLI_EXIT_FAILURE;
+}
+
+bool cli_region_command_open(const struct cli_command *command, int argc, char **argv, bool observer,
+                             struct cli_region_flags *flags, struct cli_region_path *where,
+                             gpucap_region **region, struct gpucap_snapshot **snapshot, int *exit_code)
+{
+	if (!cli_parse_region_flags(command, argc, argv, flags, exit_code))
+		return false;
+	*where = cli_region_path(flags->file);
+	*exit_code = cli_region_attach_snapshot(command->name, where, observer, region, snapshot);
+	return *exit_code == CLI_EXIT_OK;
 }

@@ -36,6 +36,26 @@ int cli_region_attach(const char *command, const struct cli_region_path *where, 
 /* Copy the region under the SIGBUS guard; NULL after printing one line. */
 struct gpucap_snapshot *cli_region_snapshot(const char *command, gpucap_region *region);
 
+/* cli_region_attach, then, when snapshot is not NULL, cli_region_snapshot.
+ * CLI_EXIT_OK with everything asked for held; otherwise nothing is held and
+ * one line has been printed. */
+int cli_region_attach_snapshot(const char *command, const struct cli_region_path *where, bool observer,
+                               gpucap_region **region, struct gpucap_snapshot **snapshot);
+
+struct cli_command;
+struct cli_region_flags;
+
+/*
+ * The start of a command that works on one region and takes
+ * [--json] [-f|--file PATH]: parse the flags (cli_parse_region_flags), pick
+ * the path (cli_region_path) and cli_region_attach_snapshot. True with all of
+ * it held; false with *exit_code set after help, a usage error or a failed
+ * attach.
+ */
+bool cli_region_command_open(const struct cli_command *command, int argc, char **argv, bool observer,
+                             struct cli_region_flags *flags, struct cli_region_path *where,
+                             gpucap_region **region, struct gpucap_snapshot **snapshot, int *exit_code);
+
 /* Run fn(arg), which uses the region's mapping, under the SIGBUS guard
  * (region_reader.h says what fn may keep in locals). False after printing
  * one line if the file shrank under it. */

@@ -16,12 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-enum { OPT_REGIONS, OPT_FILE, OPT_WATCH, OPT_INTERVAL, OPT_JSON };
-
-static const struct cli_option resolve_options[] = {
-    {"regions", 'r', true, OPT_REGIONS}, {"file", 'f', true, OPT_FILE}, {"watch", 'w', false, OPT_WATCH},
-    {"interval", 0, true, OPT_INTERVAL}, {"json", 0, false, OPT_JSON},
-};
+enum { OPT_REGIONS, OPT_FILE, OPT_INTERVAL };
 
 static volatile sig_atomic_t stop_requested;
 
@@ -136,22 +131,18 @@ static void sleep_ms(long ms)
 static int parse_request(int argc, char **argv, struct resolve_request *req, int *exit_code)
 {
 	const char *command = cli_command_resolve.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
 	memset(req, 0, sizeof(*req));
 	req->interval_ms = 200;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, resolve_options,
-		                         sizeof(resolve_options) / sizeof(resolve_options[0]), &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return *exit_code = CLI_EXIT_USAGE, false;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_resolve.usage, stdout);
-			return *exit_code = cli_finish_output(command), false;
-		}
+	const struct cli_option resolve_options[] = {
+	    CLI_OPTION_VALUE("regions", 'r', OPT_REGIONS), CLI_OPTION_VALUE("file", 'f', OPT_FILE),
+	    CLI_STORE_FLAG("watch", 'w', &req->watch),     CLI_OPTION_VALUE("interval", 0, OPT_INTERVAL),
+	    CLI_STORE_FLAG("json", 0, &req->json),
+	};
+	struct cli_option_loop loop =
+	    CLI_OPTION_LOOP(&cli_command_resolve, argc, argv, resolve_options, false);
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		if (id == OPT_REGIONS || id == OPT_FILE) {
 			if (req->pattern)
 				return *exit_code =
@@ -159,10 +150,6 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 				       false;
 			req->pattern = value;
 			req->single_file = id == OPT_FILE;
-		} else if (id == OPT_WATCH) {
-			req->watch = true;
-		} else if (id == OPT_JSON) {
-			req->json = true;
 		} else {
 			char *end;
 			req->interval_ms = strtol(value, &end, 10);
@@ -174,8 +161,8 @@ static int parse_request(int argc, char **argv, struct resolve_request *req, int
 				       false;
 		}
 	}
-	if (!cli_no_operands_left(&parser))
-		return *exit_code = CLI_EXIT_USAGE, false;
+	if (loop.stop)
+		return *exit_code = loop.exit_code, false;
 	if (!req->pattern || !req->pattern[0])
 		return *exit_code = cli_usage_error(command, "--regions GLOB or --file PATH is required"),
 		       false;

@@ -23,14 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { OPT_MEMORY, OPT_SM, OPT_DEVICES, OPT_FILE, OPT_NODE_DIR };
-
-static const struct cli_option run_options[] = {
-    {"memory", 'm', true, OPT_MEMORY},   {"sm", 0, true, OPT_SM},
-    {"devices", 0, true, OPT_DEVICES},   {"file", 'f', true, OPT_FILE},
-    {"node-dir", 0, true, OPT_NODE_DIR},
-};
-
 struct run_request {
 	const char *memory; /* as typed, NULL: leave the limit alone */
 	uint64_t memory_bytes;
@@ -42,36 +34,19 @@ struct run_request {
 	char **argv; /* the command */
 };
 
-static int parse_request(int argc, char **argv, struct run_request *request, bool *help)
+static int parse_request(int argc, char **argv, struct run_request *request, bool *done)
 {
 	const char *command = cli_command_run.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, true);
 	memset(request, 0, sizeof(*request));
-	*help = false;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, run_options, sizeof(run_options) / sizeof(run_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			*help = true;
-			return CLI_EXIT_OK;
-		}
-		if (id == OPT_MEMORY)
-			request->memory = value;
-		else if (id == OPT_SM)
-			request->sm = value;
-		else if (id == OPT_DEVICES)
-			request->devices = value;
-		else if (id == OPT_FILE)
-			request->file = value;
-		else if (id == OPT_NODE_DIR)
-			request->node_dir = value;
-	}
+	const struct cli_option run_options[] = {
+	    CLI_STORE_VALUE("memory", 'm', &request->memory),   CLI_STORE_VALUE("sm", 0, &request->sm),
+	    CLI_STORE_VALUE("devices", 0, &request->devices),   CLI_STORE_VALUE("file", 'f', &request->file),
+	    CLI_STORE_VALUE("node-dir", 0, &request->node_dir),
+	};
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_run, argc, argv, run_options, true);
+	*done = !cli_option_loop_run(&loop);
+	if (*done)
+		return loop.exit_code;
 	if (request->memory) {
 		if (!gpucap_parse_size(request->memory, &request->memory_bytes))
 			return cli_usage_error(command,
@@ -106,10 +81,10 @@ static int parse_request(int argc, char **argv, struct run_request *request, boo
 		return cli_usage_error(command, "--devices needs a list such as 0,1 or a GPU UUID");
 	if (request->file && request->file[0] == '\0')
 		return cli_usage_error(command, "--file needs a path");
-	if (parser.index >= argc)
+	if (loop.parser.index >= argc)
 		return cli_usage_error(
 		    command, "missing the command to run, e.g. gpucap run -m 8g -- python train.py");
-	request->argv = argv + parser.index;
+	request->argv = argv + loop.parser.index;
 	return CLI_EXIT_OK;
 }
 
@@ -305,14 +280,10 @@ static void warn_region_limits(const struct run_request *request)
 static int run_run(int argc, char **argv)
 {
 	struct run_request request;
-	bool help;
-	int rc = parse_request(argc, argv, &request, &help);
-	if (rc != CLI_EXIT_OK)
+	bool done;
+	int rc = parse_request(argc, argv, &request, &done);
+	if (rc != CLI_EXIT_OK || done)
 		return rc;
-	if (help) {
-		fputs(cli_command_run.usage, stdout);
-		return cli_finish_output(cli_command_run.name);
-	}
 	rc = prepare_environment(&request);
 	if (rc != CLI_EXIT_OK)
 		return rc;

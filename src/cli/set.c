@@ -18,13 +18,6 @@
 
 extern char **environ;
 
-enum { OPT_JSON, OPT_FILE, OPT_MEMORY, OPT_SM, OPT_DEVICE };
-
-static const struct cli_option set_options[] = {
-    {"json", 0, false, OPT_JSON}, {"file", 'f', true, OPT_FILE},     {"memory", 'm', true, OPT_MEMORY},
-    {"sm", 0, true, OPT_SM},      {"device", 'd', true, OPT_DEVICE},
-};
-
 struct set_request {
 	bool json;
 	const char *file;
@@ -45,44 +38,17 @@ struct set_result {
 static int parse_request(int argc, char **argv, struct set_request *req, bool *done)
 {
 	const char *command = cli_command_set.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
 	memset(req, 0, sizeof(*req));
 	req->device = "all";
-	*done = false;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, set_options, sizeof(set_options) / sizeof(set_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_set.usage, stdout);
-			*done = true;
-			return cli_finish_output(command);
-		}
-		switch (id) {
-		case OPT_JSON:
-			req->json = true;
-			break;
-		case OPT_FILE:
-			req->file = value;
-			break;
-		case OPT_MEMORY:
-			req->memory = value;
-			break;
-		case OPT_SM:
-			req->sm = value;
-			break;
-		case OPT_DEVICE:
-			req->device = value;
-			break;
-		}
-	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	const struct cli_option set_options[] = {
+	    CLI_STORE_FLAG("json", 0, &req->json),        CLI_STORE_VALUE("file", 'f', &req->file),
+	    CLI_STORE_VALUE("memory", 'm', &req->memory), CLI_STORE_VALUE("sm", 0, &req->sm),
+	    CLI_STORE_VALUE("device", 'd', &req->device),
+	};
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_set, argc, argv, set_options, false);
+	*done = !cli_option_loop_run(&loop);
+	if (*done)
+		return loop.exit_code;
 	if (!req->memory && !req->sm)
 		return cli_usage_error(command,
 		                       "nothing to change: give --memory SIZE, --sm PERCENT or both");
@@ -382,14 +348,10 @@ static int set_run(int argc, char **argv)
 	                                                        ? policy.region_from.name
 	                                                        : "default"};
 	gpucap_region *region;
-	rc = cli_region_attach(command, &where, false, &region);
+	struct gpucap_snapshot *snapshot;
+	rc = cli_region_attach_snapshot(command, &where, false, &region, &snapshot);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	struct gpucap_snapshot *snapshot = cli_region_snapshot(command, region);
-	if (!snapshot) {
-		gpucap_region_detach(region);
-		return CLI_EXIT_FAILURE;
-	}
 	rc = apply(region, &req, &where, snapshot, &file);
 	gpucap_snapshot_free(snapshot);
 	gpucap_region_detach(region);

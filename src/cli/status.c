@@ -12,20 +12,13 @@ static int status_run(int argc, char **argv)
 {
 	const char *command = cli_command_status.name;
 	struct cli_region_flags flags;
-	int exit_code;
-	if (!cli_parse_region_flags(&cli_command_status, argc, argv, &flags, &exit_code))
-		return exit_code;
-
-	struct cli_region_path where = cli_region_path(flags.file);
+	struct cli_region_path where;
 	gpucap_region *region;
-	int rc = cli_region_attach(command, &where, true, &region);
-	if (rc != CLI_EXIT_OK)
+	struct gpucap_snapshot *snapshot;
+	int rc;
+	if (!cli_region_command_open(&cli_command_status, argc, argv, true, &flags, &where, &region,
+	                             &snapshot, &rc))
 		return rc;
-	struct gpucap_snapshot *snapshot = cli_region_snapshot(command, region);
-	if (!snapshot) {
-		gpucap_region_detach(region);
-		return CLI_EXIT_FAILURE;
-	}
 	bool rendered =
 	    flags.json ? status_render_json(snapshot, stdout) : status_render_text(snapshot, stdout);
 	gpucap_snapshot_free(snapshot);
@@ -46,9 +39,7 @@ const struct cli_command cli_command_status = {
              "Reads the region without changing it.\n"
              "\n"
              "  --json           print one JSON object (schema in docs/cli.md); bytes are integers\n"
-             "  -f, --file PATH  region file (default: $GPUCAP_REGION, then\n"
-             "                   $CUDA_DEVICE_MEMORY_SHARED_CACHE, then\n"
-             "                   " GPUCAP_DEFAULT_REGION_HELP ")\n"
-             "  -h, --help       show this help\n",
+    /* -f and -h read as in every command on one region */
+    CLI_FILE_AND_HELP_USAGE,
     .run = status_run,
 };

@@ -76,12 +76,8 @@ static void render_device(struct json_writer *w, const struct gpucap_device_view
 	json_object_end(w);
 }
 
-static void render_process(struct json_writer *w, const struct gpucap_process_view *p,
-                           const struct gpucap_snapshot *snapshot)
+void status_json_pid_members(struct json_writer *w, const struct gpucap_process_view *p)
 {
-	json_object_begin(w);
-	json_member_uint(w, "slot", p->slot);
-	json_member_uint(w, "generation", p->generation);
 	json_member_int(w, "pid", p->pid);
 	json_key(w, "host_pid");
 	if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
@@ -89,15 +85,37 @@ static void render_process(struct json_writer *w, const struct gpucap_process_vi
 	else
 		json_null(w);
 	json_member_string(w, "host_pid_source", cli_host_pid_source_key(p->host_pid_source));
+}
+
+void status_json_member_time(struct json_writer *w, const char *key, uint64_t unix_ns)
+{
+	json_key(w, key);
+	if (unix_ns)
+		json_uint(w, unix_ns);
+	else
+		json_null(w);
+}
+
+void status_json_process_device_members(struct json_writer *w, const struct gpucap_snapshot *snapshot,
+                                        uint32_t device, const struct gpucap_process_device_view *d)
+{
+	json_member_int(w, "index", snapshot->devices[device].index);
+	json_member_uint(w, "charged_bytes", d->charged_bytes);
+	json_member_uint(w, "in_use_bytes", d->in_use_bytes);
+}
+
+static void render_process(struct json_writer *w, const struct gpucap_process_view *p,
+                           const struct gpucap_snapshot *snapshot)
+{
+	json_object_begin(w);
+	json_member_uint(w, "slot", p->slot);
+	json_member_uint(w, "generation", p->generation);
+	status_json_pid_members(w, p);
 	json_member_bool(w, "alive", p->alive);
 	json_key(w, "comm");
 	json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
 	json_member_uint(w, "started_unix_ns", p->started_unix_ns);
-	json_key(w, "last_launch_unix_ns");
-	if (p->last_launch_unix_ns)
-		json_uint(w, p->last_launch_unix_ns);
-	else
-		json_null(w);
+	status_json_member_time(w, "last_launch_unix_ns", p->last_launch_unix_ns);
 	json_member_uint(w, "refusals", p->refusals);
 	json_key(w, "devices");
 	json_array_begin(w);
@@ -106,9 +124,7 @@ static void render_process(struct json_writer *w, const struct gpucap_process_vi
 		if (!d)
 			continue;
 		json_object_begin(w);
-		json_member_int(w, "index", snapshot->devices[i].index);
-		json_member_uint(w, "charged_bytes", d->charged_bytes);
-		json_member_uint(w, "in_use_bytes", d->in_use_bytes);
+		status_json_process_device_members(w, snapshot, i, d);
 		json_member_int(w, "context_bytes", d->kind_bytes[GPUCAP_KIND_CONTEXT]);
 		json_member_int(w, "module_bytes", d->kind_bytes[GPUCAP_KIND_MODULE]);
 		json_member_int(w, "data_bytes", d->kind_bytes[GPUCAP_KIND_DATA]);

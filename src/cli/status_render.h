@@ -2,6 +2,8 @@
 #ifndef GPUCAP_CLI_STATUS_RENDER_H
 #define GPUCAP_CLI_STATUS_RENDER_H
 
+#include "format.h"
+
 #include <gpucap/region.h>
 
 #include <stdbool.h>
@@ -37,6 +39,30 @@ void status_json_member_decimal(struct json_writer *writer, const char *key, uin
  * bytes, SM limit, duty and share), between the caller's braces; `top
  * --json` adds its own after them. */
 void status_json_device_members(struct json_writer *writer, const struct gpucap_device_view *device);
+
+/* "pid", "host_pid" (null when unknown) and "host_pid_source" of one
+ * process, as both `status --json` and `top --json` write them. */
+void status_json_pid_members(struct json_writer *writer, const struct gpucap_process_view *process);
+
+/* A member "key": unix_ns, or null when unix_ns is 0 (never). */
+void status_json_member_time(struct json_writer *writer, const char *key, uint64_t unix_ns);
+
+/* "index", "charged_bytes" and "in_use_bytes" of one process on one device
+ * (device: its position in snapshot->devices). */
+void status_json_process_device_members(struct json_writer *writer, const struct gpucap_snapshot *snapshot,
+                                        uint32_t device, const struct gpucap_process_device_view *usage);
+
+/* The text both `status` and `top` show for a device. */
+enum { STATUS_DEVICE_CELLS = 7 }; /* DEVICE, UUID, LIMIT, CHARGED, IN USE, PEAK, SM LIMIT */
+struct status_device_text {
+	char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
+	    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX];
+	char share[CLI_CELL_MAX]; /* SM SHARE: "n/a" until known */
+};
+
+/* Fill text from device and point cells[0 .. STATUS_DEVICE_CELLS - 1] at it. */
+void status_device_cells(const struct gpucap_device_view *device, struct status_device_text *text,
+                         const char **cells);
 
 /* The throttle duty shown for a device: 1 (1000000 ppm) when it has no SM
  * limit, since nothing is held back then; the region's figure otherwise. */

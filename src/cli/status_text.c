@@ -43,6 +43,23 @@ static uint64_t now_unix_ns(void)
 	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
+void status_device_cells(const struct gpucap_device_view *d, struct status_device_text *text,
+                         const char **cells)
+{
+	snprintf(text->index, sizeof(text->index), "%d", d->index);
+	utf8_printable(d->uuid, GPUCAP_UUID_MAX, text->uuid, sizeof(text->uuid));
+	snprintf(text->share, sizeof(text->share), "n/a");
+	if (d->sm_share_known)
+		status_format_ppm_percent(d->sm_share_ppm, text->share, sizeof(text->share));
+	cells[0] = text->index;
+	cells[1] = text->uuid;
+	cells[2] = cli_format_limit(d->limit_bytes, text->limit, sizeof(text->limit));
+	cells[3] = cli_format_bytes(d->charged_bytes, text->charged, sizeof(text->charged));
+	cells[4] = cli_format_bytes(d->in_use_bytes, text->in_use, sizeof(text->in_use));
+	cells[5] = cli_format_bytes(d->peak_bytes, text->peak, sizeof(text->peak));
+	cells[6] = cli_format_sm_limit(d->sm_limit, text->sm, sizeof(text->sm));
+}
+
 static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 {
 	if (snapshot->device_count == 0) {
@@ -57,29 +74,17 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 	bool ok = true;
 	for (uint32_t i = 0; i < snapshot->device_count && ok; i++) {
 		const struct gpucap_device_view *d = &snapshot->devices[i];
-		char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
-		    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX], refused[24];
-		char duty[CLI_CELL_MAX] = "-", share[CLI_CELL_MAX] = "n/a";
-		snprintf(index, sizeof(index), "%d", d->index);
-		snprintf(refused, sizeof(refused), "%" PRIu64, d->refusals_total);
-		utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
+		struct status_device_text text;
+		const char *cells[STATUS_DEVICE_CELLS + 3];
+		status_device_cells(d, &text, cells);
+		char duty[CLI_CELL_MAX] = "-", refused[24];
 		/* No SM limit: no throttle, so no duty to show. */
 		if (!cli_sm_limit_is_none(d->sm_limit))
 			status_format_ppm_percent(d->sm_duty_ppm, duty, sizeof(duty));
-		if (d->sm_share_known)
-			status_format_ppm_percent(d->sm_share_ppm, share, sizeof(share));
-		const char *cells[] = {
-		    index,
-		    uuid,
-		    cli_format_limit(d->limit_bytes, limit, sizeof(limit)),
-		    cli_format_bytes(d->charged_bytes, charged, sizeof(charged)),
-		    cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use)),
-		    cli_format_bytes(d->peak_bytes, peak, sizeof(peak)),
-		    cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
-		    duty,
-		    share,
-		    refused,
-		};
+		snprintf(refused, sizeof(refused), "%" PRIu64, d->refusals_total);
+		cells[STATUS_DEVICE_CELLS] = duty;
+		cells[STATUS_DEVICE_CELLS + 1] = text.share;
+		cells[STATUS_DEVICE_CELLS + 2] = refused;
 		ok = cli_table_add_row(table, cells);
 	}
 	if (ok)

@@ -26,12 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OPT_JSON, OPT_FILE, OPT_DIR, OPT_INTERVAL, OPT_ONCE, OPT_SORT };
-
-static const struct cli_option top_options[] = {
-    {"json", 0, false, OPT_JSON},          {"file", 'f', true, OPT_FILE}, {"dir", 0, true, OPT_DIR},
-    {"interval", 'n', true, OPT_INTERVAL}, {"once", 0, false, OPT_ONCE},  {"sort", 's', true, OPT_SORT},
-};
+enum { OPT_INTERVAL, OPT_SORT };
 
 struct top_request {
 	bool json;
@@ -53,37 +48,19 @@ static void on_signal(int signo)
 static int parse_request(int argc, char **argv, struct top_request *req, bool *done)
 {
 	const char *command = cli_command_top.name;
-	struct cli_parser parser;
-	cli_parser_init(&parser, command, argc, argv, false);
 	memset(req, 0, sizeof(*req));
 	req->interval = 1.0;
 	*done = false;
-	for (;;) {
-		const char *value;
-		int id = cli_next_option(&parser, top_options, sizeof(top_options) / sizeof(top_options[0]),
-		                         &value);
-		if (id == CLI_OPT_END)
-			break;
-		if (id == CLI_OPT_ERROR)
-			return CLI_EXIT_USAGE;
-		if (id == CLI_OPT_HELP) {
-			fputs(cli_command_top.usage, stdout);
-			*done = true;
-			return cli_finish_output(command);
-		}
+	const struct cli_option top_options[] = {
+	    CLI_STORE_FLAG("json", 0, &req->json), CLI_STORE_VALUE("file", 'f', &req->file),
+	    CLI_STORE_VALUE("dir", 0, &req->dir),  CLI_OPTION_VALUE("interval", 'n', OPT_INTERVAL),
+	    CLI_STORE_FLAG("once", 0, &req->once), CLI_OPTION_VALUE("sort", 's', OPT_SORT),
+	};
+	struct cli_option_loop loop = CLI_OPTION_LOOP(&cli_command_top, argc, argv, top_options, false);
+	int id;
+	while ((id = cli_option_loop_next(&loop)) >= 0) {
+		const char *value = loop.value;
 		switch (id) {
-		case OPT_JSON:
-			req->json = true;
-			break;
-		case OPT_ONCE:
-			req->once = true;
-			break;
-		case OPT_FILE:
-			req->file = value;
-			break;
-		case OPT_DIR:
-			req->dir = value;
-			break;
 		case OPT_SORT: {
 			int found = -1;
 			for (int k = 0; k < TOP_SORT_COUNT; k++) {
@@ -112,8 +89,9 @@ static int parse_request(int argc, char **argv, struct top_request *req, bool *d
 		}
 		}
 	}
-	if (!cli_no_operands_left(&parser))
-		return CLI_EXIT_USAGE;
+	*done = loop.stop;
+	if (loop.stop)
+		return loop.exit_code;
 	if (req->file && req->dir)
 		return cli_usage_error(command, "--file and --dir exclude each other; give one");
 	return CLI_EXIT_OK;
@@ -249,13 +227,7 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		const struct gpucap_process_view *p = &s->processes[i];
 		json_object_begin(w);
 		json_member_uint(w, "slot", p->slot);
-		json_member_int(w, "pid", p->pid);
-		json_key(w, "host_pid");
-		if (p->host_pid > 0 && p->host_pid_source != GPUCAP_HOST_PID_UNKNOWN)
-			json_int(w, p->host_pid);
-		else
-			json_null(w);
-		json_member_string(w, "host_pid_source", cli_host_pid_source_key(p->host_pid_source));
+		status_json_pid_members(w, p);
 		json_key(w, "comm");
 		json_string_bounded(w, p->comm, GPUCAP_COMM_MAX);
 		json_member_bool(w, "alive", p->alive);
@@ -263,13 +235,8 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 		/* last_launch_unix_ns is the name status --json uses; the older
 		 * last_kernel_unix_ns stays until the next schema version. */
 		static const char *const launch_names[] = {"last_launch_unix_ns", "last_kernel_unix_ns"};
-		for (size_t k = 0; k < 2; k++) {
-			json_key(w, launch_names[k]);
-			if (p->last_launch_unix_ns)
-				json_uint(w, p->last_launch_unix_ns);
-			else
-				json_null(w);
-		}
+		for (size_t k = 0; k < 2; k++)
+			status_json_member_time(w, launch_names[k], p->last_launch_unix_ns);
 		json_key(w, "devices");
 		json_array_begin(w);
 		for (uint32_t k = 0; k < s->device_count; k++) {
@@ -277,9 +244,7 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 			if (!d || !cli_process_touches_device(d))
 				continue;
 			json_object_begin(w);
-			json_member_int(w, "index", s->devices[k].index);
-			json_member_uint(w, "charged_bytes", d->charged_bytes);
-			json_member_uint(w, "in_use_bytes", d->in_use_bytes);
+			status_json_process_device_members(w, s, k, d);
 			json_object_end(w);
 		}
 		json_array_end(w);

@@ -226,21 +226,10 @@ static bool render_devices(const struct gpucap_snapshot *s, size_t width, FILE *
 		return false;
 	bool ok = true;
 	for (uint32_t i = 0; i < s->device_count && ok; i++) {
-		const struct gpucap_device_view *d = &s->devices[i];
-		char index[16], uuid[GPUCAP_UUID_MAX * 3 + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
-		    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX], share[CLI_CELL_MAX] = "n/a";
-		snprintf(index, sizeof(index), "%d", d->index);
-		utf8_printable(d->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
-		if (d->sm_share_known)
-			status_format_ppm_percent(d->sm_share_ppm, share, sizeof(share));
-		const char *cells[] = {index,
-		                       uuid,
-		                       cli_format_limit(d->limit_bytes, limit, sizeof(limit)),
-		                       cli_format_bytes(d->charged_bytes, charged, sizeof(charged)),
-		                       cli_format_bytes(d->in_use_bytes, in_use, sizeof(in_use)),
-		                       cli_format_bytes(d->peak_bytes, peak, sizeof(peak)),
-		                       cli_format_sm_limit(d->sm_limit, sm, sizeof(sm)),
-		                       share};
+		struct status_device_text text;
+		const char *cells[STATUS_DEVICE_CELLS + 1];
+		status_device_cells(&s->devices[i], &text, cells);
+		cells[STATUS_DEVICE_CELLS] = text.share;
 		ok = cli_table_add_row(table, cells);
 	}
 	static const unsigned drops[] = {5, 3, 7, 1};
