@@ -74,6 +74,18 @@ void gpucap_unadmit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 	gpucap_release(memory_env.region, region_index, kind, bytes);
 }
 
+void gpucap_unadmit_correction(int region_index, gpucap_kind kind, uint64_t bytes)
+{
+	gpucap_unadmit_index(region_index, kind, bytes);
+	/* A correction (a context measured smaller, driver memory given back)
+	 * frees nothing the application could reuse: its bytes go back to the
+	 * device total at once instead of waiting as this thread's idle credit,
+	 * so a limit lowered meanwhile refuses the very next allocation. */
+	gpucap_region *region = memory_region();
+	if (bytes && region_index >= 0 && region)
+		gpucap_region_return_credit(region, region_index);
+}
+
 bool gpucap_device_usage(int region_index, uint64_t *limit, uint64_t *charged)
 {
 	if (region_index < 0 || !memory_env.region)

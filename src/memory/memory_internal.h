@@ -97,6 +97,10 @@ CUresult gpucap_admit(const struct gpucap_device *dev, gpucap_kind kind, uint64_
 /* Charge by region index (used where only the index is kept). */
 CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes);
 void gpucap_unadmit_index(int region_index, gpucap_kind kind, uint64_t bytes);
+/* The same for a correction of a charge (a context measured smaller, driver
+ * memory given back): the bytes go back to the device total at once, not to
+ * this thread's idle credit. */
+void gpucap_unadmit_correction(int region_index, gpucap_kind kind, uint64_t bytes);
 
 /* Called before a refusal on region device region_index, to give memory
  * back that is charged but no longer held (the pools register it). */

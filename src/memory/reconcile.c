@@ -160,7 +160,7 @@ static bool driver_target(const struct gpucap_device *dev, uint64_t *target)
 static bool settle_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t target)
 {
 	if (target < t->driver_charged) {
-		gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_DRIVER, t->driver_charged - target);
+		gpucap_unadmit_correction(dev->region_index, GPUCAP_KIND_DRIVER, t->driver_charged - target);
 		t->driver_charged = target;
 		t->over_logged = false;
 		return true;
@@ -222,7 +222,7 @@ void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes)
 	pthread_mutex_lock(&t->lock);
 	if (bytes > t->driver_charged)
 		bytes = t->driver_charged;
-	gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_DRIVER, bytes);
+	gpucap_unadmit_correction(dev->region_index, GPUCAP_KIND_DRIVER, bytes);
 	t->driver_charged -= bytes;
 	pthread_mutex_unlock(&t->lock);
 }
@@ -269,7 +269,7 @@ uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged)
 	    gpucap_admit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes - charged) != CUDA_SUCCESS)
 		return charged; /* what does not fit is charged by reconciliation */
 	if (bytes < charged)
-		gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, charged - bytes);
+		gpucap_unadmit_correction(dev->region_index, GPUCAP_KIND_CONTEXT, charged - bytes);
 	return bytes;
 }
 
