@@ -17,6 +17,13 @@
  *   attach                  any operation                  init_timeout_ms, only while
  *                                                          another process initialises
  *                                                          a new file
+ *   claim_slot              any operation                  none while a slot is free or held by
+ *                                                          a live owner; when the only other
+ *                                                          slots are being reclaimed, it looks
+ *                                                          again until their reclaimers free
+ *                                                          them (a few atomic steps per device
+ *                                                          each), at most init_timeout_ms: a
+ *                                                          stalled reclaimer then gives FULL
  *   device_register         any operation                  none (lock-free)
  *   reserve / release       any operation                  none between processes (lock-free);
  *                                                          within one, a thread yields only
@@ -231,8 +238,13 @@ bool gpucap_attach_retry_due(struct gpucap_attach_retry *retry, uint64_t now_ns)
  * reclaimed on the way (its charges returned) and reused. Call once per
  * process; a handle holds at most one slot.
  *
- * Wait: none. Fails with GPUCAP_ERR_FULL when every slot is held by a live
- * process.
+ * A slot being reclaimed (a reclaimer holds its lease and its reclaim
+ * mark) is not held by a live process: when no slot is free and some are
+ * being reclaimed, claim_slot looks again, backing off from 10 us to 1 ms,
+ * until one is free or init_timeout_ms (the attach option; default 2 s) has
+ * passed. Fails with GPUCAP_ERR_FULL when every slot is held by a live
+ * process, or, after that wait, by a reclaimer that stalled (stopped or
+ * descheduled); the message says which. Wait: none, or that bound.
  */
 gpucap_status gpucap_region_claim_slot(gpucap_region *region, const struct gpucap_slot_identity *id,
                                        char *err, size_t err_len);

@@ -109,6 +109,43 @@ void gpucap_slot_lease_drop(int fd, _Atomic uint8_t *claim, uint64_t offset)
 	atomic_store_explicit(claim, 0, memory_order_release);
 }
 
+bool gpucap_slot_reclaim_take(int fd, _Atomic uint8_t *claim, uint64_t offset, uint64_t mark)
+{
+	uint8_t unclaimed = 0;
+	/* A11: as in gpucap_slot_lease_take. The claim comes first, so the
+	 * mark, like the lease, is taken by one thread of this descriptor at a
+	 * time (an OFD lock cannot tell our threads apart: a second thread's
+	 * failed attempt must not drop the first one's mark). */
+	if (!atomic_compare_exchange_strong_explicit(claim, &unclaimed, 1, memory_order_acquire,
+	                                             memory_order_relaxed))
+		return false;
+	/* A live owner's slot: one probe, and no mark a claimer could take
+	 * for a reclaim. */
+	if (gpucap_lease_probe(fd, offset) == 0 && gpucap_lease_try(fd, mark) == 0) {
+		if (gpucap_lease_try(fd, offset) == 0)
+			return true;
+		gpucap_lease_drop(fd, mark); /* an owner or claimer took it meanwhile */
+	}
+	/* R11: nothing was written; the claim is free again. */
+	atomic_store_explicit(claim, 0, memory_order_release);
+	return false;
+}
+
+void gpucap_slot_reclaim_drop(int fd, _Atomic uint8_t *claim, uint64_t offset, uint64_t mark)
+{
+	gpucap_lease_drop(fd, offset);
+	/* The mark goes after the lease: a claimer that failed on the lease
+	 * and then finds no mark finds the lease free when it looks again. */
+	gpucap_lease_drop(fd, mark);
+	/* R11: partner A11 in the next take. */
+	atomic_store_explicit(claim, 0, memory_order_release);
+}
+
+bool gpucap_slot_being_reclaimed(int fd, const _Atomic uint8_t *claim, uint64_t mark)
+{
+	return atomic_load_explicit(claim, memory_order_relaxed) != 0 || gpucap_lease_probe(fd, mark) == 1;
+}
+
 void *gpucap_map_guarded(int fd, size_t len, bool writable, _Atomic uint32_t *failed, int *error)
 {
 	void *base = gpucap_platform_map(fd, len, writable, error);

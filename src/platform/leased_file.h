@@ -9,7 +9,8 @@
  *     half-made file, the others wait for it a bounded time;
  *   - magic and version checks;
  *   - slot leases: an OFD lease plus an in-process claim, so that the
- *     exclusion holds between the threads of one process too;
+ *     exclusion holds between the threads of one process too, and a
+ *     reclaim mark that tells a slot being reclaimed from a live owner's;
  *   - the SIGBUS-safe read of a mapping another party may truncate
  *     (mapping_guard.c): map and guard in one call, and a copy that says
  *     whether the mapping stayed whole.
@@ -76,9 +77,25 @@ int gpucap_file_init_once(int fd, uint64_t lease_offset, bool may_initialise, ui
 /* Slot leases: take the in-process claim (*claim, one per slot per open
  * file description) and then the OFD lease at offset; false when a thread
  * of this process or another process holds either. Drop releases the lease
- * and then the claim. */
+ * and then the claim. An owner holds its slot this way for its life. */
 bool gpucap_slot_lease_take(int fd, _Atomic uint8_t *claim, uint64_t offset);
 void gpucap_slot_lease_drop(int fd, _Atomic uint8_t *claim, uint64_t offset);
+
+/*
+ * Reclaiming a slot whose owner is gone: the same claim and lease, with the
+ * slot's reclaim mark (a second OFD lease, at mark) held around the lease:
+ * taken after the claim and before the lease, dropped after the lease. A
+ * claimer that finds the slot lease held can then tell a slot being
+ * reclaimed, which is free again a few steps later, from one a live owner
+ * holds (gpucap_slot_being_reclaimed). A live owner's slot costs one probe
+ * (no mark is taken for it). False when the slot is held, claimed or marked.
+ */
+bool gpucap_slot_reclaim_take(int fd, _Atomic uint8_t *claim, uint64_t offset, uint64_t mark);
+void gpucap_slot_reclaim_drop(int fd, _Atomic uint8_t *claim, uint64_t offset, uint64_t mark);
+
+/* Whether a reclaimer holds the slot now: a thread of this descriptor holds
+ * the claim, or another descriptor holds the mark. */
+bool gpucap_slot_being_reclaimed(int fd, const _Atomic uint8_t *claim, uint64_t mark);
 
 /* Map len bytes of fd shared, guarded (mapping_guard.c): *failed is raised
  * if the file is cut under the mapping. NULL and *error on failure. Unmap

@@ -323,6 +323,7 @@ static gpucap_status attach_loop(struct gpucap_region *r, const struct gpucap_re
                                  struct gpucap_file_info info, struct gpucap_region_error *e)
 {
 	uint32_t timeout_ms = o->init_timeout_ms ? o->init_timeout_ms : DEFAULT_INIT_TIMEOUT_MS;
+	r->claim_wait_ms = timeout_ms;
 	uint64_t deadline = gpucap_clock_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
 	uint64_t backoff_ns = 20000;
 	int idle_looks = 0;

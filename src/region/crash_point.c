@@ -22,6 +22,7 @@ static struct point points[MAX_POINTS];
 static char target[NAME_MAX_LEN];
 static unsigned long target_hit;
 static atomic_int armed = -1; /* -1: not read yet, 0: off, 1: on */
+static int target_signal = SIGKILL;
 
 static void read_target(void)
 {
@@ -60,7 +61,7 @@ void gpucap_crash_point(const char *name)
 		return;
 	unsigned long hit = atomic_fetch_add(&point->hits, 1) + 1;
 	if (atomic_load(&armed) == 1 && hit == target_hit && strcmp(name, target) == 0)
-		raise(SIGKILL);
+		raise(target_signal);
 }
 
 void gpucap_crash_points_reset(void)
@@ -69,6 +70,7 @@ void gpucap_crash_points_reset(void)
 		atomic_store(&points[i].hits, 0);
 	target[0] = '\0';
 	target_hit = 0;
+	target_signal = SIGKILL;
 	atomic_store(&armed, -1);
 }
 
@@ -77,12 +79,24 @@ void gpucap_crash_points_disarm(void)
 	atomic_store(&armed, 0);
 }
 
-void gpucap_crash_points_arm(const char *name, unsigned long hit)
+static void arm(const char *name, unsigned long hit, int signal_number)
 {
+	atomic_store(&armed, 0);
 	snprintf(target, sizeof(target), "%s", name);
 	struct point *point = point_of(name);
 	target_hit = hit + (point ? atomic_load(&point->hits) : 0);
+	target_signal = signal_number;
 	atomic_store(&armed, 1);
+}
+
+void gpucap_crash_points_arm(const char *name, unsigned long hit)
+{
+	arm(name, hit, SIGKILL);
+}
+
+void gpucap_crash_points_arm_signal(const char *name, unsigned long hit, int signal_number)
+{
+	arm(name, hit, signal_number);
 }
 
 void gpucap_crash_points_report(void)

@@ -24,6 +24,9 @@ void gpucap_crash_points_disarm(void);
 /* Kill this process at the hit-th hit of name from now on, instead of what
  * GPUCAP_CRASH_AT says (name must be a string literal or outlive the call). */
 void gpucap_crash_points_arm(const char *name, unsigned long hit);
+/* The same, raising signal_number instead (SIGSTOP: a process that stalls
+ * there, holding what it holds, until continued). */
+void gpucap_crash_points_arm_signal(const char *name, unsigned long hit, int signal_number);
 /* Write the hit counts to the GPUCAP_CRASH_COUNTS descriptor. */
 void gpucap_crash_points_report(void);
 #define GPUCAP_CRASH_POINT(name) gpucap_crash_point(name)

@@ -60,6 +60,9 @@ enum region_state {
 #define LEASE_BASE        (UINT64_C(1) << 40)
 #define LEASE_INIT        (LEASE_BASE + 0)
 #define LEASE_SLOT(index) (LEASE_BASE + 4096 + (uint64_t)(index))
+/* Held by a reclaimer around LEASE_SLOT(index) (leased_file.h): tells a slot
+ * being reclaimed from one a live owner holds. */
+#define LEASE_RECLAIM(index) (LEASE_BASE + 8192 + (uint64_t)(index))
 
 struct region_header {
 	_Atomic uint64_t magic;

@@ -51,6 +51,9 @@ struct gpucap_region {
 	 * thread per slot per handle, and the lease then excludes every other
 	 * handle and process. */
 	_Atomic uint8_t slot_claim[REGION_MAX_SLOTS];
+	/* How long claim_slot waits for reclaimers to free slots when no other
+	 * slot is free (the attach option init_timeout_ms). */
+	uint32_t claim_wait_ms;
 	/* Raised when the file was truncated under the mapping (by the mapping
 	 * guard, src/platform/mapping_guard.c) or found replaced: the mapping
 	 * then holds private zero pages and every operation fails closed. */

@@ -112,6 +112,18 @@ void slot_lease_drop(struct gpucap_region *r, uint32_t slot)
 	gpucap_slot_lease_drop(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot));
 }
 
+/* A reclaimer takes the slot with its reclaim mark, so that claimers can
+ * tell it from a live owner (claim_slot waits for it, bounded). */
+static bool slot_reclaim_take(struct gpucap_region *r, uint32_t slot)
+{
+	return gpucap_slot_reclaim_take(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot), LEASE_RECLAIM(slot));
+}
+
+static void slot_reclaim_drop(struct gpucap_region *r, uint32_t slot)
+{
+	gpucap_slot_reclaim_drop(r->fd, &r->slot_claim[slot], LEASE_SLOT(slot), LEASE_RECLAIM(slot));
+}
+
 /* The caller holds the slot's lease and found it not FREE (LIVE, or a value
  * out of range that would otherwise hide its charges for good): its owner is
  * gone. */
@@ -149,7 +161,7 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 		/* A6: pairs with R6 of the owner's claim (LIVE) or a reclaimer's FREE. */
 		if (atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire) == SLOT_FREE)
 			continue;
-		if (!slot_lease_take(r, slot))
+		if (!slot_reclaim_take(r, slot))
 			continue; /* alive, or being reclaimed by another thread or process */
 		GPUCAP_CRASH_POINT("reclaim.lease_taken");
 		/* Holding the lease, check again: another reclaimer may have
@@ -164,7 +176,7 @@ gpucap_status gpucap_region_reclaim_dead(gpucap_region *r, struct gpucap_reclaim
 				report->bytes += bytes;
 			}
 		}
-		slot_lease_drop(r, slot);
+		slot_reclaim_drop(r, slot);
 	}
 	atomic_store_explicit(&r->header->last_sweep_ns, gpucap_clock_monotonic_ns(), memory_order_relaxed);
 	if (region_failed(r)) {
@@ -247,6 +259,38 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 	return true;
 }
 
+/* One look at every slot: free ones first, then live-looking ones whose
+ * owner may have died. True when a slot is ours; *reclaiming says whether a
+ * slot we could not take is being reclaimed (free again a few steps later)
+ * rather than held by a live owner or a claimer about to own it. */
+static bool claim_scan(struct gpucap_region *r, const struct gpucap_slot_identity *id, uint32_t start,
+                       bool *reclaiming)
+{
+	uint32_t capacity = r->geo.slot_capacity;
+	*reclaiming = false;
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < capacity; i++) {
+			uint32_t slot = (start + i) % capacity;
+			/* A6: pairs with R6 (LIVE at claim, FREE at detach or reclaim). */
+			bool free_slot = atomic_load_explicit(region_slot_state(r, slot),
+			                                      memory_order_acquire) == SLOT_FREE;
+			if (free_slot != (pass == 0))
+				continue;
+			if (try_take(r, slot, id))
+				return true;
+			/* A reclaimer drops the lease before its mark, so a mark
+			 * found after a failed take means a reclaim in progress; a
+			 * slot that reads FREE now was freed since our look. */
+			if (!*reclaiming &&
+			    (gpucap_slot_being_reclaimed(r->fd, &r->slot_claim[slot], LEASE_RECLAIM(slot)) ||
+			     (!free_slot && atomic_load_explicit(region_slot_state(r, slot),
+			                                         memory_order_acquire) == SLOT_FREE)))
+				*reclaiming = true;
+		}
+	}
+	return false;
+}
+
 gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slot_identity *id, char *err,
                                        size_t err_len)
 {
@@ -271,29 +315,47 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 #ifdef GPUCAP_CRASH_POINTS
 	start = 0; /* the same slots in every run of the crash-point harness */
 #endif
-	for (int pass = 0; pass < 2; pass++) {
-		/* First pass: free slots; second: live-looking slots whose owner
-		 * may have died. */
-		for (uint32_t i = 0; i < capacity; i++) {
-			uint32_t slot = (start + i) % capacity;
-			/* A6: pairs with R6 (LIVE at claim, FREE at detach or reclaim). */
-			bool free_slot = atomic_load_explicit(region_slot_state(r, slot),
-			                                      memory_order_acquire) == SLOT_FREE;
-			if (free_slot != (pass == 0))
-				continue;
-			if (try_take(r, slot, id)) {
-				gpucap_region_maintain(r);
-				if (gpucap_region_failed(r, err, err_len))
-					return GPUCAP_ERR_CORRUPT;
-				return GPUCAP_OK;
-			}
+	/* When the only slots not held by live owners are being reclaimed,
+	 * look again until their reclaimers free them: each has a few atomic
+	 * steps per device left. A reclaimer that stalls (stopped, or
+	 * descheduled for long) holds its slot past claim_wait_ms; then the
+	 * table is full for now, and the caller is told so. */
+	uint64_t wait_ns = (uint64_t)(r->claim_wait_ms ? r->claim_wait_ms : 2000u) * 1000000u;
+	uint64_t deadline = 0;
+	uint64_t backoff_ns = 10000;
+	bool reclaiming;
+	for (;;) {
+		if (claim_scan(r, id, start, &reclaiming)) {
+			gpucap_region_maintain(r);
+			if (gpucap_region_failed(r, err, err_len))
+				return GPUCAP_ERR_CORRUPT;
+			return GPUCAP_OK;
 		}
+		if (!reclaiming || region_failed(r))
+			break;
+		uint64_t now = gpucap_clock_monotonic_ns();
+		if (deadline == 0)
+			deadline = now + wait_ns;
+		else if (now >= deadline)
+			break;
+		gpucap_sleep_ns(backoff_ns);
+		if (backoff_ns < 1000000)
+			backoff_ns *= 2;
 	}
-	if (err && err_len)
-		snprintf(
-		    err, err_len,
-		    "gpucap: region %s: all %u process slots are held by live processes; stop some, or create the region with more slots",
-		    r->path, capacity);
+	if (gpucap_region_failed(r, err, err_len))
+		return GPUCAP_ERR_CORRUPT;
+	if (err && err_len) {
+		if (reclaiming)
+			snprintf(
+			    err, err_len,
+			    "gpucap: region %s: all %u process slots are held by live processes or by a process that stalled while reclaiming one; try again, stop some processes, or create the region with more slots",
+			    r->path, capacity);
+		else
+			snprintf(
+			    err, err_len,
+			    "gpucap: region %s: all %u process slots are held by live processes; stop some, or create the region with more slots",
+			    r->path, capacity);
+	}
 	return GPUCAP_ERR_FULL;
 }
 

@@ -124,6 +124,36 @@ static void a_slot_lease_excludes_threads_and_descriptors(void **state)
 	close(other);
 }
 
+static void a_reclaimer_is_told_from_an_owner(void **state)
+{
+	(void)state;
+	const char *path = scratch_path("slot-reclaim");
+	int fd, other;
+	struct gpucap_file_info info;
+	int error;
+	assert_int_equal(gpucap_file_open(path, &writer, &fd, &info, &error), GPUCAP_FILE_OK);
+	assert_int_equal(gpucap_file_open(path, &writer, &other, &info, &error), GPUCAP_FILE_OK);
+	_Atomic uint8_t claim = 0, other_claim = 0;
+	const uint64_t offset = (UINT64_C(1) << 40) + 4096, mark = (UINT64_C(1) << 40) + 8192;
+	/* An owner: a reclaimer cannot take it, and leaves no mark behind. */
+	assert_true(gpucap_slot_lease_take(fd, &claim, offset));
+	assert_false(gpucap_slot_reclaim_take(other, &other_claim, offset, mark));
+	assert_int_equal(atomic_load(&other_claim), 0);
+	assert_false(gpucap_slot_being_reclaimed(other, &other_claim, mark));
+	gpucap_slot_lease_drop(fd, &claim, offset);
+	/* A reclaimer: holds the slot, and others see it is reclaiming. */
+	assert_true(gpucap_slot_reclaim_take(fd, &claim, offset, mark));
+	assert_false(gpucap_slot_lease_take(other, &other_claim, offset));
+	assert_true(gpucap_slot_being_reclaimed(other, &other_claim, mark));
+	assert_true(gpucap_slot_being_reclaimed(fd, &claim, mark)); /* our own thread's claim */
+	gpucap_slot_reclaim_drop(fd, &claim, offset, mark);
+	assert_false(gpucap_slot_being_reclaimed(other, &other_claim, mark));
+	assert_true(gpucap_slot_lease_take(other, &other_claim, offset));
+	gpucap_slot_lease_drop(other, &other_claim, offset);
+	close(fd);
+	close(other);
+}
+
 static void a_guarded_copy_says_when_the_file_was_cut(void **state)
 {
 	(void)state;
@@ -158,6 +188,7 @@ int main(void)
 	    cmocka_unit_test(magic_words_are_judged),
 	    cmocka_unit_test(a_file_is_initialised_once),
 	    cmocka_unit_test(a_slot_lease_excludes_threads_and_descriptors),
+	    cmocka_unit_test(a_reclaimer_is_told_from_an_owner),
 	    cmocka_unit_test(a_guarded_copy_says_when_the_file_was_cut),
 	};
 	return cmocka_run_group_tests_name("leased file", tests, NULL, teardown);
