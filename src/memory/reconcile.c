@@ -275,16 +275,38 @@ uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged)
 
 /* ---- The thread --------------------------------------------------------------- */
 
+/* The thread sleeps on this pair so that exit can wake it: a thread left
+ * asleep in a clock (a test's simulated one is shared between processes)
+ * when its process exits would leave that clock waiting for it. */
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sleep_cond = PTHREAD_COND_INITIALIZER;
+static atomic_bool thread_done;
+
+/* Sleep one period unless exit asks the thread to stop; true: stop. */
+static bool sleep_period(void)
+{
+	pthread_mutex_lock(&sleep_lock);
+	uint64_t until = gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC) + RECONCILE_PERIOD_NS;
+	/* Under sleep_lock, so stop_at_exit's wake cannot fall between this
+	 * check and the wait (its store and wake are under the same lock). */
+	while (!atomic_load(&stopping) && gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC) < until)
+		gpucap_clock_wait(&sleep_cond, &sleep_lock, until);
+	bool stop = atomic_load(&stopping);
+	pthread_mutex_unlock(&sleep_lock);
+	return stop;
+}
+
 static void *reconciler(void *arg)
 {
 	(void)arg;
 	gpucap_clock_thread_begin();
 	for (;;) {
-		gpucap_clock_sleep(RECONCILE_PERIOD_NS);
+		if (sleep_period())
+			break;
 		atomic_store(&in_step, true); /* partner: stop_at_exit's load of in_step */
 		if (atomic_load(&stopping)) { /* partner: stop_at_exit's store of stopping */
 			atomic_store(&in_step, false);
-			return NULL;
+			break;
 		}
 		for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
 			if (!atomic_load_explicit(&truth[i].active, memory_order_relaxed))
@@ -295,13 +317,19 @@ static void *reconciler(void *arg)
 		}
 		atomic_store(&in_step, false);
 	}
+	atomic_store(&thread_done, true); /* partner: stop_at_exit's load of thread_done */
 	return NULL;
 }
 
+/* At exit: stop the thread and let it leave its sleep (bounded: 200 ms of
+ * real time for a step in progress). */
 static void stop_at_exit(void)
 {
-	atomic_store(&stopping, true);                           /* partner: the thread's load of stopping */
-	for (int i = 0; i < 200 && atomic_load(&in_step); i++) { /* partner: the thread's store of in_step */
+	pthread_mutex_lock(&sleep_lock);
+	atomic_store(&stopping, true); /* partner: the thread's loads of stopping */
+	gpucap_clock_wake_all(&sleep_cond);
+	pthread_mutex_unlock(&sleep_lock);
+	for (int i = 0; i < 200 && !atomic_load(&thread_done); i++) { /* partner: the thread's store */
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
@@ -325,10 +353,13 @@ void gpucap_reconcile_device_active(const struct gpucap_device *dev)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t thread;
+	atomic_store(&thread_done, false);
 	gpucap_clock_thread_starting();
 	int err = pthread_create(&thread, &attr, reconciler, NULL);
-	if (err != 0)
+	if (err != 0) {
 		gpucap_clock_thread_start_failed();
+		atomic_store(&thread_done, true);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (err != 0)
@@ -347,5 +378,10 @@ void gpucap_reconcile_after_fork(void)
 		truth[i].measured = false;
 		truth[i].over_logged = false;
 	}
+	/* The child has no reconciler thread (its exit must not wait for one)
+	 * and may have copied the lock held. */
+	pthread_mutex_init(&sleep_lock, NULL);
+	pthread_cond_init(&sleep_cond, NULL);
+	atomic_store(&thread_done, true);
 	atomic_store(&thread_started, false);
 }

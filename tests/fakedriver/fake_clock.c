@@ -157,10 +157,16 @@ static void setup(void)
 	sim = s;
 }
 
+/* Set once this process has left a shared clock (its destructor ran): what
+ * runs after it (other libraries' destructors: gpucap's own retires its
+ * slot at exit) uses the system's clock, so a leaving process can never
+ * count itself in again and hold the other parties' time still. */
+static bool left_shared;
+
 static struct sim *get(void)
 {
 	pthread_once(&once, setup);
-	return sim;
+	return __atomic_load_n(&left_shared, __ATOMIC_ACQUIRE) ? NULL : sim;
 }
 
 /* ---- Under sim->mu ------------------------------------------------------ */
@@ -324,6 +330,8 @@ __attribute__((destructor)) static void process_gone(void)
 	struct sim *s = sim;
 	if (!s || !shared_sim)
 		return;
+	/* Release: partner of the acquire load in get(). */
+	__atomic_store_n(&left_shared, true, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&s->mu);
 	int32_t pid = (int32_t)getpid();
 	for (int i = 0; i < SIM_PROCS; i++) {
