@@ -112,6 +112,7 @@ static void fill_table(struct full_table *t, const char *name)
 	assert_true(t->device >= 0);
 	t->dead_slot = die_holding(t->path, 4 * MiB);
 	struct region_peek peek;
+	memset(&peek, 0, sizeof(peek));
 	assert_int_equal(region_peek_open(&peek, t->path), 0);
 	assert_int_equal(region_peek_charged(&peek, t->device), 4 * MiB);
 	munmap((void *)peek.base, peek.size);
@@ -179,6 +180,7 @@ static void a_claim_waits_for_a_reclaimer_rather_than_reporting_full(void **stat
 	assert_int_equal(gpucap_region_slot_index(c.region), t.dead_slot);
 
 	struct region_peek peek;
+	memset(&peek, 0, sizeof(peek));
 	assert_int_equal(region_peek_open(&peek, t.path), 0);
 	assert_int_equal(region_peek_charged(&peek, t.device), 0); /* the dead 4 MiB returned once */
 	munmap((void *)peek.base, peek.size);
@@ -208,6 +210,7 @@ static void a_stalled_reclaimer_makes_the_claim_fail_not_hang(void **state)
 	assert_int_equal(gpucap_region_claim_slot(r, NULL, err, sizeof(err)), GPUCAP_OK);
 	assert_int_equal(gpucap_region_slot_index(r), t.dead_slot);
 	struct region_peek peek;
+	memset(&peek, 0, sizeof(peek));
 	assert_int_equal(region_peek_open(&peek, t.path), 0);
 	assert_int_equal(region_peek_charged(&peek, t.device), 0);
 	munmap((void *)peek.base, peek.size);
