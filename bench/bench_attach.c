@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Attach latency when many processes start at once (a multi-process job
  * launching its workers): each process attaches, takes a slot and registers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Reserve+release pair cost under contention: gpucap's lock-free region
  * against the semaphore design, at several contender counts, with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared benchmark helpers: the clock, the start gate that lets contenders
  * begin together, statistics, option parsing and the run header. Nothing here
  * knows about either accounting design. */

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Run every benchmark in sequence and print their tables. Builds nothing.
 #   usage: bash bench/run.sh BUILD_DIR [--dir DIR]
 # BUILD_DIR is a CMake build of this repository (Release recommended);

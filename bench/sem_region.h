@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The old design, as the baseline every benchmark compares against: one
  * struct in a MAP_SHARED file mapping, guarded by a single process-shared

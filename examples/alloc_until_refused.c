@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * alloc-until-refused: the first program to run under gpucap. It loads the
  * CUDA driver (libcuda.so.1) itself, so it needs no CUDA toolkit to build,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * N processes each allocate and free SIZE bytes in a loop with cuMemAlloc /
  * cuMemFree. Prints p50 and p99 of one alloc+free pair over all processes.

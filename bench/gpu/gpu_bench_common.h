@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the GPU benchmarks: timing, a start barrier across processes,
  * and percentiles. Each benchmark runs natively and under gpucap in the same
  * invocation of bench/gpu/run.sh and prints both with the ratio. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Latency of cuLaunchKernel for an empty kernel (loaded from PTX, so no nvcc
  * is needed). Prints the p50 and p99 of the launch call itself over

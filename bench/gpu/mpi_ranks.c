@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * One rank of an `mpirun -np N` job that uses no MPI library: the rank and
  * size come from Open MPI's environment, barriers are files in a shared

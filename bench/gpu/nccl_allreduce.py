@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """NCCL all-reduce under torchrun, one rank per GPU, natively or under gpucap.
 
     GPUCAP_T0_NS=$(date +%s%N) torchrun --standalone --nproc_per_node=N \\

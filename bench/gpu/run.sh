@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPU benchmarks, each run natively and under libgpucap.so in the same
 # invocation, alternating (native, gpucap, native, gpucap) so drift hits both.
 #   bench/gpu/run.sh BUILD_DIR [OUTDIR]

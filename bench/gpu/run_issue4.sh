@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The one-GPU part of issue 4, in one command: kill during start
 # (bench/gpu/run_start.sh), identity in PID namespaces
 # (tests/gpu/identity_ns.sh, as root) and 8 MPI ranks sharing a cap

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # 8 MPI ranks on one GPU, each with its own context: start time natively and
 # under gpucap (3 alternating runs each), and, under gpucap, 8 ranks sharing
 # one cap fill it in 256 MiB chunks: the cap holds and the region's charge is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # NCCL all-reduce with torchrun, one rank per GPU, natively and under gpucap
 # (all ranks share one region file, a cap per device), alternating, 2 runs
 # each; then one more gpucap run that checks what the region charged against

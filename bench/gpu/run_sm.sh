@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # SM (compute) cap benchmarks: how closely a cap holds a workload to its
 # share, how two capped tenants share one GPU, and what the preload costs.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Kill during start: 8 processes start together and 2 of them are SIGKILLed at
 # random instants while the others start; then a fresh process starts alone.
 # Native and gpucap rounds alternate and each pair shares a seed (same victims,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Throughput of a steady GPU workload, for measuring SM (compute) caps.
 
 usage: sm_accuracy.py WORKLOAD SECONDS [--ticks SEC] [--barrier DIR:N]

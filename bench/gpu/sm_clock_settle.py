@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """How an fp16 GEMM's GPU time per matmul depends on load, and how fast it settles
 when a duty-cycled GPU goes to full load (the measurement behind the SM work
 weight, docs/compute-caps.md). Native, no gpucap: python3 bench/gpu/sm_clock_settle.py"""

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Diagnostic for the SM cap: SM clock and power during an uncapped and a
 # 50%-capped gemm run, then two tenants (30, 70) with gpucap status sampled
 # every 2 s (duty and measured share). Run from the repo root after

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Training steps per second of a small transformer, to measure what the
 preload library costs a real training loop.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Kill during start. N processes start together (cuInit, primary context,
  * first 1 MiB allocation); the parent SIGKILLs KILLS of them, chosen at

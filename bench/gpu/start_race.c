@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * N processes start together: cuInit, primary context, first 1 MiB
  * allocation and free. Each reports its start time from the common release

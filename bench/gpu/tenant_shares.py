@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Throughput shares of tenants that ran sm_accuracy.py --ticks at once.
 
 usage: tenant_shares.py BASE_LOG CAP=LOG... [--within POINTS]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpucap node schedule: capped containers on one GPU take turns.
  *

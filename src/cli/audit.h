@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The audit log of "gpucap set": <region path>.audit, one line per change. */
 #ifndef GPUCAP_CLI_AUDIT_H
 #define GPUCAP_CLI_AUDIT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What every gpucap command shares: the command table entry, the exit codes
  * and the one-line error helpers. */
 #ifndef GPUCAP_CLI_H

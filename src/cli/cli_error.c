@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One-line diagnostics. Errors are read by people and by log collectors that
  * split on newlines, so every message is flattened to one line and written
  * with a single write(2). */

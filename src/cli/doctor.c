@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap doctor: check what gpucap depends on, one line per check, each
  * with its fix. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap exporter: parse the options and hand over to the exporter library
  * (src/exporter), which serves Prometheus metrics until stopped. */
 #include "cli.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* How region values are shown to people and named in JSON, shared by the
  * commands so that status, reap and later top agree. */
 #ifndef GPUCAP_CLI_FORMAT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A minimal streaming JSON writer for the CLI's --json output: it keeps track
  * of commas and nesting, and escapes strings so that any bytes (process
  * names, file paths) come out as valid JSON text in UTF-8. */

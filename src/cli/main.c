@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap: the command-line front end. Dispatches to the commands listed in
  * CLI_COMMANDS (cli.h). */
 #include "cli.h"

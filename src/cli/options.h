@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Command-line option parsing shared by the commands. A small parser of our
  * own (rather than getopt_long) so that every mistake gets one line naming
  * the option and the way out, and so that "run" can stop exactly at its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Finding libgpucap.so for "gpucap run" and putting it into LD_PRELOAD. */
 #ifndef GPUCAP_CLI_PRELOAD_LIBRARY_H
 #define GPUCAP_CLI_PRELOAD_LIBRARY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap reap: return the charges of processes that died without detaching,
  * now rather than at the next refused reservation, and repair what damage
  * to the region can be repaired while its processes run; say what cannot. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Which region file a command works on, and attaching to it with errors
  * reported the same way by every command. */
 #ifndef GPUCAP_CLI_REGION_FILE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap resolve: record the host PIDs of processes that run in other PID
  * namespaces (containers), from the host, where /proc shows both views. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */

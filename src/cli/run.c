@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap run: start a command under the limiter. Everything it does is set
  * the environment the preload library reads, then exec, so the command keeps
  * its PID, signals and exit status. */

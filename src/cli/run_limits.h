@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What "gpucap run" checks before it starts the command: whether the region
  * the command will join already holds other limits than the ones asked for.
  * A device's entry in the region rules every process that uses it (the

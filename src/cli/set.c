@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap set: change the memory and SM limits of devices in a live region,
  * and record every change in the region's audit log. */
 #define _POSIX_C_SOURCE 200809L

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap status: what the region holds, read as an observer so that looking
  * never changes what is looked at. */
 #include "cli.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "format.h"
 #include "json.h"
 #include "status_render.h"

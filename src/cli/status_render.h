@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The two renderings of a region snapshot for "gpucap status". */
 #ifndef GPUCAP_CLI_STATUS_RENDER_H
 #define GPUCAP_CLI_STATUS_RENDER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap status, for people: aligned tables. */
 #define _POSIX_C_SOURCE 200809L
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Aligned text tables for the human output: columns are as wide as their
  * widest cell, numbers are right-aligned so that sizes line up. */
 #ifndef GPUCAP_CLI_TABLE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap top: a refreshing view of one region, or of every region file
  * below a directory. Observer attach only: looking never creates or changes
  * a file. This file reads the options, loads each frame and runs the loop;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap top: the pieces its files share. top.c reads the options, loads a
  * frame and runs the loop (keys, redraw); top_scan.c finds the region files
  * below a directory; top_text.c draws a frame for a terminal or a pipe. */

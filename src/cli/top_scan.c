@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap top --dir: find the region files below a directory. Every
  * deployment keeps its regions somewhere below one node directory:
  * HAMi's /usr/local/vgpu/containers/<pod>_<container>/<uuid>.cache,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpucap top: the text view. With --dir it opens with one line per GPU
  * (every region on it added up: caps, use, processes), then shows each
  * region. Columns that do not fit the terminal are left out, least useful

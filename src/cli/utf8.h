@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 well-formedness, shared by the JSON writer (which must emit valid
  * UTF-8) and the text output (which must not pass terminal control bytes
  * from process names through). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* See default_paths.h. Linked into libgpucap.so: libc only, and stat by
  * system call (file_stat.h). */
 #define _GNU_SOURCE /* secure_getenv, syscall */

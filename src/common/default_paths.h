@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The default region path: the one place that decides it, used by the
  * library and by the gpucap command, so both name the same file.
  *

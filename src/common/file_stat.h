@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * stat(2) by system call, for code linked into libgpucap.so: glibc 2.33 gave
  * fstat, lstat and stat new symbol versions with no older ones to bind to

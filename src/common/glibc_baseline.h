@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Forced into every file of libgpucap.so (see the top-level CMakeLists.txt):
  * binds the glibc functions that newer glibc releases gave new symbol

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one-line logger: owns the log level and the line format
  * ("gpucap[pid]: level: message"). Lines go to stderr with one write(2). */
 #ifndef GPUCAP_COMMON_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Parsing of user-supplied numbers: owns the accepted forms of sizes and
  * percentages, shared by the library's environment and the CLI's flags. */
 #ifndef GPUCAP_COMMON_PARSE_H

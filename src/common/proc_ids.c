@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* See proc_ids.h. */
 #define _GNU_SOURCE /* readlink */
 #include "proc_ids.h"

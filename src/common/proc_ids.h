@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reading process identities from /proc: PID-namespace inodes and the NSpid
  * line. Shared by the library (its own identity), the SM controller and the
  * host-side resolver, so the three read /proc the same way. */

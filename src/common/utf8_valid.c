@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 well-formedness, shared by every place that prints names read from a
  * region (tables, JSON, Prometheus labels). */
 #include "utf8_valid.h"

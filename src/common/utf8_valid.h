@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 validation: owns the rule for what counts as a well-formed sequence. */
 #ifndef GPUCAP_COMMON_UTF8_VALID_H
 #define GPUCAP_COMMON_UTF8_VALID_H

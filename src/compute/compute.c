@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The compute layer's entry points (compute.h): its life cycle and the way
  * a launch reaches the gate. */
 #include "clock.h"

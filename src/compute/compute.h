@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The public interface of src/compute: SM caps. The gate on every launch
  * path, the controller that sets its duty, the work weight, and the node

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SM gate (gate.h): per process and CUDA device, an ON phase of
  * launches, then a drain that measures how long the GPU was busy with them,

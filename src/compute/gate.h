@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SM gate: a drain-measured duty cycle on every launch path
  * (docs/compute-caps.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SM gate's decisions (gate_rules.h). Pure.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SM gate's decisions as pure functions (gate.c applies them): no
  * atomics, no clock, no driver or region call. The unit tests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * One control step of the SM controller (sm_control.h). Pure: the same
  * inputs and state give the same decision.

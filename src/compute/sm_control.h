@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SM controller as a pure function (docs/compute-caps.md): one control
  * step of one device maps what was measured and the controller's state to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The plumbing around the SM controller (docs/compute-caps.md): gpucap's
  * two background threads, NVML, the region's controller lease. The control
@@ -269,18 +270,20 @@ static void say_step(int d, const struct ctl_device *c, const struct sm_control_
 {
 	uint32_t weight = c->control.weight.weight_ppm ? c->control.weight.weight_ppm : GPUCAP_SM_PPM;
 	bool frozen = out->weight.frozen && !in->turns;
-	GPUCAP_LOG(GPUCAP_LOG_DEBUG,
-	           "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
-	           d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, in->mine_ppm / 1e4,
-	           out->gate_ppm / 1e4, in->foreign_ppm / 1e4, out->duty_ppm / 1e4,
-	           frozen      ? " (calibrating)"
-	           : in->turns ? " (taking turns)"
-	                       : "");
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DEBUG,
+	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
+	    d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, in->mine_ppm / 1e4,
+	    out->gate_ppm / 1e4, in->foreign_ppm / 1e4, out->duty_ppm / 1e4,
+	    frozen      ? " (calibrating)"
+	    : in->turns ? " (taking turns)"
+	                : "");
 	if (out->weight.publish)
-		GPUCAP_LOG(GPUCAP_LOG_DEBUG,
-		           "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, %.1f us capped)",
-		           d, out->weight.weight_ppm / 1e6, out->weight.measured_ppm / 1e6,
-		           out->weight.full_per_launch_ns / 1e3, out->weight.capped_per_launch_ns / 1e3);
+		GPUCAP_LOG(
+		    GPUCAP_LOG_DEBUG,
+		    "SM work weight of device %d: %.3f (this burst %.3f: %.1f us per launch at full load, %.1f us capped)",
+		    d, out->weight.weight_ppm / 1e6, out->weight.measured_ppm / 1e6,
+		    out->weight.full_per_launch_ns / 1e3, out->weight.capped_per_launch_ns / 1e3);
 }
 
 static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, uint64_t now)
@@ -301,13 +304,15 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 		return;
 	if (out.warn_mismatch && !c->logged) {
 		c->logged = true;
-		gpucap_log(GPUCAP_LOG_WARN,
-		           "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
-		           c->uuid);
+		gpucap_log(
+		    GPUCAP_LOG_WARN,
+		    "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
+		    c->uuid);
 	}
 	if (out.warn_elastic_blind && !elastic_logged) {
 		elastic_logged = true;
-		gpucap_log(GPUCAP_LOG_WARN, "SM policy elastic needs NVML to see other tenants; holding the cap strictly");
+		gpucap_log(GPUCAP_LOG_WARN,
+		           "SM policy elastic needs NVML to see other tenants; holding the cap strictly");
 	}
 	if (out.weight.start)
 		gpucap_sm_burst_start(c->ordinal, out.weight.hold_ns, out.weight.measure_ns,

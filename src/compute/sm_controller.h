@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpucap's two threads for compute caps (sm_controller.c): the gate thread,
  * which runs the gates' drains and keeps the armed flag current, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Joining the node schedule (sm_schedule.h). A device takes part once it is
  * capped in this process and GPUCAP_NODE_DIR names a directory; from then on

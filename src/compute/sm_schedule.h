@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The node schedule from the compute side (include/gpucap/schedule.h): each
  * capped device's handle on its GPU's schedule file, joined by gpucap's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The work weight of a capped busy second, measured with calibration bursts
  * (sm_weight.h). Pure: everything it knows comes in sm_weight_inputs.

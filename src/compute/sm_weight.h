@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The work weight of a capped busy second (docs/compute-caps.md, "Work
  * weight"): a pure part of the SM controller (sm_control.h). No clock, no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * GPU work as the gates count it: plain data shared by the gate (gate.c),
  * which adds finished phases up, and the pure controller (sm_control.h),

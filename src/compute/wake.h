@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The gate thread's sleep, and the kicks that cut it short (wake.c). The
  * gate (gate.c) kicks; the gate thread (sm_controller.c) sleeps.

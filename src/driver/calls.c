@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The real functions gpucap calls (calls.def), looked up once. */
 #include "calls.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The real functions gpucap calls (calls.def), for every layer above the
  * driver seam: the memory admission, the SM gate and its controller.

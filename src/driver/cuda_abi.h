@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The subset of the CUDA driver and NVML ABI that gpucap uses, declared once
  * so that gpucap builds without a CUDA toolkit. Names, values and layouts

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The seam to the real CUDA driver and NVML: where the real libraries are,
  * how they are opened, and how a symbol is looked up without going through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _POSIX_C_SOURCE 200809L
 
 #include "collect.h"
@@ -95,9 +96,10 @@ static enum read_outcome read_region(const struct exp_collector *c, const char *
 		return READ_FAILED;
 	uint64_t series = region_series(snapshot);
 	if (series > c->budget.region_series) {
-		snprintf(err, err_len,
-		         "region %s lists %u processes on %u devices, more than the %zu samples the exporter reports for one region; it is left out: reap or remove it",
-		         path, snapshot->process_count, snapshot->device_count, c->budget.region_series);
+		snprintf(
+		    err, err_len,
+		    "region %s lists %u processes on %u devices, more than the %zu samples the exporter reports for one region; it is left out: reap or remove it",
+		    path, snapshot->process_count, snapshot->device_count, c->budget.region_series);
 		gpucap_snapshot_free(snapshot);
 		return READ_FAILED;
 	}
@@ -275,9 +277,10 @@ char *exp_collector_scrape(struct exp_collector *c, size_t *len)
 			}
 		}
 		if (over_budget) {
-			snprintf(err, sizeof(err),
-			         "region %s was not read on this scrape: the scrape reached its budget (%zu bytes or %.1f s) first; it is read first on the next one",
-			         state->path, c->budget.scrape_bytes, (double)c->budget.scrape_ns / 1e9);
+			snprintf(
+			    err, sizeof(err),
+			    "region %s was not read on this scrape: the scrape reached its budget (%zu bytes or %.1f s) first; it is read first on the next one",
+			    state->path, c->budget.scrape_bytes, (double)c->budget.scrape_ns / 1e9);
 			outcome = READ_FAILED;
 		} else {
 			outcome = read_region(c, state->path, &snapshot, err, sizeof(err));

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One scrape: expand the glob, read each region as an observer, render. No
  * region stays open between scrapes: containers come and go, and their
  * region files with them. */

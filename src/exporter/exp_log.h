@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One-line diagnostics of the exporter on stderr ("gpucap exporter: ..."),
  * each written with a single write(2) so lines from the HTTP thread and the
  * main thread never interleave. Newlines in the message become blanks. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpucap exporter: the Prometheus exporter behind "gpucap exporter"
  * (docs/exporter.md). The CLI parses options and calls in here; everything

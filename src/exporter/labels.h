@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kubernetes labels (namespace, pod, container) derived from a region's
  * path. The rules are documented in docs/exporter.md. */
 #ifndef GPUCAP_EXPORTER_LABELS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _POSIX_C_SOURCE 200809L
 
 #include "region_reader.h"
@@ -77,9 +78,10 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 	if (!S_ISREG(opened.st_mode))
 		return refuse_kind(path, opened.st_mode, err, err_len);
 	if (opened.st_nlink != 1) {
-		snprintf(err, err_len,
-		         "region %s has %lu hard links; a region file has exactly one: remove the other names or the file",
-		         path, (unsigned long)opened.st_nlink);
+		snprintf(
+		    err, err_len,
+		    "region %s has %lu hard links; a region file has exactly one: remove the other names or the file",
+		    path, (unsigned long)opened.st_nlink);
 		return READER_PATH_REFUSED;
 	}
 	if (opened.st_dev != seen.st_dev || opened.st_ino != seen.st_ino) {
@@ -87,9 +89,10 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 		return READER_PATH_REFUSED;
 	}
 	if (opened.st_size == 0) {
-		snprintf(err, err_len,
-		         "region %s is empty (0 bytes): a process may be creating it right now; try again, or remove the file if it stays empty",
-		         path);
+		snprintf(
+		    err, err_len,
+		    "region %s is empty (0 bytes): a process may be creating it right now; try again, or remove the file if it stays empty",
+		    path);
 		return READER_PATH_EMPTY;
 	}
 	bool blank = head_len > 0;
@@ -98,9 +101,10 @@ enum reader_path reader_check_path(const char *path, char *err, size_t err_len)
 	if (blank) {
 		/* What a creator that died before writing leaves behind; the tools
 		 * never initialise a region they did not create. */
-		snprintf(err, err_len,
-		         "region %s has a blank header: a process may be creating it right now; try again, or remove the file if it stays that way",
-		         path);
+		snprintf(
+		    err, err_len,
+		    "region %s has a blank header: a process may be creating it right now; try again, or remove the file if it stays that way",
+		    path);
 		return READER_PATH_EMPTY;
 	}
 	return READER_PATH_OK;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Reading region files that other users can write, from the node's root
  * tools: `gpucap status`, `top`, `resolve`, `set`, `reap`, `doctor` and the

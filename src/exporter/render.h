@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The exposition: Prometheus text format 0.0.4. Samples are gathered per
  * metric family while regions are visited, so that each family's samples
  * come out together under one HELP and TYPE line, as the format requires. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A growable text buffer for the exposition, and Prometheus label-value
  * escaping. Allocation failure is sticky: once an append fails the buffer is
  * marked failed and later appends do nothing, so callers check once. */

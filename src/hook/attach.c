@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Attaching the region: once at initialisation, and again later when that
  * attach timed out on another process initialising the file (stopped, or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
 /* Configuration, read once at initialisation: the environment and the
  * limits file, decided by src/policy. */

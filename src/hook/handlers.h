@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The handlers of hooks.def's rows, one prototype per row, generated:
  * handler(real, args...), real being the row's own real function. Memory's

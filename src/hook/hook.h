@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internal interface of the interception layer: the generated hook table
  * (hooks.def), the initialisation state, and the process's settings and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * This process's identity as recorded in its slot: its PID, its PID
  * namespace and, when it can be known at once and without asking anyone, its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Launch handlers: every path that runs work on the SM takes the gate
  * (src/compute) before the driver: kernels, extensible and cooperative

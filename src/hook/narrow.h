@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The generated widening adapters of hooks.def's NARROW rows (table.c).
  *

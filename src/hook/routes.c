@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The two lookup routes besides direct linking:
  *   dlsym              code that dlopens libcuda.so.1 / libnvidia-ml.so.1

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Everything generated from hooks.def: exported wrappers with their
  * prologue, the row table, the real-function pointers and the lookups used
  * by dlsym and cuGetProcAddress. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Admission: the charge to the region before an allocation, within the
  * region's limit (which the region lowers to the limits file's cap), and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Admission on every allocation path. The rule everywhere: charge the region
  * before the driver allocates, give the charge back when the driver fails,

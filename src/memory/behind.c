@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The calls that take device memory behind the allocation APIs: limits,
  * module and library loads, graph memory, pool thresholds. Where the call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A region that comes after start-up: the attach at initialisation timed
  * out on another process initialising the file (stopped, or slow), and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The memory layer's life cycle: what it is given at start-up, and what a
  * forked child forgets. */
 #include "memory_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The public interface of src/memory: admission on every allocation path,
  * the CUDA ordinal -> region device mapping, the tracking of live

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Stream-ordered pools: cuMemAllocAsync, cuMemAllocFromPoolAsync and the
  * pools' own life cycle. The charge of a pool follows what it really holds.

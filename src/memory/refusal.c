@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What a refusal leaves behind: a count in the region (per process and per
  * device, read by `gpucap status` and the exporter) and, for the first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Live allocations: (tag, key) -> entry. A hash map with no lock at all: the
  * hot paths (every allocation and every free) only load and CAS words.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Live allocations: a lock-free map from (tag, key) to the caller's entry
  * (track.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The clock seam (clock.h): the system's clocks, or a test's simulated one.
  */

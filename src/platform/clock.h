@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The clock seam: every clock read, sleep and timed wait of the compute
  * layer (src/compute) goes through here, so that tests can run it on

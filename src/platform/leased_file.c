@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Leased files (leased_file.h): safe open, create-once, magic checks, slot
  * leases and guarded mappings. */
 #define _GNU_SOURCE

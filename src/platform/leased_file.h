@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Leased files: the pieces every gpucap file shared between processes needs
  * (the accounting region, the node schedule), in one place:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Mapping guard: a region or schedule file that another party truncates
  * while it is mapped must not kill the processes mapping it. Touching a page

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The kernel seam: files, mappings, leases and clocks used by the region.
  * Nothing else in src/region issues system calls. */
 #ifndef GPUCAP_PLATFORM_H

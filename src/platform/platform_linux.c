@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE /* F_OFD_SETLK, F_OFD_GETLK */
 #include "clock.h"
 #include "platform.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
 /* The limits file (limits_file.h). */
 #include "limits_file.h"

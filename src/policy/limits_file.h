@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The node's limits file: picking it, its trust checks and its lines
  * (docs/configuration.md). What it means next to the environment is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The settings of gpucap and the one precedence between their sources: the
  * environment, the node's limits file and a command's flags.

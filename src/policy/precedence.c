@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one precedence of gpucap's settings (policy.h). Pure: it reads only
  * its input and writes only its output. */
 #include "policy.h"

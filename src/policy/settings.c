@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The settings table (settings.def) and the helpers every reader of the
  * environment shares. */
 #include "policy.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Attaching to a region: opening the file safely, creating and initialising
  * it exactly once, validating everything read from it, and detaching. */
 #include <errno.h>

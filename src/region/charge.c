@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The charge protocol: how a device's charged total and one lane's granted
  * amount move together, with no lock, such that a process dying at any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Crash points for the test build of the region (see crash_point.h). Not
  * part of the shipped library. */
 #define _GNU_SOURCE

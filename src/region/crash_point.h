@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Crash points: named places in the region code where a test build can kill
  * the process, to check that every state a dying process can leave is one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The device table: entries keyed by GPU UUID, claimed without locks by
  * open addressing on a hash of the UUID, and their limits. */
 #include <stdatomic.h>

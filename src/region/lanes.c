@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Lanes: which lane a thread uses, and exclusive use of a lane's operation
  * record among the threads of one process. */
 #include <sched.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The region file format: owns every byte offset and bit layout of the shared
  * file. Nothing outside src/region may depend on it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-process region handle and the internal operations shared by the
  * files of src/region. Owns: address arithmetic into the mapping, the lane
  * protocol entry points, and the credit policy constants. */

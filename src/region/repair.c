@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Repair: what a root tool (gpucap reap) can put right in a damaged region
  * while its processes run, and what it can only report. */
 #include <stdatomic.h>

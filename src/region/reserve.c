@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reserve and release: the hot path. A thread first uses its lane's credit,
  * touching only its own cache line; only when the credit runs out does it
  * move the device total (charge.c), taking a little extra credit while the

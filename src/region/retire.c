@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What a process does to its slot as it exits while its threads may still
  * run (retire), and its refusal counters. */
 #include <sched.h>

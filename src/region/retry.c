@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* When a process that could not attach (another process was initialising
  * the file for too long) tries again: a pure schedule on the caller's clock,
  * so that the retry stays off the allocation path and is testable. The

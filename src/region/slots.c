@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Process slots and their leases: claiming a slot, returning a slot's
  * charges, reclaiming the slots of dead processes, and detaching. */
 #include <assert.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * SM share: the per-device words that let the processes of a container hold
  * one compute cap together (include/gpucap/region.h, "SM share"): the

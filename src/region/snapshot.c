@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Snapshots for readers: a copy of the device table and the live slots.
  * Readers never wait: each device's total is cross-checked against the sum
  * of the lanes a bounded number of times. */

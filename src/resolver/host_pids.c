@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Matching region slots to host processes; see host_pids.h. */
 #define _GNU_SOURCE /* readlink, major/minor */
 #include "host_pids.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Host-side resolution of region slots' host PIDs through /proc. Owns the
  * matching rules (namespace inode, innermost NSpid, region file mapped). */
 #ifndef GPUCAP_RESOLVER_HOST_PIDS_H

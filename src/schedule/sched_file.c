@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The files of the node schedule (sched_file.h). Every path is opened
  * relative to the node directory's descriptor, without following a final

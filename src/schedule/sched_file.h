@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The files of the node schedule, private to src/schedule: this tenant's
  * own file (created whole or not at all, written with pwrite, removed by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The bytes of a tenant's schedule file, private to src/schedule: one header
  * and GPUCAP_SCHED_RECORDS process records, each checked by its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The placement rule of the node schedule, a pure function: every process
  * that sees the same tenants computes the same windows, and nothing another

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The node schedule handle (include/gpucap/schedule.h): what touch records,
  * what refresh writes, reads and publishes, and the window read from it.

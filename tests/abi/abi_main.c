@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Compare src/driver/cuda_abi.h with the installed cuda.h (or, built with
  * ABI_NVML, its NVML part with the installed nvml.h). */
 #include "abi_side.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The gpucap side: src/driver/cuda_abi.h. */
 #include "abi_side.h"
 #include "cuda_abi.h"

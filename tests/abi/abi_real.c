@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The toolkit side: the real cuda.h, with the pre-3.2 names visible so the
  * 32-bit descriptors can be compared too; or, with ABI_NVML, the real
  * nvml.h with its versioned names as they are. */

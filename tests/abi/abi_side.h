@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One side of the ABI comparison: each side is compiled against one header
  * (ours or the real cuda.h / nvml.h) and fills the same table of numbers, in
  * the order of abi_checks.def (abi_nvml_checks.def when built with

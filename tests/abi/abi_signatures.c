@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Every row of src/hook/hooks.def and src/driver/calls.def, checked against
  * the prototype in the real header: the wrapper gpucap exports (and the
  * pointer type it calls the driver through) must have exactly the driver's

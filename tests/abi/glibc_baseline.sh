@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The preload library must load under old glibc: no symbol it imports may
 # need a glibc version newer than the baseline (2.17, CentOS 7 / the
 # aarch64 base), and it must name libdl and libpthread for the glibc

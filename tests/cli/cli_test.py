@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Tests of the gpucap command-line tool against real region files.
 
 Each test runs in its own temporary directory. Live and dead processes are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the default region path (src/common/default_paths.c): who
  * shares /tmp/cudevshr.cache, who gets a private directory, and which
  * private directories are refused. */

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The root-run CLI against region paths a tenant controls.
 
   special_files  a FIFO, a device node or a symbolic link where the region

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The JSON writer: commas and nesting, number ranges, and string escaping
  * (quotes, controls, valid and ill-formed UTF-8). */
 #define _POSIX_C_SOURCE 200809L

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Tests of what an operator meets on day one: run's conflicting limits,
 doctor's limits in force, the per-user default region, top over a node
 directory, resolve's missing files, run --sm/--node-dir, help and docs in

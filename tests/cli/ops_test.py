@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Tests of the operator commands: gpucap top, set and doctor.
 
 Uses the harness of cli_test.py (region_actor plays the limited processes).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A stand-in for a limited process, for the CLI tests: it attaches to a
  * region, claims a slot, charges memory, says "ready" and then waits to be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Damages a region the way a broken or hostile writer of the file could, for
  * the CLI tests of `gpucap reap`: it writes the file's words directly

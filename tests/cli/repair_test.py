@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """`gpucap reap` on a region whose counters a broken or hostile writer
 damaged (region_damage writes the file's words directly):
 

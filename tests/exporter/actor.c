@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A stand-in for a limited process, for the exporter tests: attaches to a
  * region, claims a slot under a given process name, registers devices and

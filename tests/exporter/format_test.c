@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the exporter's exposition: label escaping, the metric lines
  * of a synthetic snapshot, path-to-label rules, --listen parsing, and one
  * scrape over real files (good, corrupt, FIFO, directory, deleted). */

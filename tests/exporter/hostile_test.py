@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """`gpucap exporter` against tenants that attack it.
 
   fifo_swap         a tenant keeps exchanging its region file with a FIFO

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end test of `gpucap exporter` against a real Prometheus server.
 
 Builds regions under a temporary directory (two good ones, one corrupt, one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
 /*
  * The fake driver's clock (fake_clock.h): the system's, or simulated time

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The fake driver's clock (fake_clock.c), exported by the fake libcuda.so.1
  * for the tests and the fake NVML, and handed to libgpucap through the

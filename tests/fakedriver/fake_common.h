@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Device list shared by the fake libcuda and the fake NVML: physical
  * devices from FAKECUDA_DEVICES, and the CUDA ordinal order that
  * CUDA_VISIBLE_DEVICES gives them. */

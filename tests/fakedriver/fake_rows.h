@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Included at the end of fakecuda.c (FAKE_ROWS_CUDA) and fakenvml.c
  * (FAKE_ROWS_NVML): the fake library defines every row of gpucap's tables

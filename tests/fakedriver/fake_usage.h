@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The fake driver's model of what a process really holds on each device
  * beyond its allocations (fake_usage.c), and the few points where

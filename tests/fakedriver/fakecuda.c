@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
 /*
  * A test double for libcuda.so.1: no GPU, no memory behind the pointers, but

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The harnesses that read a file: one private scratch file per process,
  * rewritten with each input. */
 #ifndef GPUCAP_FUZZ_FILE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The exporter's labels from a region path, which a tenant chooses: the
  * default NAMESPACE_POD_CONTAINER and PODUID_CONTAINER rules and a
  * --label-from-path rule (the operator's pattern is fixed here; the path is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* /etc/gpucap/limits.conf: parse arbitrary text, then resolve it against a
  * fixed environment as the library does at start-up, and as gpucap doctor
  * does with a --file flag. */

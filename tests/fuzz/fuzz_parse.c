@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The size and percent parsers every environment variable goes through,
  * and the whole precedence (gpucap_policy_resolve) over an arbitrary
  * environment: lines of the input are NAME=value entries. */

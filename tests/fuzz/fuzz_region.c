@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The region file's validation and reading: attach an arbitrary file image
  * as an observer (as status, top and the exporter do) and copy it. Nothing
  * in the file may make this crash, read out of bounds or overflow. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The node schedule's reader of other tenants' files: the input is a peer
  * tenant's file in the node directory, the one thing another container
  * writes. This process opens its own tenant's schedule, touches it,

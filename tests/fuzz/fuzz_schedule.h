@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What fuzz_schedule and the schedule seeds agree on: the GPU, the two
  * tenants and the clock. A seed's records are stamped shortly before
  * FUZZ_SCHED_NOW_NS, so that the harness, reading at that time, finds the

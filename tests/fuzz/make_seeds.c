@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Writes the binary seeds of corpus/region and corpus/schedule: small but
  * complete files as the library makes them, so the fuzzer starts from

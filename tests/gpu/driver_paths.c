@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Real-GPU test of each allocation path through the CUDA driver API.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Real-GPU tests of memory shared between processes, threads and forks.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real-GPU test of a framework under gpucap.
 
     python3 framework_cap.py torch|cupy|jax

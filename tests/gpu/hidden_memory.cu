@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 // Kernels for hidden_memory.c, built twice into fatbins: with -DBIG the
 // module holds a 1.5 GiB __device__ array (placed when the module loads, or
 // at its first launch under lazy loading); without it, kernels that use the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Processes whose identity tests/gpu/identity_ns.sh checks against the host's
  * view of them.

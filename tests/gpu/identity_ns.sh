@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Identity in PID namespaces, on a real GPU, as root.
 #
 #   tests/gpu/identity_ns.sh BUILD_DIR OUTDIR

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prove gpucap's CUDA behaviour on a real GPU, in one command, on any machine
 # with an NVIDIA driver and a CUDA toolkit (for cuda.h).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Real-GPU sanity check of the SM gate: launch a busy-loop kernel through
  * each launch path for a while and print the kernels completed per second,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The driver and NVML functions the hook tests call by name, declared from
  * the tables: every row gpucap hooks (src/hook/hooks.def) or calls
  * (src/driver/calls.def), and the fake driver's extra entry points

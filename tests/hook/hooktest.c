@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Hook tests: run with libgpucap.so preloaded over the fake driver. Each
  * subcommand is one CTest test; it sets its own environment (region file in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A program that does not link the driver: it dlopens libcuda.so.1 late,
  * after gpucap is loaded, and reaches everything through dlsym and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The layering of libgpucap.so, checked on its object files.
 
     layering.py SRC_ROOT OBJECT...

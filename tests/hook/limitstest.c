@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Limits-file tests: libgpucap.so preloaded over the fake driver, with a
  * limits file named by GPUCAP_LIMITS_FILE. The file must be owned by root,

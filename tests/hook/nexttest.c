@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * dlsym(RTLD_NEXT, ...) must keep glibc's meaning with libgpucap preloaded:
  * the search starts after the object that called dlsym, not after

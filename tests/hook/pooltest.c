@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Stream-ordered pools under many threads, with libgpucap.so preloaded over
  * the fake driver. Threads allocate from the device's pool (racing to meet

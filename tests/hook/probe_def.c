@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A library defining gpucap_probe(), built twice (PROBE_LETTER 'A' and 'C')
  * for the RTLD_NEXT test. */
 char gpucap_probe(void);

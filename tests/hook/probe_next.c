@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A library that, like any interposer, looks up "the next" gpucap_probe. */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """What an operator sees of a refusal and of a normal exit, end to end.
 
 Runs tests/hook/refusaltest.c with libgpucap.so preloaded over the fake

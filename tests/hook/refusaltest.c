@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The process that tests/hook/refusal_test.py watches, run with
  * libgpucap.so preloaded over the fake driver (the region, the limit and the

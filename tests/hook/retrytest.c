@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A process that started while another process held the region's init
  * lease and stalled: its attach times out and it fails closed, one line

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Compute-cap tests: libgpucap.so preloaded over the fake driver, whose
  * kernels "run" on a simulated clock (a kernel's CUfunction is its length

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The live-allocation map (src/memory/track.c), compiled into this program so
  * that the tests can choose keys sharing one home bucket and look at the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Memory the driver takes behind the allocation APIs, on the fake driver's
  * model of per-process usage (tests/fakedriver/fake_usage.c): contexts at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Crash-point harness: kills a process at every marked point of the region
  * protocol (attach and initialisation, slot claim, charge, release, credit

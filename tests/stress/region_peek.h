@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Read-only white-box view of a region for tests: the device charge word and
  * limit, read straight from the file format so a check costs one load. */
 #ifndef GPUCAP_TEST_REGION_PEEK_H

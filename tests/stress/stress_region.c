@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Multi-process stress: P processes x T threads reserve and release at
  * random against a small limit. Every round all threads pause and the

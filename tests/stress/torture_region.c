@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Crash torture: worker processes of one or more threads reserve, release
  * and reclaim dead peers while a killer SIGKILLs them at random instants,

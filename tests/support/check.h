@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The assertions of gpucap's plain C test programs (those that run with
  * libgpucap.so preloaded, where cmocka's own allocator checks would be in
  * the way): a failed check names the file, the line and the expression, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A scratch directory for a test program run with libgpucap.so preloaded:
  * /tmp/gpucap-<name>-XXXXXX, GPUCAP_REGION set to the "region" file in it,
  * and everything in it removed at exit unless the variable keep names is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Running a test program again, as a child, for a scenario that needs a
  * process of its own (its own environment, its own initialisation, a fork
  * or a kill): env holds "NAME=value" settings ("NAME=" alone unsets), args

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by gpucap's C tests: scratch directories, child processes
  * and region set-up. */
 #ifndef GPUCAP_TEST_SUPPORT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers of the node schedule's unit tests (sched_test.h). */
 #define _GNU_SOURCE
 #include <setjmp.h>

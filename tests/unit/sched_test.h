@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers of the node schedule's unit tests: a node directory per test, the
  * file format as a hostile writer sees it (src/schedule/sched_format.h), and
  * handles that settle on a layout. Functions named *_raw never assert: they

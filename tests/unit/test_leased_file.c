@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The leased-file primitive: safe open, magic checks, create-once, slot
  * leases across threads and descriptors, guarded copies. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the size and percentage parsers. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of src/policy: the settings table (and that
  * docs/configuration.md lists exactly its rows), the one precedence, the
  * limits file's region line, and the binding of a container to one
@@ -215,8 +216,9 @@ static void the_file_pins_the_region(void **state)
 	char *other[] = {"CUDA_DEVICE_MEMORY_SHARED_CACHE=/tmp/mine", NULL};
 	resolve_with(other, &file, NULL);
 	assert_true(policy.region_refused);
-	assert_true(said(GPUCAP_SETTING_REGION,
-	                 "CUDA_DEVICE_MEMORY_SHARED_CACHE=\"/tmp/mine\" names another region than the limits file /etc/gpucap/limits.conf"));
+	assert_true(said(
+	    GPUCAP_SETTING_REGION,
+	    "CUDA_DEVICE_MEMORY_SHARED_CACHE=\"/tmp/mine\" names another region than the limits file /etc/gpucap/limits.conf"));
 	assert_true(said(GPUCAP_SETTING_REGION, "unset CUDA_DEVICE_MEMORY_SHARED_CACHE"));
 	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++)
 		assert_true(policy.device[i].memory_closed);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Claiming a slot while reclaimers work: a slot whose lease a reclaimer
  * holds is not "held by a live process". The reclaimer here is real: a
  * process of the crash-point build of the region that stops (SIGSTOP) at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Damaged and hostile regions: what attach refuses, what reclaim heals, what
  * repair puts right, and sums that must not overflow. */
 #define _GNU_SOURCE

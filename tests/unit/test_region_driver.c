@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The region's support for charging what the driver holds: the fourth kind
  * (GPUCAP_KIND_DRIVER) in a process's own per-kind figures, and the measured

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of hostile and broken input: every one must give a one-line
  * error naming the file and never crash. */
 #define _GNU_SOURCE

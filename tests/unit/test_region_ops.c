@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of every region operation. */
 #define _GNU_SOURCE
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reclaiming dead slots from many threads of one process at once: each dead
  * slot is returned exactly once, whatever the number of reclaimers (an OFD
  * lease cannot tell the threads of one process apart). */

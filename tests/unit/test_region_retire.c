@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Retiring a slot as its process exits, and the refusal counters. */
 #define _GNU_SOURCE
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the region's SM share words: the GCRA virtual clock, the
  * controller lease, the published state, and what each does with corrupt
  * values in the file. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A region truncated while processes use it: they keep running and fail
  * closed; SIGBUS elsewhere still reaches the application's own handler or
  * its default action. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Host-PID resolution against a fake /proc: the match needs the slot's PID
  * namespace, its PID and a mapping of the region file, and a write that
  * races with the slot's reuse never names the new owner. */

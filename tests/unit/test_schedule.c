@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the node schedule (include/gpucap/schedule.h): each tenant's
  * own file, its records and their release when a process dies, the window
  * layout every process computes alike, and what hostile files can and cannot

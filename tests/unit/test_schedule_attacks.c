@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One tenant of the node schedule attacking another through the files in
  * GPUCAP_NODE_DIR: truncating, rewriting or garbage-filling files, flooding
  * the directory with fake tenants, half-made files after a full disk, links

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SM controller's pure step (src/compute/sm_control.h), driven directly:
  * a plant stands in for the GPU and NVML, time is a number.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The settings of libgpucap.so, decided once at initialisation by
  * src/policy (config.c hands it the environment and the limits file):
