@@ -10,38 +10,50 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-gpucap_file_check gpucap_file_open(const char *path, const struct gpucap_file_rules *rules, int *fd,
-                                   struct gpucap_file_info *info, int *error)
+gpucap_file_check gpucap_file_check_fd(int fd, const struct gpucap_file_rules *rules,
+                                       struct gpucap_file_info *info, int *error)
+{
+	*error = 0;
+	int rc = gpucap_platform_fstat(fd, info);
+	if (rc != 0) {
+		*error = -rc;
+		return GPUCAP_FILE_OPEN_FAILED;
+	}
+	if (!info->regular)
+		return GPUCAP_FILE_NOT_REGULAR;
+	/* A second name lets whoever made it swap what the first name reaches,
+	 * or make root tools act on a file they never named. */
+	if (info->links != 1)
+		return GPUCAP_FILE_LINKS;
+	if (!rules->any_owner && info->uid != gpucap_platform_euid() &&
+	    !(rules->group_shared && gpucap_platform_in_group(info->gid) && (info->mode & 0060) == 0060))
+		return GPUCAP_FILE_OWNER;
+	return GPUCAP_FILE_OK;
+}
+
+gpucap_file_check gpucap_file_openat(int dirfd, const char *name, const struct gpucap_file_rules *rules,
+                                     int *fd, struct gpucap_file_info *info, int *error)
 {
 	*fd = -1;
 	*error = 0;
-	int opened = gpucap_platform_open(path, rules->create, rules->writable, rules->mode);
+	int opened = gpucap_platform_openat(dirfd, name, rules->create, rules->writable, rules->mode);
 	if (opened < 0) {
 		*error = -opened;
 		return opened == -ELOOP ? GPUCAP_FILE_SYMLINK : GPUCAP_FILE_OPEN_FAILED;
 	}
-	int rc = gpucap_platform_fstat(opened, info);
-	gpucap_file_check verdict = GPUCAP_FILE_OK;
-	if (rc != 0) {
-		*error = -rc;
-		verdict = GPUCAP_FILE_OPEN_FAILED;
-	} else if (!info->regular) {
-		verdict = GPUCAP_FILE_NOT_REGULAR;
-	} else if (info->links != 1) {
-		/* A second name lets whoever made it swap what the first name
-		 * reaches, or make root tools act on a file they never named. */
-		verdict = GPUCAP_FILE_LINKS;
-	} else if (!rules->any_owner && info->uid != gpucap_platform_euid() &&
-	           !(rules->group_shared && gpucap_platform_in_group(info->gid) &&
-	             (info->mode & 0060) == 0060)) {
-		verdict = GPUCAP_FILE_OWNER;
-	}
+	gpucap_file_check verdict = gpucap_file_check_fd(opened, rules, info, error);
 	if (verdict != GPUCAP_FILE_OK) {
 		gpucap_platform_close(opened);
 		return verdict;
 	}
 	*fd = opened;
 	return GPUCAP_FILE_OK;
+}
+
+gpucap_file_check gpucap_file_open(const char *path, const struct gpucap_file_rules *rules, int *fd,
+                                   struct gpucap_file_info *info, int *error)
+{
+	return gpucap_file_openat(AT_FDCWD, path, rules, fd, info, error);
 }
 
 gpucap_magic_verdict gpucap_magic_check(uint64_t found, uint64_t expected, unsigned family_bits)

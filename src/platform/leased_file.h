@@ -50,6 +50,14 @@ struct gpucap_file_rules {
  * otherwise *fd is -1 and *error holds the errno for OPEN_FAILED. */
 gpucap_file_check gpucap_file_open(const char *path, const struct gpucap_file_rules *rules, int *fd,
                                    struct gpucap_file_info *info, int *error);
+/* The same for name in the directory dirfd (the node schedule's tenants'
+ * files are opened relative to the node directory). */
+gpucap_file_check gpucap_file_openat(int dirfd, const char *name, const struct gpucap_file_rules *rules,
+                                     int *fd, struct gpucap_file_info *info, int *error);
+/* The checks alone, on an open descriptor: regular file, one name, owner
+ * (as rules allow). *error holds the errno when fstat failed. */
+gpucap_file_check gpucap_file_check_fd(int fd, const struct gpucap_file_rules *rules,
+                                       struct gpucap_file_info *info, int *error);
 
 /* What a header's magic word says, for formats whose magic ends in a
  * version: the low family_bits name the format, the rest the version. */

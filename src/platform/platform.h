@@ -23,6 +23,8 @@ struct gpucap_file_info {
  * blocking (O_NONBLOCK: a FIFO cannot hang it), close-on-exec.
  * Returns an fd or -errno. With create, a missing file is created with mode. */
 int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode);
+/* The same, relative to the directory dirfd (AT_FDCWD: the working one). */
+int gpucap_platform_openat(int dirfd, const char *path, bool create, bool writable, uint32_t mode);
 int gpucap_platform_fstat(int fd, struct gpucap_file_info *info);
 /* Set the exact permission bits (umask does not apply). 0 or -errno. */
 int gpucap_platform_chmod(int fd, uint32_t mode);

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode)
+int gpucap_platform_openat(int dirfd, const char *path, bool create, bool writable, uint32_t mode)
 {
 	/* O_NONBLOCK: a FIFO planted at the path must not hang the open (the
 	 * caller then refuses it after fstat); it changes nothing for a
@@ -25,9 +25,14 @@ int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t 
 		flags |= O_CREAT;
 	int fd;
 	do
-		fd = open(path, flags, (mode_t)mode);
+		fd = openat(dirfd, path, flags, (mode_t)mode);
 	while (fd < 0 && errno == EINTR);
 	return fd < 0 ? -errno : fd;
+}
+
+int gpucap_platform_open(const char *path, bool create, bool writable, uint32_t mode)
+{
+	return gpucap_platform_openat(AT_FDCWD, path, create, writable, mode);
 }
 
 int gpucap_platform_fstat(int fd, struct gpucap_file_info *info)

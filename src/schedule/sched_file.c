@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "sched_file.h"
 #include "file_stat.h"
+#include "leased_file.h"
 #include "platform.h"
 
 #include <errno.h>
@@ -44,7 +45,7 @@
  * open and a refused lock each time. */
 #define SCHED_REMOVE_TRIES 4
 
-static void say(char *why, size_t why_len, const char *fmt, ...)
+void sched_say(char *why, size_t why_len, const char *fmt, ...)
 {
 	if (!why || why_len == 0)
 		return;
@@ -115,21 +116,21 @@ static gpucap_status own_error(int error, const char *dir, const char *name, cha
 	switch (error) {
 	case ELOOP:
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: schedule file %s/%s is a symbolic link; gpucap does not follow links there (remove it; it is recreated)",
 		    dir, name);
 		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	case EISDIR:
-		say(why, why_len,
-		    "gpucap: schedule file %s/%s is not a regular file; remove it, it is recreated", dir,
-		    name);
+		sched_say(why, why_len,
+		          "gpucap: schedule file %s/%s is not a regular file; remove it, it is recreated",
+		          dir, name);
 		return GPUCAP_ERR_PERMISSION;
 	case EACCES:
 	case EPERM:
 	case EROFS:
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: cannot write schedule file %s/%s: %s; make GPUCAP_NODE_DIR writable by every container's user (mode 1777), or unset GPUCAP_NODE_DIR",
 		    dir, name, strerror(error));
 		/* clang-format on */
@@ -138,13 +139,14 @@ static gpucap_status own_error(int error, const char *dir, const char *name, cha
 	case EDQUOT:
 	case EFBIG:
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: cannot create schedule file %s/%s: %s; free space in GPUCAP_NODE_DIR (nothing was left behind; retried later)",
 		    dir, name, strerror(error));
 		/* clang-format on */
 		return GPUCAP_ERR_IO;
 	default:
-		say(why, why_len, "gpucap: cannot open schedule file %s/%s: %s", dir, name, strerror(error));
+		sched_say(why, why_len, "gpucap: cannot open schedule file %s/%s: %s", dir, name,
+		          strerror(error));
 		return GPUCAP_ERR_IO;
 	}
 }
@@ -201,32 +203,41 @@ static int create_whole(int dirfd, const char *gpu_uuid, uint64_t tenant, const 
 }
 
 /* The checks an existing own file must pass before it is used. */
-static gpucap_status check_own(int fd, const char *dir, const char *name, const struct stat *st, char *why,
-                               size_t why_len)
+/* This tenant's own file passes the leased-file checks every shared file of
+ * gpucap passes (src/platform/leased_file.h): a regular file, one name, this
+ * user's. */
+static gpucap_status check_own(int fd, const char *dir, const char *name, char *why, size_t why_len)
 {
-	if (!S_ISREG(st->st_mode)) {
-		say(why, why_len,
-		    "gpucap: schedule file %s/%s is not a regular file; remove it, it is recreated", dir,
-		    name);
+	struct gpucap_file_rules rules = {0};
+	struct gpucap_file_info info;
+	int error;
+	switch (gpucap_file_check_fd(fd, &rules, &info, &error)) {
+	case GPUCAP_FILE_OK:
+		return GPUCAP_OK;
+	case GPUCAP_FILE_OPEN_FAILED:
+	case GPUCAP_FILE_SYMLINK:
+		return own_error(error, dir, name, why, why_len);
+	case GPUCAP_FILE_NOT_REGULAR:
+		sched_say(why, why_len,
+		          "gpucap: schedule file %s/%s is not a regular file; remove it, it is recreated",
+		          dir, name);
 		return GPUCAP_ERR_PERMISSION;
-	}
-	if (st->st_nlink > 1) {
-		say(why, why_len,
-		    "gpucap: schedule file %s/%s has %u names (hard links); remove it, it is recreated", dir,
-		    name, (unsigned)st->st_nlink);
+	case GPUCAP_FILE_LINKS:
+		if (info.links == 0)
+			return GPUCAP_OK; /* removed by its last user: seen below, under the lock */
+		sched_say(why, why_len,
+		          "gpucap: schedule file %s/%s has %u names (hard links); remove it, it is recreated",
+		          dir, name, info.links);
 		return GPUCAP_ERR_PERMISSION;
-	}
-	uint32_t euid = gpucap_platform_euid();
-	if ((uint32_t)st->st_uid != euid) {
+	case GPUCAP_FILE_OWNER:
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: schedule file %s/%s belongs to uid %u, not to this process's uid %u; another user made it: remove it (and make GPUCAP_NODE_DIR sticky, mode 1777)",
-		    dir, name, (unsigned)st->st_uid, euid);
+		    dir, name, info.uid, gpucap_platform_euid());
 		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	}
-	(void)fd;
-	return GPUCAP_OK;
+	return GPUCAP_ERR_IO;
 }
 
 static bool own_contents_ok(int fd, const struct stat *st, uint64_t tenant)
@@ -280,7 +291,7 @@ static gpucap_status own_open_once(int dirfd, const char *dir, const char *gpu_u
 		close(fd);
 		return own_error(error, dir, own->name, why, why_len);
 	}
-	gpucap_status status = check_own(fd, dir, own->name, &st, why, why_len);
+	gpucap_status status = check_own(fd, dir, own->name, why, why_len);
 	if (status != GPUCAP_OK) {
 		close(fd);
 		return status;
@@ -293,8 +304,8 @@ static gpucap_status own_open_once(int dirfd, const char *dir, const char *gpu_u
 		close(fd);
 		if (rc == 0)
 			*again = true;
-		say(why, why_len, "gpucap: schedule file %s/%s is being removed by another process", dir,
-		    own->name);
+		sched_say(why, why_len, "gpucap: schedule file %s/%s is being removed by another process",
+		          dir, own->name);
 		return GPUCAP_ERR_BUSY;
 	}
 	if (!own_contents_ok(fd, &st, own->tenant)) {
@@ -309,7 +320,7 @@ static gpucap_status own_open_once(int dirfd, const char *dir, const char *gpu_u
 		}
 		close(fd);
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: schedule file %s/%s is damaged (%lld bytes) and in use by another process of this container; it is replaced once they stop",
 		    dir, own->name, (long long)st.st_size);
 		/* clang-format on */
@@ -321,7 +332,7 @@ static gpucap_status own_open_once(int dirfd, const char *dir, const char *gpu_u
 	if (record < 0) {
 		close(fd);
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: schedule file %s/%s has no free record (%u processes of this container use this GPU); this process keeps its cap without taking turns",
 		    dir, own->name, GPUCAP_SCHED_RECORDS);
 		/* clang-format on */
@@ -344,8 +355,8 @@ gpucap_status sched_own_open(int dirfd, const char *dir, const char *gpu_uuid, u
 	for (int i = 0; i < OWN_OPEN_TRIES && again; i++)
 		status = own_open_once(dirfd, dir, gpu_uuid, own, &again, why, why_len);
 	if (status == GPUCAP_ERR_BUSY && again)
-		say(why, why_len, "gpucap: schedule file %s/%s keeps changing; retried later", dir,
-		    own->name);
+		sched_say(why, why_len, "gpucap: schedule file %s/%s keeps changing; retried later", dir,
+		          own->name);
 	return status;
 }
 
@@ -505,7 +516,7 @@ static void refuse(struct scan_state *s, const char *name, const char *fmt_reaso
 	if (s->result.refused++ == 0 && s->why && s->why_len) {
 		char reason[160];
 		snprintf(reason, sizeof(reason), fmt_reason, detail);
-		say(s->why, s->why_len,
+		sched_say(s->why, s->why_len,
 		    "gpucap: schedule file %s/%s %s; it is ignored (its owner or root should remove it)",
 		    s->dir_name, name, reason);
 	}
@@ -538,12 +549,28 @@ static bool read_peer(struct scan_state *s, int dirfd, const char *name, unsigne
 	}
 	/* Non-blocking: a FIFO or device swapped in after the listing opens at
 	 * once and is refused by fstat. */
-	int fd = openat(dirfd, name, O_RDONLY | OPEN_FLAGS);
-	if (fd < 0) {
-		if (errno == ELOOP)
-			refuse(s, name, "is a symbolic link", 0);
-		else if (errno != ENOENT)
-			refuse(s, name, "cannot be read (errno %lld)", errno);
+	/* The leased-file open every shared file of gpucap gets: no symbolic
+	 * link, never blocking (a FIFO swapped in after the listing opens at
+	 * once), a regular file with one name; any owner, as peers are. */
+	struct gpucap_file_rules rules = {.any_owner = true};
+	struct gpucap_file_info info;
+	int fd, error;
+	gpucap_file_check check = gpucap_file_openat(dirfd, name, &rules, &fd, &info, &error);
+	if (check == GPUCAP_FILE_SYMLINK) {
+		refuse(s, name, "is a symbolic link", 0);
+		return false;
+	}
+	if (check == GPUCAP_FILE_OPEN_FAILED) {
+		if (error != ENOENT)
+			refuse(s, name, "cannot be read (errno %lld)", error);
+		return false;
+	}
+	if (check == GPUCAP_FILE_NOT_REGULAR) {
+		refuse(s, name, "is not a regular file", 0);
+		return false;
+	}
+	if (check != GPUCAP_FILE_OK) {
+		refuse(s, name, "has %lld names (hard links)", (long long)info.links);
 		return false;
 	}
 	struct stat st;
@@ -551,10 +578,6 @@ static bool read_peer(struct scan_state *s, int dirfd, const char *name, unsigne
 	struct peer_read r;
 	if (gpucap_fstat(fd, &st) != 0) {
 		refuse(s, name, "cannot be read (errno %lld)", errno);
-	} else if (!S_ISREG(st.st_mode)) {
-		refuse(s, name, "is not a regular file", 0);
-	} else if (st.st_nlink != 1) {
-		refuse(s, name, "has %lld names (hard links)", (long long)st.st_nlink);
 	} else if ((uint64_t)st.st_size != SCHED_FILE_SIZE) {
 		refuse(s, name, "is %lld bytes, not a whole schedule file", (long long)st.st_size);
 	} else {

@@ -73,4 +73,7 @@ struct sched_scan_result sched_scan_peers(DIR *dir, int dirfd, const char *dir_n
                                           uint64_t own_tenant, uint32_t euid, uint64_t now_ns,
                                           struct sched_entry *out, uint32_t max, char *why, size_t why_len);
 
+/* Write one line into why (when given): the reason a file was refused. */
+__attribute__((format(printf, 3, 4))) void sched_say(char *why, size_t why_len, const char *fmt, ...);
+
 #endif

@@ -57,16 +57,6 @@ struct gpucap_sched {
 	struct published layout;
 };
 
-static void say(char *why, size_t why_len, const char *fmt, ...)
-{
-	if (!why || why_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
-
 /* UUIDs become file names: letters, digits and '-' only. */
 static bool uuid_ok(const char *uuid)
 {
@@ -85,7 +75,7 @@ static gpucap_status dir_error(int error, const char *dir, char *why, size_t why
 {
 	if (error == ENOENT || error == ENOTDIR) {
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: GPUCAP_NODE_DIR %s is not an existing directory; create it (a host directory mounted into every container, mode 1777) or unset GPUCAP_NODE_DIR",
 		    dir);
 		/* clang-format on */
@@ -93,13 +83,13 @@ static gpucap_status dir_error(int error, const char *dir, char *why, size_t why
 	}
 	if (error == EACCES || error == EPERM) {
 		/* clang-format off */
-		say(why, why_len,
+		sched_say(why, why_len,
 		    "gpucap: cannot read GPUCAP_NODE_DIR %s: %s; make it readable and writable by every container's user (mode 1777), or unset GPUCAP_NODE_DIR",
 		    dir, strerror(error));
 		/* clang-format on */
 		return GPUCAP_ERR_PERMISSION;
 	}
-	say(why, why_len, "gpucap: cannot open GPUCAP_NODE_DIR %s: %s", dir, strerror(error));
+	sched_say(why, why_len, "gpucap: cannot open GPUCAP_NODE_DIR %s: %s", dir, strerror(error));
 	return GPUCAP_ERR_IO;
 }
 
@@ -118,23 +108,23 @@ gpucap_status gpucap_sched_open(const char *dir, const char *gpu_uuid, uint64_t 
 	if (out)
 		*out = NULL;
 	if (!out || !dir || !*dir || !gpu_uuid || tenant == 0) {
-		say(why, why_len, "gpucap: schedule: bad arguments");
+		sched_say(why, why_len, "gpucap: schedule: bad arguments");
 		return GPUCAP_ERR_INVALID;
 	}
 	if (!uuid_ok(gpu_uuid)) {
-		say(why, why_len, "gpucap: schedule: GPU UUID \"%.40s\" cannot name a file", gpu_uuid);
+		sched_say(why, why_len, "gpucap: schedule: GPU UUID \"%.40s\" cannot name a file", gpu_uuid);
 		return GPUCAP_ERR_INVALID;
 	}
 	struct gpucap_sched *s = calloc(1, sizeof(*s));
 	if (!s) {
-		say(why, why_len, "gpucap: schedule: out of memory");
+		sched_say(why, why_len, "gpucap: schedule: out of memory");
 		return GPUCAP_ERR_IO;
 	}
 	s->dirfd = -1;
 	s->own.fd = -1;
 	if (strlen(dir) >= sizeof(s->dir_name)) {
 		free(s);
-		say(why, why_len, "gpucap: GPUCAP_NODE_DIR is too long (%zu bytes)", strlen(dir));
+		sched_say(why, why_len, "gpucap: GPUCAP_NODE_DIR is too long (%zu bytes)", strlen(dir));
 		return GPUCAP_ERR_INVALID;
 	}
 	snprintf(s->dir_name, sizeof(s->dir_name), "%s", dir);
