@@ -516,7 +516,8 @@ static void refuse(struct scan_state *s, const char *name, const char *fmt_reaso
 	if (s->result.refused++ == 0 && s->why && s->why_len) {
 		char reason[160];
 		snprintf(reason, sizeof(reason), fmt_reason, detail);
-		sched_say(s->why, s->why_len,
+		sched_say(
+		    s->why, s->why_len,
 		    "gpucap: schedule file %s/%s %s; it is ignored (its owner or root should remove it)",
 		    s->dir_name, name, reason);
 	}
