@@ -30,7 +30,7 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import UUID_A, Failure, Harness, check, check_equal  # noqa: E402
+from cli_test import run_case, UUID_A, Failure, Harness, check, check_equal  # noqa: E402
 
 HANG_GUARD_S = 20
 SKIP = 77  # CTest: skipped, never passed
@@ -231,18 +231,7 @@ def main():
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix=f"gpucap-hostile-{args.test}-")
     h = Harness(args, tmp)
-    try:
-        if TESTS[args.test](h) == SKIP:
-            print(f"SKIPPED {args.test}: needs root")
-            return SKIP
-    except Failure as failure:
-        print(f"FAIL {args.test}: {failure}", file=sys.stderr)
-        return 1
-    finally:
-        h.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"ok {args.test}")
-    return 0
+    return run_case(TESTS, args.test, h, tmp)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import (UUID_A, UUID_B, Failure, Harness, Skip, check, check_equal,  # noqa: E402
+from cli_test import (run_case, UUID_A, UUID_B, Failure, Harness, Skip, check, check_equal,  # noqa: E402
                       check_one_line_error, split_row)
 
 SKIP = 77
@@ -529,19 +529,7 @@ def main():
     h.default_path_probe = args.default_path_probe
     h.example = args.example
     h.fakedriver = args.fakedriver
-    try:
-        TESTS[args.test](h)
-    except Skip as why:
-        print(f"skip {args.test}: {why}")
-        return SKIP
-    except Failure as failure:
-        print(f"FAIL {args.test}: {failure}", file=sys.stderr)
-        return 1
-    finally:
-        h.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"ok {args.test}")
-    return 0
+    return run_case(TESTS, args.test, h, tmp)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import (GiB, MiB, UUID_A, UUID_B, Failure, Harness, Populated, check,  # noqa: E402
+from cli_test import (run_case, GiB, MiB, UUID_A, UUID_B, Failure, Harness, Populated, check,  # noqa: E402
                       check_equal, check_one_line_error, device_by_uuid, split_row)
 
 SKIP = 77
@@ -434,19 +434,7 @@ def main():
     h = Harness(args, tmp)
     # Nothing inherited may steer the limits under test.
     h.base_env.pop("GPUCAP_LIMITS_FILE", None)
-    try:
-        TESTS[args.test](h)
-    except Skip as skip:
-        print(f"SKIPPED {args.test}: {skip}")
-        return SKIP
-    except Failure as failure:
-        print(f"FAIL {args.test}: {failure}", file=sys.stderr)
-        return 1
-    finally:
-        h.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"ok {args.test}")
-    return 0
+    return run_case(TESTS, args.test, h, tmp, skips=(Skip,))
 
 
 if __name__ == "__main__":

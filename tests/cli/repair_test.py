@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import MiB, UUID_A, UUID_B, Failure, Harness, check, check_equal  # noqa: E402
+from cli_test import run_case, MiB, UUID_A, UUID_B, Failure, Harness, check, check_equal  # noqa: E402
 
 
 def damage(h, region, *steps):
@@ -168,16 +168,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix=f"gpucap-repair-{args.test}-")
     h = Harness(args, tmp)
     h.damage_path = args.damage
-    try:
-        TESTS[args.test](h)
-    except Failure as failure:
-        print(f"FAIL {args.test}: {failure}", file=sys.stderr)
-        return 1
-    finally:
-        h.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"ok {args.test}")
-    return 0
+    return run_case(TESTS, args.test, h, tmp)
 
 
 if __name__ == "__main__":
