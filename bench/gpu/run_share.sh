@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Is an SM cap a share of the GPU's work, delivered, also for work that
+# leaves gaps on the GPU? For each workload of bench/gpu/sm_share.py: its
+# native busy share B (NVML utilization.gpu, sampled from outside), and its
+# throughput at each cap; delivered share = throughput ratio x B.
+#
+#   bench/gpu/run_share.sh BUILD_DIR [OUTDIR]
+#
+# BUILD_DIR holds lib/libgpucap.so and bin/gpucap. OUTDIR (default
+# BUILD_DIR/bench-share) gets the raw logs and report.md (also printed).
+# Knobs: SHARE_WORKLOADS ("train launch graphs gemm long"), SHARE_CAPS
+# ("10 30 50 70"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (5), SHARE_PARTS
+# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), PYTHON.
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+here="$repo/bench/gpu"
+build="$(cd "${1:?usage: bench/gpu/run_share.sh BUILD_DIR [OUTDIR]}" && pwd)"
+out="${2:-$build/bench-share}"
+mkdir -p "$out" && out="$(cd "$out" && pwd)"
+lib="$build/lib/libgpucap.so"
+cli="$build/bin/gpucap"
+[ -r "$lib" ] || { echo "run_share.sh: $lib not found: build gpucap first" >&2; exit 1; }
+py="${PYTHON:-python3}"
+workloads="${SHARE_WORKLOADS:-train launch graphs gemm long}"
+caps="${SHARE_CAPS:-10 30 50 70}"
+secs="${SHARE_SECONDS:-5}"
+export SM_SHARE_WARMUP_S="${SM_SHARE_WARMUP_S:-5}"
+parts="${SHARE_PARTS:-caps tenants overhead}"
+tenant_workload="${SHARE_TENANT_WORKLOAD:-train}"
+gpu="${CUDA_VISIBLE_DEVICES:-0}"
+gpu="${gpu%%,*}"
+unset CUDA_DEVICE_SM_LIMIT CUDA_DEVICE_MEMORY_LIMIT GPUCAP_SM_LIMIT GPUCAP_MEMORY_LIMIT GPUCAP_REGION
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+t0=$(date +%s)
+progress() { printf '[%4ds] %s\n' $(($(date +%s) - t0)) "$*" >&2; }
+
+# sampled NAME CMD...: run CMD with the busy sampler beside it; CMD's output
+# goes to OUT/NAME.log, the samples to OUT/NAME.busy.
+sampled() {
+  local name="$1"
+  shift
+  "$py" "$here/busy_sampler.py" "$gpu" 600 >"$out/$name.busy" 2>&1 &
+  local sampler=$!
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
+  [ $rc -eq 0 ] || progress "FAILED (exit $rc): $name, see $out/$name.log"
+  return $rc
+}
+# capped NAME CAP CMD...: one "container" (its own region) under CAP; its
+# status is saved at the middle of the measured window.
+capped() {
+  local name="$1" cap="$2"
+  shift 2
+  local region="$scratch/$name.region"
+  rm -f "$region"
+  ( sleep $((SM_SHARE_WARMUP_S + 8 + secs / 2)); "$cli" status --json --file "$region" >"$out/$name.status.json" 2>&1 ) &
+  if [ "$cap" = none ]; then
+    env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" "$@"
+  else
+    env LD_PRELOAD="$lib" CUDA_DEVICE_SM_LIMIT="$cap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" \
+      GPUCAP_LOG_LEVEL="${SHARE_LOG_LEVEL:-3}" "$@"
+  fi
+}
+
+if [[ " $parts " == *" caps "* ]]; then
+  for w in $workloads; do
+    progress "$w: native"
+    sampled "$w-native" "$py" "$here/sm_share.py" "$w" "$secs"
+    for c in $caps; do
+      progress "$w: cap $c"
+      sampled "$w-cap$c" capped "$w-cap$c" "$c" "$py" "$here/sm_share.py" "$w" "$secs"
+    done
+  done
+fi
+if [[ " $parts " == *" tenants "* ]]; then
+  for mode in turns apart; do
+    progress "tenants ($mode): $tenant_workload at 30 and 70"
+    node="$scratch/node-$mode"
+    mkdir -p "$node"
+    [ "$mode" = turns ] || node=""
+    rm -rf "$scratch/barrier-$mode"
+    GPUCAP_NODE_DIR="$node" sampled "tenants-$mode-cap30" capped "tenants-$mode-cap30" 30 \
+      "$py" "$here/sm_share.py" "$tenant_workload" "$secs" --barrier "$scratch/barrier-$mode:2" &
+    a=$!
+    GPUCAP_NODE_DIR="$node" capped "tenants-$mode-cap70" 70 \
+      "$py" "$here/sm_share.py" "$tenant_workload" "$secs" --barrier "$scratch/barrier-$mode:2" \
+      >"$out/tenants-$mode-cap70.log" 2>&1
+    wait $a
+  done
+fi
+if [[ " $parts " == *" overhead "* ]]; then
+  for run in 1 2 3; do
+    progress "overhead: $tenant_workload native / preloaded without a cap, run $run"
+    sampled "overhead-native-$run" "$py" "$here/sm_share.py" "$tenant_workload" "$secs"
+    sampled "overhead-preloaded-$run" capped "overhead-preloaded-$run" none "$py" "$here/sm_share.py" \
+      "$tenant_workload" "$secs"
+  done
+fi
+"$py" "$here/share_report.py" "$out" "$workloads" "$caps" "$tenant_workload" | tee "$out/report.md"

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""The report of bench/gpu/run_share.sh (markdown on stdout).
+
+usage: share_report.py OUTDIR "WORKLOADS" "CAPS" TENANT_WORKLOAD
+
+Reads OUTDIR/<run>.log (sm_share.py's output), <run>.busy (busy_sampler.py)
+and <run>.status.json (gpucap status --json at mid-run).
+"""
+import json
+import os
+import re
+import sys
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def result(out, name):
+    text = read(os.path.join(out, name + ".log"))
+    rate = re.findall(r"units_per_s=([0-9.]+)", text)
+    window = re.findall(r"window start=([0-9.]+) end=([0-9.]+)", text)
+    if not rate or not window:
+        return None, None
+    return float(rate[-1]), (float(window[-1][0]), float(window[-1][1]))
+
+
+def busy(out, name, window):
+    """Mean utilization.gpu (0..1) of the samples inside window, first second skipped (NVML averages
+    over its own sample period, which reaches back before the window)."""
+    if window is None:
+        return None
+    values = []
+    for line in read(os.path.join(out, name + ".busy")).splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            t, u = float(parts[0]), float(parts[1])
+            if window[0] + 1.0 <= t <= window[1]:
+                values.append(u)
+    return sum(values) / len(values) / 100.0 if values else None
+
+
+def controller(out, name):
+    try:
+        data = json.loads(read(os.path.join(out, name + ".status.json")))
+        d = data["devices"][0]
+        return "duty %s, share %s" % (d.get("sm_duty_ratio"), d.get("sm_share_ratio"))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def fmt(x, spec="%.1f"):
+    return spec % x if x is not None else "n/a"
+
+
+def main():
+    out, workloads, caps, tenant = sys.argv[1], sys.argv[2].split(), [int(c) for c in sys.argv[3].split()], \
+        sys.argv[4]
+    print("# SM caps on work that leaves gaps (bench/gpu/run_share.sh)\n")
+    print("B = native busy share (NVML utilization.gpu from outside); delivered = throughput ratio x B.")
+    print("Accuracy target: delivered within 3 points of the cap for caps below B (MAE <= 2);")
+    print("caps at or above B: throughput >= 0.97 of native.\n")
+    errors, unthrottled = [], []
+    natives = {}
+    for w in workloads:
+        rate_n, window = result(out, w + "-native")
+        b = busy(out, w + "-native", window)
+        natives[w] = (rate_n, b)
+        print("## %s: native %s units/s, B = %s%%\n" % (w, fmt(rate_n, "%.2f"), fmt(b * 100 if b else None)))
+        print("| cap | units/s | ratio | delivered (%) | error (points) | busy at cap (%) | controller at mid-run |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for c in caps:
+            name = "%s-cap%d" % (w, c)
+            rate, win = result(out, name)
+            ratio = rate / rate_n if rate and rate_n else None
+            delivered = ratio * b * 100 if ratio is not None and b else None
+            error = ""
+            if delivered is not None and b is not None:
+                if c < b * 100:
+                    e = delivered - c
+                    errors.append((w, c, e))
+                    error = "%+.1f" % e
+                else:
+                    unthrottled.append((w, c, ratio))
+                    error = "(cap >= B: ratio %s)" % ("ok" if ratio >= 0.97 else "LOW")
+            print("| %d | %s | %s | %s | %s | %s | %s |" % (
+                c, fmt(rate, "%.2f"), fmt(ratio, "%.3f"), fmt(delivered), error,
+                fmt(busy(out, name, win) * 100 if busy(out, name, win) is not None else None),
+                controller(out, name)))
+        print()
+    if errors:
+        mae = sum(abs(e) for _, _, e in errors) / len(errors)
+        worst = max(errors, key=lambda x: abs(x[2]))
+        within = sum(1 for _, _, e in errors if abs(e) <= 3)
+        print("**Accuracy:** %d of %d caps below B within 3 points; mean absolute error %.2f points; worst %s "
+              "at cap %d: %+.1f.\n" % (within, len(errors), mae, worst[0], worst[1], worst[2]))
+    if unthrottled:
+        ok = sum(1 for _, _, r in unthrottled if r >= 0.97)
+        print("**Unthrottled at or above B:** %d of %d runs at >= 0.97 of native (lowest %.3f).\n" % (
+            ok, len(unthrottled), min(r for _, _, r in unthrottled)))
+    rate_n, b = natives.get(tenant, (None, None))
+    if rate_n is None:
+        rate_n, window = result(out, "overhead-native-1")
+        b = busy(out, "overhead-native-1", window)
+    for mode in ("turns", "apart"):
+        rows = []
+        for c in (30, 70):
+            rate, _ = result(out, "tenants-%s-cap%d" % (mode, c))
+            if rate and rate_n and b:
+                want = min(c, b * 100)
+                rows.append("cap %d: %.2f units/s, delivered %.1f%% (wants %.1f%%)" % (
+                    c, rate, rate / rate_n * b * 100, want))
+        if rows:
+            print("**Two tenants (%s, %s):** %s.\n" % (
+                mode, "GPUCAP_NODE_DIR shared" if mode == "turns" else "no node directory", "; ".join(rows)))
+    pairs = []
+    for run in (1, 2, 3):
+        n, _ = result(out, "overhead-native-%d" % run)
+        p, _ = result(out, "overhead-preloaded-%d" % run)
+        if n and p:
+            pairs.append((n, p))
+    if pairs:
+        print("**Overhead (%s, uncapped, preloaded vs native, alternating runs):** %s.\n" % (
+            tenant, "; ".join("%.2f vs %.2f units/s (ratio %.3f)" % (p, n, p / n) for n, p in pairs)))
+
+
+if __name__ == "__main__":
+    main()
