@@ -63,6 +63,7 @@ struct gate {
 	/* What finished phases did, and a calibration burst (gate.h). */
 	_Atomic uint64_t work_busy_ns;
 	_Atomic uint64_t work_launches;
+	_Atomic uint64_t work_held_ns;
 	_Atomic uint64_t burst_hold_ns;
 	_Atomic uint64_t burst_measure_ns;
 	_Atomic uint64_t burst_end_ns;
@@ -767,7 +768,8 @@ static void wait_phase(struct gate *g, uint64_t st, uint64_t give_up)
 static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t cap, uint32_t duty,
                        CUstream stream, CUcontext ctx)
 {
-	uint64_t give_up = mono_ns() + SM_WAIT_MAX_NS;
+	uint64_t entered = mono_ns();
+	uint64_t give_up = entered + SM_WAIT_MAX_NS;
 	uint64_t st, now;
 	for (;;) {
 		st = atomic_load_explicit(&g->state, memory_order_acquire);
@@ -817,6 +819,8 @@ static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t c
 		}
 		break;
 	}
+	if (now > entered)
+		atomic_fetch_add_explicit(&g->work_held_ns, now - entered, memory_order_relaxed);
 	note_stream(g, ordinal, stream, ctx, st >> 1);
 	atomic_fetch_add_explicit(&g->launches, 1, memory_order_relaxed);
 	atomic_store_explicit(&g->last_launch_ns, now, memory_order_relaxed);
@@ -894,11 +898,12 @@ int gpucap_sm_ordinal_of(int region_index)
 
 void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out)
 {
-	out->busy_ns = out->launches = 0;
+	out->busy_ns = out->launches = out->held_ns = 0;
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
 		return;
 	out->busy_ns = atomic_load_explicit(&gates[ordinal].work_busy_ns, memory_order_relaxed);
 	out->launches = atomic_load_explicit(&gates[ordinal].work_launches, memory_order_relaxed);
+	out->held_ns = atomic_load_explicit(&gates[ordinal].work_held_ns, memory_order_relaxed);
 }
 
 bool gpucap_sm_burst_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, uint64_t end_ns)
@@ -923,7 +928,7 @@ bool gpucap_sm_burst_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, u
 
 void gpucap_sm_burst_result(int ordinal, struct gpucap_sm_work *out)
 {
-	out->busy_ns = out->launches = 0;
+	out->busy_ns = out->launches = out->held_ns = 0;
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
 		return;
 	out->busy_ns = atomic_load_explicit(&gates[ordinal].burst_busy_ns, memory_order_relaxed);
@@ -948,6 +953,7 @@ void gpucap_sm_gates_after_fork(void)
 		atomic_store_explicit(&g->recording, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_busy_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_launches, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->work_held_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->burst_hold_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->burst_end_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);

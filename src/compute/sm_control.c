@@ -16,6 +16,7 @@ void sm_control_reset(struct sm_control_state *s, const struct sm_control_inputs
 	sm_weight_reset(&s->weight, weight_ppm, in->now_ns);
 	s->last_step_ns = in->now_ns;
 	s->last_busy_ns = in->busy_ns;
+	s->last_held_ns = in->work.held_ns;
 	s->last_foreign_ns = in->now_ns;
 }
 
@@ -36,6 +37,43 @@ static uint32_t gate_share(uint64_t busy, uint64_t window)
 	return ppm > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)ppm;
 }
 
+uint32_t sm_control_busy_share(const struct sm_control_inputs *in)
+{
+	if (!in->measured)
+		return 0;
+	if (!in->device_known)
+		return in->mine_ppm;
+	/* Per-process smUtil says whose kernels ran, not for how long: on an
+	 * H100 it reads half the device's figure for a training step and more
+	 * than it for tiny kernels. The device's utilisation is the time. */
+	uint64_t all = (uint64_t)in->mine_ppm + in->foreign_ppm;
+	if (all == 0)
+		return 0;
+	uint64_t mine = (uint64_t)in->device_ppm * in->mine_ppm / all;
+	return mine > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)mine;
+}
+
+/* The time launches of this process were held over the window, in ppm of
+ * it (bounded: a share cannot be scaled up without end). */
+static uint32_t held_share(const struct sm_control_inputs *in, struct sm_control_state *s, uint64_t window)
+{
+	uint64_t total = in->launching ? in->work.held_ns : 0;
+	uint64_t held = total >= s->last_held_ns ? total - s->last_held_ns : 0;
+	s->last_held_ns = total;
+	uint64_t ppm = held * 1000u / (window / 1000u ? window / 1000u : 1);
+	return ppm > SM_HELD_MAX_PPM ? SM_HELD_MAX_PPM : (uint32_t)ppm;
+}
+
+/* The duty that gives the target at the density the window showed (share
+ * per unit of duty), within a factor of two of the applied one: one noisy
+ * window moves the duty at most that far. */
+static int64_t duty_for_target(int64_t applied, int64_t target, int64_t share)
+{
+	if (share <= 0)
+		return 2 * applied;
+	return clamp64(applied * target / share, applied / 2, 2 * applied);
+}
+
 void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state *s,
                      struct sm_control_decision *out)
 {
@@ -50,6 +88,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	s->last_busy_ns = in->busy_ns;
 	s->last_step_ns = now;
 	uint32_t gate_ppm = gate_share(busy, window);
+	uint32_t held_ppm = held_share(in, s, window);
 	if (s->cap_seen && in->cap_ppm != s->cap_seen) {
 		/* A new cap: the bias the integral trims scales with it. */
 		s->integral_ppm = (int32_t)((int64_t)s->integral_ppm * cap / (int64_t)s->cap_seen);
@@ -72,7 +111,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	}
 	out->closed = closed;
 
-	uint32_t share = closed ? mine : gate_ppm;
+	uint32_t busy_ppm = closed ? sm_control_busy_share(in) : 0;
+	out->busy_ppm = busy_ppm;
+	uint32_t share = closed ? busy_ppm : gate_ppm;
 	s->share_ppm = s->share_known ? (s->share_ppm + share) / 2 : share;
 	s->share_known = true;
 	out->flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
@@ -88,6 +129,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 				out->publish = true;
 				out->duty_ppm = GPUCAP_SM_PPM;
 				out->share_ppm = s->share_ppm;
+				out->asked_ppm = s->share_ppm; /* nothing held */
 				out->flags |= GPUCAP_SM_FLAG_ELASTIC_OPEN;
 				out->integral_ppm = s->integral_ppm;
 				out->target_ppm = GPUCAP_SM_PPM;
@@ -134,7 +176,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
 		integral /= 2; /* idle: forget the correction rather than wind it up */
 	} else {
-		int64_t error = target - (int64_t)mine;
+		int64_t error = duty_for_target(applied, target, busy_ppm) - (int64_t)applied;
 		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
 		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
 	}
@@ -145,9 +187,15 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	/* Shown as a share of the full-load work, like the cap. */
 	uint32_t weight = s->weight.weight_ppm ? s->weight.weight_ppm : GPUCAP_SM_PPM;
 	uint64_t shown = (uint64_t)s->share_ppm * weight / GPUCAP_SM_PPM;
+	if (shown > GPUCAP_SM_PPM)
+		shown = GPUCAP_SM_PPM;
+	/* Held for a part h of the window, the work would have taken the share
+	 * over the rest of it: share / (1 - h). */
+	uint64_t asked = shown * GPUCAP_SM_PPM / (GPUCAP_SM_PPM - held_ppm);
 	out->publish = true;
 	out->duty_ppm = (uint32_t)duty;
-	out->share_ppm = shown > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)shown;
+	out->share_ppm = (uint32_t)shown;
+	out->asked_ppm = asked > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)asked;
 	out->integral_ppm = s->integral_ppm;
 	out->target_ppm = (uint32_t)target;
 }

@@ -9,12 +9,20 @@
  *
  *     target = cap / weight              (sm_weight.h)
  *     duty   = clamp(target + I, target / 2, 100%)
- *     I     += k * (target - share)      (k larger downwards; back-computed
- *                                         from the clamp: no wind-up)
+ *     I     += k * (duty * target / share - duty)
+ *                                        (back-computed from the clamp: no
+ *                                         wind-up)
  *
- * Alone on the GPU the feed-forward duty = target is already right and I
- * only trims the measuring bias; next to another tenant the ON phases are
- * shared and I raises the duty until the share reaches the target. Without
+ * The share is the container's busy share: the time in which its kernels
+ * ran, the measure a native run's busy share is taken in (NVML's device
+ * utilisation, split between tenants by their per-process figures). A
+ * program that leaves gaps on the GPU gets share = density * duty; the
+ * step aims at the duty that gives the target at the density just seen,
+ * so it converges in a few steps whatever the density. Alone on the GPU
+ * with work that keeps it busy the feed-forward duty = target is already
+ * right and I only trims the measuring bias; next to another tenant the ON
+ * phases are shared and I raises the duty until the share reaches the
+ * target. Without
  * NVML figures it runs open loop (feed-forward only); taking turns on a node
  * schedule, the window is the share, so feed-forward only as well.
  */
@@ -33,8 +41,9 @@
 #define SM_IDLE_PPM       5000u                /* below 0.5%: the container is idle */
 #define SM_MISMATCH_PPM   20000u               /* gates busy 2% while NVML shows nothing */
 #define SM_MISMATCH_WARN  4u                   /* steps of mismatch before it is reported */
-#define SM_GAIN_UP_PPM    250000u              /* k when the share is below the cap */
-#define SM_GAIN_DOWN_PPM  500000u              /* k when above: overshoot ends fast */
+#define SM_GAIN_UP_PPM    500000u              /* k when the share is below the cap */
+#define SM_GAIN_DOWN_PPM  500000u              /* k when above */
+#define SM_HELD_MAX_PPM   990000u              /* the most of a window counted as held */
 #define SM_TURNS_FULL_PPM 950000u              /* taking turns, the GPU is at full load */
 
 /* One device's controller, owned by the lease holder's controller thread. */
@@ -44,6 +53,7 @@ struct sm_control_state {
 	bool share_known;
 	uint64_t last_step_ns;
 	uint64_t last_busy_ns; /* the container's charged busy total at the last step */
+	uint64_t last_held_ns; /* this process's launches' held total at the last step */
 	uint64_t last_foreign_ns;
 	uint32_t cap_seen; /* the cap (ppm) the integral was built for */
 	unsigned mismatches;
@@ -64,6 +74,11 @@ struct sm_control_inputs {
 	bool measured;
 	uint32_t mine_ppm;
 	uint32_t foreign_ppm;
+	/* NVML's device utilisation over the window (the share of time any
+	 * kernel ran); device_known false: NVML cannot tell, and the
+	 * per-process figures stand alone. */
+	bool device_known;
+	uint32_t device_ppm;
 	/* The node schedule: the device takes turns with other tenants, whose
 	 * active caps sum to turns_caps_ppm. */
 	bool turns;
@@ -79,7 +94,8 @@ struct sm_control_decision {
 	/* Publish to the region (gpucap_region_sm_publish). */
 	bool publish;
 	uint32_t duty_ppm;
-	uint32_t share_ppm; /* shown as a share of the full-load work, like the cap */
+	uint32_t share_ppm; /* delivered, shown as a share of the full-load work, like the cap */
+	uint32_t asked_ppm; /* what the work asked for: the share, scaled up by the time held */
 	gpucap_sm_source source;
 	uint32_t flags; /* GPUCAP_SM_FLAG_* */
 	int32_t integral_ppm;
@@ -91,6 +107,7 @@ struct sm_control_decision {
 	/* For the debug line. */
 	uint32_t target_ppm;
 	uint32_t gate_ppm;
+	uint32_t busy_ppm; /* the container's busy share this window */
 	bool closed;
 };
 
@@ -101,6 +118,11 @@ void sm_control_reset(struct sm_control_state *s, const struct sm_control_inputs
 
 /* Whether a step is due at now. */
 bool sm_control_due(const struct sm_control_state *s, uint64_t now_ns);
+
+/* The container's busy share from NVML's figures over one window: its
+ * part (by per-process utilisation) of the device's utilisation, or its
+ * per-process figure when the device's is unknown. */
+uint32_t sm_control_busy_share(const struct sm_control_inputs *in);
 
 /* One control step. */
 void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state *s,

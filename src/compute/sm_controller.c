@@ -230,6 +230,19 @@ static bool measure(struct ctl_device *c, uint32_t *mine, uint32_t *foreign)
 	return true;
 }
 
+/* The device's utilisation now (the share of NVML's last sample period in
+ * which any kernel ran), in ppm. False when NVML cannot tell. */
+static bool measure_device(const struct ctl_device *c, uint32_t *busy_ppm)
+{
+	*busy_ppm = 0;
+	gpucap_fn_nvmlDeviceGetUtilizationRates get = GPUCAP_REAL(nvmlDeviceGetUtilizationRates);
+	nvmlUtilization_t u;
+	if (c->nvml_state <= 0 || !get || get(c->nvml, &u) != NVML_SUCCESS)
+		return false;
+	*busy_ppm = (u.gpu > 100 ? 100 : u.gpu) * (GPUCAP_SM_PPM / 100);
+	return true;
+}
+
 /* Whether no other process of the container launched recently: a burst
  * must be the container's only work, and the gate measures this process's. */
 static bool only_launcher(void)
@@ -272,9 +285,10 @@ static void say_step(int d, const struct ctl_device *c, const struct sm_control_
 	bool frozen = out->weight.frozen && !in->turns;
 	GPUCAP_LOG(
 	    GPUCAP_LOG_DEBUG,
-	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% share %.1f%% (gates %.1f%%) others %.1f%% duty %.1f%%%s",
-	    d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, in->mine_ppm / 1e4,
-	    out->gate_ppm / 1e4, in->foreign_ppm / 1e4, out->duty_ppm / 1e4,
+	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% busy %.1f%% (process %.1f%%, device %.1f%%, gates %.1f%%) others %.1f%% duty %.1f%% asked %.1f%%%s",
+	    d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, out->busy_ppm / 1e4,
+	    in->mine_ppm / 1e4, in->device_known ? in->device_ppm / 1e4 : -1.0, out->gate_ppm / 1e4,
+	    in->foreign_ppm / 1e4, out->duty_ppm / 1e4, out->asked_ppm / 1e4,
 	    frozen      ? " (calibrating)"
 	    : in->turns ? " (taking turns)"
 	                : "");
@@ -291,6 +305,7 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	struct sm_control_inputs in;
 	control_inputs(c, st, now, &in);
 	in.measured = measure(c, &in.mine_ppm, &in.foreign_ppm);
+	in.device_known = in.measured && measure_device(c, &in.device_ppm);
 	uint32_t applied = in.duty_ppm ? in.duty_ppm : in.cap_ppm;
 	in.turns = gpucap_sm_schedule_shared(c->ordinal, applied, now, &in.turns_caps_ppm);
 	gpucap_sm_work_totals(c->ordinal, &in.work);

@@ -9,10 +9,13 @@
 
 #include <stdint.h>
 
-/* The busy time and launches of finished phases. */
+/* The busy time and launches of finished phases, and how long launches
+ * were held at the gate (waiting for the clock, a window or a drain; the
+ * waits of threads that wait at once add up). */
 struct gpucap_sm_work {
 	uint64_t busy_ns;
 	uint64_t launches;
+	uint64_t held_ns;
 };
 
 #endif

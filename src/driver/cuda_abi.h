@@ -466,6 +466,13 @@ typedef struct nvmlMemory_v2_st {
 
 #define NVML_DEVICE_UUID_V2_BUFFER_SIZE 96
 
+/* The device's utilisation (nvmlDeviceGetUtilizationRates): gpu is the
+ * percent of the last sample period in which one or more kernels ran. */
+typedef struct nvmlUtilization_st {
+	unsigned int gpu;
+	unsigned int memory;
+} nvmlUtilization_t;
+
 /* One utilisation sample of one process (nvmlDeviceGetProcessUtilization):
  * smUtil is the percent of the sample period in which a kernel of pid ran.
  * timeStamp is in microseconds since the epoch. */

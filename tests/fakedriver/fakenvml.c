@@ -12,6 +12,9 @@
  * the call fail with NVML_ERROR_NOT_SUPPORTED. SM "busy" reports what the
  * fake CUDA driver's device 0 was busy since the previous call (the share a
  * lone process gets), as the real NVML measures it.
+ * nvmlDeviceGetUtilizationRates reports the device's busy share the same way,
+ * plus the figures of the other processes a test made up (their kernels
+ * run on the same device); FAKENVML_DEVICE_UTIL overrides it.
  */
 #include "cuda_abi.h"
 #include "fake_common.h"
@@ -283,6 +286,42 @@ static unsigned int measured_util(struct gpu_reading g)
 	last_busy = g.busy_ns;
 	last_ns = g.now_ns;
 	return percent > 100 ? 100 : percent;
+}
+
+/* The device's utilisation: the share of the time since the previous call
+ * in which the fake CUDA driver's device 0 ran work (its idle gaps between
+ * launches count as idle, as the real counter's do), or what
+ * FAKENVML_DEVICE_UTIL says: a percentage, or "unsupported". */
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)
+{
+	if (!valid(device) || !utilization)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	const char *fixed = getenv("FAKENVML_DEVICE_UTIL");
+	if (fixed && strcmp(fixed, "unsupported") == 0)
+		return NVML_ERROR_NOT_SUPPORTED;
+	struct gpu_reading gpu = read_gpu();
+	static uint64_t last_busy, last_ns;
+	pthread_mutex_lock(&util_lock);
+	unsigned int percent = 0;
+	if (fixed) {
+		percent = (unsigned int)atoi(fixed);
+	} else {
+		if (gpu.known && last_ns && gpu.now_ns > last_ns && gpu.busy_ns >= last_busy)
+			percent = (unsigned int)((gpu.busy_ns - last_busy) * 100u / (gpu.now_ns - last_ns));
+		/* Other processes the test made up keep the device busy too. */
+		util_load_locked();
+		for (int i = 0; i < util_count; i++)
+			if (util[i].pid != (unsigned int)getpid() && util[i].sm != UTIL_MEASURED)
+				percent += util[i].sm;
+	}
+	if (gpu.known) {
+		last_busy = gpu.busy_ns;
+		last_ns = gpu.now_ns;
+	}
+	pthread_mutex_unlock(&util_lock);
+	utilization->gpu = percent > 100 ? 100 : percent;
+	utilization->memory = 0;
+	return NVML_SUCCESS;
 }
 
 FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,

@@ -598,6 +598,71 @@ static void test_weight(const char *mode)
 	CU(cuStreamDestroy_v2(s));
 }
 
+/* ---- Work that leaves gaps: the share is delivered ---------------------------------------- */
+
+/* Steps of a program that leaves gaps on the GPU: a 500 us kernel, then
+ * 1 ms of host work (simulated) before the next, so that the fake GPU sits
+ * idle about half the time even when nothing holds it back. */
+struct gappy {
+	double steps_per_s;
+	double busy_fraction;
+};
+
+static struct gappy gappy_for(CUstream s, double seconds)
+{
+	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns();
+	uint64_t end = t0 + (uint64_t)(seconds * 1e9);
+	unsigned steps = 0;
+	while (now_ns() < end) {
+		CU(launch(P_KERNEL, 500, s));
+		fakeclock_sleep(1000 * 1000);
+		steps++;
+	}
+	CU(cuStreamSynchronize(s));
+	uint64_t b1 = fakecuda_busy_ns(0), t1 = now_ns();
+	return (struct gappy){steps / ((double)(t1 - t0) / 1e9), (double)(b1 - b0) / (double)(t1 - t0)};
+}
+
+/*
+ * A cap is a share of the GPU's work, delivered: capped below its native
+ * busy share B (about 50% here), the program keeps the GPU busy the cap's
+ * share of the time; capped above it, it runs as fast as without a cap.
+ * NVML's per-process figure is made to read 10% whatever happens (it says
+ * whose kernels ran, not for how long); the device's utilisation is the
+ * fake GPU's busy share.
+ */
+static void test_gappy(const char *cap_text)
+{
+	unsigned cap = (unsigned)atoi(cap_text);
+	fresh_region();
+	setenv("FAKENVML_PROCESS_UTIL", "self:10", 1);
+	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	struct gappy native = gappy_for(s, 2.0);
+	fprintf(stderr, "gappy, no cap: %.1f steps/s, busy %.3f\n", native.steps_per_s, native.busy_fraction);
+	CHECK(native.busy_fraction > 0.45 && native.busy_fraction < 0.55);
+
+	set_sm_limit(DEV_A, cap);
+	gappy_for(s, 6.0); /* the controller settles */
+	struct gappy capped = gappy_for(s, 4.0);
+	double ratio = capped.steps_per_s / native.steps_per_s;
+	double delivered = ratio * native.busy_fraction * 100.0;
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	fprintf(stderr,
+	        "gappy, cap %u%%: %.1f steps/s (ratio %.3f), busy %.3f, delivered %.1f%%, duty %.3f\n", cap,
+	        capped.steps_per_s, ratio, capped.busy_fraction, delivered, st.duty_ppm / 1e6);
+	if (cap < native.busy_fraction * 100.0) {
+		CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
+		CHECK(capped.busy_fraction * 100.0 > cap - 3.0 && capped.busy_fraction * 100.0 < cap + 3.0);
+	} else {
+		CHECK(ratio >= 0.97);
+	}
+	CU(cuStreamDestroy_v2(s));
+}
+
 /* ---- Per-device variables ---------------------------------------------------------------------- */
 
 static void test_per_device(const char *visible)
@@ -1074,6 +1139,7 @@ int main(int argc, char **argv)
 	    {"policy-disable", case_policy_disable},
 	    {"elastic", case_elastic},
 	    {"weight", test_weight},
+	    {"gappy", test_gappy},
 	    {"per-device", test_per_device},
 	    {"routes", case_routes},
 	    {"live", case_live},

@@ -400,10 +400,117 @@ static void gate_accounts_phases(void **state)
 	assert_false(a.charge);
 }
 
+/* A program that leaves gaps: its kernels run density_permille of the time
+ * its phases are open. NVML's device utilisation is that busy share; the
+ * per-process figure reads half of it (as an H100 does for a training
+ * step), and only says whose kernels ran. */
+static void gappy_step(struct plant *p, unsigned density_permille, uint64_t held_ns)
+{
+	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
+	p->in.now_ns += SM_STEP_NS;
+	p->in.busy_ns += SM_STEP_NS * duty / PPM;
+	p->in.duty_ppm = p->duty_ppm;
+	p->in.measured = true;
+	p->in.device_known = true;
+	uint64_t busy = (uint64_t)duty * density_permille / 1000;
+	p->in.device_ppm = busy > PPM ? PPM : (uint32_t)busy;
+	p->in.mine_ppm = p->in.device_ppm / 2;
+	p->in.foreign_ppm = 0;
+	p->in.work.busy_ns = p->in.busy_ns;
+	p->in.work.launches += 500;
+	p->in.work.held_ns += held_ns;
+	sm_control_step(&p->in, &p->state, &p->out);
+	assert_true(p->out.publish);
+	p->duty_ppm = p->out.duty_ppm;
+}
+
+/* Work that keeps the GPU busy 35% of its open time, capped at 30%: the
+ * duty must rise to about 30 / 35 for the busy share to be the cap, and it
+ * gets there in a few steps (the per-process figure, half the time share,
+ * does not mislead it). */
+static void gappy_work_gets_its_cap(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 8; i++)
+		gappy_step(&p, 350, 0);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 10000);
+	assert_true(abs_diff(p.duty_ppm, 857000) < 30000);
+	/* And holds there. */
+	for (int i = 0; i < 20; i++)
+		gappy_step(&p, 350, 0);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 5000);
+}
+
+/* Work that asks for less than its cap (busy 20% of the time when never
+ * held) runs unthrottled: the duty goes to 100%. */
+static void work_below_its_cap_runs_free(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 8; i++)
+		gappy_step(&p, 200, 0);
+	assert_int_equal(p.duty_ppm, PPM);
+}
+
+/* The container's busy share is its part of the device's utilisation, by
+ * the per-process figures; without the device's figure, its own. */
+static void busy_share_splits_the_device(void **state)
+{
+	(void)state;
+	struct sm_control_inputs in = {.measured = true,
+	                               .device_known = true,
+	                               .device_ppm = 600000,
+	                               .mine_ppm = 200000,
+	                               .foreign_ppm = 200000};
+	assert_int_equal(sm_control_busy_share(&in), 300000);
+	in.foreign_ppm = 0;
+	assert_int_equal(sm_control_busy_share(&in), 600000);
+	in.mine_ppm = 0;
+	assert_int_equal(sm_control_busy_share(&in), 0);
+	in.mine_ppm = 150000;
+	in.device_known = false;
+	assert_int_equal(sm_control_busy_share(&in), 150000);
+	in.measured = false;
+	assert_int_equal(sm_control_busy_share(&in), 0);
+	/* A hostile or broken figure cannot make more than the whole GPU. */
+	in = (struct sm_control_inputs){.measured = true,
+	                                .device_known = true,
+	                                .device_ppm = 4000000000u,
+	                                .mine_ppm = 4000000000u,
+	                                .foreign_ppm = 0};
+	assert_int_equal(sm_control_busy_share(&in), PPM);
+}
+
+/* Asked: the delivered share scaled up by the time the launches were held.
+ * Held 70% of each window while getting 30%: the work asked for all of the
+ * GPU. Never held: it asked for what it got. */
+static void asked_share_counts_the_time_held(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 10; i++)
+		gappy_step(&p, 1000, SM_STEP_NS * 7 / 10);
+	assert_true(abs_diff(p.out.share_ppm, 300000) < 10000);
+	assert_true(p.out.asked_ppm > 950000);
+	plant_start(&p, 30);
+	for (int i = 0; i < 10; i++)
+		gappy_step(&p, 200, 0);
+	assert_int_equal(p.out.asked_ppm, p.out.share_ppm);
+	assert_true(abs_diff(p.out.share_ppm, 200000) < 10000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(integral_converges_to_the_cap),
+	    cmocka_unit_test(gappy_work_gets_its_cap),
+	    cmocka_unit_test(work_below_its_cap_runs_free),
+	    cmocka_unit_test(busy_share_splits_the_device),
+	    cmocka_unit_test(asked_share_counts_the_time_held),
 	    cmocka_unit_test(clamps_stop_the_integral),
 	    cmocka_unit_test(live_cap_change_scales_the_integral),
 	    cmocka_unit_test(open_loop_is_feed_forward),
