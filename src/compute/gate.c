@@ -74,6 +74,8 @@ struct gate {
 	 * a phase is not charged to the virtual clock: the window is the duty. */
 	_Atomic uint64_t phase_end_ns;
 	_Atomic uint32_t phase_budget;
+	/* The wall time of the open ON phase (sm_gate_quantum of its duty). */
+	_Atomic uint64_t phase_quantum_ns;
 	/* Busy time per launch of the last phases (an average): how many
 	 * launches fill what is left of a window. */
 	_Atomic uint64_t per_launch_ns;
@@ -648,7 +650,8 @@ uint64_t gpucap_sm_service(uint64_t now)
 		if ((st & 1) || start == 0)
 			continue;
 		uint64_t last = atomic_load_explicit(&g->last_launch_ns, memory_order_relaxed);
-		uint64_t due = start + SM_QUANTUM_NS + SM_IDLE_CLOSE_NS;
+		uint64_t quantum = atomic_load_explicit(&g->phase_quantum_ns, memory_order_relaxed);
+		uint64_t due = start + (quantum ? quantum : SM_QUANTUM_NS) + SM_IDLE_CLOSE_NS;
 		if (last + SM_IDLE_CLOSE_NS > due)
 			due = last + SM_IDLE_CLOSE_NS; /* launches still coming: they close it */
 		if (now < due) {
@@ -795,19 +798,22 @@ static void gate_enter(struct gate *g, int ordinal, int region_index, uint32_t c
 			}
 			/* The limits go in before the phase opens; threads racing
 			 * here computed the same ones. */
+			uint64_t quantum = sm_gate_quantum(duty);
 			atomic_store_explicit(&g->phase_budget, budget, memory_order_relaxed);
 			atomic_store_explicit(&g->phase_end_ns, end_ns, memory_order_relaxed);
+			atomic_store_explicit(&g->phase_quantum_ns, quantum, memory_order_relaxed);
 			uint64_t zero = 0;
 			if (atomic_compare_exchange_strong_explicit(
 			        &g->on_start_ns, &zero, now, memory_order_acq_rel, memory_order_acquire))
-				gpucap_sm_gate_thread_kick(now + SM_QUANTUM_NS + SM_IDLE_CLOSE_NS);
+				gpucap_sm_gate_thread_kick(now + quantum + SM_IDLE_CLOSE_NS);
 		} else {
 			/* A phase in a window has its own limits (phase_not_before). */
 			uint64_t end = atomic_load_explicit(&g->phase_end_ns, memory_order_relaxed);
 			uint32_t budget = atomic_load_explicit(&g->phase_budget, memory_order_relaxed);
 			if (!end || !budget) {
-				end = start + SM_QUANTUM_NS;
-				budget = atomic_load_explicit(&g->budget, memory_order_relaxed);
+				end = start + sm_gate_quantum(duty);
+				budget = sm_gate_phase_budget(
+				    atomic_load_explicit(&g->budget, memory_order_relaxed), duty);
 			}
 			if (now >= end ||
 			    atomic_load_explicit(&g->launches, memory_order_relaxed) >= budget) {

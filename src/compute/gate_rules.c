@@ -14,6 +14,20 @@ uint32_t sm_gate_duty(uint32_t cap, uint32_t region_cap, uint32_t published_duty
 	return published_duty_ppm ? published_duty_ppm : cap * (GPUCAP_SM_PPM / 100);
 }
 
+uint64_t sm_gate_quantum(uint32_t duty_ppm)
+{
+	if (duty_ppm >= GPUCAP_SM_PPM)
+		return SM_QUANTUM_MAX_NS;
+	uint64_t q = SM_QUANTUM_NS * GPUCAP_SM_PPM / (GPUCAP_SM_PPM - duty_ppm);
+	return q > SM_QUANTUM_MAX_NS ? SM_QUANTUM_MAX_NS : q;
+}
+
+uint32_t sm_gate_phase_budget(uint32_t learnt, uint32_t duty_ppm)
+{
+	uint64_t budget = (uint64_t)learnt * sm_gate_quantum(duty_ppm) / SM_QUANTUM_NS;
+	return budget > SM_BUDGET_MAX ? SM_BUDGET_MAX : budget < 1 ? 1 : (uint32_t)budget;
+}
+
 uint32_t sm_gate_budget_next(uint32_t budget, uint32_t launches, uint64_t busy_ns)
 {
 	if (launches == 0 || busy_ns == 0)

@@ -14,6 +14,10 @@
  * smooth rate (a 30% cap is 4 ms on, about 9 ms off), long enough that the
  * drain (a few microseconds of driver calls) costs under 1%. */
 #define SM_QUANTUM_NS UINT64_C(4000000)
+/* At a high duty a phase lasts longer, so that the OFF time between phases
+ * stays about SM_QUANTUM_NS and the drains that end phases (each empties
+ * the GPU's queue) come less often: quantum / (1 - duty), up to this. */
+#define SM_QUANTUM_MAX_NS UINT64_C(32000000)
 /* Launch budget of a first phase; then learnt so that one phase queues about
  * one quantum of GPU work. */
 #define SM_BUDGET_INITIAL 16u
@@ -33,6 +37,13 @@
  * controller's published duty (0: unset) for the region's limit; a lower
  * ceiling of the process's own is applied as it is, open loop. */
 uint32_t sm_gate_duty(uint32_t cap, uint32_t region_cap, uint32_t published_duty_ppm);
+
+/* The wall time of an ON phase at duty (ppm). */
+uint64_t sm_gate_quantum(uint32_t duty_ppm);
+
+/* The launch budget of a phase at duty: the learnt budget (which queues one
+ * SM_QUANTUM_NS of work) scaled to that phase's quantum. */
+uint32_t sm_gate_phase_budget(uint32_t learnt, uint32_t duty_ppm);
 
 /* The launch budget after a phase that queued launches and was busy busy_ns:
  * launches that queue one quantum at that rate; down at once (a deep queue

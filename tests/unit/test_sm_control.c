@@ -503,6 +503,21 @@ static void asked_share_counts_the_time_held(void **state)
 	assert_true(abs_diff(p.out.share_ppm, 200000) < 10000);
 }
 
+/* At a high duty a phase lasts longer, so its drain (which empties the
+ * GPU's queue) comes less often; the OFF time stays about a quantum. */
+static void gate_quantum_grows_with_the_duty(void **state)
+{
+	(void)state;
+	assert_int_equal(sm_gate_quantum(0), SM_QUANTUM_NS);
+	assert_int_equal(sm_gate_quantum(500000), 2 * SM_QUANTUM_NS);
+	assert_int_equal(sm_gate_quantum(750000), 4 * SM_QUANTUM_NS);
+	assert_int_equal(sm_gate_quantum(990000), SM_QUANTUM_MAX_NS);
+	assert_int_equal(sm_gate_quantum(PPM), SM_QUANTUM_MAX_NS);
+	assert_int_equal(sm_gate_phase_budget(16, 500000), 32);
+	assert_int_equal(sm_gate_phase_budget(0, 0), 1);
+	assert_int_equal(sm_gate_phase_budget(SM_BUDGET_MAX, 900000), SM_BUDGET_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -523,6 +538,7 @@ int main(void)
 	    cmocka_unit_test(no_window_no_decision),
 	    cmocka_unit_test(gate_duty_follows_the_controller),
 	    cmocka_unit_test(gate_budget_fills_a_quantum),
+	    cmocka_unit_test(gate_quantum_grows_with_the_duty),
 	    cmocka_unit_test(gate_polls_grow_with_the_drain),
 	    cmocka_unit_test(gate_window_phase_fits_the_window),
 	    cmocka_unit_test(gate_accounts_phases),
