@@ -74,6 +74,32 @@ static int64_t duty_for_target(int64_t applied, int64_t target, int64_t share)
 	return clamp64(applied * target / share, applied / 2, 2 * applied);
 }
 
+/* Taking turns, the window is the duty: work that keeps the GPU busy in
+ * its window gets its share by construction, and NVML's per-process
+ * samples alias with the schedule's period (a tenant reads 96% in one step
+ * and 64% in the next), so a plain integral would pull the duty anywhere.
+ * Work that leaves gaps in its window, though, gets only its density of it.
+ * So the share is averaged over about 2 s, and only a density clearly below
+ * full (the averaged share under SM_TURNS_GAPPY_PPM of the duty) moves the
+ * duty, toward the one that gives the target; otherwise the correction
+ * fades and the feed-forward holds. */
+static int64_t turns_integral(struct sm_control_state *s, bool closed, uint32_t applied, int64_t target,
+                              uint32_t busy_ppm)
+{
+	/* The correction of a duty cycle of its own means nothing for a
+	 * window: taking turns starts from the feed-forward. */
+	int64_t integral = s->turns_steps ? s->integral_ppm : 0;
+	if (!closed)
+		return 0;
+	s->turns_share_ppm = s->turns_steps++ ? (3 * s->turns_share_ppm + busy_ppm) / 4 : busy_ppm;
+	if (s->turns_steps < SM_TURNS_SETTLE_STEPS)
+		return integral;
+	if ((uint64_t)s->turns_share_ppm * GPUCAP_SM_PPM >= (uint64_t)applied * SM_TURNS_GAPPY_PPM)
+		return integral / 2;
+	int64_t error = duty_for_target(applied, target, s->turns_share_ppm) - (int64_t)applied;
+	return integral + error * SM_TURNS_GAIN_PPM / (int64_t)GPUCAP_SM_PPM;
+}
+
 void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state *s,
                      struct sm_control_decision *out)
 {
@@ -139,13 +165,13 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	}
 
 	/* Taking turns with other containers, the window is an exact time
-	 * share by construction: the feed-forward alone. NVML's per-process
-	 * samples alias with the schedule's period and would pull the duty
-	 * anywhere. Caps that fill the GPU keep it at full load, where a busy
-	 * second is worth one (the work weight applies to idle gaps). No burst
-	 * starts while taking turns (the others count as busy); one already
-	 * under way is finished. */
+	 * share by construction: the feed-forward alone, unless the work
+	 * leaves gaps in its window (turns_integral). Caps that fill the GPU keep it at full load, where a
+	 * busy second is worth one (the work weight applies to idle gaps). No burst starts while taking turns
+	 * (the others count as busy); one already under way is finished. */
 	bool turns = in->turns;
+	if (!turns)
+		s->turns_steps = 0;
 	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
 	struct sm_weight_inputs w = {
 	    .now_ns = now,
@@ -167,7 +193,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 
 	int64_t integral = s->integral_ppm;
 	if (turns) {
-		integral = 0;
+		integral = turns_integral(s, closed, applied, target, busy_ppm);
 	} else if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
 	} else if (frozen || s->steps++ == 0) {

@@ -24,7 +24,8 @@
  * phases are shared and I raises the duty until the share reaches the
  * target. Without
  * NVML figures it runs open loop (feed-forward only); taking turns on a node
- * schedule, the window is the share, so feed-forward only as well.
+ * schedule, the window is the share, so feed-forward only as well, unless
+ * the work leaves gaps in its window.
  */
 #ifndef GPUCAP_COMPUTE_SM_CONTROL_H
 #define GPUCAP_COMPUTE_SM_CONTROL_H
@@ -35,16 +36,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SM_STEP_NS        UINT64_C(500000000)  /* one control step per device */
-#define SM_ELASTIC_NS     UINT64_C(1000000000) /* foreign use must be absent this long */
-#define SM_ELASTIC_PPM    50000u               /* "foreign use": at least 5% */
-#define SM_IDLE_PPM       5000u                /* below 0.5%: the container is idle */
-#define SM_MISMATCH_PPM   20000u               /* gates busy 2% while NVML shows nothing */
-#define SM_MISMATCH_WARN  4u                   /* steps of mismatch before it is reported */
-#define SM_GAIN_UP_PPM    500000u              /* k when the share is below the cap */
-#define SM_GAIN_DOWN_PPM  500000u              /* k when above */
-#define SM_HELD_MAX_PPM   990000u              /* the most of a window counted as held */
-#define SM_TURNS_FULL_PPM 950000u              /* taking turns, the GPU is at full load */
+#define SM_STEP_NS            UINT64_C(500000000)  /* one control step per device */
+#define SM_ELASTIC_NS         UINT64_C(1000000000) /* foreign use must be absent this long */
+#define SM_ELASTIC_PPM        50000u               /* "foreign use": at least 5% */
+#define SM_IDLE_PPM           5000u                /* below 0.5%: the container is idle */
+#define SM_MISMATCH_PPM       20000u               /* gates busy 2% while NVML shows nothing */
+#define SM_MISMATCH_WARN      4u                   /* steps of mismatch before it is reported */
+#define SM_GAIN_UP_PPM        500000u              /* k when the share is below the cap */
+#define SM_GAIN_DOWN_PPM      500000u              /* k when above */
+#define SM_HELD_MAX_PPM       990000u              /* the most of a window counted as held */
+#define SM_TURNS_FULL_PPM     950000u              /* taking turns, the GPU is at full load */
+#define SM_TURNS_GAPPY_PPM    600000u              /* taking turns, work this dense fills its window */
+#define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
+#define SM_TURNS_SETTLE_STEPS 4u                   /* steps of averaging before it corrects */
 
 /* One device's controller, owned by the lease holder's controller thread. */
 struct sm_control_state {
@@ -57,7 +61,9 @@ struct sm_control_state {
 	uint64_t last_foreign_ns;
 	uint32_t cap_seen; /* the cap (ppm) the integral was built for */
 	unsigned mismatches;
-	unsigned steps; /* since this process took the lease */
+	unsigned steps;           /* since this process took the lease */
+	uint32_t turns_share_ppm; /* taking turns: the busy share, averaged over ~2 s */
+	unsigned turns_steps;
 	struct sm_weight weight;
 };
 

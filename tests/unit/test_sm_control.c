@@ -191,6 +191,8 @@ static void elastic_opens_when_alone(void **state)
 
 /* Taking turns: the window is the share; feed-forward only, and caps that
  * fill the GPU ignore the weight. */
+static void gappy_step(struct plant *p, unsigned density_permille, uint64_t held_ns);
+
 static void taking_turns_is_feed_forward(void **state)
 {
 	(void)state;
@@ -200,14 +202,38 @@ static void taking_turns_is_feed_forward(void **state)
 	p.in.turns = true;
 	p.in.turns_caps_ppm = 600000;
 	for (int i = 0; i < 10; i++) {
-		plant_step(&p, 500, 0);
+		plant_step(&p, 900, 0); /* the work fills its window */
 		assert_int_equal(p.out.integral_ppm, 0);
 		assert_int_equal(p.duty_ppm, 200000); /* 30% / 1.5 */
 	}
 	p.in.turns_caps_ppm = 1000000;
-	plant_step(&p, 500, 0);
+	plant_step(&p, 900, 0);
 	assert_int_equal(p.duty_ppm, 300000);
 	assert_false(p.out.weight.start); /* no burst while taking turns */
+}
+
+/* Taking turns, work that fills its window keeps the feed-forward however
+ * NVML's samples alias with the schedule (96% of the window in one step,
+ * 64% in the next); work that leaves gaps in its window (busy 35% of it)
+ * gets a longer window, until its busy share is the cap. */
+static void taking_turns_lengthens_a_gappy_window(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	p.in.turns = true;
+	p.in.turns_caps_ppm = 1000000;
+	for (int i = 0; i < 40; i++) {
+		gappy_step(&p, i % 2 ? 960 : 640, 0);
+		assert_true(abs_diff(p.duty_ppm, 300000) <= 1);
+	}
+	plant_start(&p, 30);
+	p.in.turns = true;
+	p.in.turns_caps_ppm = 1000000;
+	for (int i = 0; i < 30; i++)
+		gappy_step(&p, 350, 0);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 10000);
+	assert_true(abs_diff(p.duty_ppm, 857000) < 30000);
 }
 
 /* Calibration bursts: due 0.5 s after a new holder, held for burst x
@@ -532,6 +558,7 @@ int main(void)
 	    cmocka_unit_test(nvml_blind_to_us_is_open_loop),
 	    cmocka_unit_test(elastic_opens_when_alone),
 	    cmocka_unit_test(taking_turns_is_feed_forward),
+	    cmocka_unit_test(taking_turns_lengthens_a_gappy_window),
 	    cmocka_unit_test(calibration_burst_is_scheduled_and_measured),
 	    cmocka_unit_test(calibration_burst_waits_for_quiet),
 	    cmocka_unit_test(calibration_burst_too_short_retries),
