@@ -11,7 +11,7 @@
 # BUILD_DIR/bench-share) gets the raw logs and report.md (also printed).
 # Knobs: SHARE_WORKLOADS ("train launch graphs gemm long"), SHARE_CAPS
 # ("10 30 50 70"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (5), SHARE_PARTS
-# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), PYTHON.
+# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_OVERHEAD_RUNS (3), PYTHON.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$repo/bench/gpu"
@@ -93,7 +93,7 @@ if [[ " $parts " == *" tenants "* ]]; then
   done
 fi
 if [[ " $parts " == *" overhead "* ]]; then
-  for run in 1 2 3; do
+  for run in $(seq 1 "${SHARE_OVERHEAD_RUNS:-3}"); do
     progress "overhead: $tenant_workload native / preloaded without a cap, run $run"
     sampled "overhead-native-$run" "$py" "$here/sm_share.py" "$tenant_workload" "$secs"
     sampled "overhead-preloaded-$run" capped "overhead-preloaded-$run" none "$py" "$here/sm_share.py" \
