@@ -392,6 +392,13 @@ def test_sm_delivery(h):
                  uuid_c: ["none", "25.0%", "n/a"]},
                 "top: SM LIMIT, SM DELIVERED, SM ASKED")
 
+    # A narrow terminal leaves out the UUID before the shares.
+    res = h.cli("top", "--once", "--file", region, env=h.env(COLUMNS="64"))
+    check_equal((res.returncode, res.stderr), (0, ""), "narrow top exit code and stderr")
+    header = next((l for l in res.stdout.splitlines() if l.startswith("DEVICE")), "")
+    check_equal(split_row(header), ["DEVICE", "LIMIT", "IN USE", "SM LIMIT", "SM DELIVERED", "SM ASKED"],
+                f"device header in 64 columns:\n{res.stdout}")
+
     res = h.cli("top", "--once", "--json", "--file", region)
     check_equal((res.returncode, res.stderr), (0, ""), "top --json exit code and stderr")
     devices = device_by_uuid(json.loads(res.stdout)["regions"][0])
