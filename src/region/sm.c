@@ -3,8 +3,9 @@
  * SM share: the per-device words that let the processes of a container hold
  * one compute cap together (include/gpucap/region.h, "SM share"): the
  * virtual clock the gates charge, the controller lease, and the controller's
- * published output (duty, delivered share, asked share, weight). Every word is validated on read: the file is
- * shared with processes that may be buggy, stale or dead.
+ * published output (duty, delivered share, asked share, weight). Every word
+ * is validated on read: the file is shared with processes that may be buggy,
+ * stale or dead.
  */
 #include <stdatomic.h>
 #include <string.h>

@@ -138,8 +138,9 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 
 /* The compute-cap part of a device view. The duty is the published one, or
  * the cap itself (the gates' feed-forward) before any controller ran. A
- * share (delivered or asked) is known only while its publisher's lease is recent: a figure no
- * live controller refreshes is history, not a measurement. */
+ * share (delivered or asked) is known only while its publisher's lease is
+ * recent: a figure no live controller refreshes is history, not a
+ * measurement. */
 #define SM_SHARE_FRESH_NS UINT64_C(3000000000)
 
 static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpucap_device_view *view,
