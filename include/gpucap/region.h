@@ -423,9 +423,17 @@ struct gpucap_device_view {
 	uint64_t in_use_bytes;  /* sum of the processes' in-use bytes */
 	uint64_t peak_bytes;
 	uint32_t sm_limit;
-	uint32_t sm_duty_ppm;    /* current throttle duty, parts per million */
-	uint32_t sm_share_ppm;   /* achieved SM share over the last ~second, ppm */
-	bool sm_share_known;     /* false: no measurement yet */
+	uint32_t sm_duty_ppm;  /* current throttle duty, parts per million */
+	uint32_t sm_share_ppm; /* SM share delivered over the last ~second, ppm */
+	bool sm_share_known;   /* false: no measurement yet */
+	/* SM share the region's work asked for over the same window: what it
+	 * would have used unthrottled, ppm. Equals the delivered share when the
+	 * cap held nothing back, more when it did. Known only while the share
+	 * is (same publisher, same freshness), and when the publisher wrote one:
+	 * a stored 0 beside a non-zero share is a publisher that does not
+	 * publish demand (unknown); beside a zero share it is a known 0. */
+	uint32_t sm_asked_ppm;
+	bool sm_asked_known;
 	uint64_t refusals_total; /* allocations refused on this device since the region was made */
 };
 
@@ -543,8 +551,9 @@ const char *gpucap_status_text(gpucap_status status);
  *     ON phase starts before the clock. One 64-bit word, moved by CAS.
  *   - a controller lease: one process per device runs the control step; the
  *     lease expires by itself, so a dead owner is replaced without waiting.
- *   - the controller's output: the duty gates apply, the measured share, its
- *     source, and the integral term (so a new owner continues).
+ *   - the controller's output: the duty gates apply, the measured share
+ *     delivered, its source, the integral term (so a new owner continues),
+ *     and the share the container's work asked for (for reports only).
  *
  * All times are CLOCK_MONOTONIC nanoseconds and are passed in by the caller
  * (now_ns), so that the arithmetic is testable. Every value read from the
@@ -558,6 +567,7 @@ const char *gpucap_status_text(gpucap_status status);
  *   sm_tat / charge  any operation       none (CAS retries only when a peer moved the word)
  *   sm_lease         any operation       none
  *   sm_publish       any operation       none (relaxed stores; the lease holder calls it)
+ *   sm_publish_asked any operation       none (one relaxed store; the lease holder calls it)
  */
 
 #define GPUCAP_SM_PPM 1000000u
@@ -593,8 +603,9 @@ typedef enum gpucap_sm_source {
 struct gpucap_sm_state {
 	uint32_t sm_limit;  /* percent, 1..100; 100: no cap */
 	uint32_t duty_ppm;  /* 0: unset (gates use the cap) */
-	uint32_t share_ppm; /* meaningful when share_source != NONE */
+	uint32_t share_ppm; /* delivered share; meaningful when share_source != NONE */
 	gpucap_sm_source share_source;
+	uint32_t asked_ppm;      /* share the work asked for, <= GPUCAP_SM_PPM; 0: unknown (unset) */
 	uint32_t flags;          /* GPUCAP_SM_FLAG_* */
 	int32_t integral_ppm;    /* within +-GPUCAP_SM_PPM */
 	uint32_t weight_ppm;     /* work weight; 0: unset (1.0), else within the WEIGHT range */
@@ -670,6 +681,20 @@ void gpucap_region_sm_publish(gpucap_region *region, int device, uint32_t duty_p
  * Ordering: relaxed store. Wait: none.
  */
 void gpucap_region_sm_publish_weight(gpucap_region *region, int device, uint32_t weight_ppm);
+
+/*
+ * sm_publish_asked: the lease holder's estimate of the share the container's
+ * work asked for over the window of the published share (ppm): what it
+ * would have used unthrottled. Equal to the delivered share when the cap
+ * held nothing back, more when it did, so that a reader tells "held at the
+ * cap" from "used less than the cap". A value above GPUCAP_SM_PPM is
+ * clamped to it; 0 means unknown to readers when the share is not 0. A
+ * read-only handle or an invalid index: nothing happens. Read back through
+ * sm_read (asked_ppm) and the snapshot (sm_asked_ppm, sm_asked_known).
+ * Ordering: one relaxed store, not ordered with the other published words
+ * (readers take it as a figure of its own). Wait: none.
+ */
+void gpucap_region_sm_publish_asked(gpucap_region *region, int device, uint32_t asked_ppm);
 
 #ifdef __cplusplus
 }

@@ -37,7 +37,7 @@ void status_json_member_decimal(struct json_writer *writer, const char *key, uin
                                 unsigned decimals);
 
 /* The members of one device's object in `status --json` (index, uuid,
- * bytes, SM limit, duty and share), between the caller's braces; `top
+ * bytes, SM limit, duty, delivered and asked share), between the caller's braces; `top
  * --json` adds its own after them. */
 void status_json_device_members(struct json_writer *writer, const struct gpucap_device_view *device);
 
@@ -58,7 +58,8 @@ enum { STATUS_DEVICE_CELLS = 7 }; /* DEVICE, UUID, LIMIT, CHARGED, IN USE, PEAK,
 struct status_device_text {
 	char index[16], uuid[GPUCAP_UUID_MAX + 1], limit[CLI_CELL_MAX], charged[CLI_CELL_MAX],
 	    in_use[CLI_CELL_MAX], peak[CLI_CELL_MAX], sm[CLI_CELL_MAX];
-	char share[CLI_CELL_MAX]; /* SM SHARE: "n/a" until known */
+	char share[CLI_CELL_MAX]; /* SM DELIVERED: "n/a" until known */
+	char asked[CLI_CELL_MAX]; /* SM ASKED: "n/a" until known */
 };
 
 /* Fill text from device and point cells[0 .. STATUS_DEVICE_CELLS - 1] at it. */

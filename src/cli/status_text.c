@@ -52,6 +52,9 @@ void status_device_cells(const struct gpucap_device_view *d, struct status_devic
 	snprintf(text->share, sizeof(text->share), "n/a");
 	if (d->sm_share_known)
 		status_format_ppm_percent(d->sm_share_ppm, text->share, sizeof(text->share));
+	snprintf(text->asked, sizeof(text->asked), "n/a");
+	if (d->sm_asked_known)
+		status_format_ppm_percent(d->sm_asked_ppm, text->asked, sizeof(text->asked));
 	cells[0] = text->index;
 	cells[1] = text->uuid;
 	cells[2] = cli_format_limit(d->limit_bytes, text->limit, sizeof(text->limit));
@@ -67,16 +70,17 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		fputs("devices: none registered yet\n", out);
 		return true;
 	}
-	static const char *const headers[] = {"DEVICE", "UUID",     "LIMIT",   "CHARGED",  "IN USE",
-	                                      "PEAK",   "SM LIMIT", "SM DUTY", "SM SHARE", "REFUSED"};
-	struct cli_table *table = cli_table_new(10, headers, "rlrrrrrrrr");
+	static const char *const headers[] = {"DEVICE",       "UUID",     "LIMIT",    "CHARGED",
+	                                      "IN USE",       "PEAK",     "SM LIMIT", "SM DUTY",
+	                                      "SM DELIVERED", "SM ASKED", "REFUSED"};
+	struct cli_table *table = cli_table_new(11, headers, "rlrrrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;
 	for (uint32_t i = 0; i < snapshot->device_count && ok; i++) {
 		const struct gpucap_device_view *d = &snapshot->devices[i];
 		struct status_device_text text;
-		const char *cells[STATUS_DEVICE_CELLS + 3];
+		const char *cells[STATUS_DEVICE_CELLS + 4];
 		status_device_cells(d, &text, cells);
 		char duty[CLI_CELL_MAX] = "-", refused[24];
 		/* No SM limit: no throttle, so no duty to show. */
@@ -85,7 +89,8 @@ static bool render_devices(const struct gpucap_snapshot *snapshot, FILE *out)
 		snprintf(refused, sizeof(refused), "%" PRIu64, d->refusals_total);
 		cells[STATUS_DEVICE_CELLS] = duty;
 		cells[STATUS_DEVICE_CELLS + 1] = text.share;
-		cells[STATUS_DEVICE_CELLS + 2] = refused;
+		cells[STATUS_DEVICE_CELLS + 2] = text.asked;
+		cells[STATUS_DEVICE_CELLS + 3] = refused;
 		ok = cli_table_add_row(table, cells);
 	}
 	if (ok)

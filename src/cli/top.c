@@ -219,6 +219,12 @@ static void render_region_json(struct json_writer *w, const struct top_region *r
 			json_key(w, "sm_share_percent");
 			json_null(w);
 		}
+		if (d->sm_asked_known) {
+			status_json_member_decimal(w, "sm_asked_percent", d->sm_asked_ppm, 4);
+		} else {
+			json_key(w, "sm_asked_percent");
+			json_null(w);
+		}
 		json_object_end(w);
 	}
 	json_array_end(w);

@@ -96,7 +96,9 @@ struct gpu_total {
 	unsigned sm_capped;
 	uint64_t sm_caps; /* sum of the SM caps, percent */
 	unsigned share_known;
-	uint64_t share_ppm; /* sum of the measured shares */
+	uint64_t share_ppm; /* sum of the delivered shares */
+	unsigned asked_known;
+	uint64_t asked_ppm; /* sum of the asked shares: above 100% when the GPU is oversubscribed */
 };
 
 static struct gpu_total *find_gpu(struct gpu_total *gpus, size_t *count, size_t max, const char *uuid)
@@ -131,6 +133,10 @@ static void add_region(struct gpu_total *g, const struct gpucap_snapshot *s, uin
 	if (d->sm_share_known) {
 		g->share_known++;
 		g->share_ppm += d->sm_share_ppm;
+	}
+	if (d->sm_asked_known) {
+		g->asked_known++;
+		g->asked_ppm += d->sm_asked_ppm;
 	}
 	for (uint32_t p = 0; p < s->process_count; p++) {
 		const struct gpucap_process_device_view *pd = cli_process_device(s, &s->processes[p], i);
@@ -167,9 +173,9 @@ static bool render_summary(const struct top_frame *frame, size_t width, FILE *ou
 	}
 	if (count == 0)
 		return true;
-	static const char *const headers[] = {"GPU",    "REGIONS",   "CAPS",    "CHARGED",
-	                                      "IN USE", "PROCESSES", "SM CAPS", "SM SHARE"};
-	struct cli_table *table = cli_table_new(8, headers, "lrrrrrrr");
+	static const char *const headers[] = {"GPU",       "REGIONS", "CAPS",         "CHARGED", "IN USE",
+	                                      "PROCESSES", "SM CAPS", "SM DELIVERED", "SM ASKED"};
+	struct cli_table *table = cli_table_new(9, headers, "lrrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;
@@ -177,6 +183,7 @@ static bool render_summary(const struct top_frame *frame, size_t width, FILE *ou
 		const struct gpu_total *g = &gpus[i];
 		char uuid[GPUCAP_UUID_MAX * 3 + 1], regions[16], caps[CLI_CELL_MAX], charged[CLI_CELL_MAX],
 		    in_use[CLI_CELL_MAX], processes[48], sm[CLI_CELL_MAX], share[CLI_CELL_MAX] = "n/a";
+		char asked[CLI_CELL_MAX] = "n/a";
 		utf8_printable(g->uuid, GPUCAP_UUID_MAX, uuid, sizeof(uuid));
 		if (width && width < 110)
 			short_uuid(uuid);
@@ -198,6 +205,10 @@ static bool render_summary(const struct top_frame *frame, size_t width, FILE *ou
 		if (g->share_known)
 			status_format_ppm_percent((uint32_t)(g->share_ppm > 1000000 ? 1000000 : g->share_ppm),
 			                          share, sizeof(share));
+		if (g->asked_known)
+			status_format_ppm_percent(
+			    (uint32_t)(g->asked_ppm > UINT32_MAX ? UINT32_MAX : g->asked_ppm), asked,
+			    sizeof(asked));
 		const char *cells[] = {uuid,
 		                       regions,
 		                       caps,
@@ -205,10 +216,11 @@ static bool render_summary(const struct top_frame *frame, size_t width, FILE *ou
 		                       cli_format_bytes(g->in_use, in_use, sizeof(in_use)),
 		                       processes,
 		                       sm,
-		                       share};
+		                       share,
+		                       asked};
 		ok = cli_table_add_row(table, cells);
 	}
-	static const unsigned drops[] = {3, 7, 6, 1};
+	static const unsigned drops[] = {3, 8, 7, 6, 1};
 	fit_table(table, width, drops, sizeof(drops) / sizeof(drops[0]));
 	if (ok)
 		cli_table_print(table, out);
@@ -220,20 +232,23 @@ static bool render_summary(const struct top_frame *frame, size_t width, FILE *ou
 
 static bool render_devices(const struct gpucap_snapshot *s, size_t width, FILE *out)
 {
-	static const char *const headers[] = {"DEVICE", "UUID", "LIMIT",    "CHARGED",
-	                                      "IN USE", "PEAK", "SM LIMIT", "SM SHARE"};
-	struct cli_table *table = cli_table_new(8, headers, "rlrrrrrr");
+	static const char *const headers[] = {"DEVICE", "UUID",     "LIMIT",        "CHARGED", "IN USE",
+	                                      "PEAK",   "SM LIMIT", "SM DELIVERED", "SM ASKED"};
+	struct cli_table *table = cli_table_new(9, headers, "rlrrrrrrr");
 	if (!table)
 		return false;
 	bool ok = true;
 	for (uint32_t i = 0; i < s->device_count && ok; i++) {
 		struct status_device_text text;
-		const char *cells[STATUS_DEVICE_CELLS + 1];
+		const char *cells[STATUS_DEVICE_CELLS + 2];
 		status_device_cells(&s->devices[i], &text, cells);
 		cells[STATUS_DEVICE_CELLS] = text.share;
+		cells[STATUS_DEVICE_CELLS + 1] = text.asked;
 		ok = cli_table_add_row(table, cells);
 	}
-	static const unsigned drops[] = {5, 3, 7, 1};
+	/* The UUID goes before the shares: the DEVICE index and the region's
+	 * label still name the device, and the shares are why top is open. */
+	static const unsigned drops[] = {5, 3, 1, 8, 7};
 	fit_table(table, width, drops, sizeof(drops) / sizeof(drops[0]));
 	if (ok)
 		cli_table_print(table, out);

@@ -44,7 +44,10 @@ static const struct family_info families[EXP_FAMILY_COUNT] = {
          "Fraction of time the SM throttle currently lets the region's kernels run on the device, 0 to 1 (1: no SM limit)."},
     [EXP_DEVICE_SM_SHARE] =
         {"gpucap_device_sm_share_ratio", "gauge",
-         "Share of the device's SMs the region's processes achieved over about the last second, 0 to 1; absent until measured."},
+         "Share of the device delivered to the region's processes (what their work got) over about the last second, 0 to 1; absent until measured."},
+    [EXP_DEVICE_SM_ASKED] =
+        {"gpucap_device_sm_asked_ratio", "gauge",
+         "Share of the device the region's work asked for over about the last second (what it would have used unthrottled), 0 to 1; equals gpucap_device_sm_share_ratio unless the SM limit held the work back; absent until measured."},
     [EXP_DEVICE_REFUSALS] =
         {"gpucap_allocation_refusals_total", "counter",
          "Allocations refused on the device because they would pass its memory limit, since the region was created."},
@@ -422,6 +425,9 @@ static void render_devices(struct exp_render *r, const char *path, const struct 
 		device_decimal_sample(r, EXP_DEVICE_SM_DUTY, path, l, d, duty, PPM_DECIMALS);
 		if (d->sm_share_known)
 			device_decimal_sample(r, EXP_DEVICE_SM_SHARE, path, l, d, d->sm_share_ppm,
+			                      PPM_DECIMALS);
+		if (d->sm_asked_known)
+			device_decimal_sample(r, EXP_DEVICE_SM_ASKED, path, l, d, d->sm_asked_ppm,
 			                      PPM_DECIMALS);
 		device_sample(r, EXP_DEVICE_REFUSALS, path, l, d, d->refusals_total);
 

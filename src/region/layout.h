@@ -125,7 +125,11 @@ struct device_entry {
 	_Atomic int32_t sm_integral_ppm; /* controller's integral term */
 	_Atomic uint32_t sm_weight_ppm;  /* work weight of a busy second (sm.c); 0: unset, 1.0 */
 	_Atomic uint32_t context_kib;    /* measured footprint of one context, KiB; 0: unknown */
-	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 48 - 8];
+	/* Share the container's work asked for (what it would have used
+	 * unthrottled), ppm; published beside sm_share_ppm (sm.c). Files made
+	 * before hold 0: unknown. */
+	_Atomic uint32_t sm_asked_ppm;
+	uint8_t pad0[192 - 32 - 8 * UUID_WORDS - 48 - 4 - 8];
 	/* Allocations refused on this device over the region's life (relaxed
 	 * adds by the refusing process; files made before hold 0). */
 	_Atomic uint64_t refusals;

@@ -3,8 +3,9 @@
  * SM share: the per-device words that let the processes of a container hold
  * one compute cap together (include/gpucap/region.h, "SM share"): the
  * virtual clock the gates charge, the controller lease, and the controller's
- * published output. Every word is validated on read: the file is shared with
- * processes that may be buggy, stale or dead.
+ * published output (duty, delivered share, asked share, weight). Every word
+ * is validated on read: the file is shared with processes that may be buggy,
+ * stale or dead.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -174,6 +175,16 @@ void gpucap_region_sm_publish_weight(gpucap_region *r, int device, uint32_t weig
 	                      memory_order_relaxed);
 }
 
+void gpucap_region_sm_publish_asked(gpucap_region *r, int device, uint32_t asked_ppm)
+{
+	if (!entry_of(r, device) || r->observer)
+		return;
+	/* Relaxed: the figure is read on its own, for reports; nothing is
+	 * derived from it together with another word. */
+	atomic_store_explicit(&region_device(r, (uint32_t)device)->sm_asked_ppm, clamp_ppm(asked_ppm),
+	                      memory_order_relaxed);
+}
+
 bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, struct gpucap_sm_state *out)
 {
 	const struct device_entry *entry = entry_of(r, device);
@@ -189,6 +200,7 @@ bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, 
 	out->share_ppm = out->share_source == GPUCAP_SM_SOURCE_NONE
 	                     ? 0
 	                     : clamp_ppm(atomic_load_explicit(&entry->sm_share_ppm, memory_order_relaxed));
+	out->asked_ppm = clamp_ppm(atomic_load_explicit(&entry->sm_asked_ppm, memory_order_relaxed));
 	out->flags = state & SM_FLAGS_MASK;
 	int32_t integral = atomic_load_explicit(&entry->sm_integral_ppm, memory_order_relaxed);
 	out->integral_ppm =

@@ -138,8 +138,9 @@ static bool read_processes(const struct gpucap_region *r, struct gpucap_snapshot
 
 /* The compute-cap part of a device view. The duty is the published one, or
  * the cap itself (the gates' feed-forward) before any controller ran. A
- * share is known only while its publisher's lease is recent: a figure no
- * live controller refreshes is history, not a measurement. */
+ * share (delivered or asked) is known only while its publisher's lease is
+ * recent: a figure no live controller refreshes is history, not a
+ * measurement. */
 #define SM_SHARE_FRESH_NS UINT64_C(3000000000)
 
 static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpucap_device_view *view,
@@ -153,6 +154,11 @@ static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpuca
 	view->sm_share_known = sm.share_source != GPUCAP_SM_SOURCE_NONE && sm.lease_slot >= 0 &&
 	                       sm.lease_until_ns + SM_SHARE_FRESH_NS >= now_ns;
 	view->sm_share_ppm = view->sm_share_known ? sm.share_ppm : 0;
+	/* The asked share rides on the share's freshness. A 0 beside a
+	 * non-zero share is a publisher that does not write demand; beside a
+	 * zero share it is the idle work's own figure. */
+	view->sm_asked_known = view->sm_share_known && (sm.asked_ppm != 0 || sm.share_ppm == 0);
+	view->sm_asked_ppm = view->sm_asked_known ? sm.asked_ppm : 0;
 }
 
 struct gpucap_snapshot *gpucap_region_snapshot(gpucap_region *r)

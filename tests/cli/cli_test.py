@@ -156,7 +156,8 @@ STATUS_SPEC = {"schema_version": (int,), "path": (str,), "format_version": (int,
                "reclaimed_bytes_total": (int,), "devices": (list,), "processes": (list,)}
 DEVICE_SPEC = {"index": (int,), "uuid": (str,), "limit_bytes": (int, None), "charged_bytes": (int,),
                "in_use_bytes": (int,), "peak_bytes": (int,), "sm_limit_percent": (int, None),
-               "sm_duty_ratio": (int, float), "sm_share_ratio": (int, float, None), "refusals_total": (int,)}
+               "sm_duty_ratio": (int, float), "sm_share_ratio": (int, float, None),
+               "sm_asked_ratio": (int, float, None), "refusals_total": (int,)}
 PROCESS_SPEC = {"slot": (int,), "generation": (int,), "pid": (int,), "host_pid": (int, None),
                 "host_pid_source": (str,), "alive": (bool,), "comm": (str,),
                 "started_unix_ns": (int,), "last_launch_unix_ns": (int, None), "refusals": (int,),
@@ -244,7 +245,8 @@ def test_status_json(h):
     check_equal(dev_b["limit_bytes"], None, "device B limit (unlimited)")
     check_equal(dev_a["sm_limit_percent"], None, "device A SM limit (none)")
     # No SM limit: nothing is throttled (duty 1); nothing measured yet.
-    check_equal((dev_a["sm_duty_ratio"], dev_a["sm_share_ratio"]), (1, None), "device A SM duty and share")
+    check_equal((dev_a["sm_duty_ratio"], dev_a["sm_share_ratio"], dev_a["sm_asked_ratio"]), (1, None, None),
+                "device A SM duty, delivered and asked share")
     check_equal(dev_a["charged_bytes"], 153 * MiB, "device A charged (both actors, the dead one too)")
     check_equal(dev_a["in_use_bytes"], 153 * MiB, "device A in use")
     check(dev_a["peak_bytes"] >= 153 * MiB, f"device A peak {dev_a['peak_bytes']} below charged")
@@ -302,10 +304,11 @@ def test_status_text(h):
     header = next((l for l in lines if l.startswith("DEVICE")), None)
     check(header is not None, f"no device table in:\n{res.stdout}")
     check_equal(split_row(header), ["DEVICE", "UUID", "LIMIT", "CHARGED", "IN USE", "PEAK", "SM LIMIT",
-                                    "SM DUTY", "SM SHARE", "REFUSED"], "device header")
-    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 10 and r[1].startswith("GPU-")}
+                                    "SM DUTY", "SM DELIVERED", "SM ASKED", "REFUSED"], "device header")
+    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 11 and r[1].startswith("GPU-")}
     check_equal(rows[UUID_A][2:5], ["1 GiB", "153 MiB", "153 MiB"], "device A row")
-    check_equal(rows[UUID_A][6:], ["none", "-", "n/a", "0"], "device A SM limit, duty, share and refusals")
+    check_equal(rows[UUID_A][6:], ["none", "-", "n/a", "n/a", "0"],
+                "device A SM limit, duty, delivered and asked share and refusals")
     check_equal(rows[UUID_B][2:5], ["unlimited", "10 MiB", "10 MiB"], "device B row")
     dev_a_index, dev_b_index = rows[UUID_A][0], rows[UUID_B][0]
 
@@ -339,11 +342,84 @@ def test_status_text(h):
     res = h.cli("status", "--file", pop.region)
     check_equal((res.returncode, res.stderr), (0, ""), "status after set --sm")
     rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
-            if len(r) == 10 and r[1].startswith("GPU-")}
+            if len(r) == 11 and r[1].startswith("GPU-")}
     check_equal(rows[UUID_A][6], "30%", "device A SM limit after set --sm")
     check(re.fullmatch(r"\d{1,3}\.\d%", rows[UUID_A][7]), f"device A SM duty: {rows[UUID_A]!r}")
-    check_equal(rows[UUID_A][8], "n/a", "device A SM share before any measurement")
-    check_equal(rows[UUID_B][6:], ["none", "-", "n/a", "0"], "device B keeps no SM limit")
+    check_equal(rows[UUID_A][8:10], ["n/a", "n/a"], "device A SM shares before any measurement")
+    check_equal(rows[UUID_B][6:], ["none", "-", "n/a", "n/a", "0"], "device B keeps no SM limit")
+
+
+def test_sm_delivery(h):
+    """The SM share delivered and the share the work asked for, as a
+    controller publishes them through the region's API: device A held at
+    its cap (cap 30, delivered 30%, asked 75%), device B using less than its
+    cap (cap 50, delivered and asked 20%), device C published by a
+    controller that writes no demand (delivered 25%, asked unknown)."""
+    uuid_c = "GPU-cli-test-cccc"
+    tree = os.path.join(h.tmp, "node")
+    os.mkdir(tree)
+    region = os.path.join(tree, "region.cache")
+    h.actor(region, "device", UUID_A, "1g", "share", "300000", "750000")
+    h.actor(region, "device", UUID_B, "1g", "share", "200000", "200000")
+    h.actor(region, "device", uuid_c, "1g", "share", "250000", "0")
+    for uuid, percent in ((UUID_A, "30"), (UUID_B, "50")):
+        res = h.cli("set", "--file", region, "--sm", percent, "--device", uuid)
+        check_equal(res.returncode, 0, f"set --sm {percent} on {uuid} ({res.stderr!r})")
+
+    doc = h.status_json(region)
+    check_status_schema(doc)
+    devices = device_by_uuid(doc)
+    got = {u: (d["sm_limit_percent"], d["sm_duty_ratio"], d["sm_share_ratio"], d["sm_asked_ratio"])
+           for u, d in devices.items()}
+    check_equal(got, {UUID_A: (30, 0.3, 0.3, 0.75), UUID_B: (50, 0.5, 0.2, 0.2), uuid_c: (None, 1, 0.25, None)},
+                "status --json: SM limit, duty, delivered and asked share")
+
+    res = h.cli("status", "--file", region)
+    check_equal((res.returncode, res.stderr), (0, ""), "status exit code and stderr")
+    rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
+            if len(r) == 11 and r[1].startswith("GPU-")}
+    check_equal({u: r[6:10] for u, r in rows.items()},
+                {UUID_A: ["30%", "30.0%", "30.0%", "75.0%"], UUID_B: ["50%", "50.0%", "20.0%", "20.0%"],
+                 uuid_c: ["none", "-", "25.0%", "n/a"]},
+                "status: SM LIMIT, SM DUTY, SM DELIVERED, SM ASKED")
+
+    res = h.cli("top", "--once", "--file", region)
+    check_equal((res.returncode, res.stderr), (0, ""), "top exit code and stderr")
+    rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
+            if len(r) == 9 and r[1].startswith("GPU-")}
+    check_equal({u: r[6:] for u, r in rows.items()},
+                {UUID_A: ["30%", "30.0%", "75.0%"], UUID_B: ["50%", "20.0%", "20.0%"],
+                 uuid_c: ["none", "25.0%", "n/a"]},
+                "top: SM LIMIT, SM DELIVERED, SM ASKED")
+
+    # A narrow terminal leaves out the UUID before the shares.
+    res = h.cli("top", "--once", "--file", region, env=h.env(COLUMNS="64"))
+    check_equal((res.returncode, res.stderr), (0, ""), "narrow top exit code and stderr")
+    header = next((l for l in res.stdout.splitlines() if l.startswith("DEVICE")), "")
+    check_equal(split_row(header), ["DEVICE", "LIMIT", "IN USE", "SM LIMIT", "SM DELIVERED", "SM ASKED"],
+                f"device header in 64 columns:\n{res.stdout}")
+
+    res = h.cli("top", "--once", "--json", "--file", region)
+    check_equal((res.returncode, res.stderr), (0, ""), "top --json exit code and stderr")
+    devices = device_by_uuid(json.loads(res.stdout)["regions"][0])
+    got = {u: (d["sm_share_ratio"], d["sm_asked_ratio"], d["sm_share_percent"], d["sm_asked_percent"])
+           for u, d in devices.items()}
+    check_equal(got, {UUID_A: (0.3, 0.75, 30, 75), UUID_B: (0.2, 0.2, 20, 20), uuid_c: (0.25, None, 25, None)},
+                "top --json: delivered and asked share, as ratios and percentages")
+
+    # The per-GPU lines of a node view: one region per GPU here, so its
+    # figures are the region's.
+    res = h.cli("top", "--once", "--dir", tree)
+    check_equal((res.returncode, res.stderr), (0, ""), "top --dir exit code and stderr")
+    lines = res.stdout.splitlines()
+    header = next((l for l in lines if l.startswith("GPU ")), None)
+    check(header is not None, f"no per-GPU table in:\n{res.stdout}")
+    check_equal(split_row(header)[-3:], ["SM CAPS", "SM DELIVERED", "SM ASKED"], "per-GPU header")
+    rows = {r[0]: r for r in (split_row(l) for l in lines) if len(r) == 9 and r[0].startswith("GPU-")}
+    check_equal({u: r[6:] for u, r in rows.items()},
+                {UUID_A: ["30%", "30.0%", "75.0%"], UUID_B: ["50%", "20.0%", "20.0%"],
+                 uuid_c: ["none", "25.0%", "n/a"]},
+                "top --dir per-GPU SM CAPS, SM DELIVERED, SM ASKED")
 
 
 def test_status_empty_region(h):

@@ -186,7 +186,7 @@ def test_top_node(h):
     lines = out.splitlines()
     header = next(l for l in lines if l.startswith("GPU "))
     check_equal(split_row(header), ["GPU", "REGIONS", "CAPS", "CHARGED", "IN USE", "PROCESSES", "SM CAPS",
-                                    "SM SHARE"], "summary header")
+                                    "SM DELIVERED", "SM ASKED"], "summary header")
     rows = {r[0]: r for r in (split_row(l) for l in lines) if r and r[0] in (UUID_A, UUID_B)}
     check_equal(rows[UUID_A][1:3] + rows[UUID_A][4:6], ["2", "24 GiB", "11 GiB", "3"], "GPU A: 2 regions")
     check_equal(rows[UUID_B][1:3] + rows[UUID_B][4:6], ["2", "4 GiB +1 unlimited", "1.01 GiB", "2"],

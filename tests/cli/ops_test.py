@@ -92,9 +92,10 @@ def test_top_once(h):
           f"region line in:\n{res.stdout}")
     header = next((l for l in lines if l.startswith("DEVICE")), None)
     check_equal(split_row(header), ["DEVICE", "UUID", "LIMIT", "CHARGED", "IN USE", "PEAK", "SM LIMIT",
-                                    "SM SHARE"], "device header")
-    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 8 and r[1].startswith("GPU-")}
-    check_equal(rows[UUID_A][2:], ["1 GiB", "153 MiB", "153 MiB", rows[UUID_A][5], "none", "n/a"], "device A")
+                                    "SM DELIVERED", "SM ASKED"], "device header")
+    rows = {r[1]: r for r in (split_row(l) for l in lines) if len(r) == 9 and r[1].startswith("GPU-")}
+    check_equal(rows[UUID_A][2:], ["1 GiB", "153 MiB", "153 MiB", rows[UUID_A][5], "none", "n/a", "n/a"],
+                "device A")
     header = next((l for l in lines if l.lstrip().startswith("PID")), None)
     check_equal(split_row(header), ["PID", "HOST PID", "COMMAND", "MEMORY", "STATE", "DEVICES", "LAST KERNEL"],
                 "process header")
@@ -114,9 +115,11 @@ def test_top_once(h):
     check_equal(region["path"], pop.region, "path")
     devices = device_by_uuid(region)
     check_equal((devices[UUID_A]["limit_bytes"], devices[UUID_A]["charged_bytes"],
-                 devices[UUID_A]["sm_share_percent"]), (GiB, 153 * MiB, None), "device A")
+                 devices[UUID_A]["sm_share_percent"], devices[UUID_A]["sm_asked_percent"]),
+                (GiB, 153 * MiB, None, None), "device A")
     check_equal((devices[UUID_A]["sm_limit_percent"], devices[UUID_A]["sm_duty_ratio"],
-                 devices[UUID_A]["sm_share_ratio"]), (None, 1, None), "device A SM limit, duty and share")
+                 devices[UUID_A]["sm_share_ratio"], devices[UUID_A]["sm_asked_ratio"]), (None, 1, None, None),
+                "device A SM limit, duty, delivered and asked share")
     check_equal(devices[UUID_B]["limit_bytes"], None, "device B unlimited")
     procs = {p["pid"]: p for p in region["processes"]}
     check_equal((procs[pop.a.pid]["alive"], procs[pop.a.pid]["memory_bytes"],
@@ -131,14 +134,14 @@ def test_top_once(h):
     res = h.cli("top", "--once", "--file", pop.region)
     check_equal((res.returncode, res.stderr), (0, ""), "top after set --sm")
     rows = {r[1]: r for r in (split_row(l) for l in res.stdout.splitlines())
-            if len(r) == 8 and r[1].startswith("GPU-")}
-    check_equal(rows[UUID_A][6:], ["40%", "n/a"], "device A SM limit and share after set --sm")
-    check_equal(rows[UUID_B][6:], ["none", "n/a"], "device B SM limit and share")
+            if len(r) == 9 and r[1].startswith("GPU-")}
+    check_equal(rows[UUID_A][6:], ["40%", "n/a", "n/a"], "device A SM limit and shares after set --sm")
+    check_equal(rows[UUID_B][6:], ["none", "n/a", "n/a"], "device B SM limit and shares")
     doc = json.loads(h.cli("top", "--once", "--json", "--file", pop.region).stdout)
     devices = device_by_uuid(doc["regions"][0])
     dev = devices[UUID_A]
-    check_equal((dev["sm_limit_percent"], dev["sm_share_ratio"], dev["sm_share_percent"]), (40, None, None),
-                "device A in top --json after set --sm")
+    check_equal((dev["sm_limit_percent"], dev["sm_share_ratio"], dev["sm_share_percent"], dev["sm_asked_ratio"],
+                 dev["sm_asked_percent"]), (40, None, None, None, None), "device A in top --json after set --sm")
     check(isinstance(dev["sm_duty_ratio"], (int, float)) and 0 <= dev["sm_duty_ratio"] <= 1,
           f"device A SM duty ratio: {dev['sm_duty_ratio']!r}")
 

@@ -8,6 +8,10 @@
  *   device UUID LIMIT     register UUID (LIMIT: a size or "unlimited") and
  *                         make it the device later reserves charge
  *   reserve KIND BYTES    KIND: context, module or data
+ *   share DELIVERED ASKED take the device's controller lease for a minute
+ *                         and publish, as the library's controller does, the
+ *                         SM share delivered and the share the work asked
+ *                         for (both in ppm)
  * Prints "ready SLOT" on stdout when every step succeeded; prints one error
  * line and exits 1 otherwise.
  */
@@ -17,9 +21,12 @@
 
 #include "parse.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int fail(const char *what, const char *detail)
@@ -38,6 +45,43 @@ static bool parse_kind(const char *text, gpucap_kind *kind)
 		}
 	}
 	return false;
+}
+
+/* A whole number that fits the 32-bit ppm words; out-of-range values are
+ * passed on, so that the region's clamping shows. */
+static bool parse_ppm(const char *text, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 10);
+	if (errno || end == text || *end || text[0] == '-' || value > UINT32_MAX)
+		return false;
+	*out = value;
+	return true;
+}
+
+/* Longer than any CLI test runs: the share stays fresh throughout. */
+#define SHARE_LEASE_NS UINT64_C(60000000000)
+
+static int publish_share(gpucap_region *region, int device, const char *delivered_text,
+                         const char *asked_text)
+{
+	uint64_t delivered, asked;
+	if (!parse_ppm(delivered_text, &delivered))
+		return fail("bad delivered share", delivered_text);
+	if (!parse_ppm(asked_text, &asked))
+		return fail("bad asked share", asked_text);
+	if (device < 0)
+		return fail("share", "no device step before it");
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	if (!gpucap_region_sm_lease(region, device, now_ns, SHARE_LEASE_NS))
+		return fail("share", "another slot holds the device's controller lease");
+	/* Duty 0: unset, so the view shows the cap as the duty. */
+	gpucap_region_sm_publish(region, device, 0, (uint32_t)delivered, GPUCAP_SM_SOURCE_GATE, 0, 0);
+	gpucap_region_sm_publish_asked(region, device, (uint32_t)asked);
+	return 0;
 }
 
 static int run_steps(gpucap_region *region, int argc, char **argv)
@@ -69,6 +113,11 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 			if (status != GPUCAP_OK)
 				return fail("reserve", gpucap_status_text(status));
 			i += 3;
+		} else if (strcmp(argv[i], "share") == 0 && i + 2 < argc) {
+			int rc = publish_share(region, device, argv[i + 1], argv[i + 2]);
+			if (rc != 0)
+				return rc;
+			i += 3;
 		} else {
 			return fail("bad step", argv[i]);
 		}
@@ -83,7 +132,9 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		return fail("usage", "region_actor PATH [device UUID LIMIT] [reserve KIND BYTES]...");
+		return fail(
+		    "usage",
+		    "region_actor PATH [device UUID LIMIT] [reserve KIND BYTES] [share DELIVERED ASKED]...");
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = argv[1];

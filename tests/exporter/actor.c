@@ -11,6 +11,10 @@
  *   reserve KIND BYTES     KIND: context, module, data or driver
  *   launch UNIX_NS         record UNIX_NS as the time of the last kernel
  *                          launch (as the library does on each launch)
+ *   share DELIVERED ASKED  take the device's controller lease for a minute
+ *                          and publish, as the library's controller does,
+ *                          the SM share delivered and the share the work
+ *                          asked for (both in ppm)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int fail(const char *what, const char *detail)
@@ -38,6 +43,30 @@ static int parse_u64(const char *text, uint64_t *out)
 		return 0;
 	*out = value;
 	return 1;
+}
+
+/* Longer than any exporter test runs: the share stays fresh throughout. */
+#define SHARE_LEASE_NS UINT64_C(60000000000)
+
+static int publish_share(gpucap_region *region, int device, const char *delivered_text,
+                         const char *asked_text)
+{
+	uint64_t delivered, asked;
+	if (!parse_u64(delivered_text, &delivered) || delivered > UINT32_MAX)
+		return fail("bad delivered share", delivered_text);
+	if (!parse_u64(asked_text, &asked) || asked > UINT32_MAX)
+		return fail("bad asked share", asked_text);
+	if (device < 0)
+		return fail("share", "no device step before it");
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	if (!gpucap_region_sm_lease(region, device, now_ns, SHARE_LEASE_NS))
+		return fail("share", "another slot holds the device's controller lease");
+	/* Duty 0: unset, so the views show the cap as the duty. */
+	gpucap_region_sm_publish(region, device, 0, (uint32_t)delivered, GPUCAP_SM_SOURCE_GATE, 0, 0);
+	gpucap_region_sm_publish_asked(region, device, (uint32_t)asked);
+	return 0;
 }
 
 static int run_steps(gpucap_region *region, int argc, char **argv)
@@ -82,6 +111,11 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 				return fail("bad launch time", argv[i + 1]);
 			gpucap_region_note_launch(region, unix_ns);
 			i += 2;
+		} else if (strcmp(argv[i], "share") == 0 && i + 2 < argc) {
+			int rc = publish_share(region, device, argv[i + 1], argv[i + 2]);
+			if (rc != 0)
+				return rc;
+			i += 3;
 		} else {
 			return fail("bad step", argv[i]);
 		}
@@ -98,7 +132,7 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		return fail(
 		    "usage",
-		    "exporter_actor PATH COMM [device UUID LIMIT SM] [reserve KIND BYTES] [launch UNIX_NS]...");
+		    "exporter_actor PATH COMM [device UUID LIMIT SM] [reserve KIND BYTES] [launch UNIX_NS] [share DELIVERED ASKED]...");
 	struct gpucap_region_options options;
 	memset(&options, 0, sizeof(options));
 	options.path = argv[1];

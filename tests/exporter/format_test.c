@@ -197,7 +197,9 @@ static void make_snapshot(struct fixture *f)
 	                                            .sm_limit = 30,
 	                                            .sm_duty_ppm = 412500,
 	                                            .sm_share_ppm = 297000,
-	                                            .sm_share_known = true};
+	                                            .sm_share_known = true,
+	                                            .sm_asked_ppm = 642000,
+	                                            .sm_asked_known = true};
 	snprintf(f->devices[1].uuid, sizeof(f->devices[1].uuid), "GPU-aaaa");
 	f->snap.process_count = 2;
 	f->snap.processes = f->processes;
@@ -290,6 +292,12 @@ static void test_render_snapshot(void **state)
 	assert_has_line(text, "gpucap_device_sm_share_ratio{" R
 	                      ",device_uuid=\"GPU-aaaa\",device_index=\"5\"} 0.297");
 	assert_no_substring(text, "gpucap_device_sm_share_ratio{" R ",device_uuid=\"GPU-bbbb\"");
+	/* Asked: what the work would have used unthrottled, beside the
+	 * delivered share, only where it is known. */
+	assert_has_line(text, "# TYPE gpucap_device_sm_asked_ratio gauge");
+	assert_has_line(text, "gpucap_device_sm_asked_ratio{" R
+	                      ",device_uuid=\"GPU-aaaa\",device_index=\"5\"} 0.642");
+	assert_no_substring(text, "gpucap_device_sm_asked_ratio{" R ",device_uuid=\"GPU-bbbb\"");
 
 	/* Processes: the escaped name, host_pid only when known, one in-use
 	 * sample per device the process touches. */
@@ -354,6 +362,25 @@ static void test_render_hami(void **state)
 	                      ",vdevice_index=\"0\",device_uuid=\"GPU-bbbb\"} 12");
 	assert_has_line(text, "hami_container_last_kernel_elapsed_seconds{" R
 	                      ",vdevice_index=\"1\",device_uuid=\"GPU-aaaa\"} 12");
+	assert_families_grouped(text);
+	free(text);
+}
+
+/* A share published by a controller that writes no demand: the delivered
+ * share is exported, the asked one is absent, family and all. */
+static void test_render_asked_unknown(void **state)
+{
+	(void)state;
+	struct fixture f;
+	make_snapshot(&f);
+	f.devices[1].sm_asked_known = false;
+	f.devices[1].sm_asked_ppm = 0;
+	struct exp_pod_labels none;
+	memset(&none, 0, sizeof(none));
+	char *text = render_one(&f.snap, &none, false, 0);
+	assert_has_line(text, "gpucap_device_sm_share_ratio{region=\"/var/lib/gpucap/ns_pod_ctr/region\","
+	                      "device_uuid=\"GPU-aaaa\",device_index=\"5\"} 0.297");
+	assert_no_substring(text, "gpucap_device_sm_asked_ratio");
 	assert_families_grouped(text);
 	free(text);
 }
@@ -804,7 +831,7 @@ int main(void)
 	    cmocka_unit_test(test_default_rule),         cmocka_unit_test(test_regex_rule),
 	    cmocka_unit_test(test_parse_listen),         cmocka_unit_test(test_collector_files),
 	    cmocka_unit_test(test_fault_guard),          cmocka_unit_test(test_fault_guard_chains),
-	    cmocka_unit_test(test_collector_budget),
+	    cmocka_unit_test(test_collector_budget),     cmocka_unit_test(test_render_asked_unknown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

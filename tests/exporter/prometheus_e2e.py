@@ -254,6 +254,11 @@ def assert_region_matches_status(h, path, status, pod):
             check(len(share) == 1 and abs(share[0][1] - d["sm_share_ratio"]) < 1e-9, "share: %s" % share)
             check(len(hami_share) == 1 and abs(hami_share[0][1] - 100 * d["sm_share_ratio"]) < 1e-6,
                   "hami utilization: %s" % hami_share)
+        asked = h.query("gpucap_device_sm_asked_ratio" + sel(**dl))
+        if d["sm_asked_ratio"] is None:
+            check(asked == [], "an unknown asked share has a series: %s" % asked)
+        else:
+            check(len(asked) == 1 and abs(asked[0][1] - d["sm_asked_ratio"]) < 1e-9, "asked: %s" % asked)
         # HAMi's names, with HAMi's labels.
         metric, labels = h.one("hami_vgpu_memory_used_bytes" + sel(
             namespace=pod[0], pod=pod[1], container=pod[2], device_uuid=d["uuid"]))
@@ -486,9 +491,12 @@ def series(samples, name, **labels):
 
 
 def sm_views(args):
-    """SM limit, duty and share and the last kernel launch, as gpucap status,
-    gpucap top and the exporter (one scrape, no Prometheus) show them. The
-    share is unknown here (no GPU measured it): n/a, null, no series."""
+    """SM limit, duty, delivered and asked share and the last kernel launch,
+    as gpucap status, gpucap top and the exporter (one scrape, no Prometheus)
+    show them. In the first region no share was measured: n/a, null, no
+    series. In the second, actors publish shares as a controller does: one
+    device held at its cap (cap 30, delivered 30%, asked 75%), one using
+    less than its cap (cap 50, delivered and asked 20%)."""
     h = Harness(args.gpucap, args.actor)
     try:
         region = h.region("team-s_sm-0_main")
@@ -496,14 +504,23 @@ def sm_views(args):
         a = h.start_actor(region, "launcher", "device", "GPU-sm-aaaa", GiB, 30, "reserve", "data", 10 * MiB,
                           "launch", launched)
         b = h.start_actor(region, "idle", "device", "GPU-sm-bbbb", "unlimited", 0, "reserve", "data", MiB)
+        measured = h.region("team-s_sm-1_main")
+        h.start_actor(measured, "held", "device", "GPU-sm-cccc", GiB, 30, "share", 300000, 750000)
+        h.start_actor(measured, "light", "device", "GPU-sm-dddd", GiB, 50, "share", 200000, 200000)
 
         doc = h.status(region)
         devices = {d["uuid"]: d for d in doc["devices"]}
         capped, free = devices["GPU-sm-aaaa"], devices["GPU-sm-bbbb"]
         check(capped["sm_limit_percent"] == 30 and capped["sm_share_ratio"] is None
-              and 0 <= capped["sm_duty_ratio"] <= 1, "capped device in status --json: %s" % capped)
-        check(free["sm_limit_percent"] is None and free["sm_duty_ratio"] == 1 and free["sm_share_ratio"] is None,
-              "uncapped device in status --json: %s" % free)
+              and capped["sm_asked_ratio"] is None and 0 <= capped["sm_duty_ratio"] <= 1,
+              "capped device in status --json: %s" % capped)
+        check(free["sm_limit_percent"] is None and free["sm_duty_ratio"] == 1 and free["sm_share_ratio"] is None
+              and free["sm_asked_ratio"] is None, "uncapped device in status --json: %s" % free)
+        measured_doc = {d["uuid"]: d for d in h.status(measured)["devices"]}
+        got = {u: (d["sm_limit_percent"], d["sm_duty_ratio"], d["sm_share_ratio"], d["sm_asked_ratio"])
+               for u, d in measured_doc.items()}
+        check(got == {"GPU-sm-cccc": (30, 0.3, 0.3, 0.75), "GPU-sm-dddd": (50, 0.5, 0.2, 0.2)},
+              "published shares in status --json: %s" % got)
         procs = {p["pid"]: p for p in doc["processes"]}
         check(procs[a.pid]["last_launch_unix_ns"] == launched, "last launch in status --json: %s" % procs[a.pid])
         check(procs[b.pid]["last_launch_unix_ns"] is None, "never launched in status --json: %s" % procs[b.pid])
@@ -529,9 +546,10 @@ def sm_views(args):
         after = time.time_ns()
         check(out.returncode == 0, "gpucap status: %s" % out.stderr)
         rows = [cells(l) for l in out.stdout.splitlines()]
-        dev = {r[1]: r for r in rows if len(r) == 10 and r[1].startswith("GPU-sm-")}
-        check(dev["GPU-sm-aaaa"][6] == "30%" and dev["GPU-sm-aaaa"][8] == "n/a", "status device row %s" % dev)
-        check(dev["GPU-sm-bbbb"][6:] == ["none", "-", "n/a", "0"], "status device row %s" % dev)
+        dev = {r[1]: r for r in rows if len(r) == 11 and r[1].startswith("GPU-sm-")}
+        check(dev["GPU-sm-aaaa"][6] == "30%" and dev["GPU-sm-aaaa"][8:10] == ["n/a", "n/a"],
+              "status device row %s" % dev)
+        check(dev["GPU-sm-bbbb"][6:] == ["none", "-", "n/a", "n/a", "0"], "status device row %s" % dev)
         proc = {r[1]: r for r in rows if len(r) == 14 and r[1].isdigit()}
         age_between(proc[str(a.pid)][5], before, after, "status last kernel")
         check(proc[str(b.pid)][5] == "-", "status last kernel of a process that never launched: %s" % proc)
@@ -542,8 +560,8 @@ def sm_views(args):
         after = time.time_ns()
         check(out.returncode == 0, "gpucap top: %s" % out.stderr)
         rows = [cells(l) for l in out.stdout.splitlines()]
-        dev = {r[1]: r for r in rows if len(r) == 8 and r[1].startswith("GPU-sm-")}
-        check(dev["GPU-sm-aaaa"][6:] == ["30%", "n/a"] and dev["GPU-sm-bbbb"][6:] == ["none", "n/a"],
+        dev = {r[1]: r for r in rows if len(r) == 9 and r[1].startswith("GPU-sm-")}
+        check(dev["GPU-sm-aaaa"][6:] == ["30%", "n/a", "n/a"] and dev["GPU-sm-bbbb"][6:] == ["none", "n/a", "n/a"],
               "top device rows %s" % dev)
         proc = {r[0]: r for r in rows if len(r) == 7 and r[0].isdigit()}
         age_between(proc[str(a.pid)][6], before, after, "top last kernel")
@@ -557,7 +575,31 @@ def sm_views(args):
               "top --json last kernel: %s" % procs)
         devices = {d["uuid"]: d for d in top["devices"]}
         check(devices["GPU-sm-aaaa"]["sm_share_ratio"] is None and devices["GPU-sm-aaaa"]["sm_share_percent"] is None
+              and devices["GPU-sm-aaaa"]["sm_asked_ratio"] is None
+              and devices["GPU-sm-aaaa"]["sm_asked_percent"] is None
               and devices["GPU-sm-bbbb"]["sm_duty_ratio"] == 1, "top --json devices: %s" % devices)
+
+        # The published shares: held at the cap (asked above delivered)
+        # and using less than the cap (asked equals delivered).
+        out = subprocess.run([h.gpucap, "status", "--file", measured], capture_output=True, text=True, timeout=10)
+        check(out.returncode == 0, "gpucap status: %s" % out.stderr)
+        dev = {r[1]: r for r in (cells(l) for l in out.stdout.splitlines())
+               if len(r) == 11 and r[1].startswith("GPU-sm-")}
+        check(dev["GPU-sm-cccc"][6:10] == ["30%", "30.0%", "30.0%", "75.0%"]
+              and dev["GPU-sm-dddd"][6:10] == ["50%", "50.0%", "20.0%", "20.0%"],
+              "status rows with published shares: %s" % dev)
+        out = subprocess.run([h.gpucap, "top", "--once", "--file", measured], capture_output=True, text=True,
+                             timeout=10)
+        check(out.returncode == 0, "gpucap top: %s" % out.stderr)
+        dev = {r[1]: r for r in (cells(l) for l in out.stdout.splitlines())
+               if len(r) == 9 and r[1].startswith("GPU-sm-")}
+        check(dev["GPU-sm-cccc"][6:] == ["30%", "30.0%", "75.0%"] and dev["GPU-sm-dddd"][6:] == ["50%", "20.0%", "20.0%"],
+              "top rows with published shares: %s" % dev)
+        out = subprocess.run([h.gpucap, "top", "--once", "--json", "--file", measured], capture_output=True,
+                             text=True, timeout=10)
+        got = {d["uuid"]: (d["sm_share_percent"], d["sm_asked_percent"])
+               for d in json.loads(out.stdout)["regions"][0]["devices"]}
+        check(got == {"GPU-sm-cccc": (30, 75), "GPU-sm-dddd": (20, 20)}, "top --json published shares: %s" % got)
 
         port = h.start_exporter()
         before = time.time_ns()
@@ -571,6 +613,16 @@ def sm_views(args):
         check(len(duty) == 1 and abs(duty[0] - capped["sm_duty_ratio"]) < 1e-9, "sm duty: %s" % duty)
         check(series(m, "gpucap_device_sm_duty_ratio", **lb) == [1.0], "sm duty without a limit")
         check(series(m, "gpucap_device_sm_share_ratio", region=region) == [], "an unmeasured share was exported")
+        check(series(m, "gpucap_device_sm_asked_ratio", region=region) == [],
+              "an unmeasured asked share was exported")
+        for uuid, share, asked in (("GPU-sm-cccc", 0.3, 0.75), ("GPU-sm-dddd", 0.2, 0.2)):
+            lm = dict(region=measured, device_uuid=uuid)
+            check(series(m, "gpucap_device_sm_share_ratio", **lm) == [share], "delivered share of %s: %s"
+                  % (uuid, series(m, "gpucap_device_sm_share_ratio", **lm)))
+            check(series(m, "gpucap_device_sm_asked_ratio", **lm) == [asked], "asked share of %s: %s"
+                  % (uuid, series(m, "gpucap_device_sm_asked_ratio", **lm)))
+            check(series(m, "hami_container_device_utilization_ratio", **lm) == [100 * share],
+                  "HAMi utilization of %s" % uuid)
         check(series(m, "hami_container_device_utilization_ratio", region=region) == [],
               "an unmeasured share was exported under HAMi's name")
         got = series(m, "gpucap_process_last_launch_timestamp_seconds", region=region, pid=a.pid, comm="launcher")

@@ -253,6 +253,113 @@ static void publish_and_snapshot(void **state)
 	gpucap_region_detach(r);
 }
 
+static uint64_t monotonic_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* The device view a fresh snapshot gives. */
+static struct gpucap_device_view view_of(gpucap_region *r)
+{
+	struct gpucap_snapshot *s = gpucap_region_snapshot(r);
+	assert_non_null(s);
+	assert_true(s->device_count >= 1);
+	struct gpucap_device_view v = s->devices[0];
+	gpucap_snapshot_free(s);
+	return v;
+}
+
+static void asked_share_published_and_read(void **state)
+{
+	(void)state;
+	const char *path = scratch_path("asked");
+	gpucap_region *r = test_attach_claim(path);
+	int d = gpucap_region_device_register(r, GPU0, GPUCAP_UNLIMITED, 30);
+	assert_true(d >= 0);
+	struct gpucap_sm_state st;
+	assert_true(gpucap_region_sm_read(r, d, T0, &st));
+	assert_int_equal(st.asked_ppm, 0); /* never published */
+
+	/* The snapshot judges freshness by the real monotonic clock: a lease
+	 * long enough that a slow machine cannot outlive it during the test. */
+	uint64_t now = monotonic_now();
+	assert_true(gpucap_region_sm_lease(r, d, now, 30 * SEC));
+
+	/* Held at the cap: delivered 30%, asked 75%. */
+	gpucap_region_sm_publish(r, d, 300000, 300000, GPUCAP_SM_SOURCE_GATE, 0, 0);
+	gpucap_region_sm_publish_asked(r, d, 750000);
+	assert_true(gpucap_region_sm_read(r, d, now, &st));
+	assert_int_equal(st.asked_ppm, 750000);
+	assert_int_equal(st.share_ppm, 300000);
+	struct gpucap_device_view v = view_of(r);
+	assert_true(v.sm_share_known);
+	assert_int_equal(v.sm_share_ppm, 300000);
+	assert_true(v.sm_asked_known);
+	assert_int_equal(v.sm_asked_ppm, 750000);
+
+	/* More than the whole GPU is clamped to it. */
+	gpucap_region_sm_publish_asked(r, d, 5000000);
+	assert_true(gpucap_region_sm_read(r, d, now, &st));
+	assert_int_equal(st.asked_ppm, GPUCAP_SM_PPM);
+
+	/* An observer (read-only) publishes nothing. */
+	struct gpucap_region_options o = {.path = path, .observer = true};
+	gpucap_region *obs = NULL;
+	assert_int_equal(gpucap_region_attach(&o, &obs, NULL, 0), GPUCAP_OK);
+	gpucap_region_sm_publish_asked(obs, d, 120000);
+	assert_true(gpucap_region_sm_read(obs, d, now, &st));
+	assert_int_equal(st.asked_ppm, GPUCAP_SM_PPM);
+
+	/* A hostile value written straight into the file is clamped on read,
+	 * by sm_read and by the snapshot. */
+	struct raw raw = raw_open(path, d);
+	atomic_store(&raw.entry->sm_asked_ppm, 0xffffffffu);
+	assert_true(gpucap_region_sm_read(obs, d, now, &st));
+	assert_int_equal(st.asked_ppm, GPUCAP_SM_PPM);
+	v = view_of(obs);
+	assert_true(v.sm_asked_known);
+	assert_int_equal(v.sm_asked_ppm, GPUCAP_SM_PPM);
+	atomic_store(&raw.entry->sm_asked_ppm, GPUCAP_SM_PPM + 1);
+	assert_true(gpucap_region_sm_read(obs, d, now, &st));
+	assert_int_equal(st.asked_ppm, GPUCAP_SM_PPM);
+
+	/* A 0 beside a non-zero share: a publisher that does not write demand
+	 * (a file made before the word, an older library). Unknown. */
+	atomic_store(&raw.entry->sm_asked_ppm, 0);
+	v = view_of(r);
+	assert_true(v.sm_share_known);
+	assert_false(v.sm_asked_known);
+	assert_int_equal(v.sm_asked_ppm, 0);
+
+	/* Idle work: nothing delivered, nothing asked. A known 0. */
+	gpucap_region_sm_publish(r, d, 300000, 0, GPUCAP_SM_SOURCE_GATE, 0, 0);
+	v = view_of(r);
+	assert_true(v.sm_share_known);
+	assert_true(v.sm_asked_known);
+	assert_int_equal(v.sm_asked_ppm, 0);
+
+	/* Used less than the cap: asked equals delivered. */
+	gpucap_region_sm_publish(r, d, 300000, 120000, GPUCAP_SM_SOURCE_NVML, 0, 0);
+	gpucap_region_sm_publish_asked(r, d, 120000);
+	v = view_of(r);
+	assert_int_equal(v.sm_share_ppm, 120000);
+	assert_true(v.sm_asked_known);
+	assert_int_equal(v.sm_asked_ppm, 120000);
+
+	/* No share measured: the asked figure is not shown either. */
+	gpucap_region_sm_publish(r, d, 300000, 0, GPUCAP_SM_SOURCE_NONE, 0, 0);
+	v = view_of(r);
+	assert_false(v.sm_share_known);
+	assert_false(v.sm_asked_known);
+	assert_int_equal(v.sm_asked_ppm, 0);
+
+	raw_close(&raw);
+	gpucap_region_detach(obs);
+	gpucap_region_detach(r);
+}
+
 struct charger {
 	gpucap_region *r;
 	int device;
@@ -304,6 +411,9 @@ static void invalid_indices_are_refused(void **state)
 	assert_false(gpucap_region_sm_lease(r, 3, T0, SEC));
 	gpucap_region_sm_publish(r, 3, 1, 1, GPUCAP_SM_SOURCE_GATE, 0, 0);
 	gpucap_region_sm_publish_weight(r, 3, 1200000);
+	gpucap_region_sm_publish_asked(r, 3, 500000);
+	gpucap_region_sm_publish_asked(r, -1, 500000);
+	gpucap_region_sm_publish_asked(NULL, 0, 500000);
 	assert_int_equal(gpucap_region_sm_limit(NULL, 0), 100);
 	gpucap_region_detach(r);
 }
@@ -323,6 +433,7 @@ int main(void)
 	    cmocka_unit_test(corrupt_clock_is_pulled_back_once),
 	    cmocka_unit_test(lease_elects_one_owner),
 	    cmocka_unit_test(publish_and_snapshot),
+	    cmocka_unit_test(asked_share_published_and_read),
 	    cmocka_unit_test(concurrent_charges_all_land),
 	    cmocka_unit_test(invalid_indices_are_refused),
 	};
