@@ -335,6 +335,7 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 	if (out.weight.publish)
 		gpucap_region_sm_publish_weight(compute_env.region, d, out.weight.weight_ppm);
 	say_step(d, c, &in, &out);
+	gpucap_region_sm_publish_asked(compute_env.region, d, out.asked_ppm);
 	gpucap_region_sm_publish(compute_env.region, d, out.duty_ppm, out.share_ppm, out.source, out.flags,
 	                         out.integral_ppm);
 }

@@ -654,11 +654,17 @@ static void test_gappy(const char *cap_text)
 	fprintf(stderr,
 	        "gappy, cap %u%%: %.1f steps/s (ratio %.3f), busy %.3f, delivered %.1f%%, duty %.3f\n", cap,
 	        capped.steps_per_s, ratio, capped.busy_fraction, delivered, st.duty_ppm / 1e6);
+	fprintf(stderr, "published: delivered %.1f%%, asked %.1f%%\n", st.share_ppm / 1e4,
+	        st.asked_ppm / 1e4);
 	if (cap < native.busy_fraction * 100.0) {
 		CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
 		CHECK(capped.busy_fraction * 100.0 > cap - 3.0 && capped.busy_fraction * 100.0 < cap + 3.0);
+		/* Held at the cap: the work asked for about its native share. */
+		CHECK(st.asked_ppm > 400000 && st.asked_ppm < 600000);
 	} else {
 		CHECK(ratio >= 0.97);
+		/* Used less than the cap: it asked for what it got. */
+		CHECK(st.asked_ppm + 30000 > st.share_ppm && st.asked_ppm < st.share_ppm + 30000);
 	}
 	CU(cuStreamDestroy_v2(s));
 }
