@@ -463,7 +463,8 @@ static CUresult ctx_create(CUresult (*call)(void *), struct ctx_call *c)
 	creating_context--;
 	if (r == CUDA_SUCCESS) {
 		gpucap_reconcile_device_active(dev);
-		a.bytes = gpucap_context_measure(dev, a.bytes);
+		a.bytes = gpucap_context_measure(dev, a.bytes, CONTEXT_PENDING_TRACKED,
+		                                 (uint64_t)(uintptr_t)*c->pctx);
 	}
 	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*c->pctx : 0);
 	return r;
@@ -494,6 +495,8 @@ CUresult on_ctx_create_v4(CUresult (*real)(CUcontext *, CUctxCreateParams *, uns
 
 CUresult on_ctx_destroy(CUresult (*real)(CUcontext), CUcontext ctx)
 {
+	if (ctx)
+		gpucap_context_forget((uint64_t)(uintptr_t)ctx);
 	struct gpucap_track_entry *entry =
 	    ctx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)ctx) : NULL;
 	if (memory_env.observer.context_gone)
@@ -526,7 +529,8 @@ CUresult on_primary_ctx_retain(CUresult (*real)(CUcontext *, CUdevice), CUcontex
 			dev->primary_refs++;
 			if (first) {
 				gpucap_reconcile_device_active(dev);
-				dev->primary_bytes = gpucap_context_measure(dev, bytes);
+				dev->primary_bytes =
+				    gpucap_context_measure(dev, bytes, CONTEXT_PENDING_PRIMARY, 0);
 			}
 		} else if (first) {
 			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes);
@@ -575,7 +579,8 @@ CUresult on_green_ctx_create(CUresult (*real)(CUgreenCtx *, CUdevResourceDesc, C
 	creating_context--;
 	if (r == CUDA_SUCCESS) {
 		gpucap_reconcile_device_active(dev);
-		a.bytes = gpucap_context_measure(dev, a.bytes);
+		a.bytes = gpucap_context_measure(dev, a.bytes, CONTEXT_PENDING_TRACKED,
+		                                 (uint64_t)(uintptr_t)*phCtx);
 	}
 	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*phCtx : 0);
 	return r;
@@ -583,6 +588,8 @@ CUresult on_green_ctx_create(CUresult (*real)(CUgreenCtx *, CUdevResourceDesc, C
 
 CUresult on_green_ctx_destroy(CUresult (*real)(CUgreenCtx), CUgreenCtx hCtx)
 {
+	if (hCtx)
+		gpucap_context_forget((uint64_t)(uintptr_t)hCtx);
 	struct gpucap_track_entry *entry =
 	    hCtx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)hCtx) : NULL;
 	CUresult r = real(hCtx);

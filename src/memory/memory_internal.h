@@ -175,14 +175,37 @@ CUresult gpucap_reconcile_declare(struct gpucap_device *dev, uint64_t bytes);
 /* Give back bytes declared earlier (at most what is charged as the
  * driver's): the call failed, or a limit was lowered. */
 void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes);
+/* What a context is charged beyond its measured size: one 2 MiB page, the
+ * driver's unit of device memory. After a context is measured the driver
+ * still takes a little for the process by itself (page tables as mappings
+ * grow, the unfilled part of the page that holds small allocations): the
+ * allowance holds room for it, so that the real total stays within the cap
+ * between two reconciliations; what grows past it is charged as the
+ * driver's. */
+#define GPUCAP_CONTEXT_GROWTH_BYTES (UINT64_C(2) << 20)
 /* What a new context on dev is charged: GPUCAP_CONTEXT_BYTES when given,
- * else the size measured on the device (kept in the region), else the
- * default. */
+ * else the size measured on the device (kept in the region) plus the
+ * growth allowance, else the default. */
 uint64_t gpucap_context_estimate(const struct gpucap_device *dev);
-/* Just after this process's first context on dev, charged `charged`:
- * measure it from the driver's figure, keep the size in the region and
- * move the charge to it. Returns the context's charge now. */
-uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged);
+/* Which context a measurement is for. */
+enum gpucap_context_which {
+	CONTEXT_PENDING_NONE = 0,
+	CONTEXT_PENDING_PRIMARY = 1, /* the device's primary context: dev->primary_bytes */
+	CONTEXT_PENDING_TRACKED = 2, /* a created or green context, tracked under its handle */
+};
+/* Just after this process's first context on dev (which, with its handle
+ * key when tracked), charged `charged`, was created: measure it from the
+ * driver's figure (asked again, a few milliseconds apart at most, while it
+ * does not list the process yet), keep the size in the region and move the
+ * charge to it plus the growth allowance. Returns the context's charge
+ * now. A context it could not measure is measured by the reconciler thread
+ * later (its charge lowered in place). The primary context's caller holds
+ * dev->primary_lock. */
+uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enum gpucap_context_which which,
+                                uint64_t key);
+/* A tracked context (key, its handle) is about to be destroyed: the
+ * reconciler no longer measures it. Call before removing its entry. */
+void gpucap_context_forget(uint64_t key);
 /* Forked child: no thread, nothing measured, nothing charged. */
 void gpucap_reconcile_after_fork(void);
 

@@ -38,8 +38,14 @@ struct truth_dev {
 	pthread_mutex_t lock;
 	atomic_bool active;      /* a context exists: the thread looks at it */
 	uint64_t driver_charged; /* charged as GPUCAP_KIND_DRIVER; under lock */
-	bool measured;           /* the first context was measured; under lock */
+	bool measured;           /* a context was measured; under lock */
 	bool over_logged;
+	/* This process's first context on the device, charged at its estimate
+	 * because it could not be measured at its creation: the reconciler
+	 * measures it (enum gpucap_context_which; written under lock, read
+	 * without it to skip the lock when nothing waits). */
+	atomic_int pending_which;
+	uint64_t pending_key; /* its handle when tracked; under lock */
 };
 
 static struct truth_dev truth[GPUCAP_MAX_DEVICES] = {
@@ -82,9 +88,12 @@ enum truth_answer {
 	TRUTH_FAILED,      /* this query failed: change nothing */
 };
 
-/* NVML's used memory for this process on dev. */
-static enum truth_answer nvml_truth(const struct gpucap_device *dev, uint64_t *bytes)
+/* NVML's used memory for this process on dev; *listed (when asked): NVML
+ * named the process (else it holds nothing there, as far as NVML knows). */
+static enum truth_answer nvml_truth(const struct gpucap_device *dev, uint64_t *bytes, bool *listed)
 {
+	if (listed)
+		*listed = false;
 	if (!nvml_ready())
 		return TRUTH_UNSUPPORTED;
 	nvmlDevice_t handle;
@@ -107,6 +116,8 @@ static enum truth_answer nvml_truth(const struct gpucap_device *dev, uint64_t *b
 	for (unsigned int i = 0; i < count && i < MAX_PROCESSES; i++) {
 		if ((pid_t)infos[i].pid != self)
 			continue;
+		if (listed)
+			*listed = true;
 		/* Some drivers cannot tell per-process figures: all ones. */
 		if (infos[i].usedGpuMemory == ~0ull)
 			answer = TRUTH_UNSUPPORTED;
@@ -129,13 +140,14 @@ static uint64_t ledger_of(const struct gpucap_device *dev, int64_t kinds[GPUCAP_
 	return sum > 0 ? (uint64_t)sum : 0;
 }
 
-/* What the driver holds beyond the ledger: from NVML, else (where NVML
- * cannot say at all) the graph pool. False: nothing known this time. */
-static bool driver_target(const struct gpucap_device *dev, uint64_t *target)
+/* What the driver holds beyond the ledger, from NVML's answer (truth_bytes
+ * when known), else (where NVML cannot say at all) the graph pool. False:
+ * nothing known this time. */
+static bool driver_target(const struct gpucap_device *dev, enum truth_answer answer, uint64_t truth_bytes,
+                          uint64_t *target)
 {
-	uint64_t truth_bytes;
 	int64_t kinds[GPUCAP_KIND_COUNT];
-	switch (nvml_truth(dev, &truth_bytes)) {
+	switch (answer) {
 	case TRUTH_KNOWN: {
 		uint64_t ledger = ledger_of(dev, kinds);
 		*target = truth_bytes > ledger ? truth_bytes - ledger : 0;
@@ -187,18 +199,33 @@ static bool settle_locked(struct gpucap_device *dev, struct truth_dev *t, uint64
 	return false;
 }
 
+static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t truth_bytes);
+
 bool gpucap_reconcile(struct gpucap_device *dev)
 {
 	if (dev->fail_closed || dev->region_index < 0 || dev->ordinal < 0 ||
 	    dev->ordinal >= GPUCAP_MAX_DEVICES)
 		return true;
 	struct truth_dev *t = &truth[dev->ordinal];
+	/* A primary context waiting to be measured is read under its own lock,
+	 * taken first as the retain path does (primary_lock, then t->lock). */
+	bool primary = atomic_load(&t->pending_which) == CONTEXT_PENDING_PRIMARY;
+	if (primary)
+		pthread_mutex_lock(&dev->primary_lock);
 	pthread_mutex_lock(&t->lock);
-	uint64_t target;
+	uint64_t truth_bytes = 0, target;
+	enum truth_answer answer = nvml_truth(dev, &truth_bytes, NULL);
+	/* Under t->lock, where the pending mark is written. */
+	int pending = atomic_load(&t->pending_which);
+	if (answer == TRUTH_KNOWN &&
+	    (pending == CONTEXT_PENDING_TRACKED || (pending == CONTEXT_PENDING_PRIMARY && primary)))
+		measure_pending_locked(dev, t, truth_bytes);
 	bool fits = true;
-	if (driver_target(dev, &target))
+	if (driver_target(dev, answer, truth_bytes, &target))
 		fits = settle_locked(dev, t, target);
 	pthread_mutex_unlock(&t->lock);
+	if (primary)
+		pthread_mutex_unlock(&dev->primary_lock);
 	return fits;
 }
 
@@ -235,43 +262,164 @@ uint64_t gpucap_context_estimate(const struct gpucap_device *dev)
 	if (memory_env.config->context_bytes_set || dev->region_index < 0)
 		return memory_env.config->context_bytes;
 	uint64_t measured = gpucap_region_context_bytes(memory_env.region, dev->region_index);
-	return measured ? measured : memory_env.config->context_bytes;
+	return measured ? measured + GPUCAP_CONTEXT_GROWTH_BYTES : memory_env.config->context_bytes;
 }
 
 /* Contexts measured below this are not believed (a driver that reports
- * nothing per process). */
+ * nothing per process, or a process it does not list yet). */
 #define CONTEXT_MEASURED_MIN (UINT64_C(16) << 20)
+/* At a context's creation the driver's figure is asked this many times,
+ * CONTEXT_RETRY_NS apart, doubling, until it lists the process: at most
+ * 7 ms more at start-up, and only where the first answer was unusable. */
+#define CONTEXT_TRIES    4
+#define CONTEXT_RETRY_NS UINT64_C(1000000)
 
-uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged)
+/* The size of a context charged `charged`, from the driver's figure truth:
+ * truth less everything else the process is charged on dev (caller holds
+ * t->lock, so the driver charge does not move). False: not believable. */
+static bool context_size_locked(const struct gpucap_device *dev, const struct truth_dev *t,
+                                uint64_t truth_bytes, uint64_t charged, uint64_t *size)
+{
+	int64_t kinds[GPUCAP_KIND_COUNT];
+	uint64_t ledger = ledger_of(dev, kinds) + t->driver_charged;
+	uint64_t others = ledger > charged ? ledger - charged : 0;
+	uint64_t measured = truth_bytes > others ? truth_bytes - others : 0;
+	if (measured < CONTEXT_MEASURED_MIN || measured > GPUCAP_CONTEXT_BYTES_MAX)
+		return false;
+	*size = measured;
+	return true;
+}
+
+/* Move a context's charge from `charged` to its measured size plus the
+ * growth allowance. A raise that does not fit is left to the driver charge
+ * (reconciliation). Returns the context's charge now. */
+static uint64_t move_context_charge(const struct gpucap_device *dev, uint64_t charged, uint64_t measured)
+{
+	uint64_t bytes = measured + GPUCAP_CONTEXT_GROWTH_BYTES;
+	if (bytes > charged &&
+	    gpucap_admit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes - charged) != CUDA_SUCCESS)
+		return charged;
+	if (bytes < charged)
+		gpucap_unadmit_correction(dev->region_index, GPUCAP_KIND_CONTEXT, charged - bytes);
+	return bytes;
+}
+
+uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enum gpucap_context_which which,
+                                uint64_t key)
 {
 	if (memory_env.config->context_bytes_set || dev->fail_closed || dev->region_index < 0)
 		return charged;
 	struct truth_dev *t = &truth[dev->ordinal];
-	pthread_mutex_lock(&t->lock);
-	uint64_t bytes = charged;
-	uint64_t truth_bytes;
-	int64_t kinds[GPUCAP_KIND_COUNT];
-	if (!t->measured && nvml_truth(dev, &truth_bytes) == TRUTH_KNOWN) {
-		t->measured = true;
-		/* The ledger holds this context at its estimate: the rest is
-		 * what the process had before. */
-		uint64_t ledger = ledger_of(dev, kinds);
-		uint64_t before = ledger > charged ? ledger - charged : 0;
-		uint64_t measured = truth_bytes > before ? truth_bytes - before : 0;
-		if (measured >= CONTEXT_MEASURED_MIN && measured <= GPUCAP_CONTEXT_BYTES_MAX) {
-			bytes = measured;
+	uint64_t retry_ns = CONTEXT_RETRY_NS;
+	const char *why = "NVML cannot say";
+	for (int attempt = 0; attempt < CONTEXT_TRIES; attempt++) {
+		if (attempt > 0) {
+			/* Not under t->lock: the reconciler thread may need it
+			 * to reach its own wait (a simulated clock moves only
+			 * when every thread waits). */
+			gpucap_clock_sleep(retry_ns);
+			retry_ns *= 2;
+		}
+		pthread_mutex_lock(&t->lock);
+		if (t->measured || atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE) {
+			/* Measured already, or an earlier context waits for
+			 * the reconciler: this one keeps the estimate. */
+			pthread_mutex_unlock(&t->lock);
+			return charged;
+		}
+		uint64_t truth_bytes, measured;
+		bool listed;
+		enum truth_answer answer = nvml_truth(dev, &truth_bytes, &listed);
+		if (answer == TRUTH_KNOWN && context_size_locked(dev, t, truth_bytes, charged, &measured)) {
+			t->measured = true;
 			gpucap_region_note_context_bytes(memory_env.region, dev->region_index, measured);
+			pthread_mutex_unlock(&t->lock);
 			GPUCAP_LOG(GPUCAP_LOG_DETAIL, "device %d: a context measured %llu bytes",
 			           dev->ordinal, (unsigned long long)measured);
+			return move_context_charge(dev, charged, measured);
 		}
+		why = answer == TRUTH_KNOWN && listed ? "the driver's figure is too small to be a context"
+		      : answer == TRUTH_KNOWN         ? "the process is not listed yet"
+		      : answer == TRUTH_FAILED        ? "the query failed"
+		                                      : "NVML cannot say";
+		/* Asked again only where the driver may not have caught up:
+		 * the process not listed yet, or the query failed. */
+		bool again = answer == TRUTH_FAILED || (answer == TRUTH_KNOWN && !listed);
+		bool last = !again || attempt == CONTEXT_TRIES - 1;
+		if (last && answer != TRUTH_UNSUPPORTED) {
+			/* The reconciler measures it at its next steps. */
+			t->pending_key = key;
+			atomic_store(&t->pending_which, which); /* partner: the loads in reconcile/forget */
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (last)
+			break;
 	}
-	pthread_mutex_unlock(&t->lock);
-	if (bytes > charged &&
-	    gpucap_admit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes - charged) != CUDA_SUCCESS)
-		return charged; /* what does not fit is charged by reconciliation */
-	if (bytes < charged)
-		gpucap_unadmit_correction(dev->region_index, GPUCAP_KIND_CONTEXT, charged - bytes);
-	return bytes;
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DETAIL,
+	    "device %d: the new context could not be measured (%s); it is charged %llu bytes until it is",
+	    dev->ordinal, why, (unsigned long long)charged);
+	return charged;
+}
+
+/* The context still charged at its estimate, measured now from truth_bytes
+ * (caller holds t->lock and, for a primary context, dev->primary_lock). A
+ * measurement below the charge lowers it; above it the driver charge takes
+ * the rest. */
+static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t truth_bytes)
+{
+	int which = atomic_load(&t->pending_which);
+	uint64_t measured;
+	if (which == CONTEXT_PENDING_PRIMARY) {
+		if (dev->primary_refs == 0) {
+			atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+			return;
+		}
+		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, &measured))
+			return;
+		if (measured + GPUCAP_CONTEXT_GROWTH_BYTES < dev->primary_bytes)
+			dev->primary_bytes = move_context_charge(dev, dev->primary_bytes, measured);
+	} else if (which == CONTEXT_PENDING_TRACKED) {
+		/* Out of the map while it is corrected: a destroy waits for
+		 * t->lock (gpucap_context_forget) before it looks for it. */
+		struct gpucap_track_entry *entry = gpucap_track_remove(GPUCAP_TRACK_CTX, t->pending_key);
+		if (!entry)
+			return; /* not tracked yet: the creation is finishing */
+		bool believed = context_size_locked(dev, t, truth_bytes, entry->bytes, &measured);
+		if (believed && measured + GPUCAP_CONTEXT_GROWTH_BYTES < entry->bytes)
+			entry->bytes = move_context_charge(dev, entry->bytes, measured);
+		gpucap_track_put(entry);
+		if (!believed)
+			return;
+	} else {
+		return;
+	}
+	t->measured = true;
+	atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+	/* Measured late, the figure may hold what the driver took since
+	 * (module globals placed at a launch): it only ever lowers the size
+	 * the next processes start from. */
+	uint64_t noted = gpucap_region_context_bytes(memory_env.region, dev->region_index);
+	if (!noted || measured < noted)
+		gpucap_region_note_context_bytes(memory_env.region, dev->region_index, measured);
+	GPUCAP_LOG(GPUCAP_LOG_DETAIL, "device %d: a context measured %llu bytes after its creation",
+	           dev->ordinal, (unsigned long long)measured);
+}
+
+void gpucap_context_forget(uint64_t key)
+{
+	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
+		struct truth_dev *t = &truth[i];
+		/* partner: the seq_cst store in gpucap_context_measure; a
+		 * context being destroyed was created (and its pending mark
+		 * stored) before its handle reached the destroying thread. */
+		if (atomic_load(&t->pending_which) != CONTEXT_PENDING_TRACKED)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		if (t->pending_key == key)
+			atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+		pthread_mutex_unlock(&t->lock);
+	}
 }
 
 /* ---- The thread --------------------------------------------------------------- */
@@ -378,6 +526,8 @@ void gpucap_reconcile_after_fork(void)
 		truth[i].driver_charged = 0;
 		truth[i].measured = false;
 		truth[i].over_logged = false;
+		atomic_store(&truth[i].pending_which, CONTEXT_PENDING_NONE);
+		truth[i].pending_key = 0;
 	}
 	/* The child has no reconciler thread (its exit must not wait for one)
 	 * and may have copied the lock held. */

@@ -17,7 +17,13 @@
  *     __device__ globals, at its first launch unless FAKECUDA_MODULE_LAZY=0;
  *   - graph allocation nodes reserve from the device's graph pool at upload
  *     and launch; the pool keeps it until cuDeviceGraphMemTrim;
- *   - fakecuda_hidden_take: memory taken through no API gpucap names.
+ *   - fakecuda_hidden_take: memory taken through no API gpucap names;
+ *   - FAKECUDA_ALLOC_GROWTH_BYTES: what the driver takes by itself once the
+ *     process holds any allocation on the device (page tables, the unfilled
+ *     part of a page of small allocations), beyond what it asked for;
+ *   - FAKECUDA_UNLISTED_QUERIES=N: the first N per-process queries of the
+ *     process (fakenvml) do not list it yet, as a driver that has not caught
+ *     up with a context just created.
  *
  * Also the simulated clock of gpucap's reconciler: gpucap sleeps through
  * gpucap_test_reconcile_sleep when GPUCAP_TEST_CLOCK=simulated, and the test
@@ -27,6 +33,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -139,6 +146,8 @@ FAKE_EXPORT uint64_t fakecuda_process_used(int ordinal)
 	if (!valid_ordinal(ordinal))
 		return 0;
 	uint64_t used = fakecuda_device_used(ordinal);
+	if (used > 0)
+		used += env_u64("FAKECUDA_ALLOC_GROWTH_BYTES", 0);
 	pthread_mutex_lock(&usage_lock);
 	used += extras_locked(ordinal);
 	pthread_mutex_unlock(&usage_lock);
@@ -149,8 +158,11 @@ FAKE_EXPORT uint64_t fakecuda_process_used(int ordinal)
  * has anything there, and how much. */
 FAKE_EXPORT int fakecuda_process_used_physical(int physical, uint64_t *bytes)
 {
+	static _Atomic uint64_t queries;
 	int present = 0;
 	*bytes = 0;
+	if (queries++ < env_u64("FAKECUDA_UNLISTED_QUERIES", 0))
+		return 0;
 	for (int i = 0; i < fake_visible_count() && i < MAX_DEV; i++) {
 		if (fake_physical_of(i) != physical)
 			continue;

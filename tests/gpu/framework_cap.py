@@ -1,13 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """Real-GPU test of a framework under gpucap.
 
-    python3 framework_cap.py torch|cupy|jax
+    python3 framework_cap.py torch|torch-graph|cupy|jax
 
 The cap comes from GPUCAP_TEST_CAP (bytes). For torch and cupy: the reported
 total is the cap, allocating 256 MiB blocks past it raises the framework's
 out-of-memory error, and the process's real device memory (NVML's process
 list, which gpucap does not virtualise) never passes the cap. For jax: the
 preallocated pool is the configured fraction of the cap, not of the card.
+For torch-graph: a CUDA graph (torch.cuda.graphs) whose capture allocates
+runs and replays with the eager result; filling the cap past it raises
+torch.OutOfMemoryError, and so does capturing a graph that would allocate
+past the cap; after each the process goes on (the first graph replays right,
+new tensors allocate), and its real device memory never passes the cap.
 Prints one JSON line; exits 1 if a check fails.
 """
 import json
@@ -57,6 +62,87 @@ def torch_test():
     return blocks
 
 
+def torch_graph_test():
+    import torch
+    torch.manual_seed(0)
+    n = 2048
+    x = torch.randn(n, n, device="cuda")
+    w = torch.randn(n, n, device="cuda")
+
+    def work(a):
+        # Allocates its intermediates and its output inside the capture.
+        return (a @ w).relu() + 1.0
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up off the capture, as torch asks
+            work(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = work(x)
+    expected = work(x)
+
+    def replays_right():
+        x.copy_(torch.randn(n, n, device="cuda"))
+        graph.replay()
+        torch.cuda.synchronize()
+        return torch.allclose(y, work(x), rtol=1e-3, atol=1e-3)
+
+    graph.replay()
+    torch.cuda.synchronize()
+    check(torch.allclose(y, expected, rtol=1e-3, atol=1e-3), "the captured graph's result differs from eager")
+    check(all(replays_right() for _ in range(10)), "a replay's result differs from eager")
+    result["graph_pool_reserved"] = torch.cuda.memory_reserved()
+
+    # Past the cap with the graph's memory held: torch's own error.
+    blocks, error = [], None
+    try:
+        while len(blocks) < 100000:
+            blocks.append(torch.empty(BLOCK, dtype=torch.uint8, device="cuda"))
+    except torch.OutOfMemoryError as oom:
+        error = type(oom).__name__
+    result.update(blocks=len(blocks), error=error)
+    check(error == "OutOfMemoryError", f"expected torch.OutOfMemoryError filling the cap, got {error}")
+    check(len(blocks) * BLOCK <= CAP, "allocated past the cap")
+    usage = real_usage()
+    result["real_usage_full"] = usage
+    if usage is not None:
+        check(usage <= CAP, f"real device usage {usage} passed the cap {CAP} with the cap full")
+    del blocks
+    torch.cuda.empty_cache()
+    check(replays_right(), "the graph does not replay right after the out-of-memory error")
+
+    # A capture whose allocation would pass the cap: torch's own error too.
+    capture_error = None
+    big = None
+    try:
+        free, _ = torch.cuda.mem_get_info()
+        elements = (free + CAP) // 4  # more than the room left, in float32
+        big_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(big_graph):
+            big = torch.empty(elements, dtype=torch.float32, device="cuda")
+    except RuntimeError as error:  # torch.OutOfMemoryError is one
+        # Ending the capture may raise its own error on top of the
+        # allocation's: torch's OOM must be the one the program got, or the
+        # one that error was raised during.
+        chain = [error, error.__context__, error.__cause__]
+        oom = any(isinstance(e, torch.OutOfMemoryError) for e in chain)
+        capture_error = "OutOfMemoryError" if oom else f"{type(error).__name__}: {error}"
+        result["capture_exception"] = f"{type(error).__name__}: {str(error)[:200]}"
+    result["capture_error"] = capture_error
+    check(capture_error == "OutOfMemoryError",
+          f"expected torch.OutOfMemoryError capturing past the cap, got {capture_error}")
+    del big
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    check(replays_right(), "the graph does not replay right after the refused capture")
+    after = torch.ones(BLOCK // 4, dtype=torch.float32, device="cuda")
+    check(bool((after == 1).all()), "a new tensor after the refusals is wrong")
+    return [graph, x, w, y, after]
+
+
 def cupy_test():
     import cupy
     free, total = cupy.cuda.runtime.memGetInfo()
@@ -88,7 +174,8 @@ def jax_test():
     return [x]
 
 
-held = {"torch": torch_test, "cupy": cupy_test, "jax": jax_test}[sys.argv[1]]()
+held = {"torch": torch_test, "torch-graph": torch_graph_test, "cupy": cupy_test,
+        "jax": jax_test}[sys.argv[1]]()
 usage = real_usage()
 result["real_usage"] = usage
 if usage is not None:

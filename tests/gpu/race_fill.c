@@ -76,6 +76,8 @@ int main(int argc, char **argv)
 	int n = atoi(argv[1]), rounds = atoi(argv[3]);
 	uint64_t cap = strtoull(argv[2], NULL, 10);
 	int failures = 0;
+	double worst_share = 1e9;
+	long highest_real = -1, cap_mib = (long)(cap >> 20);
 	for (int round = 0; round < rounds; round++) {
 		int report[2], hold[2];
 		if (pipe(report) || pipe(hold))
@@ -110,17 +112,24 @@ int main(int argc, char **argv)
 			waitpid(pids[i], &status, 0);
 		}
 		close(report[0]);
-		long cap_mib = (long)(cap >> 20);
 		long contexts_mib = real_mib - data_mib;
+		double share = cap_mib > contexts_mib && real_mib >= 0
+		                   ? 100.0 * (double)data_mib / (double)(cap_mib - contexts_mib)
+		                   : 0.0;
 		int ok = oom == n && real_mib >= 0 && real_mib <= cap_mib &&
 		         100 * data_mib >= 99 * (cap_mib - contexts_mib);
 		printf(
 		    "  %s round %d: %d processes hold %ld MiB of data, %ld MiB real (contexts %ld MiB), cap %ld MiB: data is %.2f%% of the cap less the contexts; %d stopped with OUT_OF_MEMORY\n",
-		    ok ? "ok  " : "FAIL", round, n, data_mib, real_mib, contexts_mib, cap_mib,
-		    cap_mib > contexts_mib ? 100.0 * (double)data_mib / (double)(cap_mib - contexts_mib)
-		                           : 0.0,
-		    oom);
+		    ok ? "ok  " : "FAIL", round, n, data_mib, real_mib, contexts_mib, cap_mib, share, oom);
 		failures += !ok;
+		if (share < worst_share)
+			worst_share = share;
+		if (real_mib > highest_real)
+			highest_real = real_mib;
 	}
+	/* The figures the caller's pass line states. */
+	printf(
+	    "summary: %d rounds, %d failed; data at least %.2f%% of the cap less the contexts (needs 99%%); real total at most %ld MiB of the %ld MiB cap\n",
+	    rounds, failures, rounds > 0 ? worst_share : 0.0, highest_real, cap_mib);
 	return failures ? 1 : 0;
 }

@@ -31,6 +31,7 @@ cmake -S "$repo" -B "$build" -DGPUCAP_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release
 lib="$build/lib/libgpucap.so"
 cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/driver_paths" >>"$log" 2>&1 &&
   cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/race_fill.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/race_fill" >>"$log" 2>&1 &&
+  cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/start_many.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/start_many" >>"$log" 2>&1 &&
   cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_sharing.c" -L"$cuda/lib64/stubs" -lcuda -lpthread -o "$out/driver_sharing" >>"$log" 2>&1 &&
   cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/sm_gate.c" -L"$cuda/lib64/stubs" -lcuda -o "$out/sm_gate" >>"$log" 2>&1 ||
   { say "FAIL compiling the driver-API tests (see $log)"; exit 1; }
@@ -101,6 +102,16 @@ for conf in "" "expandable_segments:True" "backend:cudaMallocAsync"; do
     python3 "$repo/tests/gpu/framework_cap.py" torch 2>>"$log" | tee -a "$log" | tail -1 >/dev/null
   record "pytorch ${conf:-default allocator}: mem_get_info = cap, OutOfMemoryError, usage within cap" ${PIPESTATUS[0]}
 done
+# A CUDA-graph workload (torch.cuda.graphs) whose capture allocates, with
+# the caching allocator (the graph's private pool) and with cudaMallocAsync
+# (graph memory nodes): runs and replays as without the cap; past the cap
+# (filling it, or capturing past it) torch.OutOfMemoryError, and the process
+# goes on.
+for conf in "" "backend:cudaMallocAsync"; do
+  PYTORCH_CUDA_ALLOC_CONF="$conf" GPUCAP_TEST_CAP=$fcap capped $fcap "torch-graph-${conf%%:*}" \
+    python3 "$repo/tests/gpu/framework_cap.py" torch-graph 2>>"$log" | tee -a "$log" | tail -1 >/dev/null
+  record "pytorch CUDA graph, ${conf:-default allocator}: capture and replay right, OutOfMemoryError filling and capturing past the cap, the process goes on, usage within cap" ${PIPESTATUS[0]}
+done
 GPUCAP_TEST_CAP=$fcap capped $fcap cupy python3 "$repo/tests/gpu/framework_cap.py" cupy >>"$log" 2>&1
 record "cupy: memGetInfo = cap, OutOfMemoryError, usage within cap" $?
 GPUCAP_TEST_CAP=$fcap capped $fcap jax python3 "$repo/tests/gpu/framework_cap.py" jax >>"$log" 2>&1
@@ -152,8 +163,36 @@ else
 fi
 
 rcap=$((8 << 30))
-capped $rcap race "$out/race_fill" 8 $rcap 3 2>&1 | tee -a "$log"
-record "8 processes racing to fill an 8 GiB cap, 3 rounds: real usage within the cap, data >= 99% of the cap less the contexts' real footprint" ${PIPESTATUS[0]}
+# GPUCAP_LOG_LEVEL=3: each process says in the log whether its context was
+# measured at its creation or later, and at what size.
+GPUCAP_LOG_LEVEL=3 capped $rcap race "$out/race_fill" 8 $rcap 3 2>>"$log" | tee "$out/race.txt" | tee -a "$log"
+status=${PIPESTATUS[0]}
+record "8 processes racing to fill an 8 GiB cap, 3 rounds: $(sed -n 's/^summary: //p' "$out/race.txt")" $status
+
+# 32 processes start together under one 16 GiB cap (one region), each with
+# its primary context and a 16 MiB allocation. One process alone, natively,
+# gives the real footprint of one (nvidia-smi); as many as fit natively in
+# the cap must start, every refused one gets OUT_OF_MEMORY, and the real
+# total stays within the cap.
+scap=$((16 << 30))
+small=$((16 << 20))
+"$out/start_many" 1 $small >"$out/start-native.txt" 2>>"$log"
+cat "$out/start-native.txt" >>"$log"
+one=$(sed -n 's/^started 1 of 1.*real total \([0-9]*\) MiB.*/\1/p' "$out/start-native.txt")
+capped $scap start32 "$out/start_many" 32 $small >"$out/start32.txt" 2>>"$log"
+status=$?
+cat "$out/start32.txt" >>"$log"
+summary=$(grep '^started' "$out/start32.txt")
+started=$(echo "$summary" | awk '{print $2}')
+refused=$(echo "$summary" | awk '{print $6}')
+oom=$(echo "$summary" | sed -n 's/.*OUT_OF_MEMORY \([0-9]*\)).*/\1/p')
+total=$(echo "$summary" | sed -n 's/.*real total \([0-9-]*\) MiB.*/\1/p')
+fit=0
+[ -n "$one" ] && [ "$one" -gt 0 ] && fit=$(((scap >> 20) / one)) && [ $fit -gt 32 ] && fit=32
+say "  one process natively: ${one:-?} MiB, so $fit of 32 fit in $((scap >> 20)) MiB; capped: ${summary:-no result}"
+[ $status -eq 0 ] && [ $fit -gt 0 ] && [ -n "$started" ] && [ "$started" -ge $fit ] && [ "$refused" = "$oom" ] &&
+  [ -n "$total" ] && [ "$total" -ge 0 ] && [ "$total" -le $((scap >> 20)) ]
+record "32 processes start together under a 16 GiB cap: ${started:-?} started where $fit fit natively (${one:-?} MiB each), ${refused:-?} refused with OUT_OF_MEMORY, real total ${total:-?} MiB" $?
 
 # Memory taken behind the allocation calls, read from outside (nvidia-smi
 # without the preload) while the process holds it: named surfaces stay

@@ -19,6 +19,7 @@
 #include "gpucap/region.h"
 #include "hook_scratch.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,9 @@
 #define DEV_A  "GPU-00000000-0000-0000-0000-0000000000a0"
 #define PERIOD UINT64_C(100000000) /* the reconciler's period */
 #define CAP    (2 * GiB)
+/* A context the fake driver says holds 518 MiB is charged that plus the
+ * growth allowance, one 2 MiB page. */
+#define CTX_CHARGE (520 * MiB)
 
 static char region_dir[128];
 static char region_path[192];
@@ -105,6 +109,16 @@ static void periods(int n)
 	fakeclock_sleep((uint64_t)n * PERIOD + PERIOD / 2);
 }
 
+/* Let the reconciler run, a period at a time, until the region holds a
+ * measured context size (the driver lists the process after `unlisted`
+ * queries, the reconciler asks once a period): within that many periods
+ * and a few more. */
+static void until_measured(int unlisted)
+{
+	for (int n = 0; n < unlisted + 8 && charges_of(getpid()).context_measured == 0; n++)
+		periods(1);
+}
+
 /* What the process really holds (the fake driver's figure, which its NVML
  * reports) stays within the cap. */
 static void real_within_cap(void)
@@ -141,7 +155,7 @@ static void test_ctx_v4(void)
 	for (int i = 0; i < 8; i++)
 		CU(cuCtxCreate_v4(&c[i], NULL, 0, 0));
 	struct charges now = mine();
-	CHECK_EQ(8 * 518 * MiB, now.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(8 * CTX_CHARGE, now.kind[GPUCAP_KIND_CONTEXT]);
 	CHECK_EQ(518 * MiB, now.context_measured);
 	CHECK(fakecuda_process_used(0) <= 8 * GiB);
 	for (int i = 0; i < 8; i++)
@@ -155,6 +169,195 @@ static void test_ctx_v4(void)
 	still_allocates(7 * GiB);
 	CU(cuCtxDestroy_v2(last));
 	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
+}
+
+/* A driver that does not list a process the moment its context exists: the
+ * context is measured at its creation all the same (asked again a few
+ * milliseconds apart), before any allocation, so the whole rest of the cap
+ * is usable at once. */
+static void test_context_unlisted(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "2", 1);
+	start_device();
+	struct charges c = mine();
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(518 * MiB, c.context_measured);
+	CUdeviceptr p, q;
+	CU(cuMemAlloc_v2(&p, CAP - CTX_CHARGE));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&q, MiB));
+	real_within_cap();
+	CU(cuMemFree_v2(p));
+}
+
+/* A driver that lists the process only later: the primary context keeps
+ * its estimate (640 MiB, nothing measured in the region yet) until the
+ * reconciler measures it, which then lowers the charge to the measured size
+ * and keeps the size in the region. */
+static void test_context_late_primary(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "8", 1);
+	start_device();
+	struct charges c = mine();
+	CHECK_EQ(640 * MiB, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(0, c.context_measured);
+	until_measured(8);
+	c = mine();
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(518 * MiB, c.context_measured);
+	CHECK_EQ(0, c.kind[GPUCAP_KIND_DRIVER]);
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, CAP - CTX_CHARGE));
+	real_within_cap();
+	CU(cuMemFree_v2(p));
+	CU(cuDevicePrimaryCtxRelease_v2(0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
+}
+
+/* The same for created contexts, tracked by handle: one destroyed before
+ * it was measured gives back exactly its charge; the next is measured by
+ * the reconciler, and its destroy gives back exactly the lowered charge. */
+static void test_context_late_created(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "12", 1);
+	CU(cuInit(0));
+	CUcontext first, second;
+	CU(cuCtxCreate_v2(&first, 0, 0));
+	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CU(cuCtxDestroy_v2(first));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CU(cuCtxCreate_v2(&second, 0, 0));
+	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	until_measured(12);
+	struct charges c = mine();
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(518 * MiB, c.context_measured);
+	CU(cuCtxDestroy_v2(second));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
+}
+
+/* ---- 8 processes racing to fill one cap ------------------------------------------------ */
+
+#define RACERS    8
+#define RACE_CAP  (8 * GiB)
+#define RACE_STOP 3 /* the child's exit code when it could not start */
+
+/* One racer: a context, then (once every racer has one: it says so on
+ * ready_fd and waits for a byte on go_fd) 64 MiB and 1 MiB allocations until refused; reports what it
+ * holds (data, the fake driver's figure, the last answer) and holds it
+ * until its stdin closes. */
+static int child_fill(int ready_fd, int go_fd)
+{
+	CUcontext ctx;
+	bool started = cuInit(0) == CUDA_SUCCESS && cuDevicePrimaryCtxRetain(&ctx, 0) == CUDA_SUCCESS &&
+	               cuCtxSetCurrent(ctx) == CUDA_SUCCESS;
+	char c = 'r';
+	if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1)
+		return RACE_STOP;
+	close(ready_fd);
+	close(go_fd);
+	uint64_t data = 0;
+	CUresult r = CUDA_ERROR_NOT_INITIALIZED;
+	CUdeviceptr p;
+	for (uint64_t chunk = 64 * MiB; started && chunk >= MiB; chunk /= 64)
+		while ((r = cuMemAlloc_v2(&p, chunk)) == CUDA_SUCCESS)
+			data += chunk;
+	printf("%llu %llu %d\n", (unsigned long long)data, (unsigned long long)fakecuda_process_used(0),
+	       (int)r);
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return started ? 0 : RACE_STOP;
+}
+
+/* One round: RACERS children start together, each takes its context, then
+ * all race to fill; sums of what they hold at one instant. Children run on the real clock (their outcome does
+ * not depend on when the reconciler steps: the allowance covers the growth). */
+static void race_round(int round)
+{
+	int out[2], hold[2], ready[2], go[2];
+	/* Close-on-exec: a child must not hold another's end open. */
+	CHECK(pipe2(out, O_CLOEXEC) == 0 && pipe2(hold, O_CLOEXEC) == 0 && pipe2(ready, O_CLOEXEC) == 0 &&
+	      pipe2(go, O_CLOEXEC) == 0);
+	pid_t pids[RACERS];
+	for (int i = 0; i < RACERS; i++) {
+		pids[i] = fork();
+		CHECK(pids[i] >= 0);
+		if (pids[i] == 0) {
+			dup2(hold[0], 0);
+			dup2(out[1], 1);
+			fcntl(ready[1], F_SETFD, 0);
+			fcntl(go[0], F_SETFD, 0);
+			char fds[2][16];
+			snprintf(fds[0], sizeof(fds[0]), "%d", ready[1]);
+			snprintf(fds[1], sizeof(fds[1]), "%d", go[0]);
+			unsetenv("GPUCAP_TEST_CLOCK");
+			execl(self_path, self_path, "child-fill", fds[0], fds[1], (char *)NULL);
+			_exit(127);
+		}
+	}
+	close(out[1]);
+	close(hold[0]);
+	close(ready[1]);
+	close(go[0]);
+	char c;
+	for (int i = 0; i < RACERS; i++)
+		CHECK(read(ready[0], &c, 1) == 1);
+	for (int i = 0; i < RACERS; i++)
+		CHECK(write(go[1], "g", 1) == 1);
+	close(ready[0]);
+	close(go[1]);
+	FILE *f = fdopen(out[0], "r");
+	CHECK(f != NULL);
+	uint64_t data = 0, real = 0;
+	int refused = 0, reported = 0;
+	unsigned long long d, u;
+	int r;
+	while (reported < RACERS && fscanf(f, "%llu %llu %d", &d, &u, &r) == 3) {
+		data += d;
+		real += u;
+		refused += r == CUDA_ERROR_OUT_OF_MEMORY;
+		reported++;
+	}
+	close(hold[1]); /* all may now exit */
+	for (int i = 0; i < RACERS; i++) {
+		int status;
+		CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	fclose(f);
+	/* What the processes hold beyond their data: their contexts' real
+	 * footprint, with what the driver took by itself. */
+	uint64_t contexts = real > data ? real - data : 0;
+	printf(
+	    "round %d: %d processes hold %llu MiB of data, %llu MiB real (contexts %llu MiB), cap %llu MiB\n",
+	    round, reported, (unsigned long long)(data / MiB), (unsigned long long)(real / MiB),
+	    (unsigned long long)(contexts / MiB), (unsigned long long)(RACE_CAP / MiB));
+	CHECK_EQ(RACERS, reported);
+	CHECK_EQ(RACERS, refused);
+	CHECK(real <= RACE_CAP);
+	CHECK(contexts < RACE_CAP);
+	CHECK(100 * data >= 99 * (RACE_CAP - contexts));
+}
+
+/* Round 0 on a fresh region whose driver lists a new process only at its
+ * third query; every round with a driver that takes 2 MiB more by itself
+ * once a process allocates. The real total stays within the cap, and the
+ * data fills at least 99% of the cap less the contexts' real footprint. */
+static void test_race_fill(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "8g", 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "2", 1);
+	setenv("FAKECUDA_ALLOC_GROWTH_BYTES", "2097152", 1);
+	for (int round = 0; round < 3; round++)
+		race_round(round);
 }
 
 /* The first measurement replaces the estimate and is kept in the region;
@@ -186,20 +389,20 @@ static void test_context_measured(void)
 	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
 	start_device();
 	struct charges c = mine();
-	CHECK_EQ(518 * MiB, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
 	CHECK_EQ(518 * MiB, c.context_measured);
 	periods(2);
 	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
 	/* A process that cannot measure starts from the region's figure. */
-	CHECK_EQ(518 * MiB, context_charge_of_child("FAKENVML_PROCESSES=unsupported"));
+	CHECK_EQ(CTX_CHARGE, context_charge_of_child("FAKENVML_PROCESSES=unsupported"));
 	/* The override wins over the measurement. */
 	CHECK_EQ(100 * MiB, context_charge_of_child("GPUCAP_CONTEXT_BYTES=100m"));
 	/* A green context is a context. */
 	CUgreenCtx g;
 	CU(cuGreenCtxCreate(&g, NULL, 0, 0));
-	CHECK_EQ(2 * 518 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(2 * CTX_CHARGE, mine().kind[GPUCAP_KIND_CONTEXT]);
 	CU(cuGreenCtxDestroy(g));
-	CHECK_EQ(518 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(CTX_CHARGE, mine().kind[GPUCAP_KIND_CONTEXT]);
 }
 
 /* ---- Limits ------------------------------------------------------------------------- */
@@ -467,6 +670,10 @@ static const struct {
 } cases[] = {
     {"ctx-v4", test_ctx_v4},
     {"context-measured", test_context_measured},
+    {"context-unlisted", test_context_unlisted},
+    {"context-late-primary", test_context_late_primary},
+    {"context-late-created", test_context_late_created},
+    {"race-fill", test_race_fill},
     {"set-limit", test_set_limit},
     {"module-eager", test_module_eager},
     {"reconciled", test_reconciled},
@@ -493,6 +700,8 @@ int main(int argc, char **argv)
 	(void)fakeclock_now();
 	if (strcmp(argv[1], "child-context-charge") == 0)
 		return child_context_charge();
+	if (strcmp(argv[1], "child-fill") == 0 && argc == 4)
+		return child_fill(atoi(argv[2]), atoi(argv[3]));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[1], cases[i].name) == 0) {
 			cases[i].fn();
