@@ -70,26 +70,11 @@ def wait_at_barrier(directory, parties, timeout_s=300.0):
 
 
 def make_train(torch):
-    from torch import nn
+    from transformer import VOCAB as vocab, build
 
     cuda = torch.device("cuda")
-    vocab, d_model, batch, seq = 8192, 512, 16, 256
-
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(vocab, d_model)
-            layer = nn.TransformerEncoderLayer(d_model, nhead=8, dim_feedforward=2048, dropout=0.1,
-                                               batch_first=True)
-            self.encoder = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
-            self.head = nn.Linear(d_model, vocab)
-
-        def forward(self, tokens):
-            return self.head(self.encoder(self.embed(tokens)))
-
-    model = Model().to(cuda)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
+    batch, seq = 16, 256
+    model, optimizer, loss_fn = build(torch)
     generator = torch.Generator().manual_seed(0)
 
     def next_batch():

@@ -37,30 +37,15 @@ def main():
             sys.exit(2)
 
     import torch
-    from torch import nn
+    from transformer import VOCAB as vocab, build
 
     if not torch.cuda.is_available():
         print("sm_train_step: torch sees no CUDA device", file=sys.stderr)
         sys.exit(1)
     torch.manual_seed(0)
     cuda = torch.device("cuda")
-    vocab, d_model, batch, seq = 8192, 512, 32, 256
-
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(vocab, d_model)
-            layer = nn.TransformerEncoderLayer(d_model, nhead=8, dim_feedforward=2048, dropout=0.1,
-                                               batch_first=True)
-            self.encoder = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
-            self.head = nn.Linear(d_model, vocab)
-
-        def forward(self, tokens):
-            return self.head(self.encoder(self.embed(tokens)))
-
-    model = Model().to(cuda)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
+    batch, seq = 32, 256
+    model, optimizer, loss_fn = build(torch)
     tokens = torch.randint(0, vocab, (batch, seq), device=cuda)
     targets = torch.randint(0, vocab, (batch, seq), device=cuda)
 
