@@ -26,7 +26,10 @@
  * CUgraphExec from fakecuda_graph_exec) is its duration in microseconds.
  * Work queued on a device runs one item at a time, so a stream's event
  * completes (cuEventQuery stops answering CUDA_ERROR_NOT_READY) once the
- * device has "run" everything queued before it. Streams can capture
+ * device has "run" everything queued before it. A device with nothing
+ * queued sits idle: the gaps a program leaves between launches (host work,
+ * synchronisations) are idle time, and the fake NVML's device utilisation
+ * reports the busy share with them. Streams can capture
  * (cuStreamBeginCapture_v2): captured work does not run, and an event
  * recorded on a capturing stream, or on the legacy stream while any stream
  * captures, is counted as a capture violation for the tests.
