@@ -256,8 +256,8 @@ static pid_t live_holding(const char *path, uint64_t bytes, int *slot)
 	return pid;
 }
 
-/* The wrapped lease take: when armed, the first take of hook_slot runs
- * hook_run (once, and not for the takes hook_run itself makes) before the
+/* The wrapped lease take: when armed, the first take of hook.slot runs
+ * hook.run (once, and not for the takes hook.run itself makes) before the
  * real take. */
 bool __real_gpucap_slot_lease_take(int fd, _Atomic uint8_t *claim, uint64_t offset);
 bool __wrap_gpucap_slot_lease_take(int fd, _Atomic uint8_t *claim, uint64_t offset);
@@ -317,9 +317,22 @@ static void free_behind_take_ahead(void)
 	gpucap_region_detach(reclaimer);
 	assert_int_equal(kill(moving.victim, SIGKILL), 0);
 	assert_int_equal(wait_child(moving.victim), 128 + SIGKILL);
+	moving.victim = 0;
 	moving.newcomer = attach_small(moving.path, 0);
 	assert_int_equal(gpucap_region_claim_slot(moving.newcomer, NULL, NULL, 0), GPUCAP_OK);
 	moving.newcomer_slot = gpucap_region_slot_index(moving.newcomer);
+}
+
+/* A failed assertion leaves no child paused for good. */
+static int kill_victim(void **state)
+{
+	(void)state;
+	if (moving.victim > 0) {
+		kill(moving.victim, SIGKILL);
+		wait_child(moving.victim);
+		moving.victim = 0;
+	}
+	return 0;
 }
 
 static void a_claim_finds_a_slot_freed_behind_its_scan(void **state)
@@ -464,7 +477,7 @@ int main(void)
 	    cmocka_unit_test(a_claim_waits_for_a_reclaimer_rather_than_reporting_full),
 	    cmocka_unit_test(a_stalled_reclaimer_makes_the_claim_fail_not_hang),
 	    cmocka_unit_test(a_table_of_live_owners_is_full_at_once),
-	    cmocka_unit_test(a_claim_finds_a_slot_freed_behind_its_scan),
+	    cmocka_unit_test_teardown(a_claim_finds_a_slot_freed_behind_its_scan, kill_victim),
 	    cmocka_unit_test(a_claim_finds_a_slot_freed_between_its_passes),
 	    cmocka_unit_test(a_retired_owner_holds_its_slot_until_it_exits),
 	};
