@@ -260,33 +260,67 @@ static bool try_take(struct gpucap_region *r, uint32_t slot, const struct gpucap
 	return true;
 }
 
-/* One look at every slot: free ones first, then live-looking ones whose
- * owner may have died. True when a slot is ours; *reclaiming says whether a
- * slot we could not take is being reclaimed (free again a few steps later)
- * rather than held by a live owner or a claimer about to own it. */
+/* What a scan that took no slot saw. */
+struct claim_look {
+	/* A slot we could not take is on its way to free: being reclaimed, or
+	 * freed since we first looked at it. */
+	bool reclaiming;
+	/* What the second pass found in each slot, its generation and
+	 * whether it read FREE, summed over the slots as scrambled words (so
+	 * that changes in two slots do not cancel out). Every change a slot
+	 * goes through (claimed, freed, reclaimed, claimed again) changes the
+	 * pair, so two scans with the same signature saw no slot change
+	 * between their looks but with a chance of 2^-64. */
+	uint64_t signature;
+};
+
+/* A bijective scramble of the word (splitmix64's finaliser). */
+static uint64_t scramble(uint64_t x)
+{
+	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return x ^ (x >> 31);
+}
+
+/* One look at every slot: free ones first, then every slot again (live ones
+ * whose owner may have died, ones freed since the first pass, free ones
+ * whose lease someone held a moment ago). True when a slot is ours. */
 static bool claim_scan(struct gpucap_region *r, const struct gpucap_slot_identity *id, uint32_t start,
-                       bool *reclaiming)
+                       struct claim_look *look)
 {
 	uint32_t capacity = r->geo.slot_capacity;
-	*reclaiming = false;
+	look->reclaiming = false;
+	look->signature = 0;
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < capacity; i++) {
 			uint32_t slot = (start + i) % capacity;
 			/* A6: pairs with R6 (LIVE at claim, FREE at detach or reclaim). */
 			bool free_slot = atomic_load_explicit(region_slot_state(r, slot),
 			                                      memory_order_acquire) == SLOT_FREE;
-			if (free_slot != (pass == 0))
+			if (pass == 0 && !free_slot)
 				continue;
 			if (try_take(r, slot, id))
 				return true;
+			if (pass == 0)
+				continue; /* looked at again, and counted, in the second pass */
+			/* A6 again: a claimer's generation increment comes before
+			 * its LIVE store (R6), so this state and the generation
+			 * read after it belong to the same owner or a later one. */
+			uint32_t state =
+			    atomic_load_explicit(region_slot_state(r, slot), memory_order_acquire);
+			uint32_t generation =
+			    atomic_load_explicit(&region_slot(r, slot)->generation, memory_order_relaxed);
+			/* Slot (12 bits) above generation (32) above FREE (1):
+			 * distinct looks give distinct words. */
+			look->signature +=
+			    scramble((uint64_t)slot << 33 | (uint64_t)generation << 1 | (state == SLOT_FREE));
 			/* A reclaimer drops the lease before its mark, so a mark
 			 * found after a failed take means a reclaim in progress; a
 			 * slot that reads FREE now was freed since our look. */
-			if (!*reclaiming &&
+			if (!look->reclaiming &&
 			    (gpucap_slot_being_reclaimed(r->fd, &r->slot_claim[slot], LEASE_RECLAIM(slot)) ||
-			     (!free_slot && atomic_load_explicit(region_slot_state(r, slot),
-			                                         memory_order_acquire) == SLOT_FREE)))
-				*reclaiming = true;
+			     (!free_slot && state == SLOT_FREE)))
+				look->reclaiming = true;
 		}
 	}
 	return false;
@@ -316,24 +350,38 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 #ifdef GPUCAP_CRASH_POINTS
 	start = 0; /* the same slots in every run of the crash-point harness */
 #endif
-	/* When the only slots not held by live owners are being reclaimed,
+	/* One scan looks at each slot at a different moment: while it runs, a
+	 * slot it passed may be freed (its owner dies and is reclaimed) and the
+	 * slot it was heading for taken by another claimer, so that it finds
+	 * every slot held though one never stopped being free. The table is
+	 * full only when two scans in a row found every slot held and no slot
+	 * changed between them: then, at the moment between the two, each slot
+	 * was held.
+	 * When the only slots not held by live owners are being reclaimed,
 	 * look again until their reclaimers free them: each has a few atomic
 	 * steps per device left. A reclaimer that stalls (stopped, or
 	 * descheduled for long) holds its slot past claim_wait_ms; then the
-	 * table is full for now, and the caller is told so. */
+	 * table is full for now, and the caller is told so. The same bound
+	 * ends a table that keeps changing under every scan. */
 	uint64_t wait_ns = (uint64_t)(r->claim_wait_ms ? r->claim_wait_ms : 2000u) * 1000000u;
 	uint64_t deadline = 0;
 	uint64_t backoff_ns = 10000;
-	bool reclaiming;
+	struct claim_look look = {0};
+	bool settled_before = false; /* the previous scan found every slot held */
+	uint64_t signature_before = 0;
 	for (;;) {
-		if (claim_scan(r, id, start, &reclaiming)) {
+		if (claim_scan(r, id, start, &look)) {
 			gpucap_region_maintain(r);
 			if (gpucap_region_failed(r, err, err_len))
 				return GPUCAP_ERR_CORRUPT;
 			return GPUCAP_OK;
 		}
-		if (!reclaiming || region_failed(r))
+		if (region_failed(r))
 			break;
+		if (!look.reclaiming && settled_before && look.signature == signature_before)
+			break; /* full */
+		settled_before = !look.reclaiming;
+		signature_before = look.signature;
 		uint64_t now = gpucap_clock_monotonic_ns();
 		if (deadline == 0)
 			deadline = now + wait_ns;
@@ -346,7 +394,7 @@ gpucap_status gpucap_region_claim_slot(gpucap_region *r, const struct gpucap_slo
 	if (gpucap_region_failed(r, err, err_len))
 		return GPUCAP_ERR_CORRUPT;
 	if (err && err_len) {
-		if (reclaiming)
+		if (look.reclaiming)
 			snprintf(
 			    err, err_len,
 			    "gpucap: region %s: all %u process slots are held by live processes or by a process that stalled while reclaiming one; try again, stop some processes, or create the region with more slots",
