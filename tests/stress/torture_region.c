@@ -74,11 +74,14 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Voluntary context switches that no major page fault explains: a fault
+ * that reads the region file's page back from disk (memory pressure on a
+ * loaded machine) sleeps in the kernel without any protocol wait. */
 static long voluntary_switches(void)
 {
 	struct rusage usage;
 	getrusage(RUSAGE_THREAD, &usage);
-	return usage.ru_nvcsw;
+	return usage.ru_nvcsw - usage.ru_majflt;
 }
 
 struct control {

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "test_support.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,8 @@ int wait_child(pid_t pid)
 {
 	int status;
 	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1; /* ECHILD: already collected (a stop-the-world waitpid took its exit) */
 	}
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
