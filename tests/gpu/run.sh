@@ -5,6 +5,9 @@
 #
 #   tests/gpu/run.sh [OUTDIR]
 #
+# GPU_TESTS="group ..." runs only those groups of checks (default: all):
+# abi paths sharing tools frameworks sm turns race start hidden.
+#
 # Builds gpucap (without the CTest suite), then runs each check natively where
 # that is meaningful and under libgpucap.so. Prints one line per check and a
 # closing "N passed, N failed" line; the full log is OUTDIR/gpu-tests.log.
@@ -19,6 +22,7 @@ build="$repo/build-gpu"
 export NCCL_NVLS_ENABLE=0
 
 say() { echo "$*" | tee -a "$log"; }
+want() { [ -z "${GPU_TESTS:-}" ] || [[ " $GPU_TESTS " == *" $1 "* ]]; }
 passed=0
 failed=0
 record() { # name, status
@@ -38,6 +42,7 @@ cc -O2 -std=c11 -I"$cuda/include" "$repo/tests/gpu/driver_paths.c" -L"$cuda/lib6
 
 # The ABI subset (src/driver/cuda_abi.h and the hooked rows) against this
 # machine's real cuda.h and nvml.h: sizes, offsets, constants, signatures.
+if want abi; then
 for side in cuda nvml; do
   header=$([ $side = nvml ] && echo nvml.h || echo cuda.h)
   if [ ! -f "$cuda/include/$header" ]; then
@@ -56,6 +61,8 @@ for side in cuda nvml; do
   record "ABI subset and hooked rows agree with the real $header" $?
 done
 
+fi
+
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 capped() { # cap, region name, command...
@@ -64,6 +71,7 @@ capped() { # cap, region name, command...
 }
 
 cap=$((2 << 30))
+if want paths; then
 for path in alloc pitch managed vmm async pool array array3d mipmap; do
   "$out/driver_paths" "$path" 0 >>"$log" 2>&1
   record "native $path (the test itself works without gpucap)" $?
@@ -71,11 +79,17 @@ for path in alloc pitch managed vmm async pool array array3d mipmap; do
   record "capped $path: cap holds, CUDA_ERROR_OUT_OF_MEMORY, exact release" $?
 done
 
+fi
+
+if want sharing; then
 for mode in ipc vmmshare threads fork; do
   capped $cap "sharing-$mode" "$out/driver_sharing" $mode $cap >>"$log" 2>&1
   record "capped $mode: $(case $mode in ipc) echo "an IPC import is not charged twice";; vmmshare) echo "a shareable-handle import in another process is not charged twice";; threads) echo "8 threads fill the cap at once, exact release";; fork) echo "fork without exec keeps the parent's charge; an exec'd child's charge is returned after it exits";; esac)" $?
 done
 
+fi
+
+if want tools; then
 capped $cap live "$out/driver_sharing" live $cap "$build/bin/gpucap" "$scratch/live" >>"$log" 2>&1
 record "gpucap set lowers and raises the limit of a running process; the next allocation obeys within 1 s" $?
 
@@ -96,6 +110,9 @@ say "nvidia-smi under gpucap: memory.total ${smi_total} MiB (cap $((cap >> 20)) 
 [ "$smi_total" = "$((cap >> 20))" ]
 record "nvidia-smi shows the cap" $?
 
+fi
+
+if want frameworks; then
 fcap=$((4 << 30))
 for conf in "" "expandable_segments:True" "backend:cudaMallocAsync"; do
   PYTORCH_CUDA_ALLOC_CONF="$conf" GPUCAP_TEST_CAP=$fcap capped $fcap "torch-${conf%%:*}" \
@@ -117,6 +134,9 @@ record "cupy: memGetInfo = cap, OutOfMemoryError, usage within cap" $?
 GPUCAP_TEST_CAP=$fcap capped $fcap jax python3 "$repo/tests/gpu/framework_cap.py" jax >>"$log" 2>&1
 record "jax: preallocation is a fraction of the cap, not of the card" $?
 
+fi
+
+if want sm; then
 # Compute cap on every launch path: at CUDA_DEVICE_SM_LIMIT=30 each path must
 # run clearly below its uncapped rate (the gate engages); how close to 30% it
 # lands is measured in bench/gpu/run_sm.sh, not asserted here.
@@ -139,6 +159,9 @@ cat "$out/sm-live.txt" >>"$log"
 while read -r line; do say "  $line"; done < <(grep -E '^limit' "$out/sm-live.txt")
 record "gpucap set --sm raises (30 -> 80) and lowers (80 -> 10) a running process's SM share within 1 s" $status
 
+fi
+
+if want turns; then
 # Two containers (two regions) capped at 30 and 70 that share a node
 # directory take turns; each gets its cap of a solo uncapped run's gemm
 # throughput, within 5 points.
@@ -162,13 +185,19 @@ else
   record "two containers taking turns: needs python3 with torch and CUDA (see $log)" 1
 fi
 
+fi
+
 rcap=$((8 << 30))
+if want race; then
 # GPUCAP_LOG_LEVEL=3: each process says in the log whether its context was
 # measured at its creation or later, and at what size.
 GPUCAP_LOG_LEVEL=3 capped $rcap race "$out/race_fill" 8 $rcap 3 2>>"$log" | tee "$out/race.txt" | tee -a "$log"
 status=${PIPESTATUS[0]}
 record "8 processes racing to fill an 8 GiB cap, 3 rounds: $(sed -n 's/^summary: //p' "$out/race.txt")" $status
 
+fi
+
+if want start; then
 # 32 processes start together under one 16 GiB cap (one region), each with
 # its primary context and a 16 MiB allocation. One process alone, natively,
 # gives the real footprint of one (nvidia-smi); as many as fit natively in
@@ -194,6 +223,9 @@ say "  one process natively: ${one:-?} MiB, so $fit of 32 fit in $((scap >> 20))
   [ -n "$total" ] && [ "$total" -ge 0 ] && [ "$total" -le $((scap >> 20)) ]
 record "32 processes start together under a 16 GiB cap: ${started:-?} started where $fit fit natively (${one:-?} MiB each), ${refused:-?} refused with OUT_OF_MEMORY, real total ${total:-?} MiB" $?
 
+fi
+
+if want hidden; then
 # Memory taken behind the allocation calls, read from outside (nvidia-smi
 # without the preload) while the process holds it: named surfaces stay
 # within the cap; what only reconciliation catches exceeds it by at most the
@@ -242,6 +274,8 @@ else
   record "memory behind the allocation calls: needs nvcc (see $log)" 1
 fi
 
-say "gpu tests: $passed passed, $failed failed"
+fi
+
+say "gpu tests: $passed passed, $failed failed${GPU_TESTS:+ (groups: $GPU_TESTS)}"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
