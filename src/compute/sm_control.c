@@ -64,14 +64,13 @@ static uint32_t held_share(const struct sm_control_inputs *in, struct sm_control
 	return ppm > SM_HELD_MAX_PPM ? SM_HELD_MAX_PPM : (uint32_t)ppm;
 }
 
-/* The duty that gives the target at the density the window showed (share
- * per unit of duty), within a factor of two of the applied one: one noisy
- * window moves the duty at most that far. */
-static int64_t duty_for_target(int64_t applied, int64_t target, int64_t share)
+/* The duty that gives the target at the work's density (busy share per
+ * unit of duty, ppm), within a factor of two of the applied one. */
+static int64_t duty_for_target(int64_t applied, int64_t target, int64_t density)
 {
-	if (share <= 0)
+	if (density <= 0)
 		return 2 * applied;
-	return clamp64(applied * target / share, applied / 2, 2 * applied);
+	return clamp64(target * (int64_t)GPUCAP_SM_PPM / density, applied / 2, 2 * applied);
 }
 
 /* Taking turns, the window is the duty: work that keeps the GPU busy in
@@ -96,7 +95,8 @@ static int64_t turns_integral(struct sm_control_state *s, bool closed, uint32_t 
 		return integral;
 	if ((uint64_t)s->turns_share_ppm * GPUCAP_SM_PPM >= (uint64_t)applied * SM_TURNS_GAPPY_PPM)
 		return integral / 2;
-	int64_t error = duty_for_target(applied, target, s->turns_share_ppm) - (int64_t)applied;
+	int64_t density = applied ? (int64_t)s->turns_share_ppm * (int64_t)GPUCAP_SM_PPM / applied : 0;
+	int64_t error = duty_for_target(applied, target, density) - (int64_t)applied;
 	return integral + error * SM_TURNS_GAIN_PPM / (int64_t)GPUCAP_SM_PPM;
 }
 
@@ -157,6 +157,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 				out->share_ppm = s->share_ppm;
 				out->asked_ppm = s->share_ppm; /* nothing held */
 				out->flags |= GPUCAP_SM_FLAG_ELASTIC_OPEN;
+				s->elastic_open = true;
 				out->integral_ppm = s->integral_ppm;
 				out->target_ppm = GPUCAP_SM_PPM;
 				return;
@@ -172,6 +173,23 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	bool turns = in->turns;
 	if (!turns)
 		s->turns_steps = 0;
+	/* (Not while elastic runs free: the density at the cap is the one the
+	 * cap will meet again.) What the duty steps on: the work's density (busy share per unit of
+	 * duty), averaged over about 2 s. The density is the workload's own,
+	 * whatever the duty, so averaging it adds no lag to the loop; and work
+	 * that comes in bursts of tens of milliseconds reads 0% in one window
+	 * and twice its share in the next. */
+	uint32_t applied_now = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
+	uint64_t density = (uint64_t)busy_ppm * GPUCAP_SM_PPM / (applied_now ? applied_now : 1);
+	if (density > SM_DENSITY_MAX_PPM)
+		density = SM_DENSITY_MAX_PPM;
+	/* A window in which the container launched enough to tell, after
+	 * NVML's first (it began before the launches). */
+	if (closed && gate_ppm >= SM_MISMATCH_PPM && s->steps > 0) {
+		s->density_ppm = s->density_known ? (uint32_t)((3 * (uint64_t)s->density_ppm + density) / 4)
+		                                  : (uint32_t)density;
+		s->density_known = true;
+	}
 	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
 	struct sm_weight_inputs w = {
 	    .now_ns = now,
@@ -196,13 +214,20 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		integral = turns_integral(s, closed, applied, target, busy_ppm);
 	} else if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
+	} else if (s->elastic_open) {
+		/* Back from running free: the cap starts again from its
+		 * feed-forward, not from a step off the duty of 100%. */
+		integral = 0;
+		s->elastic_open = false;
 	} else if (frozen || s->steps++ == 0) {
 		/* A calibration burst, or NVML's first window (it began before
 		 * the launches): the share says nothing about the duty. */
 	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
 		integral /= 2; /* idle: forget the correction rather than wind it up */
+	} else if (!s->density_known) {
+		/* Nothing launched yet to tell the work's density. */
 	} else {
-		int64_t error = duty_for_target(applied, target, busy_ppm) - (int64_t)applied;
+		int64_t error = duty_for_target(applied, target, s->density_ppm) - (int64_t)applied;
 		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
 		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
 	}

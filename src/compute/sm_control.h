@@ -9,7 +9,7 @@
  *
  *     target = cap / weight              (sm_weight.h)
  *     duty   = clamp(target + I, target / 2, 100%)
- *     I     += k * (duty * target / share - duty)
+ *     I     += k * (target / density - duty)   density = share / duty, averaged
  *                                        (back-computed from the clamp: no
  *                                         wind-up)
  *
@@ -45,6 +45,7 @@
 #define SM_GAIN_UP_PPM        500000u              /* k when the share is below the cap */
 #define SM_GAIN_DOWN_PPM      500000u              /* k when above */
 #define SM_HELD_MAX_PPM       990000u              /* the most of a window counted as held */
+#define SM_DENSITY_MAX_PPM    4000000u             /* a density reading is capped here */
 #define SM_TURNS_FULL_PPM     950000u              /* taking turns, the GPU is at full load */
 #define SM_TURNS_GAPPY_PPM    600000u              /* taking turns, work this dense fills its window */
 #define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
@@ -53,7 +54,10 @@
 /* One device's controller, owned by the lease holder's controller thread. */
 struct sm_control_state {
 	int32_t integral_ppm;
-	uint32_t share_ppm; /* smoothed */
+	uint32_t share_ppm;   /* smoothed over about a second, as published */
+	uint32_t density_ppm; /* busy share per unit of duty, averaged over ~2 s: what the duty steps on */
+	bool density_known;
+	bool elastic_open; /* the last step let elastic run free */
 	bool share_known;
 	uint64_t last_step_ns;
 	uint64_t last_busy_ns; /* the container's charged busy total at the last step */

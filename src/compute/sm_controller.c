@@ -63,6 +63,7 @@ struct ctl_device {
 	struct sm_control_state control;
 	int ordinal; /* this process's CUDA ordinal of the device; -1: unknown */
 	unsigned long long last_sample_us;
+	unsigned long long last_device_sample_us;
 	char uuid[GPUCAP_UUID_MAX];
 	nvmlDevice_t nvml;
 	int nvml_state; /* 0 unknown, 1 usable, -1 unusable (open loop) */
@@ -81,6 +82,7 @@ static uint64_t peers_at_ns;
 static uint64_t own_ns_inode;
 
 static nvmlProcessUtilizationSample_t samples[SM_MAX_SAMPLES];
+static nvmlSample_t device_samples[SM_MAX_SAMPLES];
 
 static uint64_t mono_ns(void)
 {
@@ -230,14 +232,45 @@ static bool measure(struct ctl_device *c, uint32_t *mine, uint32_t *foreign)
 	return true;
 }
 
-/* The device's utilisation now (the share of NVML's last sample period in
- * which any kernel ran), in ppm. False when NVML cannot tell. */
-static bool measure_device(const struct ctl_device *c, uint32_t *busy_ppm)
+/* The device's utilisation over the window since the last step: the mean
+ * of the driver's utilisation samples taken in it (each the share of one
+ * sample period, 1/6 s to 1 s, in which any kernel ran), in ppm. One
+ * reading of the last period alone aliases with work that comes in bursts
+ * of tens of milliseconds (it reads 0% and 100% by turns); where the
+ * samples cannot be had, that reading is still better than none. False
+ * when NVML cannot tell. */
+static bool measure_device(struct ctl_device *c, uint32_t *busy_ppm)
 {
 	*busy_ppm = 0;
+	if (c->nvml_state <= 0)
+		return false;
+	gpucap_fn_nvmlDeviceGetSamples get_samples = GPUCAP_REAL(nvmlDeviceGetSamples);
+	nvmlValueType_t type;
+	unsigned int count = SM_MAX_SAMPLES;
+	nvmlReturn_t r = get_samples ? get_samples(c->nvml, NVML_GPU_UTILIZATION_SAMPLES,
+	                                           c->last_device_sample_us, &type, &count, device_samples)
+	                             : NVML_ERROR_FUNCTION_NOT_FOUND;
+	if (r == NVML_SUCCESS && type == NVML_VALUE_TYPE_UNSIGNED_INT) {
+		uint64_t sum = 0, n = 0;
+		unsigned long long newest = c->last_device_sample_us;
+		for (unsigned int i = 0; i < count && i < SM_MAX_SAMPLES; i++) {
+			if (device_samples[i].timeStamp <= c->last_device_sample_us)
+				continue;
+			unsigned int v = device_samples[i].sampleValue.uiVal;
+			sum += v > 100 ? 100 : v;
+			n++;
+			if (device_samples[i].timeStamp > newest)
+				newest = device_samples[i].timeStamp;
+		}
+		c->last_device_sample_us = newest;
+		if (n > 0) {
+			*busy_ppm = (uint32_t)(sum * (GPUCAP_SM_PPM / 100) / n);
+			return true;
+		}
+	}
 	gpucap_fn_nvmlDeviceGetUtilizationRates get = GPUCAP_REAL(nvmlDeviceGetUtilizationRates);
 	nvmlUtilization_t u;
-	if (c->nvml_state <= 0 || !get || get(c->nvml, &u) != NVML_SUCCESS)
+	if (!get || get(c->nvml, &u) != NVML_SUCCESS)
 		return false;
 	*busy_ppm = (u.gpu > 100 ? 100 : u.gpu) * (GPUCAP_SM_PPM / 100);
 	return true;

@@ -473,6 +473,36 @@ typedef struct nvmlUtilization_st {
 	unsigned int memory;
 } nvmlUtilization_t;
 
+/* nvmlDeviceGetSamples: the driver's buffer of recent samples of one kind;
+ * utilisation samples (the percent of a sample period in which a kernel
+ * ran) come as unsigned int. timeStamp is in microseconds since the epoch. */
+typedef enum nvmlSamplingType_enum {
+	NVML_GPU_UTILIZATION_SAMPLES = 1,
+} nvmlSamplingType_t;
+
+typedef enum nvmlValueType_enum {
+	NVML_VALUE_TYPE_DOUBLE = 0,
+	NVML_VALUE_TYPE_UNSIGNED_INT = 1,
+	NVML_VALUE_TYPE_UNSIGNED_LONG = 2,
+	NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3,
+	NVML_VALUE_TYPE_SIGNED_LONG_LONG = 4,
+} nvmlValueType_t;
+
+typedef union nvmlValue_st {
+	double dVal;
+	int siVal;
+	unsigned int uiVal;
+	unsigned long ulVal;
+	unsigned long long ullVal;
+	signed long long sllVal;
+	unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct nvmlSample_st {
+	unsigned long long timeStamp;
+	nvmlValue_t sampleValue;
+} nvmlSample_t;
+
 /* One utilisation sample of one process (nvmlDeviceGetProcessUtilization):
  * smUtil is the percent of the sample period in which a kernel of pid ran.
  * timeStamp is in microseconds since the epoch. */

@@ -12,9 +12,10 @@
  * the call fail with NVML_ERROR_NOT_SUPPORTED. SM "busy" reports what the
  * fake CUDA driver's device 0 was busy since the previous call (the share a
  * lone process gets), as the real NVML measures it.
- * nvmlDeviceGetUtilizationRates reports the device's busy share the same way,
- * plus the figures of the other processes a test made up (their kernels
- * run on the same device); FAKENVML_DEVICE_UTIL overrides it.
+ * nvmlDeviceGetUtilizationRates and nvmlDeviceGetSamples report the
+ * device's busy share the same way, plus the figures of the other processes
+ * a test made up (their kernels run on the same device);
+ * FAKENVML_DEVICE_UTIL overrides it.
  */
 #include "cuda_abi.h"
 #include "fake_common.h"
@@ -288,17 +289,13 @@ static unsigned int measured_util(struct gpu_reading g)
 	return percent > 100 ? 100 : percent;
 }
 
-/* The device's utilisation: the share of the time since the previous call
- * in which the fake CUDA driver's device 0 ran work (its idle gaps between
- * launches count as idle, as the real counter's do), or what
- * FAKENVML_DEVICE_UTIL says: a percentage, or "unsupported". */
-FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)
+/* The device's busy percent since the previous reading: the share of the
+ * time in which the fake CUDA driver's device 0 ran work (its idle gaps
+ * between launches count as idle, as the real counter's do), plus the
+ * figures of the other processes a test made up (their kernels run on the
+ * same device), or what FAKENVML_DEVICE_UTIL says. */
+static unsigned int device_busy_percent(const char *fixed)
 {
-	if (!valid(device) || !utilization)
-		return NVML_ERROR_INVALID_ARGUMENT;
-	const char *fixed = getenv("FAKENVML_DEVICE_UTIL");
-	if (fixed && strcmp(fixed, "unsupported") == 0)
-		return NVML_ERROR_NOT_SUPPORTED;
 	struct gpu_reading gpu = read_gpu();
 	static uint64_t last_busy, last_ns;
 	pthread_mutex_lock(&util_lock);
@@ -308,7 +305,6 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvml
 	} else {
 		if (gpu.known && last_ns && gpu.now_ns > last_ns && gpu.busy_ns >= last_busy)
 			percent = (unsigned int)((gpu.busy_ns - last_busy) * 100u / (gpu.now_ns - last_ns));
-		/* Other processes the test made up keep the device busy too. */
 		util_load_locked();
 		for (int i = 0; i < util_count; i++)
 			if (util[i].pid != (unsigned int)getpid() && util[i].sm != UTIL_MEASURED)
@@ -319,8 +315,46 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvml
 		last_ns = gpu.now_ns;
 	}
 	pthread_mutex_unlock(&util_lock);
-	utilization->gpu = percent > 100 ? 100 : percent;
+	return percent > 100 ? 100 : percent;
+}
+
+/* FAKENVML_DEVICE_UTIL=unsupported: neither call answers. */
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)
+{
+	if (!valid(device) || !utilization)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	const char *fixed = getenv("FAKENVML_DEVICE_UTIL");
+	if (fixed && strcmp(fixed, "unsupported") == 0)
+		return NVML_ERROR_NOT_SUPPORTED;
+	utilization->gpu = device_busy_percent(fixed);
 	utilization->memory = 0;
+	return NVML_SUCCESS;
+}
+
+/* Utilisation samples: one per call, covering the time since the previous
+ * reading. FAKENVML_DEVICE_SAMPLES=unsupported: only the rates answer. */
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetSamples(nvmlDevice_t device, nvmlSamplingType_t type,
+                                              unsigned long long last_seen, nvmlValueType_t *value_type,
+                                              unsigned int *count, nvmlSample_t *samples)
+{
+	if (!valid(device) || !value_type || !count)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	const char *fixed = getenv("FAKENVML_DEVICE_UTIL");
+	const char *off = getenv("FAKENVML_DEVICE_SAMPLES");
+	if ((fixed && strcmp(fixed, "unsupported") == 0) || (off && strcmp(off, "unsupported") == 0) ||
+	    type != NVML_GPU_UTILIZATION_SAMPLES)
+		return NVML_ERROR_NOT_SUPPORTED;
+	unsigned long long now_us = fake_clock(true) / 1000u;
+	if (now_us <= last_seen)
+		return NVML_ERROR_NOT_FOUND;
+	if (!samples || *count < 1) {
+		*count = 1;
+		return samples ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+	}
+	*value_type = NVML_VALUE_TYPE_UNSIGNED_INT;
+	samples[0].timeStamp = now_us;
+	samples[0].sampleValue.uiVal = device_busy_percent(fixed);
+	*count = 1;
 	return NVML_SUCCESS;
 }
 
