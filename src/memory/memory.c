@@ -5,13 +5,20 @@
 
 struct memory_env memory_env;
 
+/* Before a refusal the pools give back what they no longer hold, and a
+ * context still charged at its estimate is measured. */
+static void before_refusal(int region_index)
+{
+	gpucap_pools_reconcile_all(region_index);
+	gpucap_reconcile_before_refusal(region_index);
+}
+
 void gpucap_memory_start(const struct gpucap_config *config, gpucap_region *region)
 {
 	memory_env.config = config;
 	/* Relaxed: the library's READY (release) publishes it. */
 	atomic_store_explicit(&memory_env.region, region, memory_order_relaxed);
-	/* Before a refusal the pools give back what they no longer hold. */
-	gpucap_admit_before_refusal(gpucap_pools_reconcile_all);
+	gpucap_admit_before_refusal(before_refusal);
 }
 
 void gpucap_memory_observe(const struct gpucap_memory_observer *observer)

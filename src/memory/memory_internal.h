@@ -106,6 +106,9 @@ void gpucap_unadmit_correction(int region_index, gpucap_kind kind, uint64_t byte
 /* Called before a refusal on region device region_index, to give memory
  * back that is charged but no longer held (the pools register it). */
 void gpucap_admit_before_refusal(void (*reclaim)(int region_index));
+/* Before a refusal on region device region_index: measure a context of
+ * this process that is still charged at its estimate (never waits). */
+void gpucap_reconcile_before_refusal(int region_index);
 
 /* limit and charged bytes of a region device; false when unknown. The limit
  * is the region's, lowered to the limits file's cap. */

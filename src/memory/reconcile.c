@@ -229,6 +229,40 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 	return fits;
 }
 
+void gpucap_reconcile_before_refusal(int region_index)
+{
+	/* A context of this process still charged at its estimate (the driver
+	 * listed the process too late to measure it at its creation) is
+	 * measured now, so that the refusal is judged on the truth: processes
+	 * that start together and fill the cap at once would otherwise be
+	 * refused for the estimates' excess. One NVML query, only on the way
+	 * to a refusal and only while a measurement is pending. It never
+	 * waits: a lock held elsewhere, or by this very thread (a charge made
+	 * under it), leaves the measurement to the reconciler. */
+	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++) {
+		struct truth_dev *t = &truth[i];
+		int pending = atomic_load(&t->pending_which);
+		struct gpucap_device *dev;
+		if (pending == CONTEXT_PENDING_NONE || gpucap_device_get(i, &dev) != CUDA_SUCCESS ||
+		    dev->region_index != region_index || dev->fail_closed)
+			continue;
+		bool primary = pending == CONTEXT_PENDING_PRIMARY;
+		if (primary && pthread_mutex_trylock(&dev->primary_lock) != 0)
+			continue;
+		if (pthread_mutex_trylock(&t->lock) == 0) {
+			uint64_t truth_bytes = 0;
+			int now_pending = atomic_load(&t->pending_which);
+			if ((now_pending == CONTEXT_PENDING_TRACKED ||
+			     (now_pending == CONTEXT_PENDING_PRIMARY && primary)) &&
+			    nvml_truth(dev, &truth_bytes, NULL) == TRUTH_KNOWN)
+				measure_pending_locked(dev, t, truth_bytes);
+			pthread_mutex_unlock(&t->lock);
+		}
+		if (primary)
+			pthread_mutex_unlock(&dev->primary_lock);
+	}
+}
+
 CUresult gpucap_reconcile_declare(struct gpucap_device *dev, uint64_t bytes)
 {
 	if (bytes == 0 || dev->fail_closed || dev->region_index < 0)

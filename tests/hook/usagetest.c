@@ -191,6 +191,33 @@ static void test_context_unlisted(void)
 	CU(cuMemFree_v2(p));
 }
 
+/* Processes that start together and fill the cap at once: the driver
+ * lists this one too late to measure its context at creation (four
+ * queries), and no reconciler period passes before the cap is reached. On
+ * the way to the first refusal the context is measured, and what its
+ * estimate held too much is filled: the whole cap less the context's real
+ * size is usable. */
+static void test_context_refusal(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "4", 1);
+	start_device();
+	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CUdeviceptr p[64];
+	int n = 0;
+	while (n < 64 && cuMemAlloc_v2(&p[n], 64 * MiB) == CUDA_SUCCESS)
+		n++;
+	struct charges c = mine();
+	fprintf(stderr, "filled %d x 64 MiB; context charged %llu\n", n,
+	        (unsigned long long)c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ((uint64_t)n * 64 * MiB, (CAP - CTX_CHARGE) / (64 * MiB) * 64 * MiB);
+	real_within_cap();
+	for (int i = 0; i < n; i++)
+		CU(cuMemFree_v2(p[i]));
+}
+
 /* A driver that lists the process only later: the primary context keeps
  * its estimate (640 MiB, nothing measured in the region yet) until the
  * reconciler measures it, which then lowers the charge to the measured size
@@ -671,6 +698,7 @@ static const struct {
     {"ctx-v4", test_ctx_v4},
     {"context-measured", test_context_measured},
     {"context-unlisted", test_context_unlisted},
+    {"context-refusal", test_context_refusal},
     {"context-late-primary", test_context_late_primary},
     {"context-late-created", test_context_late_created},
     {"race-fill", test_race_fill},
