@@ -333,6 +333,14 @@ bool gpucap_region_own_kind_bytes(const gpucap_region *region, int device, int64
 uint64_t gpucap_region_context_bytes(const gpucap_region *region, int device);
 void gpucap_region_note_context_bytes(gpucap_region *region, int device, uint64_t bytes);
 
+/* mark_context_estimate: this process holds (estimated) or no longer holds
+ * a context on device charged at an estimate, not yet measured.
+ * context_estimates_elsewhere: another live process of the region does
+ * (read from the shared file: a hint, which only prolongs a bounded wait).
+ * Relaxed. Wait: none. */
+void gpucap_region_mark_context_estimate(gpucap_region *region, int device, bool estimated);
+bool gpucap_region_context_estimates_elsewhere(const gpucap_region *region, int device);
+
 /*
  * return_credit: give back every byte this process holds in reserve on the
  * device but does not use (threads keep a small reserve to stay off the

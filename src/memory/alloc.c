@@ -413,6 +413,32 @@ CUresult on_mipmapped_array_destroy(CUresult (*real)(CUmipmappedArray), CUmipmap
 
 static _Thread_local int creating_context;
 
+/* The charge for a created or green context, tracked under its handle. */
+static CUresult context_admit(struct simple_alloc *a, struct gpucap_track_entry **entry)
+{
+	*entry = gpucap_track_new();
+	if (!*entry)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	CUresult r = gpucap_context_admit(a->dev, &a->bytes, a->api);
+	if (r != CUDA_SUCCESS) {
+		free(*entry);
+		*entry = NULL;
+	}
+	return r;
+}
+
+static void context_created(struct gpucap_device *dev, struct simple_alloc *a,
+                            struct gpucap_track_entry *entry, CUresult r, uint64_t key)
+{
+	if (r == CUDA_SUCCESS) {
+		gpucap_reconcile_device_active(dev);
+		a->bytes = gpucap_context_measure(dev, a->bytes, CONTEXT_PENDING_TRACKED, key);
+	}
+	gpucap_simple_done(a, entry, r, key);
+	if (r != CUDA_SUCCESS)
+		gpucap_context_estimate_settle(a->dev);
+}
+
 struct ctx_call {
 	union {
 		CUresult (*v2)(CUcontext *, unsigned int, CUdevice);
@@ -452,21 +478,15 @@ static CUresult ctx_create(CUresult (*call)(void *), struct ctx_call *c)
 	struct gpucap_device *dev;
 	if (creating_context || gpucap_device_get(c->dev, &dev) != CUDA_SUCCESS)
 		return call(c); /* nested in a creation under way, or a bad device the driver reports */
-	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, gpucap_context_estimate(dev), dev,
-	                         "cuCtxCreate"};
+	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, 0, dev, "cuCtxCreate"};
 	struct gpucap_track_entry *entry;
-	CUresult r = gpucap_simple_admit(&a, &entry);
+	CUresult r = context_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
 		return r;
 	creating_context++;
 	r = call(c);
 	creating_context--;
-	if (r == CUDA_SUCCESS) {
-		gpucap_reconcile_device_active(dev);
-		a.bytes = gpucap_context_measure(dev, a.bytes, CONTEXT_PENDING_TRACKED,
-		                                 (uint64_t)(uintptr_t)*c->pctx);
-	}
-	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*c->pctx : 0);
+	context_created(dev, &a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*c->pctx : 0);
 	return r;
 }
 
@@ -516,11 +536,9 @@ CUresult on_primary_ctx_retain(CUresult (*real)(CUcontext *, CUdevice), CUcontex
 	CUresult r = CUDA_SUCCESS;
 	pthread_mutex_lock(&dev->primary_lock);
 	bool first = dev->primary_refs == 0;
-	uint64_t bytes = first ? gpucap_context_estimate(dev) : dev->primary_bytes;
+	uint64_t bytes = dev->primary_bytes;
 	if (first)
-		r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, bytes);
-	if (first && r != CUDA_SUCCESS)
-		gpucap_refusal_note(dev->region_index, dev, bytes, "cuDevicePrimaryCtxRetain");
+		r = gpucap_context_admit(dev, &bytes, "cuDevicePrimaryCtxRetain");
 	if (r == CUDA_SUCCESS) {
 		creating_context++;
 		r = real(pctx, ordinal);
@@ -534,6 +552,7 @@ CUresult on_primary_ctx_retain(CUresult (*real)(CUcontext *, CUdevice), CUcontex
 			}
 		} else if (first) {
 			gpucap_unadmit_index(dev->region_index, GPUCAP_KIND_CONTEXT, bytes);
+			gpucap_context_estimate_settle(dev);
 		}
 	}
 	pthread_mutex_unlock(&dev->primary_lock);
@@ -568,21 +587,15 @@ CUresult on_green_ctx_create(CUresult (*real)(CUgreenCtx *, CUdevResourceDesc, C
 	struct gpucap_device *dev;
 	if (!phCtx || creating_context || gpucap_device_get(ordinal, &dev) != CUDA_SUCCESS)
 		return real(phCtx, desc, ordinal, flags);
-	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, gpucap_context_estimate(dev), dev,
-	                         "cuGreenCtxCreate"};
+	struct simple_alloc a = {GPUCAP_TRACK_CTX, GPUCAP_KIND_CONTEXT, 0, dev, "cuGreenCtxCreate"};
 	struct gpucap_track_entry *entry;
-	CUresult r = gpucap_simple_admit(&a, &entry);
+	CUresult r = context_admit(&a, &entry);
 	if (r != CUDA_SUCCESS)
 		return r;
 	creating_context++;
 	r = real(phCtx, desc, ordinal, flags);
 	creating_context--;
-	if (r == CUDA_SUCCESS) {
-		gpucap_reconcile_device_active(dev);
-		a.bytes = gpucap_context_measure(dev, a.bytes, CONTEXT_PENDING_TRACKED,
-		                                 (uint64_t)(uintptr_t)*phCtx);
-	}
-	gpucap_simple_done(&a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*phCtx : 0);
+	context_created(dev, &a, entry, r, r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*phCtx : 0);
 	return r;
 }
 

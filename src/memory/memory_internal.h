@@ -190,6 +190,15 @@ void gpucap_reconcile_undeclare(struct gpucap_device *dev, uint64_t bytes);
  * else the size measured on the device (kept in the region) plus the
  * growth allowance, else the default. */
 uint64_t gpucap_context_estimate(const struct gpucap_device *dev);
+/* Charge a new context of this process on dev before the driver makes it:
+ * *bytes gets what was charged (its estimate). Where the region is full
+ * while other processes still hold contexts at their estimate, asked again
+ * as they are measured, for at most GPUCAP_CONTEXT_WAIT_MS
+ * (context_admit.c). On a refusal the refusal is noted. */
+CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, const char *api);
+/* This process's slot marks dev as holding a context at its estimate
+ * exactly while a measurement is pending (call after a creation failed). */
+void gpucap_context_estimate_settle(const struct gpucap_device *dev);
 /* Which context a measurement is for. */
 enum gpucap_context_which {
 	CONTEXT_PENDING_NONE = 0,

@@ -299,6 +299,14 @@ uint64_t gpucap_context_estimate(const struct gpucap_device *dev)
 	return measured ? measured + GPUCAP_CONTEXT_GROWTH_BYTES : memory_env.config->context_bytes;
 }
 
+void gpucap_context_estimate_settle(const struct gpucap_device *dev)
+{
+	if (memory_env.config->context_bytes_set || dev->region_index < 0)
+		return;
+	bool pending = atomic_load(&truth[dev->ordinal].pending_which) != CONTEXT_PENDING_NONE;
+	gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, pending);
+}
+
 /* Contexts measured below this are not believed (a driver that reports
  * nothing per process, or a process it does not list yet). */
 #define CONTEXT_MEASURED_MIN (UINT64_C(16) << 20)
@@ -338,8 +346,8 @@ static uint64_t move_context_charge(const struct gpucap_device *dev, uint64_t ch
 	return bytes;
 }
 
-uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enum gpucap_context_which which,
-                                uint64_t key)
+static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
+                                    enum gpucap_context_which which, uint64_t key)
 {
 	if (memory_env.config->context_bytes_set || dev->fail_closed || dev->region_index < 0)
 		return charged;
@@ -396,6 +404,16 @@ uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enu
 	return charged;
 }
 
+uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enum gpucap_context_which which,
+                                uint64_t key)
+{
+	uint64_t bytes = measure_new_context(dev, charged, which, key);
+	/* Measured, or left to the reconciler: peers refused a context
+	 * wait only for the latter (context_admit.c). */
+	gpucap_context_estimate_settle(dev);
+	return bytes;
+}
+
 /* The context still charged at its estimate, measured now from truth_bytes
  * (caller holds t->lock and, for a primary context, dev->primary_lock). A
  * measurement below the charge lowers it; above it the driver charge takes
@@ -407,6 +425,7 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 	if (which == CONTEXT_PENDING_PRIMARY) {
 		if (dev->primary_refs == 0) {
 			atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+			gpucap_context_estimate_settle(dev);
 			return;
 		}
 		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, &measured))
@@ -430,6 +449,7 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 	}
 	t->measured = true;
 	atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+	gpucap_context_estimate_settle(dev);
 	/* Measured late, the figure may hold what the driver took since
 	 * (module globals placed at a launch): it only ever lowers the size
 	 * the next processes start from. */
@@ -450,8 +470,12 @@ void gpucap_context_forget(uint64_t key)
 		if (atomic_load(&t->pending_which) != CONTEXT_PENDING_TRACKED)
 			continue;
 		pthread_mutex_lock(&t->lock);
-		if (t->pending_key == key)
+		if (t->pending_key == key) {
 			atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+			struct gpucap_device *dev;
+			if (gpucap_device_get(i, &dev) == CUDA_SUCCESS)
+				gpucap_context_estimate_settle(dev);
+		}
 		pthread_mutex_unlock(&t->lock);
 	}
 }

@@ -68,6 +68,9 @@ enum gpucap_policy_sm {
 /* The SM share a malformed SM variable leaves the devices it names. */
 #define GPUCAP_POLICY_SM_FAIL_CLOSED 1u
 #define GPUCAP_POLICY_CONTEXT_BYTES  (UINT64_C(640) << 20)
+/* How long a refused context waits for estimates of contexts beside it. */
+#define GPUCAP_POLICY_CONTEXT_WAIT_MS  3000u
+#define GPUCAP_POLICY_CONTEXT_WAIT_MAX 60000u
 
 enum gpucap_origin {
 	GPUCAP_FROM_DEFAULT = 0,
@@ -151,6 +154,10 @@ struct gpucap_policy {
 	/* GPUCAP_CONTEXT_BYTES was given (valid): the charge per context is
 	 * that, never the measured footprint. */
 	bool context_bytes_set;
+	/* GPUCAP_CONTEXT_WAIT_MS: how long a context refused while other
+	 * processes' contexts are still charged at their estimate waits for
+	 * them to be measured. */
+	uint32_t context_wait_ms;
 	bool visible_devices_set;
 	char visible_devices[1024];
 	/* A limits file is loaded: its cap binds the container (binding.h). */

@@ -273,6 +273,7 @@ static void test_context_late_created(void)
 #define RACERS    8
 #define RACE_CAP  (8 * GiB)
 #define RACE_STOP 3 /* the child's exit code when it could not start */
+#define CROWD_MAX 16
 
 /* One racer: a context, then (once every racer has one: it says so on
  * ready_fd and waits for a byte on go_fd) 64 MiB and 1 MiB allocations until refused; reports what it
@@ -302,20 +303,29 @@ static int child_fill(int ready_fd, int go_fd)
 	return started ? 0 : RACE_STOP;
 }
 
-/* One round: RACERS children start together, each takes its context, then
- * all race to fill; sums of what they hold at one instant. Children run on the real clock (their outcome does
- * not depend on when the reconciler steps: the allowance covers the growth). */
-static void race_round(int round)
+/* N children of this program in MODE, started together: each says it is
+ * ready, waits for the go, reports on `out` and holds what it took until
+ * `hold` closes. Children run on the real clock (their outcome does not
+ * depend on when a reconciler steps). */
+struct crowd {
+	int n;
+	pid_t pids[CROWD_MAX];
+	FILE *out;
+	int hold;
+};
+
+static void crowd_start(struct crowd *cr, const char *mode, int n)
 {
 	int out[2], hold[2], ready[2], go[2];
 	/* Close-on-exec: a child must not hold another's end open. */
 	CHECK(pipe2(out, O_CLOEXEC) == 0 && pipe2(hold, O_CLOEXEC) == 0 && pipe2(ready, O_CLOEXEC) == 0 &&
 	      pipe2(go, O_CLOEXEC) == 0);
-	pid_t pids[RACERS];
-	for (int i = 0; i < RACERS; i++) {
-		pids[i] = fork();
-		CHECK(pids[i] >= 0);
-		if (pids[i] == 0) {
+	CHECK(n <= CROWD_MAX);
+	cr->n = n;
+	for (int i = 0; i < n; i++) {
+		cr->pids[i] = fork();
+		CHECK(cr->pids[i] >= 0);
+		if (cr->pids[i] == 0) {
 			dup2(hold[0], 0);
 			dup2(out[1], 1);
 			fcntl(ready[1], F_SETFD, 0);
@@ -324,7 +334,7 @@ static void race_round(int round)
 			snprintf(fds[0], sizeof(fds[0]), "%d", ready[1]);
 			snprintf(fds[1], sizeof(fds[1]), "%d", go[0]);
 			unsetenv("GPUCAP_TEST_CLOCK");
-			execl(self_path, self_path, "child-fill", fds[0], fds[1], (char *)NULL);
+			execl(self_path, self_path, mode, fds[0], fds[1], (char *)NULL);
 			_exit(127);
 		}
 	}
@@ -333,31 +343,46 @@ static void race_round(int round)
 	close(ready[1]);
 	close(go[0]);
 	char c;
-	for (int i = 0; i < RACERS; i++)
+	for (int i = 0; i < n; i++)
 		CHECK(read(ready[0], &c, 1) == 1);
-	for (int i = 0; i < RACERS; i++)
+	for (int i = 0; i < n; i++)
 		CHECK(write(go[1], "g", 1) == 1);
 	close(ready[0]);
 	close(go[1]);
-	FILE *f = fdopen(out[0], "r");
-	CHECK(f != NULL);
+	cr->out = fdopen(out[0], "r");
+	CHECK(cr->out != NULL);
+	cr->hold = hold[1];
+}
+
+/* Let the children exit; each must exit 0. */
+static void crowd_end(struct crowd *cr)
+{
+	close(cr->hold);
+	for (int i = 0; i < cr->n; i++) {
+		int status;
+		CHECK(waitpid(cr->pids[i], &status, 0) == cr->pids[i]);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	fclose(cr->out);
+}
+
+/* One round: RACERS children start together, each takes its context, then
+ * all race to fill; sums of what they hold at one instant. */
+static void race_round(int round)
+{
+	struct crowd cr;
+	crowd_start(&cr, "child-fill", RACERS);
 	uint64_t data = 0, real = 0;
 	int refused = 0, reported = 0;
 	unsigned long long d, u;
 	int r;
-	while (reported < RACERS && fscanf(f, "%llu %llu %d", &d, &u, &r) == 3) {
+	while (reported < RACERS && fscanf(cr.out, "%llu %llu %d", &d, &u, &r) == 3) {
 		data += d;
 		real += u;
 		refused += r == CUDA_ERROR_OUT_OF_MEMORY;
 		reported++;
 	}
-	close(hold[1]); /* all may now exit */
-	for (int i = 0; i < RACERS; i++) {
-		int status;
-		CHECK(waitpid(pids[i], &status, 0) == pids[i]);
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	}
-	fclose(f);
+	crowd_end(&cr);
 	/* What the processes hold beyond their data: their contexts' real
 	 * footprint, with what the driver took by itself. */
 	uint64_t contexts = real > data ? real - data : 0;
@@ -385,6 +410,72 @@ static void test_race_fill(void)
 	setenv("FAKECUDA_ALLOC_GROWTH_BYTES", "2097152", 1);
 	for (int round = 0; round < 3; round++)
 		race_round(round);
+}
+
+/* ---- Processes that start together -------------------------------------------------- */
+
+#define STARTERS     8
+#define STARTER_DATA (16 * MiB)
+
+/* One starter: once all are ready, its primary context and STARTER_DATA;
+ * reports "started answer" and holds what it took until stdin closes. */
+static int child_start(int ready_fd, int go_fd)
+{
+	char c = 'r';
+	if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1)
+		return RACE_STOP;
+	close(ready_fd);
+	close(go_fd);
+	CUcontext ctx;
+	CUdeviceptr p;
+	CUresult r = cuInit(0);
+	if (r == CUDA_SUCCESS)
+		r = cuDevicePrimaryCtxRetain(&ctx, 0);
+	if (r == CUDA_SUCCESS)
+		r = cuCtxSetCurrent(ctx);
+	if (r == CUDA_SUCCESS)
+		r = cuMemAlloc_v2(&p, STARTER_DATA);
+	printf("%d %d\n", r == CUDA_SUCCESS, (int)r);
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
+/* STARTERS processes start together on a fresh region under a cap that
+ * holds all of them at their contexts' real size (518 MiB, charged 520)
+ * but only 6 at the 640 MiB estimate. The driver lists a new process only
+ * at its sixth query, so no context is measured at its creation: every one
+ * is charged its estimate until its reconciler measures it. Each refused
+ * context is asked for again as the others are measured, and all start. */
+static void test_start_many(void)
+{
+	fresh_region();
+	uint64_t cap = STARTERS * (CTX_CHARGE + STARTER_DATA) + 64 * MiB;
+	char text[32];
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)cap);
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", text, 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "6", 1);
+	/* No bound on a loaded machine's scheduling: a wait ends as soon as
+	 * no estimate is left beside it, never on the clock here. */
+	setenv("GPUCAP_CONTEXT_WAIT_MS", "60000", 1);
+	CHECK(cap / (640 * MiB + STARTER_DATA) < STARTERS);
+	struct crowd cr;
+	crowd_start(&cr, "child-start", STARTERS);
+	int started = 0, refused = 0, reported = 0, ok, r;
+	while (reported < STARTERS && fscanf(cr.out, "%d %d", &ok, &r) == 2) {
+		started += ok;
+		refused += r == CUDA_ERROR_OUT_OF_MEMORY;
+		reported++;
+	}
+	struct charges c = charges_of(-1);
+	crowd_end(&cr);
+	printf("%d of %d started, %d refused; %llu MiB charged of %llu\n", started, STARTERS, refused,
+	       (unsigned long long)(c.device_charged / MiB), (unsigned long long)(cap / MiB));
+	CHECK_EQ(STARTERS, reported);
+	CHECK_EQ(STARTERS, started);
+	CHECK(c.device_charged <= cap);
 }
 
 /* The first measurement replaces the estimate and is kept in the region;
@@ -702,6 +793,7 @@ static const struct {
     {"context-late-primary", test_context_late_primary},
     {"context-late-created", test_context_late_created},
     {"race-fill", test_race_fill},
+    {"start-many", test_start_many},
     {"set-limit", test_set_limit},
     {"module-eager", test_module_eager},
     {"reconciled", test_reconciled},
@@ -730,6 +822,8 @@ int main(int argc, char **argv)
 		return child_context_charge();
 	if (strcmp(argv[1], "child-fill") == 0 && argc == 4)
 		return child_fill(atoi(argv[2]), atoi(argv[3]));
+	if (strcmp(argv[1], "child-start") == 0 && argc == 4)
+		return child_start(atoi(argv[2]), atoi(argv[3]));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[1], cases[i].name) == 0) {
 			cases[i].fn();

@@ -51,6 +51,7 @@ struct gpucap_config {
 	uint64_t context_bytes;
 	/* GPUCAP_CONTEXT_BYTES was given: it overrides the measured size. */
 	bool context_bytes_set;
+	uint32_t context_wait_ms; /* GPUCAP_CONTEXT_WAIT_MS */
 	char region_path[4096];
 	/* The environment named another region than the limits file allows:
 	 * no region is attached, every device fails closed. */
