@@ -463,6 +463,9 @@ struct gpucap_process_view {
 	uint64_t pid_ns_inode;        /* 0: unknown */
 	uint64_t last_launch_unix_ns; /* 0: never launched */
 	uint64_t refusals;            /* allocations refused to this process, every device */
+	/* Devices (bit i: device index i) where it holds a context charged at
+	 * an estimate that others may wait to see measured. */
+	uint64_t context_estimates;
 	char comm[GPUCAP_COMM_MAX];
 	/* [device_capacity], indexed by device index (as in gpucap_device_view) */
 	struct gpucap_process_device_view *devices;

@@ -46,7 +46,17 @@ struct truth_dev {
 	 * without it to skip the lock when nothing waits). */
 	atomic_int pending_which;
 	uint64_t pending_key; /* its handle when tracked; under lock */
+	/* Reconciliations that found it still unmeasured (written under lock;
+	 * read by gpucap_context_estimate_settle without it). */
+	atomic_uint pending_tries;
 };
+
+/* After this many reconciliations (about 1 s of the thread's periods) that
+ * could not measure it, a context stops telling other processes to wait
+ * for its measurement (a driver that never lists this process: a PID it
+ * cannot translate). Its charge stays at the estimate. Counted in steps,
+ * not time, so the hint's life does not depend on the machine's load. */
+#define CONTEXT_HINT_TRIES 10u
 
 static struct truth_dev truth[GPUCAP_MAX_DEVICES] = {
     [0 ... GPUCAP_MAX_DEVICES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
@@ -220,6 +230,9 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 	if (answer == TRUTH_KNOWN &&
 	    (pending == CONTEXT_PENDING_TRACKED || (pending == CONTEXT_PENDING_PRIMARY && primary)))
 		measure_pending_locked(dev, t, truth_bytes);
+	if (pending != CONTEXT_PENDING_NONE && atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
+	    atomic_fetch_add(&t->pending_tries, 1) + 1 == CONTEXT_HINT_TRIES)
+		gpucap_context_estimate_settle(dev);
 	bool fits = true;
 	if (driver_target(dev, answer, truth_bytes, &target))
 		fits = settle_locked(dev, t, target);
@@ -303,7 +316,9 @@ void gpucap_context_estimate_settle(const struct gpucap_device *dev)
 {
 	if (memory_env.config->context_bytes_set || dev->region_index < 0)
 		return;
-	bool pending = atomic_load(&truth[dev->ordinal].pending_which) != CONTEXT_PENDING_NONE;
+	const struct truth_dev *t = &truth[dev->ordinal];
+	bool pending = atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
+	               atomic_load(&t->pending_tries) < CONTEXT_HINT_TRIES;
 	gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, pending);
 }
 
@@ -391,6 +406,7 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 		if (last && answer != TRUTH_UNSUPPORTED) {
 			/* The reconciler measures it at its next steps. */
 			t->pending_key = key;
+			atomic_store(&t->pending_tries, 0);
 			atomic_store(&t->pending_which, which); /* partner: the loads in reconcile/forget */
 		}
 		pthread_mutex_unlock(&t->lock);

@@ -6,6 +6,7 @@
  * byte of accounting. */
 #include <stdatomic.h>
 
+#include "platform.h"
 #include "region_internal.h"
 
 void gpucap_region_mark_context_estimate(gpucap_region *r, int device, bool estimated)
@@ -32,9 +33,11 @@ bool gpucap_region_context_estimates_elsewhere(const gpucap_region *r, int devic
 		    atomic_load_explicit(region_slot_state(r, slot), memory_order_relaxed) != SLOT_LIVE)
 			continue;
 		/* From the shared file, unvalidated by design: any bit only
-		 * prolongs a wait its caller bounds. */
-		if (atomic_load_explicit(&region_slot(r, slot)->context_estimates, memory_order_relaxed) &
-		    bit)
+		 * prolongs a wait its caller bounds. A dead owner's bit is
+		 * ignored: its charges go back when its slot is reclaimed. */
+		uint64_t marked =
+		    atomic_load_explicit(&region_slot(r, slot)->context_estimates, memory_order_relaxed);
+		if ((marked & bit) && gpucap_lease_probe(r->fd, LEASE_SLOT(slot)) == 1)
 			return true;
 	}
 	return false;

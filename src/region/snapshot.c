@@ -61,6 +61,7 @@ static void fill_process(const struct gpucap_region *r, uint32_t slot, struct gp
 	view->pid_ns_inode = atomic_load_explicit(&header->pid_ns_inode, memory_order_relaxed);
 	view->last_launch_unix_ns = atomic_load_explicit(&header->last_launch_unix_ns, memory_order_relaxed);
 	view->refusals = atomic_load_explicit(&header->refusals, memory_order_relaxed);
+	view->context_estimates = atomic_load_explicit(&header->context_estimates, memory_order_relaxed);
 	view->started_unix_ns = atomic_load_explicit(&header->started_unix_ns, memory_order_relaxed);
 	read_comm(header, view->comm);
 	view->self = (int)slot == r->slot;

@@ -63,6 +63,7 @@ struct charges {
 	int64_t kind[GPUCAP_KIND_COUNT];
 	uint64_t device_charged;
 	uint64_t context_measured;
+	bool context_estimated; /* its slot marks a context at its estimate here */
 };
 
 static struct charges charges_of(pid_t pid)
@@ -86,8 +87,10 @@ static struct charges charges_of(pid_t pid)
 		}
 	}
 	for (uint32_t p = 0; dev >= 0 && p < s->process_count; p++)
-		if (s->processes[p].pid == pid && s->processes[p].alive)
+		if (s->processes[p].pid == pid && s->processes[p].alive) {
 			memcpy(c.kind, s->processes[p].devices[dev].kind_bytes, sizeof(c.kind));
+			c.context_estimated = (s->processes[p].context_estimates >> dev) & 1;
+		}
 	if (dev >= 0)
 		c.context_measured = gpucap_region_context_bytes(r, dev);
 	gpucap_snapshot_free(s);
@@ -266,6 +269,39 @@ static void test_context_late_created(void)
 	CHECK_EQ(518 * MiB, c.context_measured);
 	CU(cuCtxDestroy_v2(second));
 	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
+}
+
+/* A context the driver never lists the process for (a PID it cannot
+ * translate) keeps its estimate, but stops telling other processes to
+ * wait for its measurement after 10 of the reconciler's tries; one it
+ * measures stops at once. */
+static void test_context_hint(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "1000000", 1);
+	start_device();
+	CHECK(mine().context_estimated);
+	periods(8);
+	CHECK(mine().context_estimated);
+	periods(3);
+	struct charges c = mine();
+	CHECK(!c.context_estimated);
+	CHECK_EQ(640 * MiB, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(0, c.context_measured);
+}
+
+static void test_context_hint_measured(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "5", 1);
+	start_device();
+	CHECK(mine().context_estimated);
+	until_measured(5);
+	struct charges c = mine();
+	CHECK(!c.context_estimated);
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
 }
 
 /* ---- 8 processes racing to fill one cap ------------------------------------------------ */
@@ -794,6 +830,8 @@ static const struct {
     {"context-late-created", test_context_late_created},
     {"race-fill", test_race_fill},
     {"start-many", test_start_many},
+    {"context-hint", test_context_hint},
+    {"context-hint-measured", test_context_hint_measured},
     {"set-limit", test_set_limit},
     {"module-eager", test_module_eager},
     {"reconciled", test_reconciled},
