@@ -42,17 +42,9 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 				registered[registered_count++] = device;
 			i += 3;
 		} else if (strcmp(argv[i], "reserve") == 0 && i + 2 < argc) {
-			gpucap_kind kind;
-			uint64_t bytes;
-			if (!actor_parse_kind(argv[i + 1], &kind))
-				return actor_fail("bad kind", argv[i + 1]);
-			if (!gpucap_parse_size(argv[i + 2], &bytes))
-				return actor_fail("bad size", argv[i + 2]);
-			if (device < 0)
-				return actor_fail("reserve", "no device step before it");
-			gpucap_status status = gpucap_reserve(region, device, kind, bytes);
-			if (status != GPUCAP_OK)
-				return actor_fail("reserve", gpucap_status_text(status));
+			int rc = actor_reserve(region, device, argv[i + 1], argv[i + 2], gpucap_parse_size);
+			if (rc != 0)
+				return rc;
 			i += 3;
 		} else if (strcmp(argv[i], "share") == 0 && i + 2 < argc) {
 			int rc = actor_publish_share(region, device, argv[i + 1], argv[i + 2]);

@@ -26,15 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_u64(const char *text, uint64_t *out)
+static bool parse_u64(const char *text, uint64_t *out)
 {
 	char *end;
 	errno = 0;
 	unsigned long long value = strtoull(text, &end, 10);
 	if (errno || end == text || *end || text[0] == '-')
-		return 0;
+		return false;
 	*out = value;
-	return 1;
+	return true;
 }
 
 static int run_steps(gpucap_region *region, int argc, char **argv)
@@ -57,17 +57,9 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 				registered[registered_count++] = device;
 			i += 4;
 		} else if (strcmp(argv[i], "reserve") == 0 && i + 2 < argc) {
-			gpucap_kind kind;
-			uint64_t bytes;
-			if (!actor_parse_kind(argv[i + 1], &kind))
-				return actor_fail("bad kind", argv[i + 1]);
-			if (!parse_u64(argv[i + 2], &bytes))
-				return actor_fail("bad size", argv[i + 2]);
-			if (device < 0)
-				return actor_fail("reserve", "no device step before it");
-			gpucap_status status = gpucap_reserve(region, device, kind, bytes);
-			if (status != GPUCAP_OK)
-				return actor_fail("reserve", gpucap_status_text(status));
+			int rc = actor_reserve(region, device, argv[i + 1], argv[i + 2], parse_u64);
+			if (rc != 0)
+				return rc;
 			i += 3;
 		} else if (strcmp(argv[i], "launch") == 0 && i + 1 < argc) {
 			uint64_t unix_ns;

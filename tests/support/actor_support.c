@@ -17,7 +17,7 @@ int actor_fail(const char *what, const char *detail)
 	return 1;
 }
 
-bool actor_parse_kind(const char *text, gpucap_kind *kind)
+static bool parse_kind(const char *text, gpucap_kind *kind)
 {
 	static const char *const names[GPUCAP_KIND_COUNT] = {"context", "module", "data", "driver"};
 	for (int k = 0; k < GPUCAP_KIND_COUNT; k++) {
@@ -27,6 +27,23 @@ bool actor_parse_kind(const char *text, gpucap_kind *kind)
 		}
 	}
 	return false;
+}
+
+int actor_reserve(gpucap_region *region, int device, const char *kind_text, const char *bytes_text,
+                  bool (*parse_bytes)(const char *, uint64_t *))
+{
+	gpucap_kind kind;
+	uint64_t bytes;
+	if (!parse_kind(kind_text, &kind))
+		return actor_fail("bad kind", kind_text);
+	if (!parse_bytes(bytes_text, &bytes))
+		return actor_fail("bad size", bytes_text);
+	if (device < 0)
+		return actor_fail("reserve", "no device step before it");
+	gpucap_status status = gpucap_reserve(region, device, kind, bytes);
+	if (status != GPUCAP_OK)
+		return actor_fail("reserve", gpucap_status_text(status));
+	return 0;
 }
 
 gpucap_region *actor_attach_claim(const char *path, const char *comm)
