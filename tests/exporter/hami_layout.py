@@ -27,7 +27,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prometheus_e2e import parse_exposition  # noqa: E402
+from prometheus_e2e import Failure, check, parse_exposition  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -40,15 +40,6 @@ PODS = [
      "GPU-66666666-7777-8888-9999-000000000000", 4 * GiB, 0, 280 * MiB, 0, 512 * MiB),
 ]
 ORPHAN_UID = "ffffffff-0000-4000-8000-000000000001"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
 
 
 def one(samples, name, **labels):
