@@ -116,6 +116,17 @@ def check_one_line_error(res, code, *needles):
         check(needle in res.stderr, f"the error must mention {needle!r}: {res.stderr!r}")
 
 
+def check_usage_errors(h, cases):
+    """Each (args, needles) of cases: gpucap args exits 2 with one error line
+    that mentions every needle."""
+    for args, needles in cases:
+        res = h.cli(*args)
+        try:
+            check_one_line_error(res, 2, *needles)
+        except Failure as failure:
+            raise Failure(f"gpucap {' '.join(args)}: {failure}")
+
+
 # ---- a populated region ------------------------------------------------------
 
 class Populated:
@@ -221,12 +232,7 @@ def test_usage_errors(h):
         (["run", "--devices=", "--", "true"], ["--devices"]),
         (["run", "--gpus", "1", "--", "true"], ["unknown option '--gpus'"]),
     ]
-    for args, needles in cases:
-        res = h.cli(*args)
-        try:
-            check_one_line_error(res, 2, *needles)
-        except Failure as failure:
-            raise Failure(f"gpucap {' '.join(args)}: {failure}")
+    check_usage_errors(h, cases)
 
 
 def test_status_json(h):

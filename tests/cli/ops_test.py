@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cli_test import (case_main, GiB, MiB, UUID_A, UUID_B, Failure, Populated, check,  # noqa: E402
-                      check_equal, check_one_line_error, device_by_uuid, split_row)
+                      check_equal, check_one_line_error, check_usage_errors, device_by_uuid, split_row)
 
 SKIP = 77
 
@@ -69,12 +69,7 @@ def test_ops_usage_errors(h):
         (["doctor", "--bogus"], ["unknown option '--bogus'", "gpucap doctor --help"]),
         (["doctor", "now"], ["unexpected argument 'now'"]),
     ]
-    for args, needles in cases:
-        res = h.cli(*args)
-        try:
-            check_one_line_error(res, 2, *needles)
-        except Failure as failure:
-            raise Failure(f"gpucap {' '.join(args)}: {failure}")
+    check_usage_errors(h, cases)
 
 
 # ---- top -------------------------------------------------------------------------
