@@ -116,6 +116,17 @@ def check_one_line_error(res, code, *needles):
         check(needle in res.stderr, f"the error must mention {needle!r}: {res.stderr!r}")
 
 
+def check_usage_errors(h, cases):
+    """Each (args, needles) of cases: gpucap args exits 2 with one error line
+    that mentions every needle."""
+    for args, needles in cases:
+        res = h.cli(*args)
+        try:
+            check_one_line_error(res, 2, *needles)
+        except Failure as failure:
+            raise Failure(f"gpucap {' '.join(args)}: {failure}")
+
+
 # ---- a populated region ------------------------------------------------------
 
 class Populated:
@@ -221,12 +232,7 @@ def test_usage_errors(h):
         (["run", "--devices=", "--", "true"], ["--devices"]),
         (["run", "--gpus", "1", "--", "true"], ["unknown option '--gpus'"]),
     ]
-    for args, needles in cases:
-        res = h.cli(*args)
-        try:
-            check_one_line_error(res, 2, *needles)
-        except Failure as failure:
-            raise Failure(f"gpucap {' '.join(args)}: {failure}")
+    check_usage_errors(h, cases)
 
 
 def test_status_json(h):
@@ -669,23 +675,33 @@ def run_case(tests, name, h, tmp, skips=(Skip,)):
     return 0
 
 
-TESTS = {name[len("test_"):]: fn for name, fn in globals().items() if name.startswith("test_")}
-
-
-def main():
+def case_main(tests, prefix, options=(), skips=(Skip,), tmp_mode=None, setup=None):
+    """The main of a CLI test script: parse the arguments every script takes
+    plus options (each a required --NAME), make the scratch directory
+    (gpucap-PREFIX-CASE-*, chmod tmp_mode if given) and the harness, let
+    setup(h, args) add to it, and run the case named; returns the exit code."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("test", choices=sorted(TESTS))
+    parser.add_argument("test", choices=sorted(tests))
     parser.add_argument("--gpucap", required=True)
     parser.add_argument("--actor", required=True)
     parser.add_argument("--fake-preload", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--libdir", default="lib")
     parser.add_argument("--real-preload", default=None)
+    for option in options:
+        parser.add_argument(option, required=True)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix=f"gpucap-cli-{args.test}-")
+    tmp = tempfile.mkdtemp(prefix=f"gpucap-{prefix}-{args.test}-")
+    if tmp_mode is not None:
+        os.chmod(tmp, tmp_mode)
     h = Harness(args, tmp)
-    return run_case(TESTS, args.test, h, tmp)
+    if setup:
+        setup(h, args)
+    return run_case(tests, args.test, h, tmp, skips)
+
+
+TESTS = {name[len("test_"):]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(case_main(TESTS, "cli"))

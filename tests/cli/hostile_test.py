@@ -18,7 +18,6 @@ Timeouts here only turn a hang into a failure; nothing is timed.
 usage: hostile_test.py TEST --gpucap PATH --actor PATH --fake-preload PATH
                             --version X.Y.Z --libdir DIR [--real-preload PATH]
 """
-import argparse
 import ctypes
 import os
 import shutil
@@ -26,11 +25,10 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import run_case, UUID_A, Failure, Harness, check, check_equal  # noqa: E402
+from cli_test import case_main, UUID_A, Failure, check, check_equal  # noqa: E402
 
 HANG_GUARD_S = 20
 SKIP = 77  # CTest: skipped, never passed
@@ -219,20 +217,5 @@ TESTS = {"special_files": test_special_files, "hard_link": test_hard_link, "empt
          "truncation": test_truncation}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("test", choices=sorted(TESTS))
-    parser.add_argument("--gpucap", required=True)
-    parser.add_argument("--actor", required=True)
-    parser.add_argument("--fake-preload", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--libdir", default="lib")
-    parser.add_argument("--real-preload", default=None)
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix=f"gpucap-hostile-{args.test}-")
-    h = Harness(args, tmp)
-    return run_case(TESTS, args.test, h, tmp)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(case_main(TESTS, "hostile"))

@@ -13,7 +13,6 @@ usage: operator_test.py TEST --gpucap PATH --actor PATH --fake-preload PATH
                         --default-path-probe PATH --example PATH --fakedriver DIR
                         [--real-preload PATH]
 """
-import argparse
 import json
 import os
 import pty
@@ -24,11 +23,10 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import (run_case, UUID_A, UUID_B, Failure, Harness, Skip, check, check_equal,  # noqa: E402
+from cli_test import (case_main, UUID_A, UUID_B, Failure, Skip, check, check_equal,  # noqa: E402
                       check_one_line_error, split_row)
 
 SKIP = 77
@@ -508,29 +506,14 @@ def test_wrapper_builds(h):
 TESTS = {name[len("test_"):]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("test", choices=sorted(TESTS))
-    parser.add_argument("--gpucap", required=True)
-    parser.add_argument("--actor", required=True)
-    parser.add_argument("--fake-preload", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--libdir", default="lib")
-    parser.add_argument("--real-preload", default=None)
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--default-path-probe", required=True)
-    parser.add_argument("--example", required=True)
-    parser.add_argument("--fakedriver", required=True)
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix=f"gpucap-op-{args.test}-")
-    os.chmod(tmp, 0o755)  # another uid (test_default_region_path) looks around
-    h = Harness(args, tmp)
+def with_programs(h, args):
     h.source = args.source
     h.default_path_probe = args.default_path_probe
     h.example = args.example
     h.fakedriver = args.fakedriver
-    return run_case(TESTS, args.test, h, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # tmp_mode: another uid (test_default_region_path) looks around.
+    sys.exit(case_main(TESTS, "op", options=("--source", "--default-path-probe", "--example", "--fakedriver"),
+                       tmp_mode=0o755, setup=with_programs))

@@ -9,7 +9,6 @@ CTest reports as skipped.
 usage: ops_test.py TEST --gpucap PATH --actor PATH --fake-preload PATH
                         --version X.Y.Z --libdir DIR [--real-preload PATH]
 """
-import argparse
 import ctypes
 import json
 import os
@@ -17,11 +16,10 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import (run_case, GiB, MiB, UUID_A, UUID_B, Failure, Harness, Populated, check,  # noqa: E402
-                      check_equal, check_one_line_error, device_by_uuid, split_row)
+from cli_test import (case_main, GiB, MiB, UUID_A, UUID_B, Failure, Populated, check,  # noqa: E402
+                      check_equal, check_one_line_error, check_usage_errors, device_by_uuid, split_row)
 
 SKIP = 77
 
@@ -71,12 +69,7 @@ def test_ops_usage_errors(h):
         (["doctor", "--bogus"], ["unknown option '--bogus'", "gpucap doctor --help"]),
         (["doctor", "now"], ["unexpected argument 'now'"]),
     ]
-    for args, needles in cases:
-        res = h.cli(*args)
-        try:
-            check_one_line_error(res, 2, *needles)
-        except Failure as failure:
-            raise Failure(f"gpucap {' '.join(args)}: {failure}")
+    check_usage_errors(h, cases)
 
 
 # ---- top -------------------------------------------------------------------------
@@ -422,23 +415,10 @@ def test_doctor_limits_file(h):
 TESTS = {name[len("test_"):]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("test", choices=sorted(TESTS))
-    parser.add_argument("--gpucap", required=True)
-    parser.add_argument("--actor", required=True)
-    parser.add_argument("--fake-preload", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--libdir", default="lib")
-    parser.add_argument("--real-preload", default=None)
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix=f"gpucap-ops-{args.test}-")
-    os.chmod(tmp, 0o755)
-    h = Harness(args, tmp)
+def forget_limits_file(h, _args):
     # Nothing inherited may steer the limits under test.
     h.base_env.pop("GPUCAP_LIMITS_FILE", None)
-    return run_case(TESTS, args.test, h, tmp, skips=(Skip,))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(case_main(TESTS, "ops", skips=(Skip,), tmp_mode=0o755, setup=forget_limits_file))

@@ -15,16 +15,14 @@ damaged (region_damage writes the file's words directly):
 usage: repair_test.py TEST --gpucap PATH --actor PATH --damage PATH
                            --fake-preload PATH --version X.Y.Z --libdir DIR
 """
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import run_case, MiB, UUID_A, UUID_B, Failure, Harness, check, check_equal  # noqa: E402
+from cli_test import case_main, MiB, UUID_A, UUID_B, Failure, check, check_equal  # noqa: E402
 
 
 def damage(h, region, *steps):
@@ -154,22 +152,9 @@ def test_reap_unrepaired(h):
 TESTS = {name[len("test_"):]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("test", choices=sorted(TESTS))
-    parser.add_argument("--gpucap", required=True)
-    parser.add_argument("--actor", required=True)
-    parser.add_argument("--damage", required=True)
-    parser.add_argument("--fake-preload", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--libdir", default="lib")
-    parser.add_argument("--real-preload", default=None)
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix=f"gpucap-repair-{args.test}-")
-    h = Harness(args, tmp)
+def with_damage(h, args):
     h.damage_path = args.damage
-    return run_case(TESTS, args.test, h, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(case_main(TESTS, "repair", options=("--damage",), setup=with_damage))

@@ -26,6 +26,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prometheus_e2e import Failure, check, parse_exposition  # noqa: E402
+
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -37,32 +40,6 @@ PODS = [
      "GPU-66666666-7777-8888-9999-000000000000", 4 * GiB, 0, 280 * MiB, 0, 512 * MiB),
 ]
 ORPHAN_UID = "ffffffff-0000-4000-8000-000000000001"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
-def parse(text):
-    """{(name, frozenset(labels)): value} of one exposition."""
-    samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, value = line.rsplit(" ", 1)
-        name, _, rest = head.partition("{")
-        labels = {}
-        for part in rest.rstrip("}").split('",') if rest else []:
-            if part:
-                key, _, val = part.partition('="')
-                labels[key] = val.rstrip('"')
-        samples[(name, frozenset(labels.items()))] = float(value)
-    return samples
 
 
 def one(samples, name, **labels):
@@ -170,7 +147,7 @@ def run(args):
               "doctor on HAMi's 0777 directory:\n" + out.stdout + out.stderr)
 
         text = node.scrape("--hami-metrics")
-        samples = parse(text)
+        samples = parse_exposition(text)
         for uid, namespace, pod, container, uuid, limit, sm, context, module, data in PODS:
             status = json.loads(subprocess.run([args.gpucap, "status", "--json", "--file", regions[uid]],
                                                capture_output=True, text=True, check=True).stdout)
@@ -204,7 +181,7 @@ def run(args):
         print("ok: %d series labelled from HAMi's layout; promtool check metrics passes" % len(samples))
 
         text = node.scrape("--hami-legacy-metrics")
-        samples = parse(text)
+        samples = parse_exposition(text)
         uid, namespace, pod, container, uuid, limit, sm, context, module, data = PODS[0]
         legacy = dict(podnamespace=namespace, podname=pod, ctrname=container, vdeviceid=0, deviceuuid=uuid)
         charged = one(samples, "hami_vgpu_memory_used_bytes", device_uuid=uuid)[1]

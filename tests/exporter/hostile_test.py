@@ -27,18 +27,12 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prometheus_e2e import Failure, check  # noqa: E402
+
 HANG_GUARD_S = 20  # a scrape that takes this long is taken to hang
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
 
 
 class Harness:

@@ -469,7 +469,11 @@ def cli_checks(args):
 def fetch_metrics(port):
     """One scrape of the exporter: {(name, frozenset(labels)): value}."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
-        text = r.read().decode()
+        return parse_exposition(r.read().decode())
+
+
+def parse_exposition(text):
+    """{(name, frozenset(labels)): value} of one exposition."""
     samples = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):

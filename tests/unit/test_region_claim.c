@@ -43,6 +43,36 @@ static gpucap_region *attach_small(const char *path, uint32_t wait_ms)
 	return r;
 }
 
+/* In a child: claims a slot, reserves bytes in it and sends the slot's
+ * index through fd. Returns the exit code for the child: it names the step
+ * that failed, as an assert in a forked child would not. */
+static int claim_and_reserve(const char *path, uint64_t bytes, int fd)
+{
+	struct gpucap_region_options options = {.path = path};
+	gpucap_region *r = NULL;
+	if (gpucap_region_attach(&options, &r, NULL, 0) != GPUCAP_OK ||
+	    gpucap_region_claim_slot(r, NULL, NULL, 0) != GPUCAP_OK)
+		return 2;
+	int device = gpucap_region_device_register(r, GPU, 256 * MiB, 0);
+	if (device < 0 || gpucap_reserve(r, device, GPUCAP_KIND_DATA, bytes) != GPUCAP_OK)
+		return 3;
+	gpucap_region_return_credit(r, device);
+	int slot = gpucap_region_slot_index(r);
+	if (write(fd, &slot, sizeof(slot)) != sizeof(slot))
+		return 4;
+	return 0;
+}
+
+/* The slot index claim_and_reserve sent through channel; closes it. */
+static int received_slot(int channel[2])
+{
+	int slot = -1;
+	assert_int_equal(read(channel[0], &slot, sizeof(slot)), sizeof(slot));
+	close(channel[0]);
+	close(channel[1]);
+	return slot;
+}
+
 /* A child claims a slot, reserves bytes and dies without detaching. */
 static int die_holding(const char *path, uint64_t bytes)
 {
@@ -50,27 +80,10 @@ static int die_holding(const char *path, uint64_t bytes)
 	assert_int_equal(pipe(channel), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct gpucap_region_options options = {.path = path};
-		gpucap_region *r = NULL;
-		if (gpucap_region_attach(&options, &r, NULL, 0) != GPUCAP_OK ||
-		    gpucap_region_claim_slot(r, NULL, NULL, 0) != GPUCAP_OK)
-			_exit(2);
-		int device = gpucap_region_device_register(r, GPU, 256 * MiB, 0);
-		if (device < 0 || gpucap_reserve(r, device, GPUCAP_KIND_DATA, bytes) != GPUCAP_OK)
-			_exit(3);
-		gpucap_region_return_credit(r, device);
-		int slot = gpucap_region_slot_index(r);
-		if (write(channel[1], &slot, sizeof(slot)) != sizeof(slot))
-			_exit(4);
-		_exit(0);
-	}
+	if (pid == 0)
+		_exit(claim_and_reserve(path, bytes, channel[1]));
 	assert_int_equal(wait_child(pid), 0);
-	int slot = -1;
-	assert_int_equal(read(channel[0], &slot, sizeof(slot)), sizeof(slot));
-	close(channel[0]);
-	close(channel[1]);
-	return slot;
+	return received_slot(channel);
 }
 
 /* A reclaimer process that stops holding the lease of the first dead slot
@@ -234,25 +247,13 @@ static pid_t live_holding(const char *path, uint64_t bytes, int *slot)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		gpucap_crash_points_disarm();
-		struct gpucap_region_options options = {.path = path};
-		gpucap_region *r = NULL;
-		if (gpucap_region_attach(&options, &r, NULL, 0) != GPUCAP_OK ||
-		    gpucap_region_claim_slot(r, NULL, NULL, 0) != GPUCAP_OK)
-			_exit(2);
-		int device = gpucap_region_device_register(r, GPU, 256 * MiB, 0);
-		if (device < 0 || gpucap_reserve(r, device, GPUCAP_KIND_DATA, bytes) != GPUCAP_OK)
-			_exit(3);
-		gpucap_region_return_credit(r, device);
-		int mine = gpucap_region_slot_index(r);
-		if (write(channel[1], &mine, sizeof(mine)) != sizeof(mine))
-			_exit(4);
+		int rc = claim_and_reserve(path, bytes, channel[1]);
+		if (rc != 0)
+			_exit(rc);
 		for (;;)
 			pause();
 	}
-	*slot = -1;
-	assert_int_equal(read(channel[0], slot, sizeof(*slot)), sizeof(*slot));
-	close(channel[0]);
-	close(channel[1]);
+	*slot = received_slot(channel);
 	return pid;
 }
 
