@@ -42,6 +42,13 @@ CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, 
 		r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, *bytes);
 	}
 	if (r != CUDA_SUCCESS) {
+		if (waited)
+			GPUCAP_LOG(
+			    GPUCAP_LOG_DETAIL,
+			    "device %d: a context is refused after %llu ms of waiting for contexts beside it to "
+			    "be measured (%s)",
+			    dev->ordinal, (unsigned long long)(waited / 1000000),
+			    waited >= limit ? "GPUCAP_CONTEXT_WAIT_MS ran out" : "none is left to measure");
 		gpucap_context_estimate_settle(dev);
 		gpucap_refusal_note(dev->region_index, dev, *bytes, api);
 	} else if (waited) {

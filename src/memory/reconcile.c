@@ -231,8 +231,15 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 	    (pending == CONTEXT_PENDING_TRACKED || (pending == CONTEXT_PENDING_PRIMARY && primary)))
 		measure_pending_locked(dev, t, truth_bytes);
 	if (pending != CONTEXT_PENDING_NONE && atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
-	    atomic_fetch_add(&t->pending_tries, 1) + 1 == CONTEXT_HINT_TRIES)
+	    atomic_fetch_add(&t->pending_tries, 1) + 1 == CONTEXT_HINT_TRIES) {
 		gpucap_context_estimate_settle(dev);
+		GPUCAP_LOG(
+		    GPUCAP_LOG_DETAIL,
+		    "device %d: the context is still not measured after %u tries (%s); other processes "
+		    "no longer wait for it",
+		    dev->ordinal, CONTEXT_HINT_TRIES,
+		    answer == TRUTH_KNOWN ? "no usable figure for this process" : "NVML cannot say");
+	}
 	bool fits = true;
 	if (driver_target(dev, answer, truth_bytes, &target))
 		fits = settle_locked(dev, t, target);

@@ -208,7 +208,9 @@ small=$((16 << 20))
 "$out/start_many" 1 $small >"$out/start-native.txt" 2>>"$log"
 cat "$out/start-native.txt" >>"$log"
 one=$(sed -n 's/^started 1 of 1.*real total \([0-9]*\) MiB.*/\1/p' "$out/start-native.txt")
-capped $scap start32 "$out/start_many" 32 $small >"$out/start32.txt" 2>>"$log"
+# GPUCAP_LOG_LEVEL=3: the log says which contexts were measured, when, and
+# how long a refused context waited for the others' measurements.
+GPUCAP_LOG_LEVEL=3 capped $scap start32 "$out/start_many" 32 $small >"$out/start32.txt" 2>>"$log"
 status=$?
 cat "$out/start32.txt" >>"$log"
 summary=$(grep '^started' "$out/start32.txt")
