@@ -7,7 +7,7 @@
  * exists. Processes that start together therefore charge their estimates
  * at once, and the region can look full only because of the estimates'
  * excess: 32 processes under 16 GiB on an H100 charged 640 MiB each for
- * contexts of 518 MiB, and 5 of them were refused where all would fit.
+ * contexts of 518 MiB, and 25 started where 30 would fit.
  *
  * So a context that would be refused while other processes of the region
  * still mark estimated contexts (their slots' words, estimates.c) is asked

@@ -51,12 +51,11 @@ struct truth_dev {
 	atomic_uint pending_tries;
 };
 
-/* After this many reconciliations (about 1 s of the thread's periods) that
- * could not measure it, a context stops telling other processes to wait
- * for its measurement (a driver that never lists this process: a PID it
- * cannot translate). Its charge stays at the estimate. Counted in steps,
- * not time, so the hint's life does not depend on the machine's load. */
-#define CONTEXT_HINT_TRIES 10u
+/* After this many reconciliations (about 3 s of the thread's periods, the default GPUCAP_CONTEXT_WAIT_MS)
+ * that could not measure it, a context stops telling other processes to wait for its measurement (a driver
+ * that never lists this process: a PID it cannot translate). Its charge stays at the estimate. Counted in
+ * steps, not time, so the hint's life does not depend on the machine's load. */
+#define CONTEXT_HINT_TRIES 30u
 
 static struct truth_dev truth[GPUCAP_MAX_DEVICES] = {
     [0 ... GPUCAP_MAX_DEVICES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},

@@ -273,7 +273,7 @@ static void test_context_late_created(void)
 
 /* A context the driver never lists the process for (a PID it cannot
  * translate) keeps its estimate, but stops telling other processes to
- * wait for its measurement after 10 of the reconciler's tries; one it
+ * wait for its measurement after 30 of the reconciler's tries; one it
  * measures stops at once. */
 static void test_context_hint(void)
 {
@@ -282,7 +282,7 @@ static void test_context_hint(void)
 	setenv("FAKECUDA_UNLISTED_QUERIES", "1000000", 1);
 	start_device();
 	CHECK(mine().context_estimated);
-	periods(8);
+	periods(28);
 	CHECK(mine().context_estimated);
 	periods(3);
 	struct charges c = mine();
