@@ -436,6 +436,28 @@ uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enu
 	return bytes;
 }
 
+/* A context the driver does not list yet (processes that start together
+ * are listed late, some only after seconds) is charged the size another
+ * process of the region has measured on this device, when that is less
+ * than its charge: contexts of one device and driver differ by a few MiB,
+ * and what this one holds beyond it is charged as driver memory once the
+ * driver lists it (driver_target). Without this, every process started
+ * before the first measurement kept the estimate's excess, and peers
+ * refused for it. Returns the context's charge now. */
+static uint64_t adopt_region_size(const struct gpucap_device *dev, uint64_t charged)
+{
+	uint64_t noted = gpucap_region_context_bytes(memory_env.region, dev->region_index);
+	if (!noted || noted + GPUCAP_CONTEXT_GROWTH_BYTES >= charged)
+		return charged;
+	uint64_t bytes = move_context_charge(dev, charged, noted);
+	GPUCAP_LOG(
+	    GPUCAP_LOG_DETAIL,
+	    "device %d: a context not listed by the driver yet is charged %llu bytes, the size measured "
+	    "by another process, instead of %llu",
+	    dev->ordinal, (unsigned long long)bytes, (unsigned long long)charged);
+	return bytes;
+}
+
 /* The context still charged at its estimate, measured now from truth_bytes
  * (caller holds t->lock and, for a primary context, dev->primary_lock). A
  * measurement below the charge lowers it; above it the driver charge takes
@@ -450,8 +472,10 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 			gpucap_context_estimate_settle(dev);
 			return;
 		}
-		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, &measured))
+		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, &measured)) {
+			dev->primary_bytes = adopt_region_size(dev, dev->primary_bytes);
 			return;
+		}
 		if (measured + GPUCAP_CONTEXT_GROWTH_BYTES < dev->primary_bytes)
 			dev->primary_bytes = move_context_charge(dev, dev->primary_bytes, measured);
 	} else if (which == CONTEXT_PENDING_TRACKED) {
@@ -463,6 +487,8 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 		bool believed = context_size_locked(dev, t, truth_bytes, entry->bytes, &measured);
 		if (believed && measured + GPUCAP_CONTEXT_GROWTH_BYTES < entry->bytes)
 			entry->bytes = move_context_charge(dev, entry->bytes, measured);
+		else if (!believed)
+			entry->bytes = adopt_region_size(dev, entry->bytes);
 		gpucap_track_put(entry);
 		if (!believed)
 			return;

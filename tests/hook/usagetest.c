@@ -559,6 +559,29 @@ static void test_context_measured(void)
 	CHECK_EQ(CTX_CHARGE, mine().kind[GPUCAP_KIND_CONTEXT]);
 }
 
+/* A context the driver does not list yet takes the size another process
+ * of the region measured, at its reconciler's next step, and still asks
+ * peers to wait for its own measurement. */
+static void test_context_peer(void)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", "1000000", 1);
+	start_device();
+	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	periods(2);
+	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(CTX_CHARGE, context_charge_of_child("FAKECUDA_UNLISTED_QUERIES=0"));
+	periods(1);
+	struct charges c = mine();
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK(c.context_estimated);
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, CAP - CTX_CHARGE));
+	real_within_cap();
+	CU(cuMemFree_v2(p));
+}
+
 /* ---- Limits ------------------------------------------------------------------------- */
 
 static void test_set_limit(void)
@@ -832,6 +855,7 @@ static const struct {
     {"start-many", test_start_many},
     {"context-hint", test_context_hint},
     {"context-hint-measured", test_context_hint_measured},
+    {"context-peer", test_context_peer},
     {"set-limit", test_set_limit},
     {"module-eager", test_module_eager},
     {"reconciled", test_reconciled},
