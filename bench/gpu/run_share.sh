@@ -10,7 +10,7 @@
 # BUILD_DIR holds lib/libgpucap.so and bin/gpucap. OUTDIR (default
 # BUILD_DIR/bench-share) gets the raw logs and report.md (also printed).
 # Knobs: SHARE_WORKLOADS ("train launch graphs gemm long"), SHARE_CAPS
-# ("10 30 50 70"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (5), SHARE_PARTS
+# ("10 30 50 70"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (7), SHARE_PARTS
 # ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_OVERHEAD_RUNS (3), PYTHON.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -25,7 +25,7 @@ py="${PYTHON:-python3}"
 workloads="${SHARE_WORKLOADS:-train launch graphs gemm long}"
 caps="${SHARE_CAPS:-10 30 50 70}"
 secs="${SHARE_SECONDS:-5}"
-export SM_SHARE_WARMUP_S="${SM_SHARE_WARMUP_S:-5}"
+export SM_SHARE_WARMUP_S="${SM_SHARE_WARMUP_S:-7}"
 parts="${SHARE_PARTS:-caps tenants overhead}"
 tenant_workload="${SHARE_TENANT_WORKLOAD:-train}"
 gpu="${CUDA_VISIBLE_DEVICES:-0}"

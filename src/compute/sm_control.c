@@ -183,13 +183,6 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	uint64_t density = (uint64_t)busy_ppm * GPUCAP_SM_PPM / (applied_now ? applied_now : 1);
 	if (density > SM_DENSITY_MAX_PPM)
 		density = SM_DENSITY_MAX_PPM;
-	/* A window in which the container launched enough to tell, after
-	 * NVML's first (it began before the launches). */
-	if (closed && gate_ppm >= SM_MISMATCH_PPM && s->steps > 0) {
-		s->density_ppm = s->density_known ? (uint32_t)((3 * (uint64_t)s->density_ppm + density) / 4)
-		                                  : (uint32_t)density;
-		s->density_known = true;
-	}
 	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
 	struct sm_weight_inputs w = {
 	    .now_ns = now,
@@ -204,6 +197,16 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	    .alone = in->alone,
 	};
 	sm_weight_step(&s->weight, &w, &out->weight);
+	/* A window in which the container launched enough to tell, after
+	 * NVML's first (it began before the launches), and outside a
+	 * calibration burst and NVML's memory of it: the burst's gates are
+	 * open whatever the duty, so its busy share over the duty is no
+	 * density (read so, it pulled the duty down after every burst). */
+	if (closed && gate_ppm >= SM_MISMATCH_PPM && s->steps > 0 && !out->weight.frozen) {
+		s->density_ppm = s->density_known ? (uint32_t)((3 * (uint64_t)s->density_ppm + density) / 4)
+		                                  : (uint32_t)density;
+		s->density_known = true;
+	}
 	bool frozen = out->weight.frozen && !turns;
 	int64_t target = turns && in->turns_caps_ppm >= SM_TURNS_FULL_PPM
 	                     ? cap

@@ -239,7 +239,17 @@ static void taking_turns_lengthens_a_gappy_window(void **state)
 	assert_true(abs_diff(p.duty_ppm, 857000) < 30000);
 }
 
-/* Calibration bursts: due 0.5 s after a new holder, held for burst x
+/* Steps (the work keeping the GPU busy, others at foreign_ppm) up to the
+ * one at which a burst falls due: none starts before. */
+static void before_burst(struct plant *p, uint32_t foreign_ppm)
+{
+	while (p->in.now_ns + SM_STEP_NS < p->state.weight.next_burst_ns) {
+		plant_step(p, 1000, foreign_ppm);
+		assert_false(p->out.weight.start);
+	}
+}
+
+/* Calibration bursts: due 2.5 s after a new holder, held for burst x
  * (1/duty - 1) past the virtual clock, frozen while NVML holds it, then the
  * weight is full-load busy per launch / capped busy per launch. */
 static void calibration_burst_is_scheduled_and_measured(void **state)
@@ -249,8 +259,7 @@ static void calibration_burst_is_scheduled_and_measured(void **state)
 	plant_start(&p, 40);
 	p.in.calibrate = true;
 	p.in.alone = true;
-	plant_step(&p, 1000, 0); /* the first window: no span yet */
-	assert_false(p.out.weight.start);
+	before_burst(&p, 0);
 	plant_step(&p, 1000, 0);
 	assert_true(p.out.weight.start);
 	uint64_t now = p.in.now_ns;
@@ -289,7 +298,7 @@ static void calibration_burst_waits_for_quiet(void **state)
 	plant_start(&p, 40);
 	p.in.calibrate = true;
 	p.in.alone = false; /* another process of the container launches */
-	plant_step(&p, 1000, 0);
+	before_burst(&p, 0);
 	plant_step(&p, 1000, 0);
 	assert_false(p.out.weight.start);
 	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_RETRY_NS);
@@ -297,7 +306,7 @@ static void calibration_burst_waits_for_quiet(void **state)
 	plant_start(&p, 40);
 	p.in.calibrate = true;
 	p.in.alone = true;
-	plant_step(&p, 1000, SM_BURST_QUIET_PPM); /* another tenant at 2% */
+	before_burst(&p, SM_BURST_QUIET_PPM); /* another tenant at 2% */
 	plant_step(&p, 1000, SM_BURST_QUIET_PPM);
 	assert_false(p.out.weight.start);
 
@@ -312,7 +321,7 @@ static void calibration_burst_waits_for_quiet(void **state)
 	plant_start(&p, 5);
 	p.in.calibrate = true;
 	p.in.alone = true;
-	plant_step(&p, 1000, 0);
+	before_burst(&p, 0);
 	plant_step(&p, 1000, 0);
 	assert_false(p.out.weight.start);
 	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_PERIOD_NS);
@@ -326,7 +335,7 @@ static void calibration_burst_too_short_retries(void **state)
 	plant_start(&p, 40);
 	p.in.calibrate = true;
 	p.in.alone = true;
-	plant_step(&p, 1000, 0);
+	before_burst(&p, 0);
 	plant_step(&p, 1000, 0);
 	assert_true(p.out.weight.start);
 	uint64_t end = p.out.weight.end_ns;
@@ -472,6 +481,62 @@ static void gappy_work_gets_its_cap(void **state)
 	assert_true(abs_diff(p.out.busy_ppm, 300000) < 5000);
 }
 
+/* A window in which the gates were open open_ppm of the time (not the
+ * duty: a calibration burst's hold and burst), for work of the given
+ * density. */
+static void open_step(struct plant *p, uint32_t open_ppm, unsigned density_permille)
+{
+	p->in.now_ns += SM_STEP_NS;
+	p->in.busy_ns += SM_STEP_NS * open_ppm / PPM;
+	p->in.duty_ppm = p->duty_ppm;
+	p->in.measured = true;
+	p->in.device_known = true;
+	p->in.device_ppm = (uint32_t)((uint64_t)open_ppm * density_permille / 1000);
+	p->in.mine_ppm = p->in.device_ppm / 2;
+	p->in.foreign_ppm = 0;
+	p->in.work.busy_ns = p->in.busy_ns;
+	p->in.work.launches += open_ppm ? 500 : 0;
+	sm_control_step(&p->in, &p->state, &p->out);
+	assert_true(p->out.publish);
+	p->duty_ppm = p->out.duty_ppm;
+}
+
+/* A calibration burst runs the gates open for a second at full load after
+ * a hold: busy shares of those windows, read against the controller's duty,
+ * say nothing of the work's density. Measured on an H100, the duty fell to
+ * half the cap after each burst and took seconds to climb back. After a
+ * burst that finds the weight unchanged, the duty stays where it was. */
+static void calibration_burst_leaves_the_duty(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 50);
+	p.in.alone = true;
+	for (int i = 0; i < 16; i++)
+		gappy_step(&p, 600, 0);
+	uint32_t settled = p.duty_ppm;
+	assert_true(abs_diff(settled, 833000) < 30000);
+	p.in.calibrate = true;
+	for (int i = 0; i < 8 && !p.out.weight.start; i++)
+		gappy_step(&p, 600, 0);
+	assert_true(p.out.weight.start);
+	uint64_t hold = p.out.weight.hold_ns, end = p.out.weight.end_ns;
+	uint64_t capped_per_launch = p.state.weight.before.busy_ns / p.state.weight.before.launches;
+	while (p.in.now_ns + SM_STEP_NS <= hold)
+		open_step(&p, 0, 600);
+	p.in.burst.launches = 1000;
+	p.in.burst.busy_ns = 1000 * capped_per_launch;
+	while (p.in.now_ns < end + SM_BURST_FINISH_NS)
+		open_step(&p, PPM, 600);
+	assert_true(p.out.weight.publish);
+	assert_int_equal(p.out.weight.weight_ppm, PPM);
+	open_step(&p, PPM, 600); /* NVML's average still holds the burst */
+	for (int i = 0; i < 8; i++) {
+		gappy_step(&p, 600, 0);
+		assert_true(abs_diff(p.duty_ppm, settled) < 10000);
+	}
+}
+
 /* Work that asks for less than its cap (busy 20% of the time when never
  * held) runs unthrottled: the duty goes to 100%. */
 static void work_below_its_cap_runs_free(void **state)
@@ -597,6 +662,7 @@ int main(void)
 	    cmocka_unit_test(calibration_burst_is_scheduled_and_measured),
 	    cmocka_unit_test(calibration_burst_waits_for_quiet),
 	    cmocka_unit_test(calibration_burst_too_short_retries),
+	    cmocka_unit_test(calibration_burst_leaves_the_duty),
 	    cmocka_unit_test(no_window_no_decision),
 	    cmocka_unit_test(gate_duty_follows_the_controller),
 	    cmocka_unit_test(gate_budget_fills_a_quantum),
