@@ -569,7 +569,7 @@ static void test_weight(const char *mode)
 	start_device(0);
 	CUstream s;
 	CU(cuStreamCreate(&s, 0));
-	/* First burst after ~1.5 s of work: a 1 s hold, a 1 s burst. */
+	/* First burst after 2.5 s of work: a 1 s hold, a 0.67 s burst. */
 	run_for(0, P_KERNEL, s, 1000, 5.0);
 	struct gpucap_sm_state st;
 	CHECK(sm_state(DEV_A, &st));
@@ -669,6 +669,53 @@ static void test_gappy(const char *cap_text)
 		/* Used less than the cap: it asked for what it got. */
 		CHECK(st.asked_ppm + 30000 > st.share_ppm && st.asked_ppm < st.share_ppm + 30000);
 	}
+	CU(cuStreamDestroy_v2(s));
+}
+
+/* ---- Long kernels: one kernel is longer than a phase ----------------------------------------- */
+
+/* 50 ms kernels, four at a time and then a synchronisation (as a program
+ * of long kernels runs): kernels per second, and the fake GPU's busy share. */
+static struct gappy long_for(CUstream s, double seconds)
+{
+	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns();
+	uint64_t end = t0 + (uint64_t)(seconds * 1e9);
+	unsigned kernels = 0;
+	while (now_ns() < end) {
+		for (int i = 0; i < 4; i++)
+			CU(launch(P_KERNEL, 50000, s));
+		CU(cuStreamSynchronize(s));
+		kernels += 4;
+	}
+	uint64_t b1 = fakecuda_busy_ns(0), t1 = now_ns();
+	return (struct gappy){kernels / ((double)(t1 - t0) / 1e9), (double)(b1 - b0) / (double)(t1 - t0)};
+}
+
+/* A cap holds kernels of 50 ms, each longer than the gate's phases: over
+ * 10 s the work gets the cap within 3 points, by its own throughput. */
+static void test_long(const char *cap_text)
+{
+	unsigned cap = (unsigned)atoi(cap_text);
+	fresh_region();
+	setenv("FAKENVML_PROCESS_UTIL", "self:busy", 1);
+	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	struct gappy native = long_for(s, 2.0);
+	set_sm_limit(DEV_A, cap);
+	long_for(s, 6.0); /* the controller settles */
+	struct gappy capped = long_for(s, 10.0);
+	double delivered = capped.steps_per_s / native.steps_per_s * native.busy_fraction * 100.0;
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	fprintf(
+	    stderr,
+	    "long kernels: native %.2f/s busy %.3f; cap %u%%: %.2f/s busy %.3f, delivered %.1f%%, duty %.3f\n",
+	    native.steps_per_s, native.busy_fraction, cap, capped.steps_per_s, capped.busy_fraction,
+	    delivered, st.duty_ppm / 1e6);
+	CHECK(native.busy_fraction > 0.95);
+	CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
 	CU(cuStreamDestroy_v2(s));
 }
 
@@ -1149,6 +1196,7 @@ int main(int argc, char **argv)
 	    {"elastic", case_elastic},
 	    {"weight", test_weight},
 	    {"gappy", test_gappy},
+	    {"long", test_long},
 	    {"per-device", test_per_device},
 	    {"routes", case_routes},
 	    {"live", case_live},
