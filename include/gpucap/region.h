@@ -321,8 +321,11 @@ void gpucap_release(gpucap_region *region, int device, gpucap_kind kind, uint64_
  * slot or for an invalid index. Wait: none. */
 bool gpucap_region_own_kind_bytes(const gpucap_region *region, int device, int64_t out[GPUCAP_KIND_COUNT]);
 
-/* Largest context footprint the region records (a larger value read from
- * the file is treated as unset). */
+/* Smallest and largest context footprint the region records (a value read
+ * from the file outside them is treated as unset: no driver makes a context
+ * under 16 MiB, and a neighbour's tiny figure must not shrink the charge of
+ * every context after it). */
+#define GPUCAP_CONTEXT_BYTES_MIN (UINT64_C(16) << 20)
 #define GPUCAP_CONTEXT_BYTES_MAX (UINT64_C(16) << 30)
 
 /* context_bytes: the measured device-memory footprint of one context on

@@ -330,7 +330,7 @@ void gpucap_context_estimate_settle(const struct gpucap_device *dev)
 
 /* Contexts measured below this are not believed (a driver that reports
  * nothing per process, or a process it does not list yet). */
-#define CONTEXT_MEASURED_MIN (UINT64_C(16) << 20)
+#define CONTEXT_MEASURED_MIN GPUCAP_CONTEXT_BYTES_MIN
 /* At a context's creation the driver's figure is asked this many times,
  * CONTEXT_RETRY_NS apart, doubling, until it lists the process: at most
  * 7 ms more at start-up, and only where the first answer was unusable. */

@@ -226,16 +226,16 @@ uint64_t gpucap_region_context_bytes(const gpucap_region *r, int device)
 {
 	if (!r || !device_index_valid(r, device))
 		return 0;
-	/* From the shared file: anything past the maximum is treated as unset. */
+	/* From the shared file: anything outside the bounds is treated as unset. */
 	uint64_t bytes = (uint64_t)atomic_load_explicit(&region_device(r, (uint32_t)device)->context_kib,
 	                                                memory_order_relaxed)
 	                 << 10;
-	return bytes <= GPUCAP_CONTEXT_BYTES_MAX ? bytes : 0;
+	return bytes >= GPUCAP_CONTEXT_BYTES_MIN && bytes <= GPUCAP_CONTEXT_BYTES_MAX ? bytes : 0;
 }
 
 void gpucap_region_note_context_bytes(gpucap_region *r, int device, uint64_t bytes)
 {
-	if (!r || r->observer || !device_index_valid(r, device) || bytes == 0 ||
+	if (!r || r->observer || !device_index_valid(r, device) || bytes < GPUCAP_CONTEXT_BYTES_MIN ||
 	    bytes > GPUCAP_CONTEXT_BYTES_MAX)
 		return;
 	atomic_store_explicit(&region_device(r, (uint32_t)device)->context_kib,

@@ -60,6 +60,7 @@ static void measured_context_size_is_validated(void **state)
 	gpucap_region_note_context_bytes(r, d, 518 * MiB + 1);
 	assert_int_equal(gpucap_region_context_bytes(r, d), 518 * MiB + 1024);
 	gpucap_region_note_context_bytes(r, d, 0);
+	gpucap_region_note_context_bytes(r, d, GPUCAP_CONTEXT_BYTES_MIN - 1);
 	gpucap_region_note_context_bytes(r, d, GPUCAP_CONTEXT_BYTES_MAX + 1);
 	assert_int_equal(gpucap_region_context_bytes(r, d), 518 * MiB + 1024);
 	assert_int_equal(gpucap_region_context_bytes(r, 63), 0);
@@ -73,6 +74,12 @@ static void measured_context_size_is_validated(void **state)
 	struct device_entry *entry = (struct device_entry *)(base + h->devices_offset) + d;
 	atomic_store(&entry->context_kib, UINT32_MAX);
 	assert_int_equal(gpucap_region_context_bytes(r, d), 0);
+	/* So does one too small to be a context, which would shrink the
+	 * charge of every context after it. */
+	atomic_store(&entry->context_kib, 1);
+	assert_int_equal(gpucap_region_context_bytes(r, d), 0);
+	atomic_store(&entry->context_kib, (uint32_t)(GPUCAP_CONTEXT_BYTES_MIN >> 10));
+	assert_int_equal(gpucap_region_context_bytes(r, d), GPUCAP_CONTEXT_BYTES_MIN);
 	munmap(base, (size_t)st.st_size);
 	close(fd);
 	gpucap_region_detach(r);
