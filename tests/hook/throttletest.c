@@ -608,19 +608,30 @@ struct gappy {
 	double busy_fraction;
 };
 
-static struct gappy gappy_for(CUstream s, double seconds)
+/* Runs step (which returns the units it did) for seconds of simulated time:
+ * units per second, and the fake GPU's busy share. */
+static struct gappy timed(CUstream s, double seconds, unsigned (*step)(CUstream))
 {
 	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns();
 	uint64_t end = t0 + (uint64_t)(seconds * 1e9);
-	unsigned steps = 0;
-	while (now_ns() < end) {
-		CU(launch(P_KERNEL, 500, s));
-		fakeclock_sleep(1000 * 1000);
-		steps++;
-	}
+	unsigned units = 0;
+	while (now_ns() < end)
+		units += step(s);
 	CU(cuStreamSynchronize(s));
 	uint64_t b1 = fakecuda_busy_ns(0), t1 = now_ns();
-	return (struct gappy){steps / ((double)(t1 - t0) / 1e9), (double)(b1 - b0) / (double)(t1 - t0)};
+	return (struct gappy){units / ((double)(t1 - t0) / 1e9), (double)(b1 - b0) / (double)(t1 - t0)};
+}
+
+static unsigned gappy_step(CUstream s)
+{
+	CU(launch(P_KERNEL, 500, s));
+	fakeclock_sleep(1000 * 1000);
+	return 1;
+}
+
+static struct gappy gappy_for(CUstream s, double seconds)
+{
+	return timed(s, seconds, gappy_step);
 }
 
 /*
@@ -675,20 +686,18 @@ static void test_gappy(const char *cap_text)
 /* ---- Long kernels: one kernel is longer than a phase ----------------------------------------- */
 
 /* 50 ms kernels, four at a time and then a synchronisation (as a program
- * of long kernels runs): kernels per second, and the fake GPU's busy share. */
+ * of long kernels runs). */
+static unsigned long_step(CUstream s)
+{
+	for (int i = 0; i < 4; i++)
+		CU(launch(P_KERNEL, 50000, s));
+	CU(cuStreamSynchronize(s));
+	return 4;
+}
+
 static struct gappy long_for(CUstream s, double seconds)
 {
-	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns();
-	uint64_t end = t0 + (uint64_t)(seconds * 1e9);
-	unsigned kernels = 0;
-	while (now_ns() < end) {
-		for (int i = 0; i < 4; i++)
-			CU(launch(P_KERNEL, 50000, s));
-		CU(cuStreamSynchronize(s));
-		kernels += 4;
-	}
-	uint64_t b1 = fakecuda_busy_ns(0), t1 = now_ns();
-	return (struct gappy){kernels / ((double)(t1 - t0) / 1e9), (double)(b1 - b0) / (double)(t1 - t0)};
+	return timed(s, seconds, long_step);
 }
 
 /* A cap holds kernels of 50 ms, each longer than the gate's phases: over

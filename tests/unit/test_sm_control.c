@@ -439,27 +439,33 @@ static void gate_accounts_phases(void **state)
 }
 
 /* A program that leaves gaps: its kernels run density_permille of the time
- * its phases are open. NVML's device utilisation is that busy share; the
- * per-process figure reads half of it (as an H100 does for a training
- * step), and only says whose kernels ran. */
-static void gappy_step(struct plant *p, unsigned density_permille, uint64_t held_ns)
+ * its phases are open, and the gates were open open_ppm of the window (the
+ * duty, or a calibration burst's hold and burst). NVML's device utilisation
+ * is that busy share; the per-process figure reads half of it (as an H100
+ * does for a training step), and only says whose kernels ran. */
+static void window_step(struct plant *p, uint32_t open_ppm, unsigned density_permille, uint64_t held_ns)
 {
-	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
 	p->in.now_ns += SM_STEP_NS;
-	p->in.busy_ns += SM_STEP_NS * duty / PPM;
+	p->in.busy_ns += SM_STEP_NS * open_ppm / PPM;
 	p->in.duty_ppm = p->duty_ppm;
 	p->in.measured = true;
 	p->in.device_known = true;
-	uint64_t busy = (uint64_t)duty * density_permille / 1000;
+	uint64_t busy = (uint64_t)open_ppm * density_permille / 1000;
 	p->in.device_ppm = busy > PPM ? PPM : (uint32_t)busy;
 	p->in.mine_ppm = p->in.device_ppm / 2;
 	p->in.foreign_ppm = 0;
 	p->in.work.busy_ns = p->in.busy_ns;
-	p->in.work.launches += 500;
+	p->in.work.launches += open_ppm ? 500 : 0;
 	p->in.work.held_ns += held_ns;
 	sm_control_step(&p->in, &p->state, &p->out);
 	assert_true(p->out.publish);
 	p->duty_ppm = p->out.duty_ppm;
+}
+
+/* The same, the gates open the duty. */
+static void gappy_step(struct plant *p, unsigned density_permille, uint64_t held_ns)
+{
+	window_step(p, p->duty_ppm ? p->duty_ppm : p->in.cap_ppm, density_permille, held_ns);
 }
 
 /* Work that keeps the GPU busy 35% of its open time, capped at 30%: the
@@ -481,31 +487,11 @@ static void gappy_work_gets_its_cap(void **state)
 	assert_true(abs_diff(p.out.busy_ppm, 300000) < 5000);
 }
 
-/* A window in which the gates were open open_ppm of the time (not the
- * duty: a calibration burst's hold and burst), for work of the given
- * density. */
-static void open_step(struct plant *p, uint32_t open_ppm, unsigned density_permille)
-{
-	p->in.now_ns += SM_STEP_NS;
-	p->in.busy_ns += SM_STEP_NS * open_ppm / PPM;
-	p->in.duty_ppm = p->duty_ppm;
-	p->in.measured = true;
-	p->in.device_known = true;
-	p->in.device_ppm = (uint32_t)((uint64_t)open_ppm * density_permille / 1000);
-	p->in.mine_ppm = p->in.device_ppm / 2;
-	p->in.foreign_ppm = 0;
-	p->in.work.busy_ns = p->in.busy_ns;
-	p->in.work.launches += open_ppm ? 500 : 0;
-	sm_control_step(&p->in, &p->state, &p->out);
-	assert_true(p->out.publish);
-	p->duty_ppm = p->out.duty_ppm;
-}
-
 /* A calibration burst runs the gates open for a second at full load after
  * a hold: busy shares of those windows, read against the controller's duty,
- * say nothing of the work's density. Measured on an H100, the duty fell to
- * half the cap after each burst and took seconds to climb back. After a
- * burst that finds the weight unchanged, the duty stays where it was. */
+ * say nothing of the work's density (read so, they pulled this plant's duty
+ * from 83% to 78%, and it took seconds to forget them). After a burst that
+ * finds the weight unchanged, the duty stays where it was. */
 static void calibration_burst_leaves_the_duty(void **state)
 {
 	(void)state;
@@ -523,14 +509,14 @@ static void calibration_burst_leaves_the_duty(void **state)
 	uint64_t hold = p.out.weight.hold_ns, end = p.out.weight.end_ns;
 	uint64_t capped_per_launch = p.state.weight.before.busy_ns / p.state.weight.before.launches;
 	while (p.in.now_ns + SM_STEP_NS <= hold)
-		open_step(&p, 0, 600);
+		window_step(&p, 0, 600, 0);
 	p.in.burst.launches = 1000;
 	p.in.burst.busy_ns = 1000 * capped_per_launch;
 	while (p.in.now_ns < end + SM_BURST_FINISH_NS)
-		open_step(&p, PPM, 600);
+		window_step(&p, PPM, 600, 0);
 	assert_true(p.out.weight.publish);
 	assert_int_equal(p.out.weight.weight_ppm, PPM);
-	open_step(&p, PPM, 600); /* NVML's average still holds the burst */
+	window_step(&p, PPM, 600, 0); /* NVML's average still holds the burst */
 	for (int i = 0; i < 8; i++) {
 		gappy_step(&p, 600, 0);
 		assert_true(abs_diff(p.duty_ppm, settled) < 10000);
