@@ -629,11 +629,6 @@ static unsigned gappy_step(CUstream s)
 	return 1;
 }
 
-static struct gappy gappy_for(CUstream s, double seconds)
-{
-	return timed(s, seconds, gappy_step);
-}
-
 /*
  * A cap is a share of the GPU's work, delivered: capped below its native
  * busy share B (about 50% here), the program keeps the GPU busy the cap's
@@ -642,6 +637,40 @@ static struct gappy gappy_for(CUstream s, double seconds)
  * whose kernels ran, not for how long); the device's utilisation is the
  * fake GPU's busy share.
  */
+/* On a fresh region: step's figures without a cap; then the cap, the
+ * controller's settling, and the capped figures over measure_s. NVML's
+ * per-process figure reads process_util (FAKENVML_PROCESS_UTIL). */
+struct share_run {
+	struct gappy native, capped;
+	double ratio, delivered; /* throughput ratio, and ratio x native busy share (%) */
+	struct gpucap_sm_state st;
+};
+
+static struct share_run run_share(unsigned (*step)(CUstream), const char *process_util, unsigned cap,
+                                  double measure_s)
+{
+	struct share_run r;
+	setenv("FAKENVML_PROCESS_UTIL", process_util, 1);
+	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	r.native = timed(s, 2.0, step);
+	set_sm_limit(DEV_A, cap);
+	timed(s, 6.0, step); /* the controller settles */
+	r.capped = timed(s, measure_s, step);
+	r.ratio = r.capped.steps_per_s / r.native.steps_per_s;
+	r.delivered = r.ratio * r.native.busy_fraction * 100.0;
+	CHECK(sm_state(DEV_A, &r.st));
+	fprintf(
+	    stderr,
+	    "no cap: %.2f/s, busy %.3f; cap %u%%: %.2f/s (ratio %.3f), busy %.3f, delivered %.1f%%, duty %.3f\n",
+	    r.native.steps_per_s, r.native.busy_fraction, cap, r.capped.steps_per_s, r.ratio,
+	    r.capped.busy_fraction, r.delivered, r.st.duty_ppm / 1e6);
+	CU(cuStreamDestroy_v2(s));
+	return r;
+}
+
 static void test_gappy(const char *cap_text)
 {
 	unsigned cap = (unsigned)atoi(cap_text);
@@ -649,38 +678,21 @@ static void test_gappy(const char *cap_text)
 	/* "30-rates": a driver without utilisation samples, only the rates. */
 	if (strstr(cap_text, "rates"))
 		setenv("FAKENVML_DEVICE_SAMPLES", "unsupported", 1);
-	setenv("FAKENVML_PROCESS_UTIL", "self:10", 1);
-	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
-	start_device(0);
-	CUstream s;
-	CU(cuStreamCreate(&s, 0));
-	struct gappy native = gappy_for(s, 2.0);
-	fprintf(stderr, "gappy, no cap: %.1f steps/s, busy %.3f\n", native.steps_per_s, native.busy_fraction);
-	CHECK(native.busy_fraction > 0.45 && native.busy_fraction < 0.55);
-
-	set_sm_limit(DEV_A, cap);
-	gappy_for(s, 6.0); /* the controller settles */
-	struct gappy capped = gappy_for(s, 4.0);
-	double ratio = capped.steps_per_s / native.steps_per_s;
-	double delivered = ratio * native.busy_fraction * 100.0;
-	struct gpucap_sm_state st;
-	CHECK(sm_state(DEV_A, &st));
-	fprintf(stderr,
-	        "gappy, cap %u%%: %.1f steps/s (ratio %.3f), busy %.3f, delivered %.1f%%, duty %.3f\n", cap,
-	        capped.steps_per_s, ratio, capped.busy_fraction, delivered, st.duty_ppm / 1e6);
-	fprintf(stderr, "published: delivered %.1f%%, asked %.1f%%\n", st.share_ppm / 1e4,
-	        st.asked_ppm / 1e4);
-	if (cap < native.busy_fraction * 100.0) {
-		CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
-		CHECK(capped.busy_fraction * 100.0 > cap - 3.0 && capped.busy_fraction * 100.0 < cap + 3.0);
+	struct share_run r = run_share(gappy_step, "self:10", cap, 4.0);
+	fprintf(stderr, "published: delivered %.1f%%, asked %.1f%%\n", r.st.share_ppm / 1e4,
+	        r.st.asked_ppm / 1e4);
+	CHECK(r.native.busy_fraction > 0.45 && r.native.busy_fraction < 0.55);
+	if (cap < r.native.busy_fraction * 100.0) {
+		CHECK(r.delivered > cap - 3.0 && r.delivered < cap + 3.0);
+		CHECK(r.capped.busy_fraction * 100.0 > cap - 3.0 &&
+		      r.capped.busy_fraction * 100.0 < cap + 3.0);
 		/* Held at the cap: the work asked for about its native share. */
-		CHECK(st.asked_ppm > 400000 && st.asked_ppm < 600000);
+		CHECK(r.st.asked_ppm > 400000 && r.st.asked_ppm < 600000);
 	} else {
-		CHECK(ratio >= 0.97);
+		CHECK(r.ratio >= 0.97);
 		/* Used less than the cap: it asked for what it got. */
-		CHECK(st.asked_ppm + 30000 > st.share_ppm && st.asked_ppm < st.share_ppm + 30000);
+		CHECK(r.st.asked_ppm + 30000 > r.st.share_ppm && r.st.asked_ppm < r.st.share_ppm + 30000);
 	}
-	CU(cuStreamDestroy_v2(s));
 }
 
 /* ---- Long kernels: one kernel is longer than a phase ----------------------------------------- */
@@ -695,37 +707,15 @@ static unsigned long_step(CUstream s)
 	return 4;
 }
 
-static struct gappy long_for(CUstream s, double seconds)
-{
-	return timed(s, seconds, long_step);
-}
-
 /* A cap holds kernels of 50 ms, each longer than the gate's phases: over
  * 10 s the work gets the cap within 3 points, by its own throughput. */
 static void test_long(const char *cap_text)
 {
 	unsigned cap = (unsigned)atoi(cap_text);
 	fresh_region();
-	setenv("FAKENVML_PROCESS_UTIL", "self:busy", 1);
-	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
-	start_device(0);
-	CUstream s;
-	CU(cuStreamCreate(&s, 0));
-	struct gappy native = long_for(s, 2.0);
-	set_sm_limit(DEV_A, cap);
-	long_for(s, 6.0); /* the controller settles */
-	struct gappy capped = long_for(s, 10.0);
-	double delivered = capped.steps_per_s / native.steps_per_s * native.busy_fraction * 100.0;
-	struct gpucap_sm_state st;
-	CHECK(sm_state(DEV_A, &st));
-	fprintf(
-	    stderr,
-	    "long kernels: native %.2f/s busy %.3f; cap %u%%: %.2f/s busy %.3f, delivered %.1f%%, duty %.3f\n",
-	    native.steps_per_s, native.busy_fraction, cap, capped.steps_per_s, capped.busy_fraction,
-	    delivered, st.duty_ppm / 1e6);
-	CHECK(native.busy_fraction > 0.95);
-	CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
-	CU(cuStreamDestroy_v2(s));
+	struct share_run r = run_share(long_step, "self:busy", cap, 10.0);
+	CHECK(r.native.busy_fraction > 0.95);
+	CHECK(r.delivered > cap - 3.0 && r.delivered < cap + 3.0);
 }
 
 /* ---- Per-device variables ---------------------------------------------------------------------- */
