@@ -201,7 +201,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * NVML's first (it began before the launches), and outside a
 	 * calibration burst and NVML's memory of it: the burst's gates are
 	 * open whatever the duty, so its busy share over the duty is no
-	 * density (read so, it pulled the duty down after every burst). */
+	 * density (read so, it pulled the duty down after a burst). */
 	if (closed && gate_ppm >= SM_MISMATCH_PPM && s->steps > 0 && !out->weight.frozen) {
 		s->density_ppm = s->density_known ? (uint32_t)((3 * (uint64_t)s->density_ppm + density) / 4)
 		                                  : (uint32_t)density;

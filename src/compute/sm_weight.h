@@ -35,8 +35,9 @@
 /* A new holder, or a new cap, waits this long: the controller settles first
  * (two to four steps). A burst's hold and the freeze after it stop the
  * integral for up to 3 s, so a burst due 0.5 s after the start left the
- * duty at its feed-forward that long (on an H100, work that leaves gaps ran
- * at the cap's feed-forward for about 2 s after the first burst). */
+ * duty at its feed-forward that long (on an H100 the busy share of work that
+ * leaves gaps stayed near the cap's feed-forward for about 2 s after the
+ * first burst: bench/results/2026-12-07-h100-sm-share-short-windows.md). */
 #define SM_BURST_FIRST_NS  UINT64_C(2500000000)
 #define SM_BURST_PERIOD_NS UINT64_C(30000000000) /* then measures again this often */
 #define SM_BURST_RETRY_NS  UINT64_C(5000000000)  /* sooner: too little was measured */
