@@ -438,13 +438,12 @@ uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enu
 
 /* A context the driver does not list yet (on an H100, 6 of 8 processes
  * that started together were listed neither at their creation nor at their
- * first refusal) is charged the size another
- * process of the region has measured on this device, when that is less
- * than its charge: contexts of one device and driver differ by a few MiB,
- * and what this one holds beyond it is charged as driver memory once the
- * driver lists it (driver_target). Without this, every process started
- * before the first measurement kept the estimate's excess, and peers
- * refused for it. Returns the context's charge now. */
+ * first refusal) is charged the size another process of the region has
+ * measured on this device, when that is less than its charge; what this
+ * one holds beyond that is charged as driver memory once the driver lists
+ * it (driver_target). Without this, every process started before the first
+ * measurement kept the estimate's excess, and peers were refused for it.
+ * Returns the context's charge now. */
 static uint64_t adopt_region_size(const struct gpucap_device *dev, uint64_t charged)
 {
 	uint64_t noted = gpucap_region_context_bytes(memory_env.region, dev->region_index);
