@@ -48,6 +48,15 @@ static void fresh_region(void)
 	setenv("GPUCAP_TEST_CLOCK", "simulated", 1);
 }
 
+/* A fresh region whose contexts are 518 MiB on the fake driver, which
+ * lists this process only at its (queries + 1)th query. */
+static void fresh_region_unlisted(const char *queries)
+{
+	fresh_region();
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", queries, 1);
+}
+
 static CUcontext start_device(void)
 {
 	CU(cuInit(0));
@@ -180,9 +189,7 @@ static void test_ctx_v4(void)
  * is usable at once. */
 static void test_context_unlisted(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "2", 1);
+	fresh_region_unlisted("2");
 	start_device();
 	struct charges c = mine();
 	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
@@ -202,9 +209,7 @@ static void test_context_unlisted(void)
  * size is usable. */
 static void test_context_refusal(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "4", 1);
+	fresh_region_unlisted("4");
 	start_device();
 	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
 	CUdeviceptr p[64];
@@ -227,9 +232,7 @@ static void test_context_refusal(void)
  * and keeps the size in the region. */
 static void test_context_late_primary(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "8", 1);
+	fresh_region_unlisted("8");
 	start_device();
 	struct charges c = mine();
 	CHECK_EQ(640 * MiB, c.kind[GPUCAP_KIND_CONTEXT]);
@@ -252,9 +255,7 @@ static void test_context_late_primary(void)
  * the reconciler, and its destroy gives back exactly the lowered charge. */
 static void test_context_late_created(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "12", 1);
+	fresh_region_unlisted("12");
 	CU(cuInit(0));
 	CUcontext first, second;
 	CU(cuCtxCreate_v2(&first, 0, 0));
@@ -277,9 +278,7 @@ static void test_context_late_created(void)
  * measures stops at once. */
 static void test_context_hint(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "1000000", 1);
+	fresh_region_unlisted("1000000");
 	start_device();
 	CHECK(mine().context_estimated);
 	periods(28);
@@ -293,9 +292,7 @@ static void test_context_hint(void)
 
 static void test_context_hint_measured(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "5", 1);
+	fresh_region_unlisted("5");
 	start_device();
 	CHECK(mine().context_estimated);
 	until_measured(5);
@@ -564,9 +561,7 @@ static void test_context_measured(void)
  * peers to wait for its own measurement. */
 static void test_context_peer(void)
 {
-	fresh_region();
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "1000000", 1);
+	fresh_region_unlisted("1000000");
 	start_device();
 	CHECK_EQ(640 * MiB, mine().kind[GPUCAP_KIND_CONTEXT]);
 	periods(2);
