@@ -62,6 +62,7 @@ struct gate {
 	_Atomic int recording;     /* a drain is recording events on the set */
 	/* What finished phases did, and a calibration burst (gate.h). */
 	_Atomic uint64_t work_busy_ns;
+	_Atomic uint64_t work_sure_ns;
 	_Atomic uint64_t work_launches;
 	_Atomic uint64_t work_held_ns;
 	_Atomic uint64_t burst_hold_ns;
@@ -94,7 +95,8 @@ struct gate {
 	CUevent job_events[SM_STREAMS + 1];
 	uintptr_t job_drained[SM_STREAMS];
 	uint64_t job_begin_ns;
-	uint64_t job_poll_ns; /* next poll */
+	uint64_t job_poll_ns;    /* next poll */
+	uint64_t job_pending_ns; /* the last poll that found work pending; 0: none */
 };
 
 enum { JOB_NONE = 0, JOB_REQUESTED = 1, JOB_RUNNING = 2 };
@@ -293,14 +295,17 @@ static uint64_t poll_step(uint64_t begin, uint64_t now)
 }
 
 /* Poll until all are done or the drain's time is up; returns when they were
- * seen done. For the closer that drains itself. */
-static uint64_t wait_events(CUevent *events, int n, uint64_t begin)
+ * seen done, and in pending_at the last poll that found work pending (0:
+ * none). For the closer that drains itself. */
+static uint64_t wait_events(CUevent *events, int n, uint64_t begin, uint64_t *pending_at)
 {
+	*pending_at = 0;
 	for (;;) {
 		int pending = poll_events(events, n);
 		uint64_t now = mono_ns();
 		if (pending == 0)
 			return now;
+		*pending_at = now;
 		if (now - begin >= SM_DRAIN_MAX_NS) {
 			abandon_events(events, n);
 			return now;
@@ -471,15 +476,18 @@ static void learn_budget(struct gate *g, uint32_t launches, uint64_t busy)
 }
 
 /* The drain of phase st is over at end: charge busy = end - phase start,
- * learn, empty the set and open the next phase. */
+ * learn, empty the set and open the next phase. pending_at: the last poll
+ * that found the phase's work pending (0: none). */
 static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launch, uint64_t end,
-                         const uintptr_t drained[SM_STREAMS])
+                         uint64_t pending_at, const uintptr_t drained[SM_STREAMS])
 {
 	uint64_t start = atomic_load_explicit(&g->on_start_ns, memory_order_acquire);
 	uint32_t launches = atomic_load_explicit(&g->launches, memory_order_relaxed);
 	if (start == 0 || start > end)
 		start = end;
 	uint64_t busy = end - start;
+	uint64_t sure = sm_gate_sure_busy(
+	    start, atomic_load_explicit(&g->last_launch_ns, memory_order_relaxed), pending_at);
 	int region_index = atomic_load_explicit(&g->region_index, memory_order_relaxed);
 	uint32_t cap = gpucap_sm_cap_of(ordinal, region_index);
 	uint32_t duty = duty_of(region_index, cap);
@@ -501,6 +509,7 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 		gpucap_region_sm_charge(compute_env.region, region_index, start, busy, duty, mono_ns());
 	if (account.count) {
 		atomic_fetch_add_explicit(&g->work_busy_ns, busy, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->work_sure_ns, sure, memory_order_relaxed);
 		atomic_fetch_add_explicit(&g->work_launches, launches, memory_order_relaxed);
 	}
 	if (account.burst_work) {
@@ -534,9 +543,10 @@ static void close_phase_here(struct gate *g, int ordinal, uint64_t st, bool by_l
 	CUevent events[SM_STREAMS + 1];
 	uintptr_t drained[SM_STREAMS];
 	int n = record_phase(g, ordinal, st >> 1, true, events, drained);
-	uint64_t end = wait_events(events, n, begin);
+	uint64_t pending_at;
+	uint64_t end = wait_events(events, n, begin, &pending_at);
 	relaxed_end(mode);
-	finish_phase(g, ordinal, st, by_launch, end, drained);
+	finish_phase(g, ordinal, st, by_launch, end, pending_at, drained);
 }
 
 /* The caller holds the closing bit of phase st: hand its drain to the gate
@@ -577,9 +587,10 @@ static void close_phase(struct gate *g, int ordinal, uint64_t st, bool by_launch
 		int n = record_phase(g, ordinal, st >> 1, false, events, drained);
 		if (g->job_n)
 			events[n++] = g->job_events[0];
-		uint64_t end = wait_events(events, n, g->job_begin_ns);
+		uint64_t pending_at;
+		uint64_t end = wait_events(events, n, g->job_begin_ns, &pending_at);
 		relaxed_end(mode);
-		finish_phase(g, ordinal, st, by_launch, end, drained);
+		finish_phase(g, ordinal, st, by_launch, end, pending_at, drained);
 	}
 }
 
@@ -592,6 +603,7 @@ static void start_job(struct gate *g, int ordinal, uint64_t now)
 	n += record_phase(g, ordinal, g->job_state >> 1, false, &g->job_events[n], g->job_drained);
 	g->job_n = n;
 	g->job_poll_ns = now;
+	g->job_pending_ns = 0;
 	atomic_store_explicit(&g->job, JOB_RUNNING, memory_order_relaxed);
 }
 
@@ -603,6 +615,8 @@ static uint64_t poll_job(struct gate *g, int ordinal, uint64_t now)
 		return g->job_poll_ns;
 	int pending = poll_events(g->job_events, g->job_n);
 	now = mono_ns();
+	if (pending > 0)
+		g->job_pending_ns = now;
 	if (pending > 0 && now - g->job_begin_ns < SM_DRAIN_MAX_NS) {
 		g->job_poll_ns = now + poll_step(g->job_begin_ns, now);
 		return g->job_poll_ns;
@@ -614,7 +628,7 @@ static uint64_t poll_job(struct gate *g, int ordinal, uint64_t now)
 	uint64_t st = g->job_state;
 	bool by_launch = g->job_by_launch;
 	atomic_store_explicit(&g->job, JOB_NONE, memory_order_relaxed);
-	finish_phase(g, ordinal, st, by_launch, now, drained);
+	finish_phase(g, ordinal, st, by_launch, now, g->job_pending_ns, drained);
 	return 0;
 }
 
@@ -904,10 +918,11 @@ int gpucap_sm_ordinal_of(int region_index)
 
 void gpucap_sm_work_totals(int ordinal, struct gpucap_sm_work *out)
 {
-	out->busy_ns = out->launches = out->held_ns = 0;
+	memset(out, 0, sizeof(*out));
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
 		return;
 	out->busy_ns = atomic_load_explicit(&gates[ordinal].work_busy_ns, memory_order_relaxed);
+	out->sure_ns = atomic_load_explicit(&gates[ordinal].work_sure_ns, memory_order_relaxed);
 	out->launches = atomic_load_explicit(&gates[ordinal].work_launches, memory_order_relaxed);
 	out->held_ns = atomic_load_explicit(&gates[ordinal].work_held_ns, memory_order_relaxed);
 }
@@ -934,7 +949,7 @@ bool gpucap_sm_burst_start(int ordinal, uint64_t hold_ns, uint64_t measure_ns, u
 
 void gpucap_sm_burst_result(int ordinal, struct gpucap_sm_work *out)
 {
-	out->busy_ns = out->launches = out->held_ns = 0;
+	memset(out, 0, sizeof(*out));
 	if (ordinal < 0 || ordinal >= GPUCAP_MAX_DEVICES)
 		return;
 	out->busy_ns = atomic_load_explicit(&gates[ordinal].burst_busy_ns, memory_order_relaxed);
@@ -958,6 +973,7 @@ void gpucap_sm_gates_after_fork(void)
 		atomic_store_explicit(&g->overflow, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->recording, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_busy_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->work_sure_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_launches, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->work_held_ns, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->burst_hold_ns, 0, memory_order_relaxed);

@@ -47,6 +47,12 @@ uint64_t sm_gate_poll_step(uint64_t begin_ns, uint64_t now_ns)
 	return step < SM_POLL_MIN_NS ? SM_POLL_MIN_NS : step > SM_POLL_MAX_NS ? SM_POLL_MAX_NS : step;
 }
 
+uint64_t sm_gate_sure_busy(uint64_t start_ns, uint64_t last_launch_ns, uint64_t pending_at_ns)
+{
+	uint64_t from = last_launch_ns > start_ns ? last_launch_ns : start_ns;
+	return pending_at_ns > from ? pending_at_ns - from : 0;
+}
+
 bool sm_gate_window_phase(uint64_t now_ns, uint64_t until_ns, uint64_t per_launch_ns, uint32_t budget,
                           uint64_t *end_ns, uint32_t *phase_budget)
 {

@@ -53,6 +53,14 @@ uint32_t sm_gate_budget_next(uint32_t budget, uint32_t launches, uint64_t busy_n
 /* When to poll a drain that began at begin next, from now. */
 uint64_t sm_gate_poll_step(uint64_t begin_ns, uint64_t now_ns);
 
+/* The part of a phase in which the GPU certainly ran its work: from its last
+ * launch (or its start) to the last poll of its drain that found the work
+ * pending (pending_at, 0: none). Work queued and not yet done keeps the GPU
+ * busy, so this is a floor of the phase's busy time, where the phase's
+ * busy_ns (end - start) is a ceiling that includes the program's own gaps.
+ * Only the container's own work runs then if no other tenant shares the GPU. */
+uint64_t sm_gate_sure_busy(uint64_t start_ns, uint64_t last_launch_ns, uint64_t pending_at_ns);
+
 /* A phase that opens at now inside a node-schedule window ending at until:
  * true with its end and launch budget (per_launch_ns: busy per launch so
  * far, 0: unknown, then budget scales the learnt one), false when not even

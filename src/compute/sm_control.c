@@ -73,6 +73,26 @@ static int64_t duty_for_target(int64_t applied, int64_t target, int64_t density)
 	return clamp64(target * (int64_t)GPUCAP_SM_PPM / density, applied / 2, 2 * applied);
 }
 
+/* What the duty steps on: the work's density, its busy share per unit of
+ * duty, as a ratio of sums over the last seconds of work. The density is
+ * the workload's own whatever the duty, so averaging it adds no lag to the
+ * loop; and a ratio of sums is not thrown by work that comes in bursts
+ * longer than a window (50 ms kernels at a low cap run once every few
+ * windows, and NVML's samples of them land in one window or the next). The
+ * busy share is NVML's, but never less than the gates' sure share
+ * (sm_gate_sure_busy; 0 when another tenant shares the GPU): where NVML
+ * under-reads long kernels the gates know they ran. */
+static void work_density(struct sm_control_state *s, uint32_t busy_ppm, uint32_t sure_ppm, uint32_t applied)
+{
+	s->sum_busy_ppm = s->sum_busy_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + busy_ppm;
+	s->sum_sure_ppm = s->sum_sure_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + sure_ppm;
+	s->sum_duty_ppm = s->sum_duty_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + applied;
+	uint64_t busy = s->sum_busy_ppm > s->sum_sure_ppm ? s->sum_busy_ppm : s->sum_sure_ppm;
+	uint64_t density = busy * GPUCAP_SM_PPM / (s->sum_duty_ppm ? s->sum_duty_ppm : 1);
+	s->density_ppm = density > SM_DENSITY_MAX_PPM ? SM_DENSITY_MAX_PPM : (uint32_t)density;
+	s->density_known = true;
+}
+
 /* Taking turns, the window is the duty: work that keeps the GPU busy in
  * its window gets its share by construction, and NVML's per-process
  * samples alias with the schedule's period (a tenant reads 96% in one step
@@ -115,6 +135,10 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	s->last_step_ns = now;
 	uint32_t gate_ppm = gate_share(busy, window);
 	uint32_t held_ppm = held_share(in, s, window);
+	uint64_t sure_total = in->launching ? in->work.sure_ns : 0;
+	uint32_t sure_ppm =
+	    gate_share(sure_total >= s->last_sure_ns ? sure_total - s->last_sure_ns : 0, window);
+	s->last_sure_ns = sure_total;
 	if (s->cap_seen && in->cap_ppm != s->cap_seen) {
 		/* A new cap: the bias the integral trims scales with it. */
 		s->integral_ppm = (int32_t)((int64_t)s->integral_ppm * cap / (int64_t)s->cap_seen);
@@ -173,16 +197,6 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	bool turns = in->turns;
 	if (!turns)
 		s->turns_steps = 0;
-	/* (Not while elastic runs free: the density at the cap is the one the
-	 * cap will meet again.) What the duty steps on: the work's density (busy share per unit of
-	 * duty), averaged over about 2 s. The density is the workload's own,
-	 * whatever the duty, so averaging it adds no lag to the loop; and work
-	 * that comes in bursts of tens of milliseconds reads 0% in one window
-	 * and twice its share in the next. */
-	uint32_t applied_now = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
-	uint64_t density = (uint64_t)busy_ppm * GPUCAP_SM_PPM / (applied_now ? applied_now : 1);
-	if (density > SM_DENSITY_MAX_PPM)
-		density = SM_DENSITY_MAX_PPM;
 	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
 	struct sm_weight_inputs w = {
 	    .now_ns = now,
@@ -197,16 +211,17 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	    .alone = in->alone,
 	};
 	sm_weight_step(&s->weight, &w, &out->weight);
-	/* A window in which the container launched enough to tell, after
-	 * NVML's first (it began before the launches), and outside a
-	 * calibration burst and NVML's memory of it: the burst's gates are
-	 * open whatever the duty, so its busy share over the duty is no
-	 * density (read so, it pulled the duty down after a burst). */
-	if (closed && gate_ppm >= SM_MISMATCH_PPM && s->steps > 0 && !out->weight.frozen) {
-		s->density_ppm = s->density_known ? (uint32_t)((3 * (uint64_t)s->density_ppm + density) / 4)
-		                                  : (uint32_t)density;
-		s->density_known = true;
-	}
+	/* A window in which the container worked: its phases ran, its
+	 * launches were held, or it ends inside the time its work paid for
+	 * (the clock ahead: a launch would wait; a launch held for seconds
+	 * counts as held only when it goes). After NVML's first window (it
+	 * began before the launches), and outside a calibration burst and
+	 * NVML's memory of it: the burst's gates are open whatever the duty, so
+	 * its busy share over the duty is no density (read so, it pulled the
+	 * duty down after a burst). */
+	bool worked = gate_ppm >= SM_MISMATCH_PPM || held_ppm >= SM_MISMATCH_PPM || in->tat_ns > now;
+	if (closed && worked && s->steps > 0 && !out->weight.frozen)
+		work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0, applied);
 	bool frozen = out->weight.frozen && !turns;
 	int64_t target = turns && in->turns_caps_ppm >= SM_TURNS_FULL_PPM
 	                     ? cap

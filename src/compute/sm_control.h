@@ -9,13 +9,14 @@
  *
  *     target = cap / weight              (sm_weight.h)
  *     duty   = clamp(target + I, target / 2, 100%)
- *     I     += k * (target / density - duty)   density = share / duty, averaged
+ *     I     += k * (target / density - duty)   density = sum(share) / sum(duty)
  *                                        (back-computed from the clamp: no
  *                                         wind-up)
  *
  * The share is the container's busy share: the time in which its kernels
  * ran, the measure a native run's busy share is taken in (NVML's device
- * utilisation, split between tenants by their per-process figures). A
+ * utilisation, split between tenants by their per-process figures, and
+ * never less than the gates' sure busy time while alone on the GPU). A
  * program that leaves gaps on the GPU gets share = density * duty; the
  * step aims at the duty that gives the target at the density just seen,
  * so it converges in a few steps whatever the density. Alone on the GPU
@@ -46,6 +47,7 @@
 #define SM_GAIN_DOWN_PPM      500000u              /* k when above */
 #define SM_HELD_MAX_PPM       990000u              /* the most of a window counted as held */
 #define SM_DENSITY_MAX_PPM    4000000u             /* a density reading is capped here */
+#define SM_DENSITY_DECAY_PPM  875000u              /* weight of the sums' past at each window (~4 s) */
 #define SM_TURNS_FULL_PPM     950000u              /* taking turns, the GPU is at full load */
 #define SM_TURNS_GAPPY_PPM    600000u              /* taking turns, work this dense fills its window */
 #define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
@@ -55,9 +57,17 @@
 struct sm_control_state {
 	int32_t integral_ppm;
 	uint32_t share_ppm;   /* smoothed over about a second, as published */
-	uint32_t density_ppm; /* busy share per unit of duty, averaged over ~2 s: what the duty steps on */
+	uint32_t density_ppm; /* busy share per unit of duty (sm_control.c, work_density): what the duty steps
+	                         on */
 	bool density_known;
-	bool elastic_open; /* the last step let elastic run free */
+	/* Sums over the windows in which the container worked, each older one
+	 * weighing SM_DENSITY_DECAY of the next: NVML's busy share, the gates'
+	 * sure share, the duty applied. */
+	uint64_t sum_busy_ppm;
+	uint64_t sum_sure_ppm;
+	uint64_t sum_duty_ppm;
+	uint64_t last_sure_ns; /* this process's sure busy total at the last step */
+	bool elastic_open;     /* the last step let elastic run free */
 	bool share_known;
 	uint64_t last_step_ns;
 	uint64_t last_busy_ns; /* the container's charged busy total at the last step */

@@ -67,8 +67,8 @@ void sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, stru
 {
 	memset(out, 0, sizeof(*out));
 	uint64_t now = in->now_ns;
-	struct gpucap_sm_work current = in->launching ? in->work : (struct gpucap_sm_work){0, 0, 0};
-	struct gpucap_sm_work window = {0, 0, 0};
+	struct gpucap_sm_work current = in->launching ? in->work : (struct gpucap_sm_work){0};
+	struct gpucap_sm_work window = {0};
 	uint64_t span = 0;
 	if (w->last_ns) {
 		window.busy_ns = current.busy_ns - w->last.busy_ns;

@@ -11,9 +11,11 @@
 
 /* The busy time and launches of finished phases, and how long launches
  * were held at the gate (waiting for the clock, a window or a drain; the
- * waits of threads that wait at once add up). */
+ * waits of threads that wait at once add up). sure_ns: the part of busy_ns
+ * in which the GPU certainly ran the work (sm_gate_sure_busy). */
 struct gpucap_sm_work {
 	uint64_t busy_ns;
+	uint64_t sure_ns;
 	uint64_t launches;
 	uint64_t held_ns;
 };

@@ -708,11 +708,16 @@ static unsigned long_step(CUstream s)
 }
 
 /* A cap holds kernels of 50 ms, each longer than the gate's phases: over
- * 10 s the work gets the cap within 3 points, by its own throughput. */
+ * 10 s the work gets the cap within 3 points, by its own throughput.
+ * "-underread": NVML's device utilisation reads 2% whatever runs (as a real
+ * one's samples miss bursts of long kernels); the gates' own sure busy time
+ * must hold the cap then. */
 static void test_long(const char *cap_text)
 {
 	unsigned cap = (unsigned)atoi(cap_text);
 	fresh_region();
+	if (strstr(cap_text, "underread"))
+		setenv("FAKENVML_DEVICE_UTIL", "2", 1);
 	struct share_run r = run_share(long_step, "self:busy", cap, 10.0);
 	CHECK(r.native.busy_fraction > 0.95);
 	CHECK(r.delivered > cap - 3.0 && r.delivered < cap + 3.0);

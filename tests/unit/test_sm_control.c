@@ -388,6 +388,19 @@ static void gate_polls_grow_with_the_drain(void **state)
 	assert_true(sm_gate_poll_step(0, 10 * SEC) == SM_POLL_MAX_NS);
 }
 
+static void gate_sure_busy_runs_from_the_last_launch(void **state)
+{
+	(void)state;
+	/* Launches over 3 ms, work seen pending 50 ms after the start: the GPU
+	 * surely ran from the last launch (3 ms) to that poll. */
+	assert_true(sm_gate_sure_busy(SEC, SEC + 3 * MS, SEC + 50 * MS) == 47 * MS);
+	/* No last launch recorded after the start: from the start. */
+	assert_true(sm_gate_sure_busy(SEC, 0, SEC + 5 * MS) == 5 * MS);
+	/* Never seen pending, or only before the last launch: nothing sure. */
+	assert_true(sm_gate_sure_busy(SEC, SEC + 3 * MS, 0) == 0);
+	assert_true(sm_gate_sure_busy(SEC, SEC + 3 * MS, SEC + 2 * MS) == 0);
+}
+
 static void gate_window_phase_fits_the_window(void **state)
 {
 	(void)state;
@@ -654,6 +667,7 @@ int main(void)
 	    cmocka_unit_test(gate_budget_fills_a_quantum),
 	    cmocka_unit_test(gate_quantum_grows_with_the_duty),
 	    cmocka_unit_test(gate_polls_grow_with_the_drain),
+	    cmocka_unit_test(gate_sure_busy_runs_from_the_last_launch),
 	    cmocka_unit_test(gate_window_phase_fits_the_window),
 	    cmocka_unit_test(gate_accounts_phases),
 	};
