@@ -338,11 +338,15 @@ void gpucap_region_note_context_bytes(gpucap_region *region, int device, uint64_
 
 /* mark_context_estimate: this process holds (estimated) or no longer holds
  * a context on device charged at an estimate, not yet measured.
- * context_estimates_elsewhere: another live process of the region does
- * (read from the shared file: a hint, which only prolongs a bounded wait).
- * Relaxed. Wait: none. */
+ * mark_context_creating: this process is (creating) or is no longer inside
+ * the driver's creation of such a context.
+ * context_estimates_elsewhere: another live process of the region holds
+ * such a context; *creating (may be NULL): one of them is still inside the
+ * driver's creation (read from the shared file: hints, which only prolong
+ * a bounded wait). Relaxed. Wait: none. */
 void gpucap_region_mark_context_estimate(gpucap_region *region, int device, bool estimated);
-bool gpucap_region_context_estimates_elsewhere(const gpucap_region *region, int device);
+void gpucap_region_mark_context_creating(gpucap_region *region, int device, bool creating);
+bool gpucap_region_context_estimates_elsewhere(const gpucap_region *region, int device, bool *creating);
 
 /*
  * return_credit: give back every byte this process holds in reserve on the

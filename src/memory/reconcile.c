@@ -326,6 +326,7 @@ void gpucap_context_estimate_settle(const struct gpucap_device *dev)
 	bool pending = atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
 	               atomic_load(&t->pending_tries) < CONTEXT_HINT_TRIES;
 	gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, pending);
+	gpucap_region_mark_context_creating(memory_env.region, dev->region_index, false);
 }
 
 /* Contexts measured below this are not believed (a driver that reports

@@ -163,11 +163,16 @@ struct slot_header {
 	 * not yet measured: bit i for device index i (estimates.c; zeroed when
 	 * the slot is claimed; files made before hold 0). */
 	_Atomic uint64_t context_estimates;
-	uint8_t pad[256 - 104];
+	/* Devices on which the owner is inside the driver's creation of such a
+	 * context: bit i for device index i (estimates.c; zeroed when the slot
+	 * is claimed; files made before hold 0). */
+	_Atomic uint64_t context_creating;
+	uint8_t pad[256 - 112];
 };
 _Static_assert(sizeof(struct slot_header) == 256, "slot header layout");
 _Static_assert(offsetof(struct slot_header, refusals) == 88, "refusals in the former padding");
 _Static_assert(offsetof(struct slot_header, context_estimates) == 96, "estimates in the former padding");
+_Static_assert(offsetof(struct slot_header, context_creating) == 104, "creating in the former padding");
 
 enum slot_state {
 	SLOT_FREE = 0,

@@ -235,6 +235,7 @@ static void write_identity(struct gpucap_region *r, uint32_t slot, const struct 
 	atomic_store_explicit(&header->last_launch_unix_ns, 0, memory_order_relaxed);
 	atomic_store_explicit(&header->refusals, 0, memory_order_relaxed);
 	atomic_store_explicit(&header->context_estimates, 0, memory_order_relaxed);
+	atomic_store_explicit(&header->context_creating, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&header->generation, 1, memory_order_relaxed);
 	GPUCAP_CRASH_POINT("claim.identity_written");
 	/* R6: the identity above is complete before anyone sees LIVE (A6). */

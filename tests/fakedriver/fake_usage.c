@@ -23,13 +23,17 @@
  *     part of a page of small allocations), beyond what it asked for;
  *   - FAKECUDA_UNLISTED_QUERIES=N: the first N per-process queries of the
  *     process (fakenvml) do not list it yet, as a driver that has not caught
- *     up with a context just created.
+ *     up with a context just created;
+ *   - FAKECUDA_CONTEXT_CREATE_NS: how long the creation of a context takes
+ *     on the fake clock (32 processes starting together on an H100 took
+ *     5.2 to 5.5 s each); default 0.
  *
  * Also the simulated clock of gpucap's reconciler: gpucap sleeps through
  * gpucap_test_reconcile_sleep when GPUCAP_TEST_CLOCK=simulated, and the test
  * moves time on with fakecuda_clock_advance.
  */
 #include "fake_usage.h"
+#include "fake_clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -135,6 +139,9 @@ void fake_usage_context(int ordinal, int delta)
 {
 	if (!valid_ordinal(ordinal))
 		return;
+	uint64_t creation_ns = env_u64("FAKECUDA_CONTEXT_CREATE_NS", 0);
+	if (delta > 0 && creation_ns)
+		fakeclock_sleep(creation_ns);
 	pthread_mutex_lock(&usage_lock);
 	udev[ordinal].contexts += delta;
 	pthread_mutex_unlock(&usage_lock);

@@ -511,6 +511,83 @@ static void test_start_many(void)
 	CHECK(c.device_charged <= cap);
 }
 
+/* ---- A context beside one the driver is still creating ---------------------------- */
+
+/* One of two processes on one simulated clock: after delay_ms of it, its
+ * primary context; writes "answer ms-it-took" to out_path, then holds the
+ * context for 8 s of the clock. */
+static int child_creating(const char *out_path, int delay_ms)
+{
+	fakeclock_sleep((uint64_t)delay_ms * 1000000u);
+	uint64_t t0 = fakeclock_now();
+	CUcontext ctx;
+	CUresult r = cuInit(0);
+	if (r == CUDA_SUCCESS)
+		r = cuDevicePrimaryCtxRetain(&ctx, 0);
+	uint64_t took_ms = (fakeclock_now() - t0) / 1000000u;
+	FILE *f = fopen(out_path, "w");
+	if (!f)
+		return 3;
+	fprintf(f, "%d %llu\n", (int)r, (unsigned long long)took_ms);
+	fclose(f);
+	fakeclock_sleep(80 * PERIOD);
+	return 0;
+}
+
+static pid_t spawn_creating(const char *clock_env, const char *out_path, const char *delay_ms,
+                            const char *creation_ns)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		putenv((char *)clock_env);
+		setenv(FAKE_CLOCK_PARTIES_ENV, "2", 1);
+		setenv("FAKECUDA_CONTEXT_CREATE_NS", creation_ns, 1);
+		execl(self_path, self_path, "child-creating", out_path, delay_ms, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Two processes start on a fresh region under a cap that holds both
+ * contexts at their real size (518 MiB, charged 520) but not two at the
+ * 640 MiB estimate. The first is 5 s inside the driver's creation, as each
+ * of 32 processes starting together on an H100 was; the second asks 100 ms
+ * after it and is refused at first. The time the first spends inside the
+ * driver does not count toward the second's GPUCAP_CONTEXT_WAIT_MS (1 s
+ * here): it is admitted once the first is created and measured. */
+static void test_context_creating(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "1200m", 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
+	static char clock_env[4200];
+	snprintf(clock_env, sizeof(clock_env), "%s=%s/clock", FAKE_CLOCK_FILE_ENV, region_dir);
+	char out[2][4200];
+	for (int i = 0; i < 2; i++)
+		snprintf(out[i], sizeof(out[i]), "%s/creating-%d", region_dir, i);
+	pid_t first = spawn_creating(clock_env, out[0], "0", "5000000000");
+	pid_t second = spawn_creating(clock_env, out[1], "100", "0");
+	int status;
+	CHECK(waitpid(first, &status, 0) == first && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(waitpid(second, &status, 0) == second && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	int answer[2];
+	unsigned long long took[2];
+	for (int i = 0; i < 2; i++) {
+		FILE *f = fopen(out[i], "r");
+		CHECK(f != NULL);
+		CHECK(fscanf(f, "%d %llu", &answer[i], &took[i]) == 2);
+		fclose(f);
+	}
+	printf("first: answer %d after %llu ms; second: answer %d after %llu ms\n", answer[0], took[0],
+	       answer[1], took[1]);
+	CHECK_EQ(CUDA_SUCCESS, answer[0]);
+	CHECK_EQ(CUDA_SUCCESS, answer[1]);
+	/* It waited for the first's creation, not for its own limit alone. */
+	CHECK(took[1] >= 4800);
+}
+
 /* The first measurement replaces the estimate and is kept in the region;
  * the next process is charged the measured size from its first context,
  * even where it cannot measure; GPUCAP_CONTEXT_BYTES overrides both. */
@@ -858,6 +935,7 @@ static const struct {
     {"graph-memory", test_graph_memory},
     {"pool-threshold", test_pool_threshold},
     {"hot-path", test_hot_path},
+    {"context-creating", test_context_creating},
 };
 
 int main(int argc, char **argv)
@@ -881,6 +959,8 @@ int main(int argc, char **argv)
 		return child_fill(atoi(argv[2]), atoi(argv[3]));
 	if (strcmp(argv[1], "child-start") == 0 && argc == 4)
 		return child_start(atoi(argv[2]), atoi(argv[3]));
+	if (strcmp(argv[1], "child-creating") == 0 && argc == 4)
+		return child_creating(argv[2], atoi(argv[3]));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[1], cases[i].name) == 0) {
 			cases[i].fn();
