@@ -11,6 +11,8 @@
 #include "log.h"
 
 #include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* Only names that could be driver or NVML entry points are looked at.
@@ -158,6 +160,29 @@ static bool hooked_family(const char *symbol)
 	return false;
 }
 
+/* Entry points already reported: libraries look the same symbol up again
+ * and again (once per thread, per library), and one line each is enough. */
+#define UNHOOKED_SEEN 64
+static _Atomic(void *) unhooked_seen[UNHOOKED_SEEN];
+
+/* True the first time fn is offered (or when the set is full: said enough). */
+static bool first_report(void *fn)
+{
+	for (int i = 0; i < UNHOOKED_SEEN; i++) {
+		void *seen = atomic_load_explicit(&unhooked_seen[i], memory_order_relaxed);
+		if (seen == fn)
+			return false;
+		/* Relaxed: the set orders nothing else. A CAS that loses reads
+		 * the winner's entry point, so each is said once. */
+		if (!seen && atomic_compare_exchange_strong_explicit(
+		                 &unhooked_seen[i], &seen, fn, memory_order_relaxed, memory_order_relaxed))
+			return true;
+		if (seen == fn)
+			return false;
+	}
+	return false;
+}
+
 static void swap_proc(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags)
 {
 	if (!pfn || !*pfn)
@@ -168,9 +193,9 @@ static void swap_proc(const char *symbol, void **pfn, int cuda_version, cuuint64
 		return;
 	}
 	/* The driver answered an intercepted API with a function gpucap has no
-	 * row for: calls through it would not be capped. Say so (once per
-	 * lookup, at start-up; never on a hot path). */
-	if (symbol && hooked_family(symbol))
+	 * row for: calls through it would not be capped. Say so, once per entry
+	 * point (at start-up; never on a hot path). */
+	if (symbol && hooked_family(symbol) && first_report(*pfn))
 		gpucap_log(
 		    GPUCAP_LOG_WARN,
 		    "cuGetProcAddress(\"%s\", %d, %llu) returned an entry point gpucap does not intercept; memory allocated through it is not capped",

@@ -485,6 +485,17 @@ FAKE_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec *phGraphExec, CUgr
 	return r;
 }
 
+FAKE_EXPORT CUresult cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
+{
+	return cuGraphUpload(hGraphExec, hStream);
+}
+
+FAKE_EXPORT CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *phGraphExec, CUgraph hGraph,
+                                                       CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams)
+{
+	return cuGraphInstantiateWithParams(phGraphExec, hGraph, instantiateParams);
+}
+
 FAKE_EXPORT CUresult cuDeviceGraphMemTrim(CUdevice device)
 {
 	if (!valid_ordinal(device))

@@ -1725,6 +1725,13 @@ struct proc {
 	void *fn;
 };
 
+/* An entry point of a driver newer than gpucap: a version of cuMemAlloc no
+ * row names. */
+static CUresult cuMemAlloc_future(CUdeviceptr *dptr, size_t bytesize)
+{
+	return cuMemAlloc_v2(dptr, bytesize);
+}
+
 #define P(sym, ver, fn)                                                                                      \
 	{                                                                                                    \
 		sym, ver, false, (void *)fn                                                                  \
@@ -1767,6 +1774,7 @@ static const struct proc procs[] = {
     P("cuMemAllocManaged", 6000, cuMemAllocManaged),
     P("cuMemFree", 2000, cuMemFree),
     P("cuMemFree", 3020, cuMemFree_v2),
+    P("cuMemAlloc", 90000, cuMemAlloc_future),
     P("cuMemGetInfo", 2000, cuMemGetInfo),
     P("cuMemGetInfo", 3020, cuMemGetInfo_v2),
     P("cuMemCreate", 10020, cuMemCreate),
@@ -1814,6 +1822,10 @@ static const struct proc procs[] = {
     P("cuGraphLaunch", 10000, cuGraphLaunch),
     PT("cuGraphLaunch", 10000, cuGraphLaunch_ptsz),
     P("cuGraphInstantiate", 11040, cuGraphInstantiateWithFlags),
+    P("cuGraphInstantiateWithParams", 12000, cuGraphInstantiateWithParams),
+    PT("cuGraphInstantiateWithParams", 12000, cuGraphInstantiateWithParams_ptsz),
+    P("cuGraphUpload", 11010, cuGraphUpload),
+    PT("cuGraphUpload", 11010, cuGraphUpload_ptsz),
     P("cuGraphExecDestroy", 10000, cuGraphExecDestroy),
     P("cuGraphDestroy", 10000, cuGraphDestroy),
     P("cuStreamBeginCapture", 10010, cuStreamBeginCapture_v2),

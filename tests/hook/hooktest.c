@@ -738,6 +738,31 @@ static int child_alloc_each(int ordinals)
 	return code;
 }
 
+/* A driver's entry point of an intercepted API that gpucap has no row for,
+ * looked up again and again (as libraries do): said once, in one line. */
+static int child_unhooked_lookups(void)
+{
+	for (int i = 0; i < 3; i++) {
+		void *fn = NULL;
+		CUdriverProcAddressQueryResult found;
+		CU(cuGetProcAddress_v2("cuMemAlloc", &fn, 90000, CU_GET_PROC_ADDRESS_DEFAULT, &found));
+		CHECK(fn != NULL);
+	}
+	return 0;
+}
+
+static void test_unhooked_said_once(void)
+{
+	fresh_region();
+	char err[4096];
+	const char *env[] = {"GPUCAP_CONTEXT_BYTES=0", NULL};
+	const char *args[] = {"child-unhooked-lookups", NULL};
+	CHECK_EQ(0, run_self(err, sizeof(err), env, args));
+	fprintf(stderr, "child said: %s", err);
+	CHECK_EQ(1, count_lines(err));
+	CHECK(strstr(err, "cuGetProcAddress(\"cuMemAlloc\", 90000") && strstr(err, "not capped"));
+}
+
 static void test_malformed(void)
 {
 	fresh_region();
@@ -1275,6 +1300,7 @@ static const struct test_case cases[] = {
     {"visible-indices", test_visible_indices},
     {"visible-mig", test_visible_mig},
     {"malformed", test_malformed},
+    {"unhooked-said-once", test_unhooked_said_once},
     {"many-processes", test_many_processes},
     {"sigkill", test_sigkill},
     {"fork", test_fork},
@@ -1308,6 +1334,8 @@ int main(int argc, char **argv)
 		return child_fork_orphan();
 	if (strcmp(argv[1], "child-identity") == 0)
 		return child_identity();
+	if (strcmp(argv[1], "child-unhooked-lookups") == 0)
+		return child_unhooked_lookups();
 	if (strcmp(argv[1], "child-truncated") == 0)
 		return child_truncated();
 	if (strcmp(argv[1], "child-identity-hold") == 0)

@@ -822,7 +822,14 @@ static void test_graph_memory(void)
 	CUDA_GRAPH_INSTANTIATE_PARAMS ip;
 	memset(&ip, 0, sizeof(ip));
 	CU(cuGraphInstantiateWithParams(&e2, g2, &ip));
-	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphUpload(e2, NULL));
+	/* Through the per-thread-stream entry the CUDA runtime looks up (a
+	 * program built with per-thread default streams, PyTorch's graphs). */
+	void *fn = NULL;
+	CUdriverProcAddressQueryResult found;
+	CU(cuGetProcAddress_v2("cuGraphUpload", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+	                       &found));
+	CUresult (*upload_ptsz)(CUgraphExec, CUstream) = (CUresult(*)(CUgraphExec, CUstream))fn;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, upload_ptsz(e2, NULL));
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
 	CU(cuDeviceGraphMemTrim(0));
 	still_allocates(CAP - 64 * MiB);
