@@ -78,9 +78,14 @@ CUresult on_mem_create(CUresult (*real)(CUmemGenericAllocationHandle *, size_t, 
 CUresult on_mem_release(CUresult (*real)(CUmemGenericAllocationHandle), CUmemGenericAllocationHandle handle);
 CUresult on_mem_alloc_async(CUresult (*real)(CUdeviceptr *, size_t, CUstream), CUdeviceptr *dptr,
                             size_t bytesize, CUstream hStream);
+CUresult on_mem_alloc_async_ptsz(CUresult (*real)(CUdeviceptr *, size_t, CUstream), CUdeviceptr *dptr,
+                                 size_t bytesize, CUstream hStream);
 CUresult on_mem_alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
                                       CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
                                       CUstream hStream);
+CUresult on_mem_alloc_from_pool_async_ptsz(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
+                                           CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                           CUstream hStream);
 CUresult on_mem_free_async(CUresult (*real)(CUdeviceptr, CUstream), CUdeviceptr dptr, CUstream hStream);
 CUresult on_mem_pool_create(CUresult (*real)(CUmemoryPool *, const CUmemPoolProps *), CUmemoryPool *pool,
                             const CUmemPoolProps *poolProps);

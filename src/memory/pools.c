@@ -350,12 +350,33 @@ static CUresult call_alloc_from_pool_async(void *p)
 	return c->real.from_pool(c->dptr, c->bytesize, c->pool, c->stream);
 }
 
+/* Whether an allocation on stream (as the entry point names it) is
+ * captured into a graph: it then makes an allocation node, which holds no
+ * memory until the graph runs, and the driver never refuses it for want of
+ * memory. Neither does gpucap: the graph pool is charged when it takes the
+ * memory (behind.c, reconcile.c), and a refusal inside a capture breaks
+ * programs the driver would not break (PyTorch's cudaMallocAsync backend
+ * aborted on one). An answer that is not "none" counts as captured: the
+ * driver rejects an allocation on the legacy stream during a capture. */
+static bool captured(CUstream stream, bool per_thread)
+{
+	gpucap_fn_cuStreamIsCapturing is_capturing = GPUCAP_REAL(cuStreamIsCapturing);
+	if (!is_capturing)
+		return false;
+	if (per_thread && stream == NULL)
+		stream = CU_STREAM_PER_THREAD;
+	CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+	return is_capturing(stream, &status) != CUDA_SUCCESS || status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
 /* cuMemAllocAsync allocates from the current pool of the current device. */
-CUresult on_mem_alloc_async(CUresult (*real)(CUdeviceptr *, size_t, CUstream), CUdeviceptr *dptr,
-                            size_t bytesize, CUstream hStream)
+static CUresult alloc_async(CUresult (*real)(CUdeviceptr *, size_t, CUstream), CUdeviceptr *dptr,
+                            size_t bytesize, CUstream hStream, bool per_thread)
 {
 	if (!dptr)
 		return CUDA_ERROR_INVALID_VALUE;
+	if (captured(hStream, per_thread))
+		return real(dptr, bytesize, hStream);
 	struct gpucap_device *dev;
 	CUmemoryPool handle = NULL;
 	gpucap_fn_cuDeviceGetMemPool get_pool = GPUCAP_REAL(cuDeviceGetMemPool);
@@ -369,13 +390,25 @@ CUresult on_mem_alloc_async(CUresult (*real)(CUdeviceptr *, size_t, CUstream), C
 	return pool_alloc(pool, dptr, bytesize, call_alloc_async, &c, "cuMemAllocAsync");
 }
 
-CUresult on_mem_alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
+CUresult on_mem_alloc_async(CUresult (*real)(CUdeviceptr *, size_t, CUstream), CUdeviceptr *dptr,
+                            size_t bytesize, CUstream hStream)
+{
+	return alloc_async(real, dptr, bytesize, hStream, false);
+}
+
+CUresult on_mem_alloc_async_ptsz(CUresult (*real)(CUdeviceptr *, size_t, CUstream), CUdeviceptr *dptr,
+                                 size_t bytesize, CUstream hStream)
+{
+	return alloc_async(real, dptr, bytesize, hStream, true);
+}
+
+static CUresult alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
                                       CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool_handle,
-                                      CUstream hStream)
+                                      CUstream hStream, bool per_thread)
 {
 	if (!dptr)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (bytesize == 0 || !pool_handle)
+	if (bytesize == 0 || !pool_handle || captured(hStream, per_thread))
 		return real(dptr, bytesize, pool_handle, hStream);
 	struct gpucap_pool *pool = pool_find(pool_handle);
 	if (!pool) {
@@ -390,6 +423,20 @@ CUresult on_mem_alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CU
 	}
 	struct async_call c = {{.from_pool = real}, dptr, bytesize, pool_handle, hStream};
 	return pool_alloc(pool, dptr, bytesize, call_alloc_from_pool_async, &c, "cuMemAllocFromPoolAsync");
+}
+
+CUresult on_mem_alloc_from_pool_async(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
+                                      CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool_handle,
+                                      CUstream hStream)
+{
+	return alloc_from_pool_async(real, dptr, bytesize, pool_handle, hStream, false);
+}
+
+CUresult on_mem_alloc_from_pool_async_ptsz(CUresult (*real)(CUdeviceptr *, size_t, CUmemoryPool, CUstream),
+                                           CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool_handle,
+                                           CUstream hStream)
+{
+	return alloc_from_pool_async(real, dptr, bytesize, pool_handle, hStream, true);
 }
 
 CUresult on_mem_pool_trim_to(CUresult (*real)(CUmemoryPool, size_t), CUmemoryPool pool_handle,

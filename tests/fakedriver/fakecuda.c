@@ -41,6 +41,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -896,49 +897,65 @@ out:
 	return r;
 }
 
-static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream stream)
+static bool stream_capturing(CUstream h, bool per_thread);
+
+/* A stream-ordered allocation on a capturing stream makes an allocation
+ * node: an address, and no memory until the graph runs (the graph pool
+ * takes it then, fake_usage.c). Freed on a capturing stream: a free node. */
+#define NODE_ADDRESS_BASE UINT64_C(0x600000000000)
+static _Atomic uint64_t next_node_address = NODE_ADDRESS_BASE;
+
+static bool node_address(CUdeviceptr p)
 {
-	(void)stream;
+	return p >= NODE_ADDRESS_BASE && p < atomic_load(&next_node_address);
+}
+
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, struct fake_pool *pool, CUstream stream,
+                            bool per_thread)
+{
 	NEED_INIT();
 	if (!current)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	return pool_alloc(dptr, bytes, devs[current->ordinal].current_pool);
+	if (stream_capturing(stream, per_thread)) {
+		*dptr = atomic_fetch_add(&next_node_address,
+		                         (bytes + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1));
+		return CUDA_SUCCESS;
+	}
+	return pool_alloc(dptr, bytes, pool ? pool : devs[current->ordinal].current_pool);
 }
 
 FAKE_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream stream)
 {
-	return alloc_async(dptr, bytes, stream);
+	return alloc_async(dptr, bytes, NULL, stream, false);
 }
 
 FAKE_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream stream)
 {
-	return alloc_async(dptr, bytes, stream);
+	return alloc_async(dptr, bytes, NULL, stream, true);
 }
 
 FAKE_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool,
                                              CUstream stream)
 {
-	(void)stream;
-	return pool_alloc(dptr, bytes, (struct fake_pool *)pool);
+	return alloc_async(dptr, bytes, (struct fake_pool *)pool, stream, false);
 }
 
 FAKE_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool,
                                                   CUstream stream)
 {
-	(void)stream;
-	return pool_alloc(dptr, bytes, (struct fake_pool *)pool);
+	return alloc_async(dptr, bytes, (struct fake_pool *)pool, stream, true);
 }
 
 FAKE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream)
 {
 	(void)stream;
-	return free_common(dptr);
+	return node_address(dptr) ? CUDA_SUCCESS : free_common(dptr);
 }
 
 FAKE_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
 {
 	(void)stream;
-	return free_common(dptr);
+	return node_address(dptr) ? CUDA_SUCCESS : free_common(dptr);
 }
 
 static void stream_wait_done(CUstream stream, bool per_thread);
@@ -1433,6 +1450,16 @@ FAKE_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *graph)
 	}
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+static bool stream_capturing(CUstream h, bool per_thread)
+{
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, per_thread, &r);
+	bool capturing = s && s->capturing;
+	pthread_mutex_unlock(&lock);
+	return capturing;
 }
 
 FAKE_EXPORT CUresult cuStreamIsCapturing(CUstream h, CUstreamCaptureStatus *status)

@@ -789,6 +789,38 @@ static CUgraph graph_with_allocs(uint64_t each, int nodes)
 	return g;
 }
 
+/* A stream-ordered allocation inside a capture makes an allocation node:
+ * the driver takes no memory for it then and never refuses it for want of
+ * memory, so neither does gpucap (PyTorch's cudaMallocAsync backend aborted
+ * on such a refusal), and nothing is charged. The graph's memory is charged
+ * when the graph pool takes it (test_graph_memory). */
+static void test_captured_alloc(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	start_device();
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CUdeviceptr node, pooled;
+	CU(cuMemAllocAsync(&node, 3 * GiB, s));
+	CUmemoryPool pool;
+	CU(cuDeviceGetMemPool(&pool, 0));
+	CU(cuMemAllocFromPoolAsync(&pooled, 3 * GiB, pool, s));
+	CHECK_EQ(0, mine().device_charged);
+	CU(cuMemFreeAsync(node, s));
+	CU(cuMemFreeAsync(pooled, s));
+	CUgraph graph;
+	CU(cuStreamEndCapture(s, &graph)); /* fails if the capture was invalidated */
+	CHECK_EQ(0, mine().device_charged);
+	/* Outside a capture the cap holds as before. */
+	CUdeviceptr p;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAllocAsync(&p, 3 * GiB, s));
+	still_allocates(CAP - 64 * MiB);
+	CU(cuGraphDestroy(graph));
+	CU(cuStreamDestroy_v2(s));
+}
+
 static void test_graph_memory(void)
 {
 	fresh_region();
@@ -943,6 +975,7 @@ static const struct {
     {"pool-threshold", test_pool_threshold},
     {"hot-path", test_hot_path},
     {"context-creating", test_context_creating},
+    {"captured-alloc", test_captured_alloc},
 };
 
 int main(int argc, char **argv)
