@@ -516,7 +516,12 @@ static void finish_phase(struct gate *g, int ordinal, uint64_t st, bool by_launc
 		atomic_fetch_add_explicit(&g->burst_busy_ns, busy, memory_order_relaxed);
 		atomic_fetch_add_explicit(&g->burst_launches, launches, memory_order_relaxed);
 	}
-	if (by_launch)
+	/* A phase the gate thread closed (the program stopped launching) says
+	 * little of the launch rate, unless its work was surely queued past a
+	 * quantum: then the budget let in too much (on an H100, four 50 ms
+	 * kernels and a synchronisation made every phase 200 ms long, whose
+	 * charge at a 10% duty ran past the clock's 1 s bound). */
+	if (by_launch || sure > SM_QUANTUM_NS)
 		learn_budget(g, launches, busy);
 	if (launches > 0 && busy > 0) {
 		uint64_t sample = busy / launches;

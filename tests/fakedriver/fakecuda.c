@@ -1301,8 +1301,15 @@ static void enqueue(struct fake_stream *s, uint64_t work_ns)
 enum { L_KERNEL, L_KERNEL_PTSZ, L_EX, L_EX_PTSZ, L_COOP, L_COOP_PTSZ, L_GRAPH, L_GRAPH_PTSZ };
 
 /* Like the driver's push buffer: a launch blocks while this much work is
- * queued on the device. */
+ * queued on the device (FAKECUDA_QUEUE_MAX_NS overrides it: a real H100
+ * queued four 50 ms kernels at once). */
 #define QUEUE_MAX_NS 50000000ull
+
+static uint64_t queue_max_ns(void)
+{
+	const char *v = getenv("FAKECUDA_QUEUE_MAX_NS");
+	return v && *v ? strtoull(v, NULL, 10) : QUEUE_MAX_NS;
+}
 /* On simulated time a launch costs the launching thread this much, as the
  * driver's CPU work does (otherwise a loop of empty launches never lets
  * time move). */
@@ -1321,8 +1328,9 @@ static CUresult launch(int kind, uint64_t work_ns, CUstream h, bool per_thread)
 		enqueue(s, work_ns);
 		stat_launches[kind]++;
 		uint64_t now = mono_now();
-		if (!s->capturing && dev_busy_until[s->ordinal] > now + QUEUE_MAX_NS)
-			backlog = dev_busy_until[s->ordinal] - now - QUEUE_MAX_NS;
+		uint64_t queue_max = queue_max_ns();
+		if (!s->capturing && dev_busy_until[s->ordinal] > now + queue_max)
+			backlog = dev_busy_until[s->ordinal] - now - queue_max;
 	}
 	pthread_mutex_unlock(&lock);
 	if (backlog)
