@@ -66,6 +66,15 @@ static CUcontext start_device(void)
 	return ctx;
 }
 
+/* A fresh region whose contexts are charged nothing, and device 0 started:
+ * a test of one surface sees only that surface's charge. */
+static void start_on_fresh_region(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	start_device();
+}
+
 /* ---- The region as an observer sees it ---------------------------------------- */
 
 struct charges {
@@ -658,9 +667,7 @@ static void test_context_peer(void)
 
 static void test_set_limit(void)
 {
-	fresh_region();
-	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	start_device();
+	start_on_fresh_region();
 	size_t v;
 	/* The malloc heap declares its size: 3 GiB is refused before the call,
 	 * and the old limit stays. */
@@ -796,9 +803,7 @@ static CUgraph graph_with_allocs(uint64_t each, int nodes)
  * when the graph pool takes it (test_graph_memory). */
 static void test_captured_alloc(void)
 {
-	fresh_region();
-	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	start_device();
+	start_on_fresh_region();
 	CUstream s;
 	CU(cuStreamCreate(&s, 0));
 	CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
@@ -823,9 +828,7 @@ static void test_captured_alloc(void)
 
 static void test_graph_memory(void)
 {
-	fresh_region();
-	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	start_device();
+	start_on_fresh_region();
 	/* A node that declares more than the room is refused at once. */
 	CUgraph big;
 	CU(cuGraphCreate(&big, 0));
@@ -893,9 +896,7 @@ static void test_graph_memory(void)
  * against plain allocations. */
 static void test_pool_threshold(void)
 {
-	fresh_region();
-	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	start_device();
+	start_on_fresh_region();
 	CUmemoryPool pool;
 	CU(cuDeviceGetMemPool(&pool, 0));
 	cuuint64_t keep_all = UINT64_MAX;
@@ -927,9 +928,7 @@ static void test_pool_threshold(void)
 
 static void test_hot_path(void)
 {
-	fresh_region();
-	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
-	start_device();
+	start_on_fresh_region();
 	uint64_t before = fakenvml_stat("process_queries");
 	uint64_t t0 = fakeclock_now();
 	for (int i = 0; i < 10000; i++) {
