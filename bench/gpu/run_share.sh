@@ -11,7 +11,8 @@
 # BUILD_DIR/bench-share) gets the raw logs and report.md (also printed).
 # Knobs: SHARE_WORKLOADS ("train launch graphs gemm long"), SHARE_CAPS
 # ("10 30 50 70"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (7), SHARE_PARTS
-# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_OVERHEAD_RUNS (3), PYTHON.
+# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_OVERHEAD_RUNS (3), SHARE_LOG_LEVEL
+# (4: each capped run's log holds the controller's steps), PYTHON.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$repo/bench/gpu"
@@ -51,18 +52,19 @@ sampled() {
   return $rc
 }
 # capped NAME CAP CMD...: one "container" (its own region) under CAP; its
-# status is saved at the middle of the measured window.
+# status is saved at the middle of the measured window (sm_share.py takes
+# it), and its log holds the controller's steps (SHARE_LOG_LEVEL, default 4).
 capped() {
   local name="$1" cap="$2"
   shift 2
   local region="$scratch/$name.region"
   rm -f "$region"
-  ( sleep $((SM_SHARE_WARMUP_S + 8 + secs / 2)); "$cli" status --json --file "$region" >"$out/$name.status.json" 2>&1 ) &
+  local status=(SM_SHARE_STATUS_CMD="'$cli' status --json --file '$region'" SM_SHARE_STATUS_OUT="$out/$name.status.json")
   if [ "$cap" = none ]; then
-    env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" "$@"
+    env "${status[@]}" LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" "$@"
   else
-    env LD_PRELOAD="$lib" CUDA_DEVICE_SM_LIMIT="$cap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" \
-      GPUCAP_LOG_LEVEL="${SHARE_LOG_LEVEL:-3}" "$@"
+    env "${status[@]}" LD_PRELOAD="$lib" CUDA_DEVICE_SM_LIMIT="$cap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" \
+      GPUCAP_LOG_LEVEL="${SHARE_LOG_LEVEL:-4}" "$@"
   fi
 }
 

@@ -28,6 +28,11 @@ synchronises so that queued work counts with the time it took. It prints
   window start=<unix s> end=<unix s>
   workload=train seconds=6.002 units=300 units_per_s=49.98
 
+With SM_SHARE_STATUS_CMD and SM_SHARE_STATUS_OUT set, it runs that shell
+command once at the middle of the measured window, its output to that file
+(run_share.sh takes `gpucap status --json` so: the controller's state while
+the window runs, not after it).
+
 Lines starting with '#' are comments. Only torch and the standard library.
 """
 import os
@@ -179,6 +184,25 @@ def make_long(torch):
     return step
 
 
+def status_at(when):
+    """SM_SHARE_STATUS_CMD at monotonic time `when`, on a thread; None if unset."""
+    command = os.environ.get("SM_SHARE_STATUS_CMD")
+    path = os.environ.get("SM_SHARE_STATUS_OUT")
+    if not command or not path:
+        return None
+    import subprocess
+    import threading
+
+    def run():
+        time.sleep(max(0.0, when - time.monotonic()))
+        with open(path, "w") as out:
+            subprocess.run(command, shell=True, stdout=out, stderr=subprocess.STDOUT, check=False)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def main():
     workload, seconds, barrier = parse_args(sys.argv[1:])
     import torch
@@ -205,11 +229,14 @@ def main():
     t0 = time.monotonic()
     wall0 = time.time()
     deadline = t0 + seconds
+    snapshot = status_at(t0 + seconds / 2)
     while time.monotonic() < deadline:
         step()
         units += 1
     torch.cuda.synchronize()
     elapsed = time.monotonic() - t0
+    if snapshot:
+        snapshot.join(timeout=10)
     print("window start=%.3f end=%.3f" % (wall0, wall0 + elapsed), flush=True)
     print("workload=%s seconds=%.3f units=%d units_per_s=%.3f" % (workload, elapsed, units, units / elapsed),
           flush=True)
