@@ -18,6 +18,13 @@
  *   pool FATBIN    the default pool keeps everything (release threshold
  *                  UINT64_MAX), 64 rounds of 256 MiB async alloc, kernel, free
  *   ctx8           8 contexts by cuCtxCreate (CUDA 13: v4, NULL params)
+ *   graph          graph memory nodes: a 3 GiB node (must be refused), a graph
+ *                  of two live 1 GiB nodes whose upload must be refused
+ *                  (each fits the room, together they do not), then a graph
+ *                  that allocates and frees 512 MiB, uploaded and launched
+ *                  twice (the graph pool keeps the 512 MiB)
+ *   graph-capture  the same 512 MiB graph made by capturing cuMemAllocAsync,
+ *                  cuMemsetD8Async and cuMemFreeAsync, launched twice
  *
  * Exit 0 when the fill ended with CUDA_ERROR_OUT_OF_MEMORY and the process
  * could still allocate under the cap afterwards, and each refusal asked of
@@ -85,6 +92,53 @@ static void fill(void)
 	char c;
 	while (read(0, &c, 1) > 0) {
 	}
+}
+
+/* A graph of n allocation nodes of bytes each, one after the other, and,
+ * if freed, a free node for each at the end. */
+static CUgraph graph_of_allocs(CUdevice dev, int n, uint64_t bytes, int freed)
+{
+	CUgraph graph;
+	if (cuGraphCreate(&graph, 0) != CUDA_SUCCESS)
+		return NULL;
+	CUgraphNode last = NULL, nodes[8];
+	CUdeviceptr at[8];
+	for (int i = 0; i < n && i < 8; i++) {
+		CUDA_MEM_ALLOC_NODE_PARAMS p;
+		memset(&p, 0, sizeof(p));
+		p.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+		p.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		p.poolProps.location.id = dev;
+		p.bytesize = bytes;
+		CUresult r = cuGraphAddMemAllocNode(&nodes[i], graph, last ? &last : NULL, last ? 1 : 0, &p);
+		expect("alloc node", r, CUDA_SUCCESS);
+		if (r != CUDA_SUCCESS)
+			return graph;
+		at[i] = p.dptr;
+		last = nodes[i];
+	}
+	for (int i = 0; freed && i < n && i < 8; i++) {
+		CUgraphNode node;
+		if (cuGraphAddMemFreeNode(&node, graph, &last, 1, at[i]) == CUDA_SUCCESS)
+			last = node;
+	}
+	return graph;
+}
+
+/* Instantiate graph, upload it and launch it twice on stream: every step
+ * must succeed. */
+static void run_graph(CUgraph graph, CUstream stream)
+{
+	CUgraphExec exec;
+	CUresult r = cuGraphInstantiateWithFlags(&exec, graph, 0);
+	expect("instantiate", r, CUDA_SUCCESS);
+	if (r != CUDA_SUCCESS)
+		return;
+	expect("upload", cuGraphUpload(exec, stream), CUDA_SUCCESS);
+	for (int i = 0; i < 2; i++)
+		expect("launch", cuGraphLaunch(exec, stream), CUDA_SUCCESS);
+	expect("synchronise", cuStreamSynchronize(stream), CUDA_SUCCESS);
+	cuGraphExecDestroy(exec);
 }
 
 int main(int argc, char **argv)
@@ -172,6 +226,47 @@ int main(int argc, char **argv)
 		for (int i = 0; i < made; i++)
 			cuCtxDestroy(c[i]);
 		cuCtxSetCurrent(primary);
+	} else if (strcmp(mode, "graph") == 0) {
+		CUstream stream;
+		if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
+			return 3;
+		CUgraph big;
+		CUgraphNode node;
+		CUDA_MEM_ALLOC_NODE_PARAMS p;
+		memset(&p, 0, sizeof(p));
+		p.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+		p.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		p.poolProps.location.id = dev;
+		p.bytesize = 3072 * MiB;
+		if (cuGraphCreate(&big, 0) == CUDA_SUCCESS)
+			expect("alloc node of 3 GiB", cuGraphAddMemAllocNode(&node, big, NULL, 0, &p),
+			       CUDA_ERROR_OUT_OF_MEMORY);
+		CUgraph two = graph_of_allocs(dev, 2, 1024 * MiB, 0);
+		CUgraphExec exec;
+		if (two && cuGraphInstantiateWithFlags(&exec, two, 0) == CUDA_SUCCESS) {
+			expect("upload of two live 1 GiB nodes", cuGraphUpload(exec, stream),
+			       CUDA_ERROR_OUT_OF_MEMORY);
+			cuGraphExecDestroy(exec);
+		}
+		cuDeviceGraphMemTrim(dev);
+		CUgraph one = graph_of_allocs(dev, 1, 512 * MiB, 1);
+		if (one)
+			run_graph(one, stream);
+		pause_ms(300);
+	} else if (strcmp(mode, "graph-capture") == 0) {
+		CUstream stream;
+		CUgraph graph = NULL;
+		CUdeviceptr d = 0;
+		if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS ||
+		    cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL) != CUDA_SUCCESS)
+			return 3;
+		expect("captured cuMemAllocAsync", cuMemAllocAsync(&d, 512 * MiB, stream), CUDA_SUCCESS);
+		expect("captured cuMemsetD8Async", cuMemsetD8Async(d, 1, 512 * MiB, stream), CUDA_SUCCESS);
+		expect("captured cuMemFreeAsync", cuMemFreeAsync(d, stream), CUDA_SUCCESS);
+		expect("end capture", cuStreamEndCapture(stream, &graph), CUDA_SUCCESS);
+		if (graph)
+			run_graph(graph, stream);
+		pause_ms(300); /* the pool's memory taken at the launches is reconciled */
 	} else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		return 2;

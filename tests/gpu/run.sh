@@ -276,6 +276,10 @@ if "$cuda/bin/nvcc" -fatbin -DBIG -o "$out/big.fatbin" "$repo/tests/gpu/hidden_m
   record "a pool that keeps everything, 64 rounds of 256 MiB: real usage within the cap" $?
   hold_check ctx8 $rcap 0 "$out/hidden_memory" ctx8
   record "8 x cuCtxCreate (v4, NULL params) under a cap with room all succeed; charges come back; the cap fills" $?
+  hold_check graph $cap 0 "$out/hidden_memory" graph
+  record "graph memory nodes: a 3 GiB node and an upload past the cap refused with OUT_OF_MEMORY; a 512 MiB graph uploaded and launched: real usage within the cap" $?
+  hold_check graph-capture $cap 0 "$out/hidden_memory" graph-capture
+  record "a graph captured from cuMemAllocAsync/cuMemsetD8Async/cuMemFreeAsync, launched twice: real usage within the cap" $?
 else
   record "memory behind the allocation calls: needs nvcc (see $log)" 1
 fi
