@@ -477,9 +477,13 @@ static void test_policy_disable(void)
 	CHECK(strstr(err, "SM caps are disabled by policy") != NULL);
 	CHECK(strstr(err, "events 0 ") != NULL);
 	CHECK_EQ(2, count_lines(err)); /* the warning and the child's report */
-	/* gpucap's own name wins over HAMi-core's. */
+	/* gpucap's own name wins over HAMi-core's. Each child on a region of
+	 * its own: a child's simulated clock starts at the real one, so the
+	 * virtual clock an earlier child left ahead in the region (its clock ran
+	 * ahead of the real one) would hold the next one's first launch. */
 	const char *strict[] = {"CUDA_DEVICE_SM_LIMIT=30", "GPU_CORE_UTILIZATION_POLICY=disable",
 	                        "GPUCAP_SM_POLICY=strict", "FAKENVML_PROCESS_UTIL=unsupported", NULL};
+	CHECK(unlink(region_path) == 0);
 	CHECK_EQ(0, run_self(err, sizeof(err), strict, args));
 	fprintf(stderr, "strict said: %s", err);
 	CHECK(strstr(err, "events 0 ") == NULL);
@@ -487,7 +491,9 @@ static void test_policy_disable(void)
 	/* force is strict, as in HAMi-core. */
 	const char *force[] = {"CUDA_DEVICE_SM_LIMIT=30", "GPU_CORE_UTILIZATION_POLICY=force",
 	                       "FAKENVML_PROCESS_UTIL=unsupported", NULL};
+	CHECK(unlink(region_path) == 0);
 	CHECK_EQ(0, run_self(err, sizeof(err), force, args));
+	fprintf(stderr, "force said: %s", err);
 	CHECK(strstr(err, "throttled") != NULL);
 }
 
@@ -499,7 +505,9 @@ static int child_workload(double seconds)
 	CU(cuStreamCreate(&s, 0));
 	struct run r = run_for(0, P_KERNEL, s, 1000, seconds);
 	uint64_t events = fakecuda_stat("event_records");
-	fprintf(stderr, "events %llu busy %.2f %s\n", (unsigned long long)events, r.busy_fraction,
+	fprintf(stderr, "events %llu busy %.2f launches %llu longest %llu us %s\n",
+	        (unsigned long long)events, r.busy_fraction, (unsigned long long)r.launches,
+	        (unsigned long long)(r.longest_launch_ns / 1000),
 	        events > 0 && r.busy_fraction < 0.6 ? "throttled" : "free");
 	return 0;
 }
