@@ -4,6 +4,7 @@
 # invocation, alternating (native, gpucap, native, gpucap) so drift hits both.
 #   bench/gpu/run.sh BUILD_DIR [OUTDIR]
 # BUILD_DIR holds lib/libgpucap.so (tests/gpu/run.sh builds build-gpu).
+# GPUCAP_BENCH_PARTS="alloc launch start train" picks parts (default: all).
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:?usage: bench/gpu/run.sh BUILD_DIR [OUTDIR]}"
@@ -19,10 +20,13 @@ trap 'rm -rf "$scratch"' EXIT
 cap="${GPUCAP_BENCH_CAP:-60g}"
 with_gpucap() { rm -f "$scratch/region"; env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$cap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" "$@"; }
 mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
+median() { sort -n | awk '{v[n++]=$1} END {if (n) printf "%.2f", n % 2 ? v[int(n/2)] : (v[n/2-1] + v[n/2]) / 2}'; }
+part() { [ -z "${GPUCAP_BENCH_PARTS:-}" ] || [[ " $GPUCAP_BENCH_PARTS " == *" $1 "* ]]; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.3f", b / a; else print "n/a"}'; }
 
 echo "# gpu benchmarks: $(date -u +%FT%TZ), $(hostname), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i 0), cap $cap"
 echo
+if part alloc; then
 echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), 2 alternating runs each"
 echo "| size | native p50 | gpucap p50 | ratio p50 | native p99 | gpucap p99 | ratio p99 |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -43,22 +47,37 @@ echo
 echo "Each run:"
 echo "$runs"
 echo
+fi
+if part launch; then
 echo "## cuLaunchKernel of an empty kernel (ns), 200000 launches, 4 alternating runs each"
-: >"$out/n.txt"; : >"$out/g.txt"
+# Four sides: native; a bare pass-through preload (passthrough_shim.c), the
+# least any LD_PRELOAD library adds; gpucap preloaded with no cap (no region,
+# no threads of its own); gpucap under a memory cap (the region and its
+# threads: the reconciler, the idle gate thread).
+cc -shared -fPIC -O2 -I"$cuda/include" "$repo/bench/gpu/passthrough_shim.c" -ldl -o "$out/passthrough_shim.so" || exit 1
+sides="n:native s:pass-through u:gpucap-no-cap g:gpucap-memory-cap"
+for side in $sides; do : >"$out/${side%%:*}.txt"; done
 for run in 1 2 3 4; do
   "$out/launch_latency" 200000 >>"$out/n.txt"
+  env LD_PRELOAD="$out/passthrough_shim.so" "$out/launch_latency" 200000 >>"$out/s.txt"
+  env LD_PRELOAD="$lib" "$out/launch_latency" 200000 >>"$out/u.txt"
   with_gpucap "$out/launch_latency" 200000 >>"$out/g.txt"
 done
-n50=$(grep -o 'p50_ns=[0-9]*' "$out/n.txt" | cut -d= -f2 | mean); g50=$(grep -o 'p50_ns=[0-9]*' "$out/g.txt" | cut -d= -f2 | mean)
-n99=$(grep -o 'p99_ns=[0-9]*' "$out/n.txt" | cut -d= -f2 | mean); g99=$(grep -o 'p99_ns=[0-9]*' "$out/g.txt" | cut -d= -f2 | mean)
-echo "| | native | gpucap | added |"
+pick() { grep -o "$1=[0-9]*" "$2" | cut -d= -f2 | mean; }
+n50=$(pick p50_ns "$out/n.txt")
+echo "| side | p50 | p99 | p50 added to native |"
 echo "| --- | --- | --- | --- |"
-echo "| p50 | $n50 | $g50 | $(awk -v a=$n50 -v b=$g50 'BEGIN{printf "%.0f", b-a}') |"
-echo "| p99 | $n99 | $g99 | $(awk -v a=$n99 -v b=$g99 'BEGIN{printf "%.0f", b-a}') |"
+for side in $sides; do
+  f="$out/${side%%:*}.txt"
+  echo "| ${side#*:} | $(pick p50_ns "$f") | $(pick p99_ns "$f") | $(awk -v a="$n50" -v b="$(pick p50_ns "$f")" 'BEGIN{printf "%.0f", b-a}') |"
+done
 echo
-echo "Each run's p50 (ns), native: $(grep -o 'p50_ns=[0-9]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
-echo "Each run's p50 (ns), gpucap: $(grep -o 'p50_ns=[0-9]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
+for side in $sides; do
+  echo "Each run's p50 (ns), ${side#*:}: $(grep -o 'p50_ns=[0-9]*' "$out/${side%%:*}.txt" | cut -d= -f2 | tr '\n' ' ')"
+done
 echo
+fi
+if part start; then
 echo "## N processes start together: cuInit + primary context + first 1 MiB alloc (ms), 3 rounds each, alternating"
 echo "| N | native p50 | gpucap p50 | native max | gpucap max | ratio of max |"
 echo "| --- | --- | --- | --- | --- | --- |"
@@ -73,27 +92,38 @@ for n in 1 8 32; do
   echo "| $n | $n50 | $g50 | $nmax | $gmax | $(ratio $nmax $gmax) |"
 done
 echo
+fi
+if part train; then
 # A training step (bench/gpu/sm_train_step.py: a 6-layer transformer, AdamW,
 # bf16 autocast) under a memory cap that binds (no SM cap), beside native,
 # alternating so drift hits both. The issue's bar: within 1% of native.
 tcap="${GPUCAP_BENCH_TRAIN_CAP:-16g}"
-echo "## Training steps per second, memory cap $tcap (no SM cap), 4 alternating runs of 8 s each"
+truns="${GPUCAP_BENCH_TRAIN_RUNS:-4}"
+echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of 8 s each"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  : >"$out/n.txt"; : >"$out/g.txt"
-  for run in 1 2 3 4; do
+  : >"$out/n.txt"; : >"$out/u.txt"; : >"$out/g.txt"
+  for run in $(seq "$truns"); do
     python3 "$repo/bench/gpu/sm_train_step.py" 8 >>"$out/n.txt" 2>&1
+    env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" 8 >>"$out/u.txt" 2>&1
     rm -f "$scratch/region"
     env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
       python3 "$repo/bench/gpu/sm_train_step.py" 8 >>"$out/g.txt" 2>&1
   done
   nt=$(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean)
   gt=$(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
-  echo "| | native | gpucap (memory cap $tcap) | ratio |"
-  echo "| --- | --- | --- | --- |"
-  echo "| steps/s | $nt | $gt | $(ratio "$nt" "$gt") |"
+  ut=$(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | mean)
+  nm=$(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | median)
+  um=$(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | median)
+  gm=$(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | median)
+  echo "| steps/s | native | gpucap, no cap | gpucap (memory cap $tcap) | ratio no cap | ratio memory cap |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| mean | $nt | $ut | $gt | $(ratio "$nt" "$ut") | $(ratio "$nt" "$gt") |"
+  echo "| median | $nm | $um | $gm | $(ratio "$nm" "$um") | $(ratio "$nm" "$gm") |"
   echo
   echo "Each run (steps/s), native: $(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
+  echo "Each run (steps/s), gpucap no cap: $(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | tr '\n' ' ')"
   echo "Each run (steps/s), gpucap: $(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
 else
   echo "not run: python3 with torch and CUDA is needed"
+fi
 fi
