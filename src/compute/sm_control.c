@@ -223,9 +223,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	if (closed && worked && s->steps > 0 && !out->weight.frozen)
 		work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0, applied);
 	bool frozen = out->weight.frozen && !turns;
-	int64_t target = turns && in->turns_caps_ppm >= SM_TURNS_FULL_PPM
-	                     ? cap
-	                     : sm_weight_target(&s->weight, in->cap_ppm);
+	uint32_t weight = sm_weight_effective(&s->weight, s->density_ppm, s->density_known);
+	int64_t target =
+	    turns && in->turns_caps_ppm >= SM_TURNS_FULL_PPM ? cap : sm_weight_target(weight, in->cap_ppm);
 
 	int64_t integral = s->integral_ppm;
 	if (turns) {
@@ -253,8 +253,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	integral = duty - target; /* back-calculation: the clamp is where the integral stops */
 	s->integral_ppm = (int32_t)integral;
 
-	/* Shown as a share of the full-load work, like the cap. */
-	uint32_t weight = s->weight.weight_ppm ? s->weight.weight_ppm : GPUCAP_SM_PPM;
+	/* Shown as a share of the work, like the cap. */
 	uint64_t shown = (uint64_t)s->share_ppm * weight / GPUCAP_SM_PPM;
 	if (shown > GPUCAP_SM_PPM)
 		shown = GPUCAP_SM_PPM;

@@ -21,11 +21,25 @@ void sm_weight_soon(struct sm_weight *w, uint64_t now_ns)
 		w->next_burst_ns = now_ns + SM_BURST_FIRST_NS;
 }
 
-uint32_t sm_weight_target(const struct sm_weight *w, uint32_t cap_ppm)
+uint32_t sm_weight_effective(const struct sm_weight *w, uint32_t density_ppm, bool density_known)
 {
 	if (!w->weight_ppm)
+		return GPUCAP_SM_PPM;
+	if (!density_known || density_ppm >= SM_WEIGHT_DENSE_PPM)
+		return w->weight_ppm;
+	if (density_ppm <= SM_WEIGHT_GAPPY_PPM)
+		return GPUCAP_SM_PPM;
+	int64_t excess = (int64_t)w->weight_ppm - (int64_t)GPUCAP_SM_PPM;
+	int64_t part = excess * (int64_t)(density_ppm - SM_WEIGHT_GAPPY_PPM) /
+	               (int64_t)(SM_WEIGHT_DENSE_PPM - SM_WEIGHT_GAPPY_PPM);
+	return (uint32_t)((int64_t)GPUCAP_SM_PPM + part);
+}
+
+uint32_t sm_weight_target(uint32_t weight_ppm, uint32_t cap_ppm)
+{
+	if (!weight_ppm)
 		return cap_ppm;
-	uint64_t target = (uint64_t)cap_ppm * GPUCAP_SM_PPM / w->weight_ppm;
+	uint64_t target = (uint64_t)cap_ppm * GPUCAP_SM_PPM / weight_ppm;
 	return target > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)target;
 }
 

@@ -111,7 +111,24 @@ void sm_weight_soon(struct sm_weight *w, uint64_t now_ns);
  * start one when due. */
 void sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, struct sm_weight_outcome *out);
 
-/* The time share that delivers cap_ppm of the full-load work. */
-uint32_t sm_weight_target(const struct sm_weight *w, uint32_t cap_ppm);
+/* Work that leaves gaps on the GPU at its own pace (a training step with
+ * host work, a launch-bound loop) never held the GPU at full load: without a
+ * cap it already runs at the clock a cap gives, so its capped busy second is
+ * worth one of its own, whatever the burst measured. (Bursts of such work
+ * read weights from 0.87 to 1.22 on an H100, from host gaps, not clocks, and
+ * moved train and launch loops 5 to 7 points off their caps:
+ * bench/results/2026-12-07-h100-sm-share.md.) So the weight applies in full
+ * to work that fills its duty (density from SM_WEIGHT_DENSE_PPM), not at all
+ * to work busy at most SM_WEIGHT_GAPPY_PPM of it, and in proportion between. */
+#define SM_WEIGHT_GAPPY_PPM 500000u
+#define SM_WEIGHT_DENSE_PPM 900000u
+
+/* The weight that applies to work of this density (busy share per unit of
+ * duty, ppm; unknown: the weight in full). */
+uint32_t sm_weight_effective(const struct sm_weight *w, uint32_t density_ppm, bool density_known);
+
+/* The time share that delivers cap_ppm of the work, at weight_ppm
+ * (sm_weight_effective). */
+uint32_t sm_weight_target(uint32_t weight_ppm, uint32_t cap_ppm);
 
 #endif

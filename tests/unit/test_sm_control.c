@@ -500,6 +500,32 @@ static void gappy_work_gets_its_cap(void **state)
 	assert_true(abs_diff(p.out.busy_ppm, 300000) < 5000);
 }
 
+/* A weight of 1.3 measured by a burst (the cap's clock boost) applies to
+ * work that fills its duty: the time share aims at 30 / 1.3 = 23%. Work
+ * that leaves gaps at its own pace (busy 35% of its duty) never ran at full
+ * load: it aims at the cap itself, 30%. */
+static void weight_applies_to_dense_work_only(void **state)
+{
+	(void)state;
+	struct plant dense, gappy;
+	plant_start(&dense, 30);
+	sm_control_reset(&dense.state, &dense.in, 0, 1300000);
+	plant_start(&gappy, 30);
+	sm_control_reset(&gappy.state, &gappy.in, 0, 1300000);
+	for (int i = 0; i < 24; i++) {
+		gappy_step(&dense, 1000, 0);
+		gappy_step(&gappy, 350, 0);
+	}
+	assert_true(abs_diff(dense.out.busy_ppm, 230769) < 10000);
+	assert_true(abs_diff(gappy.out.busy_ppm, 300000) < 10000);
+	/* Half way between gappy and dense, half the weight's effect. */
+	struct sm_weight w = {.weight_ppm = 1300000};
+	assert_int_equal(sm_weight_effective(&w, 700000, true), 1150000);
+	assert_int_equal(sm_weight_effective(&w, 400000, true), PPM);
+	assert_int_equal(sm_weight_effective(&w, 950000, true), 1300000);
+	assert_int_equal(sm_weight_effective(&w, 0, false), 1300000);
+}
+
 /* A calibration burst runs the gates open for a second at full load after
  * a hold: busy shares of those windows, read against the controller's duty,
  * say nothing of the work's density (read so, they pulled this plant's duty
@@ -647,6 +673,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(integral_converges_to_the_cap),
 	    cmocka_unit_test(gappy_work_gets_its_cap),
+	    cmocka_unit_test(weight_applies_to_dense_work_only),
 	    cmocka_unit_test(work_below_its_cap_runs_free),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
