@@ -562,6 +562,52 @@ static void calibration_burst_leaves_the_duty(void **state)
 	}
 }
 
+/* Work whose natural busy share is busy_ppm: at a duty of 100% no launch
+ * takes the gate (the gates see nothing), and NVML sees that share; below
+ * it, the gates are open the duty and the work fills as much of it as its
+ * share allows. */
+static void natural_step(struct plant *p, uint32_t busy_ppm)
+{
+	if (p->duty_ppm < PPM) {
+		uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
+		uint64_t density = (uint64_t)busy_ppm * 1000 / duty;
+		window_step(p, duty, density > 1000 ? 1000 : (unsigned)density, 0);
+		return;
+	}
+	p->in.now_ns += SM_STEP_NS;
+	p->in.duty_ppm = p->duty_ppm;
+	p->in.measured = true;
+	p->in.device_known = true;
+	p->in.device_ppm = busy_ppm;
+	p->in.mine_ppm = busy_ppm / 2;
+	p->in.foreign_ppm = 0;
+	sm_control_step(&p->in, &p->state, &p->out);
+	assert_true(p->out.publish);
+	p->duty_ppm = p->out.duty_ppm;
+}
+
+/* Work that filled its duty at a cap of 70% turns into work that asks for
+ * 42%: once the duty reaches 100% it stays there, though the gates, open,
+ * see nothing and the density learnt from the dense work is stale. */
+static void work_that_drops_below_its_cap_stays_free(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 70);
+	for (int i = 0; i < 16; i++)
+		natural_step(&p, 900000);
+	assert_true(p.duty_ppm < 800000);
+	int first_free = -1;
+	for (int i = 0; i < 60; i++) {
+		natural_step(&p, 420000);
+		if (first_free < 0 && p.duty_ppm >= PPM)
+			first_free = i;
+		if (first_free >= 0)
+			assert_int_equal(p.duty_ppm, PPM);
+	}
+	assert_true(first_free >= 0 && first_free < 30);
+}
+
 /* Work that asks for less than its cap (busy 20% of the time when never
  * held) runs unthrottled: the duty goes to 100%. */
 static void work_below_its_cap_runs_free(void **state)
@@ -675,6 +721,7 @@ int main(void)
 	    cmocka_unit_test(gappy_work_gets_its_cap),
 	    cmocka_unit_test(weight_applies_to_dense_work_only),
 	    cmocka_unit_test(work_below_its_cap_runs_free),
+	    cmocka_unit_test(work_that_drops_below_its_cap_stays_free),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
 	    cmocka_unit_test(bursty_readings_do_not_run_away),
