@@ -710,16 +710,17 @@ static void test_gappy(const char *cap_text)
 	check_share(&r, cap, 0.45, 0.55);
 }
 
-/* A launch-bound loop: 200 kernels of 6 us, each after 15 us of host time
- * (the launch itself, as a framework spends it), then a synchronisation.
+/* A launch-bound loop: 200 kernels of 60 us, each after 150 us of host
+ * time (the launch itself, as a framework spends it, scaled up tenfold to
+ * keep the test's real time short), then a synchronisation.
  * The GPU is busy about 40% of the time and its queue is never deep: a
  * phase's drain that stopped the launches would cost this loop its
  * pipelining. */
 static unsigned launchy_step(CUstream s)
 {
 	for (int i = 0; i < 200; i++) {
-		fakeclock_sleep(15 * 1000);
-		CU(launch(P_KERNEL, 6, s));
+		fakeclock_sleep(150 * 1000);
+		CU(launch(P_KERNEL, 60, s));
 	}
 	CU(cuStreamSynchronize(s));
 	return 200;
