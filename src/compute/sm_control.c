@@ -203,7 +203,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	    .duty_ppm = applied,
 	    .foreign_ppm = turns ? GPUCAP_SM_PPM : foreign,
 	    .measured = closed,
-	    .calibrate = in->calibrate,
+	    /* Work whose density says the weight will not apply to it
+	     * (sm_weight_effective) is not held for a burst that measures it. */
+	    .calibrate = in->calibrate && !(s->density_known && s->density_ppm <= SM_WEIGHT_GAPPY_PPM),
 	    .tat_ns = in->tat_ns,
 	    .launching = in->launching,
 	    .work = in->work,

@@ -526,6 +526,21 @@ static void weight_applies_to_dense_work_only(void **state)
 	assert_int_equal(sm_weight_effective(&w, 0, false), 1300000);
 }
 
+/* Work busy 35% of its duty gets no weight, so it is never held for a
+ * calibration burst, however long it runs alone. */
+static void gappy_work_is_not_held_for_a_burst(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	p.in.alone = true;
+	p.in.calibrate = true;
+	for (int i = 0; i < 120; i++) {
+		gappy_step(&p, 350, 0);
+		assert_false(p.out.weight.start);
+	}
+}
+
 /* A calibration burst runs the gates open for a second at full load after
  * a hold: busy shares of those windows, read against the controller's duty,
  * say nothing of the work's density (read so, they pulled this plant's duty
@@ -736,6 +751,7 @@ int main(void)
 	    cmocka_unit_test(integral_converges_to_the_cap),
 	    cmocka_unit_test(gappy_work_gets_its_cap),
 	    cmocka_unit_test(weight_applies_to_dense_work_only),
+	    cmocka_unit_test(gappy_work_is_not_held_for_a_burst),
 	    cmocka_unit_test(work_below_its_cap_runs_free),
 	    cmocka_unit_test(work_that_drops_below_its_cap_stays_free),
 	    cmocka_unit_test(work_just_under_its_cap_is_freed_in_time),
