@@ -114,9 +114,10 @@ void sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, stru
 /* Work that leaves gaps on the GPU at its own pace (a training step with
  * host work, a launch-bound loop) never held the GPU at full load: without a
  * cap it already runs at the clock a cap gives, so its capped busy second is
- * worth one of its own, whatever the burst measured. (Bursts of such work
- * read weights from 0.87 to 1.22 on an H100, from host gaps, not clocks, and
- * moved train and launch loops 5 to 7 points off their caps:
+ * worth one of its own, whatever the burst measured. (On an H100 the
+ * weights such work was given, the published share over the busy share
+ * sampled from outside, ranged from about 0.88 to 1.17, from host gaps, not
+ * clocks, and moved train and launch loops 5 to 7 points off their caps:
  * bench/results/2026-12-07-h100-sm-share.md.) So the weight applies in full
  * to work that fills its duty (density from SM_WEIGHT_DENSE_PPM), not at all
  * to work busy at most SM_WEIGHT_GAPPY_PPM of it, and in proportion between. */
