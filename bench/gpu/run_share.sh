@@ -79,16 +79,21 @@ if [[ " $parts " == *" caps "* ]]; then
   done
 fi
 if [[ " $parts " == *" tenants "* ]]; then
-  for mode in turns apart; do
+  # free: the same two, preloaded without caps: what the GPU gives two such
+  # tenants side by side at all (time-slicing between their contexts), the
+  # ceiling any cap on them works under.
+  for mode in turns apart free; do
     progress "tenants ($mode): $tenant_workload at 30 and 70"
     node="$scratch/node-$mode"
     mkdir -p "$node"
     [ "$mode" = turns ] || node=""
+    low=30 high=70
+    [ "$mode" = free ] && low=none high=none
     rm -rf "$scratch/barrier-$mode"
-    GPUCAP_NODE_DIR="$node" sampled "tenants-$mode-cap30" capped "tenants-$mode-cap30" 30 \
+    GPUCAP_NODE_DIR="$node" sampled "tenants-$mode-cap30" capped "tenants-$mode-cap30" $low \
       "$py" "$here/sm_share.py" "$tenant_workload" "$secs" --barrier "$scratch/barrier-$mode:2" &
     a=$!
-    GPUCAP_NODE_DIR="$node" capped "tenants-$mode-cap70" 70 \
+    GPUCAP_NODE_DIR="$node" capped "tenants-$mode-cap70" $high \
       "$py" "$here/sm_share.py" "$tenant_workload" "$secs" --barrier "$scratch/barrier-$mode:2" \
       >"$out/tenants-$mode-cap70.log" 2>&1
     wait $a

@@ -107,17 +107,20 @@ def main():
     if rate_n is None:
         rate_n, window = result(out, "overhead-native-1")
         b = busy(out, "overhead-native-1", window)
-    for mode in ("turns", "apart"):
+    modes = {"turns": "GPUCAP_NODE_DIR shared", "apart": "no node directory",
+             "free": "both uncapped, side by side: what the GPU gives them at all"}
+    for mode in ("turns", "apart", "free"):
         rows = []
         for c in (30, 70):
             rate, _ = result(out, "tenants-%s-cap%d" % (mode, c))
             if rate and rate_n and b:
-                want = min(c, b * 100)
-                rows.append("cap %d: %.2f units/s, delivered %.1f%% (wants %.1f%%)" % (
-                    c, rate, rate / rate_n * b * 100, want))
+                want = min(c, b * 100) if mode != "free" else b * 100
+                rows.append("%s: %.2f units/s, delivered %.1f%% (wants %.1f%%)" % (
+                    "cap %d" % c if mode != "free" else "tenant %d" % (1 + (c == 70)),
+                    rate, rate / rate_n * b * 100, want))
         if rows:
             print("**Two tenants (%s, %s):** %s.\n" % (
-                mode, "GPUCAP_NODE_DIR shared" if mode == "turns" else "no node directory", "; ".join(rows)))
+                mode, modes[mode], "; ".join(rows)))
     pairs = []
     for run in (1, 2, 3):
         n, _ = result(out, "overhead-native-%d" % run)
