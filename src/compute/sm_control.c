@@ -220,8 +220,18 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * began before the launches), and outside a calibration burst and
 	 * NVML's memory of it: the burst's gates are open whatever the duty, so
 	 * its busy share over the duty is no density (read so, it pulled the
-	 * duty down after a burst). */
-	bool worked = gate_ppm >= SM_MISMATCH_PPM || held_ppm >= SM_MISMATCH_PPM || in->tat_ns > now;
+	 * duty down after a burst). At a duty of 100% no launch takes the gate,
+	 * so NVML's busy share is the only witness: work that ran free through
+	 * a slow start and then turned dense read the slow start's density for
+	 * good, and was never capped again. */
+	bool worked = gate_ppm >= SM_MISMATCH_PPM || held_ppm >= SM_MISMATCH_PPM || in->tat_ns > now ||
+	              (applied >= GPUCAP_SM_PPM && busy_ppm >= SM_MISMATCH_PPM);
+	/* Running free, the work's busy share is its own demand, unthrottled.
+	 * Above the cap, the work has changed (a slow start over): its density
+	 * starts again from this window, as the seconds of history would
+	 * otherwise hold the duty near 100% while the work took the GPU. */
+	if (!turns && applied >= GPUCAP_SM_PPM && busy_ppm > in->cap_ppm)
+		s->sum_busy_ppm = s->sum_sure_ppm = s->sum_duty_ppm = 0;
 	if (closed && worked && s->steps > 0 && !out->weight.frozen)
 		work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0, applied);
 	bool frozen = out->weight.frozen && !turns;

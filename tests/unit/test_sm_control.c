@@ -623,6 +623,31 @@ static void work_that_drops_below_its_cap_stays_free(void **state)
 	assert_true(first_free >= 0 && first_free < 30);
 }
 
+/* Work that ran free under its cap (a slow start: busy 30% at a duty of
+ * 100%, the gates open and blind) turns dense (98%): NVML's busy share is
+ * the only witness of the new density, and the duty comes back to the cap
+ * within 2 s. Read only through the gates, the density stayed at the slow
+ * start's and the duty at 100% (a GEMM at cap 50 ran at 98% busy on an
+ * H100); read through a density averaged with the slow start's, the duty
+ * took 6.5 s to come within 10 points. */
+static void free_work_that_turns_dense_is_capped_again(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 50);
+	for (int i = 0; i < 20; i++)
+		natural_step(&p, 300000);
+	assert_int_equal(p.duty_ppm, PPM);
+	int capped = -1;
+	for (int i = 0; i < 30; i++) {
+		natural_step(&p, 980000);
+		if (capped < 0 && p.duty_ppm <= 600000)
+			capped = i;
+	}
+	assert_true(capped >= 0 && capped < 4);
+	assert_in_range(p.duty_ppm, 490000, 510000);
+}
+
 /* Work that asks for 42% under a cap of 50%: each step finds its density
  * lower (its busy share stays put as the duty rises), yet it runs free
  * within 7 s, the warm-up bench/gpu/run_share.sh gives before measuring. */
@@ -755,6 +780,7 @@ int main(void)
 	    cmocka_unit_test(work_below_its_cap_runs_free),
 	    cmocka_unit_test(work_that_drops_below_its_cap_stays_free),
 	    cmocka_unit_test(work_just_under_its_cap_is_freed_in_time),
+	    cmocka_unit_test(free_work_that_turns_dense_is_capped_again),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
 	    cmocka_unit_test(bursty_readings_do_not_run_away),
