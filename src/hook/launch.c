@@ -11,6 +11,7 @@
  */
 #include "compute.h"
 #include "handlers.h"
+#include "memory.h"
 
 /* Whether real is the row's _ptsz real function (looked at only when a
  * launch takes the gate). */
@@ -47,11 +48,19 @@ CUresult on_launch_cooperative_kernel(gpucap_fn_cuLaunchCooperativeKernel real, 
 	            kernelParams);
 }
 
+/* A graph's first launch may take memory for its allocation nodes: that is
+ * charged (or refused) before the gate, so a refused launch never waits. */
 CUresult on_graph_launch(gpucap_fn_cuGraphLaunch real, CUgraphExec hGraphExec, CUstream hStream)
 {
+	struct gpucap_graph_run run;
+	CUresult r = gpucap_graph_run_admit(hGraphExec, "cuGraphLaunch (its allocation nodes)", &run);
+	if (r != CUDA_SUCCESS)
+		return r;
 	if (gpucap_sm_gate_armed())
 		gpucap_compute_gate(hStream, PER_THREAD(real, cuGraphLaunch_ptsz));
-	return real(hGraphExec, hStream);
+	r = real(hGraphExec, hStream);
+	gpucap_graph_run_done(&run, r);
+	return r;
 }
 
 CUresult on_stream_destroy(gpucap_fn_cuStreamDestroy_v2 real, CUstream hStream)

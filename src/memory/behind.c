@@ -184,11 +184,15 @@ CUresult on_graph_add_mem_alloc_node(CUresult (*real)(CUgraphNode *, CUgraph, co
 	return real(phGraphNode, hGraph, dependencies, numDependencies, nodeParams);
 }
 
-static CUresult after_instantiate(CUresult r, CUgraphExec *exec)
+static CUresult after_instantiate(CUresult r, CUgraphExec *exec, CUgraph graph)
 {
-	struct gpucap_device *dev = current_or_null();
-	if (r != CUDA_SUCCESS || !dev || gpucap_reconcile(dev))
+	if (r != CUDA_SUCCESS)
 		return r;
+	gpucap_graph_instantiated(*exec, graph);
+	struct gpucap_device *dev = current_or_null();
+	if (!dev || gpucap_reconcile(dev))
+		return r;
+	gpucap_graph_forget(*exec);
 	gpucap_fn_cuGraphExecDestroy destroy = GPUCAP_REAL(cuGraphExecDestroy);
 	if (destroy)
 		destroy(*exec);
@@ -200,7 +204,7 @@ static CUresult after_instantiate(CUresult r, CUgraphExec *exec)
 CUresult on_graph_instantiate_with_flags(CUresult (*real)(CUgraphExec *, CUgraph, unsigned long long),
                                          CUgraphExec *phGraphExec, CUgraph hGraph, unsigned long long flags)
 {
-	return after_instantiate(real(phGraphExec, hGraph, flags), phGraphExec);
+	return after_instantiate(real(phGraphExec, hGraph, flags), phGraphExec, hGraph);
 }
 
 CUresult on_graph_instantiate_with_params(CUresult (*real)(CUgraphExec *, CUgraph,
@@ -208,20 +212,33 @@ CUresult on_graph_instantiate_with_params(CUresult (*real)(CUgraphExec *, CUgrap
                                           CUgraphExec *phGraphExec, CUgraph hGraph,
                                           CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams)
 {
-	return after_instantiate(real(phGraphExec, hGraph, instantiateParams), phGraphExec);
+	return after_instantiate(real(phGraphExec, hGraph, instantiateParams), phGraphExec, hGraph);
 }
 
-/* An upload that leaves the container over its cap: the graph pool gives
- * back what no graph uses, and the upload is answered out of memory (the
- * launch would take the same memory). */
+/* The first upload of a graph that allocates is charged before it
+ * (graph_runs.c). One that still leaves the container over its cap (a graph
+ * not known to allocate): the graph pool gives back what no graph uses, and
+ * the upload is answered out of memory (the launch would take the same
+ * memory). */
 CUresult on_graph_upload(CUresult (*real)(CUgraphExec, CUstream), CUgraphExec hGraphExec, CUstream hStream)
 {
-	CUresult r = real(hGraphExec, hStream);
+	struct gpucap_graph_run run;
+	CUresult r = gpucap_graph_run_admit(hGraphExec, "cuGraphUpload (its allocation nodes)", &run);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = real(hGraphExec, hStream);
+	gpucap_graph_run_done(&run, r);
 	struct gpucap_device *dev = current_or_null();
 	if (r != CUDA_SUCCESS || !dev || gpucap_reconcile(dev))
 		return r;
 	gpucap_refusal_note(dev->region_index, dev, 0, "cuGraphUpload (its graph memory)");
 	return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+CUresult on_graph_exec_destroy(CUresult (*real)(CUgraphExec), CUgraphExec hGraphExec)
+{
+	gpucap_graph_forget(hGraphExec);
+	return real(hGraphExec);
 }
 
 CUresult on_device_graph_mem_trim(CUresult (*real)(CUdevice), CUdevice device)

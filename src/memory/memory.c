@@ -29,6 +29,7 @@ void gpucap_memory_observe(const struct gpucap_memory_observer *observer)
 void gpucap_memory_after_fork(void)
 {
 	gpucap_track_forget_all();
+	gpucap_graph_runs_after_fork();
 	gpucap_pools_forget_all();
 	gpucap_devices_reset();
 	gpucap_refusal_after_fork();

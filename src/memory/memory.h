@@ -153,6 +153,20 @@ CUresult on_graph_instantiate_with_params(CUresult (*real)(CUgraphExec *, CUgrap
                                           CUgraphExec *phGraphExec, CUgraph hGraph,
                                           CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams);
 CUresult on_graph_upload(CUresult (*real)(CUgraphExec, CUstream), CUgraphExec hGraphExec, CUstream hStream);
+CUresult on_graph_exec_destroy(CUresult (*real)(CUgraphExec), CUgraphExec hGraphExec);
+
+/* The first upload or launch of an executable graph that allocates
+ * (graph_runs.c): gpucap_graph_run_admit charges what its allocation nodes
+ * will add to the graph pool, or answers CUDA_ERROR_OUT_OF_MEMORY (api names
+ * the call in the warning); the caller then runs it and hands the driver's
+ * answer to gpucap_graph_run_done. Nothing to do for any other graph. */
+struct gpucap_track_entry;
+struct gpucap_graph_run {
+	struct gpucap_track_entry *entry;
+	uint64_t held;
+};
+CUresult gpucap_graph_run_admit(CUgraphExec exec, const char *api, struct gpucap_graph_run *run);
+void gpucap_graph_run_done(struct gpucap_graph_run *run, CUresult r);
 CUresult on_device_graph_mem_trim(CUresult (*real)(CUdevice), CUdevice device);
 CUresult on_mem_pool_set_attribute(CUresult (*real)(CUmemoryPool, CUmemPool_attribute, void *),
                                    CUmemoryPool pool, CUmemPool_attribute attr, void *value);

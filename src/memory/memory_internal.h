@@ -221,6 +221,22 @@ void gpucap_context_forget(uint64_t key);
 /* Forked child: no thread, nothing measured, nothing charged. */
 void gpucap_reconcile_after_fork(void);
 
+/* ---- The first run of graphs that allocate (graph_runs.c) ------------------------ */
+
+/* exec was instantiated from graph: remember what its allocation nodes
+ * will take at its first run. */
+void gpucap_graph_instantiated(CUgraphExec exec, CUgraph graph);
+/* exec is destroyed (or was never handed out). */
+void gpucap_graph_forget(CUgraphExec exec);
+/* Forked child: the parent's graphs are not the child's. */
+void gpucap_graph_runs_after_fork(void);
+
+/* Saturating sum. */
+static inline uint64_t gpucap_add_sat(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* Saturating product. */
 static inline uint64_t gpucap_mul_sat(uint64_t a, uint64_t b)
 {

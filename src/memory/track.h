@@ -10,11 +10,12 @@
 #include <stdint.h>
 
 enum gpucap_track_tag {
-	GPUCAP_TRACK_PTR = 1,    /* device pointer: linear, managed, pool */
-	GPUCAP_TRACK_HANDLE = 2, /* cuMemCreate handle */
-	GPUCAP_TRACK_ARRAY = 3,  /* CUarray */
-	GPUCAP_TRACK_MIPMAP = 4, /* CUmipmappedArray */
-	GPUCAP_TRACK_CTX = 5,    /* CUcontext from cuCtxCreate */
+	GPUCAP_TRACK_PTR = 1,        /* device pointer: linear, managed, pool */
+	GPUCAP_TRACK_HANDLE = 2,     /* cuMemCreate handle */
+	GPUCAP_TRACK_ARRAY = 3,      /* CUarray */
+	GPUCAP_TRACK_MIPMAP = 4,     /* CUmipmappedArray */
+	GPUCAP_TRACK_CTX = 5,        /* CUcontext from cuCtxCreate */
+	GPUCAP_TRACK_GRAPH_EXEC = 6, /* CUgraphExec that allocates, not run yet (charges nothing) */
 };
 
 struct gpucap_pool;
@@ -24,6 +25,7 @@ struct gpucap_track_entry {
 	uint8_t tag;
 	uint8_t kind;
 	int16_t region_index;
+	int16_t ordinal; /* GPUCAP_TRACK_GRAPH_EXEC: the CUDA device of its allocations */
 	uint64_t bytes;
 	struct gpucap_pool *pool; /* allocations from a stream-ordered pool */
 };

@@ -71,9 +71,13 @@ struct fake_module {
 	uint64_t globals;
 };
 
+#define GRAPH_NODES 8
 struct graph_allocs {
 	const void *key;
 	uint64_t bytes;
+	int nodes; /* allocation nodes (the first GRAPH_NODES can be listed) */
+	uint64_t node_bytes[GRAPH_NODES];
+	int node_ordinal[GRAPH_NODES];
 };
 
 static pthread_mutex_t usage_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -181,6 +185,16 @@ FAKE_EXPORT int fakecuda_process_used_physical(int physical, uint64_t *bytes)
 		*bytes += used;
 	}
 	return present;
+}
+
+FAKE_EXPORT uint64_t fakecuda_graph_pool_reserved(int ordinal)
+{
+	if (!valid_ordinal(ordinal))
+		return 0;
+	pthread_mutex_lock(&usage_lock);
+	uint64_t reserved = udev[ordinal].graph_reserved;
+	pthread_mutex_unlock(&usage_lock);
+	return reserved;
 }
 
 FAKE_EXPORT void fakecuda_hidden_take(int ordinal, uint64_t bytes)
@@ -404,6 +418,27 @@ static struct graph_allocs *graph_slot_locked(const void *key, bool create)
 	return create ? free_slot : NULL;
 }
 
+static CUgraphNode node_handle(const struct graph_allocs *g, int index);
+
+/* Add an allocation node of bytes on device ordinal to graph (caller holds
+ * usage_lock); NULL when the fake's tables are full. */
+static CUgraphNode graph_add_alloc_locked(const void *graph, uint64_t bytes, int ordinal)
+{
+	struct graph_allocs *g = graph_slot_locked(graph, true);
+	if (!g)
+		return NULL;
+	int i = g->nodes < GRAPH_NODES ? g->nodes : GRAPH_NODES - 1;
+	g->bytes += bytes;
+	if (g->nodes < GRAPH_NODES) {
+		g->node_bytes[i] = bytes;
+		g->node_ordinal[i] = ordinal;
+		g->nodes++;
+	} else {
+		g->node_bytes[i] += bytes; /* folded into the last listed node */
+	}
+	return node_handle(g, i);
+}
+
 FAKE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph,
                                             const CUgraphNode *dependencies, size_t numDependencies,
                                             CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
@@ -412,15 +447,95 @@ FAKE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hG
 	if (!phGraphNode || !hGraph || !nodeParams || nodeParams->bytesize == 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&usage_lock);
-	struct graph_allocs *g = graph_slot_locked(hGraph, true);
-	CUresult r = g ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
-	if (g) {
-		g->bytes += nodeParams->bytesize;
-		nodeParams->dptr = UINT64_C(0x7e0000000000) + (next_node << 32);
-		*phGraphNode = (CUgraphNode)(uintptr_t)next_node++;
+	CUgraphNode node =
+	    graph_add_alloc_locked(hGraph, nodeParams->bytesize, nodeParams->poolProps.location.id);
+	CUresult r = node ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+	if (node) {
+		nodeParams->dptr = UINT64_C(0x7e0000000000) + (next_node++ << 32);
+		*phGraphNode = node;
 	}
 	pthread_mutex_unlock(&usage_lock);
 	return r;
+}
+
+void fake_usage_graph_captured_alloc(CUgraph graph, uint64_t bytes, int ordinal)
+{
+	pthread_mutex_lock(&usage_lock);
+	graph_add_alloc_locked(graph, bytes, ordinal);
+	pthread_mutex_unlock(&usage_lock);
+}
+
+/* A node handle names its graph's slot and its index there. */
+static CUgraphNode node_handle(const struct graph_allocs *g, int index)
+{
+	return (CUgraphNode)(uintptr_t)((uintptr_t)(g - graphs + 1) << 8 | (uintptr_t)(index + 1));
+}
+
+static struct graph_allocs *node_graph(CUgraphNode node, int *index)
+{
+	uintptr_t v = (uintptr_t)node;
+	uintptr_t slot = v >> 8, i = v & 0xff;
+	if (slot == 0 || slot > MAX_GRAPHS || i == 0 || i > GRAPH_NODES || !graphs[slot - 1].key ||
+	    (int)i > graphs[slot - 1].nodes)
+		return NULL;
+	*index = (int)i - 1;
+	return &graphs[slot - 1];
+}
+
+FAKE_EXPORT CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes)
+{
+	if (!hGraph || !numNodes)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&usage_lock);
+	struct graph_allocs *g = graph_slot_locked(hGraph, false);
+	size_t n = g ? (size_t)(g->nodes < GRAPH_NODES ? g->nodes : GRAPH_NODES) : 0;
+	if (nodes) {
+		for (size_t i = 0; i < n && i < *numNodes; i++)
+			nodes[i] = node_handle(g, (int)i);
+		if (*numNodes > n)
+			*numNodes = n;
+	} else {
+		*numNodes = n;
+	}
+	pthread_mutex_unlock(&usage_lock);
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
+{
+	if (!type)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&usage_lock);
+	int index;
+	bool known = node_graph(hNode, &index) != NULL;
+	pthread_mutex_unlock(&usage_lock);
+	if (!known)
+		return CUDA_ERROR_INVALID_VALUE;
+	*type = CU_GRAPH_NODE_TYPE_MEM_ALLOC; /* the only nodes the fake lists */
+	return CUDA_SUCCESS;
+}
+
+FAKE_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS *params_out)
+{
+	if (!params_out)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&usage_lock);
+	int index;
+	struct graph_allocs *g = node_graph(hNode, &index);
+	if (g) {
+		memset(params_out, 0, sizeof(*params_out));
+		params_out->poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		params_out->poolProps.location.id = g->node_ordinal[index];
+		params_out->bytesize = g->node_bytes[index];
+	}
+	pthread_mutex_unlock(&usage_lock);
+	return g ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+FAKE_EXPORT CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph *phGraph)
+{
+	(void)hNode, (void)phGraph;
+	return CUDA_ERROR_INVALID_VALUE; /* the fake makes no child graph nodes */
 }
 
 void fake_usage_graph_instantiated(CUgraph graph, CUgraphExec exec)
@@ -429,8 +544,11 @@ void fake_usage_graph_instantiated(CUgraph graph, CUgraphExec exec)
 	struct graph_allocs *g = graph_slot_locked(graph, false);
 	if (g && g->bytes) {
 		struct graph_allocs *e = graph_slot_locked(exec, true);
-		if (e)
-			e->bytes = g->bytes;
+		if (e) {
+			const void *key = e->key;
+			*e = *g;
+			e->key = key;
+		}
 	}
 	pthread_mutex_unlock(&usage_lock);
 }
@@ -440,7 +558,7 @@ void fake_usage_graph_forget(const void *graph_or_exec)
 	pthread_mutex_lock(&usage_lock);
 	struct graph_allocs *g = graph_slot_locked(graph_or_exec, false);
 	if (g)
-		*g = (struct graph_allocs){NULL, 0};
+		memset(g, 0, sizeof(*g));
 	pthread_mutex_unlock(&usage_lock);
 }
 

@@ -29,6 +29,8 @@ uint64_t fake_usage_launch(CUfunction f);
 /* A graph with allocation nodes was instantiated, launched or destroyed. */
 void fake_usage_graph_instantiated(CUgraph graph, CUgraphExec exec);
 void fake_usage_graph_launched(CUgraphExec exec);
+/* An allocation node of bytes on device ordinal, captured into graph. */
+void fake_usage_graph_captured_alloc(CUgraph graph, uint64_t bytes, int ordinal);
 void fake_usage_graph_forget(const void *graph_or_exec);
 /* From fakecuda.c, for cuGraphInstantiateWithParams. */
 CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
@@ -64,9 +66,15 @@ CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *phGraphExec, CUgraph hGr
 CUresult cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream);
 CUresult cuDeviceGraphMemTrim(CUdevice device);
 CUresult cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void *value);
+CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes);
+CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type);
+CUresult cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS *params_out);
+CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph *phGraph);
 CUresult cuGreenCtxCreate(CUgreenCtx *phCtx, CUdevResourceDesc desc, CUdevice dev, unsigned int flags);
 CUresult cuGreenCtxDestroy(CUgreenCtx hCtx);
 uint64_t fakecuda_process_used(int ordinal);
 void fakecuda_hidden_take(int ordinal, uint64_t bytes);
+/* What the device's graph pool holds (for tests). */
+uint64_t fakecuda_graph_pool_reserved(int ordinal);
 
 #endif

@@ -898,6 +898,7 @@ out:
 }
 
 static bool stream_capturing(CUstream h, bool per_thread);
+static void captured_alloc(CUstream h, bool per_thread, uint64_t bytes, int ordinal);
 
 /* A stream-ordered allocation on a capturing stream makes an allocation
  * node: an address, and no memory until the graph runs (the graph pool
@@ -919,6 +920,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, struct fake_pool *p
 	if (stream_capturing(stream, per_thread)) {
 		*dptr = atomic_fetch_add(&next_node_address,
 		                         (bytes + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1));
+		captured_alloc(stream, per_thread, bytes, current->ordinal);
 		return CUDA_SUCCESS;
 	}
 	return pool_alloc(dptr, bytes, pool ? pool : devs[current->ordinal].current_pool);
@@ -1087,7 +1089,9 @@ struct fake_stream {
 	bool destroyed;
 	bool capturing;
 	bool invalidated;
-	uint64_t captured_ns; /* work captured so far */
+	uint64_t captured_ns;          /* work captured so far */
+	uint64_t captured_alloc_bytes; /* allocation nodes captured so far */
+	int captured_alloc_ordinal;
 	CUstreamCaptureMode capture_mode;
 	const void *capture_thread; /* the thread that began the capture */
 	uint64_t last_end_ns;       /* when its last queued work completes */
@@ -1456,8 +1460,26 @@ FAKE_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *graph)
 			*graph = (CUgraph)g;
 		}
 	}
+	uint64_t alloc_bytes = s ? s->captured_alloc_bytes : 0;
+	int alloc_ordinal = s ? s->captured_alloc_ordinal : 0;
+	if (s)
+		s->captured_alloc_bytes = 0;
 	pthread_mutex_unlock(&lock);
+	if (r == CUDA_SUCCESS && alloc_bytes)
+		fake_usage_graph_captured_alloc(*graph, alloc_bytes, alloc_ordinal);
 	return r;
+}
+
+static void captured_alloc(CUstream h, bool per_thread, uint64_t bytes, int ordinal)
+{
+	pthread_mutex_lock(&lock);
+	CUresult r;
+	struct fake_stream *s = stream_of(h, per_thread, &r);
+	if (s && s->capturing) {
+		s->captured_alloc_bytes += bytes;
+		s->captured_alloc_ordinal = ordinal;
+	}
+	pthread_mutex_unlock(&lock);
 }
 
 static bool stream_capturing(CUstream h, bool per_thread)

@@ -11,7 +11,9 @@ preallocated pool is the configured fraction of the cap, not of the card.
 For torch-graph: a CUDA graph (torch.cuda.graphs) whose capture allocates
 runs and replays with the eager result; filling the cap past it raises
 torch.OutOfMemoryError, and so does capturing a graph that would allocate
-past the cap; after each the process goes on (the first graph replays right,
+past the cap (with the cudaMallocAsync backend the capture makes an
+allocation node and succeeds, as natively, and the graph's replay is refused
+with out of memory); after each the process goes on (the first graph replays right,
 new tensors allocate), and its real device memory never passes the cap.
 Prints one JSON line; exits 1 if a check fails.
 """
@@ -137,19 +139,35 @@ def torch_graph_test():
         capture_error = "OutOfMemoryError" if oom else f"{type(error).__name__}: {error}"
         result["capture_exception"] = f"{type(error).__name__}: {str(error)[:200]}"
     result["capture_error"] = capture_error
+    kept = []
     if async_backend:
         check(capture_error is None,
               f"expected the capture to succeed (an allocation node holds no memory), got {capture_error}")
+        # Its replay would take the memory: refused with the driver's
+        # out-of-memory code before the driver sees it. The tensor stays
+        # referenced: its memory never existed, and freeing an allocation
+        # of a graph that never ran is an invalid free (the process exits
+        # with os._exit, so no destructor tries).
+        replay_error = None
+        try:
+            big_graph.replay()
+            torch.cuda.synchronize()
+        except RuntimeError as error:
+            replay_error = str(error)[:200]
+        result["replay_error"] = replay_error
+        check(replay_error is not None and "out of memory" in replay_error,
+              f"expected the replay past the cap to fail with out of memory, got {replay_error}")
+        kept = [big_graph, big]
     else:
         check(capture_error == "OutOfMemoryError",
               f"expected torch.OutOfMemoryError capturing past the cap, got {capture_error}")
-    del big
+        del big
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     check(replays_right(), "the graph does not replay right after the refused capture")
     after = torch.ones(BLOCK // 4, dtype=torch.float32, device="cuda")
     check(bool((after == 1).all()), "a new tensor after the refusals is wrong")
-    return [graph, x, w, y, after]
+    return [graph, x, w, y, after] + kept
 
 
 def cupy_test():
@@ -190,5 +208,8 @@ result["real_usage"] = usage
 if usage is not None:
     check(usage <= CAP, f"real device usage {usage} passed the cap {CAP}")
 result["failures"] = failures
-print(json.dumps(result))
-sys.exit(1 if failures else 0)
+print(json.dumps(result), flush=True)
+sys.stderr.flush()
+# No interpreter teardown: objects a test keeps on purpose (a graph's
+# allocation that never ran) must not be freed by destructors.
+os._exit(1 if failures else 0)

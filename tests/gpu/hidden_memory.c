@@ -25,6 +25,10 @@
  *                  twice (the graph pool keeps the 512 MiB)
  *   graph-capture  the same 512 MiB graph made by capturing cuMemAllocAsync,
  *                  cuMemsetD8Async and cuMemFreeAsync, launched twice
+ *   graph-launch   a graph captured the same way with 1 GiB, instantiated
+ *                  while it fits; then 768 MiB of cuMemAlloc (with the
+ *                  context, under 1 GiB of the 2 GiB cap is left), so its first
+ *                  launch (no upload) must be refused; freed, it must run
  *
  * Exit 0 when the fill ended with CUDA_ERROR_OUT_OF_MEMORY and the process
  * could still allocate under the cap afterwards, and each refusal asked of
@@ -267,6 +271,28 @@ int main(int argc, char **argv)
 		if (graph)
 			run_graph(graph, stream);
 		pause_ms(300); /* the pool's memory taken at the launches is reconciled */
+	} else if (strcmp(mode, "graph-launch") == 0) {
+		CUstream stream;
+		CUgraph graph = NULL;
+		CUgraphExec exec;
+		CUdeviceptr d = 0, held = 0;
+		if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS ||
+		    cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL) != CUDA_SUCCESS)
+			return 3;
+		expect("captured cuMemAllocAsync", cuMemAllocAsync(&d, 1024 * MiB, stream), CUDA_SUCCESS);
+		expect("captured cuMemsetD8Async", cuMemsetD8Async(d, 1, 1024 * MiB, stream), CUDA_SUCCESS);
+		expect("captured cuMemFreeAsync", cuMemFreeAsync(d, stream), CUDA_SUCCESS);
+		expect("end capture", cuStreamEndCapture(stream, &graph), CUDA_SUCCESS);
+		if (!graph || cuGraphInstantiateWithFlags(&exec, graph, 0) != CUDA_SUCCESS)
+			return 3;
+		expect("cuMemAlloc of 768 MiB", cuMemAlloc(&held, 768 * MiB), CUDA_SUCCESS);
+		expect("first launch with under 1 GiB left", cuGraphLaunch(exec, stream),
+		       CUDA_ERROR_OUT_OF_MEMORY);
+		expect("synchronise", cuStreamSynchronize(stream), CUDA_SUCCESS);
+		cuMemFree(held);
+		expect("launch with room", cuGraphLaunch(exec, stream), CUDA_SUCCESS);
+		expect("synchronise", cuStreamSynchronize(stream), CUDA_SUCCESS);
+		pause_ms(300);
 	} else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		return 2;

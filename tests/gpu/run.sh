@@ -124,13 +124,13 @@ done
 # (graph memory nodes): runs and replays as without the cap; filling the cap,
 # torch.OutOfMemoryError; capturing past it, torch.OutOfMemoryError with the
 # caching allocator and a capture that succeeds with cudaMallocAsync (a graph
-# allocation node takes no memory until the graph runs, natively too); the
-# process goes on.
+# allocation node takes no memory until the graph runs, natively too) whose
+# replay is refused with out of memory; the process goes on.
 for conf in "" "backend:cudaMallocAsync"; do
   PYTORCH_CUDA_ALLOC_CONF="$conf" GPUCAP_TEST_CAP=$fcap capped $fcap "torch-graph-${conf%%:*}" \
     python3 "$repo/tests/gpu/framework_cap.py" torch-graph 2>>"$log" | tee -a "$log" | tail -1 >/dev/null
   status=${PIPESTATUS[0]}
-  capture=$([ -n "$conf" ] && echo "a capture past the cap succeeds as natively" || echo "OutOfMemoryError capturing past the cap")
+  capture=$([ -n "$conf" ] && echo "a capture past the cap succeeds as natively and its replay is refused with out of memory" || echo "OutOfMemoryError capturing past the cap")
   record "pytorch CUDA graph, ${conf:-default allocator}: capture and replay right, OutOfMemoryError filling the cap, $capture, the process goes on, usage within cap" $status
 done
 GPUCAP_TEST_CAP=$fcap capped $fcap cupy python3 "$repo/tests/gpu/framework_cap.py" cupy >>"$log" 2>&1
@@ -280,6 +280,8 @@ if "$cuda/bin/nvcc" -fatbin -DBIG -o "$out/big.fatbin" "$repo/tests/gpu/hidden_m
   record "graph memory nodes: a 3 GiB node and an upload past the cap refused with OUT_OF_MEMORY; a 512 MiB graph uploaded and launched: real usage within the cap" $?
   hold_check graph-capture $cap 0 "$out/hidden_memory" graph-capture
   record "a graph captured from cuMemAllocAsync/cuMemsetD8Async/cuMemFreeAsync, launched twice: real usage within the cap" $?
+  hold_check graph-launch $cap 0 "$out/hidden_memory" graph-launch
+  record "a captured 1 GiB graph whose first launch finds under 1 GiB left: refused with OUT_OF_MEMORY before the driver, runs once there is room, real usage within the cap" $?
 else
   record "memory behind the allocation calls: needs nvcc (see $log)" 1
 fi

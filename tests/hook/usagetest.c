@@ -822,6 +822,15 @@ static void test_captured_alloc(void)
 	CUdeviceptr p;
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAllocAsync(&p, 3 * GiB, s));
 	still_allocates(CAP - 64 * MiB);
+	/* The graph's first launch would take its 3 GiB: refused before the
+	 * driver sees it, and the process goes on under the cap. */
+	CUgraphExec exec;
+	CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphLaunch(exec, s));
+	CHECK_EQ(0, fakecuda_graph_pool_reserved(0));
+	real_within_cap();
+	still_allocates(CAP - 64 * MiB);
+	CU(cuGraphExecDestroy(exec));
 	CU(cuGraphDestroy(graph));
 	CU(cuStreamDestroy_v2(s));
 }
@@ -864,19 +873,44 @@ static void test_graph_memory(void)
 	CU(cuGetProcAddress_v2("cuGraphUpload", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
 	                       &found));
 	CUresult (*upload_ptsz)(CUgraphExec, CUstream) = (CUresult(*)(CUgraphExec, CUstream))fn;
+	/* Refused before the driver sees it: the pool takes nothing. */
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, upload_ptsz(e2, NULL));
-	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
-	CU(cuDeviceGraphMemTrim(0));
+	CHECK_EQ(0, fakecuda_graph_pool_reserved(0));
+	real_within_cap();
 	still_allocates(CAP - 64 * MiB);
-	/* A launch (no upload) reserves too: charged by reconciliation. */
+	/* A first launch (no upload) is charged before the call, as the driver
+	 * reports the pool right after it. */
 	CUgraph g3 = graph_with_allocs(GiB, 1);
 	CUgraphExec e3;
 	CU(cuGraphInstantiateWithFlags(&e3, g3, 0));
 	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
 	CU(cuGraphLaunch(e3, NULL));
-	CU(cuStreamSynchronize(NULL));
-	periods(2);
 	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	CU(cuStreamSynchronize(NULL));
+	/* Its replays take nothing new: the pool holds the memory. */
+	CU(cuGraphLaunch(e3, NULL));
+	CU(cuGraphLaunch(e3, NULL));
+	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	/* A graph that fitted when it was made, but whose memory the pool no
+	 * longer keeps and the room left cannot hold: its first launch is
+	 * refused, and it runs once there is room. */
+	CU(cuDeviceGraphMemTrim(0));
+	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
+	CUgraph g4 = graph_with_allocs(GiB, 1);
+	CUgraphExec e4;
+	CU(cuGraphInstantiateWithFlags(&e4, g4, 0));
+	CUdeviceptr held;
+	CU(cuMemAlloc_v2(&held, 1536 * MiB));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphLaunch(e4, NULL));
+	CHECK_EQ(0, fakecuda_graph_pool_reserved(0));
+	real_within_cap();
+	CU(cuMemFree_v2(held));
+	CU(cuGraphLaunch(e4, NULL));
+	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	real_within_cap();
+	CU(cuGraphExecDestroy(e4));
+	CU(cuGraphDestroy(g4));
+	periods(2);
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 1100 * MiB));
 	CU(cuDeviceGraphMemTrim(0));
 	CHECK_EQ(0, mine().kind[GPUCAP_KIND_DRIVER]);
