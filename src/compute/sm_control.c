@@ -151,10 +151,15 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	uint32_t foreign = in->measured ? in->foreign_ppm : 0;
 	bool closed = in->measured;
 	/* NVML that sees none of the container's kernels while the gates are
-	 * busy is not attributing them to us (a PID it names differently):
-	 * integrating that would lift the cap. Open loop until it agrees. */
+	 * busy is not attributing them to us: integrating that would lift the
+	 * cap. Next to another tenant NVML drops a process from its list for
+	 * seconds at a time (an H100 left a tenant out of 6 windows in a row);
+	 * a PID it names differently drops it for good. So the correction is
+	 * held for SM_MISMATCH_HOLD steps, then fades to the feed-forward. */
+	bool mismatch = false;
 	if (closed && mine < SM_IDLE_PPM && gate_ppm >= SM_MISMATCH_PPM) {
 		closed = false;
+		mismatch = true;
 		out->warn_mismatch = ++s->mismatches == SM_MISMATCH_WARN;
 	} else if (closed) {
 		s->mismatches = 0;
@@ -242,6 +247,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	int64_t integral = s->integral_ppm;
 	if (turns) {
 		integral = turns_integral(s, closed, applied, target, busy_ppm);
+	} else if (mismatch) {
+		if (s->mismatches > SM_MISMATCH_HOLD)
+			integral /= 2;
 	} else if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
 	} else if (s->elastic_open) {

@@ -165,6 +165,31 @@ static void nvml_blind_to_us_is_open_loop(void **state)
 	assert_int_equal(warned, 1);
 }
 
+/* Next to another tenant NVML leaves the container out of its list for
+ * seconds at a time while the gates see it busy: the duty the closed loop
+ * found is held through such a gap, not dropped to the feed-forward, and
+ * only a longer blindness brings it back to the cap. */
+static void nvml_gaps_hold_the_duty(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 40; i++)
+		plant_step(&p, 600, 400000);
+	uint32_t found = p.duty_ppm;
+	assert_true(abs_diff(found, 500000) < 10000);
+	for (int i = 0; i < 6; i++) {
+		plant_step(&p, 0, 400000);
+		assert_int_equal(p.duty_ppm, found);
+		assert_int_equal(p.out.flags, GPUCAP_SM_FLAG_OPEN_LOOP);
+	}
+	plant_step(&p, 600, 400000);
+	assert_true(abs_diff(p.duty_ppm, found) < 10000);
+	for (int i = 0; i < 20; i++)
+		plant_step(&p, 0, 400000);
+	assert_true(abs_diff(p.duty_ppm, 300000) < 5000);
+}
+
 /* Elastic: nobody else for a second opens the cap; someone else closes it. */
 static void elastic_opens_when_alone(void **state)
 {
@@ -780,6 +805,7 @@ int main(void)
 	    cmocka_unit_test(work_below_its_cap_runs_free),
 	    cmocka_unit_test(work_that_drops_below_its_cap_stays_free),
 	    cmocka_unit_test(work_just_under_its_cap_is_freed_in_time),
+	    cmocka_unit_test(nvml_gaps_hold_the_duty),
 	    cmocka_unit_test(free_work_that_turns_dense_is_capped_again),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
