@@ -99,15 +99,16 @@ if part train; then
 # alternating so drift hits both. The issue's bar: within 1% of native.
 tcap="${GPUCAP_BENCH_TRAIN_CAP:-16g}"
 truns="${GPUCAP_BENCH_TRAIN_RUNS:-4}"
-echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of 8 s each"
+tsecs="${GPUCAP_BENCH_TRAIN_SECONDS:-8}"
+echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of $tsecs s each"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   : >"$out/n.txt"; : >"$out/u.txt"; : >"$out/g.txt"
   for run in $(seq "$truns"); do
-    python3 "$repo/bench/gpu/sm_train_step.py" 8 >>"$out/n.txt" 2>&1
-    env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" 8 >>"$out/u.txt" 2>&1
+    python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/n.txt" 2>&1
+    env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/u.txt" 2>&1
     rm -f "$scratch/region"
     env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
-      python3 "$repo/bench/gpu/sm_train_step.py" 8 >>"$out/g.txt" 2>&1
+      python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/g.txt" 2>&1
   done
   nt=$(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean)
   gt=$(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
@@ -123,6 +124,13 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   echo "Each run (steps/s), native: $(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
   echo "Each run (steps/s), gpucap no cap: $(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | tr '\n' ' ')"
   echo "Each run (steps/s), gpucap: $(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
+  # Run i of each side ran back to back, so the ratio of a pair cancels the
+  # host's slow drift; their spread says what the mean ratio can resolve.
+  for side in u g; do
+    paste -d' ' <(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2) \
+      <(grep -o 'steps_per_s=[0-9.]*' "$out/$side.txt" | cut -d= -f2) |
+      python3 "$repo/bench/gpu/paired_ratio.py" "$([ $side = u ] && echo "gpucap, no cap" || echo "gpucap, memory cap $tcap")"
+  done
 else
   echo "not run: python3 with torch and CUDA is needed"
 fi

@@ -76,9 +76,18 @@ if [[ " $parts " == *" caps "* ]]; then
       progress "$w: cap $c"
       sampled "$w-cap$c" capped "$w-cap$c" "$c" "$py" "$here/sm_share.py" "$w" "$secs"
     done
+    # Native again after the caps: the host drifts by more than the 3% a
+    # cap at or above B may cost, and the two runs bracket the capped ones.
+    progress "$w: native again"
+    sampled "$w-native2" "$py" "$here/sm_share.py" "$w" "$secs"
   done
 fi
 if [[ " $parts " == *" tenants "* ]]; then
+  # The tenants' shares are judged against their workload's native run.
+  if [[ " $parts " != *" caps "* || " $workloads " != *" $tenant_workload "* ]]; then
+    progress "$tenant_workload: native (for the tenants)"
+    sampled "$tenant_workload-native" "$py" "$here/sm_share.py" "$tenant_workload" "$secs"
+  fi
   # free: the same two, preloaded without caps: what the GPU gives two such
   # tenants side by side at all (time-slicing between their contexts), the
   # ceiling any cap on them works under.
