@@ -153,7 +153,7 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	/* NVML that sees none of the container's kernels while the gates are
 	 * busy is not attributing them to us: integrating that would lift the
 	 * cap. Next to another tenant NVML drops a process from its list for
-	 * seconds at a time (an H100 left a tenant out of 6 windows in a row);
+	 * seconds at a time (an H100 left a tenant out of 7 windows in a row);
 	 * a PID it names differently drops it for good. So the correction is
 	 * held for SM_MISMATCH_HOLD steps, then fades to the feed-forward. */
 	bool mismatch = false;
