@@ -11,7 +11,8 @@
 # BUILD_DIR/bench-share) gets the raw logs and report.md (also printed).
 # Knobs: SHARE_WORKLOADS ("train launch graphs gemm long"), SHARE_CAPS
 # ("10 30 50 70"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (7), SHARE_PARTS
-# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_OVERHEAD_RUNS (3), SHARE_LOG_LEVEL
+# ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_TENANT_MODES
+# ("turns apart free"), SHARE_OVERHEAD_RUNS (3), SHARE_LOG_LEVEL
 # (4: each capped run's log holds the controller's steps), PYTHON.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -91,7 +92,7 @@ if [[ " $parts " == *" tenants "* ]]; then
   # free: the same two, preloaded without caps: what the GPU gives two such
   # tenants side by side at all (time-slicing between their contexts), the
   # ceiling any cap on them works under.
-  for mode in turns apart free; do
+  for mode in ${SHARE_TENANT_MODES:-turns apart free}; do
     progress "tenants ($mode): $tenant_workload at 30 and 70"
     node="$scratch/node-$mode"
     mkdir -p "$node"
