@@ -15,8 +15,11 @@ WORKLOAD is one of
   graphs  inference-style: a CUDA graph of 40 small kernels (matmuls of
           512 x 512 and elementwise ops) replayed once per request, each
           request synchronised; one unit = one replay
-  gemm    saturating: bf16 2048 x 2048 matmuls on 4 streams, never
-          synchronised inside the loop; one unit = 4 matmuls
+  gemm    saturating: bf16 4096 x 4096 matmuls on 4 streams, never
+          synchronised inside the loop; one unit = 4 matmuls (at 2048 x
+          2048 a matmul took about as long on an H100 as Python took to
+          issue it, and the native busy share moved from 61% to 99% with
+          the host's load)
   long    one kernel of about 50 ms (torch.cuda._sleep), back to back,
           synchronised every 4; one unit = one kernel
 
@@ -144,8 +147,8 @@ def make_graphs(torch):
 def make_gemm(torch):
     cuda = torch.device("cuda")
     streams = [torch.cuda.Stream() for _ in range(4)]
-    a = [torch.randn(2048, 2048, device=cuda, dtype=torch.bfloat16) for _ in streams]
-    b = [torch.randn(2048, 2048, device=cuda, dtype=torch.bfloat16) for _ in streams]
+    a = [torch.randn(4096, 4096, device=cuda, dtype=torch.bfloat16) for _ in streams]
+    b = [torch.randn(4096, 4096, device=cuda, dtype=torch.bfloat16) for _ in streams]
     out = [None] * len(streams)
     count = [0]
 
@@ -154,7 +157,7 @@ def make_gemm(torch):
             with torch.cuda.stream(s):
                 out[i] = a[i] @ b[i]
         count[0] += 1
-        if count[0] % 64 == 0:
+        if count[0] % 16 == 0:
             # Keep the queue bounded so the end-of-run drain is short.
             for s in streams:
                 s.synchronize()
