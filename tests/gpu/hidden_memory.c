@@ -145,6 +145,22 @@ static void run_graph(CUgraph graph, CUstream stream)
 	cuGraphExecDestroy(exec);
 }
 
+/* A graph captured on a new stream (*stream): cuMemAllocAsync of bytes,
+ * cuMemsetD8Async over it, cuMemFreeAsync. NULL when it cannot be made. */
+static CUgraph captured_graph(uint64_t bytes, CUstream *stream)
+{
+	CUgraph graph = NULL;
+	CUdeviceptr d = 0;
+	if (cuStreamCreate(stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS ||
+	    cuStreamBeginCapture(*stream, CU_STREAM_CAPTURE_MODE_GLOBAL) != CUDA_SUCCESS)
+		return NULL;
+	expect("captured cuMemAllocAsync", cuMemAllocAsync(&d, bytes, *stream), CUDA_SUCCESS);
+	expect("captured cuMemsetD8Async", cuMemsetD8Async(d, 1, bytes, *stream), CUDA_SUCCESS);
+	expect("captured cuMemFreeAsync", cuMemFreeAsync(d, *stream), CUDA_SUCCESS);
+	expect("end capture", cuStreamEndCapture(*stream, &graph), CUDA_SUCCESS);
+	return graph;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -259,30 +275,16 @@ int main(int argc, char **argv)
 		pause_ms(300);
 	} else if (strcmp(mode, "graph-capture") == 0) {
 		CUstream stream;
-		CUgraph graph = NULL;
-		CUdeviceptr d = 0;
-		if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS ||
-		    cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL) != CUDA_SUCCESS)
+		CUgraph graph = captured_graph(512 * MiB, &stream);
+		if (!graph)
 			return 3;
-		expect("captured cuMemAllocAsync", cuMemAllocAsync(&d, 512 * MiB, stream), CUDA_SUCCESS);
-		expect("captured cuMemsetD8Async", cuMemsetD8Async(d, 1, 512 * MiB, stream), CUDA_SUCCESS);
-		expect("captured cuMemFreeAsync", cuMemFreeAsync(d, stream), CUDA_SUCCESS);
-		expect("end capture", cuStreamEndCapture(stream, &graph), CUDA_SUCCESS);
-		if (graph)
-			run_graph(graph, stream);
+		run_graph(graph, stream);
 		pause_ms(300); /* the pool's memory taken at the launches is reconciled */
 	} else if (strcmp(mode, "graph-launch") == 0) {
 		CUstream stream;
-		CUgraph graph = NULL;
+		CUgraph graph = captured_graph(1024 * MiB, &stream);
 		CUgraphExec exec;
-		CUdeviceptr d = 0, held = 0;
-		if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS ||
-		    cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL) != CUDA_SUCCESS)
-			return 3;
-		expect("captured cuMemAllocAsync", cuMemAllocAsync(&d, 1024 * MiB, stream), CUDA_SUCCESS);
-		expect("captured cuMemsetD8Async", cuMemsetD8Async(d, 1, 1024 * MiB, stream), CUDA_SUCCESS);
-		expect("captured cuMemFreeAsync", cuMemFreeAsync(d, stream), CUDA_SUCCESS);
-		expect("end capture", cuStreamEndCapture(stream, &graph), CUDA_SUCCESS);
+		CUdeviceptr held = 0;
 		if (!graph || cuGraphInstantiateWithFlags(&exec, graph, 0) != CUDA_SUCCESS)
 			return 3;
 		expect("cuMemAlloc of 768 MiB", cuMemAlloc(&held, 768 * MiB), CUDA_SUCCESS);
