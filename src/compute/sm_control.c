@@ -245,11 +245,15 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	    turns && in->turns_caps_ppm >= SM_TURNS_FULL_PPM ? cap : sm_weight_target(weight, in->cap_ppm);
 
 	int64_t integral = s->integral_ppm;
-	if (turns) {
-		integral = turns_integral(s, closed, applied, target, busy_ppm);
-	} else if (mismatch) {
+	if (mismatch) {
+		/* Held, taking turns too (a correction of a duty cycle of its
+		 * own means nothing for a window: none is held into one). */
+		if (turns && !s->turns_steps)
+			integral = 0;
 		if (s->mismatches > SM_MISMATCH_HOLD)
 			integral /= 2;
+	} else if (turns) {
+		integral = turns_integral(s, closed, applied, target, busy_ppm);
 	} else if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
 	} else if (s->elastic_open) {

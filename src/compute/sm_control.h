@@ -43,7 +43,7 @@
 #define SM_IDLE_PPM           5000u                /* below 0.5%: the container is idle */
 #define SM_MISMATCH_PPM       20000u               /* gates busy 2% while NVML shows nothing */
 #define SM_MISMATCH_WARN      4u                   /* steps of mismatch before it is reported */
-#define SM_MISMATCH_HOLD      8u                   /* steps of mismatch the correction is held through */
+#define SM_MISMATCH_HOLD      12u                  /* steps of mismatch the correction is held through */
 #define SM_GAIN_UP_PPM        1000000u             /* k when the share is below the cap */
 #define SM_GAIN_DOWN_PPM      500000u              /* k when above */
 #define SM_HELD_MAX_PPM       990000u              /* the most of a window counted as held */
