@@ -354,8 +354,8 @@ static void step(int d, struct ctl_device *c, const struct gpucap_sm_state *st, 
 		c->logged = true;
 		gpucap_log(
 		    GPUCAP_LOG_WARN,
-		    "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; running open loop (duty = cap) until it does",
-		    c->uuid);
+		    "SM cap on %s: NVML shows no utilisation for this container's processes while they launch; the last duty is held for %u s, then the duty returns to the cap until NVML shows them again",
+		    c->uuid, (unsigned)(SM_MISMATCH_HOLD * SM_STEP_NS / UINT64_C(1000000000)));
 	}
 	if (out.warn_elastic_blind && !elastic_logged) {
 		elastic_logged = true;
