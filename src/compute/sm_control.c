@@ -168,9 +168,13 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 
 	uint32_t busy_ppm = closed ? sm_control_busy_share(in) : 0;
 	out->busy_ppm = busy_ppm;
+	/* Through a gap in NVML's attribution the share shown stays the last
+	 * one measured: the gates' figure, gaps included, would read high. */
 	uint32_t share = closed ? busy_ppm : gate_ppm;
-	s->share_ppm = s->share_known ? (s->share_ppm + share) / 2 : share;
-	s->share_known = true;
+	if (!(mismatch && s->share_known && s->mismatches <= SM_MISMATCH_HOLD)) {
+		s->share_ppm = s->share_known ? (s->share_ppm + share) / 2 : share;
+		s->share_known = true;
+	}
 	out->flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
 	out->source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
 

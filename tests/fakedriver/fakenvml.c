@@ -9,7 +9,10 @@
  * every device, one fresh sample per entry of FAKENVML_PROCESS_UTIL
  * ("PID:SM,..."; PID "self" is the calling process) or of what a test set
  * with fakenvml_set_process_util. FAKENVML_PROCESS_UTIL=unsupported makes
- * the call fail with NVML_ERROR_NOT_SUPPORTED. SM "busy" reports what the
+ * the call fail with NVML_ERROR_NOT_SUPPORTED. FAKENVML_SELF_GAPS="ON:OFF"
+ * lists this process in ON calls, then leaves it out of OFF calls, and so on
+ * (next to another tenant an H100 left a process out of its list for
+ * seconds at a time). SM "busy" reports what the
  * fake CUDA driver's device 0 was busy since the previous call (the share a
  * lone process gets), as the real NVML measures it.
  * nvmlDeviceGetUtilizationRates and nvmlDeviceGetSamples report the
@@ -358,6 +361,18 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetSamples(nvmlDevice_t device, nvmlSamplingT
 	return NVML_SUCCESS;
 }
 
+/* Whether this call lists this process (FAKENVML_SELF_GAPS; caller holds
+ * util_lock). */
+static bool self_in_list(void)
+{
+	static unsigned long calls;
+	unsigned on = 0, off = 0;
+	const char *gaps = getenv("FAKENVML_SELF_GAPS");
+	if (!gaps || sscanf(gaps, "%u:%u", &on, &off) != 2 || on + off == 0)
+		return true;
+	return calls++ % (on + off) < on;
+}
+
 FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
                                                          nvmlProcessUtilizationSample_t *samples,
                                                          unsigned int *count, unsigned long long last_seen)
@@ -378,13 +393,21 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 		*count = n;
 		r = NVML_ERROR_INSUFFICIENT_SIZE;
 	} else {
+		bool self_listed = self_in_list();
+		unsigned int listed = 0;
 		for (unsigned int i = 0; i < n; i++) {
-			memset(&samples[i], 0, sizeof(samples[i]));
-			samples[i].pid = util[i].pid;
-			samples[i].timeStamp = now_us;
-			samples[i].smUtil = util[i].sm == UTIL_MEASURED ? measured_util(gpu) : util[i].sm;
+			if (!self_listed && util[i].pid == (unsigned int)getpid())
+				continue;
+			memset(&samples[listed], 0, sizeof(samples[listed]));
+			samples[listed].pid = util[i].pid;
+			samples[listed].timeStamp = now_us;
+			samples[listed].smUtil =
+			    util[i].sm == UTIL_MEASURED ? measured_util(gpu) : util[i].sm;
+			listed++;
 		}
-		*count = n;
+		*count = listed;
+		if (listed == 0)
+			r = NVML_ERROR_NOT_FOUND;
 	}
 	pthread_mutex_unlock(&util_lock);
 	return r;
