@@ -67,6 +67,8 @@ static uint64_t alloc_bytes(CUgraph graph, int depth, int *ordinal)
 
 void gpucap_graph_instantiated(CUgraphExec exec, CUgraph graph)
 {
+	if (!memory_region())
+		return; /* no memory cap: nothing to charge, no walk */
 	int ordinal = -1;
 	uint64_t bytes = alloc_bytes(graph, 0, &ordinal);
 	struct gpucap_device *dev;
