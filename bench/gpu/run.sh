@@ -102,13 +102,19 @@ truns="${GPUCAP_BENCH_TRAIN_RUNS:-4}"
 tsecs="${GPUCAP_BENCH_TRAIN_SECONDS:-8}"
 echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of $tsecs s each"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  : >"$out/n.txt"; : >"$out/u.txt"; : >"$out/g.txt"
+  : >"$out/n.txt"; : >"$out/u.txt"; : >"$out/g.txt"; : >"$out/r.txt"
   for run in $(seq "$truns"); do
     python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/n.txt" 2>&1
     env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/u.txt" 2>&1
     rm -f "$scratch/region"
     env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
       python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/g.txt" 2>&1
+    if [ -n "${GPUCAP_BENCH_TRAIN_RECONCILE_MS:-}" ]; then
+      rm -f "$scratch/region"
+      env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
+        GPUCAP_RECONCILE_MS="$GPUCAP_BENCH_TRAIN_RECONCILE_MS" \
+        python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/r.txt" 2>&1
+    fi
   done
   nt=$(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean)
   gt=$(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
@@ -131,6 +137,13 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
       <(grep -o 'steps_per_s=[0-9.]*' "$out/$side.txt" | cut -d= -f2) |
       python3 "$repo/bench/gpu/paired_ratio.py" "$([ $side = u ] && echo "gpucap, no cap" || echo "gpucap, memory cap $tcap")"
   done
+  # GPUCAP_BENCH_TRAIN_RECONCILE_MS: a fourth side, the memory cap with the
+  # reconciler (one NVML query per device and period) at another period.
+  if [ -s "$out/r.txt" ]; then
+    paste -d' ' <(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2) \
+      <(grep -o 'steps_per_s=[0-9.]*' "$out/r.txt" | cut -d= -f2) |
+      python3 "$repo/bench/gpu/paired_ratio.py" "gpucap, memory cap $tcap, GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS"
+  fi
 else
   echo "not run: python3 with torch and CUDA is needed"
 fi

@@ -45,6 +45,7 @@ static void apply(const struct gpucap_policy *policy, const struct gpucap_limits
 	config->context_bytes = policy->context_bytes;
 	config->context_bytes_set = policy->context_bytes_set;
 	config->context_wait_ms = policy->context_wait_ms;
+	config->reconcile_ms = policy->reconcile_ms;
 	config->log_level = policy->log_level;
 	copy_string(config->region_path, sizeof(config->region_path), policy->region_path);
 	config->region_refused = policy->region_refused;

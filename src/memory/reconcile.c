@@ -13,7 +13,8 @@
  * their own reserved size in pools.c.
  *
  * This runs off the allocation paths only: on gpucap's reconciler thread
- * (every RECONCILE_PERIOD_NS, started with the first context) and right
+ * (every GPUCAP_RECONCILE_MS, 100 ms by default, started with the first
+ * context) and right
  * after the calls that take memory behind the allocation APIs (behind.c).
  * One mutex per device orders this process's steps for that device; no
  * allocation or free ever takes it, and nothing here is shared between
@@ -31,8 +32,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RECONCILE_PERIOD_NS UINT64_C(100000000)
-#define MAX_PROCESSES       1024
+/* The reconciler's period: GPUCAP_RECONCILE_MS, resolved by the policy
+ * (100 ms unless set); the same 100 ms where no configuration is given. */
+static uint64_t period_ns(void)
+{
+	uint32_t ms =
+	    memory_env.config && memory_env.config->reconcile_ms ? memory_env.config->reconcile_ms : 100u;
+	return (uint64_t)ms * 1000000u;
+}
+#define MAX_PROCESSES 1024
 
 struct truth_dev {
 	pthread_mutex_t lock;
@@ -51,11 +59,16 @@ struct truth_dev {
 	atomic_uint pending_tries;
 };
 
-/* After this many reconciliations (about 3 s of the thread's periods, the default GPUCAP_CONTEXT_WAIT_MS)
- * that could not measure it, a context stops telling other processes to wait for its measurement (a driver
- * that never lists this process: a PID it cannot translate). Its charge stays at the estimate. Counted in
- * steps, not time, so the hint's life does not depend on the machine's load. */
-#define CONTEXT_HINT_TRIES 30u
+/* After this many reconciliations (3 s of the thread's periods, the default GPUCAP_CONTEXT_WAIT_MS) that
+ * could not measure it, a context stops telling other processes to wait for its measurement (a driver that
+ * never lists this process: a PID it cannot translate). Its charge stays at the estimate. Counted in steps,
+ * not time, so the hint's life does not depend on the machine's load. */
+#define CONTEXT_HINT_MS 3000u
+static unsigned context_hint_tries(void)
+{
+	unsigned tries = (unsigned)(CONTEXT_HINT_MS * UINT64_C(1000000) / period_ns());
+	return tries ? tries : 1;
+}
 
 static struct truth_dev truth[GPUCAP_MAX_DEVICES] = {
     [0 ... GPUCAP_MAX_DEVICES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
@@ -230,13 +243,13 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 	    (pending == CONTEXT_PENDING_TRACKED || (pending == CONTEXT_PENDING_PRIMARY && primary)))
 		measure_pending_locked(dev, t, truth_bytes);
 	if (pending != CONTEXT_PENDING_NONE && atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
-	    atomic_fetch_add(&t->pending_tries, 1) + 1 == CONTEXT_HINT_TRIES) {
+	    atomic_fetch_add(&t->pending_tries, 1) + 1 == context_hint_tries()) {
 		gpucap_context_estimate_settle(dev);
 		GPUCAP_LOG(
 		    GPUCAP_LOG_DETAIL,
 		    "device %d: the context is still not measured after %u tries (%s); other processes "
 		    "no longer wait for it",
-		    dev->ordinal, CONTEXT_HINT_TRIES,
+		    dev->ordinal, context_hint_tries(),
 		    answer == TRUTH_KNOWN ? "no usable figure for this process" : "NVML cannot say");
 	}
 	bool fits = true;
@@ -324,7 +337,7 @@ void gpucap_context_estimate_settle(const struct gpucap_device *dev)
 		return;
 	const struct truth_dev *t = &truth[dev->ordinal];
 	bool pending = atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
-	               atomic_load(&t->pending_tries) < CONTEXT_HINT_TRIES;
+	               atomic_load(&t->pending_tries) < context_hint_tries();
 	gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, pending);
 	gpucap_region_mark_context_creating(memory_env.region, dev->region_index, false);
 }
@@ -542,7 +555,7 @@ static atomic_bool thread_done;
 static bool sleep_period(void)
 {
 	pthread_mutex_lock(&sleep_lock);
-	uint64_t until = gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC) + RECONCILE_PERIOD_NS;
+	uint64_t until = gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC) + period_ns();
 	/* Under sleep_lock, so stop_at_exit's wake cannot fall between this
 	 * check and the wait (its store and wake are under the same lock). */
 	while (!atomic_load(&stopping) && gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC) < until)

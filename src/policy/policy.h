@@ -71,6 +71,9 @@ enum gpucap_policy_sm {
 /* How long a refused context waits for estimates of contexts beside it. */
 #define GPUCAP_POLICY_CONTEXT_WAIT_MS  3000u
 #define GPUCAP_POLICY_CONTEXT_WAIT_MAX 60000u
+#define GPUCAP_POLICY_RECONCILE_MS     100u
+#define GPUCAP_POLICY_RECONCILE_MIN    10u
+#define GPUCAP_POLICY_RECONCILE_MAX    1000u
 
 enum gpucap_origin {
 	GPUCAP_FROM_DEFAULT = 0,
@@ -158,6 +161,9 @@ struct gpucap_policy {
 	 * processes' contexts are still charged at their estimate waits for
 	 * them to be measured. */
 	uint32_t context_wait_ms;
+	/* GPUCAP_RECONCILE_MS: the period of the reconciler thread, which
+	 * takes the driver's per-process figure (NVML) for each device. */
+	uint32_t reconcile_ms;
 	bool visible_devices_set;
 	char visible_devices[1024];
 	/* A limits file is loaded: its cap binds the container (binding.h). */

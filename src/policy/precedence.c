@@ -391,6 +391,25 @@ static void resolve_context_wait(const struct gpucap_policy_input *in, struct gp
 	     name, value, GPUCAP_POLICY_CONTEXT_WAIT_MAX, GPUCAP_POLICY_CONTEXT_WAIT_MS);
 }
 
+static void resolve_reconcile(const struct gpucap_policy_input *in, struct gpucap_policy *out)
+{
+	out->reconcile_ms = GPUCAP_POLICY_RECONCILE_MS;
+	const char *name;
+	const char *value = lookup(in, GPUCAP_SETTING_RECONCILE_MS, false, &name);
+	if (!value)
+		return;
+	uint64_t ms;
+	if (strspn(value, " 0123456789") == strlen(value) && gpucap_parse_size(value, &ms) &&
+	    ms >= GPUCAP_POLICY_RECONCILE_MIN && ms <= GPUCAP_POLICY_RECONCILE_MAX) {
+		out->reconcile_ms = (uint32_t)ms;
+		return;
+	}
+	diag(out, GPUCAP_DIAG_WARN, GPUCAP_SETTING_RECONCILE_MS,
+	     "%s=\"%.200s\" is not valid; expected whole milliseconds from %u to %u; using the default (%u)",
+	     name, value, GPUCAP_POLICY_RECONCILE_MIN, GPUCAP_POLICY_RECONCILE_MAX,
+	     GPUCAP_POLICY_RECONCILE_MS);
+}
+
 static void resolve_context_bytes(const struct gpucap_policy_input *in, struct gpucap_policy *out)
 {
 	out->context_bytes = GPUCAP_POLICY_CONTEXT_BYTES;
@@ -518,6 +537,7 @@ void gpucap_policy_resolve(const struct gpucap_policy_input *in, struct gpucap_p
 	resolve_limits(in, out, file_loaded, file_refused);
 	resolve_context_bytes(in, out);
 	resolve_context_wait(in, out);
+	resolve_reconcile(in, out);
 	resolve_sm_policy(in, out);
 	resolve_calibrate(in, out);
 	resolve_region_group(in, out);

@@ -728,6 +728,26 @@ static void test_module_eager(void)
 /* A module loaded lazily places its globals at its first launch, and a
  * launch grows the stack: no call gpucap names. The reconciler charges it
  * within two periods; then what does not fit is refused. */
+/* GPUCAP_RECONCILE_MS sets the reconciler's period: at 500 ms, memory
+ * taken through no API is not seen after 200 ms, and is after 600 ms. */
+static void test_reconcile_period(void)
+{
+	fresh_region();
+	setenv("GPUCAP_CONTEXT_BYTES", "0", 1);
+	setenv("GPUCAP_RECONCILE_MS", "500", 1);
+	start_device();
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, MiB)); /* the thread starts with the first context */
+	fakeclock_sleep(600 * 1000000ull);
+	uint64_t before = mine().kind[GPUCAP_KIND_DRIVER];
+	fakecuda_hidden_take(0, GiB);
+	fakeclock_sleep(200 * 1000000ull);
+	CHECK_EQ(before, mine().kind[GPUCAP_KIND_DRIVER]);
+	fakeclock_sleep(400 * 1000000ull);
+	CHECK_EQ(before + GiB, mine().kind[GPUCAP_KIND_DRIVER]);
+	CU(cuMemFree_v2(p));
+}
+
 static void test_reconciled(void)
 {
 	fresh_region();
@@ -1003,6 +1023,7 @@ static const struct {
     {"set-limit", test_set_limit},
     {"module-eager", test_module_eager},
     {"reconciled", test_reconciled},
+    {"reconcile-period", test_reconcile_period},
     {"stack-growth", test_stack_growth},
     {"graph-memory", test_graph_memory},
     {"pool-threshold", test_pool_threshold},

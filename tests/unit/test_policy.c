@@ -317,6 +317,29 @@ static void malformed_single_settings(void **state)
 	assert_string_equal(policy.device[0].why_closed, "GPUCAP_CONTEXT_BYTES is malformed");
 }
 
+/* The reconciler's period: whole milliseconds from 10 to 1000, else the
+ * default with a warning. */
+static void the_reconcile_period_is_bounded(void **state)
+{
+	(void)state;
+	char *unset[] = {NULL};
+	resolve(unset);
+	assert_int_equal(policy.reconcile_ms, 100);
+	char *set[] = {"GPUCAP_RECONCILE_MS=250", NULL};
+	resolve(set);
+	assert_int_equal(policy.reconcile_ms, 250);
+	assert_int_equal(policy.diag_count, 0);
+	const char *bad[] = {"5", "1001", "100ms", "-1", ""};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char var[64];
+		snprintf(var, sizeof(var), "GPUCAP_RECONCILE_MS=%s", bad[i]);
+		char *env[] = {var, NULL};
+		resolve(env);
+		assert_int_equal(policy.reconcile_ms, 100);
+		assert_true(said(GPUCAP_SETTING_RECONCILE_MS, "expected whole milliseconds from 10 to 1000"));
+	}
+}
+
 static void memory_variables_are_named_by_the_table(void **state)
 {
 	(void)state;
@@ -542,6 +565,7 @@ int main(void)
 	    cmocka_unit_test(bad_region_lines_are_refused),
 	    cmocka_unit_test(single_settings_and_their_aliases),
 	    cmocka_unit_test(malformed_single_settings),
+	    cmocka_unit_test(the_reconcile_period_is_bounded),
 	    cmocka_unit_test(memory_variables_are_named_by_the_table),
 	    cmocka_unit_test(the_first_occurrence_counts),
 	    cmocka_unit_test(the_docs_list_exactly_the_table),

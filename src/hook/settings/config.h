@@ -52,6 +52,7 @@ struct gpucap_config {
 	/* GPUCAP_CONTEXT_BYTES was given: it overrides the measured size. */
 	bool context_bytes_set;
 	uint32_t context_wait_ms; /* GPUCAP_CONTEXT_WAIT_MS */
+	uint32_t reconcile_ms;    /* GPUCAP_RECONCILE_MS; 0: the default */
 	char region_path[4096];
 	/* The environment named another region than the limits file allows:
 	 * no region is attached, every device fails closed. */
