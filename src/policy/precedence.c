@@ -372,42 +372,36 @@ static void resolve_node_dir(const struct gpucap_policy_input *in, struct gpucap
 		snprintf(out->node_dir, sizeof(out->node_dir), "%s", value);
 }
 
-static void resolve_context_wait(const struct gpucap_policy_input *in, struct gpucap_policy *out)
+/* A setting in whole milliseconds from lo to hi; otherwise (or unset) the
+ * default, with a warning when it was set. */
+static uint32_t resolve_ms(const struct gpucap_policy_input *in, struct gpucap_policy *out,
+                           enum gpucap_setting_id id, uint32_t lo, uint32_t hi, uint32_t fallback)
 {
-	out->context_wait_ms = GPUCAP_POLICY_CONTEXT_WAIT_MS;
 	const char *name;
-	const char *value = lookup(in, GPUCAP_SETTING_CONTEXT_WAIT_MS, false, &name);
+	const char *value = lookup(in, id, false, &name);
 	if (!value)
-		return;
+		return fallback;
 	uint64_t ms;
 	/* Sizes and counts share one parser; a suffix makes no sense here. */
-	if (strspn(value, " 0123456789") == strlen(value) && gpucap_parse_size(value, &ms) &&
-	    ms <= GPUCAP_POLICY_CONTEXT_WAIT_MAX) {
-		out->context_wait_ms = (uint32_t)ms;
-		return;
-	}
-	diag(out, GPUCAP_DIAG_WARN, GPUCAP_SETTING_CONTEXT_WAIT_MS,
-	     "%s=\"%.200s\" is not valid; expected whole milliseconds from 0 to %u; using the default (%u)",
-	     name, value, GPUCAP_POLICY_CONTEXT_WAIT_MAX, GPUCAP_POLICY_CONTEXT_WAIT_MS);
+	if (strspn(value, " 0123456789") == strlen(value) && gpucap_parse_size(value, &ms) && ms >= lo &&
+	    ms <= hi)
+		return (uint32_t)ms;
+	diag(out, GPUCAP_DIAG_WARN, id,
+	     "%s=\"%.200s\" is not valid; expected whole milliseconds from %u to %u; using the default (%u)",
+	     name, value, lo, hi, fallback);
+	return fallback;
+}
+
+static void resolve_context_wait(const struct gpucap_policy_input *in, struct gpucap_policy *out)
+{
+	out->context_wait_ms = resolve_ms(in, out, GPUCAP_SETTING_CONTEXT_WAIT_MS, 0,
+	                                  GPUCAP_POLICY_CONTEXT_WAIT_MAX, GPUCAP_POLICY_CONTEXT_WAIT_MS);
 }
 
 static void resolve_reconcile(const struct gpucap_policy_input *in, struct gpucap_policy *out)
 {
-	out->reconcile_ms = GPUCAP_POLICY_RECONCILE_MS;
-	const char *name;
-	const char *value = lookup(in, GPUCAP_SETTING_RECONCILE_MS, false, &name);
-	if (!value)
-		return;
-	uint64_t ms;
-	if (strspn(value, " 0123456789") == strlen(value) && gpucap_parse_size(value, &ms) &&
-	    ms >= GPUCAP_POLICY_RECONCILE_MIN && ms <= GPUCAP_POLICY_RECONCILE_MAX) {
-		out->reconcile_ms = (uint32_t)ms;
-		return;
-	}
-	diag(out, GPUCAP_DIAG_WARN, GPUCAP_SETTING_RECONCILE_MS,
-	     "%s=\"%.200s\" is not valid; expected whole milliseconds from %u to %u; using the default (%u)",
-	     name, value, GPUCAP_POLICY_RECONCILE_MIN, GPUCAP_POLICY_RECONCILE_MAX,
-	     GPUCAP_POLICY_RECONCILE_MS);
+	out->reconcile_ms = resolve_ms(in, out, GPUCAP_SETTING_RECONCILE_MS, GPUCAP_POLICY_RECONCILE_MIN,
+	                               GPUCAP_POLICY_RECONCILE_MAX, GPUCAP_POLICY_RECONCILE_MS);
 }
 
 static void resolve_context_bytes(const struct gpucap_policy_input *in, struct gpucap_policy *out)
