@@ -503,15 +503,11 @@ FAKE_EXPORT CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t 
 
 FAKE_EXPORT CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
 {
-	if (!type)
+	/* The only nodes the fake lists are allocation nodes. */
+	CUDA_MEM_ALLOC_NODE_PARAMS params;
+	if (!type || cuGraphMemAllocNodeGetParams(hNode, &params) != CUDA_SUCCESS)
 		return CUDA_ERROR_INVALID_VALUE;
-	pthread_mutex_lock(&usage_lock);
-	int index;
-	bool known = node_graph(hNode, &index) != NULL;
-	pthread_mutex_unlock(&usage_lock);
-	if (!known)
-		return CUDA_ERROR_INVALID_VALUE;
-	*type = CU_GRAPH_NODE_TYPE_MEM_ALLOC; /* the only nodes the fake lists */
+	*type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
 	return CUDA_SUCCESS;
 }
 
