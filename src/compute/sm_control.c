@@ -152,15 +152,26 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	bool closed = in->measured;
 	/* NVML that sees none of the container's kernels while the gates are
 	 * busy is not attributing them to us: integrating that would lift the
-	 * cap. Next to another tenant NVML drops a process from its list for
-	 * seconds at a time (an H100 left a tenant out of 7 windows in a row);
-	 * a PID it names differently drops it for good. So the correction is
-	 * held for SM_MISMATCH_HOLD steps, then fades to the feed-forward. */
+	 * cap. A PID it names differently drops the container for good; with
+	 * no one else busy either, its list has a gap. Then the correction is
+	 * held for SM_MISMATCH_HOLD steps, and fades to the feed-forward.
+	 * With another tenant busy, though, a window NVML gives wholly to the
+	 * neighbour is a reading: two tenants taking time slices on an H100
+	 * read 0% in half the windows and twice their share in the rest, so
+	 * holding through the zeros counted the high windows alone and held a
+	 * tenant at half its cap. Past SM_MISMATCH_HOLD such windows in a row
+	 * it is a naming problem after all. */
 	bool mismatch = false;
 	if (closed && mine < SM_IDLE_PPM && gate_ppm >= SM_MISMATCH_PPM) {
-		closed = false;
-		mismatch = true;
-		out->warn_mismatch = ++s->mismatches == SM_MISMATCH_WARN;
+		++s->mismatches;
+		bool neighbour_reading = foreign >= SM_ELASTIC_PPM && s->mismatches <= SM_MISMATCH_HOLD;
+		if (!neighbour_reading) {
+			closed = false;
+			mismatch = true;
+			out->warn_mismatch =
+			    s->mismatches ==
+			    (foreign >= SM_ELASTIC_PPM ? SM_MISMATCH_HOLD + 1 : SM_MISMATCH_WARN);
+		}
 	} else if (closed) {
 		s->mismatches = 0;
 	}
