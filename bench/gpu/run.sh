@@ -100,50 +100,61 @@ if part train; then
 tcap="${GPUCAP_BENCH_TRAIN_CAP:-16g}"
 truns="${GPUCAP_BENCH_TRAIN_RUNS:-4}"
 tsecs="${GPUCAP_BENCH_TRAIN_SECONDS:-8}"
-echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of $tsecs s each"
+# Every side runs on the same CPUs (GPUCAP_BENCH_TRAIN_CPUS, taskset's list;
+# "all" for none): a host-bound loop's rate moved by 10% from one process to
+# the next where the scheduler placed it.
+tcpus="${GPUCAP_BENCH_TRAIN_CPUS:-2-3}"
+pin=()
+[ "$tcpus" != all ] && command -v taskset >/dev/null && pin=(taskset -c "$tcpus")
+echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of $tsecs s each, CPUs $tcpus"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   : >"$out/n.txt"; : >"$out/u.txt"; : >"$out/g.txt"; : >"$out/r.txt"
   for run in $(seq "$truns"); do
-    python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/n.txt" 2>&1
-    env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/u.txt" 2>&1
+    "${pin[@]}" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/n.txt" 2>&1
+    "${pin[@]}" env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/u.txt" 2>&1
     rm -f "$scratch/region"
-    env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
+    "${pin[@]}" env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
       python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/g.txt" 2>&1
     if [ -n "${GPUCAP_BENCH_TRAIN_RECONCILE_MS:-}" ]; then
       rm -f "$scratch/region"
-      env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
+      "${pin[@]}" env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
         GPUCAP_RECONCILE_MS="$GPUCAP_BENCH_TRAIN_RECONCILE_MS" \
         python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/r.txt" 2>&1
     fi
   done
-  nt=$(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean)
-  gt=$(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
-  ut=$(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | mean)
-  nm=$(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | median)
-  um=$(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | median)
-  gm=$(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | median)
+  nt=$(grep -o ' steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean)
+  gt=$(grep -o ' steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
+  ut=$(grep -o ' steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | mean)
+  nm=$(grep -o ' steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | median)
+  um=$(grep -o ' steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | median)
+  gm=$(grep -o ' steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | median)
   echo "| steps/s | native | gpucap, no cap | gpucap (memory cap $tcap) | ratio no cap | ratio memory cap |"
   echo "| --- | --- | --- | --- | --- | --- |"
   echo "| mean | $nt | $ut | $gt | $(ratio "$nt" "$ut") | $(ratio "$nt" "$gt") |"
   echo "| median | $nm | $um | $gm | $(ratio "$nm" "$um") | $(ratio "$nm" "$gm") |"
   echo
-  echo "Each run (steps/s), native: $(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
-  echo "Each run (steps/s), gpucap no cap: $(grep -o 'steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | tr '\n' ' ')"
-  echo "Each run (steps/s), gpucap: $(grep -o 'steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
+  echo "Each run (steps/s), native: $(grep -o ' steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
+  echo "Each run (steps/s), gpucap no cap: $(grep -o ' steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | tr '\n' ' ')"
+  echo "Each run (steps/s), gpucap: $(grep -o ' steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
   # Run i of each side ran back to back, so the ratio of a pair cancels the
   # host's slow drift; their spread says what the mean ratio can resolve.
-  for side in u g; do
-    paste -d' ' <(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2) \
-      <(grep -o 'steps_per_s=[0-9.]*' "$out/$side.txt" | cut -d= -f2) |
-      python3 "$repo/bench/gpu/paired_ratio.py" "$([ $side = u ] && echo "gpucap, no cap" || echo "gpucap, memory cap $tcap")"
-  done
+  # Each figure twice: the run's whole rate, and the median of its 10-step
+  # blocks, which a few host hiccups do not move.
   # GPUCAP_BENCH_TRAIN_RECONCILE_MS: a fourth side, the memory cap with the
   # reconciler (one NVML query per device and period) at another period.
-  if [ -s "$out/r.txt" ]; then
-    paste -d' ' <(grep -o 'steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2) \
-      <(grep -o 'steps_per_s=[0-9.]*' "$out/r.txt" | cut -d= -f2) |
-      python3 "$repo/bench/gpu/paired_ratio.py" "gpucap, memory cap $tcap, GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS"
-  fi
+  for figure in steps_per_s block_median_steps_per_s; do
+    for side in u g r; do
+      [ -s "$out/$side.txt" ] || continue
+      case $side in
+        u) label="gpucap, no cap" ;;
+        g) label="gpucap, memory cap $tcap" ;;
+        r) label="gpucap, memory cap $tcap, GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS" ;;
+      esac
+      paste -d' ' <(grep -o " $figure=[0-9.]*" "$out/n.txt" | cut -d= -f2) \
+        <(grep -o " $figure=[0-9.]*" "$out/$side.txt" | cut -d= -f2) |
+        python3 "$repo/bench/gpu/paired_ratio.py" "$figure, $label"
+    done
+  done
 else
   echo "not run: python3 with torch and CUDA is needed"
 fi
