@@ -17,6 +17,20 @@ T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.
        2.045, 2.042]
 
 
+def summary(label, ratios):
+    """One line: the mean of RATIOS (other/native) and its 95% interval."""
+    n = len(ratios)
+    if n == 0:
+        return "%s: no complete pair" % label
+    mean = sum(ratios) / n
+    if n == 1:
+        return "%s: 1 pair, ratio %.3f (no interval from one pair)" % (label, mean)
+    sd = math.sqrt(sum((r - mean) ** 2 for r in ratios) / (n - 1))
+    half = (T95[n - 2] if n - 1 <= len(T95) else 1.96) * sd / math.sqrt(n)
+    return "%s: %d pairs, mean ratio %.4f, 95%% interval %.4f to %.4f (pairs: %s)" % (
+        label, n, mean, mean - half, mean + half, " ".join("%.3f" % r for r in ratios))
+
+
 def main():
     label = sys.argv[1] if len(sys.argv) > 1 else "other"
     ratios = []
@@ -24,18 +38,7 @@ def main():
         parts = line.split()
         if len(parts) == 2 and float(parts[0]) > 0:
             ratios.append(float(parts[1]) / float(parts[0]))
-    n = len(ratios)
-    if n == 0:
-        print("%s: no complete pair" % label)
-        return
-    mean = sum(ratios) / n
-    if n == 1:
-        print("%s: 1 pair, ratio %.3f (no interval from one pair)" % (label, mean))
-        return
-    sd = math.sqrt(sum((r - mean) ** 2 for r in ratios) / (n - 1))
-    half = (T95[n - 2] if n - 1 <= len(T95) else 1.96) * sd / math.sqrt(n)
-    print("%s: %d pairs, mean ratio %.3f, 95%% interval %.3f to %.3f (pairs: %s)" % (
-        label, n, mean, mean - half, mean + half, " ".join("%.3f" % r for r in ratios)))
+    print(summary(label, ratios))
 
 
 if __name__ == "__main__":

@@ -95,66 +95,28 @@ echo
 fi
 if part train; then
 # A training step (bench/gpu/sm_train_step.py: a 6-layer transformer, AdamW,
-# bf16 autocast) under a memory cap that binds (no SM cap), beside native,
-# alternating so drift hits both. The issue's bar: within 1% of native.
+# bf16 autocast) natively, preloaded without a cap, and under a memory cap
+# that binds (no SM cap). The sides take turns on the GPU, each in one
+# process for the whole run (interleaved.py): separate processes of the same
+# code differed by up to 65%. The issue's bar: within 1% of native.
 tcap="${GPUCAP_BENCH_TRAIN_CAP:-16g}"
-truns="${GPUCAP_BENCH_TRAIN_RUNS:-4}"
-tsecs="${GPUCAP_BENCH_TRAIN_SECONDS:-8}"
-# Every side runs on the same CPUs (GPUCAP_BENCH_TRAIN_CPUS, taskset's list;
-# "all" for none): a host-bound loop's rate moved by 10% from one process to
-# the next where the scheduler placed it.
-tcpus="${GPUCAP_BENCH_TRAIN_CPUS:-2-3}"
-pin=()
-[ "$tcpus" != all ] && command -v taskset >/dev/null && pin=(taskset -c "$tcpus")
-echo "## Training steps per second, memory cap $tcap (no SM cap), $truns alternating runs of $tsecs s each, CPUs $tcpus"
+trounds="${GPUCAP_BENCH_TRAIN_ROUNDS:-20}"
+tsecs="${GPUCAP_BENCH_TRAIN_SECONDS:-2}"
+echo "## Training steps per second, memory cap $tcap (no SM cap): $trounds rounds of $tsecs s turns"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  : >"$out/n.txt"; : >"$out/u.txt"; : >"$out/g.txt"; : >"$out/r.txt"
-  for run in $(seq "$truns"); do
-    "${pin[@]}" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/n.txt" 2>&1
-    "${pin[@]}" env LD_PRELOAD="$lib" python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/u.txt" 2>&1
-    rm -f "$scratch/region"
-    "${pin[@]}" env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
-      python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/g.txt" 2>&1
-    if [ -n "${GPUCAP_BENCH_TRAIN_RECONCILE_MS:-}" ]; then
-      rm -f "$scratch/region"
-      "${pin[@]}" env LD_PRELOAD="$lib" CUDA_DEVICE_MEMORY_LIMIT="$tcap" CUDA_DEVICE_MEMORY_SHARED_CACHE="$scratch/region" \
-        GPUCAP_RECONCILE_MS="$GPUCAP_BENCH_TRAIN_RECONCILE_MS" \
-        python3 "$repo/bench/gpu/sm_train_step.py" "$tsecs" >>"$out/r.txt" 2>&1
-    fi
-  done
-  nt=$(grep -o ' steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean)
-  gt=$(grep -o ' steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
-  ut=$(grep -o ' steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | mean)
-  nm=$(grep -o ' steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | median)
-  um=$(grep -o ' steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | median)
-  gm=$(grep -o ' steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | median)
-  echo "| steps/s | native | gpucap, no cap | gpucap (memory cap $tcap) | ratio no cap | ratio memory cap |"
-  echo "| --- | --- | --- | --- | --- | --- |"
-  echo "| mean | $nt | $ut | $gt | $(ratio "$nt" "$ut") | $(ratio "$nt" "$gt") |"
-  echo "| median | $nm | $um | $gm | $(ratio "$nm" "$um") | $(ratio "$nm" "$gm") |"
-  echo
-  echo "Each run (steps/s), native: $(grep -o ' steps_per_s=[0-9.]*' "$out/n.txt" | cut -d= -f2 | tr '\n' ' ')"
-  echo "Each run (steps/s), gpucap no cap: $(grep -o ' steps_per_s=[0-9.]*' "$out/u.txt" | cut -d= -f2 | tr '\n' ' ')"
-  echo "Each run (steps/s), gpucap: $(grep -o ' steps_per_s=[0-9.]*' "$out/g.txt" | cut -d= -f2 | tr '\n' ' ')"
-  # Run i of each side ran back to back, so the ratio of a pair cancels the
-  # host's slow drift; their spread says what the mean ratio can resolve.
-  # Each figure twice: the run's whole rate, and the median of its 10-step
-  # blocks, which a few host hiccups do not move.
+  sides=(--side "native="
+    --side "gpucap, no cap=LD_PRELOAD=$lib"
+    --side "gpucap, memory cap $tcap=LD_PRELOAD=$lib CUDA_DEVICE_MEMORY_LIMIT=$tcap CUDA_DEVICE_MEMORY_SHARED_CACHE=$scratch/train-region")
   # GPUCAP_BENCH_TRAIN_RECONCILE_MS: a fourth side, the memory cap with the
   # reconciler (one NVML query per device and period) at another period.
-  for figure in steps_per_s block_median_steps_per_s; do
-    for side in u g r; do
-      [ -s "$out/$side.txt" ] || continue
-      case $side in
-        u) label="gpucap, no cap" ;;
-        g) label="gpucap, memory cap $tcap" ;;
-        r) label="gpucap, memory cap $tcap, GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS" ;;
-      esac
-      paste -d' ' <(grep -o " $figure=[0-9.]*" "$out/n.txt" | cut -d= -f2) \
-        <(grep -o " $figure=[0-9.]*" "$out/$side.txt" | cut -d= -f2) |
-        python3 "$repo/bench/gpu/paired_ratio.py" "$figure, $label"
-    done
-  done
+  [ -n "${GPUCAP_BENCH_TRAIN_RECONCILE_MS:-}" ] && sides+=(--side "gpucap, memory cap $tcap, reconciling every $GPUCAP_BENCH_TRAIN_RECONCILE_MS ms=LD_PRELOAD=$lib CUDA_DEVICE_MEMORY_LIMIT=$tcap CUDA_DEVICE_MEMORY_SHARED_CACHE=$scratch/train-region-r GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS")
+  rm -f "$scratch"/train-region*
+  python3 "$repo/bench/gpu/interleaved.py" --rounds "$trounds" --seconds "$tsecs" --logdir "$out/train" \
+    "${sides[@]}" -- python3 "$repo/bench/gpu/sm_train_step.py" --serve >"$out/train.txt" 2>&1 ||
+    echo "the interleaved run failed (logs: $out/train):"
+  grep -v '^round=' "$out/train.txt"
+  echo
+  echo "Each turn: $out/train.txt"
 else
   echo "not run: python3 with torch and CUDA is needed"
 fi

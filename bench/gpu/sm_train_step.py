@@ -4,6 +4,7 @@
 preload library costs a real training loop.
 
 usage: sm_train_step.py [SECONDS]   (default 6)
+       sm_train_step.py --serve     (turns driven by interleaved.py)
 
 Model: token embedding, nn.TransformerEncoder (d_model 512, 8 heads,
 feed-forward 2048, 6 layers, batch_first), a linear head over a vocabulary
@@ -21,6 +22,10 @@ block_median_steps_per_s is the median over the run's blocks. A host hiccup
 (another process, a page fault storm) slows a few blocks and moves the mean,
 not the median, so paired runs compare the cost of the code, not the host.
 
+With --serve it warms up, prints "ready", then answers each line "run S"
+on stdin with one such line for S seconds of steps, until "quit" or the end
+of its input: several of these, one per side, take turns on the GPU.
+
 Lines starting with '#' are comments. Only torch and the standard library
 are used.
 """
@@ -28,25 +33,29 @@ import os
 import sys
 import time
 
+BLOCK = 10
 
-def main():
-    seconds = 6.0
-    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help")):
-        print("usage: sm_train_step.py [SECONDS]", file=sys.stderr)
+
+def parse_args(argv):
+    """('serve', None) or ('once', seconds); exits with usage on anything else."""
+    usage = "usage: sm_train_step.py [SECONDS] | --serve"
+    if len(argv) > 1 or (argv and argv[0] in ("-h", "--help")):
+        print(usage, file=sys.stderr)
         sys.exit(2)
-    if len(sys.argv) == 2:
-        try:
-            seconds = float(sys.argv[1])
-        except ValueError:
-            print("sm_train_step: SECONDS must be a number, not %r" % sys.argv[1], file=sys.stderr)
-            sys.exit(2)
+    if argv and argv[0] == "--serve":
+        return "serve", None
+    if not argv:
+        return "once", 6.0
+    try:
+        return "once", float(argv[0])
+    except ValueError:
+        print("sm_train_step: SECONDS must be a number, not %r" % argv[0], file=sys.stderr)
+        sys.exit(2)
 
-    import torch
+
+def make_step(torch):
     from transformer import VOCAB as vocab, build
 
-    if not torch.cuda.is_available():
-        print("sm_train_step: torch sees no CUDA device", file=sys.stderr)
-        sys.exit(1)
     torch.manual_seed(0)
     cuda = torch.device("cuda")
     batch, seq = 32, 256
@@ -62,6 +71,52 @@ def main():
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def run_blocks(torch, step, seconds):
+    """Blocks of BLOCK steps for about SECONDS; the result line."""
+    steps = 0
+    block_rates = []
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    while time.monotonic() < deadline:
+        b0 = time.monotonic()
+        for _ in range(BLOCK):
+            step()
+        torch.cuda.synchronize()
+        block_rates.append(BLOCK / (time.monotonic() - b0))
+        steps += BLOCK
+    elapsed = time.monotonic() - t0
+    block_rates.sort()
+    n = len(block_rates)
+    median = block_rates[n // 2] if n % 2 else (block_rates[n // 2 - 1] + block_rates[n // 2]) / 2
+    return "steps=%d seconds=%.3f steps_per_s=%.2f block_median_steps_per_s=%.2f" % (
+        steps, elapsed, steps / elapsed, median)
+
+
+def serve(torch, step):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] != "run" or len(words) != 2:
+            print("sm_train_step: expected 'run SECONDS' or 'quit', got %r" % line.strip(), file=sys.stderr)
+            sys.exit(2)
+        print(run_blocks(torch, step, float(words[1])), flush=True)
+
+
+def main():
+    mode, seconds = parse_args(sys.argv[1:])
+    import torch
+
+    if not torch.cuda.is_available():
+        print("sm_train_step: torch sees no CUDA device", file=sys.stderr)
+        sys.exit(1)
+    step = make_step(torch)
     for _ in range(30):
         step()
     torch.cuda.synchronize()
@@ -69,25 +124,10 @@ def main():
           % (torch.cuda.get_device_name(0).replace(" ", "_"), torch.__version__,
              "yes" if "gpucap" in os.environ.get("LD_PRELOAD", "") else "no",
              os.environ.get("CUDA_DEVICE_SM_LIMIT", "none"), os.getpid()), flush=True)
-
-    block = 10
-    steps = 0
-    block_rates = []
-    t0 = time.monotonic()
-    deadline = t0 + seconds
-    while time.monotonic() < deadline:
-        b0 = time.monotonic()
-        for _ in range(block):
-            step()
-        torch.cuda.synchronize()
-        block_rates.append(block / (time.monotonic() - b0))
-        steps += block
-    elapsed = time.monotonic() - t0
-    block_rates.sort()
-    n = len(block_rates)
-    median = block_rates[n // 2] if n % 2 else (block_rates[n // 2 - 1] + block_rates[n // 2]) / 2
-    print("steps=%d seconds=%.3f steps_per_s=%.2f block_median_steps_per_s=%.2f"
-          % (steps, elapsed, steps / elapsed, median), flush=True)
+    if mode == "serve":
+        serve(torch, step)
+    else:
+        print(run_blocks(torch, step, seconds), flush=True)
 
 
 if __name__ == "__main__":
