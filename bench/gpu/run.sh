@@ -27,13 +27,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.3f", b / a; else 
 echo "# gpu benchmarks: $(date -u +%FT%TZ), $(hostname), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i 0), cap $cap"
 echo
 if part alloc; then
-echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), 2 alternating runs each"
+aruns="${GPUCAP_BENCH_ALLOC_RUNS:-4}"
+echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), $aruns alternating runs each"
 echo "| size | native p50 | gpucap p50 | ratio p50 | native p99 | gpucap p99 | ratio p99 |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 runs=""
+pairs=""
 for size in $((1 << 20)) $((256 << 20)); do
   : >"$out/n.txt"; : >"$out/g.txt"
-  for run in 1 2; do
+  for run in $(seq "$aruns"); do
     "$out/alloc_churn" 8 $size 2000 >>"$out/n.txt"
     with_gpucap "$out/alloc_churn" 8 $size 2000 >>"$out/g.txt"
   done
@@ -42,11 +44,19 @@ for size in $((1 << 20)) $((256 << 20)); do
   echo "| $((size >> 20)) MiB | $n50 | $g50 | $(ratio $n50 $g50) | $n99 | $g99 | $(ratio $n99 $g99) |"
   runs="$runs $((size >> 20)) MiB native p50/p99: $(grep -o 'p50_us=[0-9.]* p99_us=[0-9.]*' "$out/n.txt" | tr '\n' ';') gpucap: $(grep -o 'p50_us=[0-9.]* p99_us=[0-9.]*' "$out/g.txt" | tr '\n' ';')
 "
+  # Run i of each side ran back to back: their ratio cancels slow drift,
+  # and the pairs' spread says what the mean ratio can resolve.
+  for q in p50 p99; do
+    pairs="$pairs$(paste -d' ' <(grep -o "$q"'_us=[0-9.]*' "$out/n.txt" | cut -d= -f2) \
+      <(grep -o "$q"'_us=[0-9.]*' "$out/g.txt" | cut -d= -f2) |
+      python3 "$repo/bench/gpu/paired_ratio.py" "$((size >> 20)) MiB $q, gpucap / native")
+"
+  done
 done
 echo
 echo "Each run:"
 echo "$runs"
-echo
+echo "$pairs"
 fi
 if part launch; then
 echo "## cuLaunchKernel of an empty kernel (ns), 200000 launches, 4 alternating runs each"
