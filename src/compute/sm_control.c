@@ -160,11 +160,13 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * read 0% in half the windows and twice their share in the rest, so
 	 * holding through the zeros counted the high windows alone and held a
 	 * tenant at half its cap. Past SM_MISMATCH_HOLD such windows in a row
-	 * it is a naming problem after all. */
+	 * it is a naming problem after all; and a container NVML has never
+	 * shown busy is one from the start (no step of it runs uncapped). */
 	bool mismatch = false;
 	if (closed && mine < SM_IDLE_PPM && gate_ppm >= SM_MISMATCH_PPM) {
 		++s->mismatches;
-		bool neighbour_reading = foreign >= SM_ELASTIC_PPM && s->mismatches <= SM_MISMATCH_HOLD;
+		bool neighbour_reading =
+		    s->nvml_named_us && foreign >= SM_ELASTIC_PPM && s->mismatches <= SM_MISMATCH_HOLD;
 		if (!neighbour_reading) {
 			closed = false;
 			mismatch = true;
@@ -174,6 +176,8 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		}
 	} else if (closed) {
 		s->mismatches = 0;
+		if (mine >= SM_IDLE_PPM)
+			s->nvml_named_us = true;
 	}
 	out->closed = closed;
 

@@ -76,6 +76,7 @@ struct sm_control_state {
 	uint64_t last_foreign_ns;
 	uint32_t cap_seen; /* the cap (ppm) the integral was built for */
 	unsigned mismatches;
+	bool nvml_named_us;       /* NVML has shown the container busy since this controller began */
 	unsigned steps;           /* since this process took the lease */
 	uint32_t turns_share_ppm; /* taking turns: the busy share, averaged over ~2 s */
 	unsigned turns_steps;
