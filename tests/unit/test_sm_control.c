@@ -716,6 +716,42 @@ static void free_work_that_turns_dense_is_capped_again(void **state)
 	assert_in_range(p.duty_ppm, 490000, 510000);
 }
 
+/* A tenant running free at a cap of 70% next to a busy neighbour: NVML
+ * gives it the neighbour's time slices in a window now and then (81% with
+ * the neighbour at 0%). Such a window is no change of work: the duty stays
+ * at 100%. Alone, the same window is one
+ * (free_work_that_turns_dense_is_capped_again). */
+static void neighbour_step(struct plant *p, uint32_t mine_ppm, uint32_t foreign_ppm)
+{
+	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
+	p->in.now_ns += SM_STEP_NS;
+	p->in.busy_ns += duty < PPM ? SM_STEP_NS * duty / PPM : 0;
+	p->in.duty_ppm = p->duty_ppm;
+	p->in.measured = true;
+	p->in.device_known = false;
+	p->in.mine_ppm = mine_ppm;
+	p->in.foreign_ppm = foreign_ppm;
+	p->in.work.busy_ns = p->in.busy_ns;
+	p->in.work.launches += 500;
+	sm_control_step(&p->in, &p->state, &p->out);
+	assert_true(p->out.publish);
+	p->duty_ppm = p->out.duty_ppm;
+}
+
+static void a_neighbours_time_slice_leaves_a_free_tenant_free(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 70);
+	for (int i = 0; i < 20; i++)
+		neighbour_step(&p, 350000, 400000);
+	assert_int_equal(p.duty_ppm, PPM);
+	for (int i = 0; i < 10; i++) {
+		neighbour_step(&p, i % 3 ? 400000 : 810000, i % 3 ? 400000 : 0);
+		assert_int_equal(p.duty_ppm, PPM);
+	}
+}
+
 /* Work that asks for 42% under a cap of 50%: each step finds its density
  * lower (its busy share stays put as the duty rises), yet it runs free
  * within 7 s, the warm-up bench/gpu/run_share.sh gives before measuring. */
@@ -851,6 +887,7 @@ int main(void)
 	    cmocka_unit_test(nvml_gaps_hold_the_duty),
 	    cmocka_unit_test(a_window_given_to_the_neighbour_is_a_reading),
 	    cmocka_unit_test(free_work_that_turns_dense_is_capped_again),
+	    cmocka_unit_test(a_neighbours_time_slice_leaves_a_free_tenant_free),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
 	    cmocka_unit_test(bursty_readings_do_not_run_away),
