@@ -524,23 +524,32 @@ static void gate_accounts_phases(void **state)
  * duty, or a calibration burst's hold and burst). NVML's device utilisation
  * is that busy share; the per-process figure reads half of it (as an H100
  * does for a training step), and only says whose kernels ran. */
-static void window_step(struct plant *p, uint32_t open_ppm, unsigned density_permille, uint64_t held_ns)
+/* One step whose gates were open open_ppm of it, with NVML's figures
+ * (device_ppm UINT32_MAX: no device figure) and the launches it made. */
+static void measured_step(struct plant *p, uint32_t open_ppm, uint32_t mine_ppm, uint32_t foreign_ppm,
+                          uint32_t device_ppm, unsigned launches, uint64_t held_ns)
 {
 	p->in.now_ns += SM_STEP_NS;
 	p->in.busy_ns += SM_STEP_NS * open_ppm / PPM;
 	p->in.duty_ppm = p->duty_ppm;
 	p->in.measured = true;
-	p->in.device_known = true;
-	uint64_t busy = (uint64_t)open_ppm * density_permille / 1000;
-	p->in.device_ppm = busy > PPM ? PPM : (uint32_t)busy;
-	p->in.mine_ppm = p->in.device_ppm / 2;
-	p->in.foreign_ppm = 0;
+	p->in.device_known = device_ppm != UINT32_MAX;
+	p->in.device_ppm = p->in.device_known ? device_ppm : 0;
+	p->in.mine_ppm = mine_ppm;
+	p->in.foreign_ppm = foreign_ppm;
 	p->in.work.busy_ns = p->in.busy_ns;
-	p->in.work.launches += open_ppm ? 500 : 0;
+	p->in.work.launches += launches;
 	p->in.work.held_ns += held_ns;
 	sm_control_step(&p->in, &p->state, &p->out);
 	assert_true(p->out.publish);
 	p->duty_ppm = p->out.duty_ppm;
+}
+
+static void window_step(struct plant *p, uint32_t open_ppm, unsigned density_permille, uint64_t held_ns)
+{
+	uint64_t busy = (uint64_t)open_ppm * density_permille / 1000;
+	uint32_t device = busy > PPM ? PPM : (uint32_t)busy;
+	measured_step(p, open_ppm, device / 2, 0, device, open_ppm ? 500 : 0, held_ns);
 }
 
 /* The same, the gates open the duty. */
@@ -657,16 +666,7 @@ static void natural_step(struct plant *p, uint32_t busy_ppm)
 		window_step(p, duty, density > 1000 ? 1000 : (unsigned)density, 0);
 		return;
 	}
-	p->in.now_ns += SM_STEP_NS;
-	p->in.duty_ppm = p->duty_ppm;
-	p->in.measured = true;
-	p->in.device_known = true;
-	p->in.device_ppm = busy_ppm;
-	p->in.mine_ppm = busy_ppm / 2;
-	p->in.foreign_ppm = 0;
-	sm_control_step(&p->in, &p->state, &p->out);
-	assert_true(p->out.publish);
-	p->duty_ppm = p->out.duty_ppm;
+	measured_step(p, 0, busy_ppm / 2, 0, busy_ppm, 0, 0);
 }
 
 /* Work that filled its duty at a cap of 70% turns into work that asks for
@@ -724,18 +724,7 @@ static void free_work_that_turns_dense_is_capped_again(void **state)
 static void neighbour_step(struct plant *p, uint32_t mine_ppm, uint32_t foreign_ppm)
 {
 	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
-	p->in.now_ns += SM_STEP_NS;
-	p->in.busy_ns += duty < PPM ? SM_STEP_NS * duty / PPM : 0;
-	p->in.duty_ppm = p->duty_ppm;
-	p->in.measured = true;
-	p->in.device_known = false;
-	p->in.mine_ppm = mine_ppm;
-	p->in.foreign_ppm = foreign_ppm;
-	p->in.work.busy_ns = p->in.busy_ns;
-	p->in.work.launches += 500;
-	sm_control_step(&p->in, &p->state, &p->out);
-	assert_true(p->out.publish);
-	p->duty_ppm = p->out.duty_ppm;
+	measured_step(p, duty < PPM ? duty : 0, mine_ppm, foreign_ppm, UINT32_MAX, 500, 0);
 }
 
 static void a_neighbours_time_slice_leaves_a_free_tenant_free(void **state)
