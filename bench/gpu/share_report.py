@@ -132,16 +132,23 @@ def main():
              "free": "both uncapped, side by side: what the GPU gives them at all"}
     for mode in ("turns", "apart", "free"):
         rows = []
+        work = 0.0
         for c in (30, 70):
             rate, _ = result(out, "tenants-%s-cap%d" % (mode, c))
             if rate and rate_n and b:
                 want = min(c, b * 100) if mode != "free" else b * 100
+                work += rate / rate_n * b * 100
                 rows.append("%s: %.2f units/s, delivered %.1f%% (wants %.1f%%)" % (
                     "cap %d" % c if mode != "free" else "tenant %d" % (1 + (c == 70)),
                     rate, rate / rate_n * b * 100, want))
         if rows:
-            print("**Two tenants (%s, %s):** %s.\n" % (
-                mode, modes[mode], "; ".join(rows)))
+            # The GPU's busy time beside the work it delivered: two tenants
+            # time-slicing take more busy time per unit of work than one.
+            _, window = result(out, "tenants-%s-cap30" % mode)
+            device = busy(out, "tenants-%s-cap30" % mode, window)
+            print("**Two tenants (%s, %s):** %s; the GPU busy %s for %.1f%% of work.\n" % (
+                mode, modes[mode], "; ".join(rows), "%.1f%%" % (device * 100) if device is not None else "n/a",
+                work))
     pairs = []
     for run in (1, 2, 3):
         n, _ = result(out, "overhead-native-%d" % run)
