@@ -158,9 +158,8 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * With another tenant busy, though, a window NVML gives wholly to the
 	 * neighbour is a reading: two tenants taking time slices on an H100
 	 * read 0% in a third of the windows and about twice their share in the
-	 * rest, so
-	 * holding through the zeros counted the high windows alone and held a
-	 * tenant at half its cap. Past SM_MISMATCH_HOLD such windows in a row
+	 * rest, so holding through the zeros counted the high windows alone and
+	 * held a tenant at half its cap. Past SM_MISMATCH_HOLD such windows in a row
 	 * it is a naming problem after all; and a container NVML has never
 	 * shown busy is one from the start (no step of it runs uncapped). */
 	bool mismatch = false;
