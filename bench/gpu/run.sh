@@ -109,10 +109,14 @@ if part train; then
 # that binds (no SM cap). The sides take turns on the GPU, each in one
 # process for the whole run (interleaved.py): separate processes of the same
 # code differed by up to 65%. The bar: within 1% of native.
+# GPUCAP_BENCH_TRAIN_BATCHES: batch 32 leaves the host's Python setting the
+# pace (the launch path's cost shows, and so does the host's jitter); at 128
+# the GPU sets it (what the library adds to the GPU's work shows).
 tcap="${GPUCAP_BENCH_TRAIN_CAP:-16g}"
 trounds="${GPUCAP_BENCH_TRAIN_ROUNDS:-20}"
 tsecs="${GPUCAP_BENCH_TRAIN_SECONDS:-2}"
-echo "## Training steps per second, memory cap $tcap (no SM cap): $trounds rounds of $tsecs s turns"
+for tbatch in ${GPUCAP_BENCH_TRAIN_BATCHES:-32 128}; do
+echo "## Training steps per second, batch $tbatch, memory cap $tcap (no SM cap): $trounds rounds of $tsecs s turns"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   sides=(--side "native="
     --side "gpucap, no cap=LD_PRELOAD=$lib"
@@ -121,13 +125,15 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   # reconciler (one NVML query per device and period) at another period.
   [ -n "${GPUCAP_BENCH_TRAIN_RECONCILE_MS:-}" ] && sides+=(--side "gpucap, memory cap $tcap, reconciling every $GPUCAP_BENCH_TRAIN_RECONCILE_MS ms=LD_PRELOAD=$lib CUDA_DEVICE_MEMORY_LIMIT=$tcap CUDA_DEVICE_MEMORY_SHARED_CACHE=$scratch/train-region-r GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS")
   rm -f "$scratch"/train-region*
-  python3 "$repo/bench/gpu/interleaved.py" --rounds "$trounds" --seconds "$tsecs" --logdir "$out/train" \
-    "${sides[@]}" -- python3 "$repo/bench/gpu/sm_train_step.py" --serve >"$out/train.txt" 2>&1 ||
-    echo "the interleaved run failed (logs: $out/train):"
-  grep -v '^round=' "$out/train.txt"
+  python3 "$repo/bench/gpu/interleaved.py" --rounds "$trounds" --seconds "$tsecs" --logdir "$out/train-$tbatch" \
+    "${sides[@]}" -- python3 "$repo/bench/gpu/sm_train_step.py" --batch "$tbatch" --serve >"$out/train-$tbatch.txt" 2>&1 ||
+    echo "the interleaved run failed (logs: $out/train-$tbatch):"
+  grep -v '^round=' "$out/train-$tbatch.txt"
   echo
-  echo "Each turn: $out/train.txt"
+  echo "Each turn: $out/train-$tbatch.txt"
+  echo
 else
   echo "not run: python3 with torch and CUDA is needed"
 fi
+done
 fi

@@ -3,13 +3,16 @@
 """Training steps per second of a small transformer, to measure what the
 preload library costs a real training loop.
 
-usage: sm_train_step.py [SECONDS]   (default 6)
-       sm_train_step.py --serve     (turns driven by interleaved.py)
+usage: sm_train_step.py [--batch N] [SECONDS]   (default 6)
+       sm_train_step.py [--batch N] --serve     (turns driven by interleaved.py)
 
 Model: token embedding, nn.TransformerEncoder (d_model 512, 8 heads,
 feed-forward 2048, 6 layers, batch_first), a linear head over a vocabulary
-of 8192 tokens and cross-entropy loss; batch 32 x sequence 256 of random
-tokens; AdamW; bf16 autocast. One step = forward, backward, optimizer step,
+of 8192 tokens and cross-entropy loss; batch N (32 unless --batch) x
+sequence 256 of random tokens; AdamW; bf16 autocast. At batch 32 an H100
+is busy about a third of the time (the host's Python and launches set the
+pace); batch 128 gives the GPU four times the work per step. One step =
+forward, backward, optimizer step,
 synchronised every BLOCK (10) steps, as a loop that reads its loss now and
 then does.
 
@@ -37,28 +40,38 @@ BLOCK = 10
 
 
 def parse_args(argv):
-    """('serve', None) or ('once', seconds); exits with usage on anything else."""
-    usage = "usage: sm_train_step.py [SECONDS] | --serve"
-    if len(argv) > 1 or (argv and argv[0] in ("-h", "--help")):
+    """(mode, seconds, batch): mode 'serve' or 'once'; exits with usage on anything else."""
+    usage = "usage: sm_train_step.py [--batch N] [SECONDS | --serve]"
+    batch = 32
+    if len(argv) >= 2 and argv[0] == "--batch":
+        try:
+            batch = int(argv[1])
+        except ValueError:
+            batch = 0
+        if batch <= 0:
+            print("sm_train_step: --batch must be a positive whole number, not %r" % argv[1], file=sys.stderr)
+            sys.exit(2)
+        argv = argv[2:]
+    if len(argv) > 1 or (argv and argv[0] in ("-h", "--help", "--batch")):
         print(usage, file=sys.stderr)
         sys.exit(2)
     if argv and argv[0] == "--serve":
-        return "serve", None
+        return "serve", None, batch
     if not argv:
-        return "once", 6.0
+        return "once", 6.0, batch
     try:
-        return "once", float(argv[0])
+        return "once", float(argv[0]), batch
     except ValueError:
         print("sm_train_step: SECONDS must be a number, not %r" % argv[0], file=sys.stderr)
         sys.exit(2)
 
 
-def make_step(torch):
+def make_step(torch, batch):
     from transformer import VOCAB as vocab, build
 
     torch.manual_seed(0)
     cuda = torch.device("cuda")
-    batch, seq = 32, 256
+    seq = 256
     model, optimizer, loss_fn = build(torch)
     tokens = torch.randint(0, vocab, (batch, seq), device=cuda)
     targets = torch.randint(0, vocab, (batch, seq), device=cuda)
@@ -110,20 +123,20 @@ def serve(torch, step):
 
 
 def main():
-    mode, seconds = parse_args(sys.argv[1:])
+    mode, seconds, batch = parse_args(sys.argv[1:])
     import torch
 
     if not torch.cuda.is_available():
         print("sm_train_step: torch sees no CUDA device", file=sys.stderr)
         sys.exit(1)
-    step = make_step(torch)
+    step = make_step(torch, batch)
     for _ in range(30):
         step()
     torch.cuda.synchronize()
-    print("# sm_train_step device=%s torch=%s preload=%s sm_limit=%s pid=%d"
+    print("# sm_train_step device=%s torch=%s preload=%s sm_limit=%s batch=%d pid=%d"
           % (torch.cuda.get_device_name(0).replace(" ", "_"), torch.__version__,
              "yes" if "gpucap" in os.environ.get("LD_PRELOAD", "") else "no",
-             os.environ.get("CUDA_DEVICE_SM_LIMIT", "none"), os.getpid()), flush=True)
+             os.environ.get("CUDA_DEVICE_SM_LIMIT", "none"), batch, os.getpid()), flush=True)
     if mode == "serve":
         serve(torch, step)
     else:

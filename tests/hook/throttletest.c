@@ -577,8 +577,9 @@ static void test_weight(const char *mode)
 	start_device(0);
 	CUstream s;
 	CU(cuStreamCreate(&s, 0));
-	/* First burst after 2.5 s of work: a 1 s hold, a 0.67 s burst. */
-	run_for(0, P_KERNEL, s, 1000, 5.0);
+	/* First burst after 2.5 s of work: a 1.5 s hold, a 1 s burst, then
+	 * 50 ms for its last phases to drain. */
+	run_for(0, P_KERNEL, s, 1000, 6.0);
 	struct gpucap_sm_state st;
 	CHECK(sm_state(DEV_A, &st));
 	fprintf(stderr, "work weight %.3f, duty %.3f\n", st.weight_ppm / 1e6, st.duty_ppm / 1e6);

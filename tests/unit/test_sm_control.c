@@ -324,17 +324,18 @@ static void calibration_burst_is_scheduled_and_measured(void **state)
 {
 	(void)state;
 	struct plant p;
-	plant_start(&p, 40);
+	plant_start(&p, 20);
 	p.in.calibrate = true;
 	p.in.alone = true;
 	before_burst(&p, 0);
 	plant_step(&p, 1000, 0);
 	assert_true(p.out.weight.start);
 	uint64_t now = p.in.now_ns;
-	/* duty 40%: a 1 s burst costs a 1.5 s hold, within SM_BURST_MAX_HOLD_NS? no:
-	 * the burst shrinks to what a 1 s hold affords (1 s x 0.4 / 0.6). */
-	uint64_t burst = SM_BURST_MAX_HOLD_NS * 400000 / 600000;
-	uint64_t hold = now + burst * 600000 / 400000;
+	/* duty 20%: a 1 s burst would cost a 4 s hold, past SM_BURST_MAX_HOLD_NS:
+	 * the burst shrinks to what a 2 s hold affords (2 s x 0.2 / 0.8). */
+	uint64_t burst = SM_BURST_MAX_HOLD_NS * 200000 / 800000;
+	assert_true(SM_BURST_MAX_HOLD_NS == UINT64_C(2000000000));
+	uint64_t hold = now + burst * 800000 / 200000;
 	assert_true(p.out.weight.hold_ns == hold);
 	assert_true(p.out.weight.measure_ns == hold + burst / 2);
 	assert_true(p.out.weight.end_ns == hold + burst);
@@ -355,7 +356,7 @@ static void calibration_burst_is_scheduled_and_measured(void **state)
 	assert_true(abs_diff(p.out.weight.weight_ppm, 1500000) < 2000);
 	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_PERIOD_NS);
 	/* The target is now cap / weight. */
-	assert_true(abs_diff(p.out.target_ppm, 266666) < 1000);
+	assert_true(abs_diff(p.out.target_ppm, 133333) < 1000);
 }
 
 /* No burst when it would not measure full load alone. */
@@ -385,8 +386,9 @@ static void calibration_burst_waits_for_quiet(void **state)
 		assert_false(p.out.weight.start);
 	}
 
-	/* A cap this low would stall for more than a second: not now. */
-	plant_start(&p, 5);
+	/* A cap this low would stall past SM_BURST_MAX_HOLD_NS for a burst
+	 * too short to measure: not now. */
+	plant_start(&p, 3);
 	p.in.calibrate = true;
 	p.in.alone = true;
 	before_burst(&p, 0);
