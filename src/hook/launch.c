@@ -4,7 +4,9 @@
  * (src/compute) before the driver: kernels, extensible and cooperative
  * launches, graphs, and each one's per-thread-stream (_ptsz) entry.
  *
- * Without a cap the gate is one load and a branch. A _ptsz row shares its
+ * Without a cap the gate is one load and a branch; after the driver's call,
+ * one more load (and a store at most once per reconciler tick) tells the
+ * memory reconciler that the driver may have grown memory at the launch. A _ptsz row shares its
  * handler with the plain one: the real function it is handed is the
  * driver's _ptsz entry point, and that is how the handler knows that a NULL
  * stream means the per-thread stream.
@@ -24,8 +26,10 @@ CUresult on_launch_kernel(gpucap_fn_cuLaunchKernel real, CUfunction f, unsigned 
 {
 	if (gpucap_sm_gate_armed())
 		gpucap_compute_gate(hStream, PER_THREAD(real, cuLaunchKernel_ptsz));
-	return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-	            kernelParams, extra);
+	CUresult r = real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes,
+	                  hStream, kernelParams, extra);
+	gpucap_memory_note_launch();
+	return r;
 }
 
 CUresult on_launch_kernel_ex(gpucap_fn_cuLaunchKernelEx real, const CUlaunchConfig *config, CUfunction f,
@@ -34,7 +38,9 @@ CUresult on_launch_kernel_ex(gpucap_fn_cuLaunchKernelEx real, const CUlaunchConf
 	/* No configuration: the driver's own error, without a gate. */
 	if (gpucap_sm_gate_armed() && config)
 		gpucap_compute_gate(config->hStream, PER_THREAD(real, cuLaunchKernelEx_ptsz));
-	return real(config, f, kernelParams, extra);
+	CUresult r = real(config, f, kernelParams, extra);
+	gpucap_memory_note_launch();
+	return r;
 }
 
 CUresult on_launch_cooperative_kernel(gpucap_fn_cuLaunchCooperativeKernel real, CUfunction f,
@@ -44,8 +50,10 @@ CUresult on_launch_cooperative_kernel(gpucap_fn_cuLaunchCooperativeKernel real, 
 {
 	if (gpucap_sm_gate_armed())
 		gpucap_compute_gate(hStream, PER_THREAD(real, cuLaunchCooperativeKernel_ptsz));
-	return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-	            kernelParams);
+	CUresult r = real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes,
+	                  hStream, kernelParams);
+	gpucap_memory_note_launch();
+	return r;
 }
 
 /* A graph's first launch may take memory for its allocation nodes: that is
@@ -59,6 +67,7 @@ CUresult on_graph_launch(gpucap_fn_cuGraphLaunch real, CUgraphExec hGraphExec, C
 	if (gpucap_sm_gate_armed())
 		gpucap_compute_gate(hStream, PER_THREAD(real, cuGraphLaunch_ptsz));
 	r = real(hGraphExec, hStream);
+	gpucap_memory_note_launch();
 	gpucap_graph_run_done(&run, r);
 	return r;
 }

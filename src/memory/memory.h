@@ -15,6 +15,7 @@
 #include "cuda_abi.h"
 #include "gpucap/region.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -54,6 +55,24 @@ void gpucap_memory_after_fork(void);
  * false when the ordinal cannot be queried or the device is not charged
  * (*region_index is then -1). uuid may be NULL. */
 bool gpucap_memory_device(int ordinal, int *region_index, char uuid[GPUCAP_UUID_MAX]);
+
+/* ---- Launches ----------------------------------------------------------------- */
+
+/* Raised after every launch: the driver may have grown this process's
+ * memory behind the ledger (lazy module loading, the stack it grows at
+ * launch). The reconciler asks NVML each period while launches come, and
+ * once a second otherwise: each query takes the driver's locks that every
+ * allocation of every process on the node also takes (8 processes querying
+ * every 100 ms put 1 MiB allocations' p99 12% over native on an H100).
+ * Relaxed: the flag carries no data; the reconciler reads the driver's own
+ * state, and a raise it sees a tick late is still within that tick. */
+extern atomic_bool gpucap_launched_lately;
+static inline void gpucap_memory_note_launch(void)
+{
+	/* Load first: the line stays shared while the flag is already up. */
+	if (!atomic_load_explicit(&gpucap_launched_lately, memory_order_relaxed))
+		atomic_store_explicit(&gpucap_launched_lately, true, memory_order_relaxed);
+}
 
 /* ---- Handlers (hooks.def) ---------------------------------------------------- */
 

@@ -13,8 +13,8 @@
  * their own reserved size in pools.c.
  *
  * This runs off the allocation paths only: on gpucap's reconciler thread
- * (every GPUCAP_RECONCILE_MS, 100 ms by default, started with the first
- * context) and right
+ * (every GPUCAP_RECONCILE_MS, 100 ms by default, while launches come, else
+ * once a second; started with the first context) and right
  * after the calls that take memory behind the allocation APIs (behind.c).
  * One mutex per device orders this process's steps for that device; no
  * allocation or free ever takes it, and nothing here is shared between
@@ -565,13 +565,52 @@ static bool sleep_period(void)
 	return stop;
 }
 
+atomic_bool gpucap_launched_lately;
+
+/* While no launch comes, the driver grows a process's memory only at the
+ * calls behind.c reconciles at once; a query a second is the backstop for
+ * growth no call names. After a launch the reconciler asks at each of its
+ * next two periods, so growth the driver makes just after the launch call
+ * returns is seen too. A context still waiting for its measurement is
+ * asked for every period. */
+#define QUIET_BACKSTOP_NS    UINT64_C(1000000000)
+#define PERIODS_AFTER_LAUNCH 2u
+
+static bool any_pending(void)
+{
+	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++)
+		if (atomic_load_explicit(&truth[i].active, memory_order_relaxed) &&
+		    atomic_load(&truth[i].pending_which) != CONTEXT_PENDING_NONE)
+			return true;
+	return false;
+}
+
+/* Whether this period's step asks NVML; *after_launch counts down the
+ * periods owed to the last launch, *last_ns is the last step's time. */
+static bool step_due(uint64_t now, uint64_t *last_ns, unsigned *after_launch)
+{
+	if (atomic_exchange_explicit(&gpucap_launched_lately, false, memory_order_relaxed))
+		*after_launch = PERIODS_AFTER_LAUNCH;
+	uint64_t backstop = period_ns() > QUIET_BACKSTOP_NS ? period_ns() : QUIET_BACKSTOP_NS;
+	if (*after_launch == 0 && !any_pending() && now - *last_ns < backstop)
+		return false;
+	if (*after_launch > 0)
+		(*after_launch)--;
+	*last_ns = now;
+	return true;
+}
+
 static void *reconciler(void *arg)
 {
 	(void)arg;
 	gpucap_clock_thread_begin();
+	uint64_t last_ns = gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC);
+	unsigned after_launch = PERIODS_AFTER_LAUNCH; /* the first context's launches may be under way */
 	for (;;) {
 		if (sleep_period())
 			break;
+		if (!step_due(gpucap_clock_now(GPUCAP_CLOCK_MONOTONIC), &last_ns, &after_launch))
+			continue;
 		atomic_store(&in_step, true); /* partner: stop_at_exit's load of in_step */
 		if (atomic_load(&stopping)) { /* partner: stop_at_exit's store of stopping */
 			atomic_store(&in_step, false);

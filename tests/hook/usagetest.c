@@ -766,17 +766,21 @@ static void test_reconciled(void)
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, 768 * MiB));
 	real_within_cap();
 	still_allocates(256 * MiB);
-	/* Memory taken through no API at all, past the cap: within two
-	 * periods nothing more is admitted. Real usage exceeds the cap by no
-	 * more than that one call. */
+	/* Memory taken through no API at all, past the cap, in a process
+	 * that no longer launches: the reconciler then asks once a second, so
+	 * not yet after two periods, and within a second nothing more is
+	 * admitted. Real usage exceeds the cap by no more than that one call. */
 	fakecuda_hidden_take(0, GiB);
 	periods(2);
+	CHECK_EQ(3 * GiB / 2, mine().kind[GPUCAP_KIND_DRIVER]);
+	periods(9);
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuMemAlloc_v2(&p, MiB));
 	CHECK(fakecuda_process_used(0) <= CAP + GiB);
 	CHECK(charges_of(getpid()).device_charged >= CAP - 4 * MiB);
-	/* Given back (the module unloaded): room again after reconciliation. */
+	/* Given back (the module unloaded): room again after reconciliation,
+	 * within a second in a process that does not launch. */
 	CU(cuModuleUnload(m));
-	periods(2);
+	periods(11);
 	CHECK_EQ(GiB, mine().kind[GPUCAP_KIND_DRIVER]);
 	still_allocates(768 * MiB);
 }
@@ -1000,9 +1004,19 @@ static void test_hot_path(void)
 	uint64_t periods_passed = (fakeclock_now() - t0) / PERIOD;
 	CHECK(periods_passed < 1000); /* else the bound below could not tell */
 	CHECK(fakenvml_stat("process_queries") - before <= periods_passed + 1);
-	/* And the reconciler does ask, once per period. */
-	periods(3);
-	CHECK(fakenvml_stat("process_queries") >= before + 3);
+	/* The reconciler asks once per period while launches come... */
+	before = fakenvml_stat("process_queries");
+	for (int i = 0; i < 5; i++) {
+		CU(cuLaunchKernel((CUfunction)1, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+		periods(1);
+	}
+	CHECK(fakenvml_stat("process_queries") >= before + 5);
+	/* ...and once a second without them (the last launch is owed two
+	 * more periods): at most 2 + 3 + 1 in 3 s, against 30. */
+	before = fakenvml_stat("process_queries");
+	periods(30);
+	uint64_t quiet = fakenvml_stat("process_queries") - before;
+	CHECK(quiet >= 3 && quiet <= 6);
 }
 
 static const struct {
