@@ -567,12 +567,11 @@ static bool sleep_period(void)
 
 atomic_bool gpucap_launched_lately;
 
-/* While no launch comes, the driver grows a process's memory only at the
- * calls behind.c reconciles at once; a query a second is the backstop for
- * growth no call names. After a launch the reconciler asks at each of its
- * next two periods, so growth the driver makes just after the launch call
- * returns is seen too. A context still waiting for its measurement is
- * asked for every period. */
+/* Without launches, the growth gpucap knows of comes at the calls behind.c
+ * reconciles at once; a query a second is the backstop for growth no call
+ * names (and for memory the driver gives back unasked, an unloaded module's). After a launch the reconciler
+ * asks at each of its next two periods, so growth the driver makes just after the launch call returns is seen
+ * too. A context still waiting for its measurement is asked for every period. */
 #define QUIET_BACKSTOP_NS    UINT64_C(1000000000)
 #define PERIODS_AFTER_LAUNCH 2u
 
