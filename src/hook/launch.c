@@ -6,10 +6,11 @@
  *
  * Without a cap the gate is one load and a branch; after the driver's call,
  * one more load (and a store at most once per reconciler tick) tells the
- * memory reconciler that the driver may have grown memory at the launch. A _ptsz row shares its
- * handler with the plain one: the real function it is handed is the
- * driver's _ptsz entry point, and that is how the handler knows that a NULL
- * stream means the per-thread stream.
+ * memory reconciler that the driver may have grown memory at the launch.
+ *
+ * A _ptsz row shares its handler with the plain one: the real function it
+ * is handed is the driver's _ptsz entry point, and that is how the handler
+ * knows that a NULL stream means the per-thread stream.
  */
 #include "compute.h"
 #include "handlers.h"
