@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # GPU benchmarks, each run natively and under libgpucap.so in the same
-# invocation, alternating (native, gpucap, native, gpucap) so drift hits both.
+# invocation, alternating so drift hits both (the allocation runs in ABBA
+# order: native first in odd rounds, gpucap first in even ones, so a steady
+# drift cancels in the mean ratio instead of favouring the side that runs
+# first).
 #   bench/gpu/run.sh BUILD_DIR [OUTDIR]
 # BUILD_DIR holds lib/libgpucap.so (tests/gpu/run.sh builds build-gpu).
 # GPUCAP_BENCH_PARTS="alloc launch start train" picks parts (default: all).
@@ -28,7 +31,7 @@ echo "# gpu benchmarks: $(date -u +%FT%TZ), $(hostname), $(nvidia-smi --query-gp
 echo
 if part alloc; then
 aruns="${GPUCAP_BENCH_ALLOC_RUNS:-4}"
-echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), $aruns alternating runs each"
+echo "## 8 processes, cuMemAlloc+cuMemFree pair latency (us), $aruns alternating runs each (ABBA order)"
 echo "| size | native p50 | gpucap p50 | ratio p50 | native p99 | gpucap p99 | ratio p99 |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 runs=""
@@ -36,8 +39,13 @@ pairs=""
 for size in $((1 << 20)) $((256 << 20)); do
   : >"$out/n.txt"; : >"$out/g.txt"
   for run in $(seq "$aruns"); do
-    "$out/alloc_churn" 8 $size 2000 >>"$out/n.txt"
-    with_gpucap "$out/alloc_churn" 8 $size 2000 >>"$out/g.txt"
+    if [ $((run % 2)) -eq 1 ]; then
+      "$out/alloc_churn" 8 $size 2000 >>"$out/n.txt"
+      with_gpucap "$out/alloc_churn" 8 $size 2000 >>"$out/g.txt"
+    else
+      with_gpucap "$out/alloc_churn" 8 $size 2000 >>"$out/g.txt"
+      "$out/alloc_churn" 8 $size 2000 >>"$out/n.txt"
+    fi
   done
   n50=$(grep -o 'p50_us=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean); g50=$(grep -o 'p50_us=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
   n99=$(grep -o 'p99_us=[0-9.]*' "$out/n.txt" | cut -d= -f2 | mean); g99=$(grep -o 'p99_us=[0-9.]*' "$out/g.txt" | cut -d= -f2 | mean)
@@ -57,6 +65,14 @@ echo
 echo "Each run:"
 echo "$runs"
 echo "$pairs"
+# How often each process asked NVML (the reconciler logs each query at
+# debug level): one more 1 MiB run, its log kept, its figures not counted.
+GPUCAP_LOG_LEVEL=4 with_gpucap "$out/alloc_churn" 8 $((1 << 20)) 2000 >"$out/q.txt" 2>"$out/q.log"
+echo "NVML queries per process in one more gpucap run ($(cat "$out/q.txt")):" \
+  "$(grep -o 'gpucap\[[0-9]*\]: debug: device [0-9]*: reconciling' "$out/q.log" | cut -d']' -f1 | sort | uniq -c |
+    awk '{print $1}' | sort -n | tr '\n' ' ')"
+echo "Contexts measured at creation: $(grep -c 'a context measured [0-9]* bytes$' "$out/q.log"), later: $(grep -c 'measured [0-9]* bytes after its creation' "$out/q.log")"
+echo
 fi
 if part launch; then
 echo "## cuLaunchKernel of an empty kernel (ns), 200000 launches, 4 alternating runs each"

@@ -237,6 +237,15 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 	pthread_mutex_lock(&t->lock);
 	uint64_t truth_bytes = 0, target;
 	enum truth_answer answer = nvml_truth(dev, &truth_bytes, NULL);
+	/* One line per query at debug level: how often a process asks NVML
+	 * is then read from its log (bench/gpu/run.sh counts them). */
+	if (answer == TRUTH_KNOWN)
+		GPUCAP_LOG(GPUCAP_LOG_DEBUG,
+		           "device %d: reconciling: NVML's figure for this process is %llu bytes",
+		           dev->ordinal, (unsigned long long)truth_bytes);
+	else
+		GPUCAP_LOG(GPUCAP_LOG_DEBUG, "device %d: reconciling: NVML gave no figure for this process",
+		           dev->ordinal);
 	/* Under t->lock, where the pending mark is written. */
 	int pending = atomic_load(&t->pending_which);
 	if (answer == TRUTH_KNOWN &&
@@ -381,6 +390,8 @@ static uint64_t move_context_charge(const struct gpucap_device *dev, uint64_t ch
 	return bytes;
 }
 
+static uint64_t adopt_region_size(const struct gpucap_device *dev, uint64_t charged);
+
 static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
                                     enum gpucap_context_which which, uint64_t key)
 {
@@ -389,6 +400,7 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 	struct truth_dev *t = &truth[dev->ordinal];
 	uint64_t retry_ns = CONTEXT_RETRY_NS;
 	const char *why = "NVML cannot say";
+	bool left_pending = false;
 	for (int attempt = 0; attempt < CONTEXT_TRIES; attempt++) {
 		if (attempt > 0) {
 			/* Not under t->lock: the reconciler thread may need it
@@ -428,6 +440,7 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 			t->pending_key = key;
 			atomic_store(&t->pending_tries, 0);
 			atomic_store(&t->pending_which, which); /* partner: the loads in reconcile/forget */
+			left_pending = true;
 		}
 		pthread_mutex_unlock(&t->lock);
 		if (last)
@@ -437,7 +450,17 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 	    GPUCAP_LOG_DETAIL,
 	    "device %d: the new context could not be measured (%s); it is charged %llu bytes until it is",
 	    dev->ordinal, why, (unsigned long long)charged);
-	return charged;
+	/* Its estimate was charged before the driver made it, often before any
+	 * peer had measured one: 32 processes starting together on an H100
+	 * spent 5 s inside the creation, and meanwhile others measured theirs.
+	 * Their size is taken now rather than at the reconciler's next step,
+	 * since this process allocates at once and its peers do too: three of
+	 * the 32 were refused 16 MiB while contexts the driver had finished sat
+	 * at the 640 MiB estimate. Safe without t->lock: the caller stores the
+	 * charge returned here before the reconciler can see this context (the
+	 * primary context under dev->primary_lock, a created one once it is
+	 * tracked). */
+	return left_pending ? adopt_region_size(dev, charged) : charged;
 }
 
 uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enum gpucap_context_which which,
