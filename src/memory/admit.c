@@ -34,6 +34,29 @@ static void report_failed_region(void)
 	gpucap_log(GPUCAP_LOG_ERROR, "%s", strncmp(why, "gpucap: ", 8) == 0 ? why + 8 : why);
 }
 
+/* Data refused while other processes' contexts still sit at their blind
+ * estimate is asked for again as those are measured (context_admit.c):
+ * processes that start together would otherwise be refused for the
+ * estimates' excess. Only data: a context waits in its own admission, and
+ * the driver's charges are made under the reconciler's lock, which must not
+ * wait. */
+static gpucap_status reserve_beside_estimates(int region_index, uint64_t bytes)
+{
+	gpucap_status st = GPUCAP_ERR_OVER_LIMIT;
+	struct gpucap_estimates_wait wait = {0, 0};
+	while (st == GPUCAP_ERR_OVER_LIMIT && gpucap_estimates_wait(&wait, region_index))
+		st = gpucap_reserve(memory_env.region, region_index, GPUCAP_KIND_DATA, bytes);
+	if (wait.waited_ns)
+		GPUCAP_LOG(
+		    GPUCAP_LOG_DETAIL,
+		    "region device %d: %llu bytes %s after %llu ms of waiting for contexts beside them to "
+		    "be measured%s%s%s",
+		    region_index, (unsigned long long)bytes, st == GPUCAP_OK ? "admitted" : "refused",
+		    (unsigned long long)(wait.waited_ns / 1000000), st == GPUCAP_OK ? "" : " (",
+		    st == GPUCAP_OK ? "" : gpucap_estimates_wait_end(&wait), st == GPUCAP_OK ? "" : ")");
+	return st;
+}
+
 CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 {
 	if (bytes == 0)
@@ -52,6 +75,8 @@ CUresult gpucap_admit_index(int region_index, gpucap_kind kind, uint64_t bytes)
 		before_refusal(region_index);
 		st = gpucap_reserve(memory_env.region, region_index, kind, bytes);
 	}
+	if (st == GPUCAP_ERR_OVER_LIMIT && kind == GPUCAP_KIND_DATA && !memory_env.config->context_bytes_set)
+		st = reserve_beside_estimates(region_index, bytes);
 	if (st == GPUCAP_ERR_CORRUPT)
 		report_failed_region();
 	return st == GPUCAP_OK ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;

@@ -19,17 +19,16 @@
  * to get their contexts, natively. Nothing is locked or awaited between
  * processes: each retry is one lock-free reservation, and a region that
  * holds no estimate refuses at once.
+ *
+ * Data allocations wait the same way (admit.c): on an H100, 8 processes
+ * racing to fill a cap were refused while peers' contexts the driver had
+ * not listed yet sat at the 640 MiB estimate, and held 93.7% of what the
+ * cap had room for. A context at a size some process measured is no
+ * estimate here (reconcile.c): waiting for it would gain nothing.
  */
 #include "clock.h"
 #include "log.h"
 #include "memory_internal.h"
-
-/* Between two tries: a few of the peers' measurements at their creation
- * (1 to 7 ms each), well under their reconcilers' 100 ms period. */
-#define CONTEXT_RETRY_STEP_NS UINT64_C(5000000)
-/* The whole wait, however long peers' creations take (a driver that never
- * finishes one). */
-#define CONTEXT_WAIT_CEILING_NS UINT64_C(60000000000)
 
 CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, const char *api)
 {
@@ -38,16 +37,9 @@ CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, 
 	if (estimating)
 		gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, true);
 	CUresult r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, *bytes);
-	/* waited: in all; counted: while no peer was inside a creation. */
-	uint64_t waited = 0, counted = 0, limit = (uint64_t)memory_env.config->context_wait_ms * 1000000;
-	bool creating = false;
-	while (r == CUDA_ERROR_OUT_OF_MEMORY && estimating && counted < limit &&
-	       waited < CONTEXT_WAIT_CEILING_NS &&
-	       gpucap_region_context_estimates_elsewhere(memory_env.region, dev->region_index, &creating)) {
-		gpucap_clock_sleep(CONTEXT_RETRY_STEP_NS);
-		waited += CONTEXT_RETRY_STEP_NS;
-		if (!creating)
-			counted += CONTEXT_RETRY_STEP_NS;
+	struct gpucap_estimates_wait wait = {0, 0};
+	while (r == CUDA_ERROR_OUT_OF_MEMORY && estimating &&
+	       gpucap_estimates_wait(&wait, dev->region_index)) {
 		/* A peer's measurement may also have set the region's size:
 		 * this context's estimate falls with it. */
 		*bytes = gpucap_context_estimate(dev);
@@ -56,22 +48,20 @@ CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, 
 	if (r == CUDA_SUCCESS && estimating)
 		gpucap_region_mark_context_creating(memory_env.region, dev->region_index, true);
 	if (r != CUDA_SUCCESS) {
-		if (waited)
+		if (wait.waited_ns)
 			GPUCAP_LOG(
 			    GPUCAP_LOG_DETAIL,
-			    "device %d: a context is refused after %llu ms of waiting for contexts beside it to "
-			    "be measured (%s)",
-			    dev->ordinal, (unsigned long long)(waited / 1000000),
-			    counted >= limit                    ? "GPUCAP_CONTEXT_WAIT_MS ran out"
-			    : waited >= CONTEXT_WAIT_CEILING_NS ? "their creation took over a minute"
-			                                        : "none is left to measure");
+			    "device %d: a context is refused after %llu ms of waiting for contexts beside it "
+			    "to be measured (%s)",
+			    dev->ordinal, (unsigned long long)(wait.waited_ns / 1000000),
+			    gpucap_estimates_wait_end(&wait));
 		gpucap_context_estimate_settle(dev);
 		gpucap_refusal_note(dev->region_index, dev, *bytes, api);
-	} else if (waited) {
+	} else if (wait.waited_ns) {
 		GPUCAP_LOG(
 		    GPUCAP_LOG_DETAIL,
 		    "device %d: a context was admitted after %llu ms, as contexts beside it were measured",
-		    dev->ordinal, (unsigned long long)(waited / 1000000));
+		    dev->ordinal, (unsigned long long)(wait.waited_ns / 1000000));
 	}
 	return r;
 }

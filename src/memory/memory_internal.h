@@ -196,6 +196,19 @@ uint64_t gpucap_context_estimate(const struct gpucap_device *dev);
  * as they are measured, for at most GPUCAP_CONTEXT_WAIT_MS
  * (context_admit.c). On a refusal the refusal is noted. */
 CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, const char *api);
+/* A wait for the contexts other processes of the region hold at their
+ * blind estimate to be measured (their charges may fall): one step per call
+ * of gpucap_estimates_wait, which sleeps a step and returns true while
+ * such contexts remain and the wait's bounds allow (GPUCAP_CONTEXT_WAIT_MS
+ * counted while none of them is inside the driver's creation, a minute in
+ * all); false at once otherwise. */
+struct gpucap_estimates_wait {
+	uint64_t waited_ns;  /* in all */
+	uint64_t counted_ns; /* while no peer was inside a creation */
+};
+bool gpucap_estimates_wait(struct gpucap_estimates_wait *w, int region_index);
+/* Why a wait ended without success, for the log. */
+const char *gpucap_estimates_wait_end(const struct gpucap_estimates_wait *w);
 /* This process's slot marks dev as holding a context at its estimate
  * exactly while a measurement is pending (call after a creation failed). */
 void gpucap_context_estimate_settle(const struct gpucap_device *dev);

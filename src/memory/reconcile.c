@@ -57,6 +57,11 @@ struct truth_dev {
 	/* Reconciliations that found it still unmeasured (written under lock;
 	 * read by gpucap_context_estimate_settle without it). */
 	atomic_uint pending_tries;
+	/* The pending context's charge is a size some process of the region
+	 * measured, not the blind default: its measurement can lower it by
+	 * little, so peers do not wait for it and the reconciler asks for it
+	 * at the quiet pace only. */
+	atomic_bool adopted;
 };
 
 /* After this many reconciliations (3 s of the thread's periods, the default GPUCAP_CONTEXT_WAIT_MS) that
@@ -345,7 +350,7 @@ void gpucap_context_estimate_settle(const struct gpucap_device *dev)
 	if (memory_env.config->context_bytes_set || dev->region_index < 0)
 		return;
 	const struct truth_dev *t = &truth[dev->ordinal];
-	bool pending = atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
+	bool pending = atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE && !atomic_load(&t->adopted) &&
 	               atomic_load(&t->pending_tries) < context_hint_tries();
 	gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, pending);
 	gpucap_region_mark_context_creating(memory_env.region, dev->region_index, false);
@@ -391,6 +396,15 @@ static uint64_t move_context_charge(const struct gpucap_device *dev, uint64_t ch
 }
 
 static uint64_t adopt_region_size(const struct gpucap_device *dev, uint64_t charged);
+
+/* The pending context on dev is now charged `charge`: at or below a size
+ * the region measured, it is adopted (struct truth_dev). Its caller then
+ * settles the estimate mark (gpucap_context_estimate_settle). */
+static void note_adopted(const struct gpucap_device *dev, uint64_t charge)
+{
+	uint64_t noted = gpucap_region_context_bytes(memory_env.region, dev->region_index);
+	atomic_store(&truth[dev->ordinal].adopted, noted && charge <= noted + GPUCAP_CONTEXT_GROWTH_BYTES);
+}
 
 static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
                                     enum gpucap_context_which which, uint64_t key)
@@ -439,6 +453,7 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 			/* The reconciler measures it at its next steps. */
 			t->pending_key = key;
 			atomic_store(&t->pending_tries, 0);
+			atomic_store(&t->adopted, false);
 			atomic_store(&t->pending_which, which); /* partner: the loads in reconcile/forget */
 			left_pending = true;
 		}
@@ -460,7 +475,11 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 	 * charge returned here before the reconciler can see this context (the
 	 * primary context under dev->primary_lock, a created one once it is
 	 * tracked). */
-	return left_pending ? adopt_region_size(dev, charged) : charged;
+	if (!left_pending)
+		return charged;
+	uint64_t bytes = adopt_region_size(dev, charged);
+	note_adopted(dev, bytes);
+	return bytes;
 }
 
 uint64_t gpucap_context_measure(struct gpucap_device *dev, uint64_t charged, enum gpucap_context_which which,
@@ -511,6 +530,8 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 		}
 		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, &measured)) {
 			dev->primary_bytes = adopt_region_size(dev, dev->primary_bytes);
+			note_adopted(dev, dev->primary_bytes);
+			gpucap_context_estimate_settle(dev);
 			return;
 		}
 		if (measured + GPUCAP_CONTEXT_GROWTH_BYTES < dev->primary_bytes)
@@ -526,14 +547,19 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 			entry->bytes = move_context_charge(dev, entry->bytes, measured);
 		else if (!believed)
 			entry->bytes = adopt_region_size(dev, entry->bytes);
-		gpucap_track_put(entry);
 		if (!believed)
+			note_adopted(dev, entry->bytes);
+		gpucap_track_put(entry);
+		if (!believed) {
+			gpucap_context_estimate_settle(dev);
 			return;
+		}
 	} else {
 		return;
 	}
 	t->measured = true;
 	atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
+	atomic_store(&t->adopted, false);
 	gpucap_context_estimate_settle(dev);
 	/* Measured late, the figure may hold what the driver took since
 	 * (module globals placed at a launch): it only ever lowers the size
@@ -602,7 +628,8 @@ static bool any_pending(void)
 {
 	for (int i = 0; i < GPUCAP_MAX_DEVICES; i++)
 		if (atomic_load_explicit(&truth[i].active, memory_order_relaxed) &&
-		    atomic_load(&truth[i].pending_which) != CONTEXT_PENDING_NONE)
+		    atomic_load(&truth[i].pending_which) != CONTEXT_PENDING_NONE &&
+		    !atomic_load(&truth[i].adopted))
 			return true;
 	return false;
 }
@@ -708,6 +735,7 @@ void gpucap_reconcile_after_fork(void)
 		truth[i].measured = false;
 		truth[i].over_logged = false;
 		atomic_store(&truth[i].pending_which, CONTEXT_PENDING_NONE);
+		atomic_store(&truth[i].adopted, false);
 		truth[i].pending_key = 0;
 	}
 	/* The child has no reconciler thread (its exit must not wait for one)

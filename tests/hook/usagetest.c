@@ -523,9 +523,11 @@ static void test_start_many(void)
 /* ---- A context beside one the driver is still creating ---------------------------- */
 
 /* One of two processes on one simulated clock: after delay_ms of it, its
- * primary context; writes "answer ms-it-took context-charge" to out_path
- * (the charge as the call left it, before any reconciler step), then holds
- * the context for 8 s of the clock. */
+ * primary context, then (USAGETEST_ALLOC_MIB, when set) that much data;
+ * writes "answer ms-it-took context-charge alloc-answer alloc-ms" to
+ * out_path (the charge as the context's call left it, before any
+ * reconciler step; -1 for an allocation not made), then holds both for 8 s
+ * of the clock. */
 static int child_creating(const char *out_path, int delay_ms)
 {
 	fakeclock_sleep((uint64_t)delay_ms * 1000000u);
@@ -536,18 +538,30 @@ static int child_creating(const char *out_path, int delay_ms)
 		r = cuDevicePrimaryCtxRetain(&ctx, 0);
 	uint64_t took_ms = (fakeclock_now() - t0) / 1000000u;
 	long long charge = (long long)mine().kind[GPUCAP_KIND_CONTEXT];
+	const char *alloc_mib = getenv("USAGETEST_ALLOC_MIB");
+	int alloc_answer = -1;
+	uint64_t alloc_ms = 0;
+	if (r == CUDA_SUCCESS && alloc_mib && *alloc_mib) {
+		CUdeviceptr p;
+		CU(cuCtxSetCurrent(ctx));
+		t0 = fakeclock_now();
+		alloc_answer = (int)cuMemAlloc_v2(&p, strtoull(alloc_mib, NULL, 10) * MiB);
+		alloc_ms = (fakeclock_now() - t0) / 1000000u;
+	}
 	FILE *f = fopen(out_path, "w");
 	if (!f)
 		return 3;
-	fprintf(f, "%d %llu %lld\n", (int)r, (unsigned long long)took_ms, charge);
+	fprintf(f, "%d %llu %lld %d %llu\n", (int)r, (unsigned long long)took_ms, charge, alloc_answer,
+	        (unsigned long long)alloc_ms);
 	fclose(f);
 	fakeclock_sleep(80 * PERIOD);
 	return 0;
 }
 
-/* unlisted: the queries after which the fake driver lists the child. */
+/* unlisted: the queries after which the fake driver lists the child;
+ * alloc_mib: its allocation after the context ("": none). */
 static pid_t spawn_creating(const char *clock_env, const char *out_path, const char *delay_ms,
-                            const char *creation_ns, const char *unlisted)
+                            const char *creation_ns, const char *unlisted, const char *alloc_mib)
 {
 	pid_t pid = fork();
 	CHECK(pid >= 0);
@@ -556,6 +570,7 @@ static pid_t spawn_creating(const char *clock_env, const char *out_path, const c
 		setenv(FAKE_CLOCK_PARTIES_ENV, "2", 1);
 		setenv("FAKECUDA_CONTEXT_CREATE_NS", creation_ns, 1);
 		setenv("FAKECUDA_UNLISTED_QUERIES", unlisted, 1);
+		setenv("USAGETEST_ALLOC_MIB", alloc_mib, 1);
 		execl(self_path, self_path, "child-creating", out_path, delay_ms, (char *)NULL);
 		_exit(127);
 	}
@@ -573,32 +588,37 @@ struct created {
 	int answer;
 	unsigned long long took_ms;
 	long long charge;
+	int alloc_answer;
+	unsigned long long alloc_ms;
 };
 
 /* Runs the pair on one simulated clock: the first 5 s inside the driver's
  * creation from time 0, the second created at once 100 ms later; each is
  * listed by the fake driver after its given number of queries. */
-static void run_creating_pair(const char *first_unlisted, const char *second_unlisted, struct created got[2])
+static void run_creating_pair(const char *first_unlisted, const char *second_unlisted,
+                              const char *second_alloc_mib, struct created got[2])
 {
 	static char clock_env[4200];
 	snprintf(clock_env, sizeof(clock_env), "%s=%s/clock", FAKE_CLOCK_FILE_ENV, region_dir);
 	char out[2][4200];
 	for (int i = 0; i < 2; i++)
 		snprintf(out[i], sizeof(out[i]), "%s/creating-%d", region_dir, i);
-	pid_t first = spawn_creating(clock_env, out[0], "0", "5000000000", first_unlisted);
-	pid_t second = spawn_creating(clock_env, out[1], "100", "0", second_unlisted);
+	pid_t first = spawn_creating(clock_env, out[0], "0", "5000000000", first_unlisted, "");
+	pid_t second = spawn_creating(clock_env, out[1], "100", "0", second_unlisted, second_alloc_mib);
 	int status;
 	CHECK(waitpid(first, &status, 0) == first && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(waitpid(second, &status, 0) == second && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	for (int i = 0; i < 2; i++) {
 		FILE *f = fopen(out[i], "r");
 		CHECK(f != NULL);
-		CHECK(fscanf(f, "%d %llu %lld", &got[i].answer, &got[i].took_ms, &got[i].charge) == 3);
+		CHECK(fscanf(f, "%d %llu %lld %d %llu", &got[i].answer, &got[i].took_ms, &got[i].charge,
+		             &got[i].alloc_answer, &got[i].alloc_ms) == 5);
 		fclose(f);
 	}
-	printf(
-	    "first: answer %d after %llu ms, charged %lld; second: answer %d after %llu ms, charged %lld\n",
-	    got[0].answer, got[0].took_ms, got[0].charge, got[1].answer, got[1].took_ms, got[1].charge);
+	printf("first: answer %d after %llu ms, charged %lld; second: answer %d after %llu ms, charged %lld, "
+	       "allocation %d after %llu ms\n",
+	       got[0].answer, got[0].took_ms, got[0].charge, got[1].answer, got[1].took_ms, got[1].charge,
+	       got[1].alloc_answer, got[1].alloc_ms);
 }
 
 static void test_context_creating(void)
@@ -608,7 +628,7 @@ static void test_context_creating(void)
 	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
 	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
 	struct created got[2];
-	run_creating_pair("0", "0", got);
+	run_creating_pair("0", "0", "", got);
 	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
 	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
 	/* It waited for the first's creation, not for its own limit alone. */
@@ -627,11 +647,33 @@ static void test_context_adopted(void)
 	setenv("CUDA_DEVICE_MEMORY_LIMIT", "2g", 1);
 	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
 	struct created got[2];
-	run_creating_pair("1000000", "0", got);
+	run_creating_pair("1000000", "0", "", got);
 	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
 	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
 	CHECK_EQ((long long)CTX_CHARGE, got[1].charge); /* measured at its creation */
 	CHECK_EQ((long long)CTX_CHARGE, got[0].charge); /* the peer's size, at once */
+}
+
+/* Data refused only for a peer's blind estimate waits for its measurement.
+ * The cap holds both contexts at the 640 MiB estimate, and 200 MiB more
+ * once the first, 5 s inside the driver's creation, is measured (518 MiB,
+ * charged 520), not before: the second, created and measured at 100 ms,
+ * asks for 200 MiB at once. It is admitted when the first is measured, not
+ * refused for the estimate's excess. */
+static void test_data_beside_estimate(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "1280m", 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
+	struct created got[2];
+	run_creating_pair("0", "0", "200", got);
+	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
+	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
+	CHECK_EQ((long long)CTX_CHARGE, got[1].charge);
+	CHECK_EQ(CUDA_SUCCESS, got[1].alloc_answer);
+	/* It waited for the first's creation: time inside it is not counted. */
+	CHECK(got[1].alloc_ms >= 4800);
 }
 
 /* The first measurement replaces the estimate and is kept in the region;
@@ -680,8 +722,9 @@ static void test_context_measured(void)
 }
 
 /* A context the driver does not list yet takes the size another process
- * of the region measured, at its reconciler's next step, and still asks
- * peers to wait for its own measurement. */
+ * of the region measured, at its reconciler's next step. Peers no longer
+ * wait for its own measurement (it could lower the charge by little), and
+ * the reconciler stops asking NVML every period for it. */
 static void test_context_peer(void)
 {
 	fresh_region_unlisted("1000000");
@@ -693,7 +736,11 @@ static void test_context_peer(void)
 	periods(1);
 	struct charges c = mine();
 	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
-	CHECK(c.context_estimated);
+	CHECK(!c.context_estimated);
+	uint64_t before = fakenvml_stat("process_queries");
+	periods(30);
+	uint64_t asked = fakenvml_stat("process_queries") - before;
+	CHECK(asked >= 2 && asked <= 4); /* once a second, not 30 times */
 	CUdeviceptr p;
 	CU(cuMemAlloc_v2(&p, CAP - CTX_CHARGE));
 	real_within_cap();
@@ -1081,6 +1128,7 @@ static const struct {
     {"hot-path", test_hot_path},
     {"context-creating", test_context_creating},
     {"context-adopted", test_context_adopted},
+    {"data-beside-estimate", test_data_beside_estimate},
     {"captured-alloc", test_captured_alloc},
 };
 
