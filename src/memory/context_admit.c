@@ -30,12 +30,23 @@
 #include "log.h"
 #include "memory_internal.h"
 
+/* A charge of bytes for a context on dev is the blind default, above any
+ * size a process of the region measured: its measurement may lower it
+ * much, so peers refused meanwhile wait for it. A charge at a measured
+ * size would fall by little: no one waits for it, nor for its creation. */
+static bool charge_is_blind(const struct gpucap_device *dev, uint64_t bytes)
+{
+	uint64_t noted = gpucap_region_context_bytes(memory_env.region, dev->region_index);
+	return !noted || bytes > noted + GPUCAP_CONTEXT_GROWTH_BYTES;
+}
+
 CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, const char *api)
 {
 	bool estimating = !memory_env.config->context_bytes_set && dev->region_index >= 0;
 	*bytes = gpucap_context_estimate(dev);
 	if (estimating)
-		gpucap_region_mark_context_estimate(memory_env.region, dev->region_index, true);
+		gpucap_region_mark_context_estimate(memory_env.region, dev->region_index,
+		                                    charge_is_blind(dev, *bytes));
 	CUresult r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, *bytes);
 	struct gpucap_estimates_wait wait = {0, 0};
 	while (r == CUDA_ERROR_OUT_OF_MEMORY && estimating &&
@@ -43,9 +54,11 @@ CUresult gpucap_context_admit(const struct gpucap_device *dev, uint64_t *bytes, 
 		/* A peer's measurement may also have set the region's size:
 		 * this context's estimate falls with it. */
 		*bytes = gpucap_context_estimate(dev);
+		gpucap_region_mark_context_estimate(memory_env.region, dev->region_index,
+		                                    charge_is_blind(dev, *bytes));
 		r = gpucap_admit(dev, GPUCAP_KIND_CONTEXT, *bytes);
 	}
-	if (r == CUDA_SUCCESS && estimating)
+	if (r == CUDA_SUCCESS && estimating && charge_is_blind(dev, *bytes))
 		gpucap_region_mark_context_creating(memory_env.region, dev->region_index, true);
 	if (r != CUDA_SUCCESS) {
 		if (wait.waited_ns)

@@ -520,6 +520,8 @@ static void test_start_many(void)
 	CHECK(c.device_charged <= cap);
 }
 
+static long long context_charge_of_child(const char *extra_env);
+
 /* ---- A context beside one the driver is still creating ---------------------------- */
 
 /* One of two processes on one simulated clock: after delay_ms of it, its
@@ -674,6 +676,24 @@ static void test_data_beside_estimate(void)
 	CHECK_EQ(CUDA_SUCCESS, got[1].alloc_answer);
 	/* It waited for the first's creation: time inside it is not counted. */
 	CHECK(got[1].alloc_ms >= 4800);
+}
+
+/* Once the region holds a measured size, a context charged that size is no
+ * estimate, even inside its creation: data that does not fit beside it is
+ * refused at once, not after the 5 s creation. */
+static void test_data_beside_measured(void)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "1280m", 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
+	CHECK_EQ(CTX_CHARGE, context_charge_of_child("FAKECUDA_UNLISTED_QUERIES=0"));
+	struct created got[2];
+	run_creating_pair("0", "0", "400", got);
+	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
+	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, got[1].alloc_answer);
+	CHECK(got[1].alloc_ms < 100);
 }
 
 /* The first measurement replaces the estimate and is kept in the region;
@@ -1129,6 +1149,7 @@ static const struct {
     {"context-creating", test_context_creating},
     {"context-adopted", test_context_adopted},
     {"data-beside-estimate", test_data_beside_estimate},
+    {"data-beside-measured", test_data_beside_measured},
     {"captured-alloc", test_captured_alloc},
 };
 
