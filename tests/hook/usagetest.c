@@ -596,7 +596,8 @@ struct created {
 
 /* Runs the pair on one simulated clock: the first 5 s inside the driver's
  * creation from time 0, the second created at once 100 ms later; each is
- * listed by the fake driver after its given number of queries. */
+ * listed by the fake driver after its given number of queries. Both get
+ * their contexts. */
 static void run_creating_pair(const char *first_unlisted, const char *second_unlisted,
                               const char *second_alloc_mib, struct created got[2])
 {
@@ -621,18 +622,25 @@ static void run_creating_pair(const char *first_unlisted, const char *second_unl
 	       "allocation %d after %llu ms\n",
 	       got[0].answer, got[0].took_ms, got[0].charge, got[1].answer, got[1].took_ms, got[1].charge,
 	       got[1].alloc_answer, got[1].alloc_ms);
+	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
+	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
+}
+
+/* A fresh region under cap whose contexts are 518 MiB on the fake
+ * driver; a refused context waits 1 s (outside peers' creations). */
+static void fresh_pair_region(const char *cap)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", cap, 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
 }
 
 static void test_context_creating(void)
 {
-	fresh_region();
-	setenv("CUDA_DEVICE_MEMORY_LIMIT", "1200m", 1);
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
+	fresh_pair_region("1200m");
 	struct created got[2];
 	run_creating_pair("0", "0", "", got);
-	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
-	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
 	/* It waited for the first's creation, not for its own limit alone. */
 	CHECK(got[1].took_ms >= 4800);
 }
@@ -645,13 +653,9 @@ static void test_context_creating(void)
  * still sat at the 640 MiB estimate). */
 static void test_context_adopted(void)
 {
-	fresh_region();
-	setenv("CUDA_DEVICE_MEMORY_LIMIT", "2g", 1);
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	fresh_pair_region("2g");
 	struct created got[2];
 	run_creating_pair("1000000", "0", "", got);
-	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
-	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
 	CHECK_EQ((long long)CTX_CHARGE, got[1].charge); /* measured at its creation */
 	CHECK_EQ((long long)CTX_CHARGE, got[0].charge); /* the peer's size, at once */
 }
@@ -664,14 +668,9 @@ static void test_context_adopted(void)
  * refused for the estimate's excess. */
 static void test_data_beside_estimate(void)
 {
-	fresh_region();
-	setenv("CUDA_DEVICE_MEMORY_LIMIT", "1280m", 1);
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
+	fresh_pair_region("1280m");
 	struct created got[2];
 	run_creating_pair("0", "0", "200", got);
-	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
-	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
 	CHECK_EQ((long long)CTX_CHARGE, got[1].charge);
 	CHECK_EQ(CUDA_SUCCESS, got[1].alloc_answer);
 	/* It waited for the first's creation: time inside it is not counted. */
@@ -683,15 +682,10 @@ static void test_data_beside_estimate(void)
  * refused at once, not after the 5 s creation. */
 static void test_data_beside_measured(void)
 {
-	fresh_region();
-	setenv("CUDA_DEVICE_MEMORY_LIMIT", "1280m", 1);
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("GPUCAP_CONTEXT_WAIT_MS", "1000", 1);
+	fresh_pair_region("1280m");
 	CHECK_EQ(CTX_CHARGE, context_charge_of_child("FAKECUDA_UNLISTED_QUERIES=0"));
 	struct created got[2];
 	run_creating_pair("0", "0", "400", got);
-	CHECK_EQ(CUDA_SUCCESS, got[0].answer);
-	CHECK_EQ(CUDA_SUCCESS, got[1].answer);
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, got[1].alloc_answer);
 	CHECK(got[1].alloc_ms < 100);
 }
