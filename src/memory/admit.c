@@ -46,14 +46,19 @@ static gpucap_status reserve_beside_estimates(int region_index, uint64_t bytes)
 	struct gpucap_estimates_wait wait = {0, 0};
 	while (st == GPUCAP_ERR_OVER_LIMIT && gpucap_estimates_wait(&wait, region_index))
 		st = gpucap_reserve(memory_env.region, region_index, GPUCAP_KIND_DATA, bytes);
-	if (wait.waited_ns)
+	if (wait.waited_ns && st == GPUCAP_OK)
 		GPUCAP_LOG(
 		    GPUCAP_LOG_DETAIL,
-		    "region device %d: %llu bytes %s after %llu ms of waiting for contexts beside them to "
-		    "be measured%s%s%s",
-		    region_index, (unsigned long long)bytes, st == GPUCAP_OK ? "admitted" : "refused",
-		    (unsigned long long)(wait.waited_ns / 1000000), st == GPUCAP_OK ? "" : " (",
-		    st == GPUCAP_OK ? "" : gpucap_estimates_wait_end(&wait), st == GPUCAP_OK ? "" : ")");
+		    "region device %d: %llu bytes admitted after %llu ms of waiting for contexts beside them to be "
+		    "measured",
+		    region_index, (unsigned long long)bytes, (unsigned long long)(wait.waited_ns / 1000000));
+	else if (wait.waited_ns)
+		GPUCAP_LOG(
+		    GPUCAP_LOG_DETAIL,
+		    "region device %d: %llu bytes refused after %llu ms of waiting for contexts beside them to be "
+		    "measured (%s)",
+		    region_index, (unsigned long long)bytes, (unsigned long long)(wait.waited_ns / 1000000),
+		    gpucap_estimates_wait_end(&wait));
 	return st;
 }
 

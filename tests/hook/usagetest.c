@@ -439,16 +439,23 @@ static void race_round(int round)
 	CHECK(100 * data >= 99 * (RACE_CAP - contexts));
 }
 
+/* A fresh region for the race: 8 GiB, contexts of 518 MiB on a driver
+ * that lists a new process only at its (unlisted + 1)th query. */
+static void fresh_race_region(const char *unlisted)
+{
+	fresh_region();
+	setenv("CUDA_DEVICE_MEMORY_LIMIT", "8g", 1);
+	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
+	setenv("FAKECUDA_UNLISTED_QUERIES", unlisted, 1);
+}
+
 /* Round 0 on a fresh region whose driver lists a new process only at its
  * third query; every round with a driver that takes 2 MiB more by itself
  * once a process allocates. The real total stays within the cap, and the
  * data fills at least 99% of the cap less the contexts' real footprint. */
 static void test_race_fill(void)
 {
-	fresh_region();
-	setenv("CUDA_DEVICE_MEMORY_LIMIT", "8g", 1);
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "2", 1);
+	fresh_race_region("2");
 	setenv("FAKECUDA_ALLOC_GROWTH_BYTES", "2097152", 1);
 	for (int round = 0; round < 3; round++)
 		race_round(round);
@@ -462,10 +469,7 @@ static void test_race_fill(void)
  * measurements, and the round holds at least 99% all the same. */
 static void test_race_fill_late(void)
 {
-	fresh_region();
-	setenv("CUDA_DEVICE_MEMORY_LIMIT", "8g", 1);
-	setenv("FAKECUDA_CONTEXT_BYTES", "543162368", 1);
-	setenv("FAKECUDA_UNLISTED_QUERIES", "6", 1);
+	fresh_race_region("6");
 	/* No bound on a loaded machine's scheduling: a wait ends as soon as
 	 * no estimate is left beside it, never on the clock here. */
 	setenv("GPUCAP_CONTEXT_WAIT_MS", "60000", 1);
