@@ -10,19 +10,34 @@
  *   hidden_memory MODE [FATBIN]
  *   module FATBIN  load a module with a 1.5 GiB __device__ array and launch
  *                  from it (CUDA_MODULE_LOADING decides when it is placed)
+ *   library FATBIN the same array through cuLibraryLoadFromFile and a kernel
+ *                  handle of the library
  *   heap FATBIN    malloc heap 3 GiB (must be refused), then 512 MiB and a
  *                  kernel that calls malloc
  *   stack FATBIN   stack 32 KiB per thread (must be refused), then a kernel
+ *   printf FATBIN  printf FIFO 3 GiB (must be refused), then 256 MiB and a
+ *                  kernel that prints
+ *   pending FATBIN 1M pending device-runtime launches (the call declares no
+ *                  size: out of memory or success, whichever the device
+ *                  allows under the cap), then a kernel
  *   stack-grow FATBIN  a kernel that needs 4 KiB of stack a thread: the driver
  *                  grows the stack at the launch, caught by reconciliation
  *   pool FATBIN    the default pool keeps everything (release threshold
  *                  UINT64_MAX), 64 rounds of 256 MiB async alloc, kernel, free
  *   ctx8           8 contexts by cuCtxCreate (CUDA 13: v4, NULL params)
+ *   ctx8-v2        8 contexts by cuCtxCreate_v2, the form of CUDA 11 and 12
+ *   green          4 green contexts of 16 SMs each (as many as the device has
+ *                  room for, at least one)
  *   graph          graph memory nodes: a 3 GiB node (must be refused), a graph
  *                  of two live 1 GiB nodes whose upload must be refused
  *                  (each fits the room, together they do not), then a graph
  *                  that allocates and frees 512 MiB, uploaded and launched
  *                  twice (the graph pool keeps the 512 MiB)
+ *   graph-generic  the same through cuGraphAddNode (CUgraphNodeParams): a
+ *                  3 GiB node (must be refused), then a graph that allocates
+ *                  and frees 512 MiB, uploaded and launched twice
+ *   host-pool      a pool on the host: 3 GiB from it must succeed under the
+ *                  2 GiB cap (host memory is not charged)
  *   graph-capture  the same 512 MiB graph made by capturing cuMemAllocAsync,
  *                  cuMemsetD8Async and cuMemFreeAsync, launched twice
  *   graph-launch   a graph captured the same way with 1 GiB, instantiated
@@ -43,6 +58,10 @@
 #include <unistd.h>
 
 #define MiB (UINT64_C(1) << 20)
+
+/* The CUDA 11 and 12 form of cuCtxCreate, still exported by the driver; CUDA
+ * 13's cuda.h declares it only for its own build. */
+CUresult CUDAAPI cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev);
 
 static int failures;
 
@@ -161,6 +180,101 @@ static CUgraph captured_graph(uint64_t bytes, CUstream *stream)
 	return graph;
 }
 
+/* The 1.5 GiB array's kernel through a library, launched once. */
+static void library_launch(const char *fatbin)
+{
+	CUlibrary library;
+	CUkernel kernel;
+	CUresult r = cuLibraryLoadFromFile(&library, fatbin, NULL, NULL, 0, NULL, NULL, 0);
+	printf("load library %s: %d\n", fatbin, (int)r);
+	if (r != CUDA_SUCCESS || cuLibraryGetKernel(&kernel, library, "touch_big") != CUDA_SUCCESS)
+		return;
+	expect("launch touch_big from the library",
+	       cuLaunchKernel((CUfunction)kernel, 1536, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL), CUDA_SUCCESS);
+	cuCtxSynchronize();
+	pause_ms(300); /* the reconciler's period is 100 ms */
+}
+
+/* Up to 4 green contexts of 16 SMs each; at least one must be made. */
+static void green_contexts(CUdevice dev)
+{
+	CUdevResource all, groups[4], rest;
+	unsigned int n = 4;
+	if (cuDeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM) != CUDA_SUCCESS ||
+	    cuDevSmResourceSplitByCount(groups, &n, &all, &rest, 0, 16) != CUDA_SUCCESS || n == 0) {
+		expect("split the SMs into groups of 16", CUDA_ERROR_NOT_SUPPORTED, CUDA_SUCCESS);
+		return;
+	}
+	int made = 0;
+	for (unsigned int i = 0; i < n; i++) {
+		CUdevResourceDesc desc;
+		CUgreenCtx green;
+		if (cuDevResourceGenerateDesc(&desc, &groups[i], 1) != CUDA_SUCCESS)
+			break;
+		CUresult r = cuGreenCtxCreate(&green, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+		expect("cuGreenCtxCreate", r, CUDA_SUCCESS);
+		made += r == CUDA_SUCCESS;
+	}
+	printf("green contexts created: %d of %u\n", made, n);
+}
+
+/* Graph memory through the generic cuGraphAddNode. */
+static CUresult add_alloc_node(CUgraphNode *node, CUgraph graph, CUdevice dev, uint64_t bytes,
+                               CUdeviceptr *at)
+{
+	CUgraphNodeParams p;
+	memset(&p, 0, sizeof(p));
+	p.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+	p.alloc.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	p.alloc.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	p.alloc.poolProps.location.id = dev;
+	p.alloc.bytesize = bytes;
+	CUresult r = cuGraphAddNode(node, graph, NULL, NULL, 0, &p);
+	*at = p.alloc.dptr;
+	return r;
+}
+
+static void generic_graph(CUdevice dev)
+{
+	CUstream stream;
+	CUgraph big, one;
+	CUgraphNode node, freed;
+	CUdeviceptr at;
+	if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS ||
+	    cuGraphCreate(&big, 0) != CUDA_SUCCESS || cuGraphCreate(&one, 0) != CUDA_SUCCESS)
+		return;
+	expect("generic alloc node of 3 GiB", add_alloc_node(&node, big, dev, 3072 * MiB, &at),
+	       CUDA_ERROR_OUT_OF_MEMORY);
+	CUresult r = add_alloc_node(&node, one, dev, 512 * MiB, &at);
+	expect("generic alloc node of 512 MiB", r, CUDA_SUCCESS);
+	if (r != CUDA_SUCCESS)
+		return;
+	CUgraphNodeParams f;
+	memset(&f, 0, sizeof(f));
+	f.type = CU_GRAPH_NODE_TYPE_MEM_FREE;
+	f.free.dptr = at;
+	expect("generic free node", cuGraphAddNode(&freed, one, &node, NULL, 1, &f), CUDA_SUCCESS);
+	run_graph(one, stream);
+	pause_ms(300);
+}
+
+/* 3 GiB from a pool on the host, which is not device memory. */
+static void host_pool(void)
+{
+	CUmemPoolProps props;
+	memset(&props, 0, sizeof(props));
+	props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	props.location.type = CU_MEM_LOCATION_TYPE_HOST;
+	CUmemoryPool pool;
+	CUresult r = cuMemPoolCreate(&pool, &props);
+	expect("host pool", r, CUDA_SUCCESS);
+	if (r != CUDA_SUCCESS)
+		return;
+	CUdeviceptr p;
+	expect("3 GiB from the host pool", cuMemAllocFromPoolAsync(&p, 3072 * MiB, pool, NULL), CUDA_SUCCESS);
+	expect("synchronise", cuCtxSynchronize(), CUDA_SUCCESS);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -182,6 +296,8 @@ int main(int argc, char **argv)
 			cuCtxSynchronize();
 			pause_ms(300); /* the reconciler's period is 100 ms */
 		}
+	} else if (strcmp(mode, "library") == 0) {
+		library_launch(fatbin);
 	} else if (strcmp(mode, "heap") == 0) {
 		expect("malloc heap 3 GiB", cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 3072 * MiB),
 		       CUDA_ERROR_OUT_OF_MEMORY);
@@ -201,6 +317,28 @@ int main(int argc, char **argv)
 			expect("launch nothing", cuLaunchKernel(f, 132, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL),
 			       CUDA_SUCCESS);
 		cuCtxSynchronize();
+	} else if (strcmp(mode, "printf") == 0) {
+		expect("printf FIFO 3 GiB", cuCtxSetLimit(CU_LIMIT_PRINTF_FIFO_SIZE, 3072 * MiB),
+		       CUDA_ERROR_OUT_OF_MEMORY);
+		expect("printf FIFO 256 MiB", cuCtxSetLimit(CU_LIMIT_PRINTF_FIFO_SIZE, 256 * MiB),
+		       CUDA_SUCCESS);
+		CUfunction f = function(&module, fatbin, "printf_user");
+		if (f)
+			expect("launch printf_user",
+			       cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL), CUDA_SUCCESS);
+		cuCtxSynchronize();
+		pause_ms(300);
+	} else if (strcmp(mode, "pending") == 0) {
+		CUresult r = cuCtxSetLimit(CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT, 1u << 20);
+		printf("1M pending launches: %d\n", (int)r);
+		if (r != CUDA_SUCCESS && r != CUDA_ERROR_OUT_OF_MEMORY)
+			expect("1M pending launches", r, CUDA_SUCCESS);
+		CUfunction f = function(&module, fatbin, "nothing");
+		if (f)
+			expect("launch nothing", cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL),
+			       CUDA_SUCCESS);
+		cuCtxSynchronize();
+		pause_ms(300);
 	} else if (strcmp(mode, "stack-grow") == 0) {
 		CUfunction f = function(&module, fatbin, "stack_user");
 		CUdeviceptr out;
@@ -246,6 +384,27 @@ int main(int argc, char **argv)
 		for (int i = 0; i < made; i++)
 			cuCtxDestroy(c[i]);
 		cuCtxSetCurrent(primary);
+	} else if (strcmp(mode, "ctx8-v2") == 0) {
+		CUcontext c[8];
+		int made = 0;
+		for (int i = 0; i < 8; i++) {
+			CUresult r = cuCtxCreate_v2(&c[i], 0, dev);
+			expect("cuCtxCreate_v2", r, CUDA_SUCCESS);
+			if (r != CUDA_SUCCESS)
+				break;
+			made++;
+		}
+		printf("contexts created: %d\n", made);
+		for (int i = 0; i < made; i++)
+			cuCtxDestroy(c[i]);
+		cuCtxSetCurrent(primary);
+	} else if (strcmp(mode, "green") == 0) {
+		green_contexts(dev);
+		cuCtxSetCurrent(primary);
+	} else if (strcmp(mode, "graph-generic") == 0) {
+		generic_graph(dev);
+	} else if (strcmp(mode, "host-pool") == 0) {
+		host_pool();
 	} else if (strcmp(mode, "graph") == 0) {
 		CUstream stream;
 		if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)

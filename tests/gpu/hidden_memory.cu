@@ -2,7 +2,7 @@
 // Kernels for hidden_memory.c, built twice into fatbins: with -DBIG the
 // module holds a 1.5 GiB __device__ array (placed when the module loads, or
 // at its first launch under lazy loading); without it, kernels that use the
-// device malloc heap and the per-thread stack.
+// device malloc heap, the per-thread stack and the printf FIFO.
 #ifdef BIG
 __device__ char big[1536ull << 20];
 
@@ -31,6 +31,12 @@ extern "C" __global__ void stack_user(int n, int *out)
 	for (int i = 0; i < 1024; i++)
 		local[i] = i * n;
 	out[0] = local[(n * 7) & 1023];
+}
+
+extern "C" __global__ void printf_user(void)
+{
+	if (threadIdx.x == 0)
+		printf("printf_user ran\n");
 }
 
 extern "C" __global__ void nothing(void)

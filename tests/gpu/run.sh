@@ -266,18 +266,34 @@ if "$cuda/bin/nvcc" -fatbin -DBIG -o "$out/big.fatbin" "$repo/tests/gpu/hidden_m
   record "a module with a 1.5 GiB __device__ array, loaded eagerly: refused at the load, real usage within the cap" $?
   hold_check module-lazy $cap 1536 env CUDA_MODULE_LOADING=LAZY "$out/hidden_memory" module "$out/big.fatbin"
   record "the same array placed at its first launch (lazy loading): real usage over the cap by at most that array, nothing admitted after" $?
+  hold_check library-eager $cap 0 env CUDA_MODULE_LOADING=EAGER "$out/hidden_memory" library "$out/big.fatbin"
+  record "the same array through cuLibraryLoadFromFile, loaded eagerly: refused at the load, real usage within the cap" $?
+  hold_check library-lazy $cap 1536 env CUDA_MODULE_LOADING=LAZY "$out/hidden_memory" library "$out/big.fatbin"
+  record "the library's array placed at its kernel's first launch: real usage over the cap by at most that array, nothing admitted after" $?
   hold_check heap $cap 0 "$out/hidden_memory" heap "$out/small.fatbin"
   record "malloc heap 3 GiB refused with OUT_OF_MEMORY; 512 MiB and a malloc kernel: real usage within the cap" $?
   hold_check stack $cap 0 "$out/hidden_memory" stack "$out/small.fatbin"
   record "stack 32 KiB per thread refused with OUT_OF_MEMORY, then a kernel: real usage within the cap" $?
+  hold_check printf $cap 0 "$out/hidden_memory" printf "$out/small.fatbin"
+  record "printf FIFO 3 GiB refused with OUT_OF_MEMORY; 256 MiB and a kernel that prints: real usage within the cap" $?
+  hold_check pending $cap 0 "$out/hidden_memory" pending "$out/small.fatbin"
+  record "1M pending device-runtime launches (no size declared), then a kernel: real usage within the cap" $?
   hold_check stack-grow $cap 1536 "$out/hidden_memory" stack-grow "$out/small.fatbin"
   record "a kernel that needs 4 KiB of stack a thread (the driver grows the stack): real usage over the cap by at most that growth, nothing admitted after" $?
   hold_check pool $cap 0 "$out/hidden_memory" pool "$out/small.fatbin"
   record "a pool that keeps everything, 64 rounds of 256 MiB: real usage within the cap" $?
   hold_check ctx8 $rcap 0 "$out/hidden_memory" ctx8
   record "8 x cuCtxCreate (v4, NULL params) under a cap with room all succeed; charges come back; the cap fills" $?
+  hold_check ctx8-v2 $rcap 0 "$out/hidden_memory" ctx8-v2
+  record "8 x cuCtxCreate_v2 (the CUDA 11 and 12 form) under a cap with room all succeed; the cap fills" $?
+  hold_check green $rcap 0 "$out/hidden_memory" green
+  record "green contexts of 16 SMs under a cap with room all succeed and are held: real usage within the cap" $?
   hold_check graph $cap 0 "$out/hidden_memory" graph
   record "graph memory nodes: a 3 GiB node and an upload past the cap refused with OUT_OF_MEMORY; a 512 MiB graph uploaded and launched: real usage within the cap" $?
+  hold_check graph-generic $cap 0 "$out/hidden_memory" graph-generic
+  record "graph memory through cuGraphAddNode: a 3 GiB node refused with OUT_OF_MEMORY; a 512 MiB graph uploaded and launched: real usage within the cap" $?
+  hold_check host-pool $cap 0 "$out/hidden_memory" host-pool
+  record "3 GiB from a pool on the host under a 2 GiB cap: not charged, succeeds; real device usage within the cap" $?
   hold_check graph-capture $cap 0 "$out/hidden_memory" graph-capture
   record "a graph captured from cuMemAllocAsync/cuMemsetD8Async/cuMemFreeAsync, launched twice: real usage within the cap" $?
   hold_check graph-launch $cap 0 "$out/hidden_memory" graph-launch
