@@ -50,6 +50,7 @@
  * the mode came (out of memory, not another error).
  */
 #include <cuda.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,40 @@ static void library_launch(const char *fatbin)
 	pause_ms(300); /* the reconciler's period is 100 ms */
 }
 
+/* A limit of 3 GiB, which the 2 GiB cap must refuse, then one of granted
+ * bytes, then a warp of the kernel that uses what the limit sized. */
+static void limit_then_kernel(const char *fatbin, CUlimit limit, const char *what, uint64_t granted,
+                              const char *kernel)
+{
+	printf("%s:\n", what);
+	expect("  3 GiB", cuCtxSetLimit(limit, 3072 * MiB), CUDA_ERROR_OUT_OF_MEMORY);
+	expect("  granted", cuCtxSetLimit(limit, granted), CUDA_SUCCESS);
+	CUmodule module;
+	CUfunction f = function(&module, fatbin, kernel);
+	if (f)
+		expect("  launch", cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL), CUDA_SUCCESS);
+	cuCtxSynchronize();
+	pause_ms(300);
+}
+
+/* 8 contexts, each created and then all destroyed: by CUDA 13's cuCtxCreate
+ * (v4, NULL params) or by the v2 form of CUDA 11 and 12. */
+static void eight_contexts(CUdevice dev, bool v2)
+{
+	CUcontext c[8];
+	int made = 0;
+	for (int i = 0; i < 8; i++) {
+		CUresult r = v2 ? cuCtxCreate_v2(&c[i], 0, dev) : cuCtxCreate(&c[i], NULL, 0, dev);
+		expect(v2 ? "cuCtxCreate_v2" : "cuCtxCreate", r, CUDA_SUCCESS);
+		if (r != CUDA_SUCCESS)
+			break;
+		made++;
+	}
+	printf("contexts created: %d\n", made);
+	for (int i = 0; i < made; i++)
+		cuCtxDestroy(c[i]);
+}
+
 /* Up to 4 green contexts of 16 SMs each; at least one must be made. */
 static void green_contexts(CUdevice dev)
 {
@@ -299,16 +334,7 @@ int main(int argc, char **argv)
 	} else if (strcmp(mode, "library") == 0) {
 		library_launch(fatbin);
 	} else if (strcmp(mode, "heap") == 0) {
-		expect("malloc heap 3 GiB", cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 3072 * MiB),
-		       CUDA_ERROR_OUT_OF_MEMORY);
-		expect("malloc heap 512 MiB", cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 512 * MiB),
-		       CUDA_SUCCESS);
-		CUfunction f = function(&module, fatbin, "heap_user");
-		if (f)
-			expect("launch heap_user", cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL),
-			       CUDA_SUCCESS);
-		cuCtxSynchronize();
-		pause_ms(300);
+		limit_then_kernel(fatbin, CU_LIMIT_MALLOC_HEAP_SIZE, "malloc heap", 512 * MiB, "heap_user");
 	} else if (strcmp(mode, "stack") == 0) {
 		expect("stack 32 KiB", cuCtxSetLimit(CU_LIMIT_STACK_SIZE, 32 * 1024),
 		       CUDA_ERROR_OUT_OF_MEMORY);
@@ -318,16 +344,7 @@ int main(int argc, char **argv)
 			       CUDA_SUCCESS);
 		cuCtxSynchronize();
 	} else if (strcmp(mode, "printf") == 0) {
-		expect("printf FIFO 3 GiB", cuCtxSetLimit(CU_LIMIT_PRINTF_FIFO_SIZE, 3072 * MiB),
-		       CUDA_ERROR_OUT_OF_MEMORY);
-		expect("printf FIFO 256 MiB", cuCtxSetLimit(CU_LIMIT_PRINTF_FIFO_SIZE, 256 * MiB),
-		       CUDA_SUCCESS);
-		CUfunction f = function(&module, fatbin, "printf_user");
-		if (f)
-			expect("launch printf_user",
-			       cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL), CUDA_SUCCESS);
-		cuCtxSynchronize();
-		pause_ms(300);
+		limit_then_kernel(fatbin, CU_LIMIT_PRINTF_FIFO_SIZE, "printf FIFO", 256 * MiB, "printf_user");
 	} else if (strcmp(mode, "pending") == 0) {
 		CUresult r = cuCtxSetLimit(CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT, 1u << 20);
 		printf("1M pending launches: %d\n", (int)r);
@@ -371,32 +388,10 @@ int main(int argc, char **argv)
 		}
 		cuCtxSynchronize();
 	} else if (strcmp(mode, "ctx8") == 0) {
-		CUcontext c[8];
-		int made = 0;
-		for (int i = 0; i < 8; i++) {
-			CUresult r = cuCtxCreate(&c[i], NULL, 0, dev);
-			expect("cuCtxCreate", r, CUDA_SUCCESS);
-			if (r != CUDA_SUCCESS)
-				break;
-			made++;
-		}
-		printf("contexts created: %d\n", made);
-		for (int i = 0; i < made; i++)
-			cuCtxDestroy(c[i]);
+		eight_contexts(dev, false);
 		cuCtxSetCurrent(primary);
 	} else if (strcmp(mode, "ctx8-v2") == 0) {
-		CUcontext c[8];
-		int made = 0;
-		for (int i = 0; i < 8; i++) {
-			CUresult r = cuCtxCreate_v2(&c[i], 0, dev);
-			expect("cuCtxCreate_v2", r, CUDA_SUCCESS);
-			if (r != CUDA_SUCCESS)
-				break;
-			made++;
-		}
-		printf("contexts created: %d\n", made);
-		for (int i = 0; i < made; i++)
-			cuCtxDestroy(c[i]);
+		eight_contexts(dev, true);
 		cuCtxSetCurrent(primary);
 	} else if (strcmp(mode, "green") == 0) {
 		green_contexts(dev);
