@@ -34,6 +34,60 @@ static void report_failed_region(void)
 	gpucap_log(GPUCAP_LOG_ERROR, "%s", strncmp(why, "gpucap: ", 8) == 0 ? why + 8 : why);
 }
 
+/* ---- Ledger moves in flight ------------------------------------------------ */
+
+/* An allocation is charged before the driver makes it, and a free given back
+ * after the driver frees it: in between, the ledger holds bytes the driver
+ * does not. A context measured as NVML's figure less the ledger is then too
+ * small by those bytes, and the region would keep that size for every later
+ * process (once seen on the test driver under load: 64 MiB past the cap).
+ * So the paths that move the ledger around a driver call count themselves
+ * here, per process, and a measurement is believed only if no move of
+ * another thread was under way from before its NVML query to after its
+ * ledger read. A move of the measuring thread itself (a refusal measures
+ * the pending context on the way out) changed nothing: its charge was
+ * refused. */
+static atomic_uint_fast64_t moves_begun;
+static atomic_uint_fast64_t moves_ended;
+static _Thread_local unsigned moves_open_here;
+
+void gpucap_ledger_move_begin(void)
+{
+	moves_open_here++;
+	/* seq_cst, before the reservation or the driver's free. Partner: the
+	 * loads of gpucap_ledger_quiet and gpucap_ledger_still. Invariant: a
+	 * measurement that finds begun == ended + its own moves, and begun
+	 * unchanged after its ledger read, overlapped no move. */
+	atomic_fetch_add(&moves_begun, 1);
+}
+
+void gpucap_ledger_move_end(void)
+{
+	/* seq_cst, after the driver answered and the ledger was settled.
+	 * Partner: the load of moves_ended in gpucap_ledger_quiet. */
+	atomic_fetch_add(&moves_ended, 1);
+	moves_open_here--;
+}
+
+bool gpucap_ledger_quiet(uint64_t *mark)
+{
+	/* Ended first: a move that begins and ends between the two loads
+	 * leaves begun ahead, which reads as a move under way (never as
+	 * quiet). */
+	uint64_t ended = atomic_load(&moves_ended);
+	uint64_t begun = atomic_load(&moves_begun);
+	*mark = begun;
+	return begun - ended == moves_open_here;
+}
+
+bool gpucap_ledger_still(uint64_t mark)
+{
+	/* Partner: the fetch_add in gpucap_ledger_move_begin. The fence keeps
+	 * the ledger's loads before this one. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load(&moves_begun) == mark;
+}
+
 /* Data refused while other processes' contexts still sit at their blind
  * estimate is asked for again as those are measured (context_admit.c):
  * processes that start together would otherwise be refused for the
@@ -44,8 +98,22 @@ static gpucap_status reserve_beside_estimates(int region_index, uint64_t bytes)
 {
 	gpucap_status st = GPUCAP_ERR_OVER_LIMIT;
 	struct gpucap_estimates_wait wait = {0, 0};
-	while (st == GPUCAP_ERR_OVER_LIMIT && gpucap_estimates_wait(&wait, region_index))
+	/* This thread's ledger move (gpucap_simple_admit) has reserved nothing
+	 * yet: it is closed while the thread waits, so that this process's
+	 * reconciler can measure its own pending context meanwhile (peers may
+	 * be waiting for that very measurement), and opened again before each
+	 * reservation. */
+	bool open = moves_open_here > 0;
+	while (st == GPUCAP_ERR_OVER_LIMIT) {
+		if (open)
+			gpucap_ledger_move_end();
+		bool again = gpucap_estimates_wait(&wait, region_index);
+		if (open)
+			gpucap_ledger_move_begin();
+		if (!again)
+			break;
 		st = gpucap_reserve(memory_env.region, region_index, GPUCAP_KIND_DATA, bytes);
+	}
 	if (wait.waited_ns && st == GPUCAP_OK)
 		GPUCAP_LOG(
 		    GPUCAP_LOG_DETAIL,
@@ -156,14 +224,19 @@ void gpucap_track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, u
 	gpucap_track_put(entry);
 }
 
+struct gpucap_track_entry *gpucap_track_take(enum gpucap_track_tag tag, uint64_t key)
+{
+	gpucap_ledger_move_begin();
+	return key ? gpucap_track_remove(tag, key) : NULL;
+}
+
 void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r)
 {
-	if (!entry)
-		return;
-	if (r == CUDA_SUCCESS)
+	if (entry && r == CUDA_SUCCESS)
 		gpucap_track_release(entry);
-	else
+	else if (entry)
 		gpucap_track_put(entry);
+	gpucap_ledger_move_end();
 }
 
 void gpucap_track_release(struct gpucap_track_entry *entry)
@@ -177,8 +250,10 @@ CUresult gpucap_simple_admit(const struct simple_alloc *a, struct gpucap_track_e
 	*entry = gpucap_track_new();
 	if (!*entry)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	gpucap_ledger_move_begin();
 	CUresult r = gpucap_admit(a->dev, a->kind, a->bytes);
 	if (r != CUDA_SUCCESS) {
+		gpucap_ledger_move_end();
 		free(*entry);
 		*entry = NULL;
 		gpucap_refusal_note(a->dev->region_index, a->dev, a->bytes, a->api);
@@ -192,7 +267,8 @@ void gpucap_simple_done(const struct simple_alloc *a, struct gpucap_track_entry 
 	if (r != CUDA_SUCCESS) {
 		gpucap_unadmit_index(a->dev->region_index, a->kind, a->bytes);
 		free(entry);
-		return;
+	} else {
+		gpucap_track(entry, a->tag, key, a->dev->region_index, a->kind, a->bytes, NULL);
 	}
-	gpucap_track(entry, a->tag, key, a->dev->region_index, a->kind, a->bytes, NULL);
+	gpucap_ledger_move_end();
 }

@@ -94,28 +94,24 @@ CUresult on_mem_alloc_managed(CUresult (*real)(CUdeviceptr *, size_t, unsigned i
 /* ---- Frees of pointers ------------------------------------------------------ */
 
 /* After the driver answered the free of a tracked pointer (plain or from a
- * pool): its charge goes back, or, the free refused, the entry is put back. */
+ * pool): its charge goes back, or, the free refused, the entry is put back;
+ * the ledger move of gpucap_track_take ends. */
 static void settle_pointer(struct gpucap_track_entry *entry, CUresult r)
 {
-	if (!entry)
-		return;
-	if (r != CUDA_SUCCESS) {
-		gpucap_track_put(entry);
-		return;
-	}
-	if (entry->pool) {
+	if (entry && entry->pool && r == CUDA_SUCCESS) {
 		struct gpucap_pool *pool = entry->pool;
 		uint64_t bytes = entry->bytes;
 		free(entry);
 		gpucap_pool_return(pool, bytes);
+		gpucap_ledger_move_end();
 	} else {
-		gpucap_track_release(entry);
+		gpucap_track_settle(entry, r);
 	}
 }
 
 CUresult on_mem_free(CUresult (*real)(CUdeviceptr), CUdeviceptr dptr)
 {
-	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
+	struct gpucap_track_entry *entry = gpucap_track_take(GPUCAP_TRACK_PTR, dptr);
 	CUresult r = real(dptr);
 	settle_pointer(entry, r);
 	return r;
@@ -123,7 +119,7 @@ CUresult on_mem_free(CUresult (*real)(CUdeviceptr), CUdeviceptr dptr)
 
 CUresult on_mem_free_async(CUresult (*real)(CUdeviceptr, CUstream), CUdeviceptr dptr, CUstream hStream)
 {
-	struct gpucap_track_entry *entry = dptr ? gpucap_track_remove(GPUCAP_TRACK_PTR, dptr) : NULL;
+	struct gpucap_track_entry *entry = gpucap_track_take(GPUCAP_TRACK_PTR, dptr);
 	CUresult r = real(dptr, hStream);
 	settle_pointer(entry, r);
 	return r;
@@ -158,7 +154,7 @@ CUresult on_mem_create(CUresult (*real)(CUmemGenericAllocationHandle *, size_t, 
 
 CUresult on_mem_release(CUresult (*real)(CUmemGenericAllocationHandle), CUmemGenericAllocationHandle handle)
 {
-	struct gpucap_track_entry *entry = gpucap_track_remove(GPUCAP_TRACK_HANDLE, handle);
+	struct gpucap_track_entry *entry = gpucap_track_take(GPUCAP_TRACK_HANDLE, handle);
 	CUresult r = real(handle);
 	gpucap_track_settle(entry, r);
 	return r;
@@ -376,8 +372,7 @@ CUresult on_mipmapped_array_create(CUresult (*real)(CUmipmappedArray *, const CU
 
 CUresult on_array_destroy(CUresult (*real)(CUarray), CUarray hArray)
 {
-	struct gpucap_track_entry *entry =
-	    hArray ? gpucap_track_remove(GPUCAP_TRACK_ARRAY, (uint64_t)(uintptr_t)hArray) : NULL;
+	struct gpucap_track_entry *entry = gpucap_track_take(GPUCAP_TRACK_ARRAY, (uint64_t)(uintptr_t)hArray);
 	CUresult r = real(hArray);
 	gpucap_track_settle(entry, r);
 	return r;
@@ -386,8 +381,7 @@ CUresult on_array_destroy(CUresult (*real)(CUarray), CUarray hArray)
 CUresult on_mipmapped_array_destroy(CUresult (*real)(CUmipmappedArray), CUmipmappedArray hMipmappedArray)
 {
 	struct gpucap_track_entry *entry =
-	    hMipmappedArray ? gpucap_track_remove(GPUCAP_TRACK_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray)
-	                    : NULL;
+	    gpucap_track_take(GPUCAP_TRACK_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray);
 	CUresult r = real(hMipmappedArray);
 	gpucap_track_settle(entry, r);
 	return r;
@@ -419,8 +413,14 @@ static CUresult context_admit(struct simple_alloc *a, struct gpucap_track_entry 
 	*entry = gpucap_track_new();
 	if (!*entry)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	/* A ledger move, like any allocation's; context_created ends it
+	 * (gpucap_simple_done). The creation's own measurement, on this
+	 * thread, subtracts this very charge, so the move does not disturb
+	 * it. */
+	gpucap_ledger_move_begin();
 	CUresult r = gpucap_context_admit(a->dev, &a->bytes, a->api);
 	if (r != CUDA_SUCCESS) {
+		gpucap_ledger_move_end();
 		free(*entry);
 		*entry = NULL;
 	}
@@ -517,8 +517,7 @@ CUresult on_ctx_destroy(CUresult (*real)(CUcontext), CUcontext ctx)
 {
 	if (ctx)
 		gpucap_context_forget((uint64_t)(uintptr_t)ctx);
-	struct gpucap_track_entry *entry =
-	    ctx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)ctx) : NULL;
+	struct gpucap_track_entry *entry = gpucap_track_take(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)ctx);
 	if (memory_env.observer.context_gone)
 		memory_env.observer.context_gone(ctx); /* the SM gate must not drain its streams later */
 	CUresult r = real(ctx);
@@ -603,8 +602,7 @@ CUresult on_green_ctx_destroy(CUresult (*real)(CUgreenCtx), CUgreenCtx hCtx)
 {
 	if (hCtx)
 		gpucap_context_forget((uint64_t)(uintptr_t)hCtx);
-	struct gpucap_track_entry *entry =
-	    hCtx ? gpucap_track_remove(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)hCtx) : NULL;
+	struct gpucap_track_entry *entry = gpucap_track_take(GPUCAP_TRACK_CTX, (uint64_t)(uintptr_t)hCtx);
 	CUresult r = real(hCtx);
 	gpucap_track_settle(entry, r);
 	return r;

@@ -139,10 +139,25 @@ void gpucap_track(struct gpucap_track_entry *entry, enum gpucap_track_tag tag, u
 void gpucap_track_put(struct gpucap_track_entry *entry);
 /* Give an entry's charge back and free it. */
 void gpucap_track_release(struct gpucap_track_entry *entry);
-/* After the driver answered the free of a tracked object (entry: what was
- * removed from the map before the call, or NULL): r CUDA_SUCCESS gives the
- * charge back, anything else puts the entry back. */
+/* Before the driver frees a tracked object: a ledger move begins, and its
+ * entry (none for key 0 or an untracked one) leaves the map. */
+struct gpucap_track_entry *gpucap_track_take(enum gpucap_track_tag tag, uint64_t key);
+/* After the driver answered that free (entry: what gpucap_track_take
+ * returned): r CUDA_SUCCESS gives the charge back, anything else puts the
+ * entry back; the move ends. */
 void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r);
+
+/* Ledger moves in flight (admit.c): an allocation from before its charge to
+ * the driver's answer, a free from before the driver's free to its charge's
+ * return. gpucap_simple_admit/done and gpucap_track_take/settle count
+ * theirs. A measurement of NVML's figure less the ledger takes a mark with
+ * gpucap_ledger_quiet before its query (false: a move of another thread is
+ * under way) and believes its result only if gpucap_ledger_still(mark)
+ * after its ledger read. */
+void gpucap_ledger_move_begin(void);
+void gpucap_ledger_move_end(void);
+bool gpucap_ledger_quiet(uint64_t *mark);
+bool gpucap_ledger_still(uint64_t mark);
 
 /* ---- Refusals (refusal.c) --------------------------------------------------- */
 

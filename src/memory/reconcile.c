@@ -64,6 +64,20 @@ struct truth_dev {
 	atomic_bool adopted;
 };
 
+/* Taken before an NVML query whose figure the ledger is subtracted from
+ * (gpucap_ledger_quiet). */
+struct ledger_mark {
+	bool quiet;
+	uint64_t begun;
+};
+
+static struct ledger_mark ledger_mark_now(void)
+{
+	struct ledger_mark m;
+	m.quiet = gpucap_ledger_quiet(&m.begun);
+	return m;
+}
+
 /* After this many reconciliations (3 s of the thread's periods, the default GPUCAP_CONTEXT_WAIT_MS) that
  * could not measure it, a context stops telling other processes to wait for its measurement (a driver that
  * never lists this process: a PID it cannot translate). Its charge stays at the estimate. Counted in steps,
@@ -226,7 +240,8 @@ static bool settle_locked(struct gpucap_device *dev, struct truth_dev *t, uint64
 	return false;
 }
 
-static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t truth_bytes);
+static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t truth_bytes,
+                                   const struct ledger_mark *mark);
 
 bool gpucap_reconcile(struct gpucap_device *dev)
 {
@@ -241,6 +256,7 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 		pthread_mutex_lock(&dev->primary_lock);
 	pthread_mutex_lock(&t->lock);
 	uint64_t truth_bytes = 0, target;
+	struct ledger_mark mark = ledger_mark_now();
 	enum truth_answer answer = nvml_truth(dev, &truth_bytes, NULL);
 	/* One line per query at debug level: how often a process asks NVML
 	 * is then read from its log (bench/gpu/run.sh counts them). */
@@ -255,7 +271,7 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 	int pending = atomic_load(&t->pending_which);
 	if (answer == TRUTH_KNOWN &&
 	    (pending == CONTEXT_PENDING_TRACKED || (pending == CONTEXT_PENDING_PRIMARY && primary)))
-		measure_pending_locked(dev, t, truth_bytes);
+		measure_pending_locked(dev, t, truth_bytes, &mark);
 	if (pending != CONTEXT_PENDING_NONE && atomic_load(&t->pending_which) != CONTEXT_PENDING_NONE &&
 	    atomic_fetch_add(&t->pending_tries, 1) + 1 == context_hint_tries()) {
 		gpucap_context_estimate_settle(dev);
@@ -267,8 +283,15 @@ bool gpucap_reconcile(struct gpucap_device *dev)
 		    answer == TRUTH_KNOWN ? "no usable figure for this process" : "NVML cannot say");
 	}
 	bool fits = true;
-	if (driver_target(dev, answer, truth_bytes, &target))
+	if (driver_target(dev, answer, truth_bytes, &target)) {
+		/* An allocation or free under way makes NVML's figure lag the
+		 * ledger: such a step may raise the driver charge, never lower
+		 * it (a lower one would admit the bytes in flight twice). */
+		bool steady = mark.quiet && gpucap_ledger_still(mark.begun);
+		if (!steady && target < t->driver_charged)
+			target = t->driver_charged;
 		fits = settle_locked(dev, t, target);
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (primary)
 		pthread_mutex_unlock(&dev->primary_lock);
@@ -298,10 +321,11 @@ void gpucap_reconcile_before_refusal(int region_index)
 		if (pthread_mutex_trylock(&t->lock) == 0) {
 			uint64_t truth_bytes = 0;
 			int now_pending = atomic_load(&t->pending_which);
+			struct ledger_mark mark = ledger_mark_now();
 			if ((now_pending == CONTEXT_PENDING_TRACKED ||
 			     (now_pending == CONTEXT_PENDING_PRIMARY && primary)) &&
 			    nvml_truth(dev, &truth_bytes, NULL) == TRUTH_KNOWN)
-				measure_pending_locked(dev, t, truth_bytes);
+				measure_pending_locked(dev, t, truth_bytes, &mark);
 			pthread_mutex_unlock(&t->lock);
 		}
 		if (primary)
@@ -367,12 +391,20 @@ void gpucap_context_estimate_settle(const struct gpucap_device *dev)
 
 /* The size of a context charged `charged`, from the driver's figure truth:
  * truth less everything else the process is charged on dev (caller holds
- * t->lock, so the driver charge does not move). False: not believable. */
+ * t->lock, so the driver charge does not move). False: not believable, or
+ * (*disturbed) an allocation or free of another thread was under way
+ * between the caller's mark (gpucap_ledger_quiet, taken before the query)
+ * and the ledger's read, so truth and ledger disagree by its bytes: ask
+ * again later. */
 static bool context_size_locked(const struct gpucap_device *dev, const struct truth_dev *t,
-                                uint64_t truth_bytes, uint64_t charged, uint64_t *size)
+                                uint64_t truth_bytes, uint64_t charged, const struct ledger_mark *mark,
+                                uint64_t *size, bool *disturbed)
 {
 	int64_t kinds[GPUCAP_KIND_COUNT];
 	uint64_t ledger = ledger_of(dev, kinds) + t->driver_charged;
+	*disturbed = !mark->quiet || !gpucap_ledger_still(mark->begun);
+	if (*disturbed)
+		return false;
 	uint64_t others = ledger > charged ? ledger - charged : 0;
 	uint64_t measured = truth_bytes > others ? truth_bytes - others : 0;
 	if (measured < CONTEXT_MEASURED_MIN || measured > GPUCAP_CONTEXT_BYTES_MAX)
@@ -431,9 +463,11 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 			return charged;
 		}
 		uint64_t truth_bytes, measured;
-		bool listed;
+		bool listed, disturbed = false;
+		struct ledger_mark mark = ledger_mark_now();
 		enum truth_answer answer = nvml_truth(dev, &truth_bytes, &listed);
-		if (answer == TRUTH_KNOWN && context_size_locked(dev, t, truth_bytes, charged, &measured)) {
+		if (answer == TRUTH_KNOWN &&
+		    context_size_locked(dev, t, truth_bytes, charged, &mark, &measured, &disturbed)) {
 			t->measured = true;
 			gpucap_region_note_context_bytes(memory_env.region, dev->region_index, measured);
 			pthread_mutex_unlock(&t->lock);
@@ -441,13 +475,15 @@ static uint64_t measure_new_context(struct gpucap_device *dev, uint64_t charged,
 			           dev->ordinal, (unsigned long long)measured);
 			return move_context_charge(dev, charged, measured);
 		}
-		why = answer == TRUTH_KNOWN && listed ? "the driver's figure is too small to be a context"
-		      : answer == TRUTH_KNOWN         ? "the process is not listed yet"
-		      : answer == TRUTH_FAILED        ? "the query failed"
-		                                      : "NVML cannot say";
+		why = disturbed                         ? "another thread's allocation or free was under way"
+		      : answer == TRUTH_KNOWN && listed ? "the driver's figure is too small to be a context"
+		      : answer == TRUTH_KNOWN           ? "the process is not listed yet"
+		      : answer == TRUTH_FAILED          ? "the query failed"
+		                                        : "NVML cannot say";
 		/* Asked again only where the driver may not have caught up:
-		 * the process not listed yet, or the query failed. */
-		bool again = answer == TRUTH_FAILED || (answer == TRUTH_KNOWN && !listed);
+		 * the process not listed yet, the query failed, or another
+		 * thread's allocation was under way. */
+		bool again = disturbed || answer == TRUTH_FAILED || (answer == TRUTH_KNOWN && !listed);
 		bool last = !again || attempt == CONTEXT_TRIES - 1;
 		if (last && answer != TRUTH_UNSUPPORTED) {
 			/* The reconciler measures it at its next steps. */
@@ -518,17 +554,22 @@ static uint64_t adopt_region_size(const struct gpucap_device *dev, uint64_t char
  * (caller holds t->lock and, for a primary context, dev->primary_lock). A
  * measurement below the charge lowers it; above it the driver charge takes
  * the rest. */
-static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t truth_bytes)
+static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *t, uint64_t truth_bytes,
+                                   const struct ledger_mark *mark)
 {
 	int which = atomic_load(&t->pending_which);
 	uint64_t measured;
+	bool disturbed;
 	if (which == CONTEXT_PENDING_PRIMARY) {
 		if (dev->primary_refs == 0) {
 			atomic_store(&t->pending_which, CONTEXT_PENDING_NONE);
 			gpucap_context_estimate_settle(dev);
 			return;
 		}
-		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, &measured)) {
+		if (!context_size_locked(dev, t, truth_bytes, dev->primary_bytes, mark, &measured,
+		                         &disturbed)) {
+			if (disturbed)
+				return; /* asked again at the next step */
 			dev->primary_bytes = adopt_region_size(dev, dev->primary_bytes);
 			note_adopted(dev, dev->primary_bytes);
 			gpucap_context_estimate_settle(dev);
@@ -542,7 +583,12 @@ static void measure_pending_locked(struct gpucap_device *dev, struct truth_dev *
 		struct gpucap_track_entry *entry = gpucap_track_remove(GPUCAP_TRACK_CTX, t->pending_key);
 		if (!entry)
 			return; /* not tracked yet: the creation is finishing */
-		bool believed = context_size_locked(dev, t, truth_bytes, entry->bytes, &measured);
+		bool believed =
+		    context_size_locked(dev, t, truth_bytes, entry->bytes, mark, &measured, &disturbed);
+		if (disturbed) {
+			gpucap_track_put(entry);
+			return; /* asked again at the next step */
+		}
 		if (believed && measured + GPUCAP_CONTEXT_GROWTH_BYTES < entry->bytes)
 			entry->bytes = move_context_charge(dev, entry->bytes, measured);
 		else if (!believed)

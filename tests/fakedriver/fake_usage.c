@@ -24,6 +24,8 @@
  *   - FAKECUDA_UNLISTED_QUERIES=N: the first N per-process queries of the
  *     process (fakenvml) do not list it yet, as a driver that has not caught
  *     up with a context just created;
+ *   - FAKECUDA_ALLOC_TAKES_NS (fakecuda.c): how long cuMemAlloc takes before
+ *     the memory is held, on the fake clock; default 0;
  *   - FAKECUDA_CONTEXT_CREATE_NS: how long the creation of a context takes
  *     on the fake clock (32 processes starting together on an H100 took
  *     5.2 to 5.5 s each); default 0.

@@ -447,6 +447,12 @@ FAKE_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 	uint64_t p;
 	if (!dptr)
 		return CUDA_ERROR_INVALID_VALUE;
+	/* FAKECUDA_ALLOC_TAKES_NS: the time the driver takes, on the fake
+	 * clock, before it holds the memory (a large allocation on a busy
+	 * GPU); meanwhile the process's NVML figure lacks it. */
+	const char *takes = getenv("FAKECUDA_ALLOC_TAKES_NS");
+	if (takes && *takes)
+		fakeclock_sleep(strtoull(takes, NULL, 10));
 	CUresult r = alloc_common(&p, bytesize, false);
 	if (r == CUDA_SUCCESS)
 		*dptr = p;

@@ -281,6 +281,29 @@ static void test_context_late_created(void)
 	CHECK_EQ(0, mine().kind[GPUCAP_KIND_CONTEXT]);
 }
 
+/* The driver lists the process only after its context's creation, and
+ * the reconciler's queries come while an allocation of 64 MiB is charged
+ * but not yet made (the driver takes a second over it): NVML's figure then
+ * lacks the 64 MiB the ledger holds, and the context measured from the two
+ * would be 64 MiB short, a size every later process of the region would
+ * start from. The measurement waits until the allocation is made. */
+static void test_context_beside_allocation(void)
+{
+	fresh_region_unlisted("6");
+	start_device();
+	CHECK(mine().context_estimated);
+	setenv("FAKECUDA_ALLOC_TAKES_NS", "1000000000", 1);
+	CUdeviceptr p;
+	CU(cuMemAlloc_v2(&p, 64 * MiB));
+	unsetenv("FAKECUDA_ALLOC_TAKES_NS");
+	until_measured(6);
+	struct charges c = mine();
+	CHECK_EQ(518 * MiB, c.context_measured);
+	CHECK_EQ(CTX_CHARGE, c.kind[GPUCAP_KIND_CONTEXT]);
+	CHECK_EQ(64 * MiB, c.kind[GPUCAP_KIND_DATA]);
+	CU(cuMemFree_v2(p));
+}
+
 /* A context the driver never lists the process for (a PID it cannot
  * translate) keeps its estimate, but stops telling other processes to
  * wait for its measurement after 30 of the reconciler's tries; one it
@@ -1149,6 +1172,7 @@ static const struct {
     {"context-refusal", test_context_refusal},
     {"context-late-primary", test_context_late_primary},
     {"context-late-created", test_context_late_created},
+    {"context-beside-allocation", test_context_beside_allocation},
     {"race-fill", test_race_fill},
     {"race-fill-late", test_race_fill_late},
     {"start-many", test_start_many},
