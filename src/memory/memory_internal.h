@@ -149,8 +149,9 @@ void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r);
 
 /* Ledger moves in flight (admit.c): an allocation from before its charge to
  * the driver's answer, a free from before the driver's free to its charge's
- * return. gpucap_simple_admit/done and gpucap_track_take/settle count
- * theirs. A measurement of NVML's figure less the ledger takes a mark with
+ * return. gpucap_simple_admit/done, gpucap_track_take/settle and the pools'
+ * allocations (pools.c) count theirs; graph runs do not (the driver takes
+ * their memory when the run executes, after the call). A measurement of NVML's figure less the ledger takes a mark with
  * gpucap_ledger_quiet before its query (false: a move of another thread is
  * under way) and believes its result only if gpucap_ledger_still(mark)
  * after its ledger read. */

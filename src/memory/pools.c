@@ -312,18 +312,20 @@ static CUresult pool_alloc(struct gpucap_pool *pool, CUdeviceptr *dptr, size_t b
 	struct gpucap_track_entry *entry = gpucap_track_new();
 	if (!entry)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	/* A ledger move (admit.c) from the charge to the driver's answer. */
+	gpucap_ledger_move_begin();
 	CUresult r = pool_admit(pool, bytesize, api);
-	if (r != CUDA_SUCCESS) {
-		free(entry);
-		return r;
+	if (r == CUDA_SUCCESS) {
+		r = call(ctx);
+		if (r == CUDA_SUCCESS)
+			gpucap_track(entry, GPUCAP_TRACK_PTR, *dptr, pool->region_index, GPUCAP_KIND_DATA,
+			             bytesize, pool);
+		else
+			gpucap_pool_return(pool, bytesize);
 	}
-	r = call(ctx);
-	if (r != CUDA_SUCCESS) {
+	if (r != CUDA_SUCCESS)
 		free(entry);
-		gpucap_pool_return(pool, bytesize);
-		return r;
-	}
-	gpucap_track(entry, GPUCAP_TRACK_PTR, *dptr, pool->region_index, GPUCAP_KIND_DATA, bytesize, pool);
+	gpucap_ledger_move_end();
 	return r;
 }
 
