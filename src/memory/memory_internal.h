@@ -151,10 +151,11 @@ void gpucap_track_settle(struct gpucap_track_entry *entry, CUresult r);
  * the driver's answer, a free from before the driver's free to its charge's
  * return. gpucap_simple_admit/done, gpucap_track_take/settle and the pools'
  * allocations (pools.c) count theirs; graph runs do not (the driver takes
- * their memory when the run executes, after the call). A measurement of NVML's figure less the ledger takes a mark with
- * gpucap_ledger_quiet before its query (false: a move of another thread is
- * under way) and believes its result only if gpucap_ledger_still(mark)
- * after its ledger read. */
+ * their memory when the run executes, after the call). A measurement of
+ * NVML's figure less the ledger takes a mark with gpucap_ledger_quiet
+ * before its query (false: a move of another thread is under way) and
+ * believes its result only if gpucap_ledger_still(mark) after its ledger
+ * read. */
 void gpucap_ledger_move_begin(void);
 void gpucap_ledger_move_end(void);
 bool gpucap_ledger_quiet(uint64_t *mark);
