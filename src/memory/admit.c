@@ -88,6 +88,15 @@ bool gpucap_ledger_still(uint64_t mark)
 	return atomic_load(&moves_begun) == mark;
 }
 
+void gpucap_ledger_moves_after_fork(void)
+{
+	/* The child has only the forking thread, which is inside no move:
+	 * moves other threads had under way never end here, and counted as
+	 * open they would stop every measurement of the child for good. */
+	atomic_store(&moves_ended, atomic_load(&moves_begun));
+	moves_open_here = 0;
+}
+
 /* Data refused while other processes' contexts still sit at their blind
  * estimate is asked for again as those are measured (context_admit.c):
  * processes that start together would otherwise be refused for the

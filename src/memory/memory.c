@@ -34,6 +34,7 @@ void gpucap_memory_after_fork(void)
 	gpucap_devices_reset();
 	gpucap_refusal_after_fork();
 	gpucap_reconcile_after_fork();
+	gpucap_ledger_moves_after_fork();
 	/* The child is alone (fork keeps one thread). */
 	atomic_store_explicit(&memory_env.region, NULL, memory_order_relaxed);
 }

@@ -160,6 +160,8 @@ void gpucap_ledger_move_begin(void);
 void gpucap_ledger_move_end(void);
 bool gpucap_ledger_quiet(uint64_t *mark);
 bool gpucap_ledger_still(uint64_t mark);
+/* In a forked child: no move is under way. */
+void gpucap_ledger_moves_after_fork(void);
 
 /* ---- Refusals (refusal.c) --------------------------------------------------- */
 
