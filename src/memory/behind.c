@@ -164,24 +164,56 @@ CUresult on_library_load_from_file(CUresult (*real)(CUlibrary *, const char *, C
 /* ---- Graph memory ---------------------------------------------------------------- */
 
 /* An allocation node declares its size: one that cannot fit the room left
- * is refused at once. The graph pool takes the memory at upload or launch,
- * where the truth is taken. */
+ * is refused at once, whichever form adds it. The graph pool takes the
+ * memory at upload or launch, where the truth is taken. */
+static bool alloc_node_refused(const CUDA_MEM_ALLOC_NODE_PARAMS *params, const char *api)
+{
+	struct gpucap_device *dev;
+	uint64_t limit, charged;
+	if (!params || params->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+	    gpucap_device_get(params->poolProps.location.id, &dev) != CUDA_SUCCESS || dev->fail_closed ||
+	    !gpucap_device_usage(dev->region_index, &limit, &charged) ||
+	    (charged < limit && params->bytesize <= limit - charged))
+		return false;
+	gpucap_refusal_note(dev->region_index, dev, params->bytesize, api);
+	return true;
+}
+
 CUresult on_graph_add_mem_alloc_node(CUresult (*real)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
                                                       CUDA_MEM_ALLOC_NODE_PARAMS *),
                                      CUgraphNode *phGraphNode, CUgraph hGraph,
                                      const CUgraphNode *dependencies, size_t numDependencies,
                                      CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
 {
-	struct gpucap_device *dev;
-	uint64_t limit, charged;
-	if (nodeParams && nodeParams->poolProps.location.type == CU_MEM_LOCATION_TYPE_DEVICE &&
-	    gpucap_device_get(nodeParams->poolProps.location.id, &dev) == CUDA_SUCCESS && !dev->fail_closed &&
-	    gpucap_device_usage(dev->region_index, &limit, &charged) &&
-	    (charged >= limit || nodeParams->bytesize > limit - charged)) {
-		gpucap_refusal_note(dev->region_index, dev, nodeParams->bytesize, "cuGraphAddMemAllocNode");
+	if (alloc_node_refused(nodeParams, "cuGraphAddMemAllocNode"))
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	}
 	return real(phGraphNode, hGraph, dependencies, numDependencies, nodeParams);
+}
+
+static const CUDA_MEM_ALLOC_NODE_PARAMS *alloc_params(const CUgraphNodeParams *node)
+{
+	return node && node->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC ? &node->alloc : NULL;
+}
+
+CUresult on_graph_add_node(CUresult (*real)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+                                            CUgraphNodeParams *),
+                           CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                           size_t numDependencies, CUgraphNodeParams *nodeParams)
+{
+	if (alloc_node_refused(alloc_params(nodeParams), "cuGraphAddNode (an allocation node)"))
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	return real(phGraphNode, hGraph, dependencies, numDependencies, nodeParams);
+}
+
+CUresult on_graph_add_node_v2(CUresult (*real)(CUgraphNode *, CUgraph, const CUgraphNode *,
+                                               const CUgraphEdgeData *, size_t, CUgraphNodeParams *),
+                              CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                              const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                              CUgraphNodeParams *nodeParams)
+{
+	if (alloc_node_refused(alloc_params(nodeParams), "cuGraphAddNode (an allocation node)"))
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	return real(phGraphNode, hGraph, dependencies, dependencyData, numDependencies, nodeParams);
 }
 
 static CUresult after_instantiate(CUresult r, CUgraphExec *exec, CUgraph graph)

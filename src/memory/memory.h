@@ -165,6 +165,15 @@ CUresult on_graph_add_mem_alloc_node(CUresult (*real)(CUgraphNode *, CUgraph, co
                                      CUgraphNode *phGraphNode, CUgraph hGraph,
                                      const CUgraphNode *dependencies, size_t numDependencies,
                                      CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams);
+CUresult on_graph_add_node(CUresult (*real)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+                                            CUgraphNodeParams *),
+                           CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                           size_t numDependencies, CUgraphNodeParams *nodeParams);
+CUresult on_graph_add_node_v2(CUresult (*real)(CUgraphNode *, CUgraph, const CUgraphNode *,
+                                               const CUgraphEdgeData *, size_t, CUgraphNodeParams *),
+                              CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                              const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                              CUgraphNodeParams *nodeParams);
 CUresult on_graph_instantiate_with_flags(CUresult (*real)(CUgraphExec *, CUgraph, unsigned long long),
                                          CUgraphExec *phGraphExec, CUgraph hGraph, unsigned long long flags);
 CUresult on_graph_instantiate_with_params(CUresult (*real)(CUgraphExec *, CUgraph,

@@ -441,11 +441,11 @@ static CUgraphNode graph_add_alloc_locked(const void *graph, uint64_t bytes, int
 	return node_handle(g, i);
 }
 
-FAKE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph,
-                                            const CUgraphNode *dependencies, size_t numDependencies,
-                                            CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
+/* Static, so that the generic form does not call back through the
+ * preloaded cuGraphAddMemAllocNode: each entry point is tested on its own. */
+static CUresult add_alloc_node(CUgraphNode *phGraphNode, CUgraph hGraph,
+                               CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
 {
-	(void)dependencies, (void)numDependencies;
 	if (!phGraphNode || !hGraph || !nodeParams || nodeParams->bytesize == 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&usage_lock);
@@ -458,6 +458,37 @@ FAKE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hG
 	}
 	pthread_mutex_unlock(&usage_lock);
 	return r;
+}
+
+FAKE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                            const CUgraphNode *dependencies, size_t numDependencies,
+                                            CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
+{
+	(void)dependencies, (void)numDependencies;
+	return add_alloc_node(phGraphNode, hGraph, nodeParams);
+}
+
+/* The generic forms: only allocation nodes are modelled. */
+static CUresult add_generic_node(CUgraphNode *phGraphNode, CUgraph hGraph, CUgraphNodeParams *nodeParams)
+{
+	if (!nodeParams || nodeParams->type != CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	return add_alloc_node(phGraphNode, hGraph, &nodeParams->alloc);
+}
+
+FAKE_EXPORT CUresult cuGraphAddNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                                    size_t numDependencies, CUgraphNodeParams *nodeParams)
+{
+	(void)dependencies, (void)numDependencies;
+	return add_generic_node(phGraphNode, hGraph, nodeParams);
+}
+
+FAKE_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                       const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData,
+                                       size_t numDependencies, CUgraphNodeParams *nodeParams)
+{
+	(void)dependencies, (void)dependencyData, (void)numDependencies;
+	return add_generic_node(phGraphNode, hGraph, nodeParams);
 }
 
 void fake_usage_graph_captured_alloc(CUgraph graph, uint64_t bytes, int ordinal)

@@ -1887,6 +1887,8 @@ static const struct proc procs[] = {
     P("cuGraphInstantiate", 11040, cuGraphInstantiateWithFlags),
     P("cuGraphInstantiateWithParams", 12000, cuGraphInstantiateWithParams),
     PT("cuGraphInstantiateWithParams", 12000, cuGraphInstantiateWithParams_ptsz),
+    P("cuGraphAddNode", 12020, cuGraphAddNode),
+    P("cuGraphAddNode", 12030, cuGraphAddNode_v2),
     P("cuGraphUpload", 11010, cuGraphUpload),
     PT("cuGraphUpload", 11010, cuGraphUpload_ptsz),
     P("cuGraphExecDestroy", 10000, cuGraphExecDestroy),

@@ -1014,6 +1014,26 @@ static void test_graph_memory(void)
 	params.bytesize = 3 * GiB;
 	CUgraphNode node;
 	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphAddMemAllocNode(&node, big, NULL, 0, &params));
+	/* The same node through the generic forms (CUDA 12.2's and 12.3's),
+	 * directly and as the CUDA runtime finds them. */
+	CUgraphNodeParams generic;
+	memset(&generic, 0, sizeof(generic));
+	generic.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+	generic.alloc = params;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphAddNode(&node, big, NULL, 0, &generic));
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, cuGraphAddNode_v2(&node, big, NULL, NULL, 0, &generic));
+	void *add_node = NULL;
+	CUdriverProcAddressQueryResult add_found;
+	CU(cuGetProcAddress_v2("cuGraphAddNode", &add_node, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &add_found));
+	CUresult (*add_node_v2)(CUgraphNode *, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t,
+	                        CUgraphNodeParams *) =
+	    (CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t,
+	                 CUgraphNodeParams *))add_node;
+	CHECK_EQ(CUDA_ERROR_OUT_OF_MEMORY, add_node_v2(&node, big, NULL, NULL, 0, &generic));
+	/* One that fits is the driver's: it adds the node. */
+	generic.alloc.bytesize = 512 * MiB;
+	CU(cuGraphAddNode_v2(&node, big, NULL, NULL, 0, &generic));
+	CHECK(generic.alloc.dptr != 0);
 	/* Upload reserves the graph pool: charged right after the call. */
 	CUgraph g = graph_with_allocs(768 * MiB, 2);
 	CUgraphExec e;
