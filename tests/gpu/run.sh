@@ -257,6 +257,9 @@ hold_check() { # name, cap, allowed excess in MiB, env/command...
   local status=$?
   cat "$txt" >>"$log"
   say "  $name: real ${used:-?} MiB, cap $((hcap >> 20)) MiB (+${slack} MiB allowed), $(grep -E '^filled' "$txt")"
+  # The calls that answered otherwise than expected, on the summary's lines:
+  # the detail file may not travel with the summary.
+  grep -F '(unexpected)' "$txt" | sed "s/^ */  $name: /" | tee -a "$log"
   [ $status -eq 0 ] && [ -n "$used" ] && [ "$used" -le $(((hcap >> 20) + slack)) ]
 }
 if "$cuda/bin/nvcc" -fatbin -DBIG -o "$out/big.fatbin" "$repo/tests/gpu/hidden_memory.cu" >>"$log" 2>&1 &&
