@@ -218,11 +218,18 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * share by construction: the feed-forward alone, unless the work
 	 * leaves gaps in its window (turns_integral). Caps that fill the GPU keep it at full load, where a
 	 * busy second is worth one (the work weight applies to idle gaps). No burst starts while taking turns
-	 * (the others count as busy); one already under way is finished. */
-	bool turns = in->turns;
-	if (!turns)
-		s->turns_steps = 0;
+	 * (the others count as busy); one already under way is finished.
+	 * Not at a duty of 100%, though: no launch takes the gate there, so
+	 * this container stamps no record and the others lay out their
+	 * windows without it; its step is a free tenant's, as they see it (on
+	 * an H100 the cap-70 tenant of two held its duty at 100% as taking
+	 * turns while the cap-30 one saw no one). What taking turns learnt is
+	 * kept for a window that comes back below 100%. */
 	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
+	bool turns = in->turns && applied < GPUCAP_SM_PPM;
+	out->turns = turns;
+	if (!in->turns)
+		s->turns_steps = 0;
 	struct sm_weight_inputs w = {
 	    .now_ns = now,
 	    .duty_ppm = applied,

@@ -131,6 +131,7 @@ struct sm_control_decision {
 	uint32_t gate_ppm;
 	uint32_t busy_ppm; /* the container's busy share this window */
 	bool closed;
+	bool turns; /* a step of taking turns: in.turns, below a duty of 100% */
 };
 
 /* A new lease holder: carry on from the published integral and weight; judge

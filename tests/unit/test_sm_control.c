@@ -718,6 +718,43 @@ static void free_work_that_turns_dense_is_capped_again(void **state)
 	assert_in_range(p.duty_ppm, 490000, 510000);
 }
 
+/* A tenant that takes turns (another container's record is seen, the caps
+ * fill the GPU) with work that asks for 36% under a cap of 70%: its window
+ * lengthens to the whole period, where no launch takes the gate and the
+ * others lay out their windows without it. From then on its steps are a
+ * free tenant's, not ones of taking turns, and it stays free; work that
+ * turns dense is capped again and takes turns again. */
+static void a_tenant_running_free_does_not_take_turns(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 70);
+	p.in.turns = true;
+	p.in.turns_caps_ppm = 1000000;
+	natural_step(&p, 360000);
+	assert_true(p.out.turns);
+	int free_at = -1;
+	for (int i = 0; i < 60; i++) {
+		natural_step(&p, 360000);
+		if (free_at < 0 && p.duty_ppm >= PPM)
+			free_at = i;
+		if (free_at >= 0 && i > free_at) {
+			assert_int_equal(p.duty_ppm, PPM);
+			assert_false(p.out.turns);
+		}
+	}
+	assert_true(free_at >= 0 && free_at < 30);
+	int capped = -1;
+	for (int i = 0; i < 10 && capped < 0; i++) {
+		natural_step(&p, 980000);
+		if (p.duty_ppm <= 800000)
+			capped = i;
+	}
+	assert_true(capped >= 0 && capped < 4);
+	natural_step(&p, 980000);
+	assert_true(p.out.turns);
+}
+
 /* A tenant running free at a cap of 70% next to a busy neighbour: NVML
  * gives it the neighbour's time slices in a window now and then (81% with
  * the neighbour at 0%). Such a window is no change of work: the duty stays
@@ -878,6 +915,7 @@ int main(void)
 	    cmocka_unit_test(nvml_gaps_hold_the_duty),
 	    cmocka_unit_test(a_window_given_to_the_neighbour_is_a_reading),
 	    cmocka_unit_test(free_work_that_turns_dense_is_capped_again),
+	    cmocka_unit_test(a_tenant_running_free_does_not_take_turns),
 	    cmocka_unit_test(a_neighbours_time_slice_leaves_a_free_tenant_free),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
