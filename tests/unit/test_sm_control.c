@@ -276,6 +276,15 @@ static void taking_turns_is_feed_forward(void **state)
 	assert_false(p.out.weight.start); /* no burst while taking turns */
 }
 
+/* A plant that takes turns with another container, their caps filling
+ * the GPU. */
+static void turns_plant_start(struct plant *p, uint32_t cap_percent)
+{
+	plant_start(p, cap_percent);
+	p->in.turns = true;
+	p->in.turns_caps_ppm = 1000000;
+}
+
 /* Taking turns, work that fills its window keeps the feed-forward however
  * NVML's samples alias with the schedule (96% of the window in one step,
  * 64% in the next); work that leaves gaps in its window (busy 35% of it)
@@ -284,16 +293,12 @@ static void taking_turns_lengthens_a_gappy_window(void **state)
 {
 	(void)state;
 	struct plant p;
-	plant_start(&p, 30);
-	p.in.turns = true;
-	p.in.turns_caps_ppm = 1000000;
+	turns_plant_start(&p, 30);
 	for (int i = 0; i < 40; i++) {
 		gappy_step(&p, i % 2 ? 960 : 640, 0);
 		assert_true(abs_diff(p.duty_ppm, 300000) <= 1);
 	}
-	plant_start(&p, 30);
-	p.in.turns = true;
-	p.in.turns_caps_ppm = 1000000;
+	turns_plant_start(&p, 30);
 	for (int i = 0; i < 30; i++)
 		gappy_step(&p, 350, 0);
 	assert_true(abs_diff(p.out.busy_ppm, 300000) < 10000);
@@ -728,9 +733,7 @@ static void a_tenant_running_free_does_not_take_turns(void **state)
 {
 	(void)state;
 	struct plant p;
-	plant_start(&p, 70);
-	p.in.turns = true;
-	p.in.turns_caps_ppm = 1000000;
+	turns_plant_start(&p, 70);
 	natural_step(&p, 360000);
 	assert_true(p.out.turns);
 	int free_at = -1;
