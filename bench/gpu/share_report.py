@@ -54,23 +54,38 @@ def controller(out, name):
         return ""
 
 
-def native(out, w):
-    """The workload's native rate and B: the mean of the runs before and after its caps where both
-    exist (the note names each), else the one run."""
+def native_runs(out, names):
+    """(rate, B) of each of these native runs that has both."""
     runs = []
-    for name in (w + "-native", w + "-native2"):
+    for name in names:
         rate, window = result(out, name)
         b = busy(out, name, window)
         if rate and b:
             runs.append((rate, b))
+    return runs
+
+
+def native(out, w, caps):
+    """The workload's native rate and B: the mean of all its native runs (the note names each)."""
+    names = [w + "-native", w + "-native2"] + ["%s-native-after%d" % (w, c) for c in caps]
+    runs = native_runs(out, names)
     if not runs:
         rate, _ = result(out, w + "-native")
         return rate, None, ""
     rate = sum(r for r, _ in runs) / len(runs)
     b = sum(x for _, x in runs) / len(runs)
-    note = "" if len(runs) == 1 else " (mean of the runs before and after the caps: %s units/s, B %s)" % (
-        " and ".join("%.2f" % r for r, _ in runs), " and ".join("%.1f%%" % (x * 100) for _, x in runs))
+    note = "" if len(runs) == 1 else " (mean of %d native runs: %s units/s, B %s)" % (
+        len(runs), ", ".join("%.2f" % r for r, _ in runs), ", ".join("%.1f%%" % (x * 100) for _, x in runs))
     return rate, b, note
+
+
+def bracket(out, w, caps, i):
+    """The native runs just before and after cap i, where run_share.sh bracketed each cap; else None."""
+    before = w + "-native" if i == 0 else "%s-native-after%d" % (w, caps[i - 1])
+    runs = native_runs(out, [before, "%s-native-after%d" % (w, caps[i])])
+    if len(runs) < 2:
+        return None
+    return sum(r for r, _ in runs) / 2, sum(x for _, x in runs) / 2
 
 
 def fmt(x, spec="%.1f"):
@@ -87,13 +102,20 @@ def main():
     errors, unthrottled = [], []
     natives = {}
     for w in workloads:
-        rate_n, b, note = native(out, w)
-        natives[w] = (rate_n, b)
-        print("## %s: native %s units/s, B = %s%%%s\n" % (w, fmt(rate_n, "%.2f"), fmt(b * 100 if b else None),
+        rate_w, b_w, note = native(out, w, caps)
+        natives[w] = (rate_w, b_w)
+        bracketed = bracket(out, w, caps, 0) is not None
+        print("## %s: native %s units/s, B = %s%%%s\n" % (w, fmt(rate_w, "%.2f"), fmt(b_w * 100 if b_w else None),
                                                         note))
-        print("| cap | units/s | ratio | delivered (%) | error (points) | busy at cap (%) | controller at mid-run |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
-        for c in caps:
+        if bracketed:
+            print("Each cap is judged against the mean of the native runs just before and after it (its own")
+            print("native rate and B in the last two columns).\n")
+        print("| cap | units/s | ratio | delivered (%) | error (points) | busy at cap (%) | controller at mid-run |"
+              + (" native units/s | B (%) |" if bracketed else ""))
+        print("| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if bracketed else ""))
+        for i, c in enumerate(caps):
+            local = bracket(out, w, caps, i) if bracketed else None
+            rate_n, b = local if local else (rate_w, b_w)
             name = "%s-cap%d" % (w, c)
             rate, win = result(out, name)
             ratio = rate / rate_n if rate and rate_n else None
@@ -110,7 +132,8 @@ def main():
             print("| %d | %s | %s | %s | %s | %s | %s |" % (
                 c, fmt(rate, "%.2f"), fmt(ratio, "%.3f"), fmt(delivered), error,
                 fmt(busy(out, name, win) * 100 if busy(out, name, win) is not None else None),
-                controller(out, name)))
+                controller(out, name)) + (" %s | %s |" % (fmt(rate_n, "%.2f"), fmt(b * 100 if b else None))
+                                          if bracketed else ""))
         print()
     if errors:
         mae = sum(abs(e) for _, _, e in errors) / len(errors)
@@ -124,7 +147,7 @@ def main():
             ok, len(unthrottled), min(r for _, _, r in unthrottled)))
     rate_n, b = natives.get(tenant, (None, None))
     if rate_n is None:
-        rate_n, b, _ = native(out, tenant)
+        rate_n, b, _ = native(out, tenant, caps)
     if rate_n is None:
         rate_n, window = result(out, "overhead-native-1")
         b = busy(out, "overhead-native-1", window)

@@ -49,7 +49,9 @@
  * measured. A hold of up to 2 s pays for a 0.86 s burst at 30%: the 0.43 s
  * one a 1 s hold paid for read a GEMM's weight 1.05-1.07 on an H100, where
  * the longer bursts of caps 50 and 70 read 1.17. */
-#define SM_BURST_NS     UINT64_C(1000000000)
+#ifndef SM_BURST_NS /* a build may try another length (bench/gpu/run_share.sh experiments) */
+#define SM_BURST_NS UINT64_C(1000000000)
+#endif
 #define SM_BURST_MIN_NS UINT64_C(80000000)
 #define SM_BURST_MAX_HOLD_NS                                                                                 \
 	UINT64_C(2000000000)         /* a launch waits longer only past the clock's debt (SM_WAIT_MAX_NS) */
