@@ -195,12 +195,12 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 
 	if (closed && foreign >= SM_ELASTIC_PPM)
 		s->last_foreign_ns = now;
-	bool neighbour_lately = now - s->last_foreign_ns < SM_ELASTIC_NS;
+	bool neighbour_lately = now - s->last_foreign_ns < SM_NEIGHBOUR_NS;
 	if (in->elastic) {
 		if (!closed) {
 			out->warn_elastic_blind = true;
 		} else {
-			if (!neighbour_lately) {
+			if (now - s->last_foreign_ns >= SM_ELASTIC_NS) {
 				out->publish = true;
 				out->duty_ppm = GPUCAP_SM_PPM;
 				out->share_ppm = s->share_ppm;
@@ -262,11 +262,15 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * Above the cap, the work has changed (a slow start over): its density
 	 * starts again from this window, as the seconds of history would
 	 * otherwise hold the duty near 100% while the work took the GPU. Not
-	 * with a neighbour busy in the last second: NVML then gives this
-	 * container the neighbour's time slices now and then (81% of an H100
-	 * for a training step that asked for 35%), and each such window pulled
-	 * a tenant running free down to 86% of duty. The sums, a few seconds
-	 * long, still follow work that really changed. */
+	 * with a neighbour busy in the last SM_NEIGHBOUR_NS: NVML then gives
+	 * this container the neighbour's time slices now and then (81% of an
+	 * H100 for a training step that asked for 35%), and each such window
+	 * pulled a tenant running free down to 86% of duty. A memory of one
+	 * second is too short for that: with a third of the neighbour's
+	 * windows reading none, two in a row come every few seconds (on an
+	 * H100 the cap-70 tenant of two still dropped to 85% in 9 of its 40
+	 * steps). The sums, a few seconds long, still follow work that really
+	 * changed. */
 	if (!turns && applied >= GPUCAP_SM_PPM && busy_ppm > in->cap_ppm && !neighbour_lately)
 		s->sum_busy_ppm = s->sum_sure_ppm = s->sum_duty_ppm = 0;
 	if (closed && worked && s->steps > 0 && !out->weight.frozen)
