@@ -37,26 +37,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SM_STEP_NS     UINT64_C(500000000)  /* one control step per device */
-#define SM_ELASTIC_NS  UINT64_C(1000000000) /* foreign use must be absent this long */
-#define SM_ELASTIC_PPM 50000u               /* "foreign use": at least 5% */
-/* A neighbour seen busy this recently still shares the GPU: NVML gives
- * either of two time-slicing tenants none of a window in about a third of
- * the windows, and several in a row now and then (sm_control.c). */
-#define SM_NEIGHBOUR_NS       UINT64_C(3000000000)
-#define SM_IDLE_PPM           5000u    /* below 0.5%: the container is idle */
-#define SM_MISMATCH_PPM       20000u   /* gates busy 2% while NVML shows nothing */
-#define SM_MISMATCH_WARN      4u       /* steps of mismatch before it is reported */
-#define SM_MISMATCH_HOLD      12u      /* steps of mismatch the correction is held through */
-#define SM_GAIN_UP_PPM        1000000u /* k when the share is below the cap */
-#define SM_GAIN_DOWN_PPM      500000u  /* k when above */
-#define SM_HELD_MAX_PPM       990000u  /* the most of a window counted as held */
-#define SM_DENSITY_MAX_PPM    4000000u /* a density reading is capped here */
-#define SM_DENSITY_DECAY_PPM  875000u  /* weight of the sums' past at each window (~4 s) */
-#define SM_TURNS_FULL_PPM     950000u  /* taking turns, the GPU is at full load */
-#define SM_TURNS_GAPPY_PPM    600000u  /* taking turns, work this dense fills its window */
-#define SM_TURNS_GAIN_PPM     250000u  /* taking turns, k of the correction for gaps */
-#define SM_TURNS_SETTLE_STEPS 4u       /* steps of averaging before it corrects */
+#define SM_STEP_NS            UINT64_C(500000000)  /* one control step per device */
+#define SM_ELASTIC_NS         UINT64_C(1000000000) /* foreign use must be absent this long */
+#define SM_ELASTIC_PPM        50000u               /* "foreign use": at least 5% */
+#define SM_NEIGHBOUR_NS       UINT64_C(3000000000) /* a neighbour busy this recently still counts */
+#define SM_IDLE_PPM           5000u                /* below 0.5%: the container is idle */
+#define SM_MISMATCH_PPM       20000u               /* gates busy 2% while NVML shows nothing */
+#define SM_MISMATCH_WARN      4u                   /* steps of mismatch before it is reported */
+#define SM_MISMATCH_HOLD      12u                  /* steps of mismatch the correction is held through */
+#define SM_GAIN_UP_PPM        1000000u             /* k when the share is below the cap */
+#define SM_GAIN_DOWN_PPM      500000u              /* k when above */
+#define SM_HELD_MAX_PPM       990000u              /* the most of a window counted as held */
+#define SM_DENSITY_MAX_PPM    4000000u             /* a density reading is capped here */
+#define SM_DENSITY_DECAY_PPM  875000u              /* weight of the sums' past at each window (~4 s) */
+#define SM_TURNS_FULL_PPM     950000u              /* taking turns, the GPU is at full load */
+#define SM_TURNS_GAPPY_PPM    600000u              /* taking turns, work this dense fills its window */
+#define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
+#define SM_TURNS_SETTLE_STEPS 4u                   /* steps of averaging before it corrects */
 
 /* One device's controller, owned by the lease holder's controller thread. */
 struct sm_control_state {
