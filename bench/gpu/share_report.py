@@ -38,11 +38,34 @@ def busy(out, name, window):
     values = []
     for line in read(os.path.join(out, name + ".busy")).splitlines():
         parts = line.split()
-        if len(parts) == 2:
+        if len(parts) >= 2 and ":" not in parts[1]:
             t, u = float(parts[0]), float(parts[1])
             if window[0] + 1.0 <= t <= window[1]:
                 values.append(u)
     return sum(values) / len(values) / 100.0 if values else None
+
+
+def pid_of(out, name):
+    found = re.findall(r"# sm_share .* pid=([0-9]+)", read(os.path.join(out, name + ".log")))
+    return int(found[-1]) if found else None
+
+
+def nvml_split(out, name, window, pids):
+    """Each of pids' part (0..1) of the GPU's busy time inside window, as a tenant's controller splits
+    it: utilization.gpu x the pid's per-process smUtil over that of all pids in the sample (the
+    busy_sampler.py lines that have per-process samples; first second skipped)."""
+    sums = dict((pid, 0.0) for pid in pids)
+    lines = 0
+    for line in read(os.path.join(out, name + ".busy")).splitlines():
+        parts = line.split()
+        if len(parts) < 3 or window is None or not window[0] + 1.0 <= float(parts[0]) <= window[1]:
+            continue
+        sm = dict((int(p), float(v)) for p, v in (part.split(":") for part in parts[2:]))
+        total = sum(sm.get(pid, 0.0) for pid in pids)
+        lines += 1
+        for pid in pids:
+            sums[pid] += float(parts[1]) / 100.0 * (sm.get(pid, 0.0) / total if total else 0.0)
+    return dict((pid, v / lines) for pid, v in sums.items()) if lines else None
 
 
 def controller(out, name):
@@ -169,6 +192,13 @@ def main():
             # time-slicing take more busy time per unit of work than one.
             _, window = result(out, "tenants-%s-cap30" % mode)
             device = busy(out, "tenants-%s-cap30" % mode, window)
+            # Each tenant's part of it as NVML's per-process figures split it
+            # (what its controller holds at the cap), beside the work it got.
+            pids = [pid_of(out, "tenants-%s-cap%d" % (mode, c)) for c in (30, 70)]
+            split = nvml_split(out, "tenants-%s-cap30" % mode, window, pids) if None not in pids else None
+            if split:
+                rows.append("NVML's split of the busy time %s" % " / ".join(
+                    "%.1f%%" % (split[pid] * 100) for pid in pids))
             print("**Two tenants (%s, %s):** %s; the GPU busy %s for %.1f%% of work.\n" % (
                 mode, modes[mode], "; ".join(rows), "%.1f%%" % (device * 100) if device is not None else "n/a",
                 work))
