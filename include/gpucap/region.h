@@ -617,6 +617,9 @@ typedef enum gpucap_sm_source {
 /* Flags published with the share. */
 #define GPUCAP_SM_FLAG_OPEN_LOOP    (1u << 4) /* NVML unavailable: duty is the cap, uncorrected */
 #define GPUCAP_SM_FLAG_ELASTIC_OPEN (1u << 5) /* elastic policy, no foreign use: duty 100% */
+/* The work leaves gaps on the GPU: the container's gates keep to their own
+ * duty cycle and take no window of the node schedule (docs/compute-caps.md). */
+#define GPUCAP_SM_FLAG_OVERLAP (1u << 6)
 
 struct gpucap_sm_state {
 	uint32_t sm_limit;  /* percent, 1..100; 100: no cap */
@@ -650,6 +653,10 @@ uint32_t gpucap_region_sm_limit(const gpucap_region *region, int device);
 /* The published duty in ppm (1..GPUCAP_SM_PPM), or 0 when unset or invalid.
  * One relaxed load. */
 uint32_t gpucap_region_sm_duty(const gpucap_region *region, int device);
+
+/* The published GPUCAP_SM_FLAG_* (0 for an invalid index). One relaxed load:
+ * a gate reads it when a phase starts. */
+uint32_t gpucap_region_sm_flags(const gpucap_region *region, int device);
 
 /*
  * sm_tat: the virtual clock as of now_ns. A clock further ahead than

@@ -715,7 +715,9 @@ void gpucap_sm_service_stop(void)
  * calibration hold comes first; then, while the node schedule shares the
  * GPU with another tenant, this tenant's window, which must have room for at
  * least one launch's work (*end_ns and *budget: the phase's limits there);
- * otherwise the device's virtual clock, except during a calibration burst. */
+ * otherwise the device's virtual clock, except during a calibration burst.
+ * Work the controller found gappy (GPUCAP_SM_FLAG_OVERLAP) takes no window
+ * and stamps no record: the others lay out their windows without it. */
 static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, uint32_t cap, uint32_t duty,
                                  uint64_t now, uint64_t *end_ns, uint32_t *budget)
 {
@@ -725,7 +727,7 @@ static uint64_t phase_not_before(struct gate *g, int ordinal, int region_index, 
 	if (now < hold)
 		return hold;
 	gpucap_sched *sched = gpucap_sm_schedule_of(ordinal);
-	if (sched) {
+	if (sched && !(gpucap_region_sm_flags(compute_env.region, region_index) & GPUCAP_SM_FLAG_OVERLAP)) {
 		struct gpucap_sched_window w;
 		gpucap_sched_touch(sched, duty, cap * (GPUCAP_SM_PPM / 100), now);
 		gpucap_sched_window(sched, duty, now, &w);

@@ -101,7 +101,8 @@ static void work_density(struct sm_control_state *s, uint32_t busy_ppm, uint32_t
  * So the share is averaged over about 2 s, and only a density clearly below
  * full (the averaged share under SM_TURNS_GAPPY_PPM of the duty) moves the
  * duty, toward the one that gives the target; otherwise the correction
- * fades and the feed-forward holds. */
+ * fades and the feed-forward holds. Such work also stops taking turns
+ * (turns_gappy). */
 static int64_t turns_integral(struct sm_control_state *s, bool closed, uint32_t applied, int64_t target,
                               uint32_t busy_ppm)
 {
@@ -118,6 +119,24 @@ static int64_t turns_integral(struct sm_control_state *s, bool closed, uint32_t 
 	int64_t density = applied ? (int64_t)s->turns_share_ppm * (int64_t)GPUCAP_SM_PPM / applied : 0;
 	int64_t error = duty_for_target(applied, target, density) - (int64_t)applied;
 	return integral + error * SM_TURNS_GAIN_PPM / (int64_t)GPUCAP_SM_PPM;
+}
+
+/* Whether work taking turns leaves gaps in its window (turns_integral's
+ * average, settled, under SM_TURNS_GAPPY_PPM of the duty). Such work, a
+ * training step or a launch loop whose host feeds the GPU at its own pace,
+ * only gets the GPU while its window is open: held outside it, the host
+ * waits too, so it needs a window of its cap over its density (86% of the
+ * period for a training step busy 35% of the time at a cap of 30%), and
+ * two such tenants claim more than the period. On an H100 two training
+ * steps at 30% and 70% taking turns got 18% and 31% of the GPU's work,
+ * and 26% and 31% each on its own duty cycle, overlapping
+ * (bench/results/2026-12-07-h100-sm-share-final.md). So gappy work
+ * overlaps: its gates keep to its own duty cycle and stamp no record, and
+ * the others lay out their windows without it. */
+static bool turns_gappy(const struct sm_control_state *s, uint32_t applied)
+{
+	return s->turns_steps >= SM_TURNS_SETTLE_STEPS &&
+	       (uint64_t)s->turns_share_ppm * GPUCAP_SM_PPM < (uint64_t)applied * SM_TURNS_GAPPY_PPM;
 }
 
 void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state *s,
@@ -205,7 +224,8 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 				out->duty_ppm = GPUCAP_SM_PPM;
 				out->share_ppm = s->share_ppm;
 				out->asked_ppm = s->share_ppm; /* nothing held */
-				out->flags |= GPUCAP_SM_FLAG_ELASTIC_OPEN;
+				out->flags |=
+				    GPUCAP_SM_FLAG_ELASTIC_OPEN | (s->overlap ? GPUCAP_SM_FLAG_OVERLAP : 0);
 				s->elastic_open = true;
 				out->integral_ppm = s->integral_ppm;
 				out->target_ppm = GPUCAP_SM_PPM;
@@ -226,9 +246,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * turns while the cap-30 one saw no one). What taking turns learnt is
 	 * kept for a window that comes back below 100%. */
 	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
-	bool turns = in->turns && applied < GPUCAP_SM_PPM;
+	bool turns = in->turns && !s->overlap && applied < GPUCAP_SM_PPM;
 	out->turns = turns;
-	if (!in->turns)
+	if (!in->turns || s->overlap)
 		s->turns_steps = 0;
 	struct sm_weight_inputs w = {
 	    .now_ns = now,
@@ -275,6 +295,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		s->sum_busy_ppm = s->sum_sure_ppm = s->sum_duty_ppm = 0;
 	if (closed && worked && s->steps > 0 && !out->weight.frozen)
 		work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0, applied);
+	/* Overlapping, work that fills its duty again takes turns again. */
+	if (s->overlap && s->density_known && s->density_ppm >= SM_TURNS_DENSE_PPM)
+		s->overlap = false;
 	bool frozen = out->weight.frozen && !turns;
 	uint32_t weight = sm_weight_effective(&s->weight, s->density_ppm, s->density_known);
 	int64_t target =
@@ -290,6 +313,13 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 			integral /= 2;
 	} else if (turns) {
 		integral = turns_integral(s, closed, applied, target, busy_ppm);
+		if (turns_gappy(s, applied)) {
+			/* From the next step on its own duty cycle, at the duty
+			 * found for its window: the density the duty steps on
+			 * starts from the windows' readings. */
+			s->overlap = true;
+			s->turns_steps = 0;
+		}
 	} else if (!closed) {
 		integral = 0; /* open loop: feed-forward only */
 	} else if (s->elastic_open) {
@@ -321,6 +351,8 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * over the rest of it: share / (1 - h). */
 	uint64_t asked = shown * GPUCAP_SM_PPM / (GPUCAP_SM_PPM - held_ppm);
 	out->publish = true;
+	if (s->overlap)
+		out->flags |= GPUCAP_SM_FLAG_OVERLAP;
 	out->duty_ppm = (uint32_t)duty;
 	out->share_ppm = (uint32_t)shown;
 	out->asked_ppm = asked > GPUCAP_SM_PPM ? GPUCAP_SM_PPM : (uint32_t)asked;

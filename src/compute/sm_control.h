@@ -25,8 +25,9 @@
  * phases are shared and I raises the duty until the share reaches the
  * target. Without
  * NVML figures it runs open loop (feed-forward only); taking turns on a node
- * schedule, the window is the share, so feed-forward only as well, unless
- * the work leaves gaps in its window.
+ * schedule, the window is the share, so feed-forward only as well. Work that
+ * leaves gaps in its window stops taking turns (it overlaps the others, as
+ * without a node directory) until it fills its duty again.
  */
 #ifndef GPUCAP_COMPUTE_SM_CONTROL_H
 #define GPUCAP_COMPUTE_SM_CONTROL_H
@@ -52,6 +53,7 @@
 #define SM_DENSITY_DECAY_PPM  875000u              /* weight of the sums' past at each window (~4 s) */
 #define SM_TURNS_FULL_PPM     950000u              /* taking turns, the GPU is at full load */
 #define SM_TURNS_GAPPY_PPM    600000u              /* taking turns, work this dense fills its window */
+#define SM_TURNS_DENSE_PPM    800000u              /* overlapping, work this dense takes turns again */
 #define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
 #define SM_TURNS_SETTLE_STEPS 4u                   /* steps of averaging before it corrects */
 
@@ -81,6 +83,7 @@ struct sm_control_state {
 	unsigned steps;           /* since this process took the lease */
 	uint32_t turns_share_ppm; /* taking turns: the busy share, averaged over ~2 s */
 	unsigned turns_steps;
+	bool overlap; /* the work leaves gaps in its window: no turns (GPUCAP_SM_FLAG_OVERLAP) */
 	struct sm_weight weight;
 };
 

@@ -322,9 +322,10 @@ static void say_step(int d, const struct ctl_device *c, const struct sm_control_
 	    d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, out->busy_ppm / 1e4,
 	    in->mine_ppm / 1e4, in->device_known ? in->device_ppm / 1e4 : -1.0, out->gate_ppm / 1e4,
 	    in->foreign_ppm / 1e4, out->duty_ppm / 1e4, out->asked_ppm / 1e4,
-	    frozen       ? " (calibrating)"
-	    : out->turns ? " (taking turns)"
-	                 : "");
+	    frozen                                ? " (calibrating)"
+	    : out->turns                          ? " (taking turns)"
+	    : out->flags & GPUCAP_SM_FLAG_OVERLAP ? " (overlapping: the work leaves gaps)"
+	                                          : "");
 	if (out->weight.publish)
 		GPUCAP_LOG(
 		    GPUCAP_LOG_DEBUG,

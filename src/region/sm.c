@@ -14,7 +14,7 @@
 
 /* sm_state: the share source in the low 4 bits, GPUCAP_SM_FLAG_* above. */
 #define SM_SOURCE_MASK 0xfu
-#define SM_FLAGS_MASK  (GPUCAP_SM_FLAG_OPEN_LOOP | GPUCAP_SM_FLAG_ELASTIC_OPEN)
+#define SM_FLAGS_MASK  (GPUCAP_SM_FLAG_OPEN_LOOP | GPUCAP_SM_FLAG_ELASTIC_OPEN | GPUCAP_SM_FLAG_OVERLAP)
 
 /* Lease word: expiry in milliseconds above 16 bits of owner (slot + 1). */
 #define LEASE_OWNER_BITS 16
@@ -49,6 +49,14 @@ uint32_t gpucap_region_sm_duty(const gpucap_region *r, int device)
 	uint32_t duty =
 	    atomic_load_explicit(&region_device(r, (uint32_t)device)->sm_duty_ppm, memory_order_acquire);
 	return duty <= GPUCAP_SM_PPM ? duty : 0;
+}
+
+uint32_t gpucap_region_sm_flags(const gpucap_region *r, int device)
+{
+	const struct device_entry *entry = entry_of(r, device);
+	/* Relaxed: a flag only chooses how the next phase is laid out; one
+	 * read a phase late changes nothing that must stay consistent. */
+	return entry ? atomic_load_explicit(&entry->sm_state, memory_order_relaxed) & SM_FLAGS_MASK : 0;
 }
 
 /* The clock as it may be used at now: never more than one debt ahead. */

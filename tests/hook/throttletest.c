@@ -1025,20 +1025,32 @@ static void test_fork(void)
 #define TURNS_PERIOD_NS UINT64_C(100000000)
 #define TURNS_MAX       200000u
 
-/* One tenant: launch 500 us kernels for warm-up + seconds and write the
- * moment each launch was admitted after the warm-up to out (binary). */
-static int turns_child(const char *out)
+/* One tenant: launch 500 us kernels for warm-up + 2 s and write the moment
+ * each launch was admitted after the warm-up to out (binary). kind "": back
+ * to back after 1 s; "long": back to back after 8 s; "gappy": gappy_step's
+ * host work after each kernel, after 8 s (its controller settles). */
+static int turns_child(const char *out, const char *kind)
 {
 	start_device(0);
 	CUstream s;
 	CU(cuStreamCreate(&s, 0));
-	run_for(0, P_KERNEL, s, 500, 1.0); /* both tenants start and join */
+	bool gappy = strcmp(kind, "gappy") == 0;
+	double warm = kind[0] ? 8.0 : 1.0;
+	if (gappy) {
+		uint64_t warm_end = now_ns() + (uint64_t)(warm * 1e9);
+		while (now_ns() < warm_end)
+			gappy_step(s);
+	} else {
+		run_for(0, P_KERNEL, s, 500, warm); /* both tenants start and join */
+	}
 	static uint64_t at[TURNS_MAX];
 	unsigned n = 0;
 	uint64_t b0 = fakecuda_busy_ns(0), t0 = now_ns(), end = t0 + 2 * UINT64_C(1000000000);
 	while (now_ns() < end && n < TURNS_MAX) {
 		CU(launch(P_KERNEL, 500, s));
 		at[n++] = now_ns();
+		if (gappy)
+			fakeclock_sleep(1000 * 1000);
 	}
 	double busy = (double)(fakecuda_busy_ns(0) - b0) / (double)(now_ns() - t0);
 	FILE *f = fopen(out, "wb");
@@ -1088,10 +1100,15 @@ static struct turns read_turns(const char *path, uint64_t offset, uint64_t lengt
  * Without (mode "off") each holds its duty on its own and their launches
  * fall anywhere in the period: the check below then fails, which this case
  * runs too, so that the check is known to tell the two apart.
+ * Mode "gappy": the cap-30 tenant's work leaves gaps (gappy_step), and
+ * NVML tells its controller so; it stops taking turns (GPUCAP_SM_FLAG_OVERLAP)
+ * and its launches fall anywhere in the period, as without a node
+ * directory.
  */
 static void test_turns(const char *mode)
 {
 	bool shared = strcmp(mode, "off") != 0;
+	bool gappy = strcmp(mode, "gappy") == 0;
 	/* "hami": GPUCAP_NODE_DIR unset and HAMi's /tmp/vgpulock present (run
 	 * in a private mount namespace with its own /tmp, see CMakeLists.txt). */
 	bool hami = strcmp(mode, "hami") == 0;
@@ -1120,7 +1137,8 @@ static void test_turns(const char *mode)
 	snprintf(node_env, sizeof(node_env), "GPUCAP_NODE_DIR=%s", shared && !hami ? node : "");
 	const char *env30[] = {region30,
 	                       "CUDA_DEVICE_SM_LIMIT=30",
-	                       "FAKENVML_PROCESS_UTIL=unsupported",
+	                       gappy ? "FAKENVML_PROCESS_UTIL=self:10" : "FAKENVML_PROCESS_UTIL=unsupported",
+	                       "GPUCAP_SM_CALIBRATE=off",
 	                       node_env,
 	                       clock_env,
 	                       FAKE_CLOCK_PARTIES_ENV "=2",
@@ -1132,8 +1150,8 @@ static void test_turns(const char *mode)
 	                       clock_env,
 	                       FAKE_CLOCK_PARTIES_ENV "=2",
 	                       NULL};
-	const char *args30[] = {"turns-child", out30, NULL};
-	const char *args70[] = {"turns-child", out70, NULL};
+	const char *args30[] = {"turns-child", out30, gappy ? "gappy" : "", NULL};
+	const char *args70[] = {"turns-child", out70, gappy ? "long" : "", NULL};
 	pid_t a = spawn_self(env30, args30);
 	pid_t b = spawn_self(env70, args70);
 	int status;
@@ -1142,6 +1160,7 @@ static void test_turns(const char *mode)
 
 	/* Who goes first: the lower region creation time. */
 	uint64_t created[2];
+	uint32_t flags[2];
 	const char *paths[2] = {path30, path70};
 	for (int i = 0; i < 2; i++) {
 		gpucap_region *r = NULL;
@@ -1151,6 +1170,9 @@ static void test_turns(const char *mode)
 		o.observer = true;
 		CHECK(gpucap_region_attach(&o, &r, NULL, 0) == GPUCAP_OK);
 		created[i] = gpucap_region_created_ns(r);
+		int d = gpucap_region_device_find(r, DEV_A);
+		CHECK(d >= 0);
+		flags[i] = gpucap_region_sm_flags(r, d);
 		gpucap_region_detach(r);
 	}
 	uint64_t w30 = TURNS_PERIOD_NS * 3 / 10, w70 = TURNS_PERIOD_NS * 7 / 10;
@@ -1168,7 +1190,20 @@ static void test_turns(const char *mode)
 		         (unsigned long long)created[i]);
 	struct stat st;
 	CHECK(t30.launches > 100 && t70.launches > 100);
-	if (shared) {
+	CHECK(!(flags[1] & GPUCAP_SM_FLAG_OVERLAP));
+	if (gappy) {
+		/* The gappy tenant overlaps; the other, which sees it no more,
+		 * keeps its own duty cycle as well. */
+		CHECK(flags[0] & GPUCAP_SM_FLAG_OVERLAP);
+		/* Its cap delivered (its work alone keeps the GPU busy a
+		 * third of the time); taking turns it got about half. */
+		CHECK(t30.busy > 0.27 && t30.busy < 0.33);
+		CHECK(t30.in_window < 0.8);
+		CHECK(t70.in_window < 0.8);
+		for (int i = 0; i < 2; i++)
+			unlink(files[i]);
+	} else if (shared) {
+		CHECK(!(flags[0] & GPUCAP_SM_FLAG_OVERLAP));
 		for (int i = 0; i < 2; i++) {
 			CHECK(stat(files[i], &st) == 0 && st.st_size == 64 + 64 * 64 &&
 			      (st.st_mode & 07777) == 0644);
@@ -1234,7 +1269,7 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "child-workload") == 0)
 		return child_workload(atof(arg));
 	if (strcmp(argv[1], "turns-child") == 0)
-		return turns_child(arg);
+		return turns_child(arg, argc > 3 ? argv[3] : "");
 	/* Each case takes the optional argument (most ignore it). */
 	static const struct {
 		const char *name;

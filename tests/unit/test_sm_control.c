@@ -312,6 +312,45 @@ static void taking_turns_lengthens_a_gappy_window(void **state)
 	}
 }
 
+/* Work that leaves gaps in its window (busy 35% of it) stops taking turns
+ * once its average has settled: it overlaps the others on its own duty
+ * cycle (the flag tells its gates to take no window), holds its cap there,
+ * and takes turns again when it fills its duty. Work that fills its window
+ * never stops, however NVML's samples alias with the schedule. */
+static void gappy_work_overlaps_instead_of_taking_turns(void **state)
+{
+	(void)state;
+	struct plant p;
+	turns_plant_start(&p, 30);
+	for (int i = 0; i < 40; i++) {
+		gappy_step(&p, i % 2 ? 960 : 640, 0);
+		assert_true(p.out.turns);
+		assert_false(p.out.flags & GPUCAP_SM_FLAG_OVERLAP);
+	}
+	turns_plant_start(&p, 30);
+	int overlapping = -1;
+	for (int i = 0; i < 30; i++) {
+		gappy_step(&p, 350, 0);
+		if (overlapping < 0 && (p.out.flags & GPUCAP_SM_FLAG_OVERLAP))
+			overlapping = i;
+		if (overlapping >= 0 && i > overlapping) {
+			assert_false(p.out.turns);
+			assert_true(p.out.flags & GPUCAP_SM_FLAG_OVERLAP);
+		}
+	}
+	assert_true(overlapping >= 0 && overlapping < 6);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 10000);
+	assert_true(abs_diff(p.duty_ppm, 857000) < 30000);
+	int dense = -1;
+	for (int i = 0; i < 20 && dense < 0; i++) {
+		gappy_step(&p, 1000, 0);
+		if (p.out.turns)
+			dense = i;
+	}
+	assert_true(dense >= 0);
+	assert_false(p.out.flags & GPUCAP_SM_FLAG_OVERLAP);
+}
+
 /* Steps (the work keeping the GPU busy, others at foreign_ppm) up to the
  * one at which a burst falls due: none starts before. */
 static void before_burst(struct plant *p, uint32_t foreign_ppm)
@@ -937,6 +976,7 @@ int main(void)
 	    cmocka_unit_test(elastic_opens_when_alone),
 	    cmocka_unit_test(taking_turns_is_feed_forward),
 	    cmocka_unit_test(taking_turns_lengthens_a_gappy_window),
+	    cmocka_unit_test(gappy_work_overlaps_instead_of_taking_turns),
 	    cmocka_unit_test(calibration_burst_is_scheduled_and_measured),
 	    cmocka_unit_test(calibration_burst_waits_for_quiet),
 	    cmocka_unit_test(calibration_burst_too_short_retries),
