@@ -65,16 +65,28 @@ static void finish_burst(struct sm_weight *w, const struct sm_weight_inputs *in,
 		measured = GPUCAP_SM_WEIGHT_MIN_PPM;
 	if (measured > GPUCAP_SM_WEIGHT_MAX_PPM)
 		measured = GPUCAP_SM_WEIGHT_MAX_PPM;
-	/* The first figure stands; later ones are averaged in (each is taken at
-	 * the duty the previous one set, so they converge). */
-	w->weight_ppm = w->weight_ppm ? (uint32_t)((w->weight_ppm + measured) / 2) : (uint32_t)measured;
+	uint64_t old = w->weight_ppm ? w->weight_ppm : GPUCAP_SM_PPM;
+	uint64_t same = (uint64_t)w->figure_duty_ppm * SM_BURST_SAME_DUTY_PPM / GPUCAP_SM_PPM;
+	uint64_t apart = w->before_duty_ppm > w->figure_duty_ppm ? w->before_duty_ppm - w->figure_duty_ppm
+	                                                         : w->figure_duty_ppm - w->before_duty_ppm;
+	/* A figure taken at about the standing one's duty is averaged in;
+	 * the first, or one taken at another duty, stands on its own. */
+	w->weight_ppm =
+	    w->weight_ppm && apart <= same ? (uint32_t)((w->weight_ppm + measured) / 2) : (uint32_t)measured;
+	w->figure_duty_ppm = w->before_duty_ppm;
+	/* The duty moves by old / new: far enough, and the figure is taken
+	 * again at the duty it sets (SM_BURST_SETTLE_NS). */
+	uint64_t moved = old > w->weight_ppm ? old - w->weight_ppm : w->weight_ppm - old;
+	bool again = moved * GPUCAP_SM_PPM > (uint64_t)w->weight_ppm * SM_BURST_MOVE_PPM &&
+	             w->quick < SM_BURST_QUICK_MAX;
+	w->quick = again ? w->quick + 1 : 0;
 	out->publish = true;
 	out->weight_ppm = w->weight_ppm;
 	out->measured_ppm = (uint32_t)measured;
 	out->full_per_launch_ns = full_per_launch;
 	out->capped_per_launch_ns = capped_per_launch;
 	w->per_launch_ns = capped_per_launch;
-	w->next_burst_ns = now + SM_BURST_PERIOD_NS;
+	w->next_burst_ns = now + (again ? SM_BURST_SETTLE_NS : SM_BURST_PERIOD_NS);
 }
 
 void sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, struct sm_weight_outcome *out)
@@ -139,6 +151,7 @@ void sm_weight_step(struct sm_weight *w, const struct sm_weight_inputs *in, stru
 	out->measure_ns = hold + burst / 2;
 	out->end_ns = hold + burst;
 	w->before = window;
+	w->before_duty_ppm = (uint32_t)duty;
 	w->burst_end_ns = hold + burst;
 	w->freeze_until_ns = w->burst_end_ns + SM_BURST_FREEZE_NS;
 	out->frozen = true;

@@ -43,6 +43,20 @@
 #define SM_BURST_RETRY_NS  UINT64_C(5000000000)  /* sooner: too little was measured */
 #define SM_BURST_DRIFT_NS  UINT64_C(10000000000) /* sooner: a new workload */
 #define SM_BURST_DRIFT_PPM 250000u               /* per-launch time moved 25%: a new workload */
+/* A figure that moves the duty by more than SM_BURST_MOVE_PPM of it is
+ * measured again SM_BURST_SETTLE_NS later, at the duty it set, up to
+ * SM_BURST_QUICK_MAX times in a row: the capped side of a burst is measured
+ * at the duty in force before it, and the clock there may differ from the
+ * clock at the duty the figure sets. On an H200 a GEMM capped at 70% read
+ * 1.13 at the feed-forward duty of 70% (at its power limit part of the
+ * time), while at the 63.5% that figure set it ran 1.20 times as fast as at
+ * full load, and delivered 74.7% (bench/results/2026-12-07-h200-sm-share.md).
+ * A figure taken at another duty than the standing one replaces it; one at
+ * about the same duty is averaged in. */
+#define SM_BURST_SETTLE_NS     UINT64_C(3000000000)
+#define SM_BURST_MOVE_PPM      30000u
+#define SM_BURST_QUICK_MAX     2u
+#define SM_BURST_SAME_DUTY_PPM 50000u
 /* The GPU's power management takes ~100 ms to pull the clock down to its
  * full-load value, and another limit acts near 1 s (an H200; bench/results):
  * a burst is as long as the hold allows, up to 1 s, and its second half is
@@ -66,6 +80,9 @@ struct sm_weight {
 	uint64_t burst_end_ns;    /* a burst runs until then; 0: none */
 	uint64_t freeze_until_ns; /* NVML's figures still hold the burst */
 	uint64_t per_launch_ns;   /* busy per launch before the last burst */
+	uint32_t before_duty_ppm; /* the duty in force while "before" was measured */
+	uint32_t figure_duty_ppm; /* the same for the standing figure */
+	unsigned quick;           /* bursts in a row measured again soon */
 	struct gpucap_sm_work before;
 	/* This process's work totals at the last control step. */
 	struct gpucap_sm_work last;

@@ -398,9 +398,61 @@ static void calibration_burst_is_scheduled_and_measured(void **state)
 	plant_step(&p, 1000, 0);
 	assert_true(p.out.weight.publish);
 	assert_true(abs_diff(p.out.weight.weight_ppm, 1500000) < 2000);
-	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_PERIOD_NS);
+	/* It moves the duty by a third: measured again at the duty it sets. */
+	assert_true(p.state.weight.next_burst_ns == p.in.now_ns + SM_BURST_SETTLE_NS);
 	/* The target is now cap / weight. */
 	assert_true(abs_diff(p.out.target_ppm, 133333) < 1000);
+}
+
+/* A GEMM whose clock depends on the duty: above 66% it is at its power
+ * limit part of the time and runs 1.13 times as fast as at full load, below
+ * 1.20 times (an H200 at cap 70). The first burst, its capped side measured
+ * at the feed-forward duty of 70%, reads 1.13; measured again at the duty
+ * that sets, it reads 1.20, which stands: the duty ends at 70 / 1.2, and no
+ * quick burst follows once the figure stops moving. */
+static void weight_is_measured_again_at_the_duty_it_sets(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 70);
+	p.in.calibrate = true;
+	p.in.alone = true;
+	const uint64_t full_ns = 200000; /* busy per launch at full load */
+	uint64_t burst_end = 0;
+	unsigned figures = 0;
+	for (int i = 0; i < 60; i++) {
+		uint32_t duty = p.duty_ppm ? p.duty_ppm : p.in.cap_ppm;
+		uint64_t per_launch = full_ns * 1000 / (duty > 660000 ? 1130 : 1200);
+		uint64_t busy = SM_STEP_NS * duty / PPM;
+		p.in.now_ns += SM_STEP_NS;
+		p.in.busy_ns += busy;
+		p.in.duty_ppm = p.duty_ppm;
+		p.in.measured = true;
+		p.in.mine_ppm = duty;
+		p.in.foreign_ppm = 0;
+		p.in.work.busy_ns = p.in.busy_ns;
+		p.in.work.launches += busy / per_launch;
+		if (burst_end && p.in.now_ns >= burst_end) {
+			p.in.burst.launches = 1000;
+			p.in.burst.busy_ns = 1000 * full_ns;
+		}
+		sm_control_step(&p.in, &p.state, &p.out);
+		p.duty_ppm = p.out.duty_ppm;
+		if (p.out.weight.start) {
+			burst_end = p.out.weight.end_ns;
+			p.in.burst.launches = 0;
+			p.in.burst.busy_ns = 0;
+		}
+		if (p.out.weight.publish) {
+			burst_end = 0;
+			if (++figures == 1)
+				assert_true(abs_diff(p.out.weight.measured_ppm, 1130000) < 5000);
+		}
+	}
+	assert_true(figures >= 2);
+	assert_true(abs_diff(p.state.weight.weight_ppm, 1200000) < 5000);
+	assert_true(abs_diff(p.duty_ppm, 583333) < 10000);
+	assert_true(p.state.weight.next_burst_ns > p.in.now_ns + SM_BURST_SETTLE_NS);
 }
 
 /* No burst when it would not measure full load alone. */
@@ -977,6 +1029,7 @@ int main(void)
 	    cmocka_unit_test(taking_turns_is_feed_forward),
 	    cmocka_unit_test(taking_turns_lengthens_a_gappy_window),
 	    cmocka_unit_test(gappy_work_overlaps_instead_of_taking_turns),
+	    cmocka_unit_test(weight_is_measured_again_at_the_duty_it_sets),
 	    cmocka_unit_test(calibration_burst_is_scheduled_and_measured),
 	    cmocka_unit_test(calibration_burst_waits_for_quiet),
 	    cmocka_unit_test(calibration_burst_too_short_retries),
