@@ -24,8 +24,10 @@ WORKLOAD is one of
           synchronised every 4; one unit = one kernel
 
 The program sets up, waits at the barrier if one is given (the processes of
-a group start together), warms up for SM_SHARE_WARMUP_S seconds (default 7:
-a cap's controller settles and calibrates its weight in its first ~6 s), then runs for SECONDS and
+a group start together), warms up for SM_SHARE_WARMUP_S seconds (default 11:
+a cap's controller settles and calibrates its weight in its first ~6 s, and
+work whose first weight figure moved its duty is measured again 3 s after
+it), then runs for SECONDS and
 synchronises so that queued work counts with the time it took. It prints
 
   window start=<unix s> end=<unix s>
@@ -223,7 +225,7 @@ def main():
         os.environ.get("CUDA_DEVICE_SM_LIMIT", "none"), os.getpid()), flush=True)
     if barrier:
         wait_at_barrier(*barrier)
-    warmup = float(os.environ.get("SM_SHARE_WARMUP_S", "7"))
+    warmup = float(os.environ.get("SM_SHARE_WARMUP_S", "11"))
     deadline = time.monotonic() + warmup
     while time.monotonic() < deadline:
         step()
