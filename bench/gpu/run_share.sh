@@ -11,7 +11,7 @@
 # BUILD_DIR/bench-share) gets the raw logs and report.md (also printed).
 # Knobs: SHARE_WORKLOADS ("train launch graphs gemm long"), SHARE_CAPS
 # ("10 30 50 70"), SHARE_BRACKET (workloads with a native run after each
-# cap: "train launch"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (11), SHARE_PARTS
+# cap: "train launch"), SHARE_SECONDS (5), SM_SHARE_WARMUP_S (20), SHARE_PARTS
 # ("caps tenants overhead"), SHARE_TENANT_WORKLOAD (train), SHARE_TENANT_MODES
 # ("turns apart free"), SHARE_OVERHEAD_RUNS (3), SHARE_LOG_LEVEL
 # (4: each capped run's log holds the controller's steps), PYTHON.
@@ -28,7 +28,7 @@ py="${PYTHON:-python3}"
 workloads="${SHARE_WORKLOADS:-train launch graphs gemm long}"
 caps="${SHARE_CAPS:-10 30 50 70}"
 secs="${SHARE_SECONDS:-5}"
-export SM_SHARE_WARMUP_S="${SM_SHARE_WARMUP_S:-11}"
+export SM_SHARE_WARMUP_S="${SM_SHARE_WARMUP_S:-20}"
 parts="${SHARE_PARTS:-caps tenants overhead}"
 tenant_workload="${SHARE_TENANT_WORKLOAD:-train}"
 bracket="${SHARE_BRACKET-train launch}"

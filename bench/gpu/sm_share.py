@@ -24,10 +24,13 @@ WORKLOAD is one of
           synchronised every 4; one unit = one kernel
 
 The program sets up, waits at the barrier if one is given (the processes of
-a group start together), warms up for SM_SHARE_WARMUP_S seconds (default 11:
+a group start together), warms up for SM_SHARE_WARMUP_S seconds (default 20:
 a cap's controller settles and calibrates its weight in its first ~6 s, and
-work whose first weight figure moved its duty is measured again 3 s after
-it), then runs for SECONDS and
+a figure that moved the duty is measured again 3 s after it, up to twice.
+On an H100 a GEMM capped at 30% started the hold for its third figure
+14.9 s into the warm-up; with the hold (2 s) and the burst (0.86 s) that
+figure comes near 18 s. An 11 s warm-up left its second burst and most of
+that hold, but not the burst that pays the hold back, in the window), then runs for SECONDS and
 synchronises so that queued work counts with the time it took. It prints
 
   window start=<unix s> end=<unix s>
@@ -225,7 +228,7 @@ def main():
         os.environ.get("CUDA_DEVICE_SM_LIMIT", "none"), os.getpid()), flush=True)
     if barrier:
         wait_at_barrier(*barrier)
-    warmup = float(os.environ.get("SM_SHARE_WARMUP_S", "11"))
+    warmup = float(os.environ.get("SM_SHARE_WARMUP_S", "20"))
     deadline = time.monotonic() + warmup
     while time.monotonic() < deadline:
         step()
