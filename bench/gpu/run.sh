@@ -7,7 +7,8 @@
 # first).
 #   bench/gpu/run.sh BUILD_DIR [OUTDIR]
 # BUILD_DIR holds lib/libgpucap.so (tests/gpu/run.sh builds build-gpu).
-# GPUCAP_BENCH_PARTS="alloc launch start train" picks parts (default: all).
+# GPUCAP_BENCH_PARTS="alloc launch start train" picks parts (default: all);
+# GPUCAP_BENCH_TRAIN_SM_CAP adds an SM-capped side to the training part.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:?usage: bench/gpu/run.sh BUILD_DIR [OUTDIR]}"
@@ -140,6 +141,14 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   # GPUCAP_BENCH_TRAIN_RECONCILE_MS: a fourth side, the memory cap with the
   # reconciler (one NVML query per device and period) at another period.
   [ -n "${GPUCAP_BENCH_TRAIN_RECONCILE_MS:-}" ] && sides+=(--side "gpucap, memory cap $tcap, reconciling every $GPUCAP_BENCH_TRAIN_RECONCILE_MS ms=LD_PRELOAD=$lib CUDA_DEVICE_MEMORY_LIMIT=$tcap CUDA_DEVICE_MEMORY_SHARED_CACHE=$scratch/train-region-r GPUCAP_RECONCILE_MS=$GPUCAP_BENCH_TRAIN_RECONCILE_MS")
+  # GPUCAP_BENCH_TRAIN_SM_CAP: a side under an SM cap (percent) that the
+  # step's busy share stays under, so it should run unthrottled; its
+  # controller sees the GPU idle during the other sides' turns (an idle
+  # step halves its correction, so a turn may start near the cap's
+  # feed-forward duty rather than at 100%). Paired
+  # turns judge the "unthrottled at or above B" bar where separate
+  # processes' rates move by a third (bench/results/2026-12-07-h100-sm-share-recheck.md).
+  [ -n "${GPUCAP_BENCH_TRAIN_SM_CAP:-}" ] && sides+=(--side "gpucap, SM cap $GPUCAP_BENCH_TRAIN_SM_CAP%=LD_PRELOAD=$lib CUDA_DEVICE_SM_LIMIT=$GPUCAP_BENCH_TRAIN_SM_CAP CUDA_DEVICE_MEMORY_SHARED_CACHE=$scratch/train-region-sm")
   rm -f "$scratch"/train-region*
   python3 "$repo/bench/gpu/interleaved.py" --rounds "$trounds" --seconds "$tsecs" --logdir "$out/train-$tbatch" \
     "${sides[@]}" -- python3 "$repo/bench/gpu/sm_train_step.py" --batch "$tbatch" --serve >"$out/train-$tbatch.txt" 2>&1 ||
