@@ -45,6 +45,31 @@ def busy(out, name, window):
     return sum(values) / len(values) / 100.0 if values else None
 
 
+def longest_idle(out, name, window):
+    """The longest stretch (s) of samples at 0% utilization.gpu inside window. A capped run's
+    calibration holds its launches for up to 2 s and pays that back with a burst: a window that holds
+    such a stretch but not the burst measures the hold (on an H100, 1.6 s and 1.7 s of a GEMM's windows
+    at caps 10 and 30 with an 11 s warm-up)."""
+    if window is None:
+        return None
+    longest, start, last = 0.0, None, None
+    for line in read(os.path.join(out, name + ".busy")).splitlines():
+        parts = line.split()
+        if len(parts) < 2 or ":" in parts[1]:
+            continue
+        t, u = float(parts[0]), float(parts[1])
+        if not window[0] <= t <= window[1]:
+            continue
+        if u > 0:
+            start = None
+        elif start is None:
+            start = t
+        last = t
+        if start is not None:
+            longest = max(longest, last - start)
+    return longest
+
+
 def pid_of(out, name):
     found = re.findall(r"# sm_share .* pid=([0-9]+)", read(os.path.join(out, name + ".log")))
     return int(found[-1]) if found else None
@@ -133,9 +158,9 @@ def main():
         if bracketed:
             print("Each cap is judged against the mean of the native runs just before and after it (its own")
             print("native rate and B in the last two columns).\n")
-        print("| cap | units/s | ratio | delivered (%) | error (points) | busy at cap (%) | controller at mid-run |"
-              + (" native units/s | B (%) |" if bracketed else ""))
-        print("| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if bracketed else ""))
+        print("| cap | units/s | ratio | delivered (%) | error (points) | busy at cap (%) | longest 0% (s) "
+              "| controller at mid-run |" + (" native units/s | B (%) |" if bracketed else ""))
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if bracketed else ""))
         for i, c in enumerate(caps):
             local = bracket(out, w, caps, i) if bracketed else None
             rate_n, b = local if local else (rate_w, b_w)
@@ -152,10 +177,10 @@ def main():
                 else:
                     unthrottled.append((w, c, ratio))
                     error = "(cap >= B: ratio %s)" % ("ok" if ratio >= 0.97 else "LOW")
-            print("| %d | %s | %s | %s | %s | %s | %s |" % (
+            print("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
                 c, fmt(rate, "%.2f"), fmt(ratio, "%.3f"), fmt(delivered), error,
                 fmt(busy(out, name, win) * 100 if busy(out, name, win) is not None else None),
-                controller(out, name)) + (" %s | %s |" % (fmt(rate_n, "%.2f"), fmt(b * 100 if b else None))
+                fmt(longest_idle(out, name, win)), controller(out, name)) + (" %s | %s |" % (fmt(rate_n, "%.2f"), fmt(b * 100 if b else None))
                                           if bracketed else ""))
         print()
     if errors:
