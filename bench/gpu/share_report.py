@@ -30,18 +30,24 @@ def result(out, name):
     return float(rate[-1]), (float(window[-1][0]), float(window[-1][1]))
 
 
+def device_samples(out, name, window):
+    """(time, utilization.gpu %) of the busy_sampler.py samples of run name inside window."""
+    samples = []
+    for line in read(os.path.join(out, name + ".busy")).splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and ":" not in parts[1]:
+            t, u = float(parts[0]), float(parts[1])
+            if window[0] <= t <= window[1]:
+                samples.append((t, u))
+    return samples
+
+
 def busy(out, name, window):
     """Mean utilization.gpu (0..1) of the samples inside window, first second skipped (NVML averages
     over its own sample period, which reaches back before the window)."""
     if window is None:
         return None
-    values = []
-    for line in read(os.path.join(out, name + ".busy")).splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and ":" not in parts[1]:
-            t, u = float(parts[0]), float(parts[1])
-            if window[0] + 1.0 <= t <= window[1]:
-                values.append(u)
+    values = [u for t, u in device_samples(out, name, window) if t >= window[0] + 1.0]
     return sum(values) / len(values) / 100.0 if values else None
 
 
@@ -52,21 +58,14 @@ def longest_idle(out, name, window):
     at caps 10 and 30 with an 11 s warm-up)."""
     if window is None:
         return None
-    longest, start, last = 0.0, None, None
-    for line in read(os.path.join(out, name + ".busy")).splitlines():
-        parts = line.split()
-        if len(parts) < 2 or ":" in parts[1]:
-            continue
-        t, u = float(parts[0]), float(parts[1])
-        if not window[0] <= t <= window[1]:
-            continue
+    longest, start = 0.0, None
+    for t, u in device_samples(out, name, window):
         if u > 0:
             start = None
         elif start is None:
             start = t
-        last = t
         if start is not None:
-            longest = max(longest, last - start)
+            longest = max(longest, t - start)
     return longest
 
 
