@@ -17,6 +17,8 @@ void sm_control_reset(struct sm_control_state *s, const struct sm_control_inputs
 	s->last_step_ns = in->now_ns;
 	s->last_busy_ns = in->busy_ns;
 	s->last_held_ns = in->work.held_ns;
+	s->last_work_busy_ns = in->work.busy_ns;
+	s->last_launches = in->work.launches;
 	s->last_foreign_ns = in->now_ns;
 }
 
@@ -73,6 +75,39 @@ static int64_t duty_for_target(int64_t applied, int64_t target, int64_t density)
 	return clamp64(target * (int64_t)GPUCAP_SM_PPM / density, applied / 2, 2 * applied);
 }
 
+/* Whether the window's launches were small enough for its busy share to
+ * tell the work's density (many launches, not a few long kernels whose
+ * readings alias with the windows), by this process's gates. */
+static bool fine_grained(const struct sm_control_inputs *in, struct sm_control_state *s)
+{
+	uint64_t busy = in->work.busy_ns - s->last_work_busy_ns;
+	uint64_t launches = in->work.launches - s->last_launches;
+	s->last_work_busy_ns = in->work.busy_ns;
+	s->last_launches = in->work.launches;
+	return in->launching && launches > 0 && busy / launches < SM_FINE_LAUNCH_NS;
+}
+
+/* -1, 0 or 1: a window's density (busy over duty) below, near or above
+ * from_ppm by more than SM_SHIFT. */
+static int density_side(uint32_t from_ppm, uint32_t busy_ppm, uint32_t duty_ppm)
+{
+	uint64_t density = (uint64_t)busy_ppm * GPUCAP_SM_PPM / (duty_ppm ? duty_ppm : 1);
+	uint64_t margin = (uint64_t)from_ppm * SM_SHIFT_PPM / GPUCAP_SM_PPM;
+	if (density > (uint64_t)from_ppm + margin)
+		return 1;
+	if (density + margin < from_ppm)
+		return -1;
+	return 0;
+}
+
+static void shift_forget(struct sm_control_state *s)
+{
+	s->shift_side = 0;
+	s->shift_windows = 0;
+	s->shift_busy_ppm = 0;
+	s->shift_duty_ppm = 0;
+}
+
 /* What the duty steps on: the work's density, its busy share per unit of
  * duty, as a ratio of sums over the last seconds of work. The density is
  * the workload's own whatever the duty, so averaging it adds no lag to the
@@ -81,16 +116,56 @@ static int64_t duty_for_target(int64_t applied, int64_t target, int64_t density)
  * windows, and NVML's samples of them land in one window or the next). The
  * busy share is NVML's, but never less than the gates' sure share
  * (sm_gate_sure_busy; 0 when another tenant shares the GPU): where NVML
- * under-reads long kernels the gates know they ran. */
-static void work_density(struct sm_control_state *s, uint32_t busy_ppm, uint32_t sure_ppm, uint32_t applied)
+ * under-reads long kernels the gates know they ran.
+ *
+ * A density that really moved, though, the sums follow only over their
+ * seconds: a training step whose host sped up (busy 28% to 40% at the same
+ * duty, on an H100) ran 5 points over a cap of 30% for the 4 s the sums
+ * took. So two telling windows in a row (many small launches, no neighbour,
+ * not taking turns, a busy share to read) off the sums' density by more than
+ * SM_SHIFT on the same side start the sums again from those two: noise
+ * that large rarely comes twice, and a restart in either direction keeps
+ * the density unbiased. Windows of a few long kernels alias with NVML's
+ * samples, and a neighbour's time slices empty whole windows: neither
+ * tells. */
+static bool work_density(struct sm_control_state *s, uint32_t busy_ppm, uint32_t sure_ppm, uint32_t applied,
+                         bool telling)
 {
-	s->sum_busy_ppm = s->sum_busy_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + busy_ppm;
-	s->sum_sure_ppm = s->sum_sure_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + sure_ppm;
-	s->sum_duty_ppm = s->sum_duty_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + applied;
+	bool restarted = false;
+	uint32_t seen = busy_ppm > sure_ppm ? busy_ppm : sure_ppm;
+	telling = telling && seen >= SM_MISMATCH_PPM && s->density_known;
+	/* A run is judged against the density it began from: the sums,
+	 * following the run, would otherwise end it before it is long enough. */
+	int side =
+	    telling ? density_side(s->shift_windows ? s->shift_from_ppm : s->density_ppm, seen, applied) : 0;
+	if (side == 0 || side != s->shift_side)
+		shift_forget(s);
+	if (side != 0 && s->shift_windows == 0)
+		s->shift_from_ppm = s->density_ppm;
+	s->shift_side = side;
+	if (side != 0) {
+		/* A window's sure share is folded into its busy one: both are
+		 * floors of what ran. */
+		s->shift_windows++;
+		s->shift_busy_ppm += seen;
+		s->shift_duty_ppm += applied;
+	}
+	if (s->shift_windows >= SM_SHIFT_WINDOWS) {
+		s->sum_busy_ppm = s->shift_busy_ppm;
+		s->sum_sure_ppm = 0;
+		s->sum_duty_ppm = s->shift_duty_ppm;
+		shift_forget(s); /* the next shift is judged against the restarted sums */
+		restarted = true;
+	} else {
+		s->sum_busy_ppm = s->sum_busy_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + busy_ppm;
+		s->sum_sure_ppm = s->sum_sure_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + sure_ppm;
+		s->sum_duty_ppm = s->sum_duty_ppm * SM_DENSITY_DECAY_PPM / GPUCAP_SM_PPM + applied;
+	}
 	uint64_t busy = s->sum_busy_ppm > s->sum_sure_ppm ? s->sum_busy_ppm : s->sum_sure_ppm;
 	uint64_t density = busy * GPUCAP_SM_PPM / (s->sum_duty_ppm ? s->sum_duty_ppm : 1);
 	s->density_ppm = density > SM_DENSITY_MAX_PPM ? SM_DENSITY_MAX_PPM : (uint32_t)density;
 	s->density_known = true;
+	return restarted;
 }
 
 /* Taking turns, the window is the duty: work that keeps the GPU busy in
@@ -293,8 +368,13 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * changed. */
 	if (!turns && applied >= GPUCAP_SM_PPM && busy_ppm > in->cap_ppm && !neighbour_lately)
 		s->sum_busy_ppm = s->sum_sure_ppm = s->sum_duty_ppm = 0;
+	bool fine = fine_grained(in, s);
+	bool shifted = false;
 	if (closed && worked && s->steps > 0 && !out->weight.frozen)
-		work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0, applied);
+		shifted = work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0,
+		                       applied, fine && !turns && !neighbour_lately);
+	else
+		shift_forget(s);
 	/* Overlapping, work that fills its duty again takes turns again. */
 	if (s->overlap && s->density_known && s->density_ppm >= SM_TURNS_DENSE_PPM)
 		s->overlap = false;
@@ -336,7 +416,10 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		/* Nothing launched yet to tell the work's density. */
 	} else {
 		int64_t error = duty_for_target(applied, target, s->density_ppm) - (int64_t)applied;
-		int64_t gain = error < 0 ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
+		/* The step down is half a step, against overshoot; but right
+		 * after a shift the density is fresh, and the whole step is the
+		 * one that brings the work back to its target. */
+		int64_t gain = error < 0 && !shifted ? SM_GAIN_DOWN_PPM : SM_GAIN_UP_PPM;
 		integral += error * gain / (int64_t)GPUCAP_SM_PPM;
 	}
 	int64_t duty = clamp64(target + integral, target / 2 > 0 ? target / 2 : 1, GPUCAP_SM_PPM);

@@ -56,6 +56,9 @@
 #define SM_TURNS_DENSE_PPM    800000u              /* overlapping, work this dense takes turns again */
 #define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
 #define SM_TURNS_SETTLE_STEPS 4u                   /* steps of averaging before it corrects */
+#define SM_SHIFT_PPM          200000u              /* a window's density this far off the sums' (relative) */
+#define SM_SHIFT_WINDOWS      3u                   /* that many windows in a row: the work changed */
+#define SM_FINE_LAUNCH_NS     UINT64_C(5000000) /* busy per launch under this: a window holds many launches */
 
 /* One device's controller, owned by the lease holder's controller thread. */
 struct sm_control_state {
@@ -71,7 +74,17 @@ struct sm_control_state {
 	uint64_t sum_sure_ppm;
 	uint64_t sum_duty_ppm;
 	uint64_t last_sure_ns; /* this process's sure busy total at the last step */
-	bool elastic_open;     /* the last step let elastic run free */
+	/* The telling windows in a row whose density lies on one side of the
+	 * sums' density when the run began (work_density): that density, the
+	 * side, how many, their busy share and duty. */
+	uint32_t shift_from_ppm;
+	int shift_side;
+	unsigned shift_windows;
+	uint64_t shift_busy_ppm;
+	uint64_t shift_duty_ppm;
+	uint64_t last_work_busy_ns; /* this process's gates' busy and launches at the last step */
+	uint64_t last_launches;
+	bool elastic_open; /* the last step let elastic run free */
 	bool share_known;
 	uint64_t last_step_ns;
 	uint64_t last_busy_ns; /* the container's charged busy total at the last step */

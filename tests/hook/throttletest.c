@@ -700,10 +700,58 @@ static void check_share(const struct share_run *r, unsigned cap, double b_lo, do
 	}
 }
 
+/* The same program with a slower host: 1.4 ms of host work per kernel, so
+ * the GPU is busy about 36% of the time. */
+static unsigned slower_gappy_step(CUstream s)
+{
+	CU(launch(P_KERNEL, 500, s));
+	fakeclock_sleep(1400 * 1000);
+	return 1;
+}
+
+/* "shift": the host speeds up under the cap (busy 36% native, then 50%, as
+ * a training step's host did on an H100: its busy share went from 28% to
+ * 40% at the same duty). The controller, settled on the slower work's
+ * density, must follow the new one within about 1.5 s: over the next 2 s
+ * the work gets the cap within 3 points. Following it through the seconds
+ * of its averages, it ran 5 points over the cap on an H100. */
+static void test_gappy_shift(unsigned cap)
+{
+	setenv("FAKENVML_PROCESS_UTIL", "self:10", 1);
+	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	struct gappy slower = timed(s, 2.0, slower_gappy_step);
+	struct gappy faster = timed(s, 2.0, gappy_step);
+	set_sm_limit(DEV_A, cap);
+	timed(s, 8.0, slower_gappy_step);
+	struct gappy settled = timed(s, 2.0, slower_gappy_step);
+	timed(s, 1.5, gappy_step);
+	struct gappy after = timed(s, 2.0, gappy_step);
+	double delivered = after.steps_per_s / faster.steps_per_s * faster.busy_fraction * 100.0;
+	fprintf(
+	    stderr,
+	    "no cap: busy %.3f (slower), %.3f (faster); cap %u%%: slower busy %.3f, then faster busy %.3f, "
+	    "delivered %.1f%%\n",
+	    slower.busy_fraction, faster.busy_fraction, cap, settled.busy_fraction, after.busy_fraction,
+	    delivered);
+	CHECK(slower.busy_fraction > 0.32 && slower.busy_fraction < 0.40);
+	CHECK(faster.busy_fraction > 0.45 && faster.busy_fraction < 0.55);
+	CHECK(settled.busy_fraction * 100.0 > cap - 3.0 && settled.busy_fraction * 100.0 < cap + 3.0);
+	CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
+	CHECK(after.busy_fraction * 100.0 > cap - 3.0 && after.busy_fraction * 100.0 < cap + 3.0);
+	CU(cuStreamDestroy_v2(s));
+}
+
 static void test_gappy(const char *cap_text)
 {
 	unsigned cap = (unsigned)atoi(cap_text);
 	fresh_region();
+	if (strstr(cap_text, "shift")) {
+		test_gappy_shift(cap);
+		return;
+	}
 	/* "30-rates": a driver without utilisation samples, only the rates.
 	 * "30-nvmlgaps": NVML leaves the process out of 3 of every 5 lists
 	 * while it runs; the duty found in the others must hold through. */

@@ -890,6 +890,47 @@ static void work_just_under_its_cap_is_freed_in_time(void **state)
 	assert_true((uint64_t)steps * SM_STEP_NS <= 7 * SEC);
 }
 
+/* Host-limited work: busy demand_ppm of the time when the gate does not
+ * bind, density_ppm of each duty unit when it does. */
+static void host_limited_step(struct plant *p, uint32_t demand_ppm, uint32_t density_ppm)
+{
+	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
+	uint64_t busy = (uint64_t)duty * density_ppm / PPM;
+	if (busy > demand_ppm)
+		busy = demand_ppm;
+	window_step(p, duty, (unsigned)(busy * 1000 / duty), 0);
+}
+
+/* The host speeds up under a cap of 30% (busy 32% when free, then 40%, and
+ * each duty unit's density with it): the density's sums, seconds long,
+ * would follow over about 4 s, 5 points over the cap. Three windows in a
+ * row off them restart the sums, and the whole step after the restart
+ * brings the work to its cap: within 1 point from the fourth window on.
+ * Windows that stray one at a time leave the sums alone. */
+static void a_shift_of_the_density_is_followed_at_once(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 30; i++)
+		host_limited_step(&p, 320000, 366000);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 3000);
+	for (int i = 0; i < 12; i++) {
+		host_limited_step(&p, 400000, 457000);
+		if (i >= 3)
+			assert_true(abs_diff(p.out.busy_ppm, 300000) < 10000);
+	}
+	uint32_t duty = p.duty_ppm;
+	uint32_t density = p.state.density_ppm;
+	for (int i = 0; i < 12; i++) {
+		/* One window in three reads 25% high. */
+		uint32_t d = i % 3 ? 457000 : 571000;
+		host_limited_step(&p, 1000000, d);
+		assert_true(abs_diff(p.state.density_ppm, density) < 60000);
+	}
+	assert_true(abs_diff(p.duty_ppm, duty) < 60000);
+}
+
 /* Work that asks for less than its cap (busy 20% of the time when never
  * held) runs unthrottled: the duty goes to 100%. */
 static void work_below_its_cap_runs_free(void **state)
@@ -1003,6 +1044,7 @@ int main(void)
 	    cmocka_unit_test(gappy_work_gets_its_cap),
 	    cmocka_unit_test(weight_applies_to_dense_work_only),
 	    cmocka_unit_test(gappy_work_is_not_held_for_a_burst),
+	    cmocka_unit_test(a_shift_of_the_density_is_followed_at_once),
 	    cmocka_unit_test(work_below_its_cap_runs_free),
 	    cmocka_unit_test(work_that_drops_below_its_cap_stays_free),
 	    cmocka_unit_test(work_just_under_its_cap_is_freed_in_time),
