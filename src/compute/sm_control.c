@@ -366,7 +366,23 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	 * H100 the cap-70 tenant of two still dropped to 85% in 9 of its 40
 	 * steps). The sums, a few seconds long, still follow work that really
 	 * changed. */
-	if (!turns && applied >= GPUCAP_SM_PPM && busy_ppm > in->cap_ppm && !neighbour_lately)
+	/* Except in the first windows back from a pause (SM_PAUSE_STEPS idle
+	 * ones): a neighbour seen while this container idled says nothing of
+	 * its time slices, and work that was free before the pause keeps its
+	 * duty of 100% through it (below), so work that comes back dense must
+	 * be capped at once, not after the neighbour's memory. */
+	bool idle_window = closed && mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM;
+	if (idle_window) {
+		s->idle_steps++;
+	} else if (worked) {
+		if (s->idle_steps >= SM_PAUSE_STEPS)
+			s->resumed_windows = SM_RESUMED_WINDOWS;
+		s->idle_steps = 0;
+	}
+	bool resuming = worked && s->resumed_windows > 0;
+	if (resuming)
+		s->resumed_windows--;
+	if (!turns && applied >= GPUCAP_SM_PPM && busy_ppm > in->cap_ppm && (!neighbour_lately || resuming))
 		s->sum_busy_ppm = s->sum_sure_ppm = s->sum_duty_ppm = 0;
 	bool fine = fine_grained(in, s);
 	bool shifted = false;
@@ -411,7 +427,16 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		/* A calibration burst, or NVML's first window (it began before
 		 * the launches): the share says nothing about the duty. */
 	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
-		integral /= 2; /* idle: forget the correction rather than wind it up */
+		/* Idle: forget the correction rather than wind it up; but not
+		 * the freedom of work that asked for less than its cap (the
+		 * duty at 100%): forgotten, each return from a pause ran at the
+		 * cap until the step after, and a training step under a cap of
+		 * 70% in 2 s turns between others' ran at 0.91 of native (an
+		 * H100). Work that comes back dense is capped again within a
+		 * step or two (busy above the cap at a duty of 100% restarts
+		 * the density), as when free work turns dense without a pause. */
+		if (applied < GPUCAP_SM_PPM)
+			integral /= 2;
 	} else if (!s->density_known) {
 		/* Nothing launched yet to tell the work's density. */
 	} else {

@@ -56,8 +56,10 @@
 #define SM_TURNS_DENSE_PPM    800000u              /* overlapping, work this dense takes turns again */
 #define SM_TURNS_GAIN_PPM     250000u              /* taking turns, k of the correction for gaps */
 #define SM_TURNS_SETTLE_STEPS 4u                   /* steps of averaging before it corrects */
-#define SM_SHIFT_PPM          200000u              /* a window's density this far off the sums' (relative) */
-#define SM_SHIFT_WINDOWS      3u                   /* that many windows in a row: the work changed */
+#define SM_PAUSE_STEPS        4u                   /* idle steps in a row: a pause */
+#define SM_RESUMED_WINDOWS    2u      /* worked windows after a pause that may restart the density */
+#define SM_SHIFT_PPM          200000u /* a window's density this far off the sums' (relative) */
+#define SM_SHIFT_WINDOWS      3u      /* that many windows in a row: the work changed */
 #define SM_FINE_LAUNCH_NS     UINT64_C(5000000) /* busy per launch under this: a window holds many launches */
 
 /* One device's controller, owned by the lease holder's controller thread. */
@@ -78,6 +80,8 @@ struct sm_control_state {
 	 * sums' density when the run began (work_density): that density, the
 	 * side, how many, their busy share and duty. */
 	uint32_t shift_from_ppm;
+	unsigned idle_steps;      /* idle steps in a row */
+	unsigned resumed_windows; /* worked windows left of a return from a pause */
 	int shift_side;
 	unsigned shift_windows;
 	uint64_t shift_busy_ppm;

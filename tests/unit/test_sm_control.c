@@ -782,6 +782,40 @@ static void work_that_drops_below_its_cap_stays_free(void **state)
 	assert_true(first_free >= 0 && first_free < 30);
 }
 
+/* Work that asks for 35% under a cap of 70% runs free, pauses for 6 s
+ * while another program uses the GPU (as the sides of bench/gpu/run.sh's
+ * paired turns do), and comes back: it is still free, from its first
+ * window on. Work that comes back dense instead is capped again within
+ * two steps. */
+static void work_free_before_a_pause_is_free_after_it(void **state)
+{
+	(void)state;
+	struct plant p;
+	for (int dense = 0; dense < 2; dense++) {
+		plant_start(&p, 70);
+		for (int i = 0; i < 20; i++)
+			natural_step(&p, 350000);
+		assert_int_equal(p.duty_ppm, PPM);
+		for (int i = 0; i < 12; i++)
+			measured_step(&p, 0, 0, 400000, 400000, 0, 0);
+		assert_int_equal(p.duty_ppm, PPM);
+		if (!dense) {
+			for (int i = 0; i < 10; i++) {
+				natural_step(&p, 350000);
+				assert_int_equal(p.duty_ppm, PPM);
+			}
+			continue;
+		}
+		int capped = -1;
+		for (int i = 0; i < 20 && capped < 0; i++) {
+			natural_step(&p, 980000);
+			if (p.duty_ppm < 800000)
+				capped = i;
+		}
+		assert_true(capped >= 0 && capped < 2);
+	}
+}
+
 /* Work that ran free under its cap (a slow start: busy 30% at a duty of
  * 100%, the gates open and blind) turns dense (98%): NVML's busy share is
  * the only witness of the new density, and the duty comes back to the cap
@@ -1051,6 +1085,7 @@ int main(void)
 	    cmocka_unit_test(nvml_gaps_hold_the_duty),
 	    cmocka_unit_test(a_window_given_to_the_neighbour_is_a_reading),
 	    cmocka_unit_test(free_work_that_turns_dense_is_capped_again),
+	    cmocka_unit_test(work_free_before_a_pause_is_free_after_it),
 	    cmocka_unit_test(a_tenant_running_free_does_not_take_turns),
 	    cmocka_unit_test(a_neighbours_time_slice_leaves_a_free_tenant_free),
 	    cmocka_unit_test(busy_share_splits_the_device),
