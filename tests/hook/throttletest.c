@@ -744,12 +744,54 @@ static void test_gappy_shift(unsigned cap)
 	CU(cuStreamDestroy_v2(s));
 }
 
+/* A denser program: 0.8 ms of host work per 500 us kernel, the GPU busy
+ * about 62% of the time. */
+static unsigned denser_gappy_step(CUstream s)
+{
+	CU(launch(P_KERNEL, 500, s));
+	fakeclock_sleep(800 * 1000);
+	return 1;
+}
+
+/* "pause": work that asks for a little less than its cap (busy about 62%
+ * under a cap of 70%) runs free, pauses 6 s, and comes back: over its
+ * first second back it runs as fast as without a cap. When a pause made
+ * the controller forget that the work ran free, the first step back ran
+ * at the cap's duty: 0.925 of that speed over the second. */
+static void test_gappy_pause(unsigned cap)
+{
+	setenv("FAKENVML_PROCESS_UTIL", "self:busy", 1);
+	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
+	start_device(0);
+	CUstream s;
+	CU(cuStreamCreate(&s, 0));
+	struct gappy native = timed(s, 2.0, denser_gappy_step);
+	set_sm_limit(DEV_A, cap);
+	timed(s, 6.0, denser_gappy_step);
+	sleep_ms(6000);
+	struct gappy back = timed(s, 1.0, denser_gappy_step);
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	double ratio = back.steps_per_s / native.steps_per_s;
+	fprintf(
+	    stderr,
+	    "no cap: %.2f/s, busy %.3f; cap %u%%, first second after a 6 s pause: %.2f/s (ratio %.3f), duty %.3f\n",
+	    native.steps_per_s, native.busy_fraction, cap, back.steps_per_s, ratio, st.duty_ppm / 1e6);
+	CHECK(native.busy_fraction * 100.0 < cap);
+	CHECK(ratio >= 0.97);
+	CU(cuStreamDestroy_v2(s));
+}
+
 static void test_gappy(const char *cap_text)
 {
 	unsigned cap = (unsigned)atoi(cap_text);
 	fresh_region();
 	if (strstr(cap_text, "shift")) {
 		test_gappy_shift(cap);
+		return;
+	}
+	if (strstr(cap_text, "pause")) {
+		test_gappy_pause(cap);
 		return;
 	}
 	/* "30-rates": a driver without utilisation samples, only the rates.
