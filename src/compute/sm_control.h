@@ -19,7 +19,8 @@
  * never less than the gates' sure busy time while alone on the GPU). A
  * program that leaves gaps on the GPU gets share = density * duty; the
  * step aims at the duty that gives the target at the density just seen,
- * so it converges in a few steps whatever the density. Alone on the GPU
+ * so it converges in a few steps whatever the density (three windows in a
+ * row well off it restart its sums: the work changed). Alone on the GPU
  * with work that keeps it busy the feed-forward duty = target is already
  * right and I only trims the measuring bias; next to another tenant the ON
  * phases are shared and I raises the duty until the share reaches the
