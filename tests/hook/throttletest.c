@@ -631,11 +631,17 @@ static struct gappy timed(CUstream s, double seconds, unsigned (*step)(CUstream)
 	return (struct gappy){units / ((double)(t1 - t0) / 1e9), (double)(b1 - b0) / (double)(t1 - t0)};
 }
 
-static unsigned gappy_step(CUstream s)
+/* One 500 us kernel, then host_us of host work: one unit. */
+static unsigned kernel_then_host(CUstream s, uint64_t host_us)
 {
 	CU(launch(P_KERNEL, 500, s));
-	fakeclock_sleep(1000 * 1000);
+	fakeclock_sleep(host_us * 1000);
 	return 1;
+}
+
+static unsigned gappy_step(CUstream s)
+{
+	return kernel_then_host(s, 1000);
 }
 
 /*
@@ -655,15 +661,24 @@ struct share_run {
 	struct gpucap_sm_state st;
 };
 
-static struct share_run run_share(unsigned (*step)(CUstream), const char *process_util, unsigned cap,
-                                  double measure_s)
+/* Device 0 started, NVML's per-process figure reading process_util
+ * (FAKENVML_PROCESS_UTIL), calibration bursts off (a share test measures
+ * the loop, not the weight): a new stream on it. */
+static CUstream uncalibrated_stream(const char *process_util)
 {
-	struct share_run r;
 	setenv("FAKENVML_PROCESS_UTIL", process_util, 1);
 	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
 	start_device(0);
 	CUstream s;
 	CU(cuStreamCreate(&s, 0));
+	return s;
+}
+
+static struct share_run run_share(unsigned (*step)(CUstream), const char *process_util, unsigned cap,
+                                  double measure_s)
+{
+	struct share_run r;
+	CUstream s = uncalibrated_stream(process_util);
 	r.native = timed(s, 2.0, step);
 	set_sm_limit(DEV_A, cap);
 	timed(s, 6.0, step); /* the controller settles */
@@ -704,9 +719,7 @@ static void check_share(const struct share_run *r, unsigned cap, double b_lo, do
  * the GPU is busy about 36% of the time. */
 static unsigned slower_gappy_step(CUstream s)
 {
-	CU(launch(P_KERNEL, 500, s));
-	fakeclock_sleep(1400 * 1000);
-	return 1;
+	return kernel_then_host(s, 1400);
 }
 
 /* "shift": the host speeds up under the cap (busy 36% native, then 50%, as
@@ -717,11 +730,7 @@ static unsigned slower_gappy_step(CUstream s)
  * of its averages, it ran 5 points over the cap on an H100. */
 static void test_gappy_shift(unsigned cap)
 {
-	setenv("FAKENVML_PROCESS_UTIL", "self:10", 1);
-	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
-	start_device(0);
-	CUstream s;
-	CU(cuStreamCreate(&s, 0));
+	CUstream s = uncalibrated_stream("self:10");
 	struct gappy slower = timed(s, 2.0, slower_gappy_step);
 	struct gappy faster = timed(s, 2.0, gappy_step);
 	set_sm_limit(DEV_A, cap);
@@ -748,9 +757,7 @@ static void test_gappy_shift(unsigned cap)
  * about 62% of the time. */
 static unsigned denser_gappy_step(CUstream s)
 {
-	CU(launch(P_KERNEL, 500, s));
-	fakeclock_sleep(800 * 1000);
-	return 1;
+	return kernel_then_host(s, 800);
 }
 
 /* "pause": work that asks for a little less than its cap (busy about 62%
@@ -760,11 +767,7 @@ static unsigned denser_gappy_step(CUstream s)
  * at the cap's duty: 0.925 of that speed over the second. */
 static void test_gappy_pause(unsigned cap)
 {
-	setenv("FAKENVML_PROCESS_UTIL", "self:busy", 1);
-	setenv("GPUCAP_SM_CALIBRATE", "off", 1);
-	start_device(0);
-	CUstream s;
-	CU(cuStreamCreate(&s, 0));
+	CUstream s = uncalibrated_stream("self:busy");
 	struct gappy native = timed(s, 2.0, denser_gappy_step);
 	set_sm_limit(DEV_A, cap);
 	timed(s, 6.0, denser_gappy_step);
