@@ -121,13 +121,12 @@ static void shift_forget(struct sm_control_state *s)
  * A density that really moved, though, the sums follow only over their
  * seconds: a training step whose host sped up (busy 28% to 40% at the same
  * duty, on an H100) ran 5 points over a cap of 30% for the 4 s the sums
- * took. So two telling windows in a row (many small launches, no neighbour,
- * not taking turns, a busy share to read) off the sums' density by more than
- * SM_SHIFT on the same side start the sums again from those two: noise
- * that large rarely comes twice, and a restart in either direction keeps
- * the density unbiased. Windows of a few long kernels alias with NVML's
- * samples, and a neighbour's time slices empty whole windows: neither
- * tells. */
+ * took. So SM_SHIFT_WINDOWS telling windows in a row (many small launches,
+ * no neighbour, not taking turns, a busy share to read) off the density the
+ * run began from by more than SM_SHIFT on the same side start the sums
+ * again from those windows: noise that large rarely comes three times
+ * running, and a restart in either direction keeps the density unbiased. Windows of a few long kernels alias
+ * with NVML's samples, and a neighbour's time slices empty whole windows: neither tells. */
 static bool work_density(struct sm_control_state *s, uint32_t busy_ppm, uint32_t sure_ppm, uint32_t applied,
                          bool telling)
 {
@@ -426,15 +425,16 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	} else if (frozen || s->steps++ == 0) {
 		/* A calibration burst, or NVML's first window (it began before
 		 * the launches): the share says nothing about the duty. */
-	} else if (mine < SM_IDLE_PPM && gate_ppm < SM_IDLE_PPM) {
+	} else if (idle_window) {
 		/* Idle: forget the correction rather than wind it up; but not
 		 * the freedom of work that asked for less than its cap (the
 		 * duty at 100%): forgotten, each return from a pause ran at the
-		 * cap until the step after, and a training step under a cap of
-		 * 70% in 2 s turns between others' ran at 0.91 of native (an
-		 * H100). Work that comes back dense is capped again within a
-		 * step or two (busy above the cap at a duty of 100% restarts
-		 * the density), as when free work turns dense without a pause. */
+		 * cap until the step after (on the fake GPU, 0.925 of native
+		 * over the first second back; likely why a training step under
+		 * a cap of 70%, in 2 s turns between others' on an H100, ran at
+		 * 0.91 of native). Work that comes back dense is capped again
+		 * within two steps (busy above the cap at a duty of 100% in the
+		 * first windows back restarts the density). */
 		if (applied < GPUCAP_SM_PPM)
 			integral /= 2;
 	} else if (!s->density_known) {

@@ -81,12 +81,12 @@ struct sm_control_state {
 	 * sums' density when the run began (work_density): that density, the
 	 * side, how many, their busy share and duty. */
 	uint32_t shift_from_ppm;
-	unsigned idle_steps;      /* idle steps in a row */
-	unsigned resumed_windows; /* worked windows left of a return from a pause */
 	int shift_side;
 	unsigned shift_windows;
 	uint64_t shift_busy_ppm;
 	uint64_t shift_duty_ppm;
+	unsigned idle_steps;        /* idle steps in a row */
+	unsigned resumed_windows;   /* worked windows left of a return from a pause */
 	uint64_t last_work_busy_ns; /* this process's gates' busy and launches at the last step */
 	uint64_t last_launches;
 	bool elastic_open; /* the last step let elastic run free */
