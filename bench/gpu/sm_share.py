@@ -36,6 +36,10 @@ synchronises so that queued work counts with the time it took. It prints
   window start=<unix s> end=<unix s>
   workload=train seconds=6.002 units=300 units_per_s=49.98
 
+SM_SHARE_LATE_S (default 0) makes it arrive late: it idles that long after
+the barrier and warms up for the rest of the warm-up, so that a group whose
+members start at different times still measures one window.
+
 With SM_SHARE_STATUS_CMD and SM_SHARE_STATUS_OUT set, it runs that shell
 command once at the middle of the measured window, its output to that file
 (run_share.sh takes `gpucap status --json` so: the controller's state while
@@ -229,7 +233,12 @@ def main():
     if barrier:
         wait_at_barrier(*barrier)
     warmup = float(os.environ.get("SM_SHARE_WARMUP_S", "20"))
-    deadline = time.monotonic() + warmup
+    late = float(os.environ.get("SM_SHARE_LATE_S", "0"))
+    if not 0 <= late < warmup:
+        fail("SM_SHARE_LATE_S=%s: give seconds from 0 to less than the warm-up (%s)" % (late, warmup))
+    # Arriving late, the warm-up is shorter: the group measures one window.
+    time.sleep(late)
+    deadline = time.monotonic() + warmup - late
     while time.monotonic() < deadline:
         step()
     torch.cuda.synchronize()

@@ -78,13 +78,23 @@ static int64_t duty_for_target(int64_t applied, int64_t target, int64_t density)
 /* Whether the window's launches were small enough for its busy share to
  * tell the work's density (many launches, not a few long kernels whose
  * readings alias with the windows), by this process's gates. */
-static bool fine_grained(const struct sm_control_inputs *in, struct sm_control_state *s)
+static bool fine_grained(const struct sm_control_inputs *in, uint64_t busy, uint64_t launches)
+{
+	return in->launching && launches > 0 && busy / launches < SM_FINE_LAUNCH_NS;
+}
+
+/* This process's launches that the gates counted over the window (none
+ * when it does not launch: its totals then say nothing), and their busy
+ * time by the gates. */
+static uint64_t window_launches(const struct sm_control_inputs *in, struct sm_control_state *s,
+                                uint64_t *gate_busy_ns)
 {
 	uint64_t busy = in->work.busy_ns - s->last_work_busy_ns;
 	uint64_t launches = in->work.launches - s->last_launches;
 	s->last_work_busy_ns = in->work.busy_ns;
 	s->last_launches = in->work.launches;
-	return in->launching && launches > 0 && busy / launches < SM_FINE_LAUNCH_NS;
+	*gate_busy_ns = in->launching ? busy : 0;
+	return in->launching ? launches : 0;
 }
 
 /* -1, 0 or 1: a window's density (busy over duty) below, near or above
@@ -274,11 +284,41 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	}
 	out->closed = closed;
 
+	if (closed && foreign >= SM_ELASTIC_PPM)
+		s->last_foreign_ns = now;
+	bool neighbour_lately = now - s->last_foreign_ns < SM_NEIGHBOUR_NS;
+	/* Taking turns with other containers, the window is an exact time
+	 * share by construction: the feed-forward alone, unless the work
+	 * leaves gaps in its window (turns_integral). Caps that fill the GPU keep it at full load, where a
+	 * busy second is worth one (the work weight applies to idle gaps). No burst starts while taking turns
+	 * (the others count as busy); one already under way is finished.
+	 * Not at a duty of 100%, though: no launch takes the gate there, so
+	 * this container stamps no record and the others lay out their
+	 * windows without it; its step is a free tenant's, as they see it (on
+	 * an H100 the cap-70 tenant of two held its duty at 100% as taking
+	 * turns while the cap-30 one saw no one). What taking turns learnt is
+	 * kept for a window that comes back below 100%. */
+	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
+	bool turns = in->turns && !s->overlap && applied < GPUCAP_SM_PPM;
+
 	uint32_t busy_ppm = closed ? sm_control_busy_share(in) : 0;
 	out->busy_ppm = busy_ppm;
+	/* Beside a neighbour the share is the work the window's launches did
+	 * at the cost a launch had alone (sm_launch_cost.h): NVML's busy time
+	 * then holds the neighbour's time slices. Only where the gates count
+	 * the launches (below a duty of 100%) and not taking turns (the
+	 * window is the share there). */
+	uint64_t gate_busy_ns;
+	uint64_t launches = window_launches(in, s, &gate_busy_ns);
+	bool counted = in->launching && !turns && applied < GPUCAP_SM_PPM;
+	bool beside = foreign >= SM_ELASTIC_PPM || neighbour_lately;
+	bool by_work = closed && counted && beside && sm_launch_cost_known(&s->launch_cost);
+	uint32_t measured = by_work ? sm_launch_cost_share(&s->launch_cost, launches, window) : busy_ppm;
+	out->by_work = by_work;
+	out->work_ppm = by_work ? measured : 0;
 	/* Through a gap in NVML's attribution the share shown stays the last
 	 * one measured: the gates' figure, gaps included, would read high. */
-	uint32_t share = closed ? busy_ppm : gate_ppm;
+	uint32_t share = closed ? measured : gate_ppm;
 	if (!(mismatch && s->share_known && s->mismatches <= SM_MISMATCH_HOLD)) {
 		s->share_ppm = s->share_known ? (s->share_ppm + share) / 2 : share;
 		s->share_known = true;
@@ -286,9 +326,6 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 	out->flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
 	out->source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
 
-	if (closed && foreign >= SM_ELASTIC_PPM)
-		s->last_foreign_ns = now;
-	bool neighbour_lately = now - s->last_foreign_ns < SM_NEIGHBOUR_NS;
 	if (in->elastic) {
 		if (!closed) {
 			out->warn_elastic_blind = true;
@@ -308,19 +345,6 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		}
 	}
 
-	/* Taking turns with other containers, the window is an exact time
-	 * share by construction: the feed-forward alone, unless the work
-	 * leaves gaps in its window (turns_integral). Caps that fill the GPU keep it at full load, where a
-	 * busy second is worth one (the work weight applies to idle gaps). No burst starts while taking turns
-	 * (the others count as busy); one already under way is finished.
-	 * Not at a duty of 100%, though: no launch takes the gate there, so
-	 * this container stamps no record and the others lay out their
-	 * windows without it; its step is a free tenant's, as they see it (on
-	 * an H100 the cap-70 tenant of two held its duty at 100% as taking
-	 * turns while the cap-30 one saw no one). What taking turns learnt is
-	 * kept for a window that comes back below 100%. */
-	uint32_t applied = in->duty_ppm ? in->duty_ppm : in->cap_ppm;
-	bool turns = in->turns && !s->overlap && applied < GPUCAP_SM_PPM;
 	out->turns = turns;
 	if (!in->turns || s->overlap)
 		s->turns_steps = 0;
@@ -383,13 +407,21 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		s->resumed_windows--;
 	if (!turns && applied >= GPUCAP_SM_PPM && busy_ppm > in->cap_ppm && (!neighbour_lately || resuming))
 		s->sum_busy_ppm = s->sum_sure_ppm = s->sum_duty_ppm = 0;
-	bool fine = fine_grained(in, s);
+	bool fine = fine_grained(in, gate_busy_ns, launches);
 	bool shifted = false;
-	if (closed && worked && s->steps > 0 && !out->weight.frozen)
-		shifted = work_density(s, busy_ppm, foreign < SM_ELASTIC_PPM && !turns ? sure_ppm : 0,
-		                       applied, fine && !turns && !neighbour_lately);
-	else
+	if (closed && worked && s->steps > 0 && !out->weight.frozen) {
+		shifted =
+		    work_density(s, measured, foreign < SM_ELASTIC_PPM && !turns && !by_work ? sure_ppm : 0,
+		                 applied, fine && !turns && !neighbour_lately);
+		/* Alone, the window teaches what its launches cost: NVML's busy
+		 * time, or the gates' sure time where NVML under-reads. */
+		if (counted && !beside) {
+			uint32_t alone_ppm = busy_ppm > sure_ppm ? busy_ppm : sure_ppm;
+			sm_launch_cost_learn(&s->launch_cost, alone_ppm * window / GPUCAP_SM_PPM, launches);
+		}
+	} else {
 		shift_forget(s);
+	}
 	/* Overlapping, work that fills its duty again takes turns again. */
 	if (s->overlap && s->density_known && s->density_ppm >= SM_TURNS_DENSE_PPM)
 		s->overlap = false;

@@ -16,7 +16,10 @@
  * The share is the container's busy share: the time in which its kernels
  * ran, the measure a native run's busy share is taken in (NVML's device
  * utilisation, split between tenants by their per-process figures, and
- * never less than the gates' sure busy time while alone on the GPU). A
+ * never less than the gates' sure busy time while alone on the GPU).
+ * Beside a neighbour, whose time slices NVML charges to whichever context
+ * held the GPU, it is the work of the window's launches at the cost a
+ * launch had alone (sm_launch_cost.h), once that cost is known. A
  * program that leaves gaps on the GPU gets share = density * duty; the
  * step aims at the duty that gives the target at the density just seen,
  * so it converges in a few steps whatever the density (three windows in a
@@ -34,6 +37,7 @@
 #define GPUCAP_COMPUTE_SM_CONTROL_H
 
 #include "gpucap/region.h"
+#include "sm_launch_cost.h"
 #include "sm_weight.h"
 
 #include <stdbool.h>
@@ -102,6 +106,7 @@ struct sm_control_state {
 	uint32_t turns_share_ppm; /* taking turns: the busy share, averaged over ~2 s */
 	unsigned turns_steps;
 	bool overlap; /* the work leaves gaps in its window: no turns (GPUCAP_SM_FLAG_OVERLAP) */
+	struct sm_launch_cost launch_cost; /* learnt alone; counts the share beside a neighbour */
 	struct sm_weight weight;
 };
 
@@ -152,6 +157,8 @@ struct sm_control_decision {
 	uint32_t target_ppm;
 	uint32_t gate_ppm;
 	uint32_t busy_ppm; /* the container's busy share this window */
+	bool by_work;      /* beside a neighbour: the share is the launches' work (sm_launch_cost.h) */
+	uint32_t work_ppm; /* that share, when by_work */
 	bool closed;
 	bool turns; /* a step of taking turns: in.turns, below a duty of 100% */
 };

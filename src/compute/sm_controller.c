@@ -318,10 +318,11 @@ static void say_step(int d, const struct ctl_device *c, const struct sm_control_
 	bool frozen = out->weight.frozen && !out->turns;
 	GPUCAP_LOG(
 	    GPUCAP_LOG_DEBUG,
-	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% busy %.1f%% (process %.1f%%, device %.1f%%, gates %.1f%%) others %.1f%% duty %.1f%% asked %.1f%%%s",
+	    "SM step device %d: cap %.1f%% weight %.3f target %.1f%% busy %.1f%% (process %.1f%%, device %.1f%%, gates %.1f%%) others %.1f%%%s%.1f%% duty %.1f%% asked %.1f%%%s",
 	    d, in->cap_ppm / 1e4, weight / 1e6, out->target_ppm / 1e4, out->busy_ppm / 1e4,
 	    in->mine_ppm / 1e4, in->device_known ? in->device_ppm / 1e4 : -1.0, out->gate_ppm / 1e4,
-	    in->foreign_ppm / 1e4, out->duty_ppm / 1e4, out->asked_ppm / 1e4,
+	    in->foreign_ppm / 1e4, out->by_work ? " work by launches " : " work ",
+	    (out->by_work ? out->work_ppm : out->busy_ppm) / 1e4, out->duty_ppm / 1e4, out->asked_ppm / 1e4,
 	    frozen                                ? " (calibrating)"
 	    : out->turns                          ? " (taking turns)"
 	    : out->flags & GPUCAP_SM_FLAG_OVERLAP ? " (overlapping: the work leaves gaps)"

@@ -1121,6 +1121,9 @@ static struct fake_stream *all_streams;
 static _Thread_local struct fake_stream per_thread_stream = {.magic = STREAM_MAGIC};
 static uint64_t dev_busy_until[MAX_DEV];
 static uint64_t dev_busy_total[MAX_DEV];
+/* Another context's time slices (fakecuda_set_time_slices): each kernel
+ * takes this many thousandths of its own time; 0 or 1000: none. */
+static unsigned dev_slices_permille[MAX_DEV];
 static int capturing_count;
 static uint64_t stat_event_records, stat_capture_violations, stat_use_after_destroy;
 static uint64_t stat_launches[8];
@@ -1303,6 +1306,8 @@ static void enqueue(struct fake_stream *s, uint64_t work_ns)
 	uint64_t now = mono_now();
 	uint64_t start = dev_busy_until[s->ordinal] > now ? dev_busy_until[s->ordinal] : now;
 	work_ns = boosted(s->ordinal, start, work_ns);
+	if (dev_slices_permille[s->ordinal] > 1000)
+		work_ns = work_ns * dev_slices_permille[s->ordinal] / 1000u;
 	dev_busy_until[s->ordinal] = start + work_ns;
 	dev_busy_total[s->ordinal] += work_ns;
 	s->last_end_ns = start + work_ns;
@@ -1712,6 +1717,19 @@ FAKE_EXPORT CUgraphExec fakecuda_graph_exec(uint64_t us)
 	g->magic = GRAPH_MAGIC;
 	g->work_ns = us * 1000u;
 	return (CUgraphExec)g;
+}
+
+/* A neighbour's context takes time slices on the device: from now on each
+ * kernel is busy stretch_permille / 1000 of its own time, and that time
+ * counts as this process's busy (as a real GPU's NVML charges a slice to
+ * the context that held the device); 1000 ends it. */
+FAKE_EXPORT void fakecuda_set_time_slices(int ordinal, unsigned stretch_permille)
+{
+	if (ordinal < 0 || ordinal >= MAX_DEV)
+		return;
+	pthread_mutex_lock(&lock);
+	dev_slices_permille[ordinal] = stretch_permille;
+	pthread_mutex_unlock(&lock);
 }
 
 /* Nanoseconds of work the device has finished running by now. */

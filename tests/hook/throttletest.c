@@ -785,10 +785,49 @@ static void test_gappy_pause(unsigned cap)
 	CU(cuStreamDestroy_v2(s));
 }
 
+/* "neighbour": the gappy program (busy about 50% native) capped alone for
+ * 6 s, then beside a neighbour that takes time slices: each kernel runs
+ * 1.6 times as long, NVML charges that time to this process, and lists the
+ * neighbour busy 40%. Held at the cap in NVML's busy time, the program
+ * would get 30 / 1.6 = 19% of its work; counted by the work its launches
+ * do (at their cost alone), it gets the cap within 3 points, by its own
+ * throughput against the native run, after 8 s beside the neighbour. */
+static void test_gappy_neighbour(unsigned cap)
+{
+	CUstream s = uncalibrated_stream("self:busy");
+	struct gappy native = timed(s, 2.0, gappy_step);
+	set_sm_limit(DEV_A, cap);
+	struct gappy alone = timed(s, 6.0, gappy_step);
+	fakecuda_set_time_slices(0, 1600);
+	fakenvml_set_process_util(424242, 40);
+	timed(s, 8.0, gappy_step);
+	struct gappy beside = timed(s, 3.0, gappy_step);
+	struct gpucap_sm_state st;
+	CHECK(sm_state(DEV_A, &st));
+	fakecuda_set_time_slices(0, 1000);
+	fakenvml_set_process_util(424242, 0);
+	double delivered = beside.steps_per_s / native.steps_per_s * native.busy_fraction * 100.0;
+	fprintf(
+	    stderr,
+	    "no cap: %.2f/s, busy %.3f; cap %u%%: alone busy %.3f; beside the neighbour %.2f/s, busy %.3f, "
+	    "delivered %.1f%%, duty %.3f, published share %.1f%%\n",
+	    native.steps_per_s, native.busy_fraction, cap, alone.busy_fraction, beside.steps_per_s,
+	    beside.busy_fraction, delivered, st.duty_ppm / 1e6, st.share_ppm / 1e4);
+	CHECK(native.busy_fraction > 0.45 && native.busy_fraction < 0.55);
+	CHECK(delivered > cap - 3.0 && delivered < cap + 3.0);
+	/* Status shows the share in work, not in NVML's busy time. */
+	CHECK(st.share_ppm > (cap - 3) * 10000u && st.share_ppm < (cap + 3) * 10000u);
+	CU(cuStreamDestroy_v2(s));
+}
+
 static void test_gappy(const char *cap_text)
 {
 	unsigned cap = (unsigned)atoi(cap_text);
 	fresh_region();
+	if (strstr(cap_text, "neighbour")) {
+		test_gappy_neighbour(cap);
+		return;
+	}
 	if (strstr(cap_text, "shift")) {
 		test_gappy_shift(cap);
 		return;

@@ -965,6 +965,79 @@ static void a_shift_of_the_density_is_followed_at_once(void **state)
 	assert_true(abs_diff(p.duty_ppm, duty) < 60000);
 }
 
+/* Gappy work (busy half of its duty) whose launches cost 100 us of GPU
+ * time each alone. Beside a neighbour (busy 40%) the two contexts take
+ * time slices: NVML still charges the container half of its duty, but
+ * its kernels run stretch_permille / 1000 times longer, so its launches
+ * do that much less work. */
+static void sliced_step(struct plant *p, unsigned stretch_permille, uint32_t foreign_ppm)
+{
+	uint32_t duty = p->duty_ppm ? p->duty_ppm : p->in.cap_ppm;
+	uint32_t mine = duty / 2;
+	uint64_t work_ppm = (uint64_t)mine * 1000 / stretch_permille;
+	unsigned launches = (unsigned)(work_ppm * (SM_STEP_NS / 1000) / PPM / 100);
+	uint32_t device = mine + foreign_ppm > PPM ? PPM : mine + foreign_ppm;
+	measured_step(p, duty, mine, foreign_ppm, device, launches, 0);
+}
+
+/* Capped at 30%, alone first: the share is NVML's busy time, and the
+ * windows teach the cost of a launch. Then a neighbour stretches each
+ * kernel 1.6 times: held at 30% of NVML's busy time the work would get
+ * 30 / 1.6 = 19% (an H100 gave a training step capped at 30% 25.2% of its
+ * work for 36.9% of the busy time). Counted by its launches it gets 30%,
+ * at a duty of 0.3 * 1.6 / 0.5 = 96%, and status shows that share. With
+ * the neighbour there from the start no cost is known: NVML's figure
+ * stands. */
+static void beside_a_neighbour_the_share_is_the_work_its_launches_did(void **state)
+{
+	(void)state;
+	struct plant p;
+	plant_start(&p, 30);
+	for (int i = 0; i < 20; i++)
+		sliced_step(&p, 1000, 0);
+	assert_false(p.out.by_work);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 10000);
+	assert_true(sm_launch_cost_known(&p.state.launch_cost));
+	for (int i = 0; i < 24; i++)
+		sliced_step(&p, 1600, 400000);
+	assert_true(p.out.by_work);
+	assert_true(abs_diff(p.out.work_ppm, 300000) < 15000);
+	assert_true(abs_diff(p.duty_ppm, 960000) < 40000);
+	assert_true(abs_diff(p.out.share_ppm, 300000) < 20000);
+
+	plant_start(&p, 30);
+	for (int i = 0; i < 24; i++)
+		sliced_step(&p, 1600, 400000);
+	assert_false(p.out.by_work);
+	assert_true(abs_diff(p.out.busy_ppm, 300000) < 15000);
+}
+
+/* The cost of a launch: decayed sums, trusted after SM_COST_WINDOWS
+ * windows; a share is launches x cost over the window, at most all of it. */
+static void a_launch_cost_is_learnt_from_windows_alone(void **state)
+{
+	(void)state;
+	struct sm_launch_cost c = {0};
+	for (unsigned i = 0; i < SM_COST_WINDOWS; i++) {
+		assert_false(sm_launch_cost_known(&c));
+		assert_int_equal(sm_launch_cost_share(&c, 1000, SM_STEP_NS), 0);
+		sm_launch_cost_learn(&c, 150 * MS, 3000); /* 50 us a launch */
+	}
+	assert_true(sm_launch_cost_known(&c));
+	assert_int_equal(sm_launch_cost_share(&c, 3000, SM_STEP_NS), 300000);
+	assert_int_equal(sm_launch_cost_share(&c, 2, SM_STEP_NS), 200);
+	assert_int_equal(sm_launch_cost_share(&c, 100000, SM_STEP_NS), PPM);
+	assert_int_equal(sm_launch_cost_share(&c, UINT64_MAX, SM_STEP_NS), PPM);
+	/* A window without launches teaches nothing. */
+	struct sm_launch_cost before = c;
+	sm_launch_cost_learn(&c, 400 * MS, 0);
+	assert_memory_equal(&before, &c, sizeof(c));
+	/* Work that changed: the cost follows over the sums' seconds. */
+	for (int i = 0; i < 40; i++)
+		sm_launch_cost_learn(&c, 150 * MS, 1500); /* 100 us a launch */
+	assert_true(abs_diff(sm_launch_cost_share(&c, 1500, SM_STEP_NS), 300000) < 3000);
+}
+
 /* Work that asks for less than its cap (busy 20% of the time when never
  * held) runs unthrottled: the duty goes to 100%. */
 static void work_below_its_cap_runs_free(void **state)
@@ -1088,6 +1161,8 @@ int main(void)
 	    cmocka_unit_test(work_free_before_a_pause_is_free_after_it),
 	    cmocka_unit_test(a_tenant_running_free_does_not_take_turns),
 	    cmocka_unit_test(a_neighbours_time_slice_leaves_a_free_tenant_free),
+	    cmocka_unit_test(beside_a_neighbour_the_share_is_the_work_its_launches_did),
+	    cmocka_unit_test(a_launch_cost_is_learnt_from_windows_alone),
 	    cmocka_unit_test(busy_share_splits_the_device),
 	    cmocka_unit_test(asked_share_counts_the_time_held),
 	    cmocka_unit_test(bursty_readings_do_not_run_away),
