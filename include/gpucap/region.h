@@ -430,6 +430,17 @@ void gpucap_region_maintain(gpucap_region *region);
 
 /* ---- Snapshots ------------------------------------------------------------ */
 
+/* Where a published share figure comes from. */
+typedef enum gpucap_sm_source {
+	GPUCAP_SM_SOURCE_NONE = 0, /* nothing measured yet */
+	GPUCAP_SM_SOURCE_NVML = 1, /* per-process utilisation from NVML */
+	GPUCAP_SM_SOURCE_GATE = 2, /* estimated from the gates' own busy time */
+	/* Beside a neighbour: the work of the launches the gates counted, at
+	 * the busy time a launch took while the container was alone (an
+	 * older reader takes it for no figure). */
+	GPUCAP_SM_SOURCE_LAUNCHES = 3,
+} gpucap_sm_source;
+
 struct gpucap_device_view {
 	int index;
 	char uuid[GPUCAP_UUID_MAX];
@@ -438,9 +449,10 @@ struct gpucap_device_view {
 	uint64_t in_use_bytes;  /* sum of the processes' in-use bytes */
 	uint64_t peak_bytes;
 	uint32_t sm_limit;
-	uint32_t sm_duty_ppm;  /* current throttle duty, parts per million */
-	uint32_t sm_share_ppm; /* SM share delivered over the last ~second, ppm */
-	bool sm_share_known;   /* false: no measurement yet */
+	uint32_t sm_duty_ppm;             /* current throttle duty, parts per million */
+	uint32_t sm_share_ppm;            /* SM share delivered over the last ~second, ppm */
+	bool sm_share_known;              /* false: no measurement yet */
+	gpucap_sm_source sm_share_source; /* how it was measured; NONE while unknown */
 	/* SM share the region's work asked for over the same window: what it
 	 * would have used unthrottled, ppm. Equals the delivered share when the
 	 * cap held nothing back, more when it did. Known only while the share
@@ -606,13 +618,6 @@ const char *gpucap_status_text(gpucap_status status);
  */
 #define GPUCAP_SM_WEIGHT_MIN_PPM 1000000u
 #define GPUCAP_SM_WEIGHT_MAX_PPM 1600000u
-
-/* Where a published share figure comes from. */
-typedef enum gpucap_sm_source {
-	GPUCAP_SM_SOURCE_NONE = 0, /* nothing measured yet */
-	GPUCAP_SM_SOURCE_NVML = 1, /* per-process utilisation from NVML */
-	GPUCAP_SM_SOURCE_GATE = 2, /* estimated from the gates' own busy time */
-} gpucap_sm_source;
 
 /* Flags published with the share. */
 #define GPUCAP_SM_FLAG_OPEN_LOOP    (1u << 4) /* NVML unavailable: duty is the cap, uncorrected */

@@ -77,6 +77,21 @@ const char *cli_host_pid_source_key(gpucap_host_pid_source source)
 	}
 }
 
+const char *cli_sm_source_key(gpucap_sm_source source)
+{
+	switch (source) {
+	case GPUCAP_SM_SOURCE_NVML:
+		return "nvml";
+	case GPUCAP_SM_SOURCE_GATE:
+		return "gates";
+	case GPUCAP_SM_SOURCE_LAUNCHES:
+		return "launches";
+	case GPUCAP_SM_SOURCE_NONE:
+	default:
+		return "unknown";
+	}
+}
+
 const char *cli_host_pid_source_text(gpucap_host_pid_source source)
 {
 	switch (source) {

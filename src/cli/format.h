@@ -33,6 +33,11 @@ const char *cli_host_pid_source_key(gpucap_host_pid_source source);
 /* Human words for it: "same pid namespace", "via NVML", ... */
 const char *cli_host_pid_source_text(gpucap_host_pid_source source);
 
+/* JSON name of how a delivered SM share was measured: "nvml" (NVML's busy
+ * time), "gates" (the gates' own, without NVML), "launches" (beside a
+ * neighbour, the launches' work at their cost alone), "unknown". */
+const char *cli_sm_source_key(gpucap_sm_source source);
+
 /* The process's usage of the snapshot's i-th listed device. The per-process
  * arrays are indexed by device index (entries live at hashed positions, so
  * the listed devices may have gaps between their indexes). NULL if out of

@@ -67,6 +67,11 @@ void status_json_device_members(struct json_writer *w, const struct gpucap_devic
 		json_key(w, "sm_share_ratio");
 		json_null(w);
 	}
+	json_key(w, "sm_share_source");
+	if (d->sm_share_known)
+		json_string(w, cli_sm_source_key(d->sm_share_source));
+	else
+		json_null(w);
 	if (d->sm_asked_known) {
 		status_json_member_decimal(w, "sm_asked_ratio", d->sm_asked_ppm, 6);
 	} else {

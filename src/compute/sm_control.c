@@ -324,7 +324,9 @@ void sm_control_step(const struct sm_control_inputs *in, struct sm_control_state
 		s->share_known = true;
 	}
 	out->flags = closed ? 0 : GPUCAP_SM_FLAG_OPEN_LOOP;
-	out->source = closed ? GPUCAP_SM_SOURCE_NVML : GPUCAP_SM_SOURCE_GATE;
+	out->source = by_work  ? GPUCAP_SM_SOURCE_LAUNCHES
+	              : closed ? GPUCAP_SM_SOURCE_NVML
+	                       : GPUCAP_SM_SOURCE_GATE;
 
 	if (in->elastic) {
 		if (!closed) {

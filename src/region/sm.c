@@ -204,7 +204,7 @@ bool gpucap_region_sm_read(const gpucap_region *r, int device, uint64_t now_ns, 
 	uint32_t state = atomic_load_explicit(&entry->sm_state, memory_order_relaxed);
 	uint32_t source = state & SM_SOURCE_MASK;
 	out->share_source =
-	    source <= GPUCAP_SM_SOURCE_GATE ? (gpucap_sm_source)source : GPUCAP_SM_SOURCE_NONE;
+	    source <= GPUCAP_SM_SOURCE_LAUNCHES ? (gpucap_sm_source)source : GPUCAP_SM_SOURCE_NONE;
 	out->share_ppm = out->share_source == GPUCAP_SM_SOURCE_NONE
 	                     ? 0
 	                     : clamp_ppm(atomic_load_explicit(&entry->sm_share_ppm, memory_order_relaxed));

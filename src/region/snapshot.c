@@ -155,6 +155,7 @@ static void fill_sm(const struct gpucap_region *r, uint32_t device, struct gpuca
 	view->sm_share_known = sm.share_source != GPUCAP_SM_SOURCE_NONE && sm.lease_slot >= 0 &&
 	                       sm.lease_until_ns + SM_SHARE_FRESH_NS >= now_ns;
 	view->sm_share_ppm = view->sm_share_known ? sm.share_ppm : 0;
+	view->sm_share_source = view->sm_share_known ? sm.share_source : GPUCAP_SM_SOURCE_NONE;
 	/* The asked share rides on the share's freshness. A 0 beside a
 	 * non-zero share is a publisher that does not write demand; beside a
 	 * zero share it is the idle work's own figure. */

@@ -168,7 +168,7 @@ STATUS_SPEC = {"schema_version": (int,), "path": (str,), "format_version": (int,
 DEVICE_SPEC = {"index": (int,), "uuid": (str,), "limit_bytes": (int, None), "charged_bytes": (int,),
                "in_use_bytes": (int,), "peak_bytes": (int,), "sm_limit_percent": (int, None),
                "sm_duty_ratio": (int, float), "sm_share_ratio": (int, float, None),
-               "sm_asked_ratio": (int, float, None), "refusals_total": (int,)}
+               "sm_share_source": (str, None), "sm_asked_ratio": (int, float, None), "refusals_total": (int,)}
 PROCESS_SPEC = {"slot": (int,), "generation": (int,), "pid": (int,), "host_pid": (int, None),
                 "host_pid_source": (str,), "alive": (bool,), "comm": (str,),
                 "started_unix_ns": (int,), "last_launch_unix_ns": (int, None), "refusals": (int,),
@@ -360,7 +360,9 @@ def test_sm_delivery(h):
     controller publishes them through the region's API: device A held at
     its cap (cap 30, delivered 30%, asked 75%), device B using less than its
     cap (cap 50, delivered and asked 20%), device C published by a
-    controller that writes no demand (delivered 25%, asked unknown)."""
+    controller that writes no demand (delivered 25%, asked unknown), device
+    D measured by its launches beside a neighbour (delivered 31%, asked
+    45%)."""
     uuid_c = "GPU-cli-test-cccc"
     tree = os.path.join(h.tmp, "node")
     os.mkdir(tree)
@@ -368,6 +370,8 @@ def test_sm_delivery(h):
     h.actor(region, "device", UUID_A, "1g", "share", "300000", "750000")
     h.actor(region, "device", UUID_B, "1g", "share", "200000", "200000")
     h.actor(region, "device", uuid_c, "1g", "share", "250000", "0")
+    uuid_d = "GPU-cli-test-dddd"
+    h.actor(region, "device", uuid_d, "1g", "share-by-launches", "310000", "450000")
     for uuid, percent in ((UUID_A, "30"), (UUID_B, "50")):
         res = h.cli("set", "--file", region, "--sm", percent, "--device", uuid)
         check_equal(res.returncode, 0, f"set --sm {percent} on {uuid} ({res.stderr!r})")
@@ -377,8 +381,12 @@ def test_sm_delivery(h):
     devices = device_by_uuid(doc)
     got = {u: (d["sm_limit_percent"], d["sm_duty_ratio"], d["sm_share_ratio"], d["sm_asked_ratio"])
            for u, d in devices.items()}
-    check_equal(got, {UUID_A: (30, 0.3, 0.3, 0.75), UUID_B: (50, 0.5, 0.2, 0.2), uuid_c: (None, 1, 0.25, None)},
+    check_equal(got, {UUID_A: (30, 0.3, 0.3, 0.75), UUID_B: (50, 0.5, 0.2, 0.2), uuid_c: (None, 1, 0.25, None),
+                      uuid_d: (None, 1, 0.31, 0.45)},
                 "status --json: SM limit, duty, delivered and asked share")
+    check_equal({u: d["sm_share_source"] for u, d in devices.items()},
+                {UUID_A: "gates", UUID_B: "gates", uuid_c: "gates", uuid_d: "launches"},
+                "status --json: how each delivered share was measured")
 
     res = h.cli("status", "--file", region)
     check_equal((res.returncode, res.stderr), (0, ""), "status exit code and stderr")
@@ -386,7 +394,7 @@ def test_sm_delivery(h):
             if len(r) == 11 and r[1].startswith("GPU-")}
     check_equal({u: r[6:10] for u, r in rows.items()},
                 {UUID_A: ["30%", "30.0%", "30.0%", "75.0%"], UUID_B: ["50%", "50.0%", "20.0%", "20.0%"],
-                 uuid_c: ["none", "-", "25.0%", "n/a"]},
+                 uuid_c: ["none", "-", "25.0%", "n/a"], uuid_d: ["none", "-", "31.0%", "45.0%"]},
                 "status: SM LIMIT, SM DUTY, SM DELIVERED, SM ASKED")
 
     res = h.cli("top", "--once", "--file", region)
@@ -395,7 +403,7 @@ def test_sm_delivery(h):
             if len(r) == 9 and r[1].startswith("GPU-")}
     check_equal({u: r[6:] for u, r in rows.items()},
                 {UUID_A: ["30%", "30.0%", "75.0%"], UUID_B: ["50%", "20.0%", "20.0%"],
-                 uuid_c: ["none", "25.0%", "n/a"]},
+                 uuid_c: ["none", "25.0%", "n/a"], uuid_d: ["none", "31.0%", "45.0%"]},
                 "top: SM LIMIT, SM DELIVERED, SM ASKED")
 
     # A narrow terminal leaves out the UUID before the shares.
@@ -410,7 +418,8 @@ def test_sm_delivery(h):
     devices = device_by_uuid(json.loads(res.stdout)["regions"][0])
     got = {u: (d["sm_share_ratio"], d["sm_asked_ratio"], d["sm_share_percent"], d["sm_asked_percent"])
            for u, d in devices.items()}
-    check_equal(got, {UUID_A: (0.3, 0.75, 30, 75), UUID_B: (0.2, 0.2, 20, 20), uuid_c: (0.25, None, 25, None)},
+    check_equal(got, {UUID_A: (0.3, 0.75, 30, 75), UUID_B: (0.2, 0.2, 20, 20), uuid_c: (0.25, None, 25, None),
+                      uuid_d: (0.31, 0.45, 31, 45)},
                 "top --json: delivered and asked share, as ratios and percentages")
 
     # The per-GPU lines of a node view: one region per GPU here, so its
@@ -424,7 +433,7 @@ def test_sm_delivery(h):
     rows = {r[0]: r for r in (split_row(l) for l in lines) if len(r) == 9 and r[0].startswith("GPU-")}
     check_equal({u: r[6:] for u, r in rows.items()},
                 {UUID_A: ["30%", "30.0%", "75.0%"], UUID_B: ["50%", "20.0%", "20.0%"],
-                 uuid_c: ["none", "25.0%", "n/a"]},
+                 uuid_c: ["none", "25.0%", "n/a"], uuid_d: ["none", "31.0%", "45.0%"]},
                 "top --dir per-GPU SM CAPS, SM DELIVERED, SM ASKED")
 
 

@@ -11,7 +11,9 @@
  *   share DELIVERED ASKED take the device's controller lease for a minute
  *                         and publish, as the library's controller does, the
  *                         SM share delivered and the share the work asked
- *                         for (both in ppm)
+ *                         for (both in ppm), measured by the gates
+ *   share-by-launches DELIVERED ASKED
+ *                         the same, measured by launches beside a neighbour
  * Prints "ready SLOT" on stdout when every step succeeded; prints one error
  * line and exits 1 otherwise.
  */
@@ -46,8 +48,11 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 			if (rc != 0)
 				return rc;
 			i += 3;
-		} else if (strcmp(argv[i], "share") == 0 && i + 2 < argc) {
-			int rc = actor_publish_share(region, device, argv[i + 1], argv[i + 2]);
+		} else if ((strcmp(argv[i], "share") == 0 || strcmp(argv[i], "share-by-launches") == 0) &&
+		           i + 2 < argc) {
+			gpucap_sm_source source =
+			    strcmp(argv[i], "share") == 0 ? GPUCAP_SM_SOURCE_GATE : GPUCAP_SM_SOURCE_LAUNCHES;
+			int rc = actor_publish_share(region, device, argv[i + 1], argv[i + 2], source);
 			if (rc != 0)
 				return rc;
 			i += 3;

@@ -68,7 +68,8 @@ static int run_steps(gpucap_region *region, int argc, char **argv)
 			gpucap_region_note_launch(region, unix_ns);
 			i += 2;
 		} else if (strcmp(argv[i], "share") == 0 && i + 2 < argc) {
-			int rc = actor_publish_share(region, device, argv[i + 1], argv[i + 2]);
+			int rc = actor_publish_share(region, device, argv[i + 1], argv[i + 2],
+			                             GPUCAP_SM_SOURCE_GATE);
 			if (rc != 0)
 				return rc;
 			i += 3;

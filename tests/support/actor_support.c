@@ -87,7 +87,8 @@ static bool parse_ppm(const char *text, uint64_t *out)
 /* Longer than any test runs: the share stays fresh throughout. */
 #define SHARE_LEASE_NS UINT64_C(60000000000)
 
-int actor_publish_share(gpucap_region *region, int device, const char *delivered_text, const char *asked_text)
+int actor_publish_share(gpucap_region *region, int device, const char *delivered_text, const char *asked_text,
+                        gpucap_sm_source source)
 {
 	uint64_t delivered, asked;
 	if (!parse_ppm(delivered_text, &delivered))
@@ -102,7 +103,7 @@ int actor_publish_share(gpucap_region *region, int device, const char *delivered
 	if (!gpucap_region_sm_lease(region, device, now_ns, SHARE_LEASE_NS))
 		return actor_fail("share", "another slot holds the device's controller lease");
 	/* Duty 0: unset, so the views show the cap as the duty. */
-	gpucap_region_sm_publish(region, device, 0, (uint32_t)delivered, GPUCAP_SM_SOURCE_GATE, 0, 0);
+	gpucap_region_sm_publish(region, device, 0, (uint32_t)delivered, source, 0, 0);
 	gpucap_region_sm_publish_asked(region, device, (uint32_t)asked);
 	return 0;
 }

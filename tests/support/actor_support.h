@@ -26,10 +26,10 @@ gpucap_region *actor_attach_claim(const char *path, const char *comm);
 
 /* The "share DELIVERED ASKED" step: takes the device's controller lease for
  * a minute and publishes, as the library's controller does, the SM share
- * delivered and the share asked for (both in ppm). Returns 0, or the exit
- * code after the error line. */
-int actor_publish_share(gpucap_region *region, int device, const char *delivered_text,
-                        const char *asked_text);
+ * delivered and the share asked for (both in ppm), measured as source says.
+ * Returns 0, or the exit code after the error line. */
+int actor_publish_share(gpucap_region *region, int device, const char *delivered_text, const char *asked_text,
+                        gpucap_sm_source source);
 
 /* Prints "ready SLOT" and waits to be killed. */
 _Noreturn void actor_ready(gpucap_region *region);

@@ -157,6 +157,12 @@ static void corrupt_clock_is_pulled_back_once(void **state)
 	assert_int_equal(st.share_ppm, 0);
 	assert_int_equal(gpucap_region_sm_limit(obs, d), 100);
 	assert_int_equal(gpucap_region_sm_duty(obs, d), 0);
+	/* The first source past the known ones is no figure either. */
+	atomic_store(&raw.entry->sm_state, (uint32_t)GPUCAP_SM_SOURCE_LAUNCHES + 1u);
+	atomic_store(&raw.entry->sm_share_ppm, 300000u);
+	assert_true(gpucap_region_sm_read(obs, d, T0, &st));
+	assert_int_equal(st.share_source, GPUCAP_SM_SOURCE_NONE);
+	assert_int_equal(st.share_ppm, 0);
 
 	raw_close(&raw);
 	gpucap_region_detach(obs);
@@ -223,6 +229,12 @@ static void publish_and_snapshot(void **state)
 	assert_int_equal(st.share_ppm, GPUCAP_SM_PPM); /* clamped */
 	assert_int_equal(st.share_source, GPUCAP_SM_SOURCE_NVML);
 	assert_int_equal(st.flags, GPUCAP_SM_FLAG_OPEN_LOOP);
+	/* A share counted by launches beside a neighbour reads back as such. */
+	gpucap_region_sm_publish(r, d, 550000, 2000000, GPUCAP_SM_SOURCE_LAUNCHES, GPUCAP_SM_FLAG_OPEN_LOOP,
+	                         -3000000);
+	assert_true(gpucap_region_sm_read(r, d, now, &st));
+	assert_int_equal(st.share_source, GPUCAP_SM_SOURCE_LAUNCHES);
+	assert_int_equal(st.share_ppm, GPUCAP_SM_PPM);
 	assert_int_equal(st.integral_ppm, -(int32_t)GPUCAP_SM_PPM);
 	assert_int_equal(gpucap_region_sm_duty(r, d), 550000);
 
@@ -243,6 +255,7 @@ static void publish_and_snapshot(void **state)
 	assert_int_equal(s->devices[0].sm_duty_ppm, 550000);
 	assert_true(s->devices[0].sm_share_known);
 	assert_int_equal(s->devices[0].sm_share_ppm, GPUCAP_SM_PPM);
+	assert_int_equal(s->devices[0].sm_share_source, GPUCAP_SM_SOURCE_LAUNCHES);
 	gpucap_snapshot_free(s);
 
 	/* No cap: the view shows a full duty whatever was published. */

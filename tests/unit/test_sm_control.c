@@ -1001,6 +1001,7 @@ static void beside_a_neighbour_the_share_is_the_work_its_launches_did(void **sta
 	for (int i = 0; i < 24; i++)
 		sliced_step(&p, 1600, 400000);
 	assert_true(p.out.by_work);
+	assert_int_equal(p.out.source, GPUCAP_SM_SOURCE_LAUNCHES);
 	assert_true(abs_diff(p.out.work_ppm, 300000) < 15000);
 	assert_true(abs_diff(p.duty_ppm, 960000) < 40000);
 	assert_true(abs_diff(p.out.share_ppm, 300000) < 20000);
@@ -1009,6 +1010,7 @@ static void beside_a_neighbour_the_share_is_the_work_its_launches_did(void **sta
 	for (int i = 0; i < 24; i++)
 		sliced_step(&p, 1600, 400000);
 	assert_false(p.out.by_work);
+	assert_int_equal(p.out.source, GPUCAP_SM_SOURCE_NVML);
 	assert_true(abs_diff(p.out.busy_ppm, 300000) < 15000);
 }
 
